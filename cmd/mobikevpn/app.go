@@ -1,0 +1,579 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mobikevpn/mobikevpn/internal/config"
+	"github.com/mobikevpn/mobikevpn/internal/control"
+	"github.com/mobikevpn/mobikevpn/internal/daemon"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the operation failed
+	exitUsage  = 2 // bad usage or bad configuration
+)
+
+// envControl names the control socket when --control is not given.
+const envControl = "MOBIKEVPN_CONTROL"
+
+// exitError carries an exit code and the message to print (if any).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...)}
+}
+
+func failed(format string, args ...any) error {
+	return &exitError{code: exitFailed, msg: fmt.Sprintf(format, args...)}
+}
+
+// app is the CLI with its I/O and the daemon entry point injected.
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	runDaemon      func(ctx context.Context, cfg *config.Config, log *slog.Logger, opts daemon.Options) error
+	// signals returns a context cancelled on SIGINT/SIGTERM and a channel fed by
+	// SIGHUP; tests replace it.
+	signals func(ctx context.Context) (context.Context, <-chan struct{}, func())
+}
+
+func newApp(stdout, stderr io.Writer) *app {
+	return &app{stdout: stdout, stderr: stderr, getenv: os.Getenv, signals: osSignals, runDaemon: daemon.Run}
+}
+
+// runApp runs the CLI on args (args[0] is the program name) and returns the exit code.
+func runApp(args []string, stdout, stderr io.Writer) int {
+	return newApp(stdout, stderr).run(args)
+}
+
+// osSignals: SIGINT and SIGTERM cancel the context, SIGHUP asks for a reload.
+func osSignals(ctx context.Context) (context.Context, <-chan struct{}, func()) {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is already pending
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ctx, reload, func() {
+		signal.Stop(hup)
+		stop()
+		<-done
+	}
+}
+
+// run executes the CLI and maps every outcome to an exit code.
+func (a *app) run(args []string) int {
+	ca := a.cliApp()
+	err := ca.RunContext(context.Background(), reorderArgs(ca, args))
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintf(a.stderr, "mobikevpn: %s\n", ee.msg)
+		}
+		return ee.code
+	}
+	// Anything else comes from urfave/cli itself: usage problems.
+	fmt.Fprintf(a.stderr, "mobikevpn: %v\nRun 'mobikevpn --help' for usage.\n", err)
+	return exitUsage
+}
+
+// reorderArgs moves a command's flags before its positional arguments, so that
+// "up NAME --control PATH" works as "up --control PATH NAME" (Go's flag parsing stops
+// at the first positional argument). Arguments after "--" stay positional.
+func reorderArgs(ca *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	takesValue := func(flags []cli.Flag, name string) bool {
+		for _, f := range flags {
+			for _, n := range f.Names() {
+				if n == name {
+					_, isBool := f.(*cli.BoolFlag)
+					return !isBool
+				}
+			}
+		}
+		return false
+	}
+	isFlag := func(s string) bool { return len(s) > 1 && s[0] == '-' && s != "--" }
+	flagName := func(s string) (string, bool) {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(s, "-"), "=")
+		return name, hasValue
+	}
+	// Skip the flags before the command name.
+	i := 1
+	for i < len(args) && isFlag(args[i]) {
+		name, inline := flagName(args[i])
+		i++
+		if !inline && takesValue(ca.Flags, name) && i < len(args) {
+			i++
+		}
+	}
+	if i >= len(args) {
+		return args
+	}
+	var cmd *cli.Command
+	for _, c := range ca.Commands {
+		if c.HasName(args[i]) {
+			cmd = c
+		}
+	}
+	if cmd == nil {
+		return args
+	}
+	out := append([]string(nil), args[:i+1]...)
+	var positional []string
+	rest := args[i+1:]
+	for j := 0; j < len(rest); j++ {
+		s := rest[j]
+		switch {
+		case s == "--":
+			positional = append(positional, rest[j+1:]...)
+			j = len(rest)
+		case isFlag(s):
+			out = append(out, s)
+			if name, inline := flagName(s); !inline && takesValue(cmd.Flags, name) && j+1 < len(rest) {
+				j++
+				out = append(out, rest[j])
+			}
+		default:
+			positional = append(positional, s)
+		}
+	}
+	for _, p := range positional {
+		if strings.HasPrefix(p, "-") {
+			out = append(out, "--")
+			break
+		}
+	}
+	return append(out, positional...)
+}
+
+// commonFlags are accepted before and after the command name.
+func commonFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "configuration `FILE`"},
+		&cli.StringFlag{Name: "control", Usage: "control socket `PATH` (env " + envControl + "; default: the config's control, else " + config.DefaultControl + ")"},
+		&cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error (default: the config's log_level, else info)"},
+	}
+}
+
+func (a *app) cliApp() *cli.App {
+	onUsage := func(c *cli.Context, err error, isSubcommand bool) error {
+		hint := "mobikevpn --help"
+		if isSubcommand && c.Command != nil {
+			hint = "mobikevpn " + c.Command.Name + " --help"
+		}
+		return usageErr("%v\nRun '%s' for usage.", err, hint)
+	}
+	cmd := func(c *cli.Command) *cli.Command {
+		c.Flags = append(commonFlags(), c.Flags...)
+		c.OnUsageError = onUsage
+		return c
+	}
+	return &cli.App{
+		Name:           "mobikevpn",
+		Usage:          "userspace IKEv2/IPsec VPN with MOBIKE",
+		Version:        versionString(),
+		HideVersion:    true,
+		Writer:         a.stdout,
+		ErrWriter:      a.stderr,
+		Flags:          commonFlags(),
+		OnUsageError:   onUsage,
+		ExitErrHandler: func(*cli.Context, error) {}, // never os.Exit inside the library
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErr("unknown command %q; commands: run, status, up, down, switch, version\nRun 'mobikevpn --help' for usage.", c.Args().First())
+			}
+			return usageErr("missing command; commands: run, status, up, down, switch, version\nRun 'mobikevpn --help' for usage.")
+		},
+		Commands: []*cli.Command{
+			cmd(&cli.Command{
+				Name:      "run",
+				Usage:     "run the daemon in the foreground",
+				ArgsUsage: " ",
+				Action:    a.cmdRun,
+			}),
+			cmd(&cli.Command{
+				Name:      "status",
+				Usage:     "show the IKE SAs and Child SAs of the running daemon",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+				Action:    a.cmdStatus,
+			}),
+			cmd(&cli.Command{
+				Name:      "up",
+				Usage:     "initiate connection NAME and wait until it is established",
+				ArgsUsage: "NAME",
+				Action:    func(c *cli.Context) error { return a.cmdUpDown(c, true) },
+			}),
+			cmd(&cli.Command{
+				Name:      "down",
+				Usage:     "delete connection NAME",
+				ArgsUsage: "NAME",
+				Action:    func(c *cli.Context) error { return a.cmdUpDown(c, false) },
+			}),
+			cmd(&cli.Command{
+				Name:      "switch",
+				Usage:     "ask peers to move their SAs to local address ADDR (responder, R-MOBIKE)",
+				UsageText: "mobikevpn switch --to ADDR (--sa ID | --peer IDENTITY | --from ADDR | --all) [--wait DURATION]",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "to", Usage: "the local `ADDR` to move to"},
+					&cli.Uint64Flag{Name: "sa", Usage: "select the IKE SA with this `ID`"},
+					&cli.StringFlag{Name: "peer", Usage: "select the SAs of the peer with this `IDENTITY`"},
+					&cli.StringFlag{Name: "from", Usage: "select the SAs on local address `ADDR`"},
+					&cli.BoolFlag{Name: "all", Usage: "select every SA"},
+					&cli.DurationFlag{Name: "wait", Usage: "wait up to `DURATION` for the peers to move"},
+				},
+				Action: a.cmdSwitch,
+			}),
+			cmd(&cli.Command{
+				Name:      "version",
+				Usage:     "print version, commit and Go version",
+				ArgsUsage: " ",
+				Action: func(c *cli.Context) error {
+					if err := a.common(c); err != nil {
+						return err
+					}
+					if c.NArg() > 0 {
+						return usageErr("version takes no arguments")
+					}
+					fmt.Fprint(a.stdout, versionText(version, commit, buildInfo()))
+					return nil
+				},
+			}),
+		},
+	}
+}
+
+// flagValue returns a common flag's value, from after the command name first, then from
+// before it.
+func flagValue(c *cli.Context, name string) (string, bool) {
+	for _, cc := range c.Lineage() {
+		if cc.IsSet(name) {
+			return cc.String(name), true
+		}
+	}
+	return "", false
+}
+
+// common validates the common flags shared by all commands.
+func (a *app) common(c *cli.Context) error {
+	if lvl, ok := flagValue(c, "log-level"); ok {
+		if _, err := parseLevel(lvl); err != nil {
+			return err
+		}
+	}
+	if p, ok := flagValue(c, "config"); ok && p == "" {
+		return usageErr("-c/--config needs a file name")
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, usageErr("--log-level %q: use debug, info, warn or error", s)
+}
+
+// loadConfig loads the config named by -c; bad configuration is a usage error.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	return cfg, nil
+}
+
+// controlPath: --control, else $MOBIKEVPN_CONTROL, else the config's control (when -c
+// is given), else the default.
+func (a *app) controlPath(c *cli.Context) (string, error) {
+	if p, ok := flagValue(c, "control"); ok {
+		if p == "" {
+			return "", usageErr("--control needs a path")
+		}
+		return p, nil
+	}
+	if p := a.getenv(envControl); p != "" {
+		return p, nil
+	}
+	if path, ok := flagValue(c, "config"); ok {
+		cfg, err := loadConfig(path)
+		if err != nil {
+			return "", err
+		}
+		if cfg.Control != "" {
+			return cfg.Control, nil
+		}
+	}
+	return config.DefaultControl, nil
+}
+
+func noArgs(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageErr("%s takes no arguments, got %q", c.Command.Name, c.Args().Slice())
+	}
+	return nil
+}
+
+func (a *app) cmdRun(c *cli.Context) error {
+	if err := a.common(c); err != nil {
+		return err
+	}
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	path, ok := flagValue(c, "config")
+	if !ok {
+		return usageErr("run needs the configuration: mobikevpn run -c FILE")
+	}
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	if lvl, ok := flagValue(c, "log-level"); ok {
+		cfg.LogLevel = lvl
+	}
+	level, err := parseLevel(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	if p, ok := flagValue(c, "control"); ok {
+		cfg.Control = p
+	} else if p := a.getenv(envControl); p != "" {
+		cfg.Control = p
+	}
+	if cfg.Control == "" {
+		cfg.Control = config.DefaultControl
+	}
+	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	ctx, reload, stop := a.signals(c.Context)
+	defer stop()
+	if err := a.runDaemon(ctx, cfg, log, daemon.Options{Reload: reload}); err != nil {
+		return failed("%v", err)
+	}
+	return nil
+}
+
+// opErr maps a control error to an exit code: the daemon's code, else 1.
+func opErr(what string, err error) error {
+	code := exitFailed
+	var ce *control.Error
+	if errors.As(err, &ce) && ce.Code == control.CodeUsage {
+		code = exitUsage
+	}
+	return &exitError{code: code, msg: what + ": " + err.Error()}
+}
+
+func (a *app) cmdStatus(c *cli.Context) error {
+	if err := a.common(c); err != nil {
+		return err
+	}
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	path, err := a.controlPath(c)
+	if err != nil {
+		return err
+	}
+	st, err := control.StatusOf(c.Context, path)
+	if err != nil {
+		return opErr("status", err)
+	}
+	if c.Bool("json") {
+		b, err := json.MarshalIndent(st, "", "  ")
+		if err != nil {
+			return failed("status: %v", err)
+		}
+		_, err = a.stdout.Write(append(b, '\n'))
+		return err
+	}
+	return control.FormatStatus(a.stdout, st)
+}
+
+func (a *app) cmdUpDown(c *cli.Context, up bool) error {
+	if err := a.common(c); err != nil {
+		return err
+	}
+	verb := c.Command.Name
+	switch {
+	case c.NArg() == 0:
+		return usageErr("%s needs the connection NAME: mobikevpn %s NAME", verb, verb)
+	case c.NArg() > 1:
+		return usageErr("%s takes one connection NAME, got %q", verb, c.Args().Slice())
+	}
+	name := c.Args().First()
+	path, err := a.controlPath(c)
+	if err != nil {
+		return err
+	}
+	cl := &control.Client{Path: path, Progress: func(m string) { fmt.Fprintln(a.stderr, m) }}
+	if up {
+		err = cl.Up(c.Context, name)
+	} else {
+		err = cl.Down(c.Context, name)
+	}
+	if err != nil {
+		return opErr(verb+" "+name, err)
+	}
+	if up {
+		fmt.Fprintf(a.stdout, "connection %s is up\n", name)
+	} else {
+		fmt.Fprintf(a.stdout, "connection %s is down\n", name)
+	}
+	return nil
+}
+
+func (a *app) cmdSwitch(c *cli.Context) error {
+	if err := a.common(c); err != nil {
+		return err
+	}
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	to := c.String("to")
+	if !c.IsSet("to") || to == "" {
+		return usageErr("switch needs --to ADDR, the local address to move to")
+	}
+	if a, err := netip.ParseAddr(to); err != nil || a.Zone() != "" {
+		return usageErr("switch --to %q: not an IP address", to)
+	}
+	var req control.SwitchRequest
+	req.To = to
+	var selectors []string
+	if c.IsSet("sa") {
+		id := c.Uint64("sa")
+		req.SA = &id
+		selectors = append(selectors, "--sa")
+	}
+	if c.IsSet("peer") {
+		if req.Peer = c.String("peer"); req.Peer == "" {
+			return usageErr("switch --peer needs an IDENTITY")
+		}
+		selectors = append(selectors, "--peer")
+	}
+	if c.IsSet("from") {
+		req.From = c.String("from")
+		if a, err := netip.ParseAddr(req.From); err != nil || a.Zone() != "" {
+			return usageErr("switch --from %q: not an IP address", req.From)
+		}
+		selectors = append(selectors, "--from")
+	}
+	if c.IsSet("all") && c.Bool("all") {
+		req.All = true
+		selectors = append(selectors, "--all")
+	}
+	switch len(selectors) {
+	case 0:
+		return usageErr("switch needs one selection: --sa ID, --peer IDENTITY, --from ADDR or --all")
+	case 1:
+	default:
+		return usageErr("switch takes one selection, got %s", strings.Join(selectors, " and "))
+	}
+	if c.IsSet("wait") {
+		if req.Wait = c.Duration("wait"); req.Wait <= 0 {
+			return usageErr("switch --wait %v: the wait must be more than 0", req.Wait)
+		}
+	}
+	path, err := a.controlPath(c)
+	if err != nil {
+		return err
+	}
+	cl := &control.Client{Path: path, Progress: func(m string) { fmt.Fprintln(a.stderr, m) }}
+	msg, err := cl.Switch(c.Context, req)
+	if err != nil {
+		return opErr("switch", err)
+	}
+	if msg != "" {
+		fmt.Fprintln(a.stdout, msg)
+	}
+	return nil
+}
+
+func buildInfo() *debug.BuildInfo {
+	bi, _ := debug.ReadBuildInfo()
+	return bi
+}
+
+func versionString() string {
+	v, _ := versionCommit(version, commit, buildInfo())
+	return v
+}
+
+// versionCommit fills in what -ldflags did not set from the build information.
+func versionCommit(ver, com string, bi *debug.BuildInfo) (string, string) {
+	if ver == "" && bi != nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		ver = bi.Main.Version
+	}
+	if ver == "" {
+		ver = "dev"
+	}
+	if com == "" && bi != nil {
+		dirty := false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				com = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if com != "" && dirty {
+			com += "-dirty"
+		}
+	}
+	if com == "" {
+		com = "unknown"
+	}
+	return ver, com
+}
+
+func versionText(ver, com string, bi *debug.BuildInfo) string {
+	ver, com = versionCommit(ver, com, bi)
+	return fmt.Sprintf("mobikevpn %s\ncommit: %s\ngo: %s %s/%s\n", ver, com, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}

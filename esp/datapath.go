@@ -1,0 +1,667 @@
+// Package esp is the Child SA datapath: it moves packets between a TUN device and
+// UDP-encapsulated ESP (RFC 4303, RFC 3948) with in-place AEAD, anti-replay, traffic
+// selector enforcement and batched I/O, and demultiplexes IKE messages to the caller.
+package esp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+const (
+	// MaxIKEMessage is the largest IKE message received intact on any port (on the
+	// NAT-T port it is preceded by the 4-byte non-ESP marker).
+	MaxIKEMessage = 8192
+	// maxBatch bounds the packets handled per read.
+	maxBatch = 128
+	// ikeBatch is the batch size of sockets that only carry IKE.
+	ikeBatch = 8
+	// outHeadroom is where TUN reads start in a send buffer: room for the longest ESP
+	// header and IV, which seal writes in front of the inner packet.
+	outHeadroom = 32
+	// tunWriteOffset is the offset passed to tun.Device.Write: the bytes in front of
+	// each inner packet (at least the 10 of the Linux virtio header). Every ESP header
+	// plus IV is at least this long, so decrypted packets are written where they lie.
+	tunWriteOffset = 16
+	// minMTU and maxMTU bound Config.MTU.
+	minMTU = 576
+	maxMTU = 65535
+)
+
+// Config is what a Datapath is built from. The Datapath owns TUN and Conns: Run closes
+// them when it returns.
+type Config struct {
+	// TUN is the device inner packets are read from and written to.
+	TUN tun.Device
+	// Conns are the wildcard UDP sockets, IPv4 and IPv6, for the IKE port and the
+	// NAT-T port. At most one per address family and port.
+	Conns []udp.Conn
+	// NATTPort is the local port on which datagrams carry ESP, the RFC 3948 non-ESP
+	// marker in front of IKE, and NAT keepalives. Datagrams on other ports are IKE.
+	NATTPort uint16
+	// OnIKE receives each IKE message (marker stripped) with the local address it
+	// arrived at and its source. pkt is owned by the callee. It is called from the
+	// receiving goroutine and must not block for long.
+	OnIKE func(pkt []byte, local, remote netip.AddrPort)
+	// Logger receives debug lines about drops (rate-limited) and errors. Nil discards.
+	Logger *slog.Logger
+	// MTU is the inner MTU (the TUN device's); it sizes the buffers. Zero asks the TUN.
+	MTU int
+}
+
+// SAConfig describes one Child SA in one direction.
+type SAConfig struct {
+	// SPI is the SPI in the ESP header: ours for an inbound SA, the peer's for an
+	// outbound one. Values below 256 are reserved (RFC 4303 section 2.1).
+	SPI  uint32
+	Keys Keys
+	// ESN enables 64-bit extended sequence numbers (RFC 4303 section 2.2.1).
+	ESN bool
+	// ReplayWindow is the inbound anti-replay window in packets; 0 means
+	// DefaultReplayWindow, and it is raised to at least MinReplayWindow.
+	ReplayWindow int
+	// LocalTS and RemoteTS are the traffic selectors: for an outbound SA a packet's
+	// source must be in LocalTS and its destination in RemoteTS; for an inbound SA the
+	// decrypted packet's source must be in RemoteTS and its destination in LocalTS.
+	LocalTS, RemoteTS []Selector
+	// Keepalive, for an outbound SA, sends an RFC 3948 NAT keepalive to the remote
+	// endpoint when nothing was sent on this SA for that long. Zero disables it.
+	Keepalive time.Duration
+}
+
+// Counters are the traffic of one SA.
+type Counters struct {
+	Bytes   uint64    // inner (plaintext) bytes
+	Packets uint64    // inner packets
+	Dropped uint64    // packets of this SA dropped (authentication, replay, trailer, selectors; out of sequence numbers, too big)
+	Seq     uint64    // outbound: the last sequence number used; inbound: the highest authenticated one
+	Last    time.Time // when the last packet was sent or accepted; zero if none
+}
+
+// Datapath moves packets between the TUN device and ESP-in-UDP for the installed SAs.
+// Its methods are safe for concurrent use.
+type Datapath struct {
+	tun       tun.Device
+	conns     []*connInfo
+	nattPort  uint16
+	onIKE     func(pkt []byte, local, remote netip.AddrPort)
+	log       *slog.Logger
+	mtu       int
+	outBatch  int
+	outBufLen int
+	inBufLen  int
+	epoch     time.Time
+
+	in  atomic.Pointer[inTable]
+	out atomic.Pointer[outTable]
+	mu  sync.Mutex // serialises changes to in and out
+
+	drops drops
+	kick  chan struct{} // wakes the keepalive goroutine after a change of the table
+
+	started   atomic.Bool
+	closeOnce sync.Once
+}
+
+type connInfo struct {
+	c     udp.Conn
+	local netip.AddrPort
+	port  uint16
+	is4   bool
+	natt  bool
+	wmu   sync.Mutex // one WriteBatch at a time per socket
+}
+
+// endpoint is where an outbound SA sends; it is replaced as a whole (MOBIKE).
+type endpoint struct {
+	local, remote netip.AddrPort
+	src           netip.AddrPort // udp.Message.Local: local, or zero to let the kernel choose
+	conn          int
+}
+
+type saCounters struct {
+	bytes, packets, dropped atomic.Uint64
+	last                    atomic.Int64 // Datapath.mono() + 1 of the last packet; 0 = none
+}
+
+func (c *saCounters) add(n int, now int64) {
+	c.bytes.Add(uint64(n))
+	c.packets.Add(1)
+	c.last.Store(now + 1)
+}
+
+type inSA struct {
+	spi    uint32
+	suite  *suite
+	esn    bool
+	local  []sel
+	remote []sel
+	l4     bool
+	mu     sync.Mutex // guards win
+	win    replayWindow
+	ctr    saCounters
+}
+
+type inTable struct {
+	m map[uint32]*inSA
+}
+
+type outSA struct {
+	child     uint64
+	spi       uint32
+	suite     *suite
+	esn       bool
+	local     []sel
+	remote    []sel
+	l4        bool
+	seq       atomic.Uint64 // the last sequence number used
+	ep        atomic.Pointer[endpoint]
+	keepalive time.Duration
+	lastSent  atomic.Int64 // mono() of the last ESP packet or keepalive sent
+	ctr       saCounters
+}
+
+// outTable is the immutable outbound policy: SAs whose remote selectors include a
+// single address are found through hosts by destination; the others are scanned in
+// installation order.
+type outTable struct {
+	all     []*outSA // installation order
+	byChild map[uint64]*outSA
+	hosts   map[u128][]*outSA
+	scan    []*outSA
+	l4      bool // some SA's selectors look at protocols or ports
+}
+
+// New checks cfg and returns a Datapath with no SAs. Call Run to move packets.
+func New(cfg Config) (*Datapath, error) {
+	if cfg.TUN == nil {
+		return nil, errors.New("esp: no TUN device")
+	}
+	if len(cfg.Conns) == 0 {
+		return nil, errors.New("esp: no sockets")
+	}
+	if cfg.NATTPort == 0 {
+		return nil, errors.New("esp: no NAT-T port")
+	}
+	mtu := cfg.MTU
+	if mtu == 0 {
+		m, err := cfg.TUN.MTU()
+		if err != nil {
+			return nil, fmt.Errorf("esp: TUN MTU: %w", err)
+		}
+		mtu = m
+	}
+	if mtu < minMTU || mtu > maxMTU {
+		return nil, fmt.Errorf("esp: MTU %d out of range [%d, %d]", mtu, minMTU, maxMTU)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Datapath{
+		tun:      cfg.TUN,
+		nattPort: cfg.NATTPort,
+		onIKE:    cfg.OnIKE,
+		log:      log,
+		mtu:      mtu,
+		outBatch: min(max(cfg.TUN.BatchSize(), 1), maxBatch),
+		epoch:    time.Now(),
+		kick:     make(chan struct{}, 1),
+	}
+	d.outBufLen = outHeadroom + mtu + maxTailLen
+	d.inBufLen = max(maxHeadLen+mtu+maxTailLen, 4+MaxIKEMessage)
+	natt := false
+	for _, c := range cfg.Conns {
+		if c == nil {
+			return nil, errors.New("esp: nil socket")
+		}
+		la := c.LocalAddr()
+		if !la.Addr().IsValid() || la.Port() == 0 {
+			return nil, fmt.Errorf("esp: socket with bad local address %s", la)
+		}
+		ci := &connInfo{c: c, local: la, port: la.Port(), is4: la.Addr().Unmap().Is4(), natt: la.Port() == cfg.NATTPort}
+		for _, o := range d.conns {
+			if o.is4 == ci.is4 && o.port == ci.port {
+				return nil, fmt.Errorf("esp: two sockets for %s", la)
+			}
+		}
+		natt = natt || ci.natt
+		d.conns = append(d.conns, ci)
+	}
+	if !natt {
+		return nil, fmt.Errorf("esp: no socket on the NAT-T port %d", cfg.NATTPort)
+	}
+	d.in.Store(&inTable{m: map[uint32]*inSA{}})
+	d.out.Store(buildOutTable(nil))
+	return d, nil
+}
+
+// mono is the monotonic time since New in nanoseconds.
+func (d *Datapath) mono() int64 { return int64(time.Since(d.epoch)) }
+
+// Run moves packets until ctx is done or the TUN device closes; it then closes the TUN
+// device and the sockets and returns once every goroutine it started has ended. It
+// returns nil when ctx ended, and the error that stopped it otherwise. Run may be
+// called once.
+func (d *Datapath) Run(ctx context.Context) error {
+	if !d.started.CompareAndSwap(false, true) {
+		return errors.New("esp: Run called twice")
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, ci := range d.conns {
+		wg.Go(func() {
+			if err := d.receive(ctx, ci); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := d.send(ctx); err != nil {
+			cancel(err)
+		}
+	})
+	wg.Go(func() { d.keepalives(ctx) })
+	<-ctx.Done()
+	d.closeIO()
+	wg.Wait()
+	if parent.Err() != nil {
+		return nil
+	}
+	return context.Cause(ctx)
+}
+
+// closeIO closes the TUN device and the sockets, unblocking the readers.
+func (d *Datapath) closeIO() {
+	d.closeOnce.Do(func() {
+		if err := d.tun.Close(); err != nil {
+			d.log.Debug("esp: closing TUN", "err", err)
+		}
+		for _, ci := range d.conns {
+			if err := ci.c.Close(); err != nil {
+				d.log.Debug("esp: closing socket", "local", ci.local, "err", err)
+			}
+		}
+	})
+}
+
+// connFor returns the socket of remote's address family bound to local's port.
+func (d *Datapath) connFor(local, remote netip.AddrPort) (int, error) {
+	ra := remote.Addr().Unmap()
+	if !ra.IsValid() || remote.Port() == 0 {
+		return -1, fmt.Errorf("esp: bad remote address %s", remote)
+	}
+	if la := local.Addr(); la.IsValid() && !la.IsUnspecified() && la.Unmap().Is4() != ra.Is4() {
+		return -1, fmt.Errorf("esp: local %s and remote %s are of different families", local, remote)
+	}
+	for i, ci := range d.conns {
+		if ci.is4 == ra.Is4() && ci.port == local.Port() {
+			return i, nil
+		}
+	}
+	return -1, fmt.Errorf("esp: no socket for local %s (remote %s)", local, remote)
+}
+
+func (d *Datapath) newEndpoint(local, remote netip.AddrPort) (*endpoint, error) {
+	c, err := d.connFor(local, remote)
+	if err != nil {
+		return nil, err
+	}
+	ep := &endpoint{
+		local:  local,
+		remote: netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()),
+		conn:   c,
+	}
+	if la := local.Addr(); la.IsValid() && !la.IsUnspecified() {
+		ep.src = netip.AddrPortFrom(la.Unmap(), local.Port())
+	}
+	return ep, nil
+}
+
+// SendIKE sends an IKE message from local to remote on the socket of remote's family
+// bound to local's port, with the non-ESP marker on the NAT-T port. local's address
+// is the source (unspecified lets the kernel choose).
+func (d *Datapath) SendIKE(local, remote netip.AddrPort, pkt []byte) error {
+	ep, err := d.newEndpoint(local, remote)
+	if err != nil {
+		return err
+	}
+	ci := d.conns[ep.conn]
+	buf := pkt
+	if ci.natt {
+		buf = make([]byte, 4+len(pkt))
+		copy(buf[4:], pkt)
+	}
+	return d.sendOne(ci, ep, buf)
+}
+
+// SendKeepalive sends an RFC 3948 NAT keepalive (one 0xFF byte) from local to remote.
+func (d *Datapath) SendKeepalive(local, remote netip.AddrPort) error {
+	ep, err := d.newEndpoint(local, remote)
+	if err != nil {
+		return err
+	}
+	return d.sendOne(d.conns[ep.conn], ep, []byte{0xff})
+}
+
+func (d *Datapath) sendOne(ci *connInfo, ep *endpoint, buf []byte) error {
+	msgs := []udp.Message{{Buffer: buf, N: len(buf), Local: ep.src, Remote: ep.remote}}
+	ci.wmu.Lock()
+	n, err := ci.c.WriteBatch(msgs)
+	ci.wmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("esp: send to %s: %w", ep.remote, err)
+	}
+	if n != 1 {
+		return fmt.Errorf("esp: send to %s: datagram not sent", ep.remote)
+	}
+	return nil
+}
+
+func checkSPI(spi uint32) error {
+	if spi < 256 {
+		return fmt.Errorf("esp: reserved SPI %d", spi)
+	}
+	return nil
+}
+
+// AddInbound installs an inbound SA, found by c.SPI (our SPI). The SPI must be free.
+func (d *Datapath) AddInbound(c SAConfig) error {
+	if err := checkSPI(c.SPI); err != nil {
+		return err
+	}
+	s, err := newSuite(c.Keys)
+	if err != nil {
+		return err
+	}
+	local, err := compileSelectors(c.LocalTS)
+	if err != nil {
+		return fmt.Errorf("%w (local)", err)
+	}
+	remote, err := compileSelectors(c.RemoteTS)
+	if err != nil {
+		return fmt.Errorf("%w (remote)", err)
+	}
+	sa := &inSA{
+		spi:    c.SPI,
+		suite:  s,
+		esn:    c.ESN,
+		local:  local,
+		remote: remote,
+		l4:     needsL4(local) || needsL4(remote),
+		win:    newReplayWindow(c.ReplayWindow, c.ESN),
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.in.Load()
+	if _, ok := old.m[c.SPI]; ok {
+		return fmt.Errorf("esp: inbound SPI %#08x already installed", c.SPI)
+	}
+	m := make(map[uint32]*inSA, len(old.m)+1)
+	for k, v := range old.m {
+		m[k] = v
+	}
+	m[c.SPI] = sa
+	d.in.Store(&inTable{m: m})
+	return nil
+}
+
+// RemoveInbound removes the inbound SA with our SPI spi, if any.
+func (d *Datapath) RemoveInbound(spi uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.in.Load()
+	if _, ok := old.m[spi]; !ok {
+		return
+	}
+	m := make(map[uint32]*inSA, len(old.m))
+	for k, v := range old.m {
+		if k != spi {
+			m[k] = v
+		}
+	}
+	d.in.Store(&inTable{m: m})
+}
+
+// InstallOutbound installs the outbound SA of the caller's Child SA child, sending
+// from local to remote. Installing again for the same child replaces the SA
+// atomically (make-before-break rekey): packets read after the call use the new SA,
+// its counters and sequence numbers start afresh, and it keeps the old one's place
+// in the lookup order.
+func (d *Datapath) InstallOutbound(child uint64, c SAConfig, local, remote netip.AddrPort) error {
+	if err := checkSPI(c.SPI); err != nil {
+		return err
+	}
+	if c.Keepalive < 0 {
+		return errors.New("esp: negative keepalive interval")
+	}
+	s, err := newSuite(c.Keys)
+	if err != nil {
+		return err
+	}
+	ls, err := compileSelectors(c.LocalTS)
+	if err != nil {
+		return fmt.Errorf("%w (local)", err)
+	}
+	rs, err := compileSelectors(c.RemoteTS)
+	if err != nil {
+		return fmt.Errorf("%w (remote)", err)
+	}
+	ep, err := d.newEndpoint(local, remote)
+	if err != nil {
+		return err
+	}
+	sa := &outSA{
+		child:     child,
+		spi:       c.SPI,
+		suite:     s,
+		esn:       c.ESN,
+		local:     ls,
+		remote:    rs,
+		l4:        needsL4(ls) || needsL4(rs),
+		keepalive: c.Keepalive,
+	}
+	sa.ep.Store(ep)
+	sa.lastSent.Store(d.mono())
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.out.Load()
+	all := make([]*outSA, 0, len(old.all)+1)
+	replaced := false
+	for _, o := range old.all {
+		if o.child == child {
+			o = sa
+			replaced = true
+		}
+		all = append(all, o)
+	}
+	if !replaced {
+		all = append(all, sa)
+	}
+	d.out.Store(buildOutTable(all))
+	d.wakeKeepalives()
+	return nil
+}
+
+// RemoveOutbound removes the outbound SA of child, if any.
+func (d *Datapath) RemoveOutbound(child uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.out.Load()
+	if _, ok := old.byChild[child]; !ok {
+		return
+	}
+	all := make([]*outSA, 0, len(old.all))
+	for _, o := range old.all {
+		if o.child != child {
+			all = append(all, o)
+		}
+	}
+	d.out.Store(buildOutTable(all))
+	d.wakeKeepalives()
+}
+
+// SetEndpoints moves the outbound SA of child to local and remote (MOBIKE). The pair
+// is replaced as a whole: every packet goes either to the old pair or to the new one.
+func (d *Datapath) SetEndpoints(child uint64, local, remote netip.AddrPort) error {
+	ep, err := d.newEndpoint(local, remote)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sa, ok := d.out.Load().byChild[child]
+	if !ok {
+		return fmt.Errorf("esp: no outbound SA for child %d", child)
+	}
+	sa.ep.Store(ep)
+	return nil
+}
+
+func buildOutTable(all []*outSA) *outTable {
+	t := &outTable{all: all, byChild: make(map[uint64]*outSA, len(all)), hosts: map[u128][]*outSA{}}
+	for _, sa := range all {
+		t.byChild[sa.child] = sa
+		ranged := false
+		for _, s := range sa.remote {
+			if !s.host {
+				ranged = true
+				continue
+			}
+			l := t.hosts[s.lo]
+			if len(l) == 0 || l[len(l)-1] != sa {
+				t.hosts[s.lo] = append(l, sa)
+			}
+		}
+		if ranged {
+			t.scan = append(t.scan, sa)
+		}
+		t.l4 = t.l4 || sa.l4
+	}
+	return t
+}
+
+// lookup returns the SA for the flow: first among the SAs with a host selector for the
+// destination, then in installation order.
+func (t *outTable) lookup(f *flow) *outSA {
+	if len(t.hosts) > 0 {
+		for _, sa := range t.hosts[f.d] {
+			if sa.match(f) {
+				return sa
+			}
+		}
+	}
+	for _, sa := range t.scan {
+		if sa.match(f) {
+			return sa
+		}
+	}
+	return nil
+}
+
+func (sa *outSA) match(f *flow) bool {
+	return matchDst(sa.remote, f, sa.l4) && matchSrc(sa.local, f, sa.l4)
+}
+
+// nextSeq takes the next sequence number, or reports that they are used up: 2^32-1
+// without ESN (the IKE layer rekeys before), 2^64-1 with it.
+func (sa *outSA) nextSeq() (uint64, bool) {
+	limit := uint64(math.MaxUint32)
+	if sa.esn {
+		limit = math.MaxUint64
+	}
+	for {
+		s := sa.seq.Load()
+		if s >= limit {
+			return 0, false
+		}
+		if sa.seq.CompareAndSwap(s, s+1) {
+			return s + 1, true
+		}
+	}
+}
+
+func (d *Datapath) counters(c *saCounters, seq uint64) Counters {
+	r := Counters{Bytes: c.bytes.Load(), Packets: c.packets.Load(), Dropped: c.dropped.Load(), Seq: seq}
+	if l := c.last.Load(); l != 0 {
+		r.Last = d.epoch.Add(time.Duration(l - 1))
+	}
+	return r
+}
+
+// InboundCounters returns the counters of the inbound SA with our SPI spi.
+func (d *Datapath) InboundCounters(spi uint32) (Counters, bool) {
+	sa, ok := d.in.Load().m[spi]
+	if !ok {
+		return Counters{}, false
+	}
+	sa.mu.Lock()
+	top := sa.win.top
+	sa.mu.Unlock()
+	return d.counters(&sa.ctr, top), true
+}
+
+// OutboundCounters returns the counters of the current outbound SA of child.
+func (d *Datapath) OutboundCounters(child uint64) (Counters, bool) {
+	sa, ok := d.out.Load().byChild[child]
+	if !ok {
+		return Counters{}, false
+	}
+	return d.counters(&sa.ctr, sa.seq.Load()), true
+}
+
+// Drops returns the datapath-wide drop counters.
+func (d *Datapath) Drops() DropCounters { return d.drops.snapshot() }
+
+func (d *Datapath) wakeKeepalives() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// keepalives sends the RFC 3948 NAT keepalives of all outbound SAs from one goroutine:
+// it sleeps until the earliest one is due, and is woken when the SAs change.
+func (d *Datapath) keepalives(ctx context.Context) {
+	const idle = time.Hour
+	t := time.NewTimer(idle)
+	defer t.Stop()
+	for {
+		now := d.mono()
+		next := now + int64(idle)
+		for _, sa := range d.out.Load().all {
+			if sa.keepalive <= 0 {
+				continue
+			}
+			due := sa.lastSent.Load() + int64(sa.keepalive)
+			if due <= now {
+				ep := sa.ep.Load()
+				if err := d.sendOne(d.conns[ep.conn], ep, []byte{0xff}); err != nil {
+					d.drop(dropSend, err)
+				}
+				sa.lastSent.Store(now)
+				due = now + int64(sa.keepalive)
+			}
+			next = min(next, due)
+		}
+		t.Reset(time.Duration(next - now))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-d.kick:
+		}
+	}
+}

@@ -1,0 +1,259 @@
+package esp
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// naiveWindow is the reference: a set of every accepted number and the top.
+type naiveWindow struct {
+	top  uint64
+	seen map[uint64]bool
+	size uint64
+}
+
+func (n *naiveWindow) accept(seq uint64) bool {
+	if seq == 0 || n.seen[seq] || seq <= n.top && n.top-seq >= n.size {
+		return false
+	}
+	n.seen[seq] = true
+	n.top = max(n.top, seq)
+	return true
+}
+
+func TestReplayWindowSizes(t *testing.T) {
+	for _, tc := range []struct{ req, want int }{
+		{0, 8128}, {1, 1984}, {1024, 1984}, {1984, 1984}, {1985, 4032}, {4096, 8128}, {1 << 30, (1<<20/64*2 - 1) * 64},
+	} {
+		w := newReplayWindow(tc.req, false)
+		if int(w.size) != tc.want || int(w.size) < min(max(tc.req, MinReplayWindow), MaxReplayWindow) {
+			t.Errorf("newReplayWindow(%d): size %d, want %d", tc.req, w.size, tc.want)
+		}
+		if len(w.blocks)&(len(w.blocks)-1) != 0 {
+			t.Errorf("blocks %d not a power of two", len(w.blocks))
+		}
+	}
+}
+
+// TestReplayVectors is a numbered table of check-then-commit steps without ESN.
+func TestReplayVectors(t *testing.T) {
+	w := newReplayWindow(1024, false)
+	W := w.size // 1984
+	steps := []struct {
+		seq  uint64
+		want bool
+	}{
+		{0, false},                      // 1: zero is never valid
+		{1, true},                       // 2
+		{1, false},                      // 3: duplicate
+		{9, true},                       // 4: ahead, leaves a gap
+		{8, true},                       // 5: in window, in the gap
+		{7, true},                       // 6
+		{7, false},                      // 7: duplicate in the gap
+		{W + 9, true},                   // 8: jump; top-W+1 = 10 is now the bottom
+		{10, true},                      // 9: exactly the bottom
+		{9, false},                      // 10: just below the bottom (too old)
+		{2, false},                      // 11: long gone
+		{W + 8, true},                   // 12: just below top
+		{W + 8, false},                  // 13
+		{W + 9, false},                  // 14: top itself
+		{W + 10, true},                  // 15: top+1
+		{W + 10 + 64*40, true},          // 16: jump of 40 blocks: every block in between cleared
+		{W + 10 + 64*40 - 64*20, true},  // 17: inside, in a cleared block
+		{W + 10 + 64*40 - 64*20, false}, // 18
+		{math.MaxUint32, true},          // 19: far ahead
+		{math.MaxUint32 - W, false},     // 20: top-W: too old
+		{math.MaxUint32 - W + 1, true},  // 21: the bottom
+		{math.MaxUint32 - 1, true},      // 22
+		{math.MaxUint32 - 1, false},     // 23
+		{W + 10 + 64*40, false},         // 24: far below
+	}
+	for i, s := range steps {
+		seq, ok := w.check(uint32(s.seq))
+		if ok && seq != s.seq {
+			t.Fatalf("%d: check(%d) inferred %d", i+1, s.seq, seq)
+		}
+		if ok {
+			ok = w.commit(seq)
+		}
+		if ok != s.want {
+			t.Fatalf("%d: seq %d: accepted %v, want %v", i+1, s.seq, ok, s.want)
+		}
+	}
+}
+
+// TestReplayVectorsESN walks across the 2^32 boundary with ESN.
+func TestReplayVectorsESN(t *testing.T) {
+	w := newReplayWindow(1024, true)
+	W := w.size
+	const E = 1 << 32
+	steps := []struct {
+		lo     uint32
+		seq    uint64 // inferred; 0 when inference fails
+		fresh  bool
+		commit bool
+	}{
+		{0, 0, false, false},                            // 1: zero
+		{1, 1, true, true},                              // 2
+		{math.MaxUint32 - 3, 0, false, false},           // 3: would be before the first subspace
+		{uint32(W + 10), W + 10, true, true},            // 4: case B still, same subspace
+		{0x80000000, 0x80000000, true, true},            // 5: case A
+		{math.MaxUint32 - 15, E - 16, true, true},       // 6: end of subspace 0
+		{5, E + 5, true, true},                          // 7: below the bottom: next subspace
+		{math.MaxUint32 - 7, E - 8, true, true},         // 8: case B: the older subspace, in window
+		{math.MaxUint32 - 15, E - 16, false, false},     // 9: duplicate across the boundary
+		{5, E + 5, false, false},                        // 10: duplicate
+		{6, E + 6, true, true},                          // 11
+		{uint32(E + 6 - W), E - W + 6 + E, true, false}, // 12: one below bottom: inferred far ahead in subspace 1 (would fail the ICV)
+		{uint32(E + 7 - W), E + 7 - W, true, true},      // 13: exactly the bottom, in subspace 0
+		{uint32(E + 6 - W), 2*E + 6 - W, true, false},   // 14: still inferred ahead
+		{uint32(W + 6), E + W + 6, true, true},          // 15: leave case B
+		{math.MaxUint32 - 7, 2*E - 8, true, false},      // 16: case A: the old subspace-0 number now reads as subspace 1
+		{7, E + 7, true, true},                          // 17: inside the window
+		{3, 2*E + 3, true, false},                       // 18: below the bottom (E+7): read as the next subspace
+		{8, E + 8, true, true},                          // 19
+	}
+	for i, s := range steps {
+		seq, fresh := w.check(s.lo)
+		if seq != s.seq || fresh != s.fresh {
+			t.Fatalf("%d: check(%#x) = %#x %v, want %#x %v (top %#x)", i+1, s.lo, seq, fresh, s.seq, s.fresh, w.top)
+		}
+		if s.commit && !w.commit(seq) {
+			t.Fatalf("%d: commit(%#x) refused", i+1, seq)
+		}
+	}
+	if w.top != E+W+6 {
+		t.Fatalf("top %#x", w.top)
+	}
+}
+
+// TestReplayInference checks RFC 4303 A2.2 as a property: from any top, the 32 low
+// bits recover every sequence number in [top-W+1, top-W+2^32].
+func TestReplayInference(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	w := newReplayWindow(4096, true)
+	W := w.size
+	for range 200000 {
+		var top uint64
+		switch r.IntN(4) {
+		case 0:
+			top = r.Uint64N(3 * W) // near the start
+		case 1:
+			top = uint64(r.Uint32N(1<<20))<<32 + uint64(r.Uint32N(uint32(2*W))) // just after a boundary
+		case 2:
+			top = uint64(r.Uint32N(1<<20))<<32 - r.Uint64N(2*W) // just before one
+		default:
+			top = r.Uint64N(1 << 52)
+		}
+		w.top = top
+		lo := int64(top) - int64(W) + 1
+		seq := uint64(lo + r.Int64N(1<<32))
+		if r.IntN(8) == 0 {
+			seq = uint64(lo + int64(r.IntN(int(2*W)))) // near the window
+		}
+		got, ok := w.infer(uint32(seq))
+		if int64(seq) < 1 {
+			// Before the first subspace: not a valid number; inference refuses it or
+			// maps it to a number that is not seq.
+			if ok && got == seq {
+				t.Fatalf("top %#x: inferred impossible %#x", top, seq)
+			}
+			continue
+		}
+		if !ok || got != seq {
+			t.Fatalf("top %#x seq %#x: inferred %#x %v", top, seq, got, ok)
+		}
+	}
+}
+
+// TestReplayDifferential compares the window with the naive reference on random
+// sequences: in order, reordered, duplicated, jumps.
+func TestReplayDifferential(t *testing.T) {
+	for _, size := range []int{1024, 4096, 10000} {
+		r := rand.New(rand.NewPCG(uint64(size), 7))
+		w := newReplayWindow(size, false)
+		n := naiveWindow{seen: map[uint64]bool{}, size: w.size}
+		var base uint64
+		for i := range 300000 {
+			var seq uint64
+			switch x := r.IntN(100); {
+			case x < 60:
+				base++
+				seq = base
+			case x < 85:
+				seq = base - min(base, r.Uint64N(w.size+200)) // reorder, often past the window
+			case x < 95:
+				seq = base + r.Uint64N(300)
+			case x < 99:
+				seq = base + r.Uint64N(20*w.size) // jump
+				base = seq
+			default:
+				seq = r.Uint64N(base + 1)
+			}
+			_, fresh := w.check(uint32(seq))
+			want := n.accept(seq)
+			got := fresh && w.commit(seq)
+			if got != want {
+				t.Fatalf("size %d step %d seq %d: got %v want %v (top %d)", size, i, seq, got, want, w.top)
+			}
+			if base > math.MaxUint32-1<<24 {
+				break
+			}
+		}
+	}
+}
+
+// TestReplayDifferentialESN does the same with 64-bit numbers (fresh and commit
+// directly, inference having its own test).
+func TestReplayDifferentialESN(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	w := newReplayWindow(2048, true)
+	n := naiveWindow{seen: map[uint64]bool{}, size: w.size}
+	base := uint64(1)<<32 - 5000
+	for i := range 300000 {
+		seq := base + r.Uint64N(100)
+		if r.IntN(3) == 0 {
+			seq = base - min(base-1, r.Uint64N(w.size+100))
+		}
+		base += uint64(r.IntN(3))
+		fresh := w.fresh(seq)
+		if fresh != (!n.seen[seq] && (seq > n.top || n.top-seq < n.size)) {
+			t.Fatalf("step %d: fresh(%d) = %v", i, seq, fresh)
+		}
+		got := w.commit(seq)
+		if want := n.accept(seq); got != want {
+			t.Fatalf("step %d seq %#x: got %v want %v", i, seq, got, want)
+		}
+	}
+}
+
+// FuzzReplay drives a window (ESN or not) with arbitrary 32-bit wire numbers and
+// compares every decision with the reference fed the inferred 64-bit number.
+func FuzzReplay(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 1}, false)
+	f.Add([]byte{0, 0, 0, 1, 0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 5, 0xff, 0xff, 0xff, 0xf8}, true)
+	f.Add([]byte{0, 0, 8, 0, 0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 3, 0, 0, 0, 3}, true)
+	f.Fuzz(func(t *testing.T, data []byte, esn bool) {
+		w := newReplayWindow(1024, esn)
+		n := naiveWindow{seen: map[uint64]bool{}, size: w.size}
+		for len(data) >= 4 {
+			lo := binary.BigEndian.Uint32(data)
+			data = data[4:]
+			seq, fresh := w.check(lo)
+			if !fresh {
+				if seq != 0 && n.accept(seq) {
+					t.Fatalf("window refused %#x which the reference accepts", seq)
+				}
+				continue
+			}
+			if uint32(seq) != lo {
+				t.Fatalf("inferred %#x from %#x", seq, lo)
+			}
+			if got, want := w.commit(seq), n.accept(seq); got != want {
+				t.Fatalf("commit %#x: got %v want %v", seq, got, want)
+			}
+		}
+	})
+}

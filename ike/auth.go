@@ -1,0 +1,376 @@
+package ike
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+// localIdentity is the ID we present on sa: the configured one, else our address.
+func localIdentity(conn *Conn, local netip.Addr) wire.ID {
+	if conn.LocalID != "" {
+		return wire.IDFromString(conn.LocalID)
+	}
+	return addrID(local)
+}
+
+func addrID(a netip.Addr) wire.ID {
+	a = a.Unmap()
+	if a.Is4() {
+		return wire.ID{IDType: wire.ID_IPV4_ADDR, Data: a.AsSlice()}
+	}
+	return wire.ID{IDType: wire.ID_IPV6_ADDR, Data: a.AsSlice()}
+}
+
+func anyID(s string) bool { return s == "" || s == "%any" }
+
+// idMatches reports whether the peer's ID is the configured one.
+func idMatches(configured string, id *wire.ID) bool {
+	if anyID(configured) {
+		return true
+	}
+	want := wire.IDFromString(configured)
+	if want.IDType != id.IDType {
+		return false
+	}
+	if want.IDType == wire.ID_FQDN || want.IDType == wire.ID_RFC822_ADDR {
+		return strings.EqualFold(string(want.Data), string(id.Data))
+	}
+	return string(want.Data) == string(id.Data)
+}
+
+func idBody(id *wire.ID) []byte { return id.AppendBody(nil) }
+
+// pskAuth computes the AUTH data for the sender of msg1 (RFC 7296 2.15).
+func (sa *IKESA) pskAuth(psk, msg1, peerNonce, skp []byte, id *wire.ID) []byte {
+	signed := ikecrypto.SignedOctets(sa.prf, msg1, peerNonce, skp, idBody(id))
+	return ikecrypto.PSKAuth(sa.prf, psk, signed)
+}
+
+func (e *Engine) psk(local, remote *wire.ID) ([]byte, bool) {
+	if e.cfg.PSK == nil {
+		return nil, false
+	}
+	return e.cfg.PSK(local.String(), remote.String())
+}
+
+// sendAuth builds the initiator's IKE_AUTH request with the first Child SA.
+func (e *Engine) sendAuth(now time.Time, sa *IKESA) error {
+	conn := sa.conn
+	child := sa.firstChild
+	sa.localID = localIdentity(conn, sa.local.Addr())
+	payloads := []wire.Payload{&wire.ID{Initiator: true, IDType: sa.localID.IDType, Data: sa.localID.Data}}
+	if !anyID(conn.RemoteID) {
+		r := wire.IDFromString(conn.RemoteID)
+		payloads = append(payloads, &wire.ID{Initiator: false, IDType: r.IDType, Data: r.Data})
+	}
+	if conn.LocalAuth != "psk" {
+		return fmt.Errorf("local authentication %q is not supported", conn.LocalAuth)
+	}
+	var remoteForPSK wire.ID
+	if anyID(conn.RemoteID) {
+		remoteForPSK = addrID(sa.remote.Addr())
+	} else {
+		remoteForPSK = wire.IDFromString(conn.RemoteID)
+	}
+	psk, ok := e.psk(&sa.localID, &remoteForPSK)
+	if !ok {
+		return fmt.Errorf("no PSK for %s - %s", sa.localID.String(), remoteForPSK.String())
+	}
+	payloads = append(payloads, &wire.Auth{
+		Method: wire.AuthSharedKey,
+		Data:   sa.pskAuth(psk, sa.initReq, sa.nr, sa.keys.SKpi, &sa.localID),
+	})
+	if len(conn.VIPs) > 0 {
+		payloads = append(payloads, cpRequest(conn.VIPs))
+	}
+	spi, err := e.newChildSPI()
+	if err != nil {
+		return err
+	}
+	sa.firstChildIn = spi
+	e.spisIn[spi] = &ChildSA{spiIn: spi, cfg: child}
+	var spiB [4]byte
+	binary.BigEndian.PutUint32(spiB[:], spi)
+	payloads = append(payloads, &wire.SA{Proposals: numberProposals(stripDH(child.ESPProposals), spiB[:])})
+	tsi := resolveTS(child.LocalTS, e.initiatorDynamicLocal(sa))
+	tsr := resolveTS(child.RemoteTS, []netip.Addr{sa.remote.Addr()})
+	payloads = append(payloads,
+		&wire.TS{Initiator: true, Selectors: tsi},
+		&wire.TS{Initiator: false, Selectors: tsr},
+		&wire.Notify{NotifyType: wire.INITIAL_CONTACT},
+	)
+	if conn.Mobike {
+		n := &wire.Notify{NotifyType: wire.MOBIKE_SUPPORTED}
+		if conn.RMobike {
+			n.Data = []byte{wire.RMOBIKEMarker}
+		}
+		payloads = append(payloads, n)
+	}
+	sa.state = stateAuthSent
+	e.queueRequest(now, sa, &request{
+		exchange: wire.IKE_AUTH,
+		payloads: payloads,
+		kind:     reqAuth,
+		onReply:  (*Engine).handleAuthResponse,
+	})
+	return nil
+}
+
+// initiatorDynamicLocal is what "dynamic" means for our side in the request: the whole
+// address family when we ask for a virtual IP (the responder narrows it), else our
+// outer address.
+func (e *Engine) initiatorDynamicLocal(sa *IKESA) []netip.Addr {
+	if len(sa.conn.VIPs) == 0 {
+		return []netip.Addr{sa.local.Addr()}
+	}
+	var out []netip.Addr
+	for _, v := range sa.conn.VIPs {
+		if v.Is4() {
+			out = append(out, netip.IPv4Unspecified())
+		} else {
+			out = append(out, netip.IPv6Unspecified())
+		}
+	}
+	return out
+}
+
+func stripDH(props []wire.Proposal) []wire.Proposal {
+	out := make([]wire.Proposal, 0, len(props))
+	for _, p := range props {
+		q := p
+		q.Transforms = nil
+		for _, t := range p.Transforms {
+			if t.Type != wire.TransformDH {
+				q.Transforms = append(q.Transforms, t)
+			}
+		}
+		out = append(out, q)
+	}
+	return out
+}
+
+// handleAuthRequest is the responder's IKE_AUTH.
+func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip.AddrPort, h *wire.Header, m *wire.Message) {
+	idi := wire.FindID(m.Payloads, true)
+	idr := wire.FindID(m.Payloads, false)
+	auth := wire.Find[*wire.Auth](m.Payloads)
+	if idi == nil || auth == nil {
+		e.respond(now, sa, local, remote, h, []wire.Payload{&wire.Notify{NotifyType: wire.INVALID_SYNTAX}})
+		e.removeSA(now, sa, "")
+		return
+	}
+	if wire.Find[*wire.EAP](m.Payloads) != nil || auth.Method != wire.AuthSharedKey {
+		e.log.Info("unsupported authentication method from peer", "peer", remote, "method", auth.Method.String())
+		e.authFailed(now, sa, local, remote, h)
+		return
+	}
+	conn := e.matchAuthConn(sa, local.Addr(), remote.Addr(), idi, idr)
+	if conn == nil {
+		e.log.Info("no connection matches the peer's identity", "peer", remote, "id", idi.String())
+		e.authFailed(now, sa, local, remote, h)
+		return
+	}
+	sa.conn = conn
+	sa.remoteID = *idi
+	sa.localID = localIdentity(conn, local.Addr())
+	psk, ok := e.psk(&sa.localID, idi)
+	if !ok {
+		e.log.Info("no PSK for identities", "local", sa.localID.String(), "remote", idi.String())
+		e.authFailed(now, sa, local, remote, h)
+		return
+	}
+	want := sa.pskAuth(psk, sa.initReq, sa.nr, sa.keys.SKpi, idi)
+	if !ikecrypto.AuthEqual(want, auth.Data) {
+		e.log.Info("AUTH payload does not verify", "peer", remote, "id", idi.String())
+		e.authFailed(now, sa, local, remote, h)
+		return
+	}
+	// The peer is authenticated. It may have floated to the NAT-T port.
+	sa.local, sa.remote = local, remote
+	sa.state = stateEstablished
+	sa.estab = now
+	sa.halfOpenExpire = time.Time{}
+	e.nHalf--
+	if wire.FindNotify(m.Payloads, wire.INITIAL_CONTACT) != nil {
+		e.initialContact(now, sa)
+	}
+	out := []wire.Payload{&wire.ID{Initiator: false, IDType: sa.localID.IDType, Data: sa.localID.Data}}
+	out = append(out, &wire.Auth{
+		Method: wire.AuthSharedKey,
+		Data:   sa.pskAuth(psk, sa.initResp, sa.ni, sa.keys.SKpr, &sa.localID),
+	})
+	if n := wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED); n != nil && conn.Mobike {
+		sa.mobike = true
+		sa.peerRMobike = n.RMOBIKE()
+	}
+	childPayloads, childErr := e.respondChild(now, sa, m.Payloads)
+	out = append(out, childPayloads...)
+	if sa.mobike {
+		out = append(out, &wire.Notify{NotifyType: wire.MOBIKE_SUPPORTED})
+	}
+	e.respond(now, sa, local, remote, h, out)
+	e.keylogIKE(sa)
+	e.log.Info("IKE SA established", "conn", conn.Name, "sa", sa.id, "peer", remote, "id", idi.String(), "proposal", sa.suite.String())
+	if childErr != "" {
+		e.emit(Event{IKESA: sa.id, Conn: conn.Name, Kind: EventChildFailed, Reason: childErr})
+	} else {
+		e.emit(Event{IKESA: sa.id, Conn: conn.Name, Kind: EventEstablished})
+	}
+	e.armDPD(sa, now)
+}
+
+// authFailed answers IKE_AUTH with AUTHENTICATION_FAILED and forgets the SA.
+func (e *Engine) authFailed(now time.Time, sa *IKESA, local, remote netip.AddrPort, h *wire.Header) {
+	e.respond(now, sa, local, remote, h, []wire.Payload{&wire.Notify{NotifyType: wire.AUTHENTICATION_FAILED}})
+	e.removeSA(now, sa, "AUTHENTICATION_FAILED")
+}
+
+// matchAuthConn picks the connection for an authenticated peer: addresses and the
+// negotiated IKE proposal must fit, the peer's identity must match; an exact identity
+// beats %any.
+func (e *Engine) matchAuthConn(sa *IKESA, local, remote netip.Addr, idi, idr *wire.ID) *Conn {
+	var best *Conn
+	bestScore := -1
+	for _, c := range e.cfg.Connections {
+		if !addrAllowed(c.LocalAddrs, local) || !addrAllowed(c.RemoteAddrs, remote) {
+			continue
+		}
+		if !suiteOffered(c.Proposals, sa.suite) || !idMatches(c.RemoteID, idi) {
+			continue
+		}
+		score := 0
+		if !anyID(c.RemoteID) {
+			score += 2
+		}
+		if idr != nil && c.LocalID != "" && idMatches(c.LocalID, idr) {
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = c, score
+		}
+	}
+	return best
+}
+
+// suiteOffered reports whether one of props contains every algorithm of s.
+func suiteOffered(props []wire.Proposal, s ikecrypto.IKESuite) bool {
+	for _, p := range props {
+		if has(p, wire.TransformENCR, s.Encr, s.EncrKeyBits) && has(p, wire.TransformPRF, s.PRF, 0) &&
+			has(p, wire.TransformDH, s.DH, 0) && (s.Integ == 0 || has(p, wire.TransformINTEG, s.Integ, 0)) {
+			return true
+		}
+	}
+	return false
+}
+
+func has(p wire.Proposal, t wire.TransformType, id uint16, keyBits uint16) bool {
+	for i := range p.Transforms {
+		tr := &p.Transforms[i]
+		if tr.Type == t && tr.ID == id && (keyBits == 0 || tr.KeyLength() == keyBits) {
+			return true
+		}
+	}
+	return false
+}
+
+// initialContact deletes the other IKE SAs of the same peer identity on the same
+// connection without telling the peer (RFC 7296 2.4): it has forgotten them.
+func (e *Engine) initialContact(now time.Time, sa *IKESA) {
+	for _, other := range e.byID {
+		if other == sa || other.conn != sa.conn || other.state != stateEstablished {
+			continue
+		}
+		if other.remoteID.IDType == sa.remoteID.IDType && string(other.remoteID.Data) == string(sa.remoteID.Data) {
+			e.log.Info("INITIAL_CONTACT: replacing old IKE SA", "old", other.id, "new", sa.id)
+			e.removeSA(now, other, "replaced by INITIAL_CONTACT")
+		}
+	}
+}
+
+// handleAuthResponse is the initiator's processing of the IKE_AUTH response.
+func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
+	for _, p := range m.Payloads {
+		n, ok := p.(*wire.Notify)
+		if !ok || !n.NotifyType.IsError() {
+			continue
+		}
+		switch n.NotifyType {
+		case wire.NO_PROPOSAL_CHOSEN, wire.TS_UNACCEPTABLE, wire.SINGLE_PAIR_REQUIRED,
+			wire.INTERNAL_ADDRESS_FAILURE, wire.FAILED_CP_REQUIRED, wire.INVALID_SELECTORS:
+			// Child SA errors: handled below once the IKE SA is authenticated.
+		default:
+			e.failInit(now, sa, n.NotifyType.String())
+			return
+		}
+	}
+	idr := wire.FindID(m.Payloads, false)
+	auth := wire.Find[*wire.Auth](m.Payloads)
+	if idr == nil || auth == nil {
+		e.failInit(now, sa, "IKE_AUTH response without IDr or AUTH")
+		return
+	}
+	if !idMatches(sa.conn.RemoteID, idr) {
+		e.log.Info("peer identity does not match", "want", sa.conn.RemoteID, "got", idr.String())
+		e.initiatorAuthFailed(now, sa)
+		return
+	}
+	if auth.Method != wire.AuthSharedKey || sa.conn.RemoteAuth != "psk" {
+		e.initiatorAuthFailed(now, sa)
+		return
+	}
+	psk, ok := e.psk(&sa.localID, idr)
+	if !ok {
+		e.initiatorAuthFailed(now, sa)
+		return
+	}
+	want := sa.pskAuth(psk, sa.initResp, sa.ni, sa.keys.SKpr, idr)
+	if !ikecrypto.AuthEqual(want, auth.Data) {
+		e.log.Info("peer's AUTH does not verify", "sa", sa.id)
+		e.initiatorAuthFailed(now, sa)
+		return
+	}
+	sa.remoteID = *idr
+	sa.state = stateEstablished
+	sa.estab = now
+	if wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED) != nil && sa.conn.Mobike {
+		sa.mobike = true
+	}
+	e.keylogIKE(sa)
+	e.log.Info("IKE SA established", "conn", sa.conn.Name, "sa", sa.id, "peer", sa.remote, "id", idr.String(), "proposal", sa.suite.String())
+	if reason := e.initiatorChild(now, sa, m.Payloads); reason != "" {
+		e.log.Info("first Child SA failed; deleting the IKE SA", "sa", sa.id, "reason", reason)
+		e.emit(Event{IKESA: sa.id, Conn: sa.conn.Name, Kind: EventChildFailed, Reason: reason})
+		e.deleteIKESA(now, sa, "")
+		return
+	}
+	e.emit(Event{IKESA: sa.id, Conn: sa.conn.Name, Kind: EventEstablished})
+	e.armDPD(sa, now)
+}
+
+// initiatorAuthFailed tells the responder that its authentication failed and forgets
+// the SA (RFC 7296 2.21.2).
+func (e *Engine) initiatorAuthFailed(now time.Time, sa *IKESA) {
+	msgID := sa.nextReqID
+	sa.nextReqID++
+	data, err := sa.seal(sa.header(wire.INFORMATIONAL, msgID, false), []wire.Payload{&wire.Notify{NotifyType: wire.AUTHENTICATION_FAILED}})
+	if err == nil {
+		e.emit(Send{Local: sa.local, Remote: sa.remote, Data: data})
+	}
+	e.failInit(now, sa, "AUTHENTICATION_FAILED: the peer's authentication did not verify")
+}
+
+func (e *Engine) keylogIKE(sa *IKESA) {
+	e.emit(IKEKeysLog{
+		IKESA: sa.id, SPIi: sa.spiI, SPIr: sa.spiR, Suite: sa.suite,
+		SKei: sa.keys.SKei, SKer: sa.keys.SKer, SKai: sa.keys.SKai, SKar: sa.keys.SKar,
+	})
+}
+
+var errNoVIP = errors.New("no virtual IP")

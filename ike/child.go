@@ -1,0 +1,288 @@
+package ike
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"time"
+
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+// cpRequest asks for virtual IPs (and DNS servers) of the families in vips.
+func cpRequest(vips []netip.Addr) *wire.CP {
+	cp := &wire.CP{CfgType: wire.CFG_REQUEST}
+	for _, v := range vips {
+		if v.Is4() {
+			var val []byte
+			if !v.IsUnspecified() {
+				val = v.AsSlice()
+			}
+			cp.Attrs = append(cp.Attrs, wire.ConfigAttr{Type: wire.INTERNAL_IP4_ADDRESS, Value: val},
+				wire.ConfigAttr{Type: wire.INTERNAL_IP4_DNS})
+		} else {
+			var val []byte
+			if !v.IsUnspecified() {
+				val = append(v.AsSlice(), 128)
+			}
+			cp.Attrs = append(cp.Attrs, wire.ConfigAttr{Type: wire.INTERNAL_IP6_ADDRESS, Value: val},
+				wire.ConfigAttr{Type: wire.INTERNAL_IP6_DNS})
+		}
+	}
+	return cp
+}
+
+// assignVIPs serves a CFG_REQUEST from the connection's pools. It returns the CP reply,
+// or ok=false when an address was asked for but none could be given.
+func (e *Engine) assignVIPs(sa *IKESA, req *wire.CP) (*wire.CP, bool) {
+	reply := &wire.CP{CfgType: wire.CFG_REPLY}
+	idKey := sa.remoteID.String()
+	for _, at := range req.Attrs {
+		var is4 bool
+		var want netip.Addr
+		switch at.Type {
+		case wire.INTERNAL_IP4_ADDRESS:
+			is4 = true
+			if len(at.Value) == 4 {
+				want = netip.AddrFrom4([4]byte(at.Value))
+			}
+		case wire.INTERNAL_IP6_ADDRESS:
+			if len(at.Value) == 17 {
+				want = netip.AddrFrom16([16]byte(at.Value[:16]))
+			}
+		default:
+			continue
+		}
+		var got netip.Addr
+		for _, name := range sa.conn.Pools {
+			pl := e.pools[name]
+			if !pl.hasFamily(is4) {
+				continue
+			}
+			if a, ok := pl.allocate(idKey, is4, want); ok {
+				got = a
+				sa.pool = pl
+				break
+			}
+		}
+		if !got.IsValid() {
+			for _, a := range sa.vips {
+				sa.pool.release(a)
+			}
+			sa.vips = nil
+			return nil, false
+		}
+		sa.vips = append(sa.vips, got)
+		if is4 {
+			reply.Attrs = append(reply.Attrs, wire.ConfigAttr{Type: wire.INTERNAL_IP4_ADDRESS, Value: got.AsSlice()})
+		} else {
+			reply.Attrs = append(reply.Attrs, wire.ConfigAttr{Type: wire.INTERNAL_IP6_ADDRESS, Value: append(got.AsSlice(), 128)})
+		}
+	}
+	if sa.pool != nil {
+		for _, d := range sa.pool.dns {
+			t := wire.INTERNAL_IP4_DNS
+			if d.Is6() {
+				t = wire.INTERNAL_IP6_DNS
+			}
+			reply.Attrs = append(reply.Attrs, wire.ConfigAttr{Type: t, Value: d.AsSlice()})
+			sa.vipDNS = append(sa.vipDNS, d)
+		}
+	}
+	return reply, true
+}
+
+// parseCPReply reads the virtual IPs and DNS servers the responder assigned.
+func parseCPReply(cp *wire.CP) (vips, dns []netip.Addr) {
+	if cp == nil || cp.CfgType != wire.CFG_REPLY {
+		return nil, nil
+	}
+	for _, at := range cp.Attrs {
+		switch at.Type {
+		case wire.INTERNAL_IP4_ADDRESS:
+			if len(at.Value) == 4 {
+				vips = append(vips, netip.AddrFrom4([4]byte(at.Value)))
+			}
+		case wire.INTERNAL_IP6_ADDRESS:
+			if len(at.Value) == 17 {
+				vips = append(vips, netip.AddrFrom16([16]byte(at.Value[:16])))
+			}
+		case wire.INTERNAL_IP4_DNS:
+			if len(at.Value) == 4 {
+				dns = append(dns, netip.AddrFrom4([4]byte(at.Value)))
+			}
+		case wire.INTERNAL_IP6_DNS:
+			if len(at.Value) == 16 {
+				dns = append(dns, netip.AddrFrom16([16]byte(at.Value)))
+			}
+		}
+	}
+	return vips, dns
+}
+
+// respondChild negotiates the Child SA a responder is asked for in IKE_AUTH. It returns
+// the payloads for the response and, when the Child SA was refused, the reason.
+func (e *Engine) respondChild(now time.Time, sa *IKESA, ps []wire.Payload) ([]wire.Payload, string) {
+	var out []wire.Payload
+	saP := wire.Find[*wire.SA](ps)
+	tsi, tsr := wire.FindTS(ps, true), wire.FindTS(ps, false)
+	if saP == nil || tsi == nil || tsr == nil {
+		return nil, "no Child SA requested"
+	}
+	if cp := wire.Find[*wire.CP](ps); cp != nil && cp.CfgType == wire.CFG_REQUEST && len(sa.conn.Pools) > 0 {
+		reply, ok := e.assignVIPs(sa, cp)
+		if !ok {
+			e.log.Info("no virtual IP left for peer", "sa", sa.id, "id", sa.remoteID.String())
+			return []wire.Payload{&wire.Notify{NotifyType: wire.INTERNAL_ADDRESS_FAILURE}}, wire.INTERNAL_ADDRESS_FAILURE.String()
+		}
+		out = append(out, reply)
+	}
+	remoteDyn := sa.vips
+	if len(remoteDyn) == 0 {
+		remoteDyn = []netip.Addr{sa.remote.Addr()}
+	}
+	fail := wire.NO_PROPOSAL_CHOSEN
+	for _, cc := range sa.conn.Children {
+		chosen, ok := ikecrypto.SelectProposal(stripDH(cc.ESPProposals), saP.Proposals)
+		if !ok || chosen.Protocol != wire.ProtoESP || len(chosen.SPI) != 4 {
+			continue
+		}
+		ntsi := narrow(tsi.Selectors, resolveTS(cc.RemoteTS, remoteDyn))
+		ntsr := narrow(tsr.Selectors, resolveTS(cc.LocalTS, []netip.Addr{sa.local.Addr()}))
+		if len(ntsi) == 0 || len(ntsr) == 0 {
+			fail = wire.TS_UNACCEPTABLE
+			continue
+		}
+		suite, err := ikecrypto.ESPSuiteFromProposal(chosen)
+		if err != nil {
+			continue
+		}
+		spiIn, err := e.newChildSPI()
+		if err != nil {
+			return nil, err.Error()
+		}
+		c := &ChildSA{
+			cfg:      cc,
+			spiIn:    spiIn,
+			spiOut:   binary.BigEndian.Uint32(chosen.SPI),
+			suite:    suite,
+			localTS:  ntsr,
+			remoteTS: ntsi,
+			created:  now,
+		}
+		keys, err := ikecrypto.ChildKeymat(sa.prf, sa.keys.SKd, nil, sa.ni, sa.nr, suite)
+		if err != nil {
+			return nil, err.Error()
+		}
+		if len(sa.vips) > 0 {
+			e.emit(VirtualIPs{IKESA: sa.id, Local: false, Addrs: sa.vips, DNS: sa.vipDNS})
+		}
+		e.installChild(sa, c, keys, false)
+		var spiB [4]byte
+		binary.BigEndian.PutUint32(spiB[:], spiIn)
+		chosen.SPI = spiB[:]
+		out = append(out,
+			&wire.SA{Proposals: []wire.Proposal{chosen}},
+			&wire.TS{Initiator: true, Selectors: ntsi},
+			&wire.TS{Initiator: false, Selectors: ntsr},
+		)
+		return out, ""
+	}
+	// Nothing acceptable: give back the virtual IPs.
+	if sa.pool != nil {
+		for _, a := range sa.vips {
+			sa.pool.release(a)
+		}
+	}
+	sa.vips = nil
+	e.log.Info("Child SA refused", "sa", sa.id, "reason", fail.String())
+	return []wire.Payload{&wire.Notify{NotifyType: fail}}, fail.String()
+}
+
+// initiatorChild completes the first Child SA from the IKE_AUTH response; it returns
+// the reason when it cannot.
+func (e *Engine) initiatorChild(now time.Time, sa *IKESA, ps []wire.Payload) string {
+	for _, p := range ps {
+		if n, ok := p.(*wire.Notify); ok && n.NotifyType.IsError() {
+			return n.NotifyType.String()
+		}
+	}
+	vips, dns := parseCPReply(wire.Find[*wire.CP](ps))
+	if len(sa.conn.VIPs) > 0 && len(vips) == 0 {
+		return "FAILED_CP_REQUIRED: the peer assigned no virtual IP"
+	}
+	saP := wire.Find[*wire.SA](ps)
+	tsi, tsr := wire.FindTS(ps, true), wire.FindTS(ps, false)
+	if saP == nil || tsi == nil || tsr == nil || len(saP.Proposals) != 1 {
+		return "the peer created no Child SA"
+	}
+	cc := sa.firstChild
+	var spiB [4]byte
+	binary.BigEndian.PutUint32(spiB[:], sa.firstChildIn)
+	offered := numberProposals(stripDH(cc.ESPProposals), spiB[:])
+	got := saP.Proposals[0]
+	if err := ikecrypto.CheckResponseProposal(offered, got); err != nil || len(got.SPI) != 4 {
+		return "NO_PROPOSAL_CHOSEN: the peer chose an ESP proposal we did not offer"
+	}
+	suite, err := ikecrypto.ESPSuiteFromProposal(got)
+	if err != nil {
+		return "NO_PROPOSAL_CHOSEN: " + err.Error()
+	}
+	offTSi := resolveTS(cc.LocalTS, e.initiatorDynamicLocal(sa))
+	offTSr := resolveTS(cc.RemoteTS, []netip.Addr{sa.remote.Addr()})
+	if !tsSubset(tsi.Selectors, offTSi) || !tsSubset(tsr.Selectors, offTSr) {
+		return "TS_UNACCEPTABLE: the peer's traffic selectors are not within ours"
+	}
+	keys, err := ikecrypto.ChildKeymat(sa.prf, sa.keys.SKd, nil, sa.ni, sa.nr, suite)
+	if err != nil {
+		return err.Error()
+	}
+	c := &ChildSA{
+		cfg:      cc,
+		spiIn:    sa.firstChildIn,
+		spiOut:   binary.BigEndian.Uint32(got.SPI),
+		suite:    suite,
+		localTS:  tsi.Selectors,
+		remoteTS: tsr.Selectors,
+		created:  now,
+	}
+	sa.firstChildIn = 0
+	if len(vips) > 0 {
+		sa.vips, sa.vipDNS = vips, dns
+		e.emit(VirtualIPs{IKESA: sa.id, Local: true, Addrs: vips, DNS: dns})
+	}
+	e.installChild(sa, c, keys, true)
+	return ""
+}
+
+// installChild records c on sa and asks for it to be installed. exchInitiator says
+// whether we initiated the exchange that created it, which fixes the key order.
+func (e *Engine) installChild(sa *IKESA, c *ChildSA, k ikecrypto.ChildKeys, exchInitiator bool) {
+	e.nextChildID++
+	c.id = e.nextChildID
+	sa.children = append(sa.children, c)
+	e.spisIn[c.spiIn] = c
+	in := ChildKeys{Encr: k.EncrR, Integ: k.IntegR}
+	out := ChildKeys{Encr: k.EncrI, Integ: k.IntegI}
+	if !exchInitiator {
+		in, out = out, in
+	}
+	e.emit(InstallChild{
+		IKESA:     sa.id,
+		Child:     c.id,
+		Name:      c.cfg.Name,
+		Initiator: sa.initiator,
+		SPIIn:     c.spiIn,
+		SPIOut:    c.spiOut,
+		Suite:     c.suite,
+		InKeys:    in,
+		OutKeys:   out,
+		LocalTS:   c.localTS,
+		RemoteTS:  c.remoteTS,
+		Local:     sa.local,
+		Remote:    sa.remote,
+		Keepalive: sa.natLocal,
+	})
+	e.log.Info("Child SA installed", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn), "spi_out", spiHex(c.spiOut),
+		"local_ts", tsStrings(c.localTS), "remote_ts", tsStrings(c.remoteTS), "proposal", c.suite.String())
+}

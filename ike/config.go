@@ -1,0 +1,182 @@
+// Package ike negotiates IKEv2 SAs (RFC 7296) as a state machine without I/O: it takes
+// datagrams, commands and the current time, and returns actions (datagrams to send,
+// Child SAs to install or remove, events) for its caller to carry out.
+package ike
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+// Config is what the engine needs to know about the host and its connections.
+type Config struct {
+	Connections []*Conn
+	Pools       []*PoolConfig
+
+	// PSK returns the pre-shared key for a pair of identities, as the configuration's
+	// secrets section decides.
+	PSK func(localID, remoteID string) ([]byte, bool)
+
+	// SourceAddr returns the local address the host would use to reach remote (a route
+	// lookup). Used by initiators whose connection names no local address.
+	SourceAddr func(remote netip.Addr) (netip.Addr, error)
+
+	IKEPort  uint16 // 500 by default
+	NATTPort uint16 // 4500 by default
+
+	CookieThreshold int           // half-open SAs above which COOKIEs are demanded (default 10)
+	HalfOpenTimeout time.Duration // how long a half-open SA waits for IKE_AUTH (default 30s)
+	Retransmit      Retransmit
+
+	Rand   io.Reader // crypto/rand.Reader unless a test injects another
+	Logger *slog.Logger
+}
+
+// Retransmit configures the retransmission of requests: the n-th retransmission (from
+// 0) is sent Timeout*Base^n after the previous one; after Tries retransmissions and one
+// more such wait the exchange has failed (strongSwan's retransmit_* settings).
+type Retransmit struct {
+	Timeout time.Duration
+	Tries   int
+	Base    float64
+}
+
+// Conn is one connection: how to reach or accept a peer, authenticate it and which
+// Child SAs to create.
+type Conn struct {
+	Name        string
+	LocalAddrs  []netip.Addr // initiator: source (empty = route lookup); responder: addresses it accepts on (empty = all)
+	RemoteAddrs []netip.Addr // initiator: the peer; responder: accepted peers (empty = any)
+	RemotePort  uint16
+
+	Proposals []wire.Proposal // IKE proposals in preference order
+
+	Mobike  bool
+	RMobike bool
+	Encap   bool // force UDP encapsulation by a NAT_DETECTION_SOURCE_IP that cannot match
+
+	DPDDelay    time.Duration
+	DPDAction   string // "clear" or "restart"
+	CloseAction string // "none" or "restart"
+	RekeyTime   time.Duration
+
+	LocalID  string // empty: the outer address
+	RemoteID string // "%any" or empty accepts any identity
+	// LocalAuth/RemoteAuth are "psk" (only method so far).
+	LocalAuth  string
+	RemoteAuth string
+
+	Pools []string     // responder: pools to assign virtual IPs from
+	VIPs  []netip.Addr // initiator: virtual IPs to request (unspecified addresses ask for any)
+
+	Children []*ChildConfig
+
+	StartAction string // "start" or "none"
+}
+
+// ChildConfig is one Child SA of a connection.
+type ChildConfig struct {
+	Name         string
+	LocalTS      []TSConfig
+	RemoteTS     []TSConfig
+	ESPProposals []wire.Proposal
+	RekeyTime    time.Duration
+}
+
+// TSConfig is a configured traffic selector: either "dynamic" (the virtual IP, else the
+// outer address) or a fixed selector.
+type TSConfig struct {
+	Dynamic  bool
+	Selector wire.TrafficSelector // for Dynamic only its protocol and ports are used
+}
+
+// PoolConfig is an address pool for virtual IPs handed out by CP.
+type PoolConfig struct {
+	Name  string
+	Addrs []netip.Prefix
+	DNS   []netip.Addr
+}
+
+func (c *Config) setDefaults() {
+	if c.IKEPort == 0 {
+		c.IKEPort = 500
+	}
+	if c.NATTPort == 0 {
+		c.NATTPort = 4500
+	}
+	if c.CookieThreshold == 0 {
+		c.CookieThreshold = 10
+	}
+	if c.HalfOpenTimeout == 0 {
+		c.HalfOpenTimeout = 30 * time.Second
+	}
+	if c.Retransmit.Timeout == 0 {
+		c.Retransmit.Timeout = 4 * time.Second
+	}
+	if c.Retransmit.Tries == 0 {
+		c.Retransmit.Tries = 5
+	}
+	if c.Retransmit.Base == 0 {
+		c.Retransmit.Base = 1.8
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Reload replaces the connections, pools and secrets used for new SAs; established
+// SAs keep the configuration they were negotiated with. Pools that keep their name keep
+// their leases.
+func (e *Engine) Reload(cfg Config) error {
+	cfg.Rand, cfg.Logger = e.cfg.Rand, e.cfg.Logger
+	if cfg.SourceAddr == nil {
+		cfg.SourceAddr = e.cfg.SourceAddr
+	}
+	cfg.setDefaults()
+	conns := make(map[string]*Conn)
+	for _, c := range cfg.Connections {
+		if _, dup := conns[c.Name]; dup {
+			return fmt.Errorf("ike: connection %q defined twice", c.Name)
+		}
+		if len(c.Proposals) == 0 {
+			return fmt.Errorf("ike: connection %q has no IKE proposals", c.Name)
+		}
+		conns[c.Name] = c
+	}
+	pools := make(map[string]*pool)
+	for _, p := range cfg.Pools {
+		if old := e.pools[p.Name]; old != nil && slices.Equal(old.pfx, maskAll(p.Addrs)) {
+			old.dns = p.DNS
+			pools[p.Name] = old
+			continue
+		}
+		pl, err := newPool(p)
+		if err != nil {
+			return err
+		}
+		pools[p.Name] = pl
+	}
+	for _, c := range cfg.Connections {
+		for _, name := range c.Pools {
+			if pools[name] == nil {
+				return fmt.Errorf("ike: connection %q: unknown pool %q", c.Name, name)
+			}
+		}
+	}
+	e.cfg, e.conns, e.pools = cfg, conns, pools
+	return nil
+}
+
+func maskAll(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, len(ps))
+	for i, p := range ps {
+		out[i] = p.Masked()
+	}
+	return out
+}

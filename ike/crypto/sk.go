@@ -1,0 +1,224 @@
+package crypto
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	cryptorand "crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+// SKCipher protects the SK (and SKF) payloads sent in one direction of an IKE SA
+// (RFC 7296 section 3.14, RFC 5282, RFC 7634, RFC 7383). The body of an SK payload is
+// IV | ciphertext | ICV, where the ciphertext covers the inner payloads, padding and
+// the Pad Length octet. Implementations are safe for concurrent use.
+type SKCipher interface {
+	// SealedLen returns the length of the SK payload body (IV, ciphertext including
+	// padding and Pad Length, ICV) that protects plainLen octets of inner payloads.
+	SealedLen(plainLen int) int
+	// Seal appends the SK payload body to aad and returns the whole message. aad is
+	// everything from the IKE header through the SK (or SKF) generic header, with
+	// their final lengths: the AEAD's associated data, or what the ICV covers with
+	// the IV and ciphertext for a classic cipher.
+	Seal(aad, plaintext []byte) ([]byte, error)
+	// Open checks and decrypts an SK payload body received after aad and returns the
+	// inner payloads with the padding removed.
+	Open(aad, body []byte) ([]byte, error)
+}
+
+// ErrSKAuth is returned by Open when the ICV does not verify.
+var ErrSKAuth = errors.New("ikecrypto: SK payload integrity check failed")
+
+// NewSKCipher returns the SKCipher for one direction: the encryption transform encr
+// with key length encrKeyBits (0 for ChaCha20-Poly1305), the integrity transform
+// integ (AUTH_NONE with an AEAD), and the keys SK_e (with the salt for an AEAD) and
+// SK_a (empty with an AEAD).
+func NewSKCipher(encr uint16, encrKeyBits int, integ uint16, encKey, integKey []byte) (SKCipher, error) {
+	enc := lookupEncr(encr, encrKeyBits)
+	if enc == nil {
+		return nil, fmt.Errorf("ikecrypto: unsupported encryption transform %d with key length %d", encr, encrKeyBits)
+	}
+	if len(encKey) != enc.keymatLen() {
+		return nil, fmt.Errorf("ikecrypto: %s needs a %d-octet key, got %d", enc.name, enc.keymatLen(), len(encKey))
+	}
+	if enc.aead {
+		if integ != wire.AUTH_NONE || len(integKey) != 0 {
+			return nil, fmt.Errorf("ikecrypto: AEAD %s takes no integrity algorithm", enc.name)
+		}
+		a, err := enc.newSaltedAEAD(encKey)
+		if err != nil {
+			return nil, err
+		}
+		return &aeadSK{alg: enc, aead: a}, nil
+	}
+	in := lookupInteg(integ)
+	if in == nil {
+		return nil, fmt.Errorf("ikecrypto: unsupported integrity transform %d", integ)
+	}
+	if len(integKey) != in.keyLen {
+		return nil, fmt.Errorf("ikecrypto: %s needs a %d-octet key, got %d", in.name, in.keyLen, len(integKey))
+	}
+	b, err := aes.NewCipher(encKey)
+	if err != nil {
+		return nil, err
+	}
+	return &cbcSK{alg: enc, block: b, integ: in, integKey: append([]byte(nil), integKey...)}, nil
+}
+
+// ivSealer is implemented by the SK ciphers for known-answer tests that need a
+// chosen IV.
+type ivSealer interface {
+	sealWithIV(aad, plaintext, iv []byte) []byte
+}
+
+// grow returns b extended by n octets, reusing b's spare capacity, and the new part.
+func grow(b []byte, n int) (all, tail []byte) {
+	total := len(b) + n
+	if cap(b) >= total {
+		all = b[:total]
+	} else {
+		all = make([]byte, total)
+		copy(all, b)
+	}
+	return all, all[len(b):]
+}
+
+// aeadSK is the SK payload with AES-GCM or ChaCha20-Poly1305. The 8-octet IV is a
+// per-cipher counter, so it never repeats under one key (RFC 5282 section 3.1, RFC
+// 7634 section 2); no padding is added beyond the Pad Length octet.
+type aeadSK struct {
+	alg  *encrAlg
+	aead *saltedAEAD
+	ctr  atomic.Uint64 // last IV used
+}
+
+func (c *aeadSK) SealedLen(plainLen int) int {
+	return c.alg.ivLen + plainLen + 1 + c.alg.icvLen
+}
+
+func (c *aeadSK) Seal(aad, plaintext []byte) ([]byte, error) {
+	for {
+		v := c.ctr.Load()
+		if v == math.MaxUint64 {
+			return nil, errors.New("ikecrypto: SK IV counter exhausted; rekey the IKE SA")
+		}
+		if c.ctr.CompareAndSwap(v, v+1) {
+			var iv [8]byte
+			appendUint64(iv[:0], v+1)
+			return c.sealWithIV(aad, plaintext, iv[:]), nil
+		}
+	}
+}
+
+func (c *aeadSK) sealWithIV(aad, plaintext, iv []byte) []byte {
+	msg, body := grow(aad, c.SealedLen(len(plaintext)))
+	pt := body[c.alg.ivLen : c.alg.ivLen+len(plaintext)+1]
+	copy(pt, plaintext) // first: plaintext may sit where the IV goes (copy is memmove)
+	copy(body, iv)
+	pt[len(plaintext)] = 0 // Pad Length
+	// In place: dst is pt[:0]; the associated data precedes it in msg.
+	c.aead.seal(pt[:0], iv, pt, msg[:len(aad)])
+	return msg
+}
+
+func (c *aeadSK) Open(aad, body []byte) ([]byte, error) {
+	if len(body) < c.alg.ivLen+1+c.alg.icvLen {
+		return nil, fmt.Errorf("ikecrypto: SK payload body of %d octets is too short", len(body))
+	}
+	iv := body[:c.alg.ivLen]
+	pt, err := c.aead.open(make([]byte, 0, len(body)-c.alg.ivLen-c.alg.icvLen), iv, body[c.alg.ivLen:], aad)
+	if err != nil {
+		return nil, ErrSKAuth
+	}
+	return stripPadding(pt)
+}
+
+// stripPadding removes the padding and the Pad Length octet.
+func stripPadding(pt []byte) ([]byte, error) {
+	padLen := int(pt[len(pt)-1])
+	if padLen+1 > len(pt) {
+		return nil, fmt.Errorf("ikecrypto: SK pad length %d exceeds the %d-octet plaintext", padLen, len(pt))
+	}
+	return pt[: len(pt)-1-padLen : len(pt)-1-padLen], nil
+}
+
+// cbcSK is the SK payload with AES-CBC and HMAC-SHA2 (RFC 7296 section 3.14): the
+// ICV is the truncated HMAC of everything from the IKE header through the
+// ciphertext. IVs come from crypto/rand, so they are unpredictable.
+type cbcSK struct {
+	alg      *encrAlg
+	block    cipher.Block
+	integ    *integAlg
+	integKey []byte
+}
+
+func (c *cbcSK) SealedLen(plainLen int) int {
+	return c.alg.ivLen + c.paddedLen(plainLen) + c.integ.icvLen
+}
+
+// paddedLen is the ciphertext length: plaintext plus Pad Length octet, rounded up to
+// the block size.
+func (c *cbcSK) paddedLen(plainLen int) int {
+	b := c.alg.block
+	return (plainLen + 1 + b - 1) / b * b
+}
+
+func (c *cbcSK) Seal(aad, plaintext []byte) ([]byte, error) {
+	var iv [aes.BlockSize]byte
+	if _, err := cryptorand.Read(iv[:]); err != nil {
+		return nil, err
+	}
+	return c.sealWithIV(aad, plaintext, iv[:]), nil
+}
+
+func (c *cbcSK) sealWithIV(aad, plaintext, iv []byte) []byte {
+	n := c.paddedLen(len(plaintext))
+	msg, body := grow(aad, c.alg.ivLen+n+c.integ.icvLen)
+	ct := body[c.alg.ivLen : c.alg.ivLen+n]
+	copy(ct, plaintext) // first: plaintext may sit where the IV goes (copy is memmove)
+	copy(body, iv)
+	clear(ct[len(plaintext):]) // padding octets are zero; the last one is the Pad Length
+	ct[n-1] = byte(n - 1 - len(plaintext))
+	cipher.NewCBCEncrypter(c.block, iv).CryptBlocks(ct, ct)
+	icvAt := len(aad) + c.alg.ivLen + n
+	copy(msg[icvAt:], c.mac(msg[:icvAt]))
+	return msg
+}
+
+// mac returns the truncated HMAC of data.
+func (c *cbcSK) mac(data ...[]byte) []byte {
+	return integMAC(c.integ, c.integKey, data...)
+}
+
+// integMAC computes an integrity algorithm's ICV: HMAC truncated to icvLen (RFC 4868).
+func integMAC(in *integAlg, key []byte, data ...[]byte) []byte {
+	m := hmac.New(in.hash, key)
+	for _, d := range data {
+		m.Write(d)
+	}
+	return m.Sum(nil)[:in.icvLen]
+}
+
+func (c *cbcSK) Open(aad, body []byte) ([]byte, error) {
+	ivLen, icvLen, bs := c.alg.ivLen, c.integ.icvLen, c.alg.block
+	ctLen := len(body) - ivLen - icvLen
+	if ctLen < bs {
+		return nil, fmt.Errorf("ikecrypto: SK payload body of %d octets is too short", len(body))
+	}
+	if ctLen%bs != 0 {
+		return nil, fmt.Errorf("ikecrypto: SK ciphertext of %d octets is not a multiple of the %d-octet block", ctLen, bs)
+	}
+	icv := body[ivLen+ctLen:]
+	if subtle.ConstantTimeCompare(icv, c.mac(aad, body[:ivLen+ctLen])) != 1 {
+		return nil, ErrSKAuth
+	}
+	pt := make([]byte, ctLen)
+	cipher.NewCBCDecrypter(c.block, body[:ivLen]).CryptBlocks(pt, body[ivLen:ivLen+ctLen])
+	return stripPadding(pt)
+}

@@ -1,0 +1,277 @@
+package crypto
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+// IKESuite is the negotiated algorithm set of an IKE SA. Integ is AUTH_NONE with an
+// AEAD. EncrKeyBits is the Key Length attribute (0 for ChaCha20-Poly1305, which has
+// none).
+type IKESuite struct {
+	Encr, EncrKeyBits, Integ, PRF, DH uint16
+}
+
+// ESPSuite is the negotiated algorithm set of an ESP Child SA. DH is the PFS key
+// exchange method, or DH_NONE (0) without PFS.
+type ESPSuite struct {
+	Encr, EncrKeyBits, Integ, DH uint16
+	ESN                          bool
+}
+
+// suiteTransforms sorts a selected proposal's transforms by type and checks that each
+// type appears at most once and is one this package knows.
+func suiteTransforms(p wire.Proposal) (map[wire.TransformType]wire.Transform, error) {
+	m := make(map[wire.TransformType]wire.Transform, len(p.Transforms))
+	for _, t := range p.Transforms {
+		if _, dup := m[t.Type]; dup {
+			return nil, fmt.Errorf("ikecrypto: proposal has more than one %s transform", typeName(t.Type))
+		}
+		if !transformKnown(&t) {
+			return nil, fmt.Errorf("ikecrypto: unsupported transform %s", transformName(t))
+		}
+		m[t.Type] = t
+	}
+	return m, nil
+}
+
+// encrAndInteg checks the ENCR and INTEG transforms of a selected proposal.
+func encrAndInteg(m map[wire.TransformType]wire.Transform) (enc *encrAlg, integ uint16, err error) {
+	et, ok := m[wire.TransformENCR]
+	if !ok {
+		return nil, 0, fmt.Errorf("ikecrypto: proposal has no encryption transform")
+	}
+	enc = lookupEncr(et.ID, int(et.KeyLength()))
+	it, hasInteg := m[wire.TransformINTEG]
+	if enc.aead {
+		if hasInteg && it.ID != wire.AUTH_NONE {
+			return nil, 0, fmt.Errorf("ikecrypto: integrity transform %s with AEAD %s", transformName(it), enc.name)
+		}
+		return enc, wire.AUTH_NONE, nil
+	}
+	if !hasInteg || it.ID == wire.AUTH_NONE {
+		return nil, 0, fmt.Errorf("ikecrypto: %s needs an integrity transform", enc.name)
+	}
+	return enc, it.ID, nil
+}
+
+// IKESuiteFromProposal reads the suite of a selected IKE proposal, which must have
+// exactly one ENCR, PRF and DH transform, plus one INTEG unless ENCR is an AEAD (then
+// none, or AUTH_NONE), all of them implemented here.
+func IKESuiteFromProposal(p wire.Proposal) (IKESuite, error) {
+	if p.Protocol != wire.ProtoIKE {
+		return IKESuite{}, fmt.Errorf("ikecrypto: proposal protocol is %d, not IKE", p.Protocol)
+	}
+	m, err := suiteTransforms(p)
+	if err != nil {
+		return IKESuite{}, err
+	}
+	enc, integ, err := encrAndInteg(m)
+	if err != nil {
+		return IKESuite{}, err
+	}
+	if _, ok := m[wire.TransformESN]; ok {
+		return IKESuite{}, fmt.Errorf("ikecrypto: ESN transform in an IKE proposal")
+	}
+	prf, ok := m[wire.TransformPRF]
+	if !ok {
+		return IKESuite{}, fmt.Errorf("ikecrypto: IKE proposal has no PRF transform")
+	}
+	dh, ok := m[wire.TransformDH]
+	if !ok || dh.ID == wire.DH_NONE {
+		return IKESuite{}, fmt.Errorf("ikecrypto: IKE proposal has no key exchange transform")
+	}
+	return IKESuite{Encr: enc.id, EncrKeyBits: enc.keyBits, Integ: integ, PRF: prf.ID, DH: dh.ID}, nil
+}
+
+// ESPSuiteFromProposal reads the suite of a selected ESP proposal: exactly one ENCR,
+// one INTEG unless ENCR is an AEAD, at most one DH (PFS; DH_NONE means none) and at
+// most one ESN (absent means no ESN). A PRF transform is an error.
+func ESPSuiteFromProposal(p wire.Proposal) (ESPSuite, error) {
+	if p.Protocol != wire.ProtoESP {
+		return ESPSuite{}, fmt.Errorf("ikecrypto: proposal protocol is %d, not ESP", p.Protocol)
+	}
+	m, err := suiteTransforms(p)
+	if err != nil {
+		return ESPSuite{}, err
+	}
+	enc, integ, err := encrAndInteg(m)
+	if err != nil {
+		return ESPSuite{}, err
+	}
+	if _, ok := m[wire.TransformPRF]; ok {
+		return ESPSuite{}, fmt.Errorf("ikecrypto: PRF transform in an ESP proposal")
+	}
+	s := ESPSuite{Encr: enc.id, EncrKeyBits: enc.keyBits, Integ: integ}
+	if dh, ok := m[wire.TransformDH]; ok {
+		s.DH = dh.ID
+	}
+	if esn, ok := m[wire.TransformESN]; ok {
+		s.ESN = esn.ID == wire.ESN_YES
+	}
+	return s, nil
+}
+
+func suiteKeyLengths(encr, keyBits, integ uint16) (int, int, error) {
+	enc := lookupEncr(encr, int(keyBits))
+	if enc == nil {
+		return 0, 0, fmt.Errorf("ikecrypto: unsupported encryption transform %d with key length %d", encr, keyBits)
+	}
+	if enc.aead {
+		if integ != wire.AUTH_NONE {
+			return 0, 0, fmt.Errorf("ikecrypto: integrity transform %d with AEAD %s", integ, enc.name)
+		}
+		return enc.keymatLen(), 0, nil
+	}
+	in := lookupInteg(integ)
+	if in == nil {
+		return 0, 0, fmt.Errorf("ikecrypto: unsupported integrity transform %d", integ)
+	}
+	return enc.keymatLen(), in.keyLen, nil
+}
+
+func (s IKESuite) keyLengths() (int, int, error) {
+	return suiteKeyLengths(s.Encr, s.EncrKeyBits, s.Integ)
+}
+
+func (s ESPSuite) keyLengths() (int, int, error) {
+	return suiteKeyLengths(s.Encr, s.EncrKeyBits, s.Integ)
+}
+
+// KeyLengths returns the octets of SK_ei/SK_er (including the AEAD salt) and of
+// SK_ai/SK_ar (0 with an AEAD). Both are 0 for a suite this package does not implement.
+func (s IKESuite) KeyLengths() (encr, integ int) {
+	encr, integ, err := s.keyLengths()
+	if err != nil {
+		return 0, 0
+	}
+	return encr, integ
+}
+
+// KeyLengths returns the octets of each direction's encryption key (including the
+// 4-octet salt of an AEAD) and integrity key (0 with an AEAD). Both are 0 for a suite
+// this package does not implement.
+func (s ESPSuite) KeyLengths() (encr, integ int) {
+	encr, integ, err := s.keyLengths()
+	if err != nil {
+		return 0, 0
+	}
+	return encr, integ
+}
+
+// IsAEAD reports whether the suite's encryption algorithm is an AEAD.
+func (s IKESuite) IsAEAD() bool { return isAEAD(s.Encr, s.EncrKeyBits) }
+
+// IsAEAD reports whether the suite's encryption algorithm is an AEAD.
+func (s ESPSuite) IsAEAD() bool { return isAEAD(s.Encr, s.EncrKeyBits) }
+
+func isAEAD(encr, keyBits uint16) bool {
+	e := lookupEncr(encr, int(keyBits))
+	return e != nil && e.aead
+}
+
+// String returns the strongSwan name of the suite, e.g. "aes128gcm16-prfsha256-x25519"
+// or "aes256-sha256-prfsha256-modp2048".
+func (s IKESuite) String() string {
+	parts := []string{encrName(s.Encr, s.EncrKeyBits)}
+	if s.Integ != wire.AUTH_NONE {
+		parts = append(parts, integName(s.Integ))
+	}
+	parts = append(parts, prfName(s.PRF), dhName(s.DH))
+	return strings.Join(parts, "-")
+}
+
+// String returns the strongSwan name of the suite, e.g. "aes128gcm16",
+// "aes128-sha256", "aes128gcm16-x25519" (PFS) or "aes256gcm16-esn".
+func (s ESPSuite) String() string {
+	parts := []string{encrName(s.Encr, s.EncrKeyBits)}
+	if s.Integ != wire.AUTH_NONE {
+		parts = append(parts, integName(s.Integ))
+	}
+	if s.DH != wire.DH_NONE {
+		parts = append(parts, dhName(s.DH))
+	}
+	if s.ESN {
+		parts = append(parts, "esn")
+	}
+	return strings.Join(parts, "-")
+}
+
+func encrName(id, keyBits uint16) string {
+	if a := lookupEncr(id, int(keyBits)); a != nil {
+		return a.name
+	}
+	if keyBits != 0 {
+		return "ENCR_" + strconv.Itoa(int(id)) + "_" + strconv.Itoa(int(keyBits))
+	}
+	return "ENCR_" + strconv.Itoa(int(id))
+}
+
+func integName(id uint16) string {
+	if a := lookupInteg(id); a != nil {
+		return a.name
+	}
+	return "INTEG_" + strconv.Itoa(int(id))
+}
+
+func prfName(id uint16) string {
+	if a := lookupPRF(id); a != nil {
+		return a.name
+	}
+	return "PRF_" + strconv.Itoa(int(id))
+}
+
+func dhName(id uint16) string {
+	if a := lookupDH(id); a != nil {
+		return a.name
+	}
+	if id == wire.DH_NONE {
+		return "none"
+	}
+	return "KE_" + strconv.Itoa(int(id))
+}
+
+func typeName(t wire.TransformType) string {
+	switch t {
+	case wire.TransformENCR:
+		return "ENCR"
+	case wire.TransformPRF:
+		return "PRF"
+	case wire.TransformINTEG:
+		return "INTEG"
+	case wire.TransformDH:
+		return "KE"
+	case wire.TransformESN:
+		return "ESN"
+	}
+	return "TYPE_" + strconv.Itoa(int(t))
+}
+
+// transformName names a transform for error messages.
+func transformName(t wire.Transform) string {
+	switch t.Type {
+	case wire.TransformENCR:
+		return encrName(t.ID, t.KeyLength())
+	case wire.TransformPRF:
+		return prfName(t.ID)
+	case wire.TransformINTEG:
+		if t.ID == wire.AUTH_NONE {
+			return "INTEG_NONE"
+		}
+		return integName(t.ID)
+	case wire.TransformDH:
+		return dhName(t.ID)
+	case wire.TransformESN:
+		if t.ID == wire.ESN_YES {
+			return "esn"
+		}
+		if t.ID == wire.ESN_NO {
+			return "noesn"
+		}
+		return "ESN_" + strconv.Itoa(int(t.ID))
+	}
+	return typeName(t.Type) + "_" + strconv.Itoa(int(t.ID))
+}

@@ -1,0 +1,567 @@
+package ike
+
+import (
+	"container/heap"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+var errNotProtected = errors.New("message has no SK payload")
+
+// Engine owns every IKE SA of the host. It is not safe for concurrent use: one
+// goroutine feeds it datagrams, commands and the time, and carries out the actions it
+// returns.
+type Engine struct {
+	cfg   Config
+	log   *slog.Logger
+	rand  io.Reader
+	conns map[string]*Conn
+	pools map[string]*pool
+
+	sas  map[uint64]*IKESA // by our SPI
+	byID map[uint64]*IKESA
+	// initIndex finds responder SAs by the IKE_SA_INIT request's (SPIi, peer address),
+	// so that retransmitted requests get the cached response and late duplicates do
+	// not create new SAs.
+	initIndex map[halfOpenKey]*IKESA
+	spisIn    map[uint32]*ChildSA // inbound ESP SPIs in use
+	nHalf     int
+
+	nextSAID    uint64
+	nextChildID uint64
+
+	timers timerHeap
+	out    []Action
+
+	cookieSecret     [2][32]byte
+	cookieVersion    uint8
+	cookieRotatedAt  time.Time
+	cookieRotateEach time.Duration
+
+	drops Drops
+}
+
+type halfOpenKey struct {
+	spiI   uint64
+	remote netip.Addr
+}
+
+// Drops counts IKE datagrams dropped, by reason.
+type Drops struct {
+	Malformed     atomic.Uint64 // unparseable header or payloads
+	UnknownSPI    atomic.Uint64 // no IKE SA for the SPIs
+	BadMessageID  atomic.Uint64 // outside the window, or an unsolicited response
+	Decrypt       atomic.Uint64 // ICV or decryption failure
+	Unexpected    atomic.Uint64 // valid message that does not fit the SA's state
+	InvalidCookie atomic.Uint64 // IKE_SA_INIT without the COOKIE we demanded
+	Retransmits   atomic.Uint64 // retransmitted requests answered from the cache
+}
+
+// Map returns the counters by name.
+func (d *Drops) Map() map[string]uint64 {
+	return map[string]uint64{
+		"ike_malformed":      d.Malformed.Load(),
+		"ike_unknown_spi":    d.UnknownSPI.Load(),
+		"ike_bad_message_id": d.BadMessageID.Load(),
+		"ike_decrypt":        d.Decrypt.Load(),
+		"ike_unexpected":     d.Unexpected.Load(),
+		"ike_invalid_cookie": d.InvalidCookie.Load(),
+		"ike_retransmits":    d.Retransmits.Load(),
+	}
+}
+
+// New returns an engine for cfg.
+func New(cfg Config) (*Engine, error) {
+	cfg.setDefaults()
+	e := &Engine{
+		cfg:              cfg,
+		log:              cfg.Logger,
+		rand:             cfg.Rand,
+		conns:            make(map[string]*Conn),
+		pools:            make(map[string]*pool),
+		sas:              make(map[uint64]*IKESA),
+		byID:             make(map[uint64]*IKESA),
+		initIndex:        make(map[halfOpenKey]*IKESA),
+		spisIn:           make(map[uint32]*ChildSA),
+		cookieRotateEach: 2 * time.Minute,
+	}
+	if e.rand == nil {
+		e.rand = rand.Reader
+	}
+	for _, c := range cfg.Connections {
+		if _, dup := e.conns[c.Name]; dup {
+			return nil, fmt.Errorf("ike: connection %q defined twice", c.Name)
+		}
+		if len(c.Proposals) == 0 {
+			return nil, fmt.Errorf("ike: connection %q has no IKE proposals", c.Name)
+		}
+		e.conns[c.Name] = c
+	}
+	for _, p := range cfg.Pools {
+		pl, err := newPool(p)
+		if err != nil {
+			return nil, err
+		}
+		e.pools[p.Name] = pl
+	}
+	for _, c := range cfg.Connections {
+		for _, name := range c.Pools {
+			if e.pools[name] == nil {
+				return nil, fmt.Errorf("ike: connection %q: unknown pool %q", c.Name, name)
+			}
+		}
+	}
+	if _, err := io.ReadFull(e.rand, e.cookieSecret[0][:]); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Drops returns the engine's drop counters (safe to read from any goroutine).
+func (e *Engine) Drops() *Drops { return &e.drops }
+
+func (e *Engine) emit(a Action) { e.out = append(e.out, a) }
+
+func (e *Engine) take() []Action {
+	out := e.out
+	e.out = nil
+	return out
+}
+
+// HandleDatagram processes one IKE datagram (without a non-ESP marker) that arrived at
+// local from remote.
+func (e *Engine) HandleDatagram(now time.Time, local, remote netip.AddrPort, data []byte) []Action {
+	e.handleDatagram(now, local, remote, data)
+	return e.take()
+}
+
+func (e *Engine) handleDatagram(now time.Time, local, remote netip.AddrPort, data []byte) {
+	h, err := wire.ParseHeader(data)
+	if err != nil {
+		e.drop(&e.drops.Malformed, "malformed IKE header", remote, err)
+		return
+	}
+	if int(h.Length) != len(data) {
+		e.drop(&e.drops.Malformed, "IKE length mismatch", remote, nil)
+		return
+	}
+	if h.Exchange == wire.IKE_SA_INIT {
+		if h.IsResponse() {
+			e.handleInitResponse(now, local, remote, data, &h)
+		} else {
+			e.handleInitRequest(now, local, remote, data, &h)
+		}
+		return
+	}
+	// The sender's I flag says which SPI is ours.
+	ourSPI := h.SPIr
+	if !h.IsInitiator() {
+		ourSPI = h.SPIi
+	}
+	sa := e.sas[ourSPI]
+	if sa == nil || sa.spiI != h.SPIi || (sa.spiR != h.SPIr) || sa.initiator == h.IsInitiator() {
+		e.drop(&e.drops.UnknownSPI, "IKE message for unknown SA", remote, nil)
+		return
+	}
+	if h.IsResponse() {
+		e.handleResponse(now, sa, local, remote, data, &h)
+	} else {
+		e.handleRequest(now, sa, local, remote, data, &h)
+	}
+}
+
+// drop counts a dropped datagram and logs it at debug level.
+func (e *Engine) drop(ctr *atomic.Uint64, what string, from netip.AddrPort, err error) {
+	n := ctr.Add(1)
+	// Log the first few of each reason and then every 1000th, so a flood cannot fill
+	// the log.
+	if n <= 3 || n%1000 == 0 {
+		if err != nil {
+			e.log.Debug("drop: "+what, "from", from, "count", n, "err", err)
+		} else {
+			e.log.Debug("drop: "+what, "from", from, "count", n)
+		}
+	}
+}
+
+// handleResponse matches a response to our outstanding request.
+func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.AddrPort, data []byte, h *wire.Header) {
+	req := sa.pending
+	if req == nil || h.MessageID != req.msgID || h.Exchange != req.exchange {
+		e.drop(&e.drops.BadMessageID, "unexpected response", remote, nil)
+		return
+	}
+	m, err := wire.ParseMessage(data)
+	if err != nil {
+		e.drop(&e.drops.Malformed, "malformed response", remote, err)
+		return
+	}
+	payloads, err := sa.open(data, m)
+	if err != nil {
+		var we *wire.Error
+		if !errors.As(err, &we) {
+			e.drop(&e.drops.Decrypt, "response failed to decrypt", remote, err)
+			return
+		}
+		// Authenticated but with unparseable content: the exchange failed.
+		e.log.Info("malformed content in response", "sa", sa.id, "err", err)
+		payloads = []wire.Payload{&wire.Notify{NotifyType: we.Notify}}
+	}
+	m.Payloads = payloads
+	sa.lastRecv = now
+	sa.pending = nil
+	e.armDPD(sa, now)
+	if req.onReply != nil {
+		req.onReply(e, now, sa, m)
+	}
+	if e.sas[sa.localSPI()] == sa {
+		e.startNext(now, sa)
+		e.schedule(sa)
+	}
+}
+
+// handleRequest processes a request from the peer on an SA past IKE_SA_INIT.
+func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.AddrPort, data []byte, h *wire.Header) {
+	switch {
+	case h.MessageID+1 == sa.peerReqID && sa.lastResp != nil:
+		// A retransmission: answer with the cached response, byte for byte, to where
+		// this copy came from. Only an identical copy of the request counts, so that
+		// forged or corrupted datagrams cannot make us send.
+		if sha256.Sum256(data) != sa.lastReqHash {
+			e.drop(&e.drops.Decrypt, "altered copy of an answered request", remote, nil)
+			return
+		}
+		e.drops.Retransmits.Add(1)
+		e.emit(Send{Local: local, Remote: remote, Data: sa.lastResp})
+		return
+	case h.MessageID != sa.peerReqID:
+		e.drop(&e.drops.BadMessageID, "request outside the window", remote, nil)
+		return
+	}
+	m, err := wire.ParseMessage(data)
+	if err != nil {
+		e.drop(&e.drops.Malformed, "malformed request", remote, err)
+		return
+	}
+	payloads, err := sa.open(data, m)
+	if err != nil {
+		var we *wire.Error
+		if errors.As(err, &we) {
+			// Authentic but malformed content: answer with the error (RFC 7296 2.21.4).
+			n := &wire.Notify{NotifyType: we.Notify, Data: we.Data}
+			e.respond(now, sa, local, remote, h, []wire.Payload{n})
+			return
+		}
+		e.drop(&e.drops.Decrypt, "request failed to decrypt", remote, err)
+		return
+	}
+	m.Payloads = payloads
+	sa.lastRecv = now
+	sa.lastReqHash = sha256.Sum256(data)
+	e.armDPD(sa, now)
+	switch h.Exchange {
+	case wire.IKE_AUTH:
+		if sa.state != stateInitDone || sa.initiator {
+			e.drop(&e.drops.Unexpected, "IKE_AUTH in wrong state", remote, nil)
+			return
+		}
+		e.handleAuthRequest(now, sa, local, remote, h, m)
+	case wire.INFORMATIONAL:
+		if sa.state != stateEstablished && sa.state != stateDeleting {
+			e.drop(&e.drops.Unexpected, "INFORMATIONAL before establishment", remote, nil)
+			return
+		}
+		e.handleInformational(now, sa, local, remote, h, m)
+	case wire.CREATE_CHILD_SA:
+		if sa.state != stateEstablished {
+			e.drop(&e.drops.Unexpected, "CREATE_CHILD_SA in wrong state", remote, nil)
+			return
+		}
+		// Not supported yet: refuse politely so that the peer keeps its SAs.
+		e.respond(now, sa, local, remote, h, []wire.Payload{&wire.Notify{NotifyType: wire.NO_ADDITIONAL_SAS}})
+	default:
+		e.drop(&e.drops.Unexpected, "unknown exchange type", remote, nil)
+	}
+	if e.sas[sa.localSPI()] == sa {
+		e.schedule(sa)
+	}
+}
+
+// respond sends (and caches) the response to the request with header h.
+func (e *Engine) respond(now time.Time, sa *IKESA, local, remote netip.AddrPort, h *wire.Header, payloads []wire.Payload) {
+	rh := sa.header(h.Exchange, h.MessageID, true)
+	data, err := sa.seal(rh, payloads)
+	if err != nil {
+		e.log.Error("cannot encrypt response", "sa", sa.id, "err", err)
+		return
+	}
+	sa.peerReqID = h.MessageID + 1
+	sa.lastResp = data
+	sa.lastRespTo = remote
+	sa.lastRespFr = local
+	e.emit(Send{Local: local, Remote: remote, Data: data})
+}
+
+// queueRequest adds an exchange we want to start; it goes out when the window is free.
+func (e *Engine) queueRequest(now time.Time, sa *IKESA, r *request) {
+	sa.queue = append(sa.queue, r)
+	e.startNext(now, sa)
+	e.schedule(sa)
+}
+
+func (e *Engine) startNext(now time.Time, sa *IKESA) {
+	if sa.pending != nil || len(sa.queue) == 0 {
+		return
+	}
+	r := sa.queue[0]
+	sa.queue = sa.queue[1:]
+	r.msgID = sa.nextReqID
+	sa.nextReqID++
+	data, err := sa.seal(sa.header(r.exchange, r.msgID, false), r.payloads)
+	if err != nil {
+		e.log.Error("cannot encrypt request", "sa", sa.id, "err", err)
+		return
+	}
+	r.data = data
+	e.transmit(now, sa, r)
+}
+
+// transmit sends r for the first time and arms its retransmission.
+func (e *Engine) transmit(now time.Time, sa *IKESA, r *request) {
+	sa.pending = r
+	r.sentAt = now
+	r.tries = 0
+	r.nextAt = now.Add(e.retransmitDelay(0))
+	e.emit(Send{Local: sa.local, Remote: sa.remote, Data: r.data})
+}
+
+func (e *Engine) retransmitDelay(n int) time.Duration {
+	d := float64(e.cfg.Retransmit.Timeout)
+	for i := 0; i < n; i++ {
+		d *= e.cfg.Retransmit.Base
+	}
+	return time.Duration(d)
+}
+
+// Tick runs the timers that are due at now.
+func (e *Engine) Tick(now time.Time) []Action {
+	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
+		t := heap.Pop(&e.timers).(timerEntry)
+		sa := t.sa
+		if !sa.wakeAt.Equal(t.at) || e.byID[sa.id] != sa {
+			continue // stale entry
+		}
+		sa.wakeAt = time.Time{}
+		e.onTimer(now, sa)
+		if e.byID[sa.id] == sa {
+			e.schedule(sa)
+		}
+	}
+	return e.take()
+}
+
+// NextDeadline returns when Tick should be called next, if any timer is armed.
+func (e *Engine) NextDeadline() (time.Time, bool) {
+	for len(e.timers) > 0 {
+		t := e.timers[0]
+		if t.sa.wakeAt.Equal(t.at) && e.byID[t.sa.id] == t.sa {
+			return t.at, true
+		}
+		heap.Pop(&e.timers)
+	}
+	return time.Time{}, false
+}
+
+func (e *Engine) onTimer(now time.Time, sa *IKESA) {
+	if r := sa.pending; r != nil && !r.nextAt.After(now) {
+		if r.tries >= e.cfg.Retransmit.Tries {
+			e.log.Info("peer not responding", "sa", sa.id, "conn", sa.conn.Name, "peer", sa.remote, "exchange", r.exchange.String())
+			e.peerDead(now, sa)
+			return
+		}
+		r.tries++
+		r.nextAt = now.Add(e.retransmitDelay(r.tries))
+		e.emit(Send{Local: sa.local, Remote: sa.remote, Data: r.data})
+	}
+	if !sa.halfOpenExpire.IsZero() && !sa.halfOpenExpire.After(now) {
+		e.log.Debug("half-open SA expired", "sa", sa.id, "peer", sa.remote)
+		e.removeSA(now, sa, "")
+		return
+	}
+	if !sa.dpdAt.IsZero() && !sa.dpdAt.After(now) {
+		sa.dpdAt = time.Time{}
+		if sa.state == stateEstablished && sa.pending == nil && len(sa.queue) == 0 {
+			e.queueRequest(now, sa, &request{exchange: wire.INFORMATIONAL, kind: reqDPD})
+		} else {
+			e.armDPD(sa, now)
+		}
+	}
+}
+
+// armDPD schedules the next liveness check dpd_delay after the last sign of life.
+func (e *Engine) armDPD(sa *IKESA, now time.Time) {
+	if sa.state != stateEstablished || sa.conn == nil || sa.conn.DPDDelay <= 0 {
+		sa.dpdAt = time.Time{}
+		return
+	}
+	sa.dpdAt = now.Add(sa.conn.DPDDelay)
+}
+
+// schedule (re)arms the SA's wake-up at its earliest deadline.
+func (e *Engine) schedule(sa *IKESA) {
+	var at time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	if sa.pending != nil {
+		consider(sa.pending.nextAt)
+	}
+	consider(sa.halfOpenExpire)
+	consider(sa.dpdAt)
+	if at.IsZero() || at.Equal(sa.wakeAt) {
+		return
+	}
+	sa.wakeAt = at
+	heap.Push(&e.timers, timerEntry{at: at, sa: sa})
+}
+
+// peerDead handles an exhausted retransmission.
+func (e *Engine) peerDead(now time.Time, sa *IKESA) {
+	conn := sa.conn
+	wasUp := sa.state == stateEstablished
+	deleting := sa.state == stateDeleting
+	reason := "timeout: no response from peer"
+	e.removeSA(now, sa, reason)
+	if deleting {
+		return
+	}
+	restart := false
+	if wasUp && conn != nil && conn.DPDAction == "restart" {
+		restart = true
+	}
+	if restart && sa.origInitiator {
+		e.log.Info("restarting connection after DPD failure", "conn", conn.Name)
+		if _, err := e.initiate(now, conn); err != nil {
+			e.log.Warn("restart failed", "conn", conn.Name, "err", err)
+		}
+	}
+}
+
+func (e *Engine) newSPI() (uint64, error) {
+	var b [8]byte
+	for {
+		if _, err := io.ReadFull(e.rand, b[:]); err != nil {
+			return 0, err
+		}
+		spi := binary.BigEndian.Uint64(b[:])
+		if spi != 0 && e.sas[spi] == nil {
+			return spi, nil
+		}
+	}
+}
+
+func (e *Engine) newChildSPI() (uint32, error) {
+	var b [4]byte
+	for {
+		if _, err := io.ReadFull(e.rand, b[:]); err != nil {
+			return 0, err
+		}
+		spi := binary.BigEndian.Uint32(b[:])
+		// SPIs 0-255 are reserved (RFC 4303 2.1).
+		if spi > 255 && e.spisIn[spi] == nil {
+			return spi, nil
+		}
+	}
+}
+
+func (e *Engine) nonce() ([]byte, error) {
+	n := make([]byte, 32)
+	_, err := io.ReadFull(e.rand, n)
+	return n, err
+}
+
+func (e *Engine) addSA(sa *IKESA) {
+	e.nextSAID++
+	sa.id = e.nextSAID
+	e.byID[sa.id] = sa
+	e.sas[sa.localSPI()] = sa
+}
+
+// removeSA forgets an SA, removes its Child SAs from the datapath and releases its
+// virtual IPs. A non-empty reason is reported as an event.
+func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
+	if e.byID[sa.id] != sa {
+		return
+	}
+	for _, c := range sa.children {
+		e.emit(RemoveChild{IKESA: sa.id, Child: c.id, SPIIn: c.spiIn, Outbound: true})
+		delete(e.spisIn, c.spiIn)
+	}
+	sa.children = nil
+	if sa.firstChildIn != 0 {
+		delete(e.spisIn, sa.firstChildIn)
+	}
+	if len(sa.vips) > 0 {
+		e.emit(VirtualIPs{IKESA: sa.id, Local: sa.initiator, Addrs: sa.vips, Remove: true})
+		if sa.pool != nil {
+			for _, a := range sa.vips {
+				sa.pool.release(a)
+			}
+		}
+		sa.vips = nil
+	}
+	if sa.state == stateInitDone {
+		e.nHalf--
+	}
+	if !sa.initiator {
+		delete(e.initIndex, sa.halfKey)
+	}
+	wasUp := sa.state == stateEstablished || sa.state == stateDeleting
+	sa.state = stateDead
+	delete(e.sas, sa.localSPI())
+	delete(e.byID, sa.id)
+	name := ""
+	if sa.conn != nil {
+		name = sa.conn.Name
+	}
+	if reason != "" {
+		kind := EventFailed
+		if wasUp {
+			kind = EventDeleted
+		}
+		e.emit(Event{IKESA: sa.id, Conn: name, Kind: kind, Reason: reason})
+	}
+}
+
+// timerHeap orders SA wake-ups; stale entries are skipped when popped.
+type timerEntry struct {
+	at time.Time
+	sa *IKESA
+}
+
+type timerHeap []timerEntry
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timerEntry)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	n := len(old)
+	x := old[n-1]
+	old[n-1] = timerEntry{}
+	*h = old[:n-1]
+	return x
+}

@@ -1,0 +1,145 @@
+package ike
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+func spiHex(spi uint32) string { return fmt.Sprintf("%08x", spi) }
+
+// handleInformational answers an INFORMATIONAL request: deletes, error notifies and
+// liveness checks.
+func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote netip.AddrPort, h *wire.Header, m *wire.Message) {
+	var out []wire.Payload
+	deleteIKE := false
+	var gone []*ChildSA
+	for _, p := range m.Payloads {
+		switch p := p.(type) {
+		case *wire.Delete:
+			switch p.Protocol {
+			case wire.ProtoIKE:
+				deleteIKE = true
+			case wire.ProtoESP:
+				var ours []uint32
+				for _, spi := range p.SPIs {
+					if c := sa.childByOutSPI(spi); c != nil {
+						ours = append(ours, c.spiIn)
+						gone = append(gone, c)
+					}
+				}
+				if len(ours) > 0 {
+					out = append(out, &wire.Delete{Protocol: wire.ProtoESP, SPIs: ours})
+				}
+			}
+		case *wire.Notify:
+			if p.NotifyType == wire.AUTHENTICATION_FAILED {
+				deleteIKE = true
+			}
+		}
+	}
+	if deleteIKE {
+		e.respond(now, sa, local, remote, h, nil)
+		e.log.Info("IKE SA deleted by peer", "sa", sa.id, "conn", sa.conn.Name, "peer", sa.remote)
+		conn := sa.conn
+		restart := sa.origInitiator && conn.CloseAction == "restart"
+		e.removeSA(now, sa, "deleted by peer")
+		if restart {
+			if _, err := e.initiate(now, conn); err != nil {
+				e.log.Warn("restart failed", "conn", conn.Name, "err", err)
+			}
+		}
+		return
+	}
+	for _, c := range gone {
+		e.emit(RemoveChild{IKESA: sa.id, Child: c.id, SPIIn: c.spiIn, Outbound: true})
+		delete(e.spisIn, c.spiIn)
+		sa.removeChild(c)
+		e.log.Info("Child SA deleted by peer", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn))
+	}
+	e.respond(now, sa, local, remote, h, out)
+}
+
+// Delete deletes IKE SA id and its Child SAs, telling the peer.
+func (e *Engine) Delete(now time.Time, id uint64) ([]Action, error) {
+	sa := e.byID[id]
+	if sa == nil {
+		return nil, fmt.Errorf("no IKE SA with id %d", id)
+	}
+	e.deleteIKESA(now, sa, "deleted")
+	return e.take(), nil
+}
+
+// DeleteConn deletes every IKE SA of connection name; it reports how many there were.
+func (e *Engine) DeleteConn(now time.Time, name string) (int, []Action) {
+	n := 0
+	for _, sa := range e.sorted() {
+		if sa.conn != nil && sa.conn.Name == name {
+			e.deleteIKESA(now, sa, "deleted")
+			n++
+		}
+	}
+	return n, e.take()
+}
+
+// DeleteAll deletes every IKE SA (shutdown).
+func (e *Engine) DeleteAll(now time.Time) []Action {
+	for _, sa := range e.sorted() {
+		e.deleteIKESA(now, sa, "shutdown")
+	}
+	return e.take()
+}
+
+// Deleting reports whether Delete exchanges are still waiting for their responses.
+func (e *Engine) Deleting() bool {
+	for _, sa := range e.byID {
+		if sa.state == stateDeleting {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteIKESA starts the INFORMATIONAL Delete of an established SA; SAs that are not
+// established yet are just forgotten.
+func (e *Engine) deleteIKESA(now time.Time, sa *IKESA, reason string) {
+	switch sa.state {
+	case stateEstablished:
+	case stateDeleting, stateDead:
+		return
+	default:
+		e.removeSA(now, sa, reason)
+		return
+	}
+	sa.state = stateDeleting
+	// Nothing else goes out on this SA any more.
+	sa.queue = nil
+	if sa.pending != nil {
+		// The window is busy; the Delete waits for it, but with no retransmissions of
+		// the old request beyond the usual.
+		sa.queue = append(sa.queue, e.deleteRequest(reason))
+		return
+	}
+	e.queueRequest(now, sa, e.deleteRequest(reason))
+}
+
+func (e *Engine) deleteRequest(reason string) *request {
+	return &request{
+		exchange: wire.INFORMATIONAL,
+		payloads: []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}},
+		kind:     reqDelete,
+		onReply: func(e *Engine, now time.Time, sa *IKESA, _ *wire.Message) {
+			e.log.Info("IKE SA deleted", "sa", sa.id, "conn", sa.conn.Name)
+			e.removeSA(now, sa, reason)
+		},
+	}
+}
+
+func spiBytes(spi uint32) []byte {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], spi)
+	return b[:]
+}

@@ -1,0 +1,552 @@
+package ike
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+const (
+	maxCookieTries = 3
+	maxKETries     = 3
+)
+
+// Initiate starts connection name and returns the new IKE SA's id.
+func (e *Engine) Initiate(now time.Time, name string) (uint64, []Action, error) {
+	conn := e.conns[name]
+	if conn == nil {
+		return 0, nil, fmt.Errorf("no connection named %q", name)
+	}
+	id, err := e.initiate(now, conn)
+	return id, e.take(), err
+}
+
+// StartAll initiates every connection whose start_action is "start".
+func (e *Engine) StartAll(now time.Time) []Action {
+	for _, c := range e.cfg.Connections {
+		if c.StartAction == "start" {
+			if _, err := e.initiate(now, c); err != nil {
+				e.log.Warn("cannot start connection", "conn", c.Name, "err", err)
+			}
+		}
+	}
+	return e.take()
+}
+
+func (e *Engine) initiate(now time.Time, conn *Conn) (uint64, error) {
+	if len(conn.RemoteAddrs) == 0 {
+		return 0, fmt.Errorf("connection %q has no remote address to initiate to", conn.Name)
+	}
+	if len(conn.Children) == 0 {
+		return 0, fmt.Errorf("connection %q has no children", conn.Name)
+	}
+	remoteAddr := conn.RemoteAddrs[0]
+	localAddr, err := e.pickLocal(conn, remoteAddr)
+	if err != nil {
+		return 0, fmt.Errorf("connection %q: no local address to reach %s: %w", conn.Name, remoteAddr, err)
+	}
+	spi, err := e.newSPI()
+	if err != nil {
+		return 0, err
+	}
+	sa := &IKESA{
+		conn:          conn,
+		state:         stateInitSent,
+		initiator:     true,
+		origInitiator: true,
+		spiI:          spi,
+		created:       now,
+		firstChild:    conn.Children[0],
+	}
+	// strongSwan's rule: a peer on port 500 starts there and floats to 4500 for
+	// IKE_AUTH; a peer on any other port is spoken to from our NAT-T port from the start.
+	if conn.RemotePort == 500 || conn.RemotePort == 0 {
+		sa.local = netip.AddrPortFrom(localAddr, e.cfg.IKEPort)
+		sa.remote = netip.AddrPortFrom(remoteAddr, 500)
+	} else {
+		sa.local = netip.AddrPortFrom(localAddr, e.cfg.NATTPort)
+		sa.remote = netip.AddrPortFrom(remoteAddr, conn.RemotePort)
+	}
+	group := firstGroup(conn.Proposals)
+	e.addSA(sa)
+	if err := e.sendInit(now, sa, group); err != nil {
+		e.removeSA(now, sa, "")
+		return 0, err
+	}
+	e.log.Info("initiating", "conn", conn.Name, "sa", sa.id, "local", sa.local, "remote", sa.remote)
+	e.schedule(sa)
+	return sa.id, nil
+}
+
+func (e *Engine) pickLocal(conn *Conn, remote netip.Addr) (netip.Addr, error) {
+	for _, a := range conn.LocalAddrs {
+		if a.Is4() == remote.Is4() {
+			return a, nil
+		}
+	}
+	if len(conn.LocalAddrs) > 0 {
+		return netip.Addr{}, errors.New("no local_addrs of the peer's address family")
+	}
+	if e.cfg.SourceAddr == nil {
+		return netip.Addr{}, errors.New("no route lookup available")
+	}
+	return e.cfg.SourceAddr(remote)
+}
+
+func firstGroup(props []wire.Proposal) uint16 {
+	for _, p := range props {
+		for _, t := range p.Transforms {
+			if t.Type == wire.TransformDH && t.ID != wire.DH_NONE {
+				return t.ID
+			}
+		}
+	}
+	return wire.DH_NONE
+}
+
+func offersGroup(props []wire.Proposal, g uint16) bool {
+	for _, p := range props {
+		for _, t := range p.Transforms {
+			if t.Type == wire.TransformDH && t.ID == g {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sendInit builds and sends our IKE_SA_INIT request with a fresh KE of group.
+func (e *Engine) sendInit(now time.Time, sa *IKESA, group uint16) error {
+	kex, err := ikecrypto.NewKeyExchange(group, e.rand)
+	if err != nil {
+		return err
+	}
+	sa.kex = kex
+	if sa.ni == nil {
+		if sa.ni, err = e.nonce(); err != nil {
+			return err
+		}
+	}
+	props := numberProposals(sa.conn.Proposals, nil)
+	var payloads []wire.Payload
+	if sa.cookie != nil {
+		payloads = append(payloads, &wire.Notify{NotifyType: wire.COOKIE, Data: sa.cookie})
+	}
+	payloads = append(payloads,
+		&wire.SA{Proposals: props},
+		&wire.KE{Group: group, Data: kex.PublicKey()},
+		&wire.Nonce{Data: sa.ni},
+	)
+	payloads = append(payloads, e.natDetection(sa, sa.local, sa.remote)...)
+	h := wire.Header{SPIi: sa.spiI, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator}
+	m := wire.Message{Header: h, Payloads: payloads}
+	data := m.Append(nil)
+	sa.initReq = data
+	sa.nextReqID = 1
+	sa.initTried++
+	e.transmit(now, sa, &request{exchange: wire.IKE_SA_INIT, msgID: 0, data: data, kind: reqInit})
+	return nil
+}
+
+// numberProposals copies props with proposal numbers 1..n and, when spi is set, that SPI.
+func numberProposals(props []wire.Proposal, spi []byte) []wire.Proposal {
+	out := make([]wire.Proposal, len(props))
+	for i, p := range props {
+		p.Num = uint8(i + 1)
+		p.SPI = spi
+		out[i] = p
+	}
+	return out
+}
+
+// natDetection returns the NAT_DETECTION_SOURCE_IP and _DESTINATION_IP notifies for a
+// message from local to remote. With forced encapsulation the source hash is random,
+// so that the peer sees a NAT and encapsulates ESP in UDP.
+func (e *Engine) natDetection(sa *IKESA, local, remote netip.AddrPort) []wire.Payload {
+	src := ikecrypto.NATDetectionHash(sa.spiI, sa.spiR, local)
+	if sa.conn != nil && sa.conn.Encap {
+		src = make([]byte, len(src))
+		io.ReadFull(e.rand, src)
+	}
+	dst := ikecrypto.NATDetectionHash(sa.spiI, sa.spiR, remote)
+	return []wire.Payload{
+		&wire.Notify{NotifyType: wire.NAT_DETECTION_SOURCE_IP, Data: src},
+		&wire.Notify{NotifyType: wire.NAT_DETECTION_DESTINATION_IP, Data: dst},
+	}
+}
+
+// checkNAT evaluates the peer's NAT detection notifies in a message with SPIs spiI/spiR
+// that arrived at local from remote. It reports whether each side is behind a NAT and
+// whether the notifies were present at all.
+func checkNAT(payloads []wire.Payload, spiI, spiR uint64, local, remote netip.AddrPort) (natLocal, natRemote, present bool) {
+	srcs := wire.FindNotifies(payloads, wire.NAT_DETECTION_SOURCE_IP)
+	dst := wire.FindNotify(payloads, wire.NAT_DETECTION_DESTINATION_IP)
+	if len(srcs) == 0 || dst == nil {
+		return false, false, false
+	}
+	want := ikecrypto.NATDetectionHash(spiI, spiR, remote)
+	natRemote = true
+	for _, n := range srcs {
+		if subtle.ConstantTimeCompare(n.Data, want) == 1 {
+			natRemote = false
+		}
+	}
+	natLocal = subtle.ConstantTimeCompare(dst.Data, ikecrypto.NATDetectionHash(spiI, spiR, local)) != 1
+	return natLocal, natRemote, true
+}
+
+// handleInitRequest is the responder's IKE_SA_INIT.
+func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, data []byte, h *wire.Header) {
+	if h.SPIr != 0 || h.MessageID != 0 || !h.IsInitiator() {
+		e.drop(&e.drops.Malformed, "IKE_SA_INIT request with bad SPI, message ID or flags", remote, nil)
+		return
+	}
+	key := halfOpenKey{h.SPIi, remote.Addr()}
+	if sa := e.initIndex[key]; sa != nil {
+		// A retransmission of a request we answered: the same response again, while
+		// the initiator may still lack it.
+		if sa.state == stateInitDone && bytes.Equal(sa.initReq, data) {
+			e.drops.Retransmits.Add(1)
+			e.emit(Send{Local: local, Remote: remote, Data: sa.initResp})
+		} else {
+			e.drop(&e.drops.Unexpected, "IKE_SA_INIT duplicate for an existing SA", remote, nil)
+		}
+		return
+	}
+	m, err := wire.ParseMessage(data)
+	if err != nil {
+		var we *wire.Error
+		if errors.As(err, &we) && we.Notify == wire.UNSUPPORTED_CRITICAL_PAYLOAD {
+			e.sendInitError(local, remote, h, &wire.Notify{NotifyType: we.Notify, Data: we.Data})
+			return
+		}
+		e.drop(&e.drops.Malformed, "malformed IKE_SA_INIT", remote, err)
+		return
+	}
+	saP := wire.Find[*wire.SA](m.Payloads)
+	keP := wire.Find[*wire.KE](m.Payloads)
+	niP := wire.Find[*wire.Nonce](m.Payloads)
+	if saP == nil || keP == nil || niP == nil {
+		e.drop(&e.drops.Malformed, "IKE_SA_INIT without SA, KE or Nonce", remote, nil)
+		return
+	}
+	// Cookies (RFC 7296 2.6): above the threshold of half-open SAs, only requests that
+	// echo a cookie we computed are processed.
+	if e.nHalf >= e.cfg.CookieThreshold {
+		c := wire.FindNotify(m.Payloads, wire.COOKIE)
+		if c == nil || !e.cookieValid(now, c.Data, niP.Data, remote.Addr(), h.SPIi) {
+			if c != nil {
+				e.drops.InvalidCookie.Add(1)
+			}
+			e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.COOKIE, Data: e.makeCookie(now, niP.Data, remote.Addr(), h.SPIi, e.cookieVersion)})
+			return
+		}
+	}
+	conn := e.matchInitConn(local.Addr(), remote.Addr(), saP.Proposals)
+	if conn == nil {
+		e.log.Info("no acceptable IKE proposal", "peer", remote)
+		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	// Prefer the group of the peer's KE payload among the ones we accept: that saves an
+	// INVALID_KE_PAYLOAD round trip (strongSwan does the same).
+	chosen, _ := ikecrypto.SelectProposal(ikecrypto.PreferGroup(conn.Proposals, keP.Group), saP.Proposals)
+	suite, err := ikecrypto.IKESuiteFromProposal(chosen)
+	if err != nil {
+		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	if keP.Group != suite.DH {
+		var g [2]byte
+		binary.BigEndian.PutUint16(g[:], suite.DH)
+		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.INVALID_KE_PAYLOAD, Data: g[:]})
+		return
+	}
+	kex, err := ikecrypto.NewKeyExchange(suite.DH, e.rand)
+	if err != nil {
+		e.log.Error("key exchange", "err", err)
+		return
+	}
+	gir, err := kex.SharedSecret(keP.Data)
+	if err != nil {
+		e.log.Info("invalid KE payload from peer", "peer", remote, "err", err)
+		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.INVALID_SYNTAX})
+		return
+	}
+	spiR, err := e.newSPI()
+	if err != nil {
+		return
+	}
+	nr, err := e.nonce()
+	if err != nil {
+		return
+	}
+	sa := &IKESA{
+		conn:     conn,
+		state:    stateInitDone,
+		spiI:     h.SPIi,
+		spiR:     spiR,
+		local:    local,
+		remote:   remote,
+		suite:    suite,
+		ni:       append([]byte(nil), niP.Data...),
+		nr:       nr,
+		initReq:  data,
+		created:  now,
+		lastRecv: now,
+		halfKey:  key,
+	}
+	// NAT detection hashes of the request use SPIr = 0.
+	natL, natR, _ := checkNAT(m.Payloads, h.SPIi, 0, local, remote)
+	sa.natLocal, sa.natRemote = natL, natR
+	if conn.Encap {
+		sa.natLocal = true
+	}
+	if err := e.deriveIKEKeys(sa, gir); err != nil {
+		e.log.Error("key derivation", "err", err)
+		return
+	}
+	chosen.SPI = nil
+	payloads := []wire.Payload{
+		&wire.SA{Proposals: []wire.Proposal{chosen}},
+		&wire.KE{Group: suite.DH, Data: kex.PublicKey()},
+		&wire.Nonce{Data: nr},
+	}
+	payloads = append(payloads, e.natDetection(sa, local, remote)...)
+	rm := wire.Message{Header: sa.header(wire.IKE_SA_INIT, 0, true), Payloads: payloads}
+	sa.initResp = rm.Append(nil)
+	sa.peerReqID = 1
+	sa.halfOpenExpire = now.Add(e.cfg.HalfOpenTimeout)
+	e.addSA(sa)
+	e.initIndex[key] = sa
+	e.nHalf++
+	e.emit(Send{Local: local, Remote: remote, Data: sa.initResp})
+	e.schedule(sa)
+	e.log.Debug("IKE_SA_INIT answered", "sa", sa.id, "peer", remote, "proposal", suite.String())
+}
+
+// sendInitError answers an IKE_SA_INIT request with a single notify and keeps no state.
+func (e *Engine) sendInitError(local, remote netip.AddrPort, h *wire.Header, n *wire.Notify) {
+	m := wire.Message{
+		Header: wire.Header{
+			SPIi: h.SPIi, Version: wire.Version, Exchange: wire.IKE_SA_INIT,
+			Flags: wire.FlagResponse,
+		},
+		Payloads: []wire.Payload{n},
+	}
+	e.emit(Send{Local: local, Remote: remote, Data: m.Append(nil)})
+}
+
+// matchInitConn picks the first connection that accepts the addresses and one of the
+// peer's proposals.
+func (e *Engine) matchInitConn(local, remote netip.Addr, theirs []wire.Proposal) *Conn {
+	for _, c := range e.cfg.Connections {
+		if !addrAllowed(c.LocalAddrs, local) || !addrAllowed(c.RemoteAddrs, remote) {
+			continue
+		}
+		if _, ok := ikecrypto.SelectProposal(c.Proposals, theirs); ok {
+			return c
+		}
+	}
+	return nil
+}
+
+func addrAllowed(list []netip.Addr, a netip.Addr) bool {
+	if len(list) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, x := range list {
+		if x == a || (x.IsUnspecified() && x.Is4() == a.Is4()) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) deriveIKEKeys(sa *IKESA, gir []byte) error {
+	prf, err := ikecrypto.NewPRF(sa.suite.PRF)
+	if err != nil {
+		return err
+	}
+	sa.prf = prf
+	skeyseed := prf.SKEYSEED(sa.ni, sa.nr, gir)
+	keys, err := ikecrypto.DeriveIKEKeys(prf, sa.suite, skeyseed, sa.ni, sa.nr, sa.spiI, sa.spiR)
+	if err != nil {
+		return err
+	}
+	sa.keys = keys
+	encI, err := ikecrypto.NewSKCipher(sa.suite.Encr, int(sa.suite.EncrKeyBits), sa.suite.Integ, keys.SKei, keys.SKai)
+	if err != nil {
+		return err
+	}
+	encR, err := ikecrypto.NewSKCipher(sa.suite.Encr, int(sa.suite.EncrKeyBits), sa.suite.Integ, keys.SKer, keys.SKar)
+	if err != nil {
+		return err
+	}
+	if sa.initiator {
+		sa.skOut, sa.skIn = encI, encR
+	} else {
+		sa.skOut, sa.skIn = encR, encI
+	}
+	return nil
+}
+
+// handleInitResponse is the initiator's processing of the IKE_SA_INIT response.
+func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort, data []byte, h *wire.Header) {
+	sa := e.sas[h.SPIi]
+	if sa == nil || !sa.initiator || sa.state != stateInitSent || h.MessageID != 0 || h.IsInitiator() {
+		e.drop(&e.drops.UnknownSPI, "IKE_SA_INIT response for no pending SA", remote, nil)
+		return
+	}
+	m, err := wire.ParseMessage(data)
+	if err != nil {
+		e.drop(&e.drops.Malformed, "malformed IKE_SA_INIT response", remote, err)
+		return
+	}
+	// Unprotected error notifies: COOKIE and INVALID_KE_PAYLOAD make us try again;
+	// anything else is fatal. All of them could be forged by an on-path attacker, so
+	// they are only believed while we wait for this response (RFC 7296 2.21.1).
+	if c := wire.FindNotify(m.Payloads, wire.COOKIE); c != nil && wire.Find[*wire.SA](m.Payloads) == nil {
+		if sa.cookieTries >= maxCookieTries || len(c.Data) == 0 || len(c.Data) > 64 {
+			e.failInit(now, sa, "peer keeps demanding COOKIE")
+			return
+		}
+		sa.cookieTries++
+		sa.cookie = append([]byte(nil), c.Data...)
+		if err := e.sendInit(now, sa, sa.kex.Group()); err != nil {
+			e.failInit(now, sa, err.Error())
+		}
+		e.schedule(sa)
+		return
+	}
+	if n := wire.FindNotify(m.Payloads, wire.INVALID_KE_PAYLOAD); n != nil {
+		g, err := n.Group()
+		if err != nil || !offersGroup(sa.conn.Proposals, g) || g == sa.kex.Group() || sa.keTries >= maxKETries {
+			e.failInit(now, sa, "INVALID_KE_PAYLOAD")
+			return
+		}
+		sa.keTries++
+		e.log.Info("peer asks for another key exchange group", "sa", sa.id, "group", g)
+		if err := e.sendInit(now, sa, g); err != nil {
+			e.failInit(now, sa, err.Error())
+		}
+		e.schedule(sa)
+		return
+	}
+	for _, p := range m.Payloads {
+		if n, ok := p.(*wire.Notify); ok && n.NotifyType.IsError() {
+			e.failInit(now, sa, n.NotifyType.String())
+			return
+		}
+	}
+	saP := wire.Find[*wire.SA](m.Payloads)
+	keP := wire.Find[*wire.KE](m.Payloads)
+	nrP := wire.Find[*wire.Nonce](m.Payloads)
+	if saP == nil || keP == nil || nrP == nil || len(saP.Proposals) != 1 || h.SPIr == 0 {
+		e.drop(&e.drops.Malformed, "IKE_SA_INIT response without SA, KE or Nonce", remote, nil)
+		return
+	}
+	if err := ikecrypto.CheckResponseProposal(numberProposals(sa.conn.Proposals, nil), saP.Proposals[0]); err != nil {
+		e.failInit(now, sa, "peer chose a proposal we did not offer: "+err.Error())
+		return
+	}
+	suite, err := ikecrypto.IKESuiteFromProposal(saP.Proposals[0])
+	if err != nil || suite.DH != sa.kex.Group() || keP.Group != suite.DH {
+		e.failInit(now, sa, "peer's key exchange does not match the chosen proposal")
+		return
+	}
+	gir, err := sa.kex.SharedSecret(keP.Data)
+	if err != nil {
+		e.failInit(now, sa, "invalid KE payload from peer: "+err.Error())
+		return
+	}
+	sa.suite = suite
+	sa.spiR = h.SPIr
+	sa.nr = append([]byte(nil), nrP.Data...)
+	sa.initResp = data
+	sa.kex = nil
+	if err := e.deriveIKEKeys(sa, gir); err != nil {
+		e.failInit(now, sa, err.Error())
+		return
+	}
+	// The response arrived at our real address: use it from now on.
+	if local.Addr().IsValid() && !local.Addr().IsUnspecified() {
+		sa.local = netip.AddrPortFrom(local.Addr(), sa.local.Port())
+	}
+	natL, natR, _ := checkNAT(m.Payloads, sa.spiI, sa.spiR, sa.local, remote)
+	sa.natLocal, sa.natRemote = natL, natR
+	if sa.conn.Encap {
+		sa.natLocal = true
+	}
+	sa.pending = nil
+	sa.lastRecv = now
+	// Float to the NAT-T port (RFC 7296 2.23): we always do, since ESP only ever runs
+	// in UDP here and MOBIKE wants IKE and ESP on the same port.
+	if sa.local.Port() == e.cfg.IKEPort && e.cfg.IKEPort != e.cfg.NATTPort {
+		sa.local = netip.AddrPortFrom(sa.local.Addr(), e.cfg.NATTPort)
+		if sa.remote.Port() == 500 {
+			sa.remote = netip.AddrPortFrom(sa.remote.Addr(), 4500)
+		}
+	}
+	if err := e.sendAuth(now, sa); err != nil {
+		e.failInit(now, sa, err.Error())
+		return
+	}
+	e.schedule(sa)
+}
+
+// failInit ends an IKE SA that never got established.
+func (e *Engine) failInit(now time.Time, sa *IKESA, reason string) {
+	e.log.Info("connection failed", "conn", sa.conn.Name, "sa", sa.id, "reason", reason)
+	e.removeSA(now, sa, reason)
+}
+
+// Cookies: <version> | SHA-256(Ni | IPi | SPIi | secret) (RFC 7296 2.6). The secret
+// changes every few minutes; the previous one is still accepted.
+func (e *Engine) makeCookie(now time.Time, ni []byte, ip netip.Addr, spiI uint64, version uint8) []byte {
+	e.rotateCookieSecret(now)
+	h := sha256.New()
+	h.Write(ni)
+	a := ip.Unmap().AsSlice()
+	h.Write(a)
+	var s [8]byte
+	binary.BigEndian.PutUint64(s[:], spiI)
+	h.Write(s[:])
+	h.Write(e.cookieSecret[version&1][:])
+	return h.Sum([]byte{version})
+}
+
+func (e *Engine) cookieValid(now time.Time, cookie, ni []byte, ip netip.Addr, spiI uint64) bool {
+	e.rotateCookieSecret(now)
+	if len(cookie) != 1+sha256.Size {
+		return false
+	}
+	v := cookie[0]
+	if v != e.cookieVersion && v != e.cookieVersion-1 {
+		return false
+	}
+	return subtle.ConstantTimeCompare(cookie, e.makeCookie(now, ni, ip, spiI, v)) == 1
+}
+
+func (e *Engine) rotateCookieSecret(now time.Time) {
+	if e.cookieRotatedAt.IsZero() {
+		e.cookieRotatedAt = now
+		return
+	}
+	if now.Sub(e.cookieRotatedAt) < e.cookieRotateEach {
+		return
+	}
+	e.cookieRotatedAt = now
+	e.cookieVersion++
+	io.ReadFull(e.rand, e.cookieSecret[e.cookieVersion&1][:])
+}

@@ -1,0 +1,222 @@
+package ike
+
+import (
+	"net/netip"
+	"time"
+
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+// saState is an IKE SA's position in its life.
+//
+//	initiator: initSent -> authSent -> established -> deleting -> (removed)
+//	responder: initDone (half-open) -> established -> deleting -> (removed)
+type saState int
+
+const (
+	stateInitSent saState = iota + 1
+	stateAuthSent
+	stateInitDone
+	stateEstablished
+	stateDeleting
+	stateDead
+)
+
+func (s saState) String() string {
+	switch s {
+	case stateInitSent:
+		return "connecting"
+	case stateAuthSent:
+		return "authenticating"
+	case stateInitDone:
+		return "half-open"
+	case stateEstablished:
+		return "established"
+	case stateDeleting:
+		return "deleting"
+	case stateDead:
+		return "dead"
+	}
+	return "unknown"
+}
+
+// IKESA is one IKE SA and its Child SAs.
+type IKESA struct {
+	id    uint64
+	conn  *Conn
+	state saState
+
+	// initiator: we sent the IKE_SA_INIT request of this IKE SA (RFC 7296 role).
+	initiator bool
+	// origInitiator: we are the MOBIKE/R-MOBIKE "initiator", the one that started the
+	// first IKE SA of a chain of rekeyed ones (draft-smyslov-ipsecme-ikev2-r-mobike 2).
+	origInitiator bool
+
+	spiI, spiR    uint64
+	local, remote netip.AddrPort
+
+	suite  ikecrypto.IKESuite
+	prf    *ikecrypto.PRF
+	keys   ikecrypto.IKEKeys
+	skIn   ikecrypto.SKCipher
+	skOut  ikecrypto.SKCipher
+	ni, nr []byte
+	kex    ikecrypto.KeyExchange
+
+	// initReq is the IKE_SA_INIT request as sent (initiator) or received (responder);
+	// initResp the response as received or sent. Both are signed in AUTH.
+	initReq, initResp []byte
+	cookie            []byte // initiator: the responder's COOKIE to echo
+	cookieTries       int
+	keTries           int
+	initTried         int // number of IKE_SA_INIT attempts (new KE or cookie)
+
+	halfKey halfOpenKey // responder: the index of the half-open SA
+
+	natLocal, natRemote bool // a NAT (or forced encapsulation) on our side / theirs
+
+	localID, remoteID wire.ID
+
+	mobike      bool // negotiated
+	peerRMobike bool // the peer (initiator) advertised 'R'
+
+	vips    []netip.Addr // initiator: ours; responder: assigned to the peer
+	vipDNS  []netip.Addr
+	pool    *pool
+	created time.Time
+	estab   time.Time
+
+	// Message IDs: our next request's, and the peer's next expected request.
+	nextReqID   uint32
+	peerReqID   uint32
+	pending     *request   // our outstanding request
+	queue       []*request // requests waiting for the window
+	lastResp    []byte     // cached response to the peer's request peerReqID-1
+	lastRespTo  netip.AddrPort
+	lastRespFr  netip.AddrPort
+	lastReqHash [32]byte  // SHA-256 of the request lastResp answers
+	lastRecv    time.Time // any authenticated message from the peer
+
+	children []*ChildSA
+	// firstChild is the Child SA negotiated in IKE_AUTH (initiator: its config).
+	firstChild   *ChildConfig
+	firstChildIn uint32 // initiator: the inbound SPI offered in IKE_AUTH
+
+	// timers
+	halfOpenExpire time.Time
+	dpdAt          time.Time
+	wakeAt         time.Time
+
+	failReason string
+}
+
+// ChildSA is one Child SA of an IKE SA.
+type ChildSA struct {
+	id       uint64
+	cfg      *ChildConfig
+	spiIn    uint32
+	spiOut   uint32
+	suite    ikecrypto.ESPSuite
+	localTS  []wire.TrafficSelector
+	remoteTS []wire.TrafficSelector
+	created  time.Time
+}
+
+// request is an exchange we initiated and that waits for its response.
+type request struct {
+	exchange wire.ExchangeType
+	payloads []wire.Payload // built when the request is sent
+	msgID    uint32
+	data     []byte
+	sentAt   time.Time
+	tries    int
+	nextAt   time.Time
+	kind     requestKind
+	onReply  func(e *Engine, now time.Time, sa *IKESA, msg *wire.Message)
+}
+
+type requestKind int
+
+const (
+	reqInit requestKind = iota + 1
+	reqAuth
+	reqDPD
+	reqDelete
+	reqDeleteChild
+	reqNotify
+)
+
+func (sa *IKESA) localSPI() uint64 {
+	if sa.initiator {
+		return sa.spiI
+	}
+	return sa.spiR
+}
+
+func (sa *IKESA) header(ex wire.ExchangeType, msgID uint32, response bool) wire.Header {
+	h := wire.Header{
+		SPIi:      sa.spiI,
+		SPIr:      sa.spiR,
+		Version:   wire.Version,
+		Exchange:  ex,
+		MessageID: msgID,
+	}
+	if sa.initiator {
+		h.Flags |= wire.FlagInitiator
+	}
+	if response {
+		h.Flags |= wire.FlagResponse
+	}
+	return h
+}
+
+// seal encodes payloads into a protected message.
+func (sa *IKESA) seal(h wire.Header, payloads []wire.Payload) ([]byte, error) {
+	inner := wire.AppendPayloads(nil, payloads)
+	innerNext := wire.PayloadNone
+	if len(payloads) > 0 {
+		innerNext = payloads[0].Type()
+	}
+	bodyLen := sa.skOut.SealedLen(len(inner))
+	b := make([]byte, 0, wire.HeaderLen+wire.GenericHeaderLen+bodyLen)
+	b = wire.AppendSKHeader(b, h, innerNext, bodyLen)
+	return sa.skOut.Seal(b, inner)
+}
+
+// open decrypts a protected message whose outer payloads were parsed into m.
+func (sa *IKESA) open(data []byte, m *wire.Message) ([]wire.Payload, error) {
+	if len(m.Payloads) == 0 {
+		return nil, errNotProtected
+	}
+	sk, ok := m.Payloads[len(m.Payloads)-1].(*wire.SK)
+	if !ok {
+		return nil, errNotProtected
+	}
+	aad := data[:len(data)-len(sk.Body)]
+	plain, err := sa.skIn.Open(aad, sk.Body)
+	if err != nil {
+		return nil, err
+	}
+	return wire.ParsePayloads(sk.InnerNext, plain)
+}
+
+// ikeEndpointsForESP returns the outer endpoints ESP uses: the IKE SA's, which are on
+// the NAT-T port once the SA floated.
+func (sa *IKESA) childByOutSPI(spi uint32) *ChildSA {
+	for _, c := range sa.children {
+		if c.spiOut == spi {
+			return c
+		}
+	}
+	return nil
+}
+
+func (sa *IKESA) removeChild(c *ChildSA) {
+	for i, x := range sa.children {
+		if x == c {
+			sa.children = append(sa.children[:i], sa.children[i+1:]...)
+			return
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package ike
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// SAStatus describes one IKE SA for `status`.
+type SAStatus struct {
+	ID                  uint64
+	Name                string
+	Role                string // "initiator" or "responder" (MOBIKE roles: the original ones)
+	State               string
+	Local, Remote       netip.AddrPort
+	LocalID, RemoteID   string
+	SPIi, SPIr          string
+	Proposal            string
+	NATLocal, NATRemote bool
+	Mobike, RMobike     bool
+	PeerAdditional      []netip.Addr
+	VirtualIPs          []netip.Addr
+	EstablishedS        int64
+	Children            []ChildStatus
+}
+
+// ChildStatus describes one Child SA.
+type ChildStatus struct {
+	ID                uint64
+	Name              string
+	State             string
+	SPIIn, SPIOut     uint32
+	Proposal          string
+	LocalTS, RemoteTS []string
+}
+
+func (e *Engine) sorted() []*IKESA {
+	out := make([]*IKESA, 0, len(e.byID))
+	for _, sa := range e.byID {
+		out = append(out, sa)
+	}
+	slices.SortFunc(out, func(a, b *IKESA) int {
+		switch {
+		case a.id < b.id:
+			return -1
+		case a.id > b.id:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Status returns every IKE SA but half-open ones, by id.
+func (e *Engine) Status(now time.Time) []SAStatus {
+	var out []SAStatus
+	for _, sa := range e.sorted() {
+		if sa.state == stateInitDone {
+			continue
+		}
+		st := SAStatus{
+			ID:         sa.id,
+			State:      sa.state.String(),
+			Local:      sa.local,
+			Remote:     sa.remote,
+			LocalID:    sa.localID.String(),
+			SPIi:       fmt.Sprintf("%016x", sa.spiI),
+			SPIr:       fmt.Sprintf("%016x", sa.spiR),
+			NATLocal:   sa.natLocal,
+			NATRemote:  sa.natRemote,
+			Mobike:     sa.mobike,
+			VirtualIPs: slices.Clone(sa.vips),
+		}
+		if sa.conn != nil {
+			st.Name = sa.conn.Name
+		}
+		if sa.origInitiator {
+			st.Role = "initiator"
+			st.RMobike = sa.mobike && sa.conn.RMobike
+		} else {
+			st.Role = "responder"
+			st.RMobike = sa.mobike && sa.peerRMobike
+		}
+		if sa.remoteID.IDType != 0 {
+			st.RemoteID = sa.remoteID.String()
+		}
+		if sa.suite.Encr != 0 {
+			st.Proposal = sa.suite.String()
+		}
+		if !sa.estab.IsZero() {
+			st.EstablishedS = int64(now.Sub(sa.estab) / time.Second)
+		}
+		for _, c := range sa.children {
+			st.Children = append(st.Children, ChildStatus{
+				ID:       c.id,
+				Name:     c.cfg.Name,
+				State:    "installed",
+				SPIIn:    c.spiIn,
+				SPIOut:   c.spiOut,
+				Proposal: c.suite.String(),
+				LocalTS:  tsStrings(c.localTS),
+				RemoteTS: tsStrings(c.remoteTS),
+			})
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// Established reports whether IKE SA id exists and is established.
+func (e *Engine) Established(id uint64) bool {
+	sa := e.byID[id]
+	return sa != nil && sa.state == stateEstablished
+}
+
+// HasConn reports whether any IKE SA of connection name exists.
+func (e *Engine) HasConn(name string) bool {
+	for _, sa := range e.byID {
+		if sa.conn != nil && sa.conn.Name == name {
+			return true
+		}
+	}
+	return false
+}

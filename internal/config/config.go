@@ -1,0 +1,271 @@
+// Package config loads and validates mobikevpn's YAML configuration file, reporting
+// every problem with the file, line and full key path it concerns.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// DefaultControl is the control socket used when neither the command line nor the
+// configuration names one.
+const DefaultControl = "/run/mobikevpn/mobikevpn.sock"
+
+// Config is a loaded and validated configuration file.
+type Config struct {
+	Path            string // the file loaded, absolute
+	Control         string // control socket path (absolute); "" means not set: use DefaultControl
+	LogLevel        string // debug, info, warn or error
+	Keylog          string // folder for Wireshark key files (absolute), or ""
+	Ports           Ports
+	TUN             TUN
+	Updown          string // hook script (absolute path), or ""
+	Secrets         []Secret
+	Pools           []Pool
+	CookieThreshold int           // half-open IKE SAs above which COOKIEs are required
+	HalfOpenTimeout time.Duration // how long a half-open IKE SA is kept
+	Retransmit      Retransmit
+	Connections     []*Connection // in file order
+}
+
+// Ports are the local UDP ports.
+type Ports struct {
+	IKE  uint16
+	NATT uint16
+}
+
+// TUN describes the TUN device.
+type TUN struct {
+	Name  string
+	MTU   int
+	Addrs []netip.Prefix // interface addresses (host bits allowed, e.g. 198.18.0.1/24)
+}
+
+// Secret is a pre-shared key and the identities it belongs to. An empty IDs matches
+// any identity (as in strongSwan).
+type Secret struct {
+	IDs []string
+	PSK []byte
+}
+
+// Pool is a virtual IP address pool handed out by configuration payloads.
+type Pool struct {
+	Name  string
+	Addrs []netip.Prefix // masked prefixes
+	DNS   []netip.Addr
+}
+
+// Retransmit is the IKE retransmission schedule: the n-th retransmission (n from 1)
+// waits Timeout * Base^(n-1) after the previous send; after Tries retransmissions the
+// exchange fails (strongSwan's retransmit_timeout, retransmit_tries, retransmit_base).
+type Retransmit struct {
+	Timeout time.Duration
+	Tries   int
+	Base    float64
+}
+
+// Additional address modes (Connection.AdditionalAddrs.Mode).
+const (
+	AdditionalAuto = "auto" // all local_addrs except the current one
+	AdditionalNone = "none" // announce nothing (NO_ADDITIONAL_ADDRESSES)
+	AdditionalList = "list" // exactly AdditionalAddrs.Addrs
+)
+
+// AdditionalAddrs is what a connection announces in ADDITIONAL_IP4/6_ADDRESS.
+type AdditionalAddrs struct {
+	Mode  string // AdditionalAuto, AdditionalNone or AdditionalList
+	Addrs []netip.Addr
+}
+
+// Authentication methods.
+const (
+	AuthPSK    = "psk"
+	AuthPubkey = "pubkey"
+)
+
+// AnyID is the identity wildcard.
+const AnyID = "%any"
+
+// LocalAuth is how this end authenticates itself.
+type LocalAuth struct {
+	Auth  string   // AuthPSK or AuthPubkey
+	ID    string   // IKE identity; with pubkey "" means the first certificate's subject
+	Certs []string // pubkey: certificate files (absolute paths), first is ours
+	Key   string   // pubkey: private key file (absolute path)
+}
+
+// RemoteAuth is how the peer must authenticate.
+type RemoteAuth struct {
+	Auth    string   // AuthPSK or AuthPubkey
+	ID      string   // expected identity, AnyID ("%any") for any
+	CACerts []string // pubkey: trusted CA certificate files (absolute paths)
+}
+
+// Connection is one entry of `connections`.
+type Connection struct {
+	Name        string
+	LocalAddrs  []netip.Addr // empty: any
+	RemoteAddrs []netip.Addr // concrete peer addresses; empty when RemoteAny
+	RemoteAny   bool         // remote_addrs is %any or empty: accept any peer address
+	RemotePort  uint16       // default Ports.IKE
+	Proposals   []string     // IKE proposals, strongSwan syntax; default ["default"]
+	Mobike      bool         // default true
+	RMobike     bool         // default true (false when mobike is false)
+
+	AdditionalAddrs AdditionalAddrs // default auto
+
+	// SwitchAccept is the initiator's policy for SWITCH_TO_IP_ADDRESS targets, as
+	// written: "additional", "any" or prefixes; empty refuses every target. The
+	// parsed forms follow.
+	SwitchAccept           []string
+	SwitchAcceptAny        bool
+	SwitchAcceptAdditional bool
+	SwitchAcceptPrefixes   []netip.Prefix
+
+	Encap       bool          // force UDP encapsulation (fake NAT-D); default true
+	DPDDelay    time.Duration // default 30s; 0 disables
+	DPDAction   string        // clear (default), restart or none
+	CloseAction string        // none (default) or restart
+	RekeyTime   time.Duration // IKE SA rekey interval; default 4h; 0 disables
+	Pools       []string      // names of Config.Pools to assign virtual IPs from
+	VIPs        []netip.Addr  // virtual IPs to request (0.0.0.0 / :: for any)
+	Local       LocalAuth
+	Remote      RemoteAuth
+	StartAction string   // start or none (default)
+	Children    []*Child // in file order, at least one
+
+	// Initiator reports that remote_addrs is a concrete list, so that this end can
+	// initiate the connection.
+	Initiator bool
+}
+
+// Child is one Child SA configuration of a connection.
+type Child struct {
+	Name         string
+	LocalTS      []TS          // default [dynamic]
+	RemoteTS     []TS          // default [dynamic]
+	ESPProposals []string      // default ["default"]
+	RekeyTime    time.Duration // default 1h; 0 disables
+}
+
+// Child returns the child named name, or nil.
+func (c *Connection) Child(name string) *Child {
+	for _, ch := range c.Children {
+		if ch.Name == name {
+			return ch
+		}
+	}
+	return nil
+}
+
+// Connection returns the connection named name, or nil.
+func (c *Config) Connection(name string) *Connection {
+	for _, conn := range c.Connections {
+		if conn.Name == name {
+			return conn
+		}
+	}
+	return nil
+}
+
+// Pool returns the pool named name, or nil.
+func (c *Config) Pool(name string) *Pool {
+	for i := range c.Pools {
+		if c.Pools[i].Name == name {
+			return &c.Pools[i]
+		}
+	}
+	return nil
+}
+
+// PSK returns a copy of the pre-shared key for the identities localID and remoteID,
+// matched as strongSwan does: an entry qualifies when one of its ids matches either
+// identity (an entry without ids matches any), an exact match scores more than a
+// wildcard ("*" in an id, or "%any"), and the entry with the best combined score over
+// both sides wins (the first one on a tie). A remoteID of "%any" matches any id.
+func (c *Config) PSK(localID, remoteID string) ([]byte, bool) {
+	best, bestScore := -1, 0
+	for i, s := range c.Secrets {
+		my, other := idsMatch(s.IDs, localID), idsMatch(s.IDs, remoteID)
+		if my == matchNone && other == matchNone {
+			continue
+		}
+		if score := my + other; score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	if best < 0 {
+		return nil, false
+	}
+	return bytes.Clone(c.Secrets[best].PSK), true
+}
+
+// Error is a problem in a configuration file.
+type Error struct {
+	File string // the file as named by the caller
+	Line int    // 1-based; 0 if unknown
+	Key  string // full key path, e.g. connections.home.children.net.esp_proposals[1]
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	s := e.File
+	if s == "" {
+		s = "config"
+	}
+	if e.Line > 0 {
+		s += ":" + strconv.Itoa(e.Line)
+	}
+	if e.Key != "" {
+		s += ": " + e.Key
+	}
+	return s + ": " + e.Msg
+}
+
+// Load reads, parses and validates the configuration file at path. Relative paths in
+// the file resolve against the file's folder. Errors are *Error.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read the configuration: %v", unwrapPathError(err))}
+	}
+	return Parse(data, path)
+}
+
+// Parse parses and validates a configuration file's content; path names the file in
+// errors and is the base for relative paths in it. Errors are *Error.
+func Parse(data []byte, path string) (*Config, error) {
+	abs := path
+	if path != "" {
+		a, err := filepath.Abs(path)
+		if err != nil {
+			return nil, &Error{File: path, Msg: err.Error()}
+		}
+		abs = a
+	} else {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, &Error{Msg: err.Error()}
+		}
+		abs = filepath.Join(wd, "config")
+	}
+	p := &parser{name: path, dir: filepath.Dir(abs), budget: maxNodes}
+	cfg, err := p.parse(data)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Path = abs
+	return cfg, nil
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,195 @@
+// Package control is the daemon's local control socket: a Unix socket carrying one
+// JSON request and its JSON-line response per connection, with the client side the
+// CLI uses.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Limits.
+const (
+	MaxRequest  = 64 << 10 // bytes in one request line
+	MaxResponse = 16 << 20 // bytes in one response line (a status with many SAs)
+)
+
+// Exit-code-like error codes carried in responses.
+const (
+	CodeFailed = 1 // the operation failed
+	CodeUsage  = 2 // bad request: unknown command, missing name, unknown connection...
+)
+
+// Commands.
+const (
+	CmdStatus = "status"
+	CmdUp     = "up"
+	CmdDown   = "down"
+	CmdSwitch = "switch"
+)
+
+// Request is what a client sends: one JSON object on one line.
+type Request struct {
+	Cmd  string `json:"cmd"`
+	Name string `json:"name,omitempty"` // up, down: the connection
+
+	// switch: move the selected peers' SAs to the local address To. At most one
+	// selector (SA, Peer, From, All) is set; WaitMS > 0 waits for the peers to move.
+	To     string  `json:"to,omitempty"`
+	SA     *uint64 `json:"sa,omitempty"`
+	Peer   string  `json:"peer,omitempty"`
+	From   string  `json:"from,omitempty"`
+	All    bool    `json:"all,omitempty"`
+	WaitMS int64   `json:"wait_ms,omitempty"`
+}
+
+// Response is a line the server sends. Lines with Progress set are intermediate
+// (informational); the last line is the final one, with OK and, on failure, Error and
+// Code.
+type Response struct {
+	Progress string  `json:"progress,omitempty"`
+	OK       bool    `json:"ok"`
+	Error    string  `json:"error,omitempty"`
+	Code     int     `json:"code,omitempty"`
+	Message  string  `json:"message,omitempty"` // human-readable result, if any
+	Status   *Status `json:"status,omitempty"`  // status
+}
+
+// Err returns nil for an OK response, else an *Error with its message and code.
+func (r *Response) Err() error {
+	if r.OK {
+		return nil
+	}
+	code := r.Code
+	if code == 0 {
+		code = CodeFailed
+	}
+	msg := r.Error
+	if msg == "" {
+		msg = "request failed"
+	}
+	return &Error{Code: code, Msg: msg}
+}
+
+// Error is a failure with a code (CodeFailed or CodeUsage). A Handler returns one to
+// choose the code; the client returns one for every failed response.
+type Error struct {
+	Code int
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// UsageError returns an *Error with CodeUsage, for requests that cannot be served as
+// asked (unknown connection, address not local, ...).
+func UsageError(format string, args ...any) error {
+	return &Error{Code: CodeUsage, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Handler serves requests. Each method runs with a context that is cancelled when the
+// client disconnects or the server shuts down; on cancellation a method should stop
+// waiting (whether the operation itself is abandoned is up to the handler). The text
+// of a returned error is passed to the client as is (e.g. "AUTHENTICATION_FAILED").
+type Handler interface {
+	Status(ctx context.Context) (*Status, error)
+	Up(ctx context.Context, name string) error
+	Down(ctx context.Context, name string) error
+}
+
+// SwitchRequest selects the SAs to move to the local address To (see Request).
+type SwitchRequest struct {
+	To   string
+	SA   *uint64
+	Peer string
+	From string
+	All  bool
+	Wait time.Duration
+}
+
+// Switcher is implemented by handlers that support the switch command; for others the
+// server answers that switching is not supported yet. The returned string is a human
+// summary for the client.
+type Switcher interface {
+	Switch(ctx context.Context, req SwitchRequest) (string, error)
+}
+
+// Status is the answer to the status command (and `mobikevpn status --json`).
+type Status struct {
+	IKESAs []IKESA           `json:"ike_sas"`
+	Drops  map[string]uint64 `json:"drops,omitempty"` // datapath/IKE drop counters by reason
+}
+
+// IKESA describes one IKE SA.
+type IKESA struct {
+	ID                  uint64    `json:"id"`
+	Name                string    `json:"name"`
+	Role                string    `json:"role"`  // initiator or responder
+	State               string    `json:"state"` // e.g. connecting, established, rekeying, deleting
+	Local               string    `json:"local"` // current outer endpoint, IPv6 as [addr]:port
+	Remote              string    `json:"remote"`
+	LocalID             string    `json:"local_id"`
+	RemoteID            string    `json:"remote_id"`
+	SPIi                string    `json:"spi_i"` // hex
+	SPIr                string    `json:"spi_r"`
+	Proposal            string    `json:"proposal"`
+	NATLocal            bool      `json:"nat_local"`
+	NATRemote           bool      `json:"nat_remote"`
+	Mobike              bool      `json:"mobike"`
+	RMobike             bool      `json:"rmobike"`
+	PeerAdditionalAddrs []string  `json:"peer_additional_addrs"`
+	VirtualIPs          []string  `json:"virtual_ips"`
+	EstablishedS        int64     `json:"established_s"`
+	ChildSAs            []ChildSA `json:"child_sas"`
+}
+
+// ChildSA describes one Child SA.
+type ChildSA struct {
+	Name       string   `json:"name"`
+	State      string   `json:"state"` // e.g. installed, rekeying
+	SPIIn      string   `json:"spi_in"`
+	SPIOut     string   `json:"spi_out"`
+	Proposal   string   `json:"proposal"`
+	LocalTS    []string `json:"local_ts"`
+	RemoteTS   []string `json:"remote_ts"`
+	BytesIn    uint64   `json:"bytes_in"`
+	BytesOut   uint64   `json:"bytes_out"`
+	PacketsIn  uint64   `json:"packets_in"`
+	PacketsOut uint64   `json:"packets_out"`
+}
+
+// MarshalJSON writes nil slices as [].
+func (s Status) MarshalJSON() ([]byte, error) {
+	type plain Status
+	if s.IKESAs == nil {
+		s.IKESAs = []IKESA{}
+	}
+	return json.Marshal(plain(s))
+}
+
+// MarshalJSON writes nil slices as [].
+func (sa IKESA) MarshalJSON() ([]byte, error) {
+	type plain IKESA
+	sa.PeerAdditionalAddrs = nonNil(sa.PeerAdditionalAddrs)
+	sa.VirtualIPs = nonNil(sa.VirtualIPs)
+	if sa.ChildSAs == nil {
+		sa.ChildSAs = []ChildSA{}
+	}
+	return json.Marshal(plain(sa))
+}
+
+// MarshalJSON writes nil slices as [].
+func (c ChildSA) MarshalJSON() ([]byte, error) {
+	type plain ChildSA
+	c.LocalTS = nonNil(c.LocalTS)
+	c.RemoteTS = nonNil(c.RemoteTS)
+	return json.Marshal(plain(c))
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

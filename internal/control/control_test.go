@@ -1,0 +1,575 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeHandler records calls and answers from its fields.
+type fakeHandler struct {
+	mu     sync.Mutex
+	status *Status
+	upErr  error
+	calls  []string
+	// block makes Up wait for its context and report the cancellation on cancelled.
+	block     bool
+	cancelled chan struct{}
+	panicOn   string
+}
+
+func (h *fakeHandler) record(s string) {
+	h.mu.Lock()
+	h.calls = append(h.calls, s)
+	h.mu.Unlock()
+}
+
+func (h *fakeHandler) Status(ctx context.Context) (*Status, error) {
+	h.record("status")
+	if h.panicOn == "status" {
+		panic("boom")
+	}
+	return h.status, nil
+}
+
+func (h *fakeHandler) Up(ctx context.Context, name string) error {
+	h.record("up " + name)
+	Progress(ctx, "initiating "+name)
+	if h.block {
+		<-ctx.Done()
+		close(h.cancelled)
+		return ctx.Err()
+	}
+	return h.upErr
+}
+
+func (h *fakeHandler) Down(ctx context.Context, name string) error {
+	h.record("down " + name)
+	if name == "nope" {
+		return UsageError("no connection named %q", name)
+	}
+	return nil
+}
+
+type switchHandler struct {
+	fakeHandler
+	got SwitchRequest
+}
+
+func (h *switchHandler) Switch(ctx context.Context, req SwitchRequest) (string, error) {
+	h.got = req
+	return "moved 1 SA", nil
+}
+
+// sockPath returns a short socket path (sun_path is limited to ~104 bytes).
+func sockPath(t *testing.T, parts ...string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mvc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(append([]string{dir}, parts...)...)
+}
+
+// start serves h on a new socket until the test ends.
+func start(t *testing.T, h Handler) string {
+	t.Helper()
+	path := sockPath(t, "s.sock")
+	srv, err := Listen(path, h, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return path
+}
+
+func TestListenModeAndFolder(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Unix permissions")
+	}
+	path := sockPath(t, "run", "mobikevpn", "gw.sock")
+	srv, err := Listen(path, &fakeHandler{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&fs.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, want socket 0600", fi.Mode())
+	}
+	di, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di.Mode().Perm() != 0o700 {
+		t.Errorf("created folder mode %v, want 0700", di.Mode().Perm())
+	}
+	srv.Close()
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket file left after Close: %v", err)
+	}
+}
+
+func TestStaleSocket(t *testing.T) {
+	path := sockPath(t, "s.sock")
+	// A socket file without a server: as left by a daemon that was killed.
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("stale socket missing: %v", err)
+	}
+	srv, err := Listen(path, &fakeHandler{}, nil)
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	defer srv.Close()
+	// A live one is refused.
+	if _, err := Listen(path, &fakeHandler{}, nil); err == nil || !strings.Contains(err.Error(), "in use by a running daemon") {
+		t.Errorf("second Listen: %v", err)
+	}
+	// A regular file is never removed.
+	file := sockPath(t, "f")
+	os.WriteFile(file, []byte("x"), 0o600)
+	if _, err := Listen(file, &fakeHandler{}, nil); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("Listen over a file: %v", err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "x" {
+		t.Error("regular file was touched")
+	}
+}
+
+func sampleStatus() *Status {
+	return &Status{IKESAs: []IKESA{{
+		ID: 3, Name: "home", Role: "initiator", State: "established",
+		Local: "192.0.2.10:4500", Remote: "[2001:db8::1]:4500",
+		LocalID: "alice@example.org", RemoteID: "gw.example.org",
+		SPIi: "8f2c", SPIr: "11aa", Proposal: "aes128gcm16-prfsha256-x25519",
+		Mobike: true, RMobike: true, NATRemote: true,
+		PeerAdditionalAddrs: []string{"203.0.113.1"}, VirtualIPs: []string{"198.18.100.2"},
+		EstablishedS: 42,
+		ChildSAs: []ChildSA{{
+			Name: "net", State: "installed", SPIIn: "c1a2b3c4", SPIOut: "d4c3b2a1", Proposal: "aes128gcm16",
+			LocalTS: []string{"198.18.100.2/32"}, RemoteTS: []string{"0.0.0.0/0"},
+			BytesIn: 1, BytesOut: 2, PacketsIn: 3, PacketsOut: 4,
+		}},
+	}}}
+}
+
+func TestRoundTrip(t *testing.T) {
+	h := &fakeHandler{status: sampleStatus(), upErr: errors.New("AUTHENTICATION_FAILED")}
+	path := start(t, h)
+	ctx := context.Background()
+
+	st, err := StatusOf(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(st, sampleStatus()) {
+		t.Errorf("status:\n got %+v\nwant %+v", st, sampleStatus())
+	}
+
+	var progress []string
+	cl := &Client{Path: path, Progress: func(m string) { progress = append(progress, m) }}
+	err = cl.Up(ctx, "home")
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Code != CodeFailed || ce.Msg != "AUTHENTICATION_FAILED" {
+		t.Errorf("Up error %#v, want AUTHENTICATION_FAILED code 1", err)
+	}
+	if !reflect.DeepEqual(progress, []string{"initiating home"}) {
+		t.Errorf("progress %q", progress)
+	}
+	h.upErr = nil
+	if err := Up(ctx, path, "home"); err != nil {
+		t.Errorf("Up: %v", err)
+	}
+	if err := Down(ctx, path, "home"); err != nil {
+		t.Errorf("Down: %v", err)
+	}
+	if err := Down(ctx, path, "nope"); !errors.As(err, &ce) || ce.Code != CodeUsage || !strings.Contains(ce.Msg, `no connection named "nope"`) {
+		t.Errorf("Down nope: %#v", err)
+	}
+	// switch against a handler without Switcher.
+	if _, err := cl.Switch(ctx, SwitchRequest{To: "192.0.2.2", All: true}); !errors.As(err, &ce) || ce.Msg != "switch: not supported yet" {
+		t.Errorf("Switch: %#v", err)
+	}
+	resp, err := Do(ctx, path, Request{Cmd: "reload"})
+	if !errors.As(err, &ce) || ce.Code != CodeUsage || resp == nil || resp.OK || !strings.Contains(resp.Error, `unknown command "reload"`) {
+		t.Errorf("unknown cmd: %+v %v", resp, err)
+	}
+	if _, err := Do(ctx, path, Request{Cmd: "up"}); !errors.As(err, &ce) || ce.Code != CodeUsage || !strings.Contains(ce.Msg, "missing the connection name") {
+		t.Errorf("up without name: %v", err)
+	}
+	h.mu.Lock()
+	want := []string{"status", "up home", "up home", "down home", "down nope"}
+	if !reflect.DeepEqual(h.calls, want) {
+		t.Errorf("calls %q, want %q", h.calls, want)
+	}
+	h.mu.Unlock()
+}
+
+func TestSwitch(t *testing.T) {
+	h := &switchHandler{}
+	path := start(t, h)
+	sa := uint64(7)
+	cl := &Client{Path: path}
+	msg, err := cl.Switch(context.Background(), SwitchRequest{To: "192.0.2.2", SA: &sa, Wait: 1500 * time.Millisecond})
+	if err != nil || msg != "moved 1 SA" {
+		t.Fatalf("Switch: %q %v", msg, err)
+	}
+	if h.got.To != "192.0.2.2" || h.got.SA == nil || *h.got.SA != 7 || h.got.Wait != 1500*time.Millisecond || h.got.All || h.got.Peer != "" {
+		t.Errorf("handler got %+v", h.got)
+	}
+	var ce *Error
+	if _, err := Do(context.Background(), path, Request{Cmd: "switch"}); !errors.As(err, &ce) || ce.Code != CodeUsage {
+		t.Errorf("switch without to: %v", err)
+	}
+}
+
+// raw sends data on a new connection, half-closes, and returns the response lines.
+func raw(t *testing.T, path string, data []byte) []string {
+	t.Helper()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	go func() {
+		c.Write(data)
+		c.(*net.UnixConn).CloseWrite()
+	}()
+	var lines []string
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+func TestMalformedRequests(t *testing.T) {
+	h := &fakeHandler{status: &Status{}}
+	path := start(t, h)
+	tests := []struct {
+		name string
+		data []byte
+		frag string
+	}{
+		{"garbage", []byte("hello\n"), "malformed request"},
+		{"empty", []byte("\n"), "empty request"},
+		{"nothing", nil, "empty request"},
+		{"array", []byte(`["status"]` + "\n"), "malformed request"},
+		{"unknown field", []byte(`{"cmd":"status","x":1}` + "\n"), `unknown field "x"`},
+		{"trailing data", []byte(`{"cmd":"status"} {"cmd":"up"}` + "\n"), "data after the JSON object"},
+		{"wrong type", []byte(`{"cmd":5}` + "\n"), "malformed request"},
+		{"no cmd", []byte(`{}` + "\n"), "missing cmd"},
+		{"too large", bytes.Repeat([]byte("a"), 1<<20), "request larger than 65536 bytes"},
+		{"large valid JSON", []byte(`{"cmd":"up","name":"` + strings.Repeat("x", MaxRequest) + `"}` + "\n"), "request larger than"},
+		{"binary", []byte{0xff, 0xfe, 0, 1, '\n'}, "malformed request"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lines := raw(t, path, tc.data)
+			if len(lines) != 1 {
+				t.Fatalf("got %d lines: %q", len(lines), lines)
+			}
+			var r Response
+			if err := json.Unmarshal([]byte(lines[0]), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.OK || r.Code != CodeUsage || !strings.Contains(r.Error, tc.frag) {
+				t.Errorf("response %+v, want code 2 and %q", r, tc.frag)
+			}
+		})
+	}
+	// Still serving, and a request without a trailing newline works.
+	lines := raw(t, path, []byte(`{"cmd":"status"}`))
+	if len(lines) != 1 || lines[0] != `{"ok":true,"status":{"ike_sas":[]}}` {
+		t.Errorf("status after garbage: %q", lines)
+	}
+}
+
+func TestHandlerPanic(t *testing.T) {
+	path := start(t, &fakeHandler{panicOn: "status"})
+	_, err := StatusOf(context.Background(), path)
+	var ce *Error
+	if !errors.As(err, &ce) || !strings.Contains(ce.Msg, "internal error: boom") {
+		t.Errorf("got %v", err)
+	}
+	if err := Up(context.Background(), path, "x"); err != nil {
+		t.Errorf("server did not survive the panic: %v", err)
+	}
+}
+
+func TestClientDisconnectCancels(t *testing.T) {
+	h := &fakeHandler{block: true, cancelled: make(chan struct{})}
+	path := start(t, h)
+	ctx, cancel := context.WithCancel(context.Background())
+	cl := &Client{Path: path, Progress: func(string) { cancel() }}
+	_, err := cl.Do(ctx, Request{Cmd: CmdUp, Name: "home"})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Do after cancel: %v", err)
+	}
+	select {
+	case <-h.cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("handler context not cancelled after the client left")
+	}
+}
+
+func TestServeStopsOnCancel(t *testing.T) {
+	h := &fakeHandler{block: true, cancelled: make(chan struct{})}
+	path := sockPath(t, "s.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { done <- Serve(ctx, path, h, nil, ready) }()
+	<-ready
+	// The socket accepts at once; start a request that blocks.
+	reqDone := make(chan error, 1)
+	started := make(chan struct{})
+	var once sync.Once
+	go func() {
+		cl := &Client{Path: path, Progress: func(string) { once.Do(func() { close(started) }) }}
+		reqDone <- cl.Up(context.Background(), "home")
+	}()
+	<-started
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	<-h.cancelled
+	if err := <-reqDone; err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Errorf("blocked request ended with %v", err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+func TestServeListenError(t *testing.T) {
+	file := sockPath(t, "f")
+	os.WriteFile(file, nil, 0o600)
+	ready := make(chan struct{})
+	if err := Serve(context.Background(), file, &fakeHandler{}, nil, ready); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("Serve on a file: %v", err)
+	}
+	select {
+	case <-ready:
+		t.Error("ready closed although Listen failed")
+	default:
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	_, err := StatusOf(context.Background(), sockPath(t, "none.sock"))
+	if err == nil || !strings.Contains(err.Error(), "cannot reach the daemon at") {
+		t.Errorf("no daemon: %v", err)
+	}
+	// A server that answers garbage.
+	path := sockPath(t, "g.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			bufio.NewReader(c).ReadString('\n')
+			c.Write([]byte("not json\n"))
+			c.Close()
+		}
+	}()
+	if _, err := StatusOf(context.Background(), path); err == nil || !strings.Contains(err.Error(), "malformed response") {
+		t.Errorf("garbage response: %v", err)
+	}
+}
+
+// TestJSONNames checks the field names against interface.md's example.
+func TestJSONNames(t *testing.T) {
+	example, err := os.ReadFile("testdata/status-example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	dec := json.NewDecoder(bytes.NewReader(example))
+	dec.DisallowUnknownFields() // every field of the example is known
+	if err := dec.Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.IKESAs) != 1 || st.IKESAs[0].ID != 3 || st.IKESAs[0].SPIi != "8f2c..." ||
+		st.IKESAs[0].PeerAdditionalAddrs[0] != "203.0.113.1" || st.IKESAs[0].EstablishedS != 42 ||
+		st.IKESAs[0].ChildSAs[0].SPIOut != "d4c3b2a1" || st.IKESAs[0].ChildSAs[0].RemoteTS[0] != "0.0.0.0/0" {
+		t.Errorf("decoded %+v", st)
+	}
+	// Marshalling gives back exactly the example's object.
+	out, err := json.Marshal(&st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b any
+	json.Unmarshal(example, &a)
+	json.Unmarshal(out, &b)
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("marshal differs from the example:\n%s", out)
+	}
+	// Empty slices are [] (also when nested), and drops appear only when set.
+	out, _ = json.Marshal(Status{IKESAs: []IKESA{{ChildSAs: []ChildSA{{}}}}})
+	for _, want := range []string{`"peer_additional_addrs":[]`, `"virtual_ips":[]`, `"local_ts":[]`, `"remote_ts":[]`} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("%s lacks %s", out, want)
+		}
+	}
+	if bytes.Contains(out, []byte("null")) || bytes.Contains(out, []byte("drops")) {
+		t.Errorf("null or drops in %s", out)
+	}
+	out, _ = json.Marshal(&Status{Drops: map[string]uint64{"ts_mismatch": 2}})
+	if string(out) != `{"ike_sas":[],"drops":{"ts_mismatch":2}}` {
+		t.Errorf("drops: %s", out)
+	}
+	out, _ = json.Marshal(IKESA{})
+	if !bytes.Contains(out, []byte(`"child_sas":[]`)) {
+		t.Errorf("child_sas: %s", out)
+	}
+}
+
+func TestFormatStatus(t *testing.T) {
+	var buf bytes.Buffer
+	st := sampleStatus()
+	st.Drops = map[string]uint64{"replay": 5, "ts_mismatch": 2}
+	if err := FormatStatus(&buf, st); err != nil {
+		t.Fatal(err)
+	}
+	want := `home #3: established, initiator, up 42s
+  local:       192.0.2.10:4500 (alice@example.org)
+  remote:      [2001:db8::1]:4500 (gw.example.org), behind NAT
+  ike:         aes128gcm16-prfsha256-x25519, spi_i 8f2c, spi_r 11aa
+  mobike:      yes, rmobike yes
+  peer addrs:  203.0.113.1
+  virtual ips: 198.18.100.2
+  net:         installed, aes128gcm16, spi_in c1a2b3c4, spi_out d4c3b2a1
+               198.18.100.2/32 === 0.0.0.0/0
+               in 1 bytes 3 packets, out 2 bytes 4 packets
+
+drops:
+  replay:      5
+  ts_mismatch: 2
+`
+	if buf.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", buf.String(), want)
+	}
+	buf.Reset()
+	FormatStatus(&buf, &Status{})
+	if buf.String() != "no IKE SAs\n" {
+		t.Errorf("empty: %q", buf.String())
+	}
+}
+
+func TestUIDAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		uid, self int
+		want      bool
+	}{{0, 1000, true}, {1000, 1000, true}, {1001, 1000, false}, {1000, 0, false}, {5, -1, false}, {0, -1, true}} {
+		if got := uidAllowed(tc.uid, tc.self); got != tc.want {
+			t.Errorf("uidAllowed(%d, %d) = %v", tc.uid, tc.self, got)
+		}
+	}
+}
+
+func TestPeerCredentials(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SO_PEERCRED is Linux only")
+	}
+	path := sockPath(t, "p.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			io.Copy(io.Discard, c)
+		}
+	}()
+	c, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	uid, ok, err := peerAllowed(c, os.Getuid())
+	if err != nil || !ok || uid != os.Getuid() {
+		t.Errorf("peerAllowed = %d %v %v, want our uid %d", uid, ok, err, os.Getuid())
+	}
+	// Another daemon uid: only root passes.
+	if _, ok, _ := peerAllowed(c, os.Getuid()+1); ok != (os.Getuid() == 0) {
+		t.Errorf("peerAllowed with a foreign daemon uid = %v", ok)
+	}
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"cmd":"status"}`, `{"cmd":"up","name":"home"}`, `{"cmd":"down","name":"x"}`,
+		`{"cmd":"switch","to":"192.0.2.2","sa":3,"wait_ms":5000}`,
+		`{"cmd":"switch","to":"2001:db8::2","peer":"alice@example.org","all":true}`,
+		`{"cmd":"x"} trailing`, `[]`, ``, `{"sa":-1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := DecodeRequest(data)
+		if err != nil {
+			if req != nil {
+				t.Fatal("request with error")
+			}
+			return
+		}
+		// What decodes re-encodes and decodes to the same request.
+		b, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := DecodeRequest(b)
+		if err != nil || !reflect.DeepEqual(again, req) {
+			t.Fatalf("re-decode of %s: %+v %v", b, again, err)
+		}
+	})
+}

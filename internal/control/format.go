@@ -1,0 +1,82 @@
+package control
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// FormatStatus writes s for humans: one block per IKE SA with its Child SAs, in the
+// manner of `swanctl --list-sas`, then the drop counters.
+func FormatStatus(w io.Writer, s *Status) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	if len(s.IKESAs) == 0 {
+		fmt.Fprintln(tw, "no IKE SAs")
+	}
+	for i, sa := range s.IKESAs {
+		if i > 0 {
+			fmt.Fprintln(tw)
+		}
+		fmt.Fprintf(tw, "%s #%d: %s, %s, up %s\n", sa.Name, sa.ID, sa.State, sa.Role,
+			(time.Duration(sa.EstablishedS) * time.Second).String())
+		fmt.Fprintf(tw, "  local:\t%s (%s)%s\n", dash(sa.Local), dash(sa.LocalID), natNote(sa.NATLocal))
+		fmt.Fprintf(tw, "  remote:\t%s (%s)%s\n", dash(sa.Remote), dash(sa.RemoteID), natNote(sa.NATRemote))
+		fmt.Fprintf(tw, "  ike:\t%s, spi_i %s, spi_r %s\n", dash(sa.Proposal), dash(sa.SPIi), dash(sa.SPIr))
+		fmt.Fprintf(tw, "  mobike:\t%s, rmobike %s\n", yesNo(sa.Mobike), yesNo(sa.RMobike))
+		if len(sa.PeerAdditionalAddrs) > 0 {
+			fmt.Fprintf(tw, "  peer addrs:\t%s\n", strings.Join(sa.PeerAdditionalAddrs, ", "))
+		}
+		if len(sa.VirtualIPs) > 0 {
+			fmt.Fprintf(tw, "  virtual ips:\t%s\n", strings.Join(sa.VirtualIPs, ", "))
+		}
+		for _, c := range sa.ChildSAs {
+			fmt.Fprintf(tw, "  %s:\t%s, %s, spi_in %s, spi_out %s\n", c.Name, c.State, dash(c.Proposal), dash(c.SPIIn), dash(c.SPIOut))
+			fmt.Fprintf(tw, "    \t%s === %s\n", tsList(c.LocalTS), tsList(c.RemoteTS))
+			fmt.Fprintf(tw, "    \tin %d bytes %d packets, out %d bytes %d packets\n", c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut)
+		}
+	}
+	if len(s.Drops) > 0 {
+		names := make([]string, 0, len(s.Drops))
+		for k := range s.Drops {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "drops:")
+		for _, k := range names {
+			fmt.Fprintf(tw, "  %s:\t%d\n", k, s.Drops[k])
+		}
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func natNote(b bool) string {
+	if b {
+		return ", behind NAT"
+	}
+	return ""
+}
+
+func tsList(ts []string) string {
+	if len(ts) == 0 {
+		return "-"
+	}
+	return strings.Join(ts, ",")
+}

@@ -1,0 +1,115 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/mobikevpn/mobikevpn/ike"
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/internal/config"
+)
+
+// ikeConfig translates the validated configuration into the IKE engine's terms.
+func ikeConfig(cfg *config.Config) (ike.Config, error) {
+	out := ike.Config{
+		IKEPort:         cfg.Ports.IKE,
+		NATTPort:        cfg.Ports.NATT,
+		CookieThreshold: cfg.CookieThreshold,
+		HalfOpenTimeout: cfg.HalfOpenTimeout,
+		Retransmit: ike.Retransmit{
+			Timeout: cfg.Retransmit.Timeout,
+			Tries:   cfg.Retransmit.Tries,
+			Base:    cfg.Retransmit.Base,
+		},
+		PSK:        cfg.PSK,
+		SourceAddr: sourceAddr,
+	}
+	for _, p := range cfg.Pools {
+		out.Pools = append(out.Pools, &ike.PoolConfig{Name: p.Name, Addrs: p.Addrs, DNS: p.DNS})
+	}
+	for _, c := range cfg.Connections {
+		ic, err := ikeConn(c)
+		if err != nil {
+			return ike.Config{}, err
+		}
+		out.Connections = append(out.Connections, ic)
+	}
+	return out, nil
+}
+
+func ikeConn(c *config.Connection) (*ike.Conn, error) {
+	ic := &ike.Conn{
+		Name:        c.Name,
+		LocalAddrs:  c.LocalAddrs,
+		RemoteAddrs: c.RemoteAddrs,
+		RemotePort:  c.RemotePort,
+		Mobike:      c.Mobike,
+		RMobike:     c.RMobike,
+		Encap:       c.Encap,
+		DPDDelay:    c.DPDDelay,
+		DPDAction:   c.DPDAction,
+		CloseAction: c.CloseAction,
+		RekeyTime:   c.RekeyTime,
+		LocalID:     c.Local.ID,
+		RemoteID:    c.Remote.ID,
+		LocalAuth:   c.Local.Auth,
+		RemoteAuth:  c.Remote.Auth,
+		Pools:       c.Pools,
+		VIPs:        c.VIPs,
+		StartAction: c.StartAction,
+	}
+	if c.Local.Auth != config.AuthPSK || c.Remote.Auth != config.AuthPSK {
+		return nil, fmt.Errorf("connection %q: only psk authentication is implemented so far", c.Name)
+	}
+	for _, s := range c.Proposals {
+		ps, err := ikecrypto.ParseIKEProposal(s)
+		if err != nil {
+			return nil, fmt.Errorf("connection %q: %w", c.Name, err)
+		}
+		ic.Proposals = append(ic.Proposals, ps...)
+	}
+	for _, ch := range c.Children {
+		cc := &ike.ChildConfig{
+			Name:      ch.Name,
+			LocalTS:   tsConfigs(ch.LocalTS),
+			RemoteTS:  tsConfigs(ch.RemoteTS),
+			RekeyTime: ch.RekeyTime,
+		}
+		for _, s := range ch.ESPProposals {
+			ps, err := ikecrypto.ParseESPProposal(s)
+			if err != nil {
+				return nil, fmt.Errorf("connection %q child %q: %w", c.Name, ch.Name, err)
+			}
+			cc.ESPProposals = append(cc.ESPProposals, ps...)
+		}
+		ic.Children = append(ic.Children, cc)
+	}
+	return ic, nil
+}
+
+func tsConfigs(ts []config.TS) []ike.TSConfig {
+	out := make([]ike.TSConfig, 0, len(ts))
+	for _, t := range ts {
+		sel := wire.TrafficSelector{IPProtocol: t.Proto, StartPort: t.StartPort, EndPort: t.EndPort, Start: t.Start, End: t.End}
+		if t.Start.Is4() {
+			sel.Type = wire.TS_IPV4_ADDR_RANGE
+		} else if t.Start.IsValid() {
+			sel.Type = wire.TS_IPV6_ADDR_RANGE
+		}
+		out = append(out, ike.TSConfig{Dynamic: t.Dynamic, Selector: sel})
+	}
+	return out
+}
+
+// sourceAddr asks the kernel which source address it would use for remote: a connected
+// UDP socket sends nothing but has its local address chosen by the routing table.
+func sourceAddr(remote netip.Addr) (netip.Addr, error) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 9)))
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}

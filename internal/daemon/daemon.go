@@ -1,0 +1,368 @@
+// Package daemon wires the configuration, the IKE engine, the ESP datapath, the TUN
+// device and the control socket into the running VPN.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/esp"
+	"github.com/mobikevpn/mobikevpn/ike"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/internal/config"
+	"github.com/mobikevpn/mobikevpn/internal/control"
+	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"github.com/mobikevpn/mobikevpn/tun"
+)
+
+// Options are the daemon's inputs besides the configuration.
+type Options struct {
+	// Reload delivers SIGHUP: reload the configuration file.
+	Reload <-chan struct{}
+}
+
+// shutdownGrace bounds how long the daemon waits for the peers to answer its Deletes.
+const shutdownGrace = 3 * time.Second
+
+// ikePacket is an IKE datagram on its way from the datapath to the engine.
+type ikePacket struct {
+	data          []byte
+	local, remote netip.AddrPort
+}
+
+type daemon struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	engine *ike.Engine
+	dp     *esp.Datapath
+	dev    tun.Device
+	devNm  string
+	netcfg tun.Configurator
+	keys   *keylog
+
+	ikeIn chan ikePacket
+	cmds  chan func(now time.Time)
+
+	// Owned by the engine goroutine.
+	waiters  map[uint64][]chan ike.Event
+	routes   *routeTable
+	children map[uint64]childInfo // by Child id
+	ikeDrops uint64
+	mu       sync.Mutex // guards ikeDrops
+}
+
+type childInfo struct {
+	ikeSA  uint64
+	spiIn  uint32
+	routes []netip.Prefix
+}
+
+// Run runs the VPN until ctx is cancelled, then deletes every SA at its peer and
+// removes what it added to the system.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) error {
+	icfg, err := ikeConfig(cfg)
+	if err != nil {
+		return err
+	}
+	icfg.Logger = log.With("part", "ike")
+	engine, err := ike.New(icfg)
+	if err != nil {
+		return err
+	}
+	d := &daemon{
+		cfg:      cfg,
+		log:      log,
+		engine:   engine,
+		ikeIn:    make(chan ikePacket, 1024),
+		cmds:     make(chan func(time.Time), 64),
+		waiters:  make(map[uint64][]chan ike.Event),
+		children: make(map[uint64]childInfo),
+	}
+	if cfg.Keylog != "" {
+		if d.keys, err = newKeylog(cfg.Keylog); err != nil {
+			return err
+		}
+		log.Warn("key log is on: IKE and ESP keys are written in the clear", "dir", cfg.Keylog)
+	}
+
+	d.dev, err = tun.Create(cfg.TUN.Name, cfg.TUN.MTU)
+	if err != nil {
+		return fmt.Errorf("tun: creating %q: %w", cfg.TUN.Name, err)
+	}
+	defer d.dev.Close()
+	if d.devNm, err = d.dev.Name(); err != nil {
+		return fmt.Errorf("tun: %w", err)
+	}
+	d.netcfg, err = tun.NewConfigurator(cfg.Updown)
+	if err != nil {
+		return err
+	}
+	// Whatever happens, take back the addresses and routes we added.
+	defer func() {
+		if err := d.netcfg.Close(); err != nil {
+			log.Warn("removing addresses and routes", "err", err)
+		}
+	}()
+	d.routes = newRouteTable(d.netcfg, d.devNm, log)
+	for _, p := range cfg.TUN.Addrs {
+		if err := d.netcfg.AddAddress(d.devNm, p); err != nil {
+			return fmt.Errorf("tun: adding address %s to %s: %w", p, d.devNm, err)
+		}
+	}
+	if err := d.netcfg.Up(d.devNm); err != nil {
+		return fmt.Errorf("tun: bringing %s up: %w", d.devNm, err)
+	}
+
+	var conns []udp.Conn
+	for _, port := range []uint16{cfg.Ports.IKE, cfg.Ports.NATT} {
+		cs, err := udp.Listen(port)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return fmt.Errorf("listening on UDP port %d: %w", port, err)
+		}
+		conns = append(conns, cs...)
+	}
+	d.dp, err = esp.New(esp.Config{
+		TUN:      d.dev,
+		Conns:    conns,
+		NATTPort: cfg.Ports.NATT,
+		OnIKE:    d.onIKE,
+		Logger:   log.With("part", "esp"),
+		MTU:      cfg.TUN.MTU,
+	})
+	if err != nil {
+		return err
+	}
+
+	dpCtx, stopDP := context.WithCancel(context.Background())
+	dpDone := make(chan error, 1)
+	go func() { dpDone <- d.dp.Run(dpCtx) }()
+	defer func() {
+		stopDP()
+		for _, c := range conns {
+			c.Close()
+		}
+		<-dpDone
+	}()
+
+	ctlPath := cfg.Control
+	if ctlPath == "" {
+		ctlPath = config.DefaultControl
+	}
+	ctlCtx, stopCtl := context.WithCancel(context.Background())
+	ctlDone := make(chan error, 1)
+	ctlReady := make(chan struct{})
+	go func() { ctlDone <- control.Serve(ctlCtx, ctlPath, d, log.With("part", "control"), ctlReady) }()
+	select {
+	case <-ctlReady:
+	case err := <-ctlDone:
+		stopCtl()
+		return fmt.Errorf("control socket %s: %w", ctlPath, err)
+	}
+	defer func() {
+		stopCtl()
+		<-ctlDone
+	}()
+
+	log.Info("mobikevpn running", "tun", d.devNm, "ike_port", cfg.Ports.IKE, "natt_port", cfg.Ports.NATT, "control", ctlPath)
+	d.apply(d.engine.StartAll(time.Now()))
+	err = d.loop(ctx, opts.Reload, dpDone)
+	d.shutdown()
+	return err
+}
+
+// loop is the engine goroutine: every IKE datagram, command and timer goes through it.
+func (d *daemon) loop(ctx context.Context, reload <-chan struct{}, dpDone <-chan error) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		d.resetTimer(timer)
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-dpDone:
+			if err == nil {
+				err = errors.New("datapath stopped")
+			}
+			return fmt.Errorf("datapath: %w", err)
+		case p := <-d.ikeIn:
+			d.apply(d.engine.HandleDatagram(time.Now(), p.local, p.remote, p.data))
+		case f := <-d.cmds:
+			f(time.Now())
+		case <-timer.C:
+			d.apply(d.engine.Tick(time.Now()))
+		case <-reload:
+			d.reload()
+		}
+	}
+}
+
+func (d *daemon) resetTimer(t *time.Timer) {
+	next, ok := d.engine.NextDeadline()
+	wait := time.Hour
+	if ok {
+		wait = max(time.Until(next), 0)
+	}
+	t.Reset(wait)
+}
+
+// shutdown deletes every IKE SA at its peer and waits a little for the answers.
+func (d *daemon) shutdown() {
+	d.apply(d.engine.DeleteAll(time.Now()))
+	deadline := time.NewTimer(shutdownGrace)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for d.engine.Deleting() {
+		select {
+		case p := <-d.ikeIn:
+			d.apply(d.engine.HandleDatagram(time.Now(), p.local, p.remote, p.data))
+		case <-tick.C:
+			d.apply(d.engine.Tick(time.Now()))
+		case <-deadline.C:
+			d.log.Warn("peers did not confirm every Delete in time")
+			d.routes.removeAll()
+			return
+		}
+	}
+	d.routes.removeAll()
+}
+
+func (d *daemon) reload() {
+	cfg, err := config.Load(d.cfg.Path)
+	if err != nil {
+		d.log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	icfg, err := ikeConfig(cfg)
+	if err != nil {
+		d.log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	if err := d.engine.Reload(icfg); err != nil {
+		d.log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	d.cfg = cfg
+	d.log.Info("configuration reloaded: new SAs use it, established ones keep theirs", "file", cfg.Path)
+}
+
+// onIKE is called by the datapath's receive goroutines.
+func (d *daemon) onIKE(pkt []byte, local, remote netip.AddrPort) {
+	select {
+	case d.ikeIn <- ikePacket{data: pkt, local: local, remote: remote}:
+	default:
+		// The engine is saturated: shed load rather than queue without bound.
+		d.mu.Lock()
+		d.ikeDrops++
+		d.mu.Unlock()
+	}
+}
+
+// apply carries out the engine's actions.
+func (d *daemon) apply(actions []ike.Action) {
+	for _, a := range actions {
+		switch a := a.(type) {
+		case ike.Send:
+			if err := d.dp.SendIKE(a.Local, a.Remote, a.Data); err != nil {
+				d.log.Debug("sending IKE datagram", "to", a.Remote, "err", err)
+			}
+		case ike.InstallChild:
+			d.installChild(a)
+		case ike.RemoveChild:
+			d.removeChild(a)
+		case ike.VirtualIPs:
+			d.virtualIPs(a)
+		case ike.IKEKeysLog:
+			if d.keys != nil {
+				if err := d.keys.ikeSA(a); err != nil {
+					d.log.Warn("key log", "err", err)
+				}
+			}
+		case ike.Event:
+			for _, w := range d.waiters[a.IKESA] {
+				w <- a
+			}
+			delete(d.waiters, a.IKESA)
+		}
+	}
+}
+
+func espSelectors(ts []wire.TrafficSelector) []esp.Selector {
+	out := make([]esp.Selector, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, esp.Selector{Proto: t.IPProtocol, StartPort: t.StartPort, EndPort: t.EndPort, Start: t.Start, End: t.End})
+	}
+	return out
+}
+
+func (d *daemon) installChild(a ike.InstallChild) {
+	keys := func(k ike.ChildKeys) esp.Keys {
+		return esp.Keys{Encr: a.Suite.Encr, EncrKeyBits: int(a.Suite.EncrKeyBits), Integ: a.Suite.Integ, EncrKey: k.Encr, IntegKey: k.Integ}
+	}
+	in := esp.SAConfig{SPI: a.SPIIn, Keys: keys(a.InKeys), ESN: a.Suite.ESN, LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS)}
+	out := esp.SAConfig{SPI: a.SPIOut, Keys: keys(a.OutKeys), ESN: a.Suite.ESN, LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS)}
+	if a.Keepalive {
+		out.Keepalive = 20 * time.Second
+	}
+	if err := d.dp.AddInbound(in); err != nil {
+		d.log.Error("installing inbound SA", "spi", fmt.Sprintf("%08x", a.SPIIn), "err", err)
+		return
+	}
+	if err := d.dp.InstallOutbound(a.Child, out, a.Local, a.Remote); err != nil {
+		d.log.Error("installing outbound SA", "spi", fmt.Sprintf("%08x", a.SPIOut), "err", err)
+		d.dp.RemoveInbound(a.SPIIn)
+		return
+	}
+	info := childInfo{ikeSA: a.IKESA, spiIn: a.SPIIn}
+	for _, t := range a.RemoteTS {
+		for _, p := range rangePrefixes(t.Start, t.End) {
+			if p.Contains(a.Remote.Addr()) {
+				d.log.Warn("remote traffic selector covers the peer's own address: not routing it through the tunnel", "ts", p, "peer", a.Remote.Addr())
+				continue
+			}
+			d.routes.add(p)
+			info.routes = append(info.routes, p)
+		}
+	}
+	d.children[a.Child] = info
+	if d.keys != nil {
+		if err := d.keys.childSA(a); err != nil {
+			d.log.Warn("key log", "err", err)
+		}
+	}
+}
+
+func (d *daemon) removeChild(a ike.RemoveChild) {
+	d.dp.RemoveInbound(a.SPIIn)
+	if a.Outbound {
+		d.dp.RemoveOutbound(a.Child)
+	}
+	if info, ok := d.children[a.Child]; ok {
+		for _, p := range info.routes {
+			d.routes.remove(p)
+		}
+		delete(d.children, a.Child)
+	}
+}
+
+func (d *daemon) virtualIPs(a ike.VirtualIPs) {
+	if !a.Local {
+		return // a peer's address: routed through its Child SA's selectors
+	}
+	for _, v := range a.Addrs {
+		p := netip.PrefixFrom(v, v.BitLen())
+		if a.Remove {
+			d.routes.removeAddress(p)
+		} else {
+			d.routes.addAddress(p)
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/ike"
+	"github.com/mobikevpn/mobikevpn/internal/control"
+)
+
+// The control socket's requests run on the engine goroutine through d.cmds.
+
+func (d *daemon) run(ctx context.Context, f func(now time.Time)) error {
+	done := make(chan struct{})
+	select {
+	case d.cmds <- func(now time.Time) { f(now); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Status implements control.Handler.
+func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
+	var sas []ike.SAStatus
+	if err := d.run(ctx, func(now time.Time) { sas = d.engine.Status(now) }); err != nil {
+		return nil, err
+	}
+	st := &control.Status{IKESAs: []control.IKESA{}, Drops: map[string]uint64{}}
+	for _, s := range sas {
+		is := control.IKESA{
+			ID:                  s.ID,
+			Name:                s.Name,
+			Role:                s.Role,
+			State:               s.State,
+			Local:               s.Local.String(),
+			Remote:              s.Remote.String(),
+			LocalID:             s.LocalID,
+			RemoteID:            s.RemoteID,
+			SPIi:                s.SPIi,
+			SPIr:                s.SPIr,
+			Proposal:            s.Proposal,
+			NATLocal:            s.NATLocal,
+			NATRemote:           s.NATRemote,
+			Mobike:              s.Mobike,
+			RMobike:             s.RMobike,
+			PeerAdditionalAddrs: []string{},
+			VirtualIPs:          []string{},
+			EstablishedS:        s.EstablishedS,
+			ChildSAs:            []control.ChildSA{},
+		}
+		for _, a := range s.PeerAdditional {
+			is.PeerAdditionalAddrs = append(is.PeerAdditionalAddrs, a.String())
+		}
+		for _, a := range s.VirtualIPs {
+			is.VirtualIPs = append(is.VirtualIPs, a.String())
+		}
+		for _, c := range s.Children {
+			cs := control.ChildSA{
+				Name:     c.Name,
+				State:    c.State,
+				SPIIn:    fmt.Sprintf("%08x", c.SPIIn),
+				SPIOut:   fmt.Sprintf("%08x", c.SPIOut),
+				Proposal: c.Proposal,
+				LocalTS:  c.LocalTS,
+				RemoteTS: c.RemoteTS,
+			}
+			if in, ok := d.dp.InboundCounters(c.SPIIn); ok {
+				cs.BytesIn, cs.PacketsIn = in.Bytes, in.Packets
+			}
+			if out, ok := d.dp.OutboundCounters(c.ID); ok {
+				cs.BytesOut, cs.PacketsOut = out.Bytes, out.Packets
+			}
+			is.ChildSAs = append(is.ChildSAs, cs)
+		}
+		st.IKESAs = append(st.IKESAs, is)
+	}
+	maps.Copy(st.Drops, d.engine.Drops().Map())
+	maps.Copy(st.Drops, d.dp.Drops().Map())
+	d.mu.Lock()
+	st.Drops["ike_queue_full"] = d.ikeDrops
+	d.mu.Unlock()
+	return st, nil
+}
+
+// Up implements control.Handler: it returns once the IKE SA and its first Child SA are
+// established, or with the reason they are not.
+func (d *daemon) Up(ctx context.Context, name string) error {
+	events := make(chan ike.Event, 1)
+	var initErr error
+	err := d.run(ctx, func(now time.Time) {
+		id, acts, err := d.engine.Initiate(now, name)
+		if err != nil {
+			initErr = err
+			return
+		}
+		d.waiters[id] = append(d.waiters[id], events)
+		d.apply(acts)
+	})
+	if err != nil {
+		return err
+	}
+	if initErr != nil {
+		return initErr
+	}
+	select {
+	case ev := <-events:
+		switch ev.Kind {
+		case ike.EventEstablished:
+			return nil
+		default:
+			return fmt.Errorf("connection %q: %s", name, ev.Reason)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("connection %q: timeout waiting for the peer", name)
+	}
+}
+
+// Down implements control.Handler: it deletes every IKE SA of the connection and waits
+// for the peer to confirm (or for the retransmissions to give up).
+func (d *daemon) Down(ctx context.Context, name string) error {
+	var n int
+	if err := d.run(ctx, func(now time.Time) {
+		var acts []ike.Action
+		n, acts = d.engine.DeleteConn(now, name)
+		d.apply(acts)
+	}); err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("no IKE SA of connection %q", name)
+	}
+	for {
+		var left bool
+		if err := d.run(ctx, func(time.Time) { left = d.engine.HasConn(name) }); err != nil {
+			return err
+		}
+		if !left {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("timeout waiting for the peer to confirm the delete")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,9 @@
+//go:build !linux && !windows
+
+package udp
+
+import "syscall"
+
+const msgTrunc = syscall.MSG_TRUNC
+
+func isTruncErr(error) bool { return false }
