@@ -120,10 +120,17 @@ func TestPortFloatAndForcedEncapsulation(t *testing.T) {
 		t.Errorf("IKE_AUTH went %v -> %v, want port 4500", cl.sent[1].from, cl.sent[1].to)
 	}
 	// Without a NAT, the fake NAT_DETECTION_SOURCE_IP makes each side see the other
-	// behind a NAT, and each considers itself NATed (forced encapsulation).
+	// behind a NAT; neither is behind one itself, so neither sends keepalives.
 	cs, gs := cl.e.Status(n.now)[0], gw.e.Status(n.now)[0]
-	if !cs.NATRemote || !gs.NATRemote || !cs.NATLocal || !gs.NATLocal {
-		t.Errorf("NAT flags client %v/%v gateway %v/%v, want all true with encap", cs.NATLocal, cs.NATRemote, gs.NATLocal, gs.NATRemote)
+	if !cs.NATRemote || !gs.NATRemote || cs.NATLocal || gs.NATLocal || !cs.Encap || !gs.Encap {
+		t.Errorf("NAT flags client %v/%v gateway %v/%v encap %v/%v", cs.NATLocal, cs.NATRemote, gs.NATLocal, gs.NATRemote, cs.Encap, gs.Encap)
+	}
+	for _, ep := range []*endpoint{cl, gw} {
+		for _, c := range ep.installs {
+			if c.Keepalive {
+				t.Errorf("%s sends NAT keepalives without a NAT", ep.name)
+			}
+		}
 	}
 }
 

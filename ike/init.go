@@ -308,9 +308,6 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 	// NAT detection hashes of the request use SPIr = 0.
 	natL, natR, _ := checkNAT(m.Payloads, h.SPIi, 0, local, remote)
 	sa.natLocal, sa.natRemote = natL, natR
-	if conn.Encap {
-		sa.natLocal = true
-	}
 	if err := e.deriveIKEKeys(sa, gir); err != nil {
 		e.log.Error("key derivation", "err", err)
 		return
@@ -485,9 +482,6 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 	}
 	natL, natR, _ := checkNAT(m.Payloads, sa.spiI, sa.spiR, sa.local, remote)
 	sa.natLocal, sa.natRemote = natL, natR
-	if sa.conn.Encap {
-		sa.natLocal = true
-	}
 	sa.pending = nil
 	sa.lastRecv = now
 	// Float to the NAT-T port (RFC 7296 2.23): we always do, since ESP only ever runs

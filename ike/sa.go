@@ -74,7 +74,11 @@ type IKESA struct {
 
 	halfKey halfOpenKey // responder: the index of the half-open SA
 
-	natLocal, natRemote bool // a NAT (or forced encapsulation) on our side / theirs
+	// natLocal: the peer saw another address than ours, a NAT is in front of us.
+	// natRemote: the peer's address is not what it says, a NAT in front of it, or a
+	// peer that forces UDP encapsulation with a NAT_DETECTION_SOURCE_IP that cannot
+	// match (as we do with encap).
+	natLocal, natRemote bool
 
 	localID, remoteID wire.ID
 

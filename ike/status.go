@@ -18,6 +18,7 @@ type SAStatus struct {
 	SPIi, SPIr          string
 	Proposal            string
 	NATLocal, NATRemote bool
+	Encap               bool // we force UDP encapsulation (fake NAT-D)
 	Mobike, RMobike     bool
 	PeerAdditional      []netip.Addr
 	VirtualIPs          []netip.Addr
@@ -69,6 +70,7 @@ func (e *Engine) Status(now time.Time) []SAStatus {
 			SPIr:       fmt.Sprintf("%016x", sa.spiR),
 			NATLocal:   sa.natLocal,
 			NATRemote:  sa.natRemote,
+			Encap:      sa.conn != nil && sa.conn.Encap,
 			Mobike:     sa.mobike,
 			VirtualIPs: slices.Clone(sa.vips),
 		}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -185,6 +186,13 @@ func testTunnel(t *testing.T, gateway, clientEnd, gatewayEnd string) {
 	checkStatus(t, statusJSON(t, l.clSock), "initiator", "home", clientEnd, gatewayEnd, "alice@example.org", "gw.example.org")
 	checkStatus(t, statusJSON(t, l.gwSock), "responder", "rw", gatewayEnd, clientEnd, "gw.example.org", "alice@example.org")
 
+	// The control sockets are private.
+	for _, sock := range []string{l.clSock, l.gwSock} {
+		if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+			t.Errorf("control socket %s: %v %v", sock, fi.Mode(), err)
+		}
+	}
+
 	// The human table mentions the SA.
 	out, err := exec.Command(binary(t), "status", "--control", l.clSock).CombinedOutput()
 	if err != nil || !contains(string(out), "home", "established", "198.18.100.1") {
@@ -225,7 +233,7 @@ func checkStatus(t *testing.T, m map[string]any, role, name, local, remote, loca
 	want := map[string]any{
 		"name": name, "role": role, "state": "established", "local": local, "remote": remote,
 		"local_id": localID, "remote_id": remoteID, "proposal": "aes128gcm16-prfsha256-x25519",
-		"mobike": true, "rmobike": true,
+		"mobike": true, "rmobike": true, "nat_local": false, "encap": true,
 	}
 	for k, v := range want {
 		if sa[k] != v {

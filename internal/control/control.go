@@ -136,6 +136,7 @@ type IKESA struct {
 	Proposal            string    `json:"proposal"`
 	NATLocal            bool      `json:"nat_local"`
 	NATRemote           bool      `json:"nat_remote"`
+	Encap               bool      `json:"encap"` // UDP encapsulation forced (fake NAT-D) by this end
 	Mobike              bool      `json:"mobike"`
 	RMobike             bool      `json:"rmobike"`
 	PeerAdditionalAddrs []string  `json:"peer_additional_addrs"`

@@ -24,6 +24,9 @@ func FormatStatus(w io.Writer, s *Status) error {
 			(time.Duration(sa.EstablishedS) * time.Second).String())
 		fmt.Fprintf(tw, "  local:\t%s (%s)%s\n", dash(sa.Local), dash(sa.LocalID), natNote(sa.NATLocal))
 		fmt.Fprintf(tw, "  remote:\t%s (%s)%s\n", dash(sa.Remote), dash(sa.RemoteID), natNote(sa.NATRemote))
+		if sa.Encap {
+			fmt.Fprintf(tw, "  encap:\tUDP encapsulation forced\n")
+		}
 		fmt.Fprintf(tw, "  ike:\t%s, spi_i %s, spi_r %s\n", dash(sa.Proposal), dash(sa.SPIi), dash(sa.SPIr))
 		fmt.Fprintf(tw, "  mobike:\t%s, rmobike %s\n", yesNo(sa.Mobike), yesNo(sa.RMobike))
 		if len(sa.PeerAdditionalAddrs) > 0 {
@@ -38,11 +41,13 @@ func FormatStatus(w io.Writer, s *Status) error {
 			fmt.Fprintf(tw, "    \tin %d bytes %d packets, out %d bytes %d packets\n", c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut)
 		}
 	}
-	if len(s.Drops) > 0 {
-		names := make([]string, 0, len(s.Drops))
-		for k := range s.Drops {
+	names := make([]string, 0, len(s.Drops))
+	for k, v := range s.Drops {
+		if v != 0 {
 			names = append(names, k)
 		}
+	}
+	if len(names) > 0 {
 		sort.Strings(names)
 		fmt.Fprintln(tw)
 		fmt.Fprintln(tw, "drops:")

@@ -50,6 +50,7 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 			Proposal:            s.Proposal,
 			NATLocal:            s.NATLocal,
 			NATRemote:           s.NATRemote,
+			Encap:               s.Encap,
 			Mobike:              s.Mobike,
 			RMobike:             s.RMobike,
 			PeerAdditionalAddrs: []string{},

@@ -1,0 +1,137 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A wrong PSK: `up` fails with AUTHENTICATION_FAILED and neither side keeps an SA.
+func TestAuthenticationFailure(t *testing.T) {
+	l := newTunnelLab(t)
+	l.gwCfg = filepath.Join(l.dir, "gw.yaml")
+	l.clCfg = filepath.Join(l.dir, "cl.yaml")
+	writeFile(t, l.gwCfg, l.gatewayConfig(""))
+	writeFile(t, l.clCfg, strings.Replace(l.clientConfig("198.51.100.1", ""), labPSK, "some other secret entirely", 1))
+	bin := binary(t)
+	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
+	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
+	for _, s := range []string{l.gwSock, l.clSock} {
+		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
+			t.Fatalf("no control socket %s\n%s\n%s", s, gw.output(), cl.output())
+		}
+	}
+	out, err := exec.Command(bin, "up", "home", "--control", l.clSock).CombinedOutput()
+	ee, _ := err.(*exec.ExitError)
+	if ee == nil || ee.ExitCode() != 1 || !strings.Contains(string(out), "AUTHENTICATION_FAILED") {
+		t.Fatalf("up with a wrong PSK: err %v, output %q", err, out)
+	}
+	for _, s := range []string{l.gwSock, l.clSock} {
+		if st := status(t, s); st == nil || len(st.IKESAs) != 0 {
+			t.Errorf("%s keeps SAs after AUTHENTICATION_FAILED: %+v", s, st)
+		}
+	}
+	// The gateway logged why.
+	if !strings.Contains(gw.output(), "AUTH payload does not verify") {
+		t.Errorf("gateway log does not say why:\n%s", gw.output())
+	}
+}
+
+// `down`, the key log read by tshark, and SIGHUP reloads.
+func TestDownKeylogReload(t *testing.T) {
+	for _, tool := range []string{"tcpdump", "tshark"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed; ./scripts/test.sh installs it", tool)
+		}
+	}
+	l := newTunnelLab(t)
+	keys := filepath.Join(l.dir, "keys")
+	l.gwCfg = filepath.Join(l.dir, "gw.yaml")
+	l.clCfg = filepath.Join(l.dir, "cl.yaml")
+	writeFile(t, l.gwCfg, l.gatewayConfig(""))
+	writeFile(t, l.clCfg, "keylog: "+keys+"\n"+l.clientConfig("198.51.100.1", ""))
+	bin := binary(t)
+	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
+	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
+	for _, s := range []string{l.gwSock, l.clSock} {
+		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
+			t.Fatalf("no control socket %s\n%s\n%s", s, gw.output(), cl.output())
+		}
+	}
+	if !strings.Contains(cl.output(), "key log is on") {
+		t.Error("no warning that the key log is on")
+	}
+	pcap := filepath.Join(l.dir, "capture.pcap")
+	dump := l.start("tcpdump", l.rt, "tcpdump", "--immediate-mode", "-Z", "root", "-i", "eth1", "-U", "-w", pcap, "udp")
+	time.Sleep(500 * time.Millisecond) // tcpdump needs a moment to attach
+	l.up(cl, gw)
+	l.ping(l.cl, "198.18.0.1", 3)
+
+	// down: the client deletes its SA, the gateway confirms.
+	out, err := exec.Command(bin, "down", "home", "--control", l.clSock).CombinedOutput()
+	if err != nil {
+		t.Fatalf("down: %v\n%s", err, out)
+	}
+	for _, s := range []string{l.gwSock, l.clSock} {
+		if st := status(t, s); st == nil || len(st.IKESAs) != 0 {
+			t.Errorf("%s keeps SAs after down", s)
+		}
+	}
+	if out, err := exec.Command(bin, "down", "home", "--control", l.clSock).CombinedOutput(); err == nil {
+		t.Errorf("down with nothing to delete succeeded: %s", out)
+	}
+	time.Sleep(200 * time.Millisecond)
+	dump.signal(syscall.SIGINT)
+	dump.wait(5 * time.Second)
+
+	// The key files exist, are private, and decrypt the capture.
+	for _, f := range []string{"ikev2_decryption_table", "esp_sa"} {
+		fi, err := os.Stat(filepath.Join(keys, f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("key log %s: %v %v", f, fi, err)
+		}
+	}
+	home := filepath.Join(l.dir, "wshome")
+	os.MkdirAll(filepath.Join(home, "wireshark"), 0o700)
+	for _, f := range []string{"ikev2_decryption_table", "esp_sa"} {
+		b, _ := os.ReadFile(filepath.Join(keys, f))
+		os.WriteFile(filepath.Join(home, "wireshark", f), b, 0o600)
+	}
+	tshark := func(args ...string) string {
+		cmd := exec.Command("tshark", append([]string{"-r", pcap, "-o", "esp.enable_encryption_decode:TRUE"}, args...)...)
+		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+home, "HOME="+home)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("tshark: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	icmp := tshark("-Y", "icmp")
+	if !strings.Contains(icmp, "198.18.100.1") || !strings.Contains(icmp, "Echo (ping) request") || !strings.Contains(icmp, "Echo (ping) reply") {
+		t.Errorf("tshark did not decrypt the ESP payloads to ICMP:\n%s", icmp)
+	}
+	ikeOut := tshark("-V", "-Y", "isakmp.exchangetype == 35")
+	if !strings.Contains(ikeOut, "alice@example.org") || !strings.Contains(ikeOut, "gw.example.org") {
+		t.Errorf("tshark did not decrypt IKE_AUTH (no identities in the output):\n%.3000s", ikeOut)
+	}
+
+	// SIGHUP: a good file is reloaded, a broken one is refused and the daemon goes on.
+	gw.signal(syscall.SIGHUP)
+	if !waitFor(5*time.Second, func() bool { return strings.Contains(gw.output(), "configuration reloaded") }) {
+		t.Errorf("no reload after SIGHUP:\n%s", gw.output())
+	}
+	writeFile(t, l.gwCfg, l.gatewayConfig("    bogus_key: 1\n"))
+	gw.signal(syscall.SIGHUP)
+	if !waitFor(5*time.Second, func() bool { return strings.Contains(gw.output(), "reload failed") }) {
+		t.Errorf("a broken file was not refused on SIGHUP:\n%s", gw.output())
+	}
+	if !strings.Contains(gw.output(), "bogus_key") {
+		t.Errorf("the reload error does not name the key")
+	}
+	// Still serving: the client connects again.
+	l.up(cl, gw)
+}

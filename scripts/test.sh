@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Installs what the tests need, builds, and runs the unit tests, short fuzzing runs,
+# the cross-compilation check and the integration tests (network namespaces, as root).
+#
+#   ./scripts/test.sh            everything
+#   FUZZTIME=10s ./scripts/test.sh
+#   SKIP_FUZZ=1 ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+
+FUZZTIME=${FUZZTIME:-3s}
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- packages ---------------------------------------------------------------
+# Debian/Ubuntu packages the integration tests use. Only missing ones are installed.
+PKGS=(iproute2 iputils-ping iperf3 nftables tcpdump tshark procps)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+	missing=()
+	for p in "${PKGS[@]}"; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "installing ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+fi
+
+command -v go >/dev/null || { echo "Go is not installed (expected /usr/local/go/bin/go)" >&2; exit 1; }
+log "$(go version)"
+go mod download
+
+# --- static checks ------------------------------------------------------------
+log "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+log "go vet"
+go vet ./...
+
+# --- build ----------------------------------------------------------------------
+log "build"
+mkdir -p bin
+go build -o bin/mobikevpn ./cmd/mobikevpn
+log "cross-compile"
+for os in linux darwin windows freebsd; do
+	for arch in amd64 arm64; do
+		GOOS=$os GOARCH=$arch go build -o /dev/null ./cmd/mobikevpn
+		echo "ok $os/$arch"
+	done
+done
+
+# --- unit tests -----------------------------------------------------------------
+log "unit tests"
+go test -count=1 $(go list ./... | grep -v /integration)
+log "race detector (engine, datapath, sockets, control)"
+go test -count=1 -race ./ike/ ./esp/ ./internal/udp/... ./internal/control/
+
+# --- fuzzing ------------------------------------------------------------------------
+if [ -z "${SKIP_FUZZ:-}" ]; then
+	log "fuzzing, $FUZZTIME per target"
+	for pkg in $(go list ./... | grep -v /integration); do
+		dir=$(go list -f '{{.Dir}}' "$pkg")
+		for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/func //' | sort -u); do
+			echo "fuzz $pkg $target"
+			go test "$pkg" -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" -fuzzminimizetime=10x >/tmp/mobikevpn-fuzz.log 2>&1 || {
+				cat /tmp/mobikevpn-fuzz.log >&2
+				echo "fuzzing $pkg $target found a failure; the input is under $dir/testdata/fuzz" >&2
+				exit 1
+			}
+		done
+	done
+fi
+
+# --- integration --------------------------------------------------------------------
+log "integration tests"
+if [ "$(id -u)" != 0 ]; then
+	echo "not root: the integration tests will skip (they need network namespaces)"
+fi
+MOBIKEVPN_BIN="$PWD/bin/mobikevpn" go test -count=1 -v -timeout 20m ./integration/ 2>&1 | tee /tmp/mobikevpn-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+\S+_test.go)' || true
+if ! grep -q '^ok' /tmp/mobikevpn-integration.log; then
+	tail -100 /tmp/mobikevpn-integration.log >&2
+	echo "integration tests failed" >&2
+	exit 1
+fi
+log "all tests passed"
