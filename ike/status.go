@@ -125,3 +125,20 @@ func (e *Engine) HasConn(name string) bool {
 	}
 	return false
 }
+
+// ConnSA returns the newest IKE SA of connection name that is established or being
+// established, if any, and whether it is established.
+func (e *Engine) ConnSA(name string) (id uint64, established, ok bool) {
+	for _, sa := range e.byID {
+		if sa.conn == nil || sa.conn.Name != name || !sa.initiator {
+			continue
+		}
+		switch sa.state {
+		case stateInitSent, stateAuthSent, stateEstablished:
+			if sa.id > id {
+				id, established, ok = sa.id, sa.state == stateEstablished, true
+			}
+		}
+	}
+	return id, established, ok
+}

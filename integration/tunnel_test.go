@@ -166,6 +166,17 @@ func testTunnel(t *testing.T, gateway, clientEnd, gatewayEnd string) {
 	gw, cl := l.startDaemons(gateway)
 	took := l.up(cl, gw)
 	t.Logf("handshake (mobikevpn up): %v", took)
+	// up is idempotent; an unknown name is bad usage.
+	if again := l.up(cl, gw); again > time.Second {
+		t.Errorf("second up took %v", again)
+	}
+	if out, err := exec.Command(binary(t), "up", "nosuch", "--control", l.clSock).CombinedOutput(); err == nil ||
+		err.(*exec.ExitError).ExitCode() != 2 || !strings.Contains(string(out), "nosuch") {
+		t.Errorf("up nosuch: %v %s", err, out)
+	}
+	if st := status(t, l.clSock); st == nil || len(st.IKESAs) != 1 {
+		t.Errorf("client has %d IKE SAs after two ups", len(st.IKESAs))
+	}
 	if took > 500*time.Millisecond {
 		t.Logf("slow handshake; client log:\n%s\ngateway log:\n%s", cl.output(), gw.output())
 	}

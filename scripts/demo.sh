@@ -45,6 +45,9 @@ ping6=$(lab_ns cl ping -c 20 -i 0.05 -W 2 2001:db8:ff::1 | tail -2)
 lab_ns gw iperf3 -s -1 -D -B 198.18.0.1 >/dev/null 2>&1
 sleep 0.3
 tcp=$(lab_ns cl iperf3 -c 198.18.0.1 -t 3 -J | sed -n 's/.*"bits_per_second":[[:space:]]*\([0-9.e+]*\).*/\1/p' | tail -1)
+lab_ns gw iperf3 -s -1 -D -B 198.51.100.1 >/dev/null 2>&1
+sleep 0.3
+plain=$(lab_ns cl iperf3 -c 198.51.100.1 -t 3 -J | sed -n 's/.*"bits_per_second":[[:space:]]*\([0-9.e+]*\).*/\1/p' | tail -1)
 
 echo "----------------------------------------------------------------"
 echo "summary"
@@ -52,5 +55,6 @@ printf '  handshake (mobikevpn up -> established): %s ms\n' "$handshake"
 printf '  ping through the tunnel, IPv4: %s\n' "$(echo "$ping4" | tr '\n' ' ')"
 printf '  ping through the tunnel, IPv6: %s\n' "$(echo "$ping6" | tr '\n' ' ')"
 printf '  TCP through the tunnel (iperf3, 3 s): %.0f Mbit/s\n' "$(awk -v b="${tcp:-0}" 'BEGIN{print b/1e6}')"
+printf '  TCP over the plain path, same run:    %.0f Mbit/s\n' "$(awk -v b="${plain:-0}" 'BEGIN{print b/1e6}')"
 echo "  switch to the gateway's second address: not implemented yet (R-MOBIKE is the next milestone)"
 echo "----------------------------------------------------------------"

@@ -97,7 +97,22 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 func (d *daemon) Up(ctx context.Context, name string) error {
 	events := make(chan ike.Event, 1)
 	var initErr error
+	up := false
 	err := d.run(ctx, func(now time.Time) {
+		if d.cfg.Connection(name) == nil {
+			initErr = control.UsageError("no connection named %q in %s", name, d.cfg.Path)
+			return
+		}
+		// Idempotent: an established connection is up; one being established is
+		// waited for.
+		if id, est, ok := d.engine.ConnSA(name); ok {
+			if est {
+				up = true
+			} else {
+				d.waiters[id] = append(d.waiters[id], events)
+			}
+			return
+		}
 		id, acts, err := d.engine.Initiate(now, name)
 		if err != nil {
 			initErr = err
@@ -111,6 +126,9 @@ func (d *daemon) Up(ctx context.Context, name string) error {
 	}
 	if initErr != nil {
 		return initErr
+	}
+	if up {
+		return nil
 	}
 	select {
 	case ev := <-events:
