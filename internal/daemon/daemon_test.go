@@ -1,0 +1,139 @@
+package daemon
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mobikevpn/mobikevpn/ike"
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/internal/config"
+)
+
+func TestRangePrefixes(t *testing.T) {
+	cases := []struct {
+		start, end string
+		want       []string
+	}{
+		{"198.18.0.0", "198.18.0.255", []string{"198.18.0.0/24"}},
+		{"0.0.0.0", "255.255.255.255", []string{"0.0.0.0/0"}},
+		{"198.18.100.1", "198.18.100.1", []string{"198.18.100.1/32"}},
+		{"10.0.0.1", "10.0.0.6", []string{"10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"}},
+		{"2001:db8::", "2001:db8::ffff:ffff:ffff:ffff", []string{"2001:db8::/64"}},
+		{"::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", []string{"::/0"}},
+		{"198.18.0.5", "198.18.0.4", nil},
+	}
+	for _, c := range cases {
+		got := rangePrefixes(netip.MustParseAddr(c.start), netip.MustParseAddr(c.end))
+		var s []string
+		for _, p := range got {
+			s = append(s, p.String())
+		}
+		if !slices.Equal(s, c.want) {
+			t.Errorf("%s-%s: %v, want %v", c.start, c.end, s, c.want)
+		}
+	}
+}
+
+func TestKeylogLines(t *testing.T) {
+	dir := t.TempDir()
+	k, err := newKeylog(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = k.ikeSA(ike.IKEKeysLog{
+		SPIi: 0x0102030405060708, SPIr: 0x1112131415161718,
+		Suite: ikecrypto.IKESuite{Encr: wire.ENCR_AES_CBC, EncrKeyBits: 256, Integ: wire.AUTH_HMAC_SHA2_256_128},
+		SKei:  []byte{1, 2}, SKer: []byte{3, 4}, SKai: []byte{5}, SKar: []byte{6},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = k.childSA(ike.InstallChild{
+		SPIIn: 0xc1a2b3c4, SPIOut: 0xd4c3b2a1,
+		Suite:  ikecrypto.ESPSuite{Encr: wire.ENCR_AES_GCM_16, EncrKeyBits: 128},
+		InKeys: ike.ChildKeys{Encr: []byte{0xaa}}, OutKeys: ike.ChildKeys{Encr: []byte{0xbb}},
+		Local:  netip.MustParseAddrPort("192.0.2.10:4500"), Remote: netip.MustParseAddrPort("198.51.100.1:4500"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "keys", "ikev2_decryption_table"))
+	want := `0102030405060708,1112131415161718,0102,0304,"AES-CBC-256 [RFC3602]",05,06,"HMAC_SHA2_256_128 [RFC4868]"` + "\n"
+	if string(b) != want {
+		t.Errorf("ikev2_decryption_table:\n%s\nwant\n%s", b, want)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "keys", "esp_sa"))
+	want = `"IPv4","192.0.2.10","198.51.100.1","0xd4c3b2a1","AES-GCM with 16 octet ICV [RFC4106]","0xbb","NULL","0x"` + "\n" +
+		`"IPv4","198.51.100.1","192.0.2.10","0xc1a2b3c4","AES-GCM with 16 octet ICV [RFC4106]","0xaa","NULL","0x"` + "\n"
+	if string(b) != want {
+		t.Errorf("esp_sa:\n%s\nwant\n%s", b, want)
+	}
+	for _, f := range []string{"ikev2_decryption_table", "esp_sa"} {
+		fi, err := os.Stat(filepath.Join(dir, "keys", f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v %v", f, fi.Mode(), err)
+		}
+	}
+}
+
+func TestIKEConfigFromFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gw.yaml")
+	os.WriteFile(path, []byte(`
+tun: { name: mvpn0 }
+secrets:
+  - ids: [gw.example.org]
+    psk: "0123456789abcdef0123"
+pools:
+  - { name: rw, addrs: 198.18.100.0/24, dns: [198.18.0.53] }
+connections:
+  rw:
+    local_addrs: [198.51.100.1]
+    proposals: [aes128gcm16-prfsha256-x25519, aes256-sha256-modp2048]
+    pools: [rw]
+    dpd_delay: 10s
+    local: { auth: psk, id: gw.example.org }
+    remote: { auth: psk }
+    children:
+      net:
+        local_ts: [198.18.0.0/24, "10.0.0.0/8[tcp/443]"]
+        esp_proposals: [aes128gcm16-esn-noesn]
+`), 0o600)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic, err := ikeConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ic.Connections) != 1 || len(ic.Pools) != 1 || ic.IKEPort != 500 || ic.NATTPort != 4500 {
+		t.Fatalf("converted %+v", ic)
+	}
+	c := ic.Connections[0]
+	if len(c.Proposals) != 2 || c.RemoteID != "%any" || c.DPDDelay.Seconds() != 10 || !c.Encap || !c.Mobike {
+		t.Errorf("connection %+v", c)
+	}
+	ch := c.Children[0]
+	if len(ch.LocalTS) != 2 || ch.LocalTS[1].Selector.IPProtocol != 6 || ch.LocalTS[1].Selector.StartPort != 443 ||
+		ch.LocalTS[0].Selector.String() != "198.18.0.0/24" || !ch.RemoteTS[0].Dynamic {
+		t.Errorf("selectors %+v %+v", ch.LocalTS, ch.RemoteTS)
+	}
+	if psk, ok := ic.PSK("gw.example.org", "anyone"); !ok || string(psk) != "0123456789abcdef0123" {
+		t.Errorf("PSK lookup: %q %v", psk, ok)
+	}
+	// The engine accepts it.
+	if _, err := ike.New(ic); err != nil {
+		t.Fatal(err)
+	}
+	// Certificates are not wired yet: refused with the connection's name.
+	cfg.Connections[0].Local.Auth = config.AuthPubkey
+	if _, err := ikeConfig(cfg); err == nil || !strings.Contains(err.Error(), `"rw"`) {
+		t.Errorf("pubkey: %v", err)
+	}
+}
