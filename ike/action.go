@@ -22,34 +22,51 @@ type ChildKeys struct {
 	Encr, Integ []byte
 }
 
-// InstallChild asks for a Child SA to be installed in the datapath: inbound SPIIn with
-// InKeys, outbound SPIOut with OutKeys, sending from Local to Remote.
-type InstallChild struct {
+// InstallInbound asks for inbound ESP with SPI to be accepted and decrypted with Keys;
+// decrypted packets must lie within the selectors (RemoteTS = their source, LocalTS =
+// their destination). Local and Remote are the SA's outer endpoints (for the key log).
+type InstallInbound struct {
+	IKESA    uint64
+	Child    uint64
+	Name     string
+	SPI      uint32
+	Suite    ikecrypto.ESPSuite
+	Keys     ChildKeys
+	LocalTS  []wire.TrafficSelector
+	RemoteTS []wire.TrafficSelector
+	Local    netip.AddrPort
+	Remote   netip.AddrPort
+}
+
+// InstallOutbound asks for traffic within the selectors to be sent with SPI from Local
+// to Remote. Policy names the flow across rekeys: installing for a Policy that exists
+// replaces its SA atomically (make-before-break).
+type InstallOutbound struct {
 	IKESA     uint64
 	Child     uint64
+	Policy    uint64
 	Name      string
-	Initiator bool // we initiated the IKE SA that created it (for the key log's direction)
-	SPIIn     uint32
-	SPIOut    uint32
+	SPI       uint32
 	Suite     ikecrypto.ESPSuite
-	InKeys    ChildKeys
-	OutKeys   ChildKeys
+	Keys      ChildKeys
 	LocalTS   []wire.TrafficSelector
 	RemoteTS  []wire.TrafficSelector
 	Local     netip.AddrPort
 	Remote    netip.AddrPort
 	Keepalive bool // a NAT is in front of us: send NAT keepalives
-	// Replaces is the Child id whose datapath entry this one takes over (rekey), or 0.
-	Replaces uint64
 }
 
-// RemoveChild asks for a Child SA to be removed from the datapath.
-type RemoveChild struct {
+// RemoveInbound asks for inbound SPI to be forgotten.
+type RemoveInbound struct {
 	IKESA uint64
 	Child uint64
-	SPIIn uint32
-	// Outbound is false when the outbound side was already taken over by a rekeyed SA.
-	Outbound bool
+	SPI   uint32
+}
+
+// RemoveOutbound asks for the flow Policy to be removed (no SA sends it any more).
+type RemoveOutbound struct {
+	IKESA  uint64
+	Policy uint64
 }
 
 // VirtualIPs reports the virtual addresses assigned to us (initiator) or to the peer
@@ -80,6 +97,7 @@ const (
 	EventFailed                           // establishment failed (Reason says why)
 	EventDeleted                          // an established SA went away (Reason says why)
 	EventChildFailed                      // the SA is up but its Child SA was refused
+	EventRekeyed                          // a new IKE SA replaces an old one
 )
 
 func (k EventKind) String() string {
@@ -92,6 +110,8 @@ func (k EventKind) String() string {
 		return "deleted"
 	case EventChildFailed:
 		return "child-failed"
+	case EventRekeyed:
+		return "rekeyed"
 	}
 	return "unknown"
 }
@@ -104,9 +124,11 @@ type Event struct {
 	Reason string
 }
 
-func (Send) action()         {}
-func (InstallChild) action() {}
-func (RemoveChild) action()  {}
-func (VirtualIPs) action()   {}
-func (IKEKeysLog) action()   {}
-func (Event) action()        {}
+func (Send) action()            {}
+func (InstallInbound) action()  {}
+func (InstallOutbound) action() {}
+func (RemoveInbound) action()   {}
+func (RemoveOutbound) action()  {}
+func (VirtualIPs) action()      {}
+func (IKEKeysLog) action()      {}
+func (Event) action()           {}

@@ -224,6 +224,7 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 		e.emit(Event{IKESA: sa.id, Conn: conn.Name, Kind: EventEstablished})
 	}
 	e.armDPD(sa, now)
+	e.armIKERekey(sa, now)
 }
 
 // authFailed answers IKE_AUTH with AUTHENTICATION_FAILED and forgets the SA.
@@ -352,6 +353,13 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	}
 	e.emit(Event{IKESA: sa.id, Conn: sa.conn.Name, Kind: EventEstablished})
 	e.armDPD(sa, now)
+	e.armIKERekey(sa, now)
+	// The connection's other Child SAs come in CREATE_CHILD_SA exchanges.
+	for _, cc := range sa.conn.Children {
+		if cc != sa.firstChild {
+			e.createChild(now, sa, cc, 0)
+		}
+	}
 }
 
 // initiatorAuthFailed tells the responder that its authentication failed and forgets

@@ -177,7 +177,8 @@ func (e *Engine) respondChild(now time.Time, sa *IKESA, ps []wire.Payload) ([]wi
 		if len(sa.vips) > 0 {
 			e.emit(VirtualIPs{IKESA: sa.id, Local: false, Addrs: sa.vips, DNS: sa.vipDNS})
 		}
-		e.installChild(sa, c, keys, false)
+		c.ni, c.nr = sa.ni, sa.nr
+		e.installChild(now, sa, c, keys, false, false)
 		var spiB [4]byte
 		binary.BigEndian.PutUint32(spiB[:], spiIn)
 		chosen.SPI = spiB[:]
@@ -251,38 +252,7 @@ func (e *Engine) initiatorChild(now time.Time, sa *IKESA, ps []wire.Payload) str
 		sa.vips, sa.vipDNS = vips, dns
 		e.emit(VirtualIPs{IKESA: sa.id, Local: true, Addrs: vips, DNS: dns})
 	}
-	e.installChild(sa, c, keys, true)
+	c.ni, c.nr = sa.ni, sa.nr
+	e.installChild(now, sa, c, keys, true, false)
 	return ""
-}
-
-// installChild records c on sa and asks for it to be installed. exchInitiator says
-// whether we initiated the exchange that created it, which fixes the key order.
-func (e *Engine) installChild(sa *IKESA, c *ChildSA, k ikecrypto.ChildKeys, exchInitiator bool) {
-	e.nextChildID++
-	c.id = e.nextChildID
-	sa.children = append(sa.children, c)
-	e.spisIn[c.spiIn] = c
-	in := ChildKeys{Encr: k.EncrR, Integ: k.IntegR}
-	out := ChildKeys{Encr: k.EncrI, Integ: k.IntegI}
-	if !exchInitiator {
-		in, out = out, in
-	}
-	e.emit(InstallChild{
-		IKESA:     sa.id,
-		Child:     c.id,
-		Name:      c.cfg.Name,
-		Initiator: sa.initiator,
-		SPIIn:     c.spiIn,
-		SPIOut:    c.spiOut,
-		Suite:     c.suite,
-		InKeys:    in,
-		OutKeys:   out,
-		LocalTS:   c.localTS,
-		RemoteTS:  c.remoteTS,
-		Local:     sa.local,
-		Remote:    sa.remote,
-		Keepalive: sa.natLocal,
-	})
-	e.log.Info("Child SA installed", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn), "spi_out", spiHex(c.spiOut),
-		"local_ts", tsStrings(c.localTS), "remote_ts", tsStrings(c.remoteTS), "proposal", c.suite.String())
 }

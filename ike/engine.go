@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -283,12 +284,11 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 		}
 		e.handleInformational(now, sa, local, remote, h, m)
 	case wire.CREATE_CHILD_SA:
-		if sa.state != stateEstablished {
+		if sa.state != stateEstablished && sa.state != stateDeleting {
 			e.drop(&e.drops.Unexpected, "CREATE_CHILD_SA in wrong state", remote, nil)
 			return
 		}
-		// Not supported yet: refuse politely so that the peer keeps its SAs.
-		e.respond(now, sa, local, remote, h, []wire.Payload{&wire.Notify{NotifyType: wire.NO_ADDITIONAL_SAS}})
+		e.handleCreateChildSA(now, sa, local, remote, h, m)
 	default:
 		e.drop(&e.drops.Unexpected, "unknown exchange type", remote, nil)
 	}
@@ -398,6 +398,11 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 		e.removeSA(now, sa, "")
 		return
 	}
+	if !sa.expireAt.IsZero() && !sa.expireAt.After(now) {
+		e.log.Debug("forgetting a rekeyed IKE SA the peer did not delete", "sa", sa.id)
+		e.removeSA(now, sa, "")
+		return
+	}
 	if !sa.dpdAt.IsZero() && !sa.dpdAt.After(now) {
 		sa.dpdAt = time.Time{}
 		if sa.state == stateEstablished && sa.pending == nil && len(sa.queue) == 0 {
@@ -405,6 +410,30 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 		} else {
 			e.armDPD(sa, now)
 		}
+	}
+	if len(sa.lingering) > 0 {
+		e.expireLingering(now, sa, false)
+	}
+	if sa.state != stateEstablished || sa.rekeyedTo != nil {
+		return
+	}
+	for _, c := range slices.Clone(sa.children) {
+		if !c.activateAt.IsZero() && !c.activateAt.After(now) {
+			// The rekey initiator did not delete the old SA in time: switch anyway.
+			e.activateOutbound(sa, c)
+		}
+		if !c.rekeyAt.IsZero() && !c.rekeyAt.After(now) && c.state == childInstalled {
+			c.rekeyAt = time.Time{}
+			e.rekeyChild(now, sa, c, 0)
+			if c.state == childInstalled && c.rekeyAt.IsZero() {
+				// Not now (an IKE SA rekey is under way): soon.
+				c.rekeyAt = now.Add(time.Second)
+			}
+		}
+	}
+	if !sa.rekeyAt.IsZero() && !sa.rekeyAt.After(now) {
+		sa.rekeyAt = time.Time{}
+		e.rekeyIKE(now, sa, 0)
 	}
 }
 
@@ -415,6 +444,13 @@ func (e *Engine) armDPD(sa *IKESA, now time.Time) {
 		return
 	}
 	sa.dpdAt = now.Add(sa.conn.DPDDelay)
+}
+
+// armIKERekey schedules the IKE SA's rekey (rekey_time, jittered).
+func (e *Engine) armIKERekey(sa *IKESA, now time.Time) {
+	if sa.conn != nil && sa.conn.RekeyTime > 0 {
+		sa.rekeyAt = now.Add(e.jitter(sa.conn.RekeyTime))
+	}
 }
 
 // schedule (re)arms the SA's wake-up at its earliest deadline.
@@ -430,6 +466,20 @@ func (e *Engine) schedule(sa *IKESA) {
 	}
 	consider(sa.halfOpenExpire)
 	consider(sa.dpdAt)
+	consider(sa.expireAt)
+	for _, l := range sa.lingering {
+		consider(l.at)
+	}
+	// Rekeys and deferred activations only run on an established SA (see onTimer).
+	if sa.state == stateEstablished && sa.rekeyedTo == nil {
+		consider(sa.rekeyAt)
+		for _, c := range sa.children {
+			if c.state == childInstalled {
+				consider(c.rekeyAt)
+			}
+			consider(c.activateAt)
+		}
+	}
 	if at.IsZero() || at.Equal(sa.wakeAt) {
 		return
 	}
@@ -505,11 +555,16 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 	if e.byID[sa.id] != sa {
 		return
 	}
-	for _, c := range sa.children {
-		e.emit(RemoveChild{IKESA: sa.id, Child: c.id, SPIIn: c.spiIn, Outbound: true})
-		delete(e.spisIn, c.spiIn)
+	for len(sa.children) > 0 {
+		e.retireChild(now, sa, sa.children[0], false)
 	}
-	sa.children = nil
+	e.expireLingering(now, sa, true)
+	for spi := range sa.reserved {
+		e.releaseSPI(sa, spi)
+	}
+	if sa.rekeySPI != 0 && e.sas[sa.rekeySPI] == sa {
+		delete(e.sas, sa.rekeySPI)
+	}
 	if sa.firstChildIn != 0 {
 		delete(e.spisIn, sa.firstChildIn)
 	}

@@ -12,29 +12,41 @@ import (
 )
 
 // checkChildPair asserts that the two sides installed matching halves of one Child SA.
-func checkChildPair(t *testing.T, gw, cl *endpoint) (InstallChild, InstallChild) {
+// childView is one side's installed Child SA: its outbound half and the inbound half
+// that pairs with the peer's outbound.
+type childView struct {
+	InstallOutbound
+	In InstallInbound
+}
+
+// checkChildPair asserts that each side has one flow and that each side's outbound SA
+// is installed inbound at the other with the same keys.
+func checkChildPair(t *testing.T, gw, cl *endpoint) (childView, childView) {
 	t.Helper()
-	if len(gw.installs) != 1 || len(cl.installs) != 1 {
-		t.Fatalf("installs: gateway %d, client %d; want 1 each", len(gw.installs), len(cl.installs))
+	if len(gw.outbound) != 1 || len(cl.outbound) != 1 {
+		t.Fatalf("outbound flows: gateway %d, client %d; want 1 each", len(gw.outbound), len(cl.outbound))
 	}
-	var g, c InstallChild
-	for _, x := range gw.installs {
-		g = x
+	var g, c childView
+	for _, x := range gw.outbound {
+		g.InstallOutbound = x
 	}
-	for _, x := range cl.installs {
-		c = x
+	for _, x := range cl.outbound {
+		c.InstallOutbound = x
 	}
-	if g.SPIIn != c.SPIOut || g.SPIOut != c.SPIIn {
-		t.Fatalf("SPIs do not cross: gw in/out %08x/%08x, client in/out %08x/%08x", g.SPIIn, g.SPIOut, c.SPIIn, c.SPIOut)
+	var ok1, ok2 bool
+	g.In, ok1 = gw.inbound[c.SPI]
+	c.In, ok2 = cl.inbound[g.SPI]
+	if !ok1 || !ok2 {
+		t.Fatalf("outbound SPIs not installed inbound at the peer: gw out %08x, client out %08x", g.SPI, c.SPI)
 	}
-	if !bytes.Equal(g.InKeys.Encr, c.OutKeys.Encr) || !bytes.Equal(g.OutKeys.Encr, c.InKeys.Encr) ||
-		!bytes.Equal(g.InKeys.Integ, c.OutKeys.Integ) || !bytes.Equal(g.OutKeys.Integ, c.InKeys.Integ) {
+	if !bytes.Equal(g.In.Keys.Encr, c.Keys.Encr) || !bytes.Equal(c.In.Keys.Encr, g.Keys.Encr) ||
+		!bytes.Equal(g.In.Keys.Integ, c.Keys.Integ) || !bytes.Equal(c.In.Keys.Integ, g.Keys.Integ) {
 		t.Fatal("Child SA keys do not match between the peers")
 	}
-	if bytes.Equal(g.InKeys.Encr, g.OutKeys.Encr) {
+	if bytes.Equal(g.In.Keys.Encr, g.Keys.Encr) {
 		t.Fatal("inbound and outbound keys are equal")
 	}
-	if g.Suite != c.Suite {
+	if g.Suite != c.Suite || g.In.Suite != c.Suite {
 		t.Fatalf("suites differ: %v vs %v", g.Suite, c.Suite)
 	}
 	return g, c
@@ -126,7 +138,7 @@ func TestPortFloatAndForcedEncapsulation(t *testing.T) {
 		t.Errorf("NAT flags client %v/%v gateway %v/%v encap %v/%v", cs.NATLocal, cs.NATRemote, gs.NATLocal, gs.NATRemote, cs.Encap, gs.Encap)
 	}
 	for _, ep := range []*endpoint{cl, gw} {
-		for _, c := range ep.installs {
+		for _, c := range ep.outbound {
 			if c.Keepalive {
 				t.Errorf("%s sends NAT keepalives without a NAT", ep.name)
 			}
@@ -176,8 +188,8 @@ func TestNATDetectedBehindMasquerade(t *testing.T) {
 	if gs.Remote != netip.AddrPortFrom(public, 14500) {
 		t.Errorf("gateway sees the client at %v, want the NAT's 4500 mapping", gs.Remote)
 	}
-	var c InstallChild
-	for _, x := range cl.installs {
+	var c InstallOutbound
+	for _, x := range cl.outbound {
 		c = x
 	}
 	if !c.Keepalive {
@@ -281,7 +293,7 @@ func TestAuthenticationFailure(t *testing.T) {
 	if ev == nil || ev.Reason != "AUTHENTICATION_FAILED" {
 		t.Fatalf("client events %v, want failure AUTHENTICATION_FAILED", cl.events)
 	}
-	if len(gw.installs) != 0 || len(cl.installs) != 0 {
+	if len(gw.outbound) != 0 || len(cl.outbound) != 0 {
 		t.Error("a Child SA was installed despite the failure")
 	}
 	if len(gw.e.byID) != 0 || len(cl.e.byID) != 0 || gw.e.nHalf != 0 {
@@ -352,7 +364,7 @@ func TestChildFailures(t *testing.T) {
 			if ev == nil || !strings.HasPrefix(ev.Reason, tc.reason) {
 				t.Fatalf("client events %v, want %s", cl.events, tc.reason)
 			}
-			if len(gw.installs) != 0 || len(cl.installs) != 0 {
+			if len(gw.outbound) != 0 || len(cl.outbound) != 0 {
 				t.Error("Child SA installed")
 			}
 			// The client deletes the useless IKE SA; nothing stays behind.
@@ -409,7 +421,7 @@ func TestRetransmittedRequestGetsCachedResponse(t *testing.T) {
 	if gw.e.Drops().Retransmits.Load() != 1 {
 		t.Errorf("retransmits counter %d", gw.e.Drops().Retransmits.Load())
 	}
-	if len(gw.installs) != 1 {
+	if len(gw.outbound) != 1 {
 		t.Error("the retransmitted request was processed twice")
 	}
 	// The IKE_SA_INIT response is also cached byte for byte.
@@ -459,8 +471,8 @@ func TestDeleteFromClient(t *testing.T) {
 	if len(cl.e.byID) != 0 || len(gw.e.byID) != 0 {
 		t.Fatalf("SAs left: client %d gateway %d", len(cl.e.byID), len(gw.e.byID))
 	}
-	if len(gw.removed) != 1 || len(cl.removed) != 1 || len(gw.installs) != 0 {
-		t.Errorf("removed: gateway %d client %d", len(gw.removed), len(cl.removed))
+	if len(gw.removedOut) != 1 || len(cl.removedOut) != 1 || len(gw.outbound) != 0 || len(gw.inbound) != 0 || len(cl.inbound) != 0 {
+		t.Errorf("removed: gateway %d/%d client %d/%d", len(gw.removedIn), len(gw.removedOut), len(cl.removedIn), len(cl.removedOut))
 	}
 	if ev := gw.hasEvent(EventDeleted); ev == nil || ev.Reason != "deleted by peer" {
 		t.Errorf("gateway events %v", gw.events)
@@ -590,7 +602,7 @@ func TestGarbageIsDroppedAndCounted(t *testing.T) {
 	if d.Decrypt.Load() != 1 || d.Retransmits.Load() != 0 {
 		t.Errorf("decrypt %d retransmits %d", d.Decrypt.Load(), d.Retransmits.Load())
 	}
-	if len(gw.installs) != 1 {
+	if len(gw.outbound) != 1 {
 		t.Error("tampered message changed state")
 	}
 }
@@ -663,7 +675,7 @@ func TestInitialContactReplacesOldSA(t *testing.T) {
 	if got := len(gw.e.Status(n.now)); got != 1 {
 		t.Errorf("gateway has %d SAs after INITIAL_CONTACT, want 1", got)
 	}
-	if len(gw.installs) != 1 {
-		t.Errorf("gateway has %d Child SAs installed", len(gw.installs))
+	if len(gw.outbound) != 1 {
+		t.Errorf("gateway has %d Child SAs installed", len(gw.outbound))
 	}
 }

@@ -31,8 +31,10 @@ type endpoint struct {
 	name     string
 	e        *Engine
 	addr     netip.Addr
-	installs map[uint64]InstallChild
-	removed  []RemoveChild
+	outbound   map[uint64]InstallOutbound // by policy
+	inbound    map[uint32]InstallInbound  // by SPI
+	removedIn  []RemoveInbound
+	removedOut []RemoveOutbound
 	events   []Event
 	vips     []netip.Addr
 	keylogs  []IKEKeysLog
@@ -69,7 +71,7 @@ func (n *testNet) add(name string, addr netip.Addr, cfg Config) *endpoint {
 	if err != nil {
 		n.t.Fatalf("New(%s): %v", name, err)
 	}
-	ep := &endpoint{name: name, e: e, addr: addr, installs: make(map[uint64]InstallChild)}
+	ep := &endpoint{name: name, e: e, addr: addr, outbound: make(map[uint64]InstallOutbound), inbound: make(map[uint32]InstallInbound)}
 	n.eps = append(n.eps, ep)
 	return ep
 }
@@ -100,11 +102,25 @@ func (n *testNet) apply(ep *endpoint, actions []Action) {
 				continue
 			}
 			n.inflight = append(n.inflight, d)
-		case InstallChild:
-			ep.installs[a.Child] = a
-		case RemoveChild:
-			ep.removed = append(ep.removed, a)
-			delete(ep.installs, a.Child)
+		case InstallInbound:
+			if _, dup := ep.inbound[a.SPI]; dup {
+				n.t.Fatalf("%s: inbound SPI %08x installed twice", ep.name, a.SPI)
+			}
+			ep.inbound[a.SPI] = a
+		case InstallOutbound:
+			ep.outbound[a.Policy] = a
+		case RemoveInbound:
+			if _, ok := ep.inbound[a.SPI]; !ok {
+				n.t.Fatalf("%s: removing inbound SPI %08x that is not installed", ep.name, a.SPI)
+			}
+			ep.removedIn = append(ep.removedIn, a)
+			delete(ep.inbound, a.SPI)
+		case RemoveOutbound:
+			if _, ok := ep.outbound[a.Policy]; !ok {
+				n.t.Fatalf("%s: removing outbound policy %d that is not installed", ep.name, a.Policy)
+			}
+			ep.removedOut = append(ep.removedOut, a)
+			delete(ep.outbound, a.Policy)
 		case Event:
 			ep.events = append(ep.events, a)
 		case VirtualIPs:
@@ -334,3 +350,5 @@ func mustNew(t testing.TB, cfg Config) *Engine {
 	}
 	return e
 }
+
+func seededRand(b byte) *rand.ChaCha8 { return rand.NewChaCha8([32]byte{b, 0x5a}) }

@@ -27,7 +27,11 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 				var ours []uint32
 				for _, spi := range p.SPIs {
 					if c := sa.childByOutSPI(spi); c != nil {
-						ours = append(ours, c.spiIn)
+						// A Child SA we are closing ourselves is not named in the
+						// reply (RFC 7296 2.25.1).
+						if c.state != childDeleting {
+							ours = append(ours, c.spiIn)
+						}
 						gone = append(gone, c)
 					}
 				}
@@ -43,6 +47,19 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 	}
 	if deleteIKE {
 		e.respond(now, sa, local, remote, h, nil)
+		if sa.rekeyedTo != nil {
+			// The end of a rekey: the Child SAs live on in the new IKE SA.
+			e.removeSA(now, sa, "")
+			return
+		}
+		if ns := sa.collision; ns != nil && e.byID[ns.id] == ns {
+			// The peer finished its rekey without seeing ours (2.8.2): its new SA
+			// inherits everything, our own attempt is forgotten.
+			sa.collision = nil
+			e.inherit(now, sa, ns)
+			e.removeSA(now, sa, "")
+			return
+		}
 		e.log.Info("IKE SA deleted by peer", "sa", sa.id, "conn", sa.conn.Name, "peer", sa.remote)
 		conn := sa.conn
 		restart := sa.origInitiator && conn.CloseAction == "restart"
@@ -55,10 +72,8 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 		return
 	}
 	for _, c := range gone {
-		e.emit(RemoveChild{IKESA: sa.id, Child: c.id, SPIIn: c.spiIn, Outbound: true})
-		delete(e.spisIn, c.spiIn)
-		sa.removeChild(c)
 		e.log.Info("Child SA deleted by peer", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn))
+		e.retireChild(now, sa, c, true)
 	}
 	e.respond(now, sa, local, remote, h, out)
 }

@@ -107,24 +107,28 @@ type IKESA struct {
 	firstChild   *ChildConfig
 	firstChildIn uint32 // initiator: the inbound SPI offered in IKE_AUTH
 
+	// Rekeying. rekeying is our pending IKE SA rekey; collision is the new IKE SA the
+	// peer created by rekeying this one meanwhile (RFC 7296 2.8.2); rekeyedTo is the
+	// IKE SA that inherited this one's Child SAs.
+	rekeying  *request
+	rekeySPI  uint64 // our SPI for the IKE SA our pending rekey creates
+	rekeyNi   []byte
+	collision *IKESA
+	rekeyedTo *IKESA
+	// ni/nr of the exchange that created this IKE SA by rekeying (for collisions).
+	createdNonces [2][]byte
+
+	lingering []lingerSPI    // inbound SPIs of replaced Child SAs, removed a little later
+	reserved  map[uint32]bool // inbound SPIs offered in requests still pending
+
 	// timers
 	halfOpenExpire time.Time
 	dpdAt          time.Time
+	rekeyAt        time.Time
+	expireAt       time.Time // a rekeyed SA the peer never deleted is forgotten then
 	wakeAt         time.Time
 
 	failReason string
-}
-
-// ChildSA is one Child SA of an IKE SA.
-type ChildSA struct {
-	id       uint64
-	cfg      *ChildConfig
-	spiIn    uint32
-	spiOut   uint32
-	suite    ikecrypto.ESPSuite
-	localTS  []wire.TrafficSelector
-	remoteTS []wire.TrafficSelector
-	created  time.Time
 }
 
 // request is an exchange we initiated and that waits for its response.
@@ -149,6 +153,9 @@ const (
 	reqDelete
 	reqDeleteChild
 	reqNotify
+	reqRekeyChild
+	reqCreateChild
+	reqRekeyIKE
 )
 
 func (sa *IKESA) localSPI() uint64 {
@@ -203,24 +210,4 @@ func (sa *IKESA) open(data []byte, m *wire.Message) ([]wire.Payload, error) {
 		return nil, err
 	}
 	return wire.ParsePayloads(sk.InnerNext, plain)
-}
-
-// ikeEndpointsForESP returns the outer endpoints ESP uses: the IKE SA's, which are on
-// the NAT-T port once the SA floated.
-func (sa *IKESA) childByOutSPI(spi uint32) *ChildSA {
-	for _, c := range sa.children {
-		if c.spiOut == spi {
-			return c
-		}
-	}
-	return nil
-}
-
-func (sa *IKESA) removeChild(c *ChildSA) {
-	for i, x := range sa.children {
-		if x == c {
-			sa.children = append(sa.children[:i], sa.children[i+1:]...)
-			return
-		}
-	}
 }

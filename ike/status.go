@@ -29,6 +29,8 @@ type SAStatus struct {
 // ChildStatus describes one Child SA.
 type ChildStatus struct {
 	ID                uint64
+	Policy            uint64 // the flow across rekeys (the datapath's outbound key)
+	OutActive         bool   // it carries the policy's outbound traffic
 	Name              string
 	State             string
 	SPIIn, SPIOut     uint32
@@ -77,6 +79,9 @@ func (e *Engine) Status(now time.Time) []SAStatus {
 		if sa.conn != nil {
 			st.Name = sa.conn.Name
 		}
+		if sa.rekeyedTo != nil {
+			st.State = "rekeyed"
+		}
 		if sa.origInitiator {
 			st.Role = "initiator"
 			st.RMobike = sa.mobike && sa.conn.RMobike
@@ -95,14 +100,16 @@ func (e *Engine) Status(now time.Time) []SAStatus {
 		}
 		for _, c := range sa.children {
 			st.Children = append(st.Children, ChildStatus{
-				ID:       c.id,
-				Name:     c.cfg.Name,
-				State:    "installed",
-				SPIIn:    c.spiIn,
-				SPIOut:   c.spiOut,
-				Proposal: c.suite.String(),
-				LocalTS:  tsStrings(c.localTS),
-				RemoteTS: tsStrings(c.remoteTS),
+				ID:        c.id,
+				Policy:    c.policy,
+				OutActive: c.outActive,
+				Name:      c.cfg.Name,
+				State:     c.state.String(),
+				SPIIn:     c.spiIn,
+				SPIOut:    c.spiOut,
+				Proposal:  c.suite.String(),
+				LocalTS:   tsStrings(c.localTS),
+				RemoteTS:  tsStrings(c.remoteTS),
 			})
 		}
 		out = append(out, st)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mobikevpn/mobikevpn/esp"
 	"github.com/mobikevpn/mobikevpn/ike"
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
@@ -51,15 +52,9 @@ type daemon struct {
 	// Owned by the engine goroutine.
 	waiters  map[uint64][]chan ike.Event
 	routes   *routeTable
-	children map[uint64]childInfo // by Child id
+	policies map[uint64][]netip.Prefix // outbound flows and the routes they added
 	ikeDrops uint64
 	mu       sync.Mutex // guards ikeDrops
-}
-
-type childInfo struct {
-	ikeSA  uint64
-	spiIn  uint32
-	routes []netip.Prefix
 }
 
 // Run runs the VPN until ctx is cancelled, then deletes every SA at its peer and
@@ -81,7 +76,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		ikeIn:    make(chan ikePacket, 1024),
 		cmds:     make(chan func(time.Time), 64),
 		waiters:  make(map[uint64][]chan ike.Event),
-		children: make(map[uint64]childInfo),
+		policies: make(map[uint64][]netip.Prefix),
 	}
 	if cfg.Keylog != "" {
 		if d.keys, err = newKeylog(cfg.Keylog); err != nil {
@@ -274,10 +269,14 @@ func (d *daemon) apply(actions []ike.Action) {
 			if err := d.dp.SendIKE(a.Local, a.Remote, a.Data); err != nil {
 				d.log.Debug("sending IKE datagram", "to", a.Remote, "err", err)
 			}
-		case ike.InstallChild:
-			d.installChild(a)
-		case ike.RemoveChild:
-			d.removeChild(a)
+		case ike.InstallInbound:
+			d.installInbound(a)
+		case ike.InstallOutbound:
+			d.installOutbound(a)
+		case ike.RemoveInbound:
+			d.dp.RemoveInbound(a.SPI)
+		case ike.RemoveOutbound:
+			d.removeOutbound(a)
 		case ike.VirtualIPs:
 			d.virtualIPs(a)
 		case ike.IKEKeysLog:
@@ -303,25 +302,43 @@ func espSelectors(ts []wire.TrafficSelector) []esp.Selector {
 	return out
 }
 
-func (d *daemon) installChild(a ike.InstallChild) {
-	keys := func(k ike.ChildKeys) esp.Keys {
-		return esp.Keys{Encr: a.Suite.Encr, EncrKeyBits: int(a.Suite.EncrKeyBits), Integ: a.Suite.Integ, EncrKey: k.Encr, IntegKey: k.Integ}
+func espKeys(s ikecrypto.ESPSuite, k ike.ChildKeys) esp.Keys {
+	return esp.Keys{Encr: s.Encr, EncrKeyBits: int(s.EncrKeyBits), Integ: s.Integ, EncrKey: k.Encr, IntegKey: k.Integ}
+}
+
+func (d *daemon) installInbound(a ike.InstallInbound) {
+	in := esp.SAConfig{SPI: a.SPI, Keys: espKeys(a.Suite, a.Keys), ESN: a.Suite.ESN,
+		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS)}
+	if err := d.dp.AddInbound(in); err != nil {
+		d.log.Error("installing inbound SA", "spi", fmt.Sprintf("%08x", a.SPI), "err", err)
+		return
 	}
-	in := esp.SAConfig{SPI: a.SPIIn, Keys: keys(a.InKeys), ESN: a.Suite.ESN, LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS)}
-	out := esp.SAConfig{SPI: a.SPIOut, Keys: keys(a.OutKeys), ESN: a.Suite.ESN, LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS)}
+	if d.keys != nil {
+		if err := d.keys.espSA(a.Remote.Addr(), a.Local.Addr(), a.SPI, a.Suite, a.Keys); err != nil {
+			d.log.Warn("key log", "err", err)
+		}
+	}
+}
+
+func (d *daemon) installOutbound(a ike.InstallOutbound) {
+	out := esp.SAConfig{SPI: a.SPI, Keys: espKeys(a.Suite, a.Keys), ESN: a.Suite.ESN,
+		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS)}
 	if a.Keepalive {
 		out.Keepalive = 20 * time.Second
 	}
-	if err := d.dp.AddInbound(in); err != nil {
-		d.log.Error("installing inbound SA", "spi", fmt.Sprintf("%08x", a.SPIIn), "err", err)
+	if err := d.dp.InstallOutbound(a.Policy, out, a.Local, a.Remote); err != nil {
+		d.log.Error("installing outbound SA", "spi", fmt.Sprintf("%08x", a.SPI), "err", err)
 		return
 	}
-	if err := d.dp.InstallOutbound(a.Child, out, a.Local, a.Remote); err != nil {
-		d.log.Error("installing outbound SA", "spi", fmt.Sprintf("%08x", a.SPIOut), "err", err)
-		d.dp.RemoveInbound(a.SPIIn)
-		return
+	if d.keys != nil {
+		if err := d.keys.espSA(a.Local.Addr(), a.Remote.Addr(), a.SPI, a.Suite, a.Keys); err != nil {
+			d.log.Warn("key log", "err", err)
+		}
 	}
-	info := childInfo{ikeSA: a.IKESA, spiIn: a.SPIIn}
+	if _, ok := d.policies[a.Policy]; ok {
+		return // a rekey: the routes stay
+	}
+	var routes []netip.Prefix
 	for _, t := range a.RemoteTS {
 		for _, p := range rangePrefixes(t.Start, t.End) {
 			if p.Contains(a.Remote.Addr()) {
@@ -329,28 +346,18 @@ func (d *daemon) installChild(a ike.InstallChild) {
 				continue
 			}
 			d.routes.add(p)
-			info.routes = append(info.routes, p)
+			routes = append(routes, p)
 		}
 	}
-	d.children[a.Child] = info
-	if d.keys != nil {
-		if err := d.keys.childSA(a); err != nil {
-			d.log.Warn("key log", "err", err)
-		}
-	}
+	d.policies[a.Policy] = routes
 }
 
-func (d *daemon) removeChild(a ike.RemoveChild) {
-	d.dp.RemoveInbound(a.SPIIn)
-	if a.Outbound {
-		d.dp.RemoveOutbound(a.Child)
+func (d *daemon) removeOutbound(a ike.RemoveOutbound) {
+	d.dp.RemoveOutbound(a.Policy)
+	for _, p := range d.policies[a.Policy] {
+		d.routes.remove(p)
 	}
-	if info, ok := d.children[a.Child]; ok {
-		for _, p := range info.routes {
-			d.routes.remove(p)
-		}
-		delete(d.children, a.Child)
-	}
+	delete(d.policies, a.Policy)
 }
 
 func (d *daemon) virtualIPs(a ike.VirtualIPs) {

@@ -53,13 +53,12 @@ func TestKeylogLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = k.childSA(ike.InstallChild{
-		SPIIn: 0xc1a2b3c4, SPIOut: 0xd4c3b2a1,
-		Suite:  ikecrypto.ESPSuite{Encr: wire.ENCR_AES_GCM_16, EncrKeyBits: 128},
-		InKeys: ike.ChildKeys{Encr: []byte{0xaa}}, OutKeys: ike.ChildKeys{Encr: []byte{0xbb}},
-		Local:  netip.MustParseAddrPort("192.0.2.10:4500"), Remote: netip.MustParseAddrPort("198.51.100.1:4500"),
-	})
-	if err != nil {
+	gcm := ikecrypto.ESPSuite{Encr: wire.ENCR_AES_GCM_16, EncrKeyBits: 128}
+	local, remote := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("198.51.100.1")
+	if err := k.espSA(local, remote, 0xd4c3b2a1, gcm, ike.ChildKeys{Encr: []byte{0xbb}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.espSA(remote, local, 0xc1a2b3c4, gcm, ike.ChildKeys{Encr: []byte{0xaa}}); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "keys", "ikev2_decryption_table"))

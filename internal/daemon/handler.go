@@ -77,8 +77,10 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 			if in, ok := d.dp.InboundCounters(c.SPIIn); ok {
 				cs.BytesIn, cs.PacketsIn = in.Bytes, in.Packets
 			}
-			if out, ok := d.dp.OutboundCounters(c.ID); ok {
-				cs.BytesOut, cs.PacketsOut = out.Bytes, out.Packets
+			if c.OutActive {
+				if out, ok := d.dp.OutboundCounters(c.Policy); ok {
+					cs.BytesOut, cs.PacketsOut = out.Bytes, out.Packets
+				}
 			}
 			is.ChildSAs = append(is.ChildSAs, cs)
 		}

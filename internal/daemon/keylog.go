@@ -97,19 +97,13 @@ func (k *keylog) ikeSA(a ike.IKEKeysLog) error {
 	return k.appendLine("ikev2_decryption_table", line)
 }
 
-// childSA writes the two esp_sa lines of a Child SA, one per direction.
-func (k *keylog) childSA(a ike.InstallChild) error {
+// espSA writes one esp_sa line: ESP from src to dst with spi.
+func (k *keylog) espSA(src, dst netip.Addr, spi uint32, s ikecrypto.ESPSuite, keys ike.ChildKeys) error {
 	family := "IPv4"
-	if a.Local.Addr().Is6() {
+	if src.Is6() {
 		family = "IPv6"
 	}
-	enc, integ := espEncrName(a.Suite), espIntegName(a.Suite.Integ)
-	line := func(src, dst netip.Addr, spi uint32, keys ike.ChildKeys) string {
-		return fmt.Sprintf("%q,%q,%q,\"0x%08x\",%q,\"0x%x\",%q,\"0x%x\"",
-			family, src.String(), dst.String(), spi, enc, keys.Encr, integ, keys.Integ)
-	}
-	if err := k.appendLine("esp_sa", line(a.Local.Addr(), a.Remote.Addr(), a.SPIOut, a.OutKeys)); err != nil {
-		return err
-	}
-	return k.appendLine("esp_sa", line(a.Remote.Addr(), a.Local.Addr(), a.SPIIn, a.InKeys))
+	line := fmt.Sprintf("%q,%q,%q,\"0x%08x\",%q,\"0x%x\",%q,\"0x%x\"",
+		family, src.String(), dst.String(), spi, espEncrName(s), keys.Encr, espIntegName(s.Integ), keys.Integ)
+	return k.appendLine("esp_sa", line)
 }

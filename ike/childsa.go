@@ -1,0 +1,213 @@
+package ike
+
+import (
+	"time"
+
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+// childState is a Child SA's position in its life.
+//
+//	installed -> rekeying (we asked to rekey it) -> rekeyed (a successor carries its
+//	traffic; it waits for its Delete) -> removed
+type childState int
+
+const (
+	childInstalled childState = iota + 1
+	childRekeying
+	childRekeyed
+	childDeleting
+)
+
+func (s childState) String() string {
+	switch s {
+	case childInstalled:
+		return "installed"
+	case childRekeying:
+		return "rekeying"
+	case childRekeyed:
+		return "rekeyed"
+	case childDeleting:
+		return "deleting"
+	}
+	return "unknown"
+}
+
+// lingerGrace is how long the inbound half of a replaced Child SA keeps accepting
+// packets that were already in flight (strongSwan's delete_rekeyed_delay is 5 s).
+const lingerGrace = 5 * time.Second
+
+// activateGrace bounds how long a rekey responder keeps sending on the old SA while it
+// waits for the initiator to delete it.
+const activateGrace = 5 * time.Second
+
+// ChildSA is one Child SA of an IKE SA.
+type ChildSA struct {
+	id     uint64
+	policy uint64 // the flow it carries, shared by its rekeyed predecessors and successors
+	cfg    *ChildConfig
+	state  childState
+
+	spiIn    uint32
+	spiOut   uint32
+	suite    ikecrypto.ESPSuite
+	localTS  []wire.TrafficSelector
+	remoteTS []wire.TrafficSelector
+	created  time.Time
+
+	// outActive: our outbound traffic of policy uses this SA. outKeys is kept only until
+	// then (a rekey responder waits for the old SA's Delete).
+	outActive  bool
+	outKeys    ChildKeys
+	activateAt time.Time
+
+	// nonces of the exchange that created it, for collisions (RFC 7296 2.8.1).
+	ni, nr []byte
+
+	rekeyAt   time.Time
+	successor *ChildSA // the SA that replaces it once it is deleted
+	collision *ChildSA // an SA the peer created by rekeying this one while we did too
+}
+
+type lingerSPI struct {
+	spi   uint32
+	child uint64
+	at    time.Time
+}
+
+func (sa *IKESA) childByOutSPI(spi uint32) *ChildSA {
+	for _, c := range sa.children {
+		if c.spiOut == spi {
+			return c
+		}
+	}
+	return nil
+}
+
+func (sa *IKESA) childBySPIIn(spi uint32) *ChildSA {
+	for _, c := range sa.children {
+		if c.spiIn == spi {
+			return c
+		}
+	}
+	return nil
+}
+
+func (sa *IKESA) dropChild(c *ChildSA) {
+	for i, x := range sa.children {
+		if x == c {
+			sa.children = append(sa.children[:i], sa.children[i+1:]...)
+			return
+		}
+	}
+}
+
+// childKeys splits KEYMAT into our inbound and outbound keys; exchInitiator says
+// whether we initiated the exchange that created the SA.
+func childKeys(k ikecrypto.ChildKeys, exchInitiator bool) (in, out ChildKeys) {
+	in = ChildKeys{Encr: k.EncrR, Integ: k.IntegR}
+	out = ChildKeys{Encr: k.EncrI, Integ: k.IntegI}
+	if !exchInitiator {
+		in, out = out, in
+	}
+	return in, out
+}
+
+// installChild records c on sa and installs its inbound half; the outbound half too
+// unless deferOut (a rekey responder keeps sending on the old SA until it is deleted).
+func (e *Engine) installChild(now time.Time, sa *IKESA, c *ChildSA, k ikecrypto.ChildKeys, exchInitiator, deferOut bool) {
+	e.nextChildID++
+	c.id = e.nextChildID
+	if c.policy == 0 {
+		c.policy = c.id
+	}
+	c.state = childInstalled
+	c.created = now
+	sa.children = append(sa.children, c)
+	e.spisIn[c.spiIn] = c
+	in, out := childKeys(k, exchInitiator)
+	e.emit(InstallInbound{
+		IKESA: sa.id, Child: c.id, Name: c.cfg.Name, SPI: c.spiIn, Suite: c.suite, Keys: in,
+		LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: sa.local, Remote: sa.remote,
+	})
+	c.outKeys = out
+	if deferOut {
+		c.activateAt = now.Add(activateGrace)
+	} else {
+		e.activateOutbound(sa, c)
+	}
+	if c.cfg.RekeyTime > 0 {
+		c.rekeyAt = now.Add(e.jitter(c.cfg.RekeyTime))
+	}
+	e.log.Info("Child SA installed", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn), "spi_out", spiHex(c.spiOut),
+		"local_ts", tsStrings(c.localTS), "remote_ts", tsStrings(c.remoteTS), "proposal", c.suite.String())
+}
+
+// activateOutbound makes c the SA that carries its policy's outbound traffic.
+func (e *Engine) activateOutbound(sa *IKESA, c *ChildSA) {
+	if c.outActive {
+		return
+	}
+	e.emit(InstallOutbound{
+		IKESA: sa.id, Child: c.id, Policy: c.policy, Name: c.cfg.Name, SPI: c.spiOut, Suite: c.suite,
+		Keys: c.outKeys, LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: sa.local, Remote: sa.remote,
+		Keepalive: sa.natLocal,
+	})
+	c.outActive = true
+	c.outKeys = ChildKeys{}
+	c.activateAt = time.Time{}
+	// Whoever carried the policy before no longer does.
+	for _, x := range sa.children {
+		if x != c && x.policy == c.policy {
+			x.outActive = false
+		}
+	}
+}
+
+// retireChild removes c: its inbound half after lingerGrace (packets already in flight
+// are still accepted), its outbound half at once unless another SA carries the policy.
+func (e *Engine) retireChild(now time.Time, sa *IKESA, c *ChildSA, linger bool) {
+	sa.dropChild(c)
+	if c.outActive {
+		// A successor waiting for this SA's deletion takes over the flow; without one
+		// the flow ends.
+		if s := c.successor; s != nil && s.state != childDeleting && sa.childBySPIIn(s.spiIn) == s {
+			e.activateOutbound(sa, s)
+		} else {
+			e.emit(RemoveOutbound{IKESA: sa.id, Policy: c.policy})
+		}
+		c.outActive = false
+	}
+	if linger {
+		sa.lingering = append(sa.lingering, lingerSPI{spi: c.spiIn, child: c.id, at: now.Add(lingerGrace)})
+	} else {
+		e.emit(RemoveInbound{IKESA: sa.id, Child: c.id, SPI: c.spiIn})
+		delete(e.spisIn, c.spiIn)
+	}
+}
+
+// expireLingering removes the inbound halves whose grace is over (all with force).
+func (e *Engine) expireLingering(now time.Time, sa *IKESA, force bool) {
+	kept := sa.lingering[:0]
+	for _, l := range sa.lingering {
+		if force || !l.at.After(now) {
+			e.emit(RemoveInbound{IKESA: sa.id, Child: l.child, SPI: l.spi})
+			delete(e.spisIn, l.spi)
+			continue
+		}
+		kept = append(kept, l)
+	}
+	sa.lingering = kept
+}
+
+// jitter returns d shortened by up to 10%, so that both peers do not rekey at once
+// (RFC 7296 2.8.1 asks for jitter).
+func (e *Engine) jitter(d time.Duration) time.Duration {
+	var b [8]byte
+	if _, err := e.rand.Read(b[:]); err != nil {
+		return d
+	}
+	n := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24
+	return d - time.Duration(n%uint64(d/10+1))
+}
