@@ -28,17 +28,17 @@ type datagram struct {
 }
 
 type endpoint struct {
-	name     string
-	e        *Engine
-	addr     netip.Addr
+	name       string
+	e          *Engine
+	addr       netip.Addr
 	outbound   map[uint64]InstallOutbound // by policy
 	inbound    map[uint32]InstallInbound  // by SPI
 	removedIn  []RemoveInbound
 	removedOut []RemoveOutbound
-	events   []Event
-	vips     []netip.Addr
-	keylogs  []IKEKeysLog
-	sent     []datagram
+	events     []Event
+	vips       []netip.Addr
+	keylogs    []IKEKeysLog
+	sent       []datagram
 }
 
 type testNet struct {

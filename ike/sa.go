@@ -118,7 +118,7 @@ type IKESA struct {
 	// ni/nr of the exchange that created this IKE SA by rekeying (for collisions).
 	createdNonces [2][]byte
 
-	lingering []lingerSPI    // inbound SPIs of replaced Child SAs, removed a little later
+	lingering []lingerSPI     // inbound SPIs of replaced Child SAs, removed a little later
 	reserved  map[uint32]bool // inbound SPIs offered in requests still pending
 
 	// timers
