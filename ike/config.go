@@ -30,7 +30,12 @@ type Config struct {
 	IKEPort  uint16 // 500 by default
 	NATTPort uint16 // 4500 by default
 
-	CookieThreshold int           // half-open SAs above which COOKIEs are demanded (default 10)
+	// FragmentSize is the largest IP datagram of an IKE fragment (default 1280).
+	FragmentSize int
+
+	// CookieThreshold is the number of half-open SAs from which COOKIEs are demanded
+	// (0: the default 10; negative: always).
+	CookieThreshold int
 	HalfOpenTimeout time.Duration // how long a half-open SA waits for IKE_AUTH (default 30s)
 	Retransmit      Retransmit
 
@@ -110,8 +115,13 @@ func (c *Config) setDefaults() {
 	if c.NATTPort == 0 {
 		c.NATTPort = 4500
 	}
+	if c.FragmentSize == 0 {
+		c.FragmentSize = DefaultFragmentSize
+	}
 	if c.CookieThreshold == 0 {
 		c.CookieThreshold = 10
+	} else if c.CookieThreshold < 0 {
+		c.CookieThreshold = 0
 	}
 	if c.HalfOpenTimeout == 0 {
 		c.HalfOpenTimeout = 30 * time.Second

@@ -207,7 +207,7 @@ func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.Ad
 		e.drop(&e.drops.Malformed, "malformed response", remote, err)
 		return
 	}
-	payloads, err := sa.open(data, m)
+	payloads, complete, _, err := e.openMessage(sa, data, m, true)
 	if err != nil {
 		var we *wire.Error
 		if !errors.As(err, &we) {
@@ -216,7 +216,10 @@ func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.Ad
 		}
 		// Authenticated but with unparseable content: the exchange failed.
 		e.log.Info("malformed content in response", "sa", sa.id, "err", err)
-		payloads = []wire.Payload{&wire.Notify{NotifyType: we.Notify}}
+		payloads, complete = []wire.Payload{&wire.Notify{NotifyType: we.Notify}}, true
+	}
+	if !complete {
+		return // more fragments to come
 	}
 	m.Payloads = payloads
 	sa.lastRecv = now
@@ -233,28 +236,46 @@ func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.Ad
 
 // handleRequest processes a request from the peer on an SA past IKE_SA_INIT.
 func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.AddrPort, data []byte, h *wire.Header) {
-	switch {
-	case h.MessageID+1 == sa.peerReqID && sa.lastResp != nil:
-		// A retransmission: answer with the cached response, byte for byte, to where
-		// this copy came from. Only an identical copy of the request counts, so that
-		// forged or corrupted datagrams cannot make us send.
-		if sha256.Sum256(data) != sa.lastReqHash {
-			e.drop(&e.drops.Decrypt, "altered copy of an answered request", remote, nil)
-			return
-		}
-		e.drops.Retransmits.Add(1)
-		e.emit(Send{Local: local, Remote: remote, Data: sa.lastResp})
-		return
-	case h.MessageID != sa.peerReqID:
-		e.drop(&e.drops.BadMessageID, "request outside the window", remote, nil)
-		return
-	}
 	m, err := wire.ParseMessage(data)
 	if err != nil {
 		e.drop(&e.drops.Malformed, "malformed request", remote, err)
 		return
 	}
-	payloads, err := sa.open(data, m)
+	var fragNum uint16
+	if len(m.Payloads) > 0 {
+		if skf, ok := m.Payloads[len(m.Payloads)-1].(*wire.SKF); ok {
+			fragNum = skf.Number
+		}
+	}
+	switch {
+	case h.MessageID+1 == sa.peerReqID && sa.lastResp != nil:
+		// A retransmission: answer with the cached response, byte for byte, to where
+		// this copy came from; for a fragmented request, only its first fragment
+		// triggers that (RFC 7383 2.6.1). Only an identical copy of the request counts,
+		// so that forged or corrupted datagrams cannot make us send.
+		if fragNum > 1 {
+			return
+		}
+		if sha256.Sum256(data) != sa.lastReqHash {
+			e.drop(&e.drops.Decrypt, "altered copy of an answered request", remote, nil)
+			return
+		}
+		e.drops.Retransmits.Add(1)
+		for _, d := range sa.lastResp {
+			e.emit(Send{Local: local, Remote: remote, Data: d})
+		}
+		return
+	case h.MessageID != sa.peerReqID:
+		e.drop(&e.drops.BadMessageID, "request outside the window", remote, nil)
+		return
+	}
+	payloads, complete, _, err := e.openMessage(sa, data, m, false)
+	if err == nil && fragNum == 1 {
+		sa.reqFrag1Hash = sha256.Sum256(data)
+	}
+	if err == nil && !complete {
+		return // more fragments to come
+	}
 	if err != nil {
 		var we *wire.Error
 		if errors.As(err, &we) {
@@ -268,7 +289,11 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 	}
 	m.Payloads = payloads
 	sa.lastRecv = now
-	sa.lastReqHash = sha256.Sum256(data)
+	if fragNum != 0 {
+		sa.lastReqHash = sa.reqFrag1Hash
+	} else {
+		sa.lastReqHash = sha256.Sum256(data)
+	}
 	e.armDPD(sa, now)
 	switch h.Exchange {
 	case wire.IKE_AUTH:
@@ -300,16 +325,16 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 // respond sends (and caches) the response to the request with header h.
 func (e *Engine) respond(now time.Time, sa *IKESA, local, remote netip.AddrPort, h *wire.Header, payloads []wire.Payload) {
 	rh := sa.header(h.Exchange, h.MessageID, true)
-	data, err := sa.seal(rh, payloads)
+	datas, err := e.sealMessage(sa, rh, payloads)
 	if err != nil {
 		e.log.Error("cannot encrypt response", "sa", sa.id, "err", err)
 		return
 	}
 	sa.peerReqID = h.MessageID + 1
-	sa.lastResp = data
-	sa.lastRespTo = remote
-	sa.lastRespFr = local
-	e.emit(Send{Local: local, Remote: remote, Data: data})
+	sa.lastResp = datas
+	for _, d := range datas {
+		e.emit(Send{Local: local, Remote: remote, Data: d})
+	}
 }
 
 // queueRequest adds an exchange we want to start; it goes out when the window is free.
@@ -327,12 +352,12 @@ func (e *Engine) startNext(now time.Time, sa *IKESA) {
 	sa.queue = sa.queue[1:]
 	r.msgID = sa.nextReqID
 	sa.nextReqID++
-	data, err := sa.seal(sa.header(r.exchange, r.msgID, false), r.payloads)
+	datas, err := e.sealMessage(sa, sa.header(r.exchange, r.msgID, false), r.payloads)
 	if err != nil {
 		e.log.Error("cannot encrypt request", "sa", sa.id, "err", err)
 		return
 	}
-	r.data = data
+	r.data = datas
 	e.transmit(now, sa, r)
 }
 
@@ -342,7 +367,13 @@ func (e *Engine) transmit(now time.Time, sa *IKESA, r *request) {
 	r.sentAt = now
 	r.tries = 0
 	r.nextAt = now.Add(e.retransmitDelay(0))
-	e.emit(Send{Local: sa.local, Remote: sa.remote, Data: r.data})
+	e.sendAll(sa, r.data)
+}
+
+func (e *Engine) sendAll(sa *IKESA, datas [][]byte) {
+	for _, d := range datas {
+		e.emit(Send{Local: sa.local, Remote: sa.remote, Data: d})
+	}
 }
 
 func (e *Engine) retransmitDelay(n int) time.Duration {
@@ -391,7 +422,7 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 		}
 		r.tries++
 		r.nextAt = now.Add(e.retransmitDelay(r.tries))
-		e.emit(Send{Local: sa.local, Remote: sa.remote, Data: r.data})
+		e.sendAll(sa, r.data)
 	}
 	if !sa.halfOpenExpire.IsZero() && !sa.halfOpenExpire.After(now) {
 		e.log.Debug("half-open SA expired", "sa", sa.id, "peer", sa.remote)

@@ -147,13 +147,14 @@ func (e *Engine) sendInit(now time.Time, sa *IKESA, group uint16) error {
 		&wire.Nonce{Data: sa.ni},
 	)
 	payloads = append(payloads, e.natDetection(sa, sa.local, sa.remote)...)
+	payloads = append(payloads, &wire.Notify{NotifyType: wire.IKEV2_FRAGMENTATION_SUPPORTED})
 	h := wire.Header{SPIi: sa.spiI, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator}
 	m := wire.Message{Header: h, Payloads: payloads}
 	data := m.Append(nil)
 	sa.initReq = data
 	sa.nextReqID = 1
 	sa.initTried++
-	e.transmit(now, sa, &request{exchange: wire.IKE_SA_INIT, msgID: 0, data: data, kind: reqInit})
+	e.transmit(now, sa, &request{exchange: wire.IKE_SA_INIT, msgID: 0, data: [][]byte{data}, kind: reqInit})
 	return nil
 }
 
@@ -319,6 +320,10 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 		&wire.Nonce{Data: nr},
 	}
 	payloads = append(payloads, e.natDetection(sa, local, remote)...)
+	if wire.FindNotify(m.Payloads, wire.IKEV2_FRAGMENTATION_SUPPORTED) != nil {
+		sa.fragment = true
+		payloads = append(payloads, &wire.Notify{NotifyType: wire.IKEV2_FRAGMENTATION_SUPPORTED})
+	}
 	rm := wire.Message{Header: sa.header(wire.IKE_SA_INIT, 0, true), Payloads: payloads}
 	sa.initResp = rm.Append(nil)
 	sa.peerReqID = 1
@@ -482,6 +487,7 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 	}
 	natL, natR, _ := checkNAT(m.Payloads, sa.spiI, sa.spiR, sa.local, remote)
 	sa.natLocal, sa.natRemote = natL, natR
+	sa.fragment = wire.FindNotify(m.Payloads, wire.IKEV2_FRAGMENTATION_SUPPORTED) != nil
 	sa.pending = nil
 	sa.lastRecv = now
 	// Float to the NAT-T port (RFC 7296 2.23): we always do, since ESP only ever runs

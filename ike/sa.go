@@ -92,15 +92,17 @@ type IKESA struct {
 	estab   time.Time
 
 	// Message IDs: our next request's, and the peer's next expected request.
-	nextReqID   uint32
-	peerReqID   uint32
-	pending     *request   // our outstanding request
-	queue       []*request // requests waiting for the window
-	lastResp    []byte     // cached response to the peer's request peerReqID-1
-	lastRespTo  netip.AddrPort
-	lastRespFr  netip.AddrPort
-	lastReqHash [32]byte  // SHA-256 of the request lastResp answers
-	lastRecv    time.Time // any authenticated message from the peer
+	nextReqID    uint32
+	peerReqID    uint32
+	pending      *request   // our outstanding request
+	queue        []*request // requests waiting for the window
+	lastResp     [][]byte   // cached response (or its fragments) to the peer's request peerReqID-1
+	lastReqHash  [32]byte   // SHA-256 of the request lastResp answers (its first fragment)
+	reqFrag1Hash [32]byte   // SHA-256 of the first fragment of the request being reassembled
+
+	fragment bool           // IKE fragmentation negotiated (RFC 7383)
+	frags    [2]*fragBuffer // reassembly: [0] requests, [1] responses
+	lastRecv time.Time      // any authenticated message from the peer
 
 	children []*ChildSA
 	// firstChild is the Child SA negotiated in IKE_AUTH (initiator: its config).
@@ -136,7 +138,7 @@ type request struct {
 	exchange wire.ExchangeType
 	payloads []wire.Payload // built when the request is sent
 	msgID    uint32
-	data     []byte
+	data     [][]byte // the message, or its fragments
 	sentAt   time.Time
 	tries    int
 	nextAt   time.Time

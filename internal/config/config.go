@@ -30,6 +30,7 @@ type Config struct {
 	CookieThreshold int           // half-open IKE SAs above which COOKIEs are required
 	HalfOpenTimeout time.Duration // how long a half-open IKE SA is kept
 	Retransmit      Retransmit
+	FragmentSize    int           // largest IP datagram of an IKE fragment (RFC 7383)
 	Connections     []*Connection // in file order
 }
 

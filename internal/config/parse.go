@@ -27,6 +27,7 @@ const (
 	DefaultTUNName         = "mvpn0"
 	DefaultMTU             = 1400
 	DefaultCookieThreshold = 10
+	DefaultFragmentSize    = 1280
 	DefaultHalfOpenTimeout = 30 * time.Second
 	DefaultDPDDelay        = 30 * time.Second
 	DefaultIKERekeyTime    = 4 * time.Hour
@@ -67,7 +68,7 @@ func (p *parser) parse(data []byte) (*Config, error) {
 	}
 	top, err := p.object(val{n: root, line: root.Line}, "the top level: control, log_level, connections, ...",
 		"control", "log_level", "keylog", "ports", "tun", "updown", "secrets", "pools",
-		"cookie_threshold", "half_open_timeout", "retransmit", "connections")
+		"cookie_threshold", "half_open_timeout", "retransmit", "fragment_size", "connections")
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +79,7 @@ func (p *parser) parse(data []byte) (*Config, error) {
 		CookieThreshold: DefaultCookieThreshold,
 		HalfOpenTimeout: DefaultHalfOpenTimeout,
 		Retransmit:      DefaultRetransmit,
+		FragmentSize:    DefaultFragmentSize,
 	}
 	if v, ok := top.get("control"); ok {
 		s, err := p.str(v)
@@ -144,6 +146,13 @@ func (p *parser) parse(data []byte) (*Config, error) {
 		if cfg.HalfOpenTimeout == 0 {
 			return nil, p.verr(v, "must be more than 0, e.g. 30s")
 		}
+	}
+	if v, ok := top.get("fragment_size"); ok {
+		n, err := p.integer(v, 576, 65535)
+		if err != nil {
+			return nil, err
+		}
+		cfg.FragmentSize = int(n)
 	}
 	if v, ok := top.get("retransmit"); ok {
 		if err := p.retransmit(v, &cfg.Retransmit); err != nil {

@@ -17,6 +17,7 @@ func ikeConfig(cfg *config.Config) (ike.Config, error) {
 		IKEPort:         cfg.Ports.IKE,
 		NATTPort:        cfg.Ports.NATT,
 		CookieThreshold: cfg.CookieThreshold,
+		FragmentSize:    cfg.FragmentSize,
 		HalfOpenTimeout: cfg.HalfOpenTimeout,
 		Retransmit: ike.Retransmit{
 			Timeout: cfg.Retransmit.Timeout,
@@ -25,6 +26,9 @@ func ikeConfig(cfg *config.Config) (ike.Config, error) {
 		},
 		PSK:        cfg.PSK,
 		SourceAddr: sourceAddr,
+	}
+	if cfg.CookieThreshold == 0 {
+		out.CookieThreshold = -1 // every IKE_SA_INIT needs a COOKIE
 	}
 	for _, p := range cfg.Pools {
 		out.Pools = append(out.Pools, &ike.PoolConfig{Name: p.Name, Addrs: p.Addrs, DNS: p.DNS})

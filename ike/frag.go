@@ -1,0 +1,158 @@
+package ike
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+// IKE fragmentation (RFC 7383): protected messages larger than the path allows are sent
+// as Encrypted Fragment payloads, each encrypted and authenticated on its own, and
+// reassembled from them.
+
+const (
+	// DefaultFragmentSize is the largest IP datagram an IKE fragment makes (strongSwan's
+	// fragment_size default; RFC 7383 2.5.1 recommends 1280 for IPv6).
+	DefaultFragmentSize = 1280
+	// maxFragments and maxReassembly bound what a peer can make us keep.
+	maxFragments  = 128
+	maxReassembly = 64 << 10
+)
+
+var errFragmentsLost = errors.New("reassembly restarted")
+
+// fragBuffer collects the fragments of one message.
+type fragBuffer struct {
+	msgID     uint32
+	total     uint16
+	parts     [][]byte
+	got       int
+	size      int
+	innerNext wire.PayloadType
+}
+
+// maxIKEMessage is the largest IKE message (UDP payload without the non-ESP marker)
+// that fits the fragment size on sa's path.
+func (e *Engine) maxIKEMessage(sa *IKESA) int {
+	n := e.cfg.FragmentSize - 8 // UDP header
+	if sa.remote.Addr().Is4() {
+		n -= 20
+	} else {
+		n -= 40
+	}
+	if sa.local.Port() == e.cfg.NATTPort {
+		n -= 4 // non-ESP marker
+	}
+	return n
+}
+
+// sealMessage encodes and protects payloads under header h: one datagram, or several
+// SKF fragments when fragmentation was negotiated and the message is too large.
+func (e *Engine) sealMessage(sa *IKESA, h wire.Header, payloads []wire.Payload) ([][]byte, error) {
+	inner := wire.AppendPayloads(nil, payloads)
+	innerNext := wire.PayloadNone
+	if len(payloads) > 0 {
+		innerNext = payloads[0].Type()
+	}
+	limit := e.maxIKEMessage(sa)
+	whole := wire.HeaderLen + wire.GenericHeaderLen + sa.skOut.SealedLen(len(inner))
+	if !sa.fragment || whole <= limit {
+		data, err := sa.seal(h, payloads)
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{data}, nil
+	}
+	// The largest chunk whose fragment message fits the limit.
+	overhead := wire.HeaderLen + wire.SKFHeaderLen
+	chunk := limit - overhead
+	for chunk > 0 && overhead+sa.skOut.SealedLen(chunk) > limit {
+		chunk--
+	}
+	if chunk < 64 {
+		return nil, fmt.Errorf("fragment size %d leaves no room for data", e.cfg.FragmentSize)
+	}
+	total := (len(inner) + chunk - 1) / chunk
+	if total > maxFragments {
+		return nil, fmt.Errorf("message of %d octets needs %d fragments", len(inner), total)
+	}
+	out := make([][]byte, 0, total)
+	for i := 0; i < total; i++ {
+		part := inner[i*chunk : min((i+1)*chunk, len(inner))]
+		next := wire.PayloadNone
+		if i == 0 {
+			next = innerNext
+		}
+		bodyLen := sa.skOut.SealedLen(len(part))
+		b := make([]byte, 0, overhead+bodyLen)
+		b = wire.AppendSKFHeader(b, h, next, uint16(i+1), uint16(total), bodyLen)
+		b, err := sa.skOut.Seal(b, part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// openMessage decrypts a protected message, or a fragment of one. complete is false
+// while fragments are missing; frag is the fragment number (0 for an unfragmented
+// message). A *wire.Error means the content is authentic but malformed.
+func (e *Engine) openMessage(sa *IKESA, data []byte, m *wire.Message, response bool) (payloads []wire.Payload, complete bool, frag uint16, err error) {
+	if len(m.Payloads) == 0 {
+		return nil, false, 0, errNotProtected
+	}
+	skf, ok := m.Payloads[len(m.Payloads)-1].(*wire.SKF)
+	if !ok {
+		ps, err := sa.open(data, m)
+		return ps, err == nil, 0, err
+	}
+	if !sa.fragment {
+		return nil, false, skf.Number, errors.New("fragment without negotiated IKE fragmentation")
+	}
+	if skf.Total == 0 || skf.Number == 0 || skf.Number > skf.Total || skf.Total > maxFragments {
+		return nil, false, skf.Number, errors.New("bad fragment numbers")
+	}
+	plain, err := sa.skIn.Open(data[:len(data)-len(skf.Body)], skf.Body)
+	if err != nil {
+		return nil, false, skf.Number, err
+	}
+	idx := 0
+	if response {
+		idx = 1
+	}
+	fb := sa.frags[idx]
+	switch {
+	case fb == nil || fb.msgID != m.Header.MessageID || skf.Total > fb.total:
+		// A new message, or the sender refragmented it smaller (PMTU probing, RFC 7383
+		// 2.6): start over.
+		fb = &fragBuffer{msgID: m.Header.MessageID, total: skf.Total, parts: make([][]byte, skf.Total)}
+		sa.frags[idx] = fb
+	case skf.Total < fb.total:
+		return nil, false, skf.Number, errFragmentsLost
+	}
+	if fb.parts[skf.Number-1] != nil {
+		return nil, false, skf.Number, nil // duplicate
+	}
+	if fb.size+len(plain) > maxReassembly {
+		sa.frags[idx] = nil
+		return nil, false, skf.Number, errors.New("reassembled message too large")
+	}
+	fb.parts[skf.Number-1] = plain
+	fb.size += len(plain)
+	fb.got++
+	if skf.Number == 1 {
+		fb.innerNext = skf.InnerNext
+	}
+	if fb.got < int(fb.total) {
+		return nil, false, skf.Number, nil
+	}
+	sa.frags[idx] = nil
+	whole := make([]byte, 0, fb.size)
+	for _, p := range fb.parts {
+		whole = append(whole, p...)
+	}
+	ps, err := wire.ParsePayloads(fb.innerNext, whole)
+	return ps, err == nil, skf.Number, err
+}
