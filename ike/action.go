@@ -93,11 +93,14 @@ type EventKind int
 
 // Event kinds.
 const (
-	EventEstablished EventKind = iota + 1 // IKE SA and first Child SA are up
-	EventFailed                           // establishment failed (Reason says why)
-	EventDeleted                          // an established SA went away (Reason says why)
-	EventChildFailed                      // the SA is up but its Child SA was refused
-	EventRekeyed                          // a new IKE SA replaces an old one
+	EventEstablished   EventKind = iota + 1 // IKE SA and first Child SA are up
+	EventFailed                             // establishment failed (Reason says why)
+	EventDeleted                            // an established SA went away (Reason says why)
+	EventChildFailed                        // the SA is up but its Child SA was refused
+	EventRekeyed                            // a new IKE SA replaces an old one
+	EventMoved                              // the SA's addresses changed (MOBIKE)
+	EventSwitched                           // the initiator moved to where we asked it to
+	EventSwitchRefused                      // we refused the responder's switch request
 )
 
 func (k EventKind) String() string {
@@ -112,6 +115,12 @@ func (k EventKind) String() string {
 		return "child-failed"
 	case EventRekeyed:
 		return "rekeyed"
+	case EventMoved:
+		return "moved"
+	case EventSwitched:
+		return "switched"
+	case EventSwitchRefused:
+		return "switch-refused"
 	}
 	return "unknown"
 }

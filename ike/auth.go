@@ -112,6 +112,10 @@ func (e *Engine) sendAuth(now time.Time, sa *IKESA) error {
 			n.Data = []byte{wire.RMOBIKEMarker}
 		}
 		payloads = append(payloads, n)
+		if addrs := e.announcement(sa); len(addrs) > 0 {
+			payloads = append(payloads, additionalNotifies(addrs)...)
+		}
+		sa.mob.announced, sa.mob.announcedOnce = e.announcement(sa), true
 	}
 	sa.state = stateAuthSent
 	e.queueRequest(now, sa, &request{
@@ -214,6 +218,12 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 	out = append(out, childPayloads...)
 	if sa.mobike {
 		out = append(out, &wire.Notify{NotifyType: wire.MOBIKE_SUPPORTED})
+		sa.mob.announced, sa.mob.announcedOnce = e.announcement(sa), true
+		if len(sa.mob.announced) > 0 {
+			out = append(out, additionalNotifies(sa.mob.announced)...)
+		}
+		readAdditional(sa, m.Payloads)
+		sa.mob.verified = map[netip.Addr]bool{remote.Addr(): true}
 	}
 	e.respond(now, sa, local, remote, h, out)
 	e.keylogIKE(sa)
@@ -342,6 +352,7 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	sa.estab = now
 	if wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED) != nil && sa.conn.Mobike {
 		sa.mobike = true
+		readAdditional(sa, m.Payloads)
 	}
 	e.keylogIKE(sa)
 	e.log.Info("IKE SA established", "conn", sa.conn.Name, "sa", sa.id, "peer", sa.remote, "id", idr.String(), "proposal", sa.suite.String())

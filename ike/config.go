@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/mobike"
 )
 
 // Config is what the engine needs to know about the host and its connections.
@@ -64,7 +65,11 @@ type Conn struct {
 
 	Mobike  bool
 	RMobike bool
-	Encap   bool // force UDP encapsulation by a NAT_DETECTION_SOURCE_IP that cannot match
+	// Announce says which addresses go into ADDITIONAL_IP*_ADDRESS.
+	Announce mobike.Announce
+	// SwitchAccept is the initiator's policy for SWITCH_TO_IP_ADDRESS targets.
+	SwitchAccept mobike.SwitchPolicy
+	Encap        bool // force UDP encapsulation by a NAT_DETECTION_SOURCE_IP that cannot match
 
 	DPDDelay    time.Duration
 	DPDAction   string // "clear" or "restart"

@@ -38,6 +38,9 @@ type Engine struct {
 	spisIn    map[uint32]*ChildSA // inbound ESP SPIs in use
 	nHalf     int
 
+	// localAddrs are the host's usable addresses (nil: not known).
+	localAddrs []netip.Addr
+
 	nextSAID    uint64
 	nextChildID uint64
 
@@ -225,8 +228,14 @@ func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.Ad
 	sa.lastRecv = now
 	sa.pending = nil
 	e.armDPD(sa, now)
+	// A probe answered on another path: that path works, move there (RFC 4555 3.6).
+	probed := sa.mob.probing && (local != sa.local || remote != sa.remote)
+	sa.mob.probing = false
 	if req.onReply != nil {
 		req.onReply(e, now, sa, m)
+	}
+	if probed && e.byID[sa.id] == sa && sa.state == stateEstablished {
+		e.moveSA(now, sa, local, remote, "path probing")
 	}
 	if e.sas[sa.localSPI()] == sa {
 		e.startNext(now, sa)
@@ -423,6 +432,9 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 		r.tries++
 		r.nextAt = now.Add(e.retransmitDelay(r.tries))
 		e.sendAll(sa, r.data)
+		if sa.mobike && sa.origInitiator && sa.state == stateEstablished && r.tries >= probeAfter {
+			e.probePaths(sa, r)
+		}
 	}
 	if !sa.halfOpenExpire.IsZero() && !sa.halfOpenExpire.After(now) {
 		e.log.Debug("half-open SA expired", "sa", sa.id, "peer", sa.remote)
@@ -437,7 +449,7 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 	if !sa.dpdAt.IsZero() && !sa.dpdAt.After(now) {
 		sa.dpdAt = time.Time{}
 		if sa.state == stateEstablished && sa.pending == nil && len(sa.queue) == 0 {
-			e.queueRequest(now, sa, &request{exchange: wire.INFORMATIONAL, kind: reqDPD})
+			e.queueRequest(now, sa, e.dpdRequest(sa))
 		} else {
 			e.armDPD(sa, now)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -30,7 +31,10 @@ type datagram struct {
 type endpoint struct {
 	name       string
 	e          *Engine
-	addr       netip.Addr
+	addr       netip.Addr   // the first address
+	addrs      []netip.Addr // every address datagrams are delivered to
+	src        netip.Addr   // what the routing table picks as source
+	moves      []UpdateEndpoints
 	outbound   map[uint64]InstallOutbound // by policy
 	inbound    map[uint32]InstallInbound  // by SPI
 	removedIn  []RemoveInbound
@@ -66,19 +70,21 @@ func (n *testNet) add(name string, addr netip.Addr, cfg Config) *endpoint {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.NewChaCha8([32]byte{byte(len(n.eps) + 1)})
 	}
-	cfg.SourceAddr = func(netip.Addr) (netip.Addr, error) { return addr, nil }
+	ep := &endpoint{name: name, addr: addr, addrs: []netip.Addr{addr}, src: addr,
+		outbound: make(map[uint64]InstallOutbound), inbound: make(map[uint32]InstallInbound)}
+	cfg.SourceAddr = func(netip.Addr) (netip.Addr, error) { return ep.src, nil }
 	e, err := New(cfg)
 	if err != nil {
 		n.t.Fatalf("New(%s): %v", name, err)
 	}
-	ep := &endpoint{name: name, e: e, addr: addr, outbound: make(map[uint64]InstallOutbound), inbound: make(map[uint32]InstallInbound)}
+	ep.e = e
 	n.eps = append(n.eps, ep)
 	return ep
 }
 
 func (n *testNet) endpointFor(a netip.Addr) *endpoint {
 	for _, ep := range n.eps {
-		if ep.addr == a {
+		if slices.Contains(ep.addrs, a) {
 			return ep
 		}
 	}
@@ -92,6 +98,9 @@ func (n *testNet) apply(ep *endpoint, actions []Action) {
 		case Send:
 			if !a.Local.Addr().IsValid() {
 				n.t.Fatalf("%s: send without a source address", ep.name)
+			}
+			if !slices.Contains(ep.addrs, a.Local.Addr()) {
+				continue // the host does not have that address (any more): the send fails
 			}
 			d := datagram{from: a.Local, to: a.Remote, data: bytes.Clone(a.Data)}
 			ep.sent = append(ep.sent, d)
@@ -133,6 +142,14 @@ func (n *testNet) apply(ep *endpoint, actions []Action) {
 			}
 		case IKEKeysLog:
 			ep.keylogs = append(ep.keylogs, a)
+		case UpdateEndpoints:
+			o, ok := ep.outbound[a.Policy]
+			if !ok {
+				n.t.Fatalf("%s: moving policy %d that is not installed", ep.name, a.Policy)
+			}
+			o.Local, o.Remote, o.Keepalive = a.Local, a.Remote, a.Keepalive
+			ep.outbound[a.Policy] = o
+			ep.moves = append(ep.moves, a)
 		}
 	}
 }

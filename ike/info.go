@@ -75,7 +75,36 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 		e.log.Info("Child SA deleted by peer", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn))
 		e.retireChild(now, sa, c, true)
 	}
+	// MOBIKE.
+	var switchReq *wire.Notify
+	if sa.mobike {
+		announced := readAdditional(sa, m.Payloads)
+		switch {
+		case wire.FindNotify(m.Payloads, wire.UPDATE_SA_ADDRESSES) != nil:
+			out = append(out, e.handleUpdate(now, sa, local, remote, m)...)
+		case wire.FindNotify(m.Payloads, wire.NAT_DETECTION_SOURCE_IP) != nil:
+			// A liveness check with NAT detection (the initiator watches its NAT
+			// mapping): answer with ours, for the addresses this request used.
+			out = append(out, e.natDetection(sa, local, remote)...)
+		case wire.FindNotify(m.Payloads, wire.COOKIE2) != nil:
+			// A return routability check: echo the cookie.
+			out = append(out, &wire.Notify{NotifyType: wire.COOKIE2, Data: wire.FindNotify(m.Payloads, wire.COOKIE2).Data})
+		}
+		if sa.origInitiator {
+			switchReq = wire.FindNotify(m.Payloads, wire.SWITCH_TO_IP_ADDRESS)
+		}
+		// The responder moved and told us from its new address (RFC 4555 3.5 lets it
+		// when its address went away): follow it, as strongSwan does.
+		if sa.origInitiator && announced && remote.Addr() != sa.remote.Addr() && switchReq == nil {
+			defer e.moveSA(now, sa, sa.local, remote, "the peer announced its addresses from a new one")
+		}
+	}
 	e.respond(now, sa, local, remote, h, out)
+	// SWITCH_TO_IP_ADDRESS: answered (empty) first, decided after (draft 4.2). From the
+	// original initiator it is ignored: only responders ask.
+	if switchReq != nil {
+		e.handleSwitch(now, sa, switchReq)
+	}
 }
 
 // Delete deletes IKE SA id and its Child SAs, telling the peer.

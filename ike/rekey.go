@@ -704,6 +704,7 @@ func (e *Engine) newRekeyedSA(sa *IKESA, suite ikecrypto.IKESuite, weInitiated b
 		localID:       sa.localID,
 		remoteID:      sa.remoteID,
 		mobike:        sa.mobike,
+		mob:           sa.mob,
 		fragment:      sa.fragment,
 		peerRMobike:   sa.peerRMobike,
 		created:       sa.created,

@@ -84,6 +84,7 @@ type IKESA struct {
 
 	mobike      bool // negotiated
 	peerRMobike bool // the peer (initiator) advertised 'R'
+	mob         mobikeState
 
 	vips    []netip.Addr // initiator: ours; responder: assigned to the peer
 	vipDNS  []netip.Addr
@@ -158,6 +159,7 @@ const (
 	reqRekeyChild
 	reqCreateChild
 	reqRekeyIKE
+	reqUpdate
 )
 
 func (sa *IKESA) localSPI() uint64 {
