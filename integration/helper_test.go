@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -111,3 +112,6 @@ func (l *lab) tcpTransfer(srcNS, dstNS, listen, dial string, n int64) float64 {
 	secs, _ := strconv.ParseFloat(sent[3], 64)
 	return float64(n) * 8 / secs / 1e6
 }
+
+// interruptSignal ends a ping so that it prints its summary.
+var interruptSignal = syscall.SIGINT

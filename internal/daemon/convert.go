@@ -9,6 +9,7 @@ import (
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/internal/config"
+	"github.com/mobikevpn/mobikevpn/mobike"
 )
 
 // ikeConfig translates the validated configuration into the IKE engine's terms.
@@ -63,6 +64,19 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 		Pools:       c.Pools,
 		VIPs:        c.VIPs,
 		StartAction: c.StartAction,
+		SwitchAccept: mobike.SwitchPolicy{
+			Additional: c.SwitchAcceptAdditional,
+			Any:        c.SwitchAcceptAny,
+			Prefixes:   c.SwitchAcceptPrefixes,
+		},
+	}
+	switch c.AdditionalAddrs.Mode {
+	case config.AdditionalNone:
+		ic.Announce = mobike.Announce{Mode: mobike.None}
+	case config.AdditionalList:
+		ic.Announce = mobike.Announce{Mode: mobike.List, List: c.AdditionalAddrs.Addrs}
+	default:
+		ic.Announce = mobike.Announce{Mode: mobike.Auto, List: c.LocalAddrs}
 	}
 	if c.Local.Auth != config.AuthPSK || c.Remote.Auth != config.AuthPSK {
 		return nil, fmt.Errorf("connection %q: only psk authentication is implemented so far", c.Name)

@@ -17,6 +17,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
+	"github.com/mobikevpn/mobikevpn/internal/netmon"
 	"github.com/mobikevpn/mobikevpn/internal/udp"
 	"github.com/mobikevpn/mobikevpn/tun"
 )
@@ -166,6 +167,26 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		<-ctlDone
 	}()
 
+	// Address and route changes drive MOBIKE.
+	monCtx, stopMon := context.WithCancel(context.Background())
+	defer stopMon()
+	go func() {
+		err := netmon.Watch(monCtx, d.devNm, func(c netmon.Change) {
+			select {
+			case d.cmds <- func(now time.Time) {
+				d.apply(d.engine.SetLocalAddrs(now, c.Addrs))
+				if c.Routes {
+					d.apply(d.engine.RoutesChanged(now))
+				}
+			}:
+			case <-monCtx.Done():
+			}
+		})
+		if err != nil {
+			log.Warn("not watching addresses and routes: MOBIKE will not notice changes", "err", err)
+		}
+	}()
+
 	log.Info("mobikevpn running", "tun", d.devNm, "ike_port", cfg.Ports.IKE, "natt_port", cfg.Ports.NATT, "control", ctlPath)
 	d.apply(d.engine.StartAll(time.Now()))
 	err = d.loop(ctx, opts.Reload, dpDone)
@@ -285,7 +306,15 @@ func (d *daemon) apply(actions []ike.Action) {
 					d.log.Warn("key log", "err", err)
 				}
 			}
+		case ike.UpdateEndpoints:
+			if err := d.dp.SetEndpoints(a.Policy, a.Local, a.Remote); err != nil {
+				d.log.Error("moving a flow", "local", a.Local, "remote", a.Remote, "err", err)
+			}
 		case ike.Event:
+			switch a.Kind {
+			case ike.EventMoved, ike.EventSwitched, ike.EventSwitchRefused, ike.EventRekeyed:
+				continue // logged by the engine; nobody waits for these
+			}
 			for _, w := range d.waiters[a.IKESA] {
 				w <- a
 			}
