@@ -3,6 +3,8 @@ package ike
 import (
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
@@ -388,12 +390,20 @@ func (e *Engine) pickLocal4Responder(sa *IKESA) netip.Addr {
 // (draft-smyslov-ipsecme-ikev2-r-mobike 4.2). Nothing changes until its
 // UPDATE_SA_ADDRESSES arrives there.
 func (e *Engine) sendSwitch(now time.Time, sa *IKESA, to netip.Addr) {
+	// A newer switch supersedes one that has not gone out yet.
+	kept := sa.queue[:0]
+	for _, r := range sa.queue {
+		if r.kind != reqSwitch {
+			kept = append(kept, r)
+		}
+	}
+	sa.queue = kept
 	sa.mob.switchTo = to
 	sa.mob.switchSince = now
 	e.queueRequest(now, sa, &request{
 		exchange: wire.INFORMATIONAL,
 		payloads: []wire.Payload{wire.NewAddressNotify(wire.SWITCH_TO_IP_ADDRESS, to)},
-		kind:     reqNotify,
+		kind:     reqSwitch,
 	})
 }
 
@@ -513,3 +523,100 @@ func (e *Engine) probePaths(sa *IKESA, r *request) {
 
 // natDetectionFor is the NAT detection pair for a message from local to remote.
 var _ = ikecrypto.NATDetectionHash
+
+// SwitchSelector picks the IKE SAs a switch applies to; exactly one field is set.
+type SwitchSelector struct {
+	SA   uint64     // one IKE SA by id (0: not this selector)
+	Peer string     // every SA whose peer identity is this
+	From netip.Addr // every SA that uses this local address
+	All  bool       // every SA
+}
+
+func (s SwitchSelector) matches(sa *IKESA) bool {
+	switch {
+	case s.SA != 0:
+		return sa.id == s.SA
+	case s.Peer != "":
+		return idMatches(s.Peer, &sa.remoteID)
+	case s.From.IsValid():
+		return sa.local.Addr() == s.From.Unmap()
+	}
+	return s.All
+}
+
+// SwitchTarget is one IKE SA a switch selected.
+type SwitchTarget struct {
+	ID      uint64
+	Peer    string
+	Remote  netip.AddrPort
+	RMobike bool // the peer advertised 'R': it was asked
+	Already bool // it already uses the target address: nothing to do
+}
+
+// SwitchError is a switch refused before anything was sent.
+type SwitchError struct{ Msg string }
+
+func (e *SwitchError) Error() string { return e.Msg }
+
+// Switch asks the initiators of the selected IKE SAs to move to our local address to
+// (draft-smyslov-ipsecme-ikev2-r-mobike). Only peers that advertised 'R' are asked; the
+// others are returned with RMobike false. It refuses (SwitchError) a target that is not
+// one of our addresses, a selection that matches nothing, and one where no peer can be
+// asked.
+func (e *Engine) Switch(now time.Time, sel SwitchSelector, to netip.Addr) ([]SwitchTarget, []Action, error) {
+	to = to.Unmap()
+	if !mobike.Usable(to) || !e.isOurAddress(to) {
+		return nil, nil, &SwitchError{Msg: to.String() + " is not one of this daemon's local addresses"}
+	}
+	var targets []SwitchTarget
+	for _, sa := range e.sorted() {
+		if sa.state != stateEstablished || sa.rekeyedTo != nil || sa.origInitiator || !sel.matches(sa) {
+			continue
+		}
+		t := SwitchTarget{ID: sa.id, Peer: sa.remoteID.String(), Remote: sa.remote, RMobike: sa.mobike && sa.peerRMobike}
+		t.Already = t.RMobike && sa.local.Addr() == to
+		targets = append(targets, t)
+	}
+	if len(targets) == 0 {
+		return nil, nil, &SwitchError{Msg: "no established IKE SA of ours as responder matches the selection"}
+	}
+	ready := 0
+	for _, t := range targets {
+		if t.RMobike {
+			ready++
+		}
+	}
+	if ready == 0 {
+		var names []string
+		for _, t := range targets {
+			names = append(names, t.Peer+" (SA #"+strconv.FormatUint(t.ID, 10)+")")
+		}
+		return targets, nil, &SwitchError{Msg: "no peer in the selection advertised R-MOBIKE support ('R'): " + strings.Join(names, ", ")}
+	}
+	for _, t := range targets {
+		if !t.RMobike || t.Already {
+			continue
+		}
+		sa := e.byID[t.ID]
+		if !addrAllowed(sa.conn.LocalAddrs, to) {
+			e.log.Warn("switch target is not among the connection's local_addrs; asking anyway", "sa", sa.id, "to", to)
+		}
+		e.sendSwitch(now, sa, to)
+		e.schedule(sa)
+	}
+	return targets, e.take(), nil
+}
+
+// isOurAddress reports whether a is one of the host's addresses (or, when those are not
+// known, one of some connection's local_addrs).
+func (e *Engine) isOurAddress(a netip.Addr) bool {
+	if e.localAddrs != nil {
+		return slices.Contains(e.localAddrs, a)
+	}
+	for _, c := range e.cfg.Connections {
+		if slices.Contains(c.LocalAddrs, a) {
+			return true
+		}
+	}
+	return false
+}

@@ -160,6 +160,7 @@ const (
 	reqCreateChild
 	reqRekeyIKE
 	reqUpdate
+	reqSwitch
 )
 
 func (sa *IKESA) localSPI() uint64 {
