@@ -189,6 +189,7 @@ func (e *Engine) queueUpdate(now time.Time, sa *IKESA) {
 				return
 			}
 			e.noteNAT(sa, m.Payloads)
+			readAdditional(sa, m.Payloads)
 			e.log.Info("IKE SA moved", "sa", sa.id, "local", sa.local, "remote", sa.remote)
 		},
 	})
@@ -297,6 +298,12 @@ func (e *Engine) handleUpdate(now time.Time, sa *IKESA, local, remote netip.Addr
 	sa.natLocal, sa.natRemote = natL, natR
 	out = append(out, e.natDetection(sa, local, remote)...)
 	echo()
+	// Our additional addresses are relative to the one in use: if that changed, so did
+	// they (the address we left becomes one the initiator may be asked back to).
+	if ann := e.announcement(sa); !slices.Equal(ann, sa.mob.announced) {
+		sa.mob.announced, sa.mob.announcedOnce = ann, true
+		out = append(out, additionalNotifies(ann)...)
+	}
 	if moved {
 		e.log.Info("IKE SA moved by the peer", "sa", sa.id, "local", local, "remote", remote)
 		e.emit(Event{IKESA: sa.id, Conn: sa.conn.Name, Kind: EventMoved, Reason: "UPDATE_SA_ADDRESSES"})

@@ -51,11 +51,13 @@ type daemon struct {
 	cmds  chan func(now time.Time)
 
 	// Owned by the engine goroutine.
-	waiters  map[uint64][]chan ike.Event
-	routes   *routeTable
-	policies map[uint64][]netip.Prefix // outbound flows and the routes they added
-	ikeDrops uint64
-	mu       sync.Mutex // guards ikeDrops
+	waiters map[uint64][]chan ike.Event
+	// switchWaiters get EventSwitched of the IKE SAs a `switch --wait` waits for.
+	switchWaiters map[uint64][]chan ike.Event
+	routes        *routeTable
+	policies      map[uint64][]netip.Prefix // outbound flows and the routes they added
+	ikeDrops      uint64
+	mu            sync.Mutex // guards ikeDrops
 }
 
 // Run runs the VPN until ctx is cancelled, then deletes every SA at its peer and
@@ -71,13 +73,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return err
 	}
 	d := &daemon{
-		cfg:      cfg,
-		log:      log,
-		engine:   engine,
-		ikeIn:    make(chan ikePacket, 1024),
-		cmds:     make(chan func(time.Time), 64),
-		waiters:  make(map[uint64][]chan ike.Event),
-		policies: make(map[uint64][]netip.Prefix),
+		cfg:           cfg,
+		log:           log,
+		engine:        engine,
+		ikeIn:         make(chan ikePacket, 1024),
+		cmds:          make(chan func(time.Time), 64),
+		waiters:       make(map[uint64][]chan ike.Event),
+		switchWaiters: make(map[uint64][]chan ike.Event),
+		policies:      make(map[uint64][]netip.Prefix),
 	}
 	if cfg.Keylog != "" {
 		if d.keys, err = newKeylog(cfg.Keylog); err != nil {
@@ -312,7 +315,16 @@ func (d *daemon) apply(actions []ike.Action) {
 			}
 		case ike.Event:
 			switch a.Kind {
-			case ike.EventMoved, ike.EventSwitched, ike.EventSwitchRefused, ike.EventRekeyed:
+			case ike.EventSwitched:
+				for _, w := range d.switchWaiters[a.IKESA] {
+					select {
+					case w <- a:
+					default:
+					}
+				}
+				delete(d.switchWaiters, a.IKESA)
+				continue
+			case ike.EventMoved, ike.EventSwitchRefused, ike.EventRekeyed:
 				continue // logged by the engine; nobody waits for these
 			}
 			for _, w := range d.waiters[a.IKESA] {

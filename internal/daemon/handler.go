@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/ike"
@@ -173,4 +176,107 @@ func (d *daemon) Down(ctx context.Context, name string) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// Switch implements control.Switcher: `mobikevpn switch`.
+func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string, error) {
+	to, err := netip.ParseAddr(req.To)
+	if err != nil {
+		return "", control.UsageError("switch --to %q: not an IP address", req.To)
+	}
+	var sel ike.SwitchSelector
+	switch {
+	case req.SA != nil:
+		sel.SA = *req.SA
+		if sel.SA == 0 {
+			return "", control.UsageError("switch --sa 0: IKE SA ids start at 1")
+		}
+	case req.Peer != "":
+		sel.Peer = req.Peer
+	case req.From != "":
+		if sel.From, err = netip.ParseAddr(req.From); err != nil {
+			return "", control.UsageError("switch --from %q: not an IP address", req.From)
+		}
+	case req.All:
+		sel.All = true
+	default:
+		return "", control.UsageError("switch needs one selection: --sa ID, --peer IDENTITY, --from ADDR or --all")
+	}
+	var targets []ike.SwitchTarget
+	var swErr error
+	events := make(chan ike.Event, 64)
+	start := time.Now()
+	if err := d.run(ctx, func(now time.Time) {
+		var acts []ike.Action
+		targets, acts, swErr = d.engine.Switch(now, sel, to)
+		if swErr != nil {
+			return
+		}
+		if req.Wait > 0 {
+			for _, t := range targets {
+				if t.RMobike && !t.Already {
+					d.switchWaiters[t.ID] = append(d.switchWaiters[t.ID], events)
+				}
+			}
+		}
+		d.apply(acts)
+	}); err != nil {
+		return "", err
+	}
+	if swErr != nil {
+		return "", control.UsageError("switch: %v", swErr)
+	}
+	name := func(t ike.SwitchTarget) string { return fmt.Sprintf("%s (SA #%d)", t.Peer, t.ID) }
+	var asked, already, skipped []string
+	pending := map[uint64]ike.SwitchTarget{}
+	for _, t := range targets {
+		switch {
+		case !t.RMobike:
+			skipped = append(skipped, name(t))
+		case t.Already:
+			already = append(already, name(t))
+		default:
+			asked = append(asked, name(t))
+			pending[t.ID] = t
+		}
+	}
+	var b strings.Builder
+	if len(asked) > 0 {
+		fmt.Fprintf(&b, "asked to move to %s: %s\n", to, strings.Join(asked, ", "))
+	}
+	if len(already) > 0 {
+		fmt.Fprintf(&b, "already at %s: %s\n", to, strings.Join(already, ", "))
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(&b, "skipped, no R-MOBIKE support: %s\n", strings.Join(skipped, ", "))
+	}
+	if req.Wait <= 0 || len(pending) == 0 {
+		return strings.TrimSpace(b.String()), nil
+	}
+	deadline := time.NewTimer(req.Wait)
+	defer deadline.Stop()
+	for len(pending) > 0 {
+		select {
+		case ev := <-events:
+			if t, ok := pending[ev.IKESA]; ok {
+				fmt.Fprintf(&b, "moved: %s after %v\n", name(t), time.Since(start).Round(time.Millisecond))
+				delete(pending, ev.IKESA)
+			}
+		case <-deadline.C:
+			var left []string
+			for _, t := range pending {
+				left = append(left, name(t))
+			}
+			sort.Strings(left)
+			d.run(context.Background(), func(time.Time) {
+				for id := range pending {
+					delete(d.switchWaiters, id)
+				}
+			})
+			return "", fmt.Errorf("%sthe wait of %v ran out; not moved: %s", b.String(), req.Wait, strings.Join(left, ", "))
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	return strings.TrimSpace(b.String()), nil
 }
