@@ -28,7 +28,7 @@ BIN=$PWD/bin/mobikevpn
 . scripts/lab.sh
 lab_create
 lab_configs aes128gcm16
-echo "lab $LAB: client 192.0.2.10 -- router -- 198.51.100.1 gateway (files in $LAB_DIR)"
+echo "lab $LAB: client 192.0.2.10 -- router -- 198.51.100.1 / 203.0.113.1 gateway (files in $LAB_DIR)"
 lab_start_daemons "$BIN"
 
 t0=$(now_ms)
@@ -49,6 +49,22 @@ lab_ns gw iperf3 -s -1 -D -B 198.51.100.1 >/dev/null 2>&1
 sleep 0.3
 plain=$(lab_ns cl iperf3 -c 198.51.100.1 -t 3 -J | sed -n 's/.*"bits_per_second":[[:space:]]*\([0-9.e+]*\).*/\1/p' | tail -1)
 
+# The responder-requested switch: the gateway asks the client to move to its second
+# address while a ping runs at 50 packets per second.
+lab_bg cl ping -i 0.02 -W 1 198.18.0.1 >"$LAB_DIR/flow.txt" 2>&1
+flow=$LAB_BG
+sleep 1
+echo "gateway: mobikevpn switch --to 203.0.113.1 --all --wait 5s"
+switch_out=$("$BIN" switch --control "$LAB_DIR/gw.sock" --to 203.0.113.1 --all --wait 5s)
+echo "$switch_out"
+sleep 1
+kill -INT $flow; wait $flow 2>/dev/null || true
+flow_summary=$(grep -E 'packets transmitted' "$LAB_DIR/flow.txt")
+switch_ms=$(echo "$switch_out" | sed -n 's/.*moved: .* after \(.*\)$/\1/p')
+echo
+"$BIN" status --control "$LAB_DIR/cl.sock" >"$LAB_DIR/status.txt"
+sed -n 1,4p "$LAB_DIR/status.txt"
+
 echo "----------------------------------------------------------------"
 echo "summary"
 printf '  handshake (mobikevpn up -> established): %s ms\n' "$handshake"
@@ -56,5 +72,6 @@ printf '  ping through the tunnel, IPv4: %s\n' "$(echo "$ping4" | tr '\n' ' ')"
 printf '  ping through the tunnel, IPv6: %s\n' "$(echo "$ping6" | tr '\n' ' ')"
 printf '  TCP through the tunnel (iperf3, 3 s): %.0f Mbit/s\n' "$(awk -v b="${tcp:-0}" 'BEGIN{print b/1e6}')"
 printf '  TCP over the plain path, same run:    %.0f Mbit/s\n' "$(awk -v b="${plain:-0}" 'BEGIN{print b/1e6}')"
-echo "  switch to the gateway's second address: not implemented yet (R-MOBIKE is the next milestone)"
+printf '  switch to the gateway'"'"'s second address (SWITCH_TO_IP_ADDRESS -> UPDATE_SA_ADDRESSES): %s\n' "${switch_ms:-failed}"
+printf '  packets during the switch (ping at 50/s across it): %s\n' "$flow_summary"
 echo "----------------------------------------------------------------"

@@ -2,6 +2,7 @@
 # Lab topology in network namespaces, shared by demo.sh and bench.sh (sourced).
 #
 #   client 192.0.2.10, 2001:db8:1::10  --  router  --  198.51.100.1, 2001:db8:2::1 gateway
+#                                                  `-----  203.0.113.1 (second gateway link)
 #
 # Every namespace is named "$LAB-<role>" with a unique LAB prefix per run, and is removed
 # by lab_cleanup (installed as an EXIT trap by lab_create). Only documentation and
@@ -12,6 +13,14 @@ LAB_DIR=${LAB_DIR:-$(mktemp -d /tmp/mobikevpn-lab.XXXXXX)}
 LAB_PIDS=()
 
 lab_ns() { ip netns exec "$LAB-$1" "${@:2}"; }
+
+# lab_bg NS CMD...: runs CMD in namespace NS in the background; LAB_BG is its pid (the
+# process itself, not a subshell, so that signals reach it) and it is killed at cleanup.
+lab_bg() {
+	ip netns exec "$LAB-$1" "${@:2}" &
+	LAB_BG=$!
+	LAB_PIDS+=("$LAB_BG")
+}
 
 lab_cleanup() {
 	local pid
@@ -39,14 +48,17 @@ lab_link() {
 
 lab_create() {
 	trap lab_cleanup EXIT
+	trap 'exit 130' INT TERM
 	local n
 	for n in cl rt gw; do
 		ip netns add "$LAB-$n"
 		lab_ns $n ip link set lo up
-		lab_ns $n sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+		lab_ns $n sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+			net.ipv6.conf.default.router_solicitations=0
 	done
 	lab_link cl eth0 rt eth0
 	lab_link gw eth0 rt eth1
+	lab_link gw eth1 rt eth3
 	lab_ns cl ip addr add 192.0.2.10/24 dev eth0
 	lab_ns cl ip addr add 2001:db8:1::10/64 dev eth0 nodad
 	lab_ns rt ip addr add 192.0.2.1/24 dev eth0
@@ -55,14 +67,18 @@ lab_create() {
 	lab_ns rt ip addr add 2001:db8:2::254/64 dev eth1 nodad
 	lab_ns gw ip addr add 198.51.100.1/24 dev eth0
 	lab_ns gw ip addr add 2001:db8:2::1/64 dev eth0 nodad
+	lab_ns gw ip addr add 203.0.113.1/24 dev eth1
+	lab_ns rt ip addr add 203.0.113.254/24 dev eth3
 	lab_ns rt sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 	lab_ns cl ip route add default via 192.0.2.1
 	lab_ns cl ip -6 route add default via 2001:db8:1::1
 	lab_ns gw ip route add default via 198.51.100.254
 	lab_ns gw ip -6 route add default via 2001:db8:2::254
+	lab_ns gw ip route add 192.0.2.0/24 via 203.0.113.254 dev eth1 metric 200
 	# Warm the neighbour caches so that first packets are not delayed.
 	lab_ns cl ping -c 1 -W 5 198.51.100.1 >/dev/null
 	lab_ns cl ping -c 1 -W 5 2001:db8:2::1 >/dev/null
+	lab_ns cl ping -c 1 -W 5 203.0.113.1 >/dev/null
 }
 
 LAB_PSK="demo secret: replace it with a long random one"
@@ -83,7 +99,7 @@ pools:
     dns: [198.18.0.53]
 connections:
   rw:
-    local_addrs: [198.51.100.1, "2001:db8:2::1"]
+    local_addrs: [198.51.100.1, 203.0.113.1, "2001:db8:2::1"]
     remote_addrs: ["%any"]
     proposals: [aes128gcm16-prfsha256-x25519]
     pools: [rw]
@@ -121,10 +137,8 @@ EOF
 # lab_start_daemons BIN: starts the gateway and the client and waits for their sockets.
 lab_start_daemons() {
 	local bin=$1
-	lab_ns gw "$bin" run -c "$LAB_DIR/gw.yaml" >"$LAB_DIR/gw.log" 2>&1 &
-	LAB_PIDS+=($!)
-	lab_ns cl "$bin" run -c "$LAB_DIR/cl.yaml" >"$LAB_DIR/cl.log" 2>&1 &
-	LAB_PIDS+=($!)
+	lab_bg gw "$bin" run -c "$LAB_DIR/gw.yaml" >"$LAB_DIR/gw.log" 2>&1
+	lab_bg cl "$bin" run -c "$LAB_DIR/cl.yaml" >"$LAB_DIR/cl.log" 2>&1
 	local s
 	for s in gw cl; do
 		for _ in $(seq 100); do
