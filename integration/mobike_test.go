@@ -125,3 +125,112 @@ func TestMobikeClientAddressRemoval(t *testing.T) {
 		t.Errorf("client log does not show the move")
 	}
 }
+
+// newTwoLinkClientLab is the tunnel lab with a second client link (192.0.2.128/25) and
+// a client configuration tuned by clExtra.
+func newTwoLinkClientLab(t *testing.T, clExtra, topExtra string) (*tunnelLab, *proc, *proc) {
+	l := newTunnelLab(t)
+	l.link(l.cl, "eth1", []string{"192.0.2.138/25"}, l.rt, "eth2", []string{"192.0.2.129/25"})
+	l.exec(l.cl, "ip", "route", "add", "default", "via", "192.0.2.129", "metric", "100")
+	l.exec(l.cl, "ping", "-c", "1", "-W", "5", "-I", "192.0.2.138", "198.51.100.1")
+	l.gwCfg = l.dir + "/gw.yaml"
+	l.clCfg = l.dir + "/cl.yaml"
+	writeFile(t, l.gwCfg, l.gatewayConfig(""))
+	writeFile(t, l.clCfg, topExtra+strings.Replace(l.clientConfig("198.51.100.1", ""), "    start_action: none\n", "    start_action: none\n"+clExtra, 1))
+	bin := binary(t)
+	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
+	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
+	for _, s := range []string{l.gwSock, l.clSock} {
+		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
+			t.Fatalf("no control socket %s\n%s\n%s", s, gw.output(), cl.output())
+		}
+	}
+	l.up(cl, gw)
+	return l, gw, cl
+}
+
+// measureMove runs a ping flow, does what breaks the path, waits until the gateway sees
+// the client at want, and reports the interruption.
+func (l *tunnelLab) measureMove(what string, breakPath func(), want string, limit time.Duration) (time.Duration, time.Duration, int) {
+	t := l.t
+	f := l.startFlow(l.cl, "198.18.0.1", 20*time.Millisecond)
+	time.Sleep(time.Second)
+	at := time.Now()
+	breakPath()
+	if !waitFor(limit, func() bool {
+		st := status(t, l.gwSock)
+		return st != nil && len(st.IKESAs) == 1 && st.IKESAs[0].Remote == want
+	}) {
+		t.Fatalf("%s: gateway did not follow the client to %s", what, want)
+	}
+	took := time.Since(at)
+	time.Sleep(time.Second)
+	rs := f.stop()
+	gap, lost := gapAndLoss(rs, at)
+	t.Logf("%s: gateway updated after %v; longest reply gap %v; %d of %d pings lost", what, took.Round(time.Millisecond), gap.Round(time.Millisecond), lost, len(rs)+lost)
+	return took, gap, lost
+}
+
+func TestMobikeRouteChange(t *testing.T) {
+	l, _, _ := newTwoLinkClientLab(t, "", "")
+	took, _, _ := l.measureMove("route change", func() {
+		l.exec(l.cl, "ip", "route", "replace", "default", "via", "192.0.2.129")
+	}, "192.0.2.138:4500", 5*time.Second)
+	if took > time.Second {
+		t.Errorf("the move took %v", took)
+	}
+}
+
+func TestMobikeSilentPathFailure(t *testing.T) {
+	l, _, cl := newTwoLinkClientLab(t, "    dpd_delay: 1s\n", "retransmit: { timeout: 500ms, tries: 5, base: 1.5 }\n")
+	took, _, _ := l.measureMove("silent path failure", func() {
+		l.exec(l.rt, "nft", "add table inet flt; add chain inet flt fw { type filter hook forward priority 0; }; add rule inet flt fw ip saddr 192.0.2.10 drop; add rule inet flt fw ip daddr 192.0.2.10 drop")
+	}, "192.0.2.138:4500", 10*time.Second)
+	if !strings.Contains(cl.output(), "path probing") {
+		t.Errorf("the client did not probe paths:\n%s", cl.output())
+	}
+	if took > 5*time.Second {
+		t.Errorf("recovery took %v", took)
+	}
+}
+
+func TestMobikeNATRebinding(t *testing.T) {
+	l := newTunnelLab(t)
+	l.exec(l.rt, "nft", "add table ip nat; add chain ip nat post { type nat hook postrouting priority 100; }; add rule ip nat post ip saddr 192.0.2.0/24 oifname eth1 masquerade")
+	l.gwCfg = l.dir + "/gw.yaml"
+	l.clCfg = l.dir + "/cl.yaml"
+	writeFile(t, l.gwCfg, l.gatewayConfig(""))
+	writeFile(t, l.clCfg, "retransmit: { timeout: 500ms, tries: 5, base: 1.5 }\n"+strings.Replace(l.clientConfig("198.51.100.1", ""), "    start_action: none\n", "    start_action: none\n    dpd_delay: 1s\n", 1))
+	bin := binary(t)
+	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
+	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
+	for _, s := range []string{l.gwSock, l.clSock} {
+		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
+			t.Fatalf("no control socket %s", s)
+		}
+	}
+	l.up(cl, gw)
+	time.Sleep(1500 * time.Millisecond) // a first liveness check records the NAT mapping
+	before := status(t, l.gwSock).IKESAs[0].Remote
+	if !strings.HasPrefix(before, "198.51.100.254:") {
+		t.Fatalf("gateway sees the client at %s, want the NAT's address", before)
+	}
+	// The NAT rebinds: forget its mappings and map the client to other ports.
+	f := l.startFlow(l.cl, "198.18.0.1", 20*time.Millisecond)
+	time.Sleep(time.Second)
+	at := time.Now()
+	l.exec(l.rt, "nft", "flush chain ip nat post; add rule ip nat post ip saddr 192.0.2.0/24 oifname eth1 meta l4proto udp masquerade to :40000-40100")
+	l.exec(l.rt, "conntrack", "-F")
+	if !waitFor(8*time.Second, func() bool {
+		st := status(t, l.gwSock)
+		return st != nil && len(st.IKESAs) == 1 && st.IKESAs[0].Remote != before
+	}) {
+		t.Fatalf("gateway did not follow the NAT rebinding:\n%s\n%s", cl.output(), gw.output())
+	}
+	took := time.Since(at)
+	time.Sleep(time.Second)
+	rs := f.stop()
+	gap, lost := gapAndLoss(rs, at)
+	t.Logf("NAT rebinding: gateway followed after %v (%s -> %s); longest reply gap %v; %d of %d pings lost",
+		took.Round(time.Millisecond), before, status(t, l.gwSock).IKESAs[0].Remote, gap.Round(time.Millisecond), lost, len(rs)+lost)
+}
