@@ -201,7 +201,7 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 	sa.state = stateEstablished
 	sa.estab = now
 	sa.halfOpenExpire = time.Time{}
-	e.nHalf--
+	e.halfOpenDone(sa)
 	if wire.FindNotify(m.Payloads, wire.INITIAL_CONTACT) != nil {
 		e.initialContact(now, sa)
 	}

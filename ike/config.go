@@ -38,7 +38,13 @@ type Config struct {
 	// (0: the default 10; negative: always).
 	CookieThreshold int
 	HalfOpenTimeout time.Duration // how long a half-open SA waits for IKE_AUTH (default 30s)
-	Retransmit      Retransmit
+	// BlockThreshold is the number of half-open SAs one peer address may have; further
+	// IKE_SA_INITs from it are dropped (strongSwan's block_threshold; default 5).
+	BlockThreshold int
+	// HalfOpenLimit caps all half-open SAs: beyond it IKE_SA_INITs are dropped, even with
+	// a valid COOKIE (default 10000).
+	HalfOpenLimit int
+	Retransmit    Retransmit
 
 	Rand   io.Reader // crypto/rand.Reader unless a test injects another
 	Logger *slog.Logger
@@ -127,6 +133,12 @@ func (c *Config) setDefaults() {
 		c.CookieThreshold = 10
 	} else if c.CookieThreshold < 0 {
 		c.CookieThreshold = 0
+	}
+	if c.BlockThreshold == 0 {
+		c.BlockThreshold = 5
+	}
+	if c.HalfOpenLimit == 0 {
+		c.HalfOpenLimit = 10000
 	}
 	if c.HalfOpenTimeout == 0 {
 		c.HalfOpenTimeout = 30 * time.Second

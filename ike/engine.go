@@ -37,6 +37,7 @@ type Engine struct {
 	initIndex map[halfOpenKey]*IKESA
 	spisIn    map[uint32]*ChildSA // inbound ESP SPIs in use
 	nHalf     int
+	halfByIP  map[netip.Addr]int // half-open SAs per peer address
 
 	// localAddrs are the host's usable addresses (nil: not known).
 	localAddrs []netip.Addr
@@ -68,19 +69,23 @@ type Drops struct {
 	Decrypt       atomic.Uint64 // ICV or decryption failure
 	Unexpected    atomic.Uint64 // valid message that does not fit the SA's state
 	InvalidCookie atomic.Uint64 // IKE_SA_INIT without the COOKIE we demanded
+	Blocked       atomic.Uint64 // IKE_SA_INIT from a peer address with too many half-open SAs
+	HalfOpenLimit atomic.Uint64 // IKE_SA_INIT beyond the limit of half-open SAs
 	Retransmits   atomic.Uint64 // retransmitted requests answered from the cache
 }
 
 // Map returns the counters by name.
 func (d *Drops) Map() map[string]uint64 {
 	return map[string]uint64{
-		"ike_malformed":      d.Malformed.Load(),
-		"ike_unknown_spi":    d.UnknownSPI.Load(),
-		"ike_bad_message_id": d.BadMessageID.Load(),
-		"ike_decrypt":        d.Decrypt.Load(),
-		"ike_unexpected":     d.Unexpected.Load(),
-		"ike_invalid_cookie": d.InvalidCookie.Load(),
-		"ike_retransmits":    d.Retransmits.Load(),
+		"ike_malformed":       d.Malformed.Load(),
+		"ike_unknown_spi":     d.UnknownSPI.Load(),
+		"ike_bad_message_id":  d.BadMessageID.Load(),
+		"ike_decrypt":         d.Decrypt.Load(),
+		"ike_unexpected":      d.Unexpected.Load(),
+		"ike_invalid_cookie":  d.InvalidCookie.Load(),
+		"ike_blocked":         d.Blocked.Load(),
+		"ike_half_open_limit": d.HalfOpenLimit.Load(),
+		"ike_retransmits":     d.Retransmits.Load(),
 	}
 }
 
@@ -96,6 +101,7 @@ func New(cfg Config) (*Engine, error) {
 		sas:              make(map[uint64]*IKESA),
 		byID:             make(map[uint64]*IKESA),
 		initIndex:        make(map[halfOpenKey]*IKESA),
+		halfByIP:         make(map[netip.Addr]int),
 		spisIn:           make(map[uint32]*ChildSA),
 		cookieRotateEach: 2 * time.Minute,
 	}
@@ -621,7 +627,7 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 		sa.vips = nil
 	}
 	if sa.state == stateInitDone {
-		e.nHalf--
+		e.halfOpenDone(sa)
 	}
 	if !sa.initiator {
 		delete(e.initIndex, sa.halfKey)
@@ -640,6 +646,17 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 			kind = EventDeleted
 		}
 		e.emit(Event{IKESA: sa.id, Conn: name, Kind: kind, Reason: reason})
+	}
+}
+
+// halfOpenDone takes a half-open SA off the counts.
+func (e *Engine) halfOpenDone(sa *IKESA) {
+	e.nHalf--
+	ip := sa.halfKey.remote
+	if e.halfByIP[ip] <= 1 {
+		delete(e.halfByIP, ip)
+	} else {
+		e.halfByIP[ip]--
 	}
 }
 

@@ -679,3 +679,40 @@ func TestInitialContactReplacesOldSA(t *testing.T) {
 		t.Errorf("gateway has %d Child SAs installed", len(gw.outbound))
 	}
 }
+
+func TestHalfOpenLimits(t *testing.T) {
+	n := newTestNet(t)
+	gc := gatewayConfig(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
+	gc.CookieThreshold = 100
+	gc.BlockThreshold = 3
+	gc.HalfOpenLimit = 5
+	gw := n.add("gateway", gwAddr, gc)
+	local := netip.AddrPortFrom(gwAddr, 500)
+	// One address: three half-open SAs, then it is ignored.
+	src := netip.AddrPortFrom(netip.MustParseAddr("203.0.113.50"), 500)
+	for i := 0; i < 5; i++ {
+		acts := gw.e.HandleDatagram(n.now, local, src, initRequest(t, uint64(100+i)))
+		if want := i < 3; (len(acts) == 1) != want {
+			t.Errorf("request %d from one address: %d actions", i, len(acts))
+		}
+	}
+	if gw.e.Drops().Blocked.Load() != 2 {
+		t.Errorf("blocked counter %d", gw.e.Drops().Blocked.Load())
+	}
+	// Other addresses: two more fit under the global limit of 5, then nothing.
+	for i := 0; i < 4; i++ {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(60 + i)}), 500)
+		acts := gw.e.HandleDatagram(n.now, local, src, initRequest(t, uint64(200+i)))
+		if want := i < 2; (len(acts) == 1) != want {
+			t.Errorf("request %d: %d actions", i, len(acts))
+		}
+	}
+	if gw.e.nHalf != 5 || gw.e.Drops().HalfOpenLimit.Load() != 2 {
+		t.Errorf("half-open %d, limit drops %d", gw.e.nHalf, gw.e.Drops().HalfOpenLimit.Load())
+	}
+	// They expire and the counts go back to zero.
+	n.run(time.Minute, nil)
+	if gw.e.nHalf != 0 || len(gw.e.halfByIP) != 0 {
+		t.Errorf("after expiry: %d half-open, %d addresses", gw.e.nHalf, len(gw.e.halfByIP))
+	}
+}

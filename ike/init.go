@@ -240,6 +240,16 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 		e.drop(&e.drops.Malformed, "IKE_SA_INIT without SA, KE or Nonce", remote, nil)
 		return
 	}
+	// DoS protection, as strongSwan's: a peer address with too many half-open SAs is
+	// ignored, and so is everyone past the global limit.
+	if e.halfByIP[remote.Addr()] >= e.cfg.BlockThreshold {
+		e.drop(&e.drops.Blocked, "IKE_SA_INIT from an address with too many half-open SAs", remote, nil)
+		return
+	}
+	if e.nHalf >= e.cfg.HalfOpenLimit {
+		e.drop(&e.drops.HalfOpenLimit, "IKE_SA_INIT beyond the half-open limit", remote, nil)
+		return
+	}
 	// Cookies (RFC 7296 2.6): above the threshold of half-open SAs, only requests that
 	// echo a cookie we computed are processed.
 	if e.nHalf >= e.cfg.CookieThreshold {
@@ -331,6 +341,7 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 	e.addSA(sa)
 	e.initIndex[key] = sa
 	e.nHalf++
+	e.halfByIP[key.remote]++
 	e.emit(Send{Local: local, Remote: remote, Data: sa.initResp})
 	e.schedule(sa)
 	e.log.Debug("IKE_SA_INIT answered", "sa", sa.id, "peer", remote, "proposal", suite.String())
