@@ -551,11 +551,17 @@ func verifyScheme(s scheme, pub any, signed, sig []byte) error {
 			return fmt.Errorf("cert: AUTH uses %v, but the certificate has a %s key", s, keyName(pub))
 		}
 		d := digest(s.hash, signed)
+		var err error
 		if s.alg == algRSAPKCS1 {
-			ok = rsa.VerifyPKCS1v15(k, s.hash, d, sig) == nil
+			err = rsa.VerifyPKCS1v15(k, s.hash, d, sig)
 		} else {
-			ok = rsa.VerifyPSS(k, s.hash, d, sig, &rsa.PSSOptions{SaltLength: s.salt, Hash: s.hash}) == nil
+			// A declared salt length of 0 is rsa.PSSSaltLengthAuto: any salt verifies.
+			err = rsa.VerifyPSS(k, s.hash, d, sig, &rsa.PSSOptions{SaltLength: s.salt, Hash: s.hash})
 		}
+		if err != nil && !errors.Is(err, rsa.ErrVerification) {
+			return fmt.Errorf("cert: cannot verify %v with the certificate's %s key: %w", s, keyName(pub), err)
+		}
+		ok = err == nil
 	case algECDSA:
 		k, isEC := pub.(*ecdsa.PublicKey)
 		if !isEC {

@@ -300,6 +300,12 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 				if err := Verify(method, badSig, signedOctets, leaf); err == nil {
 					t.Errorf("peer %v: tampered signature verifies", p.peer)
 				}
+				if err := Verify(method, data[:len(data)-1], signedOctets, leaf); err == nil {
+					t.Errorf("peer %v: truncated signature verifies", p.peer)
+				}
+				if err := Verify(method, append(bytes.Clone(data), 0), signedOctets, leaf); err == nil {
+					t.Errorf("peer %v: signature with an extra octet verifies", p.peer)
+				}
 				if err := Verify(method, data, signedOctets, wrong); !errors.Is(err, ErrSignature) {
 					t.Errorf("peer %v: other key of the same type: %v, want ErrSignature", p.peer, err)
 				}
