@@ -3,7 +3,6 @@ package ike
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 	"time"
@@ -16,6 +15,9 @@ import (
 func localIdentity(conn *Conn, local netip.Addr) wire.ID {
 	if conn.LocalID != "" {
 		return wire.IDFromString(conn.LocalID)
+	}
+	if conn.LocalCred != nil {
+		return conn.LocalCred.ID()
 	}
 	return addrID(local)
 }
@@ -47,12 +49,6 @@ func idMatches(configured string, id *wire.ID) bool {
 
 func idBody(id *wire.ID) []byte { return id.AppendBody(nil) }
 
-// pskAuth computes the AUTH data for the sender of msg1 (RFC 7296 2.15).
-func (sa *IKESA) pskAuth(psk, msg1, peerNonce, skp []byte, id *wire.ID) []byte {
-	signed := ikecrypto.SignedOctets(sa.prf, msg1, peerNonce, skp, idBody(id))
-	return ikecrypto.PSKAuth(sa.prf, psk, signed)
-}
-
 func (e *Engine) psk(local, remote *wire.ID) ([]byte, bool) {
 	if e.cfg.PSK == nil {
 		return nil, false
@@ -70,23 +66,20 @@ func (e *Engine) sendAuth(now time.Time, sa *IKESA) error {
 		r := wire.IDFromString(conn.RemoteID)
 		payloads = append(payloads, &wire.ID{Initiator: false, IDType: r.IDType, Data: r.Data})
 	}
-	if conn.LocalAuth != "psk" {
-		return fmt.Errorf("local authentication %q is not supported", conn.LocalAuth)
-	}
-	var remoteForPSK wire.ID
+	var peerID wire.ID
 	if anyID(conn.RemoteID) {
-		remoteForPSK = addrID(sa.remote.Addr())
+		peerID = addrID(sa.remote.Addr())
 	} else {
-		remoteForPSK = wire.IDFromString(conn.RemoteID)
+		peerID = wire.IDFromString(conn.RemoteID)
 	}
-	psk, ok := e.psk(&sa.localID, &remoteForPSK)
-	if !ok {
-		return fmt.Errorf("no PSK for %s - %s", sa.localID.String(), remoteForPSK.String())
+	authPs, err := e.ourAuth(sa, sa.initReq, sa.nr, sa.keys.SKpi, &peerID)
+	if err != nil {
+		return err
 	}
-	payloads = append(payloads, &wire.Auth{
-		Method: wire.AuthSharedKey,
-		Data:   sa.pskAuth(psk, sa.initReq, sa.nr, sa.keys.SKpi, &sa.localID),
-	})
+	if cr := certReq(conn.RemoteCAs); cr != nil {
+		payloads = append(payloads, cr)
+	}
+	payloads = append(payloads, authPs...)
 	if len(conn.VIPs) > 0 {
 		payloads = append(payloads, cpRequest(conn.VIPs))
 	}
@@ -170,29 +163,28 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 		e.removeSA(now, sa, "")
 		return
 	}
-	if wire.Find[*wire.EAP](m.Payloads) != nil || auth.Method != wire.AuthSharedKey {
-		e.log.Info("unsupported authentication method from peer", "peer", remote, "method", auth.Method.String())
+	if wire.Find[*wire.EAP](m.Payloads) != nil {
+		e.log.Info("EAP is not supported", "peer", remote)
 		e.authFailed(now, sa, local, remote, h)
 		return
 	}
-	conn := e.matchAuthConn(sa, local.Addr(), remote.Addr(), idi, idr)
+	conn := e.matchAuthConn(sa, local.Addr(), remote.Addr(), idi, idr, auth.Method)
 	if conn == nil {
-		e.log.Info("no connection matches the peer's identity", "peer", remote, "id", idi.String())
+		e.log.Info("no connection matches the peer's identity and authentication method", "peer", remote, "id", idi.String(), "method", auth.Method.String())
 		e.authFailed(now, sa, local, remote, h)
 		return
 	}
 	sa.conn = conn
 	sa.remoteID = *idi
 	sa.localID = localIdentity(conn, local.Addr())
-	psk, ok := e.psk(&sa.localID, idi)
-	if !ok {
-		e.log.Info("no PSK for identities", "local", sa.localID.String(), "remote", idi.String())
+	if err := e.checkPeerAuth(sa, conn, m.Payloads, idi, sa.initReq, sa.nr, sa.keys.SKpi); err != nil {
+		e.log.Info("AUTH payload does not verify", "peer", remote, "id", idi.String(), "err", err)
 		e.authFailed(now, sa, local, remote, h)
 		return
 	}
-	want := sa.pskAuth(psk, sa.initReq, sa.nr, sa.keys.SKpi, idi)
-	if !ikecrypto.AuthEqual(want, auth.Data) {
-		e.log.Info("AUTH payload does not verify", "peer", remote, "id", idi.String())
+	authPs, err := e.ourAuth(sa, sa.initResp, sa.ni, sa.keys.SKpr, idi)
+	if err != nil {
+		e.log.Error("cannot authenticate ourselves", "conn", conn.Name, "err", err)
 		e.authFailed(now, sa, local, remote, h)
 		return
 	}
@@ -206,10 +198,7 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 		e.initialContact(now, sa)
 	}
 	out := []wire.Payload{&wire.ID{Initiator: false, IDType: sa.localID.IDType, Data: sa.localID.Data}}
-	out = append(out, &wire.Auth{
-		Method: wire.AuthSharedKey,
-		Data:   sa.pskAuth(psk, sa.initResp, sa.ni, sa.keys.SKpr, &sa.localID),
-	})
+	out = append(out, authPs...)
 	if n := wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED); n != nil && conn.Mobike {
 		sa.mobike = true
 		sa.peerRMobike = n.RMOBIKE()
@@ -246,14 +235,14 @@ func (e *Engine) authFailed(now time.Time, sa *IKESA, local, remote netip.AddrPo
 // matchAuthConn picks the connection for an authenticated peer: addresses and the
 // negotiated IKE proposal must fit, the peer's identity must match; an exact identity
 // beats %any.
-func (e *Engine) matchAuthConn(sa *IKESA, local, remote netip.Addr, idi, idr *wire.ID) *Conn {
+func (e *Engine) matchAuthConn(sa *IKESA, local, remote netip.Addr, idi, idr *wire.ID, method wire.AuthMethod) *Conn {
 	var best *Conn
 	bestScore := -1
 	for _, c := range e.cfg.Connections {
 		if !addrAllowed(c.LocalAddrs, local) || !addrAllowed(c.RemoteAddrs, remote) {
 			continue
 		}
-		if !suiteOffered(c.Proposals, sa.suite) || !idMatches(c.RemoteID, idi) {
+		if !suiteOffered(c.Proposals, sa.suite) || !idMatches(c.RemoteID, idi) || !authMethodFits(c, method) {
 			continue
 		}
 		score := 0
@@ -327,23 +316,13 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 		e.failInit(now, sa, "IKE_AUTH response without IDr or AUTH")
 		return
 	}
-	if !idMatches(sa.conn.RemoteID, idr) {
+	if sa.conn.RemoteAuth != AuthPubkey && !idMatches(sa.conn.RemoteID, idr) {
 		e.log.Info("peer identity does not match", "want", sa.conn.RemoteID, "got", idr.String())
 		e.initiatorAuthFailed(now, sa)
 		return
 	}
-	if auth.Method != wire.AuthSharedKey || sa.conn.RemoteAuth != "psk" {
-		e.initiatorAuthFailed(now, sa)
-		return
-	}
-	psk, ok := e.psk(&sa.localID, idr)
-	if !ok {
-		e.initiatorAuthFailed(now, sa)
-		return
-	}
-	want := sa.pskAuth(psk, sa.initResp, sa.ni, sa.keys.SKpr, idr)
-	if !ikecrypto.AuthEqual(want, auth.Data) {
-		e.log.Info("peer's AUTH does not verify", "sa", sa.id)
+	if err := e.checkPeerAuth(sa, sa.conn, m.Payloads, idr, sa.initResp, sa.ni, sa.keys.SKpr); err != nil {
+		e.log.Info("the peer's authentication failed", "sa", sa.id, "id", idr.String(), "err", err)
 		e.initiatorAuthFailed(now, sa)
 		return
 	}

@@ -4,6 +4,7 @@
 package ike
 
 import (
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mobikevpn/mobikevpn/ike/cert"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/mobike"
 )
@@ -82,11 +84,15 @@ type Conn struct {
 	CloseAction string // "none" or "restart"
 	RekeyTime   time.Duration
 
-	LocalID  string // empty: the outer address
+	LocalID  string // empty: the certificate's subject, else the outer address
 	RemoteID string // "%any" or empty accepts any identity
-	// LocalAuth/RemoteAuth are "psk" (only method so far).
+	// LocalAuth/RemoteAuth are AuthPSK or AuthPubkey.
 	LocalAuth  string
 	RemoteAuth string
+	// LocalCred is our certificate chain and key (pubkey); RemoteCAs the CAs the peer's
+	// certificate must chain to (pubkey).
+	LocalCred *cert.Credential
+	RemoteCAs []*x509.Certificate
 
 	Pools []string     // responder: pools to assign virtual IPs from
 	VIPs  []netip.Addr // initiator: virtual IPs to request (unspecified addresses ask for any)

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/mobikevpn/mobikevpn/ike/cert"
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 )
@@ -148,6 +149,7 @@ func (e *Engine) sendInit(now time.Time, sa *IKESA, group uint16) error {
 	)
 	payloads = append(payloads, e.natDetection(sa, sa.local, sa.remote)...)
 	payloads = append(payloads, &wire.Notify{NotifyType: wire.IKEV2_FRAGMENTATION_SUPPORTED})
+	payloads = append(payloads, wire.NewSignatureHashAlgorithms(cert.SupportedHashes()...))
 	h := wire.Header{SPIi: sa.spiI, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator}
 	m := wire.Message{Header: h, Payloads: payloads}
 	data := m.Append(nil)
@@ -334,6 +336,16 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 		sa.fragment = true
 		payloads = append(payloads, &wire.Notify{NotifyType: wire.IKEV2_FRAGMENTATION_SUPPORTED})
 	}
+	if n := wire.FindNotify(m.Payloads, wire.SIGNATURE_HASH_ALGORITHMS); n != nil {
+		sa.peerHashes, _ = n.SignatureHashAlgorithms()
+		if sa.peerHashes == nil {
+			sa.peerHashes = []uint16{}
+		}
+		payloads = append(payloads, wire.NewSignatureHashAlgorithms(cert.SupportedHashes()...))
+	}
+	if cr := certReq(conn.RemoteCAs); cr != nil {
+		payloads = append(payloads, cr)
+	}
 	rm := wire.Message{Header: sa.header(wire.IKE_SA_INIT, 0, true), Payloads: payloads}
 	sa.initResp = rm.Append(nil)
 	sa.peerReqID = 1
@@ -499,6 +511,12 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 	natL, natR, _ := checkNAT(m.Payloads, sa.spiI, sa.spiR, sa.local, remote)
 	sa.natLocal, sa.natRemote = natL, natR
 	sa.fragment = wire.FindNotify(m.Payloads, wire.IKEV2_FRAGMENTATION_SUPPORTED) != nil
+	if n := wire.FindNotify(m.Payloads, wire.SIGNATURE_HASH_ALGORITHMS); n != nil {
+		sa.peerHashes, _ = n.SignatureHashAlgorithms()
+		if sa.peerHashes == nil {
+			sa.peerHashes = []uint16{}
+		}
+	}
 	sa.pending = nil
 	sa.lastRecv = now
 	// Float to the NAT-T port (RFC 7296 2.23): we always do, since ESP only ever runs

@@ -15,38 +15,15 @@ import (
 
 var gw6 = netip.MustParseAddr("2001:db8:2::1")
 
-// decrypted returns the payloads of the protected messages ep sent, in order, with
-// their headers (the test holds both ends' keys).
+// decrypted returns the unfragmented protected messages from sent, opened with the
+// receiving SA's keys (the test holds both ends).
 func decrypted(t *testing.T, from, to *endpoint) []wire.Message {
 	t.Helper()
 	var out []wire.Message
 	for _, d := range from.sent {
-		h, err := wire.ParseHeader(d.data)
-		if err != nil || h.Exchange == wire.IKE_SA_INIT {
-			continue
+		if m := decryptFor(t, d, to); m != nil {
+			out = append(out, *m)
 		}
-		// Find the receiving SA by SPI at the peer.
-		spi := h.SPIr
-		if !h.IsInitiator() {
-			spi = h.SPIi
-		}
-		sa := to.e.sas[spi]
-		if sa == nil {
-			continue
-		}
-		m, err := wire.ParseMessage(d.data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps, err := sa.skIn.Open(d.data[:len(d.data)-len(m.Payloads[len(m.Payloads)-1].(*wire.SK).Body)], m.Payloads[len(m.Payloads)-1].(*wire.SK).Body)
-		if err != nil {
-			continue // an old SA's message
-		}
-		inner, err := wire.ParsePayloads(m.Payloads[len(m.Payloads)-1].(*wire.SK).InnerNext, ps)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, wire.Message{Header: h, Payloads: inner})
 	}
 	return out
 }

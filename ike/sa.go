@@ -101,7 +101,8 @@ type IKESA struct {
 	lastReqHash  [32]byte   // SHA-256 of the request lastResp answers (its first fragment)
 	reqFrag1Hash [32]byte   // SHA-256 of the first fragment of the request being reassembled
 
-	fragment bool           // IKE fragmentation negotiated (RFC 7383)
+	fragment   bool     // IKE fragmentation negotiated (RFC 7383)
+	peerHashes []uint16 // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427); nil: not sent
 	frags    [2]*fragBuffer // reassembly: [0] requests, [1] responses
 	lastRecv time.Time      // any authenticated message from the peer
 

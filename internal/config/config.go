@@ -4,12 +4,15 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/mobikevpn/mobikevpn/ike/cert"
 )
 
 // DefaultControl is the control socket used when neither the command line nor the
@@ -94,17 +97,19 @@ const AnyID = "%any"
 
 // LocalAuth is how this end authenticates itself.
 type LocalAuth struct {
-	Auth  string   // AuthPSK or AuthPubkey
-	ID    string   // IKE identity; with pubkey "" means the first certificate's subject
-	Certs []string // pubkey: certificate files (absolute paths), first is ours
-	Key   string   // pubkey: private key file (absolute path)
+	Auth  string           // AuthPSK or AuthPubkey
+	ID    string           // IKE identity; with pubkey "" means the first certificate's subject
+	Certs []string         // pubkey: certificate files (absolute paths), first is ours
+	Key   string           // pubkey: private key file (absolute path)
+	Cred  *cert.Credential // pubkey: the loaded chain and key
 }
 
 // RemoteAuth is how the peer must authenticate.
 type RemoteAuth struct {
-	Auth    string   // AuthPSK or AuthPubkey
-	ID      string   // expected identity, AnyID ("%any") for any
-	CACerts []string // pubkey: trusted CA certificate files (absolute paths)
+	Auth    string              // AuthPSK or AuthPubkey
+	ID      string              // expected identity, AnyID ("%any") for any
+	CACerts []string            // pubkey: trusted CA certificate files (absolute paths)
+	CAs     []*x509.Certificate // pubkey: the loaded CA certificates
 }
 
 // Connection is one entry of `connections`.

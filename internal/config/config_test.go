@@ -141,14 +141,31 @@ func TestInterfaceExamplePubkey(t *testing.T) {
 	if strings.Count(text, "auth: pubkey") != 2 {
 		t.Fatalf("example changed; pubkey lines not found:\n%s", text)
 	}
+	// Real (test) certificates: the loader parses them.
+	read := func(f string) string {
+		b, err := os.ReadFile(filepath.Join("..", "..", "ike", "cert", "testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
 	dir := writeFiles(t, map[string]string{
-		"gw.yaml": text, "gw.pem": "cert", "gw.key": "key", "ca.pem": "ca",
+		"gw.yaml": text, "gw.pem": read("rsa-gw.pem"), "gw.key": read("rsa-gw.key"), "ca.pem": read("rsa-ca.pem"),
 	})
 	c := mustLoad(t, dir).Connection("home")
+	if c.Local.Cred == nil || len(c.Remote.CAs) != 1 || !strings.Contains(c.Local.Cred.Chain[0].Subject.String(), "gw.example.org") {
+		t.Fatalf("credentials not loaded: %+v %+v", c.Local, c.Remote)
+	}
+	c.Local.Cred, c.Remote.CAs = nil, nil
 	wantL := LocalAuth{Auth: "pubkey", ID: "CN=gw.example.org", Certs: []string{filepath.Join(dir, "gw.pem")}, Key: filepath.Join(dir, "gw.key")}
 	wantR := RemoteAuth{Auth: "pubkey", ID: "%any", CACerts: []string{filepath.Join(dir, "ca.pem")}}
 	if !reflect.DeepEqual(c.Local, wantL) || !reflect.DeepEqual(c.Remote, wantR) {
 		t.Errorf("auth:\n got %+v %+v\nwant %+v %+v", c.Local, c.Remote, wantL, wantR)
+	}
+	// A certificate file that is not one is a configuration error naming the key.
+	os.WriteFile(filepath.Join(dir, "gw.pem"), []byte("not a certificate"), 0o600)
+	if _, err := Load(filepath.Join(dir, "gw.yaml")); err == nil || !strings.Contains(err.Error(), "connections.home.local.key") {
+		t.Errorf("bad certificate: %v", err)
 	}
 }
 

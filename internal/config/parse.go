@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mobikevpn/mobikevpn/ike/cert"
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 )
 
@@ -762,6 +763,9 @@ func (p *parser) localAuth(v val, a *LocalAuth) error {
 		if a.Key, err = p.file(item{s: s, path: kv.path, line: kv.line}); err != nil {
 			return err
 		}
+		if a.Cred, err = cert.LoadCredential(a.Certs, a.Key); err != nil {
+			return p.verr(kv, "%v", err)
+		}
 	}
 	return nil
 }
@@ -807,6 +811,9 @@ func (p *parser) remoteAuth(v val, a *RemoteAuth) error {
 		}
 		if len(a.CACerts) == 0 {
 			return p.verr(cv, "needs at least one CA certificate file")
+		}
+		if a.CAs, err = cert.LoadCAs(a.CACerts); err != nil {
+			return p.verr(cv, "%v", err)
 		}
 	}
 	return nil

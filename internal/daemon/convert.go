@@ -78,9 +78,8 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 	default:
 		ic.Announce = mobike.Announce{Mode: mobike.Auto, List: c.LocalAddrs}
 	}
-	if c.Local.Auth != config.AuthPSK || c.Remote.Auth != config.AuthPSK {
-		return nil, fmt.Errorf("connection %q: only psk authentication is implemented so far", c.Name)
-	}
+	ic.LocalCred = c.Local.Cred
+	ic.RemoteCAs = c.Remote.CAs
 	for _, s := range c.Proposals {
 		ps, err := ikecrypto.ParseIKEProposal(s)
 		if err != nil {

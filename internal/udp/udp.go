@@ -12,15 +12,22 @@ import "net/netip"
 // source, and Truncated reports a datagram larger than Buffer (its content must be
 // dropped).
 //
+// On a Conn with GRO on (see Offloader), Segment > 0 says that Buffer[:N] holds several
+// datagrams of one flow that the kernel coalesced: each Segment bytes long but the last,
+// which may be shorter. Segment is 0 for a single datagram.
+//
 // On write, Buffer[:N] is the payload, Remote the destination and Local the source
 // address to send from (an invalid Addr lets the kernel choose; the port is always the
-// socket's own).
+// socket's own). Segment is ignored: with GSO on, WriteBatch itself sends runs of
+// messages with the same addresses and equal lengths as one UDP_SEGMENT send, without
+// copying them.
 type Message struct {
 	Buffer    []byte
 	N         int
 	Local     netip.AddrPort
 	Remote    netip.AddrPort
 	Truncated bool
+	Segment   int
 }
 
 // Conn is one UDP socket of one address family, bound to a wildcard address and a port.
@@ -39,3 +46,30 @@ type Conn interface {
 	// Close unblocks readers with net.ErrClosed.
 	Close() error
 }
+
+// Offloader is implemented by the Conns that can use UDP segmentation offloads (Linux):
+// GSO lets one send carry many datagrams, GRO lets one read return many.
+type Offloader interface {
+	// SetOffload turns GSO on writes and GRO on reads on or off and reports which are
+	// on afterwards: a kernel that lacks one keeps it off. With GRO on, every read
+	// buffer must hold MaxGROSize bytes, or coalesced datagrams are truncated. Call it
+	// before the first ReadBatch.
+	SetOffload(gso, gro bool) (gsoOn, groOn bool)
+}
+
+// MaxGROSize is the size of a read buffer that holds any GRO batch.
+const MaxGROSize = 65535
+
+// GSODisabledError is returned by WriteBatch when the kernel refused a segmented send
+// in a way that says the path cannot do it (EIO: no checksum offload on the way):
+// GSO is then off for the Conn, the messages were sent again without it, and the
+// count WriteBatch returns is that of the retry.
+type GSODisabledError struct {
+	Err error // the error of the segmented send
+}
+
+func (e *GSODisabledError) Error() string {
+	return "udp: GSO turned off after a failed segmented send: " + e.Err.Error()
+}
+
+func (e *GSODisabledError) Unwrap() error { return e.Err }
