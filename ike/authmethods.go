@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/cert"
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 )
 

@@ -101,10 +101,10 @@ type IKESA struct {
 	lastReqHash  [32]byte   // SHA-256 of the request lastResp answers (its first fragment)
 	reqFrag1Hash [32]byte   // SHA-256 of the first fragment of the request being reassembled
 
-	fragment   bool     // IKE fragmentation negotiated (RFC 7383)
-	peerHashes []uint16 // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427); nil: not sent
-	frags    [2]*fragBuffer // reassembly: [0] requests, [1] responses
-	lastRecv time.Time      // any authenticated message from the peer
+	fragment   bool           // IKE fragmentation negotiated (RFC 7383)
+	peerHashes []uint16       // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427); nil: not sent
+	frags      [2]*fragBuffer // reassembly: [0] requests, [1] responses
+	lastRecv   time.Time      // any authenticated message from the peer
 
 	children []*ChildSA
 	// firstChild is the Child SA negotiated in IKE_AUTH (initiator: its config).
