@@ -196,7 +196,8 @@ func (e *Engine) respondChild(now time.Time, sa *IKESA, ps []wire.Payload) ([]wi
 		}
 	}
 	sa.vips = nil
-	e.log.Info("Child SA refused", "sa", sa.id, "reason", fail.String())
+	e.log.Info("Child SA refused", "sa", sa.id, "reason", fail.String(), "offered", ikecrypto.ProposalsString(saP.Proposals),
+		"tsi", tsStrings(tsi.Selectors), "tsr", tsStrings(tsr.Selectors))
 	return []wire.Payload{&wire.Notify{NotifyType: fail}}, fail.String()
 }
 

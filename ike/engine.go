@@ -231,6 +231,7 @@ func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.Ad
 		return // more fragments to come
 	}
 	m.Payloads = payloads
+	e.logMessage("received", sa, *h, local, remote, payloads)
 	sa.lastRecv = now
 	sa.pending = nil
 	e.armDPD(sa, now)
@@ -303,6 +304,7 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 		return
 	}
 	m.Payloads = payloads
+	e.logMessage("received", sa, *h, local, remote, payloads)
 	sa.lastRecv = now
 	if fragNum != 0 {
 		sa.lastReqHash = sa.reqFrag1Hash
@@ -345,6 +347,7 @@ func (e *Engine) respond(now time.Time, sa *IKESA, local, remote netip.AddrPort,
 		e.log.Error("cannot encrypt response", "sa", sa.id, "err", err)
 		return
 	}
+	e.logMessage("sending", sa, rh, local, remote, payloads)
 	sa.peerReqID = h.MessageID + 1
 	sa.lastResp = datas
 	for _, d := range datas {
@@ -373,6 +376,7 @@ func (e *Engine) startNext(now time.Time, sa *IKESA) {
 		return
 	}
 	r.data = datas
+	e.logMessage("sending", sa, sa.header(r.exchange, r.msgID, false), sa.local, sa.remote, r.payloads)
 	e.transmit(now, sa, r)
 }
 

@@ -716,3 +716,32 @@ func TestHalfOpenLimits(t *testing.T) {
 		t.Errorf("after expiry: %d half-open, %d addresses", gw.e.nHalf, len(gw.e.halfByIP))
 	}
 }
+
+func TestPoolKeepsLeasesPerFamily(t *testing.T) {
+	pl, err := newPool(&PoolConfig{Name: "rw", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.100.0/24"), netip.MustParsePrefix("2001:db8:100::/64")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a4, _ := pl.allocate("alice", true, netip.Addr{})
+	a6, _ := pl.allocate("alice", false, netip.Addr{})
+	b4, _ := pl.allocate("bob", true, netip.Addr{})
+	pl.release(a4)
+	pl.release(a6)
+	pl.release(b4)
+	// Someone else takes addresses meanwhile; alice and bob get theirs back.
+	pl.allocate("carol", true, netip.Addr{})
+	r4, _ := pl.allocate("alice", true, netip.Addr{})
+	r6, _ := pl.allocate("alice", false, netip.Addr{})
+	rb, _ := pl.allocate("bob", true, netip.Addr{})
+	if r4 != a4 || r6 != a6 || rb != b4 {
+		t.Errorf("leases: alice %v/%v -> %v/%v, bob %v -> %v", a4, a6, r4, r6, b4, rb)
+	}
+	// Network and broadcast addresses are never handed out.
+	small, _ := newPool(&PoolConfig{Name: "s", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.1.0/30")}})
+	x, ok1 := small.allocate("a", true, netip.Addr{})
+	y, ok2 := small.allocate("b", true, netip.Addr{})
+	_, ok3 := small.allocate("c", true, netip.Addr{})
+	if !ok1 || !ok2 || ok3 || x.String() != "198.18.1.1" || y.String() != "198.18.1.2" {
+		t.Errorf("/30: %v %v %v %v %v", x, ok1, y, ok2, ok3)
+	}
+}

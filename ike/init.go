@@ -153,6 +153,7 @@ func (e *Engine) sendInit(now time.Time, sa *IKESA, group uint16) error {
 	h := wire.Header{SPIi: sa.spiI, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator}
 	m := wire.Message{Header: h, Payloads: payloads}
 	data := m.Append(nil)
+	e.logMessage("sending", sa, h, sa.local, sa.remote, payloads)
 	sa.initReq = data
 	sa.nextReqID = 1
 	sa.initTried++
@@ -235,6 +236,7 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 		e.drop(&e.drops.Malformed, "malformed IKE_SA_INIT", remote, err)
 		return
 	}
+	e.logMessage("received", nil, *h, local, remote, m.Payloads)
 	saP := wire.Find[*wire.SA](m.Payloads)
 	keP := wire.Find[*wire.KE](m.Payloads)
 	niP := wire.Find[*wire.Nonce](m.Payloads)
@@ -266,7 +268,7 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 	}
 	conn := e.matchInitConn(local.Addr(), remote.Addr(), saP.Proposals)
 	if conn == nil {
-		e.log.Info("no acceptable IKE proposal", "peer", remote)
+		e.log.Info("no acceptable IKE proposal", "peer", remote, "offered", ikecrypto.ProposalsString(saP.Proposals))
 		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
 		return
 	}
@@ -347,6 +349,7 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 		payloads = append(payloads, cr)
 	}
 	rm := wire.Message{Header: sa.header(wire.IKE_SA_INIT, 0, true), Payloads: payloads}
+	e.logMessage("sending", sa, rm.Header, local, remote, payloads)
 	sa.initResp = rm.Append(nil)
 	sa.peerReqID = 1
 	sa.halfOpenExpire = now.Add(e.cfg.HalfOpenTimeout)
@@ -368,6 +371,7 @@ func (e *Engine) sendInitError(local, remote netip.AddrPort, h *wire.Header, n *
 		},
 		Payloads: []wire.Payload{n},
 	}
+	e.logMessage("sending", nil, m.Header, local, remote, m.Payloads)
 	e.emit(Send{Local: local, Remote: remote, Data: m.Append(nil)})
 }
 
@@ -438,6 +442,7 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 		e.drop(&e.drops.Malformed, "malformed IKE_SA_INIT response", remote, err)
 		return
 	}
+	e.logMessage("received", sa, *h, local, remote, m.Payloads)
 	// Unprotected error notifies: COOKIE and INVALID_KE_PAYLOAD make us try again;
 	// anything else is fatal. All of them could be forged by an on-path attacker, so
 	// they are only believed while we wait for this response (RFC 7296 2.21.1).

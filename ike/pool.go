@@ -12,8 +12,13 @@ type pool struct {
 	pfx    []netip.Prefix
 	dns    []netip.Addr
 	inUse  map[netip.Addr]bool
-	byID   map[string]netip.Addr
-	cursor map[int]netip.Addr // per prefix: where the next search starts
+	byID   map[leaseKey]netip.Addr // the address each identity had, per family
+	cursor map[int]netip.Addr      // per prefix: where the next search starts
+}
+
+type leaseKey struct {
+	id  string
+	is4 bool
 }
 
 // maxScan bounds the search for a free address so that a huge prefix costs nothing.
@@ -27,7 +32,7 @@ func newPool(c *PoolConfig) (*pool, error) {
 		name:   c.Name,
 		dns:    c.DNS,
 		inUse:  make(map[netip.Addr]bool),
-		byID:   make(map[string]netip.Addr),
+		byID:   make(map[leaseKey]netip.Addr),
 		cursor: make(map[int]netip.Addr),
 	}
 	for _, pf := range c.Addrs {
@@ -51,7 +56,7 @@ func (p *pool) allocate(id string, is4 bool, want netip.Addr) (netip.Addr, bool)
 	if want.IsValid() && !want.IsUnspecified() && want.Is4() == is4 && p.contains(want) && !p.inUse[want] && usable(want, p.prefixOf(want)) {
 		return p.take(id, want), true
 	}
-	if a, ok := p.byID[id]; ok && a.Is4() == is4 && !p.inUse[a] {
+	if a, ok := p.byID[leaseKey{id, is4}]; ok && !p.inUse[a] {
 		return p.take(id, a), true
 	}
 	for i, pf := range p.pfx {
@@ -110,7 +115,7 @@ func (p *pool) prefixOf(a netip.Addr) netip.Prefix {
 
 func (p *pool) take(id string, a netip.Addr) netip.Addr {
 	p.inUse[a] = true
-	p.byID[id] = a
+	p.byID[leaseKey{id, a.Is4()}] = a
 	return a
 }
 

@@ -22,6 +22,7 @@ type SAStatus struct {
 	Mobike, RMobike     bool
 	PeerAdditional      []netip.Addr
 	VirtualIPs          []netip.Addr
+	DNS                 []netip.Addr // initiator: the DNS servers the peer assigned
 	EstablishedS        int64
 	Children            []ChildStatus
 }
@@ -84,6 +85,7 @@ func (e *Engine) Status(now time.Time) []SAStatus {
 			st.State = "rekeyed"
 		}
 		if sa.origInitiator {
+			st.DNS = slices.Clone(sa.vipDNS)
 			st.Role = "initiator"
 			st.RMobike = sa.mobike && sa.conn.RMobike
 		} else {

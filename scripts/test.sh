@@ -15,7 +15,8 @@ log() { printf '\n== %s\n' "$*"; }
 
 # --- packages ---------------------------------------------------------------
 # Debian/Ubuntu packages the integration tests use. Only missing ones are installed.
-PKGS=(iproute2 iputils-ping iperf3 nftables tcpdump tshark procps)
+PKGS=(iproute2 iputils-ping iperf3 nftables tcpdump tshark procps conntrack util-linux
+	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins strongswan-pki)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	missing=()
 	for p in "${PKGS[@]}"; do

@@ -275,3 +275,28 @@ func transformName(t wire.Transform) string {
 	}
 	return typeName(t.Type) + "_" + strconv.Itoa(int(t.ID))
 }
+
+// ProposalString names every transform of a proposal, strongSwan style, for logs
+// (e.g. "ESP:aes128gcm16/aes256gcm16/noesn").
+func ProposalString(p wire.Proposal) string {
+	var b strings.Builder
+	b.WriteString(p.Protocol.String())
+	for i, t := range p.Transforms {
+		if i == 0 {
+			b.WriteByte(':')
+		} else {
+			b.WriteByte('/')
+		}
+		b.WriteString(transformName(t))
+	}
+	return b.String()
+}
+
+// ProposalsString names a list of proposals, separated by commas.
+func ProposalsString(ps []wire.Proposal) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = ProposalString(p)
+	}
+	return strings.Join(names, ", ")
+}

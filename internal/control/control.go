@@ -141,6 +141,7 @@ type IKESA struct {
 	RMobike             bool      `json:"rmobike"`
 	PeerAdditionalAddrs []string  `json:"peer_additional_addrs"`
 	VirtualIPs          []string  `json:"virtual_ips"`
+	DNS                 []string  `json:"dns,omitempty"` // DNS servers the peer assigned to us
 	EstablishedS        int64     `json:"established_s"`
 	ChildSAs            []ChildSA `json:"child_sas"`
 }

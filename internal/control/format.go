@@ -35,6 +35,9 @@ func FormatStatus(w io.Writer, s *Status) error {
 		if len(sa.VirtualIPs) > 0 {
 			fmt.Fprintf(tw, "  virtual ips:\t%s\n", strings.Join(sa.VirtualIPs, ", "))
 		}
+		if len(sa.DNS) > 0 {
+			fmt.Fprintf(tw, "  dns:\t%s\n", strings.Join(sa.DNS, ", "))
+		}
 		for _, c := range sa.ChildSAs {
 			fmt.Fprintf(tw, "  %s:\t%s, %s, spi_in %s, spi_out %s\n", c.Name, c.State, dash(c.Proposal), dash(c.SPIIn), dash(c.SPIOut))
 			fmt.Fprintf(tw, "    \t%s === %s\n", tsList(c.LocalTS), tsList(c.RemoteTS))

@@ -405,6 +405,9 @@ func (d *daemon) virtualIPs(a ike.VirtualIPs) {
 	if !a.Local {
 		return // a peer's address: routed through its Child SA's selectors
 	}
+	if len(a.DNS) > 0 && !a.Remove {
+		d.log.Info("the peer assigned DNS servers; configure them with the updown hook or the system's resolver", "dns", a.DNS)
+	}
 	for _, v := range a.Addrs {
 		p := netip.PrefixFrom(v, v.BitLen())
 		if a.Remove {

@@ -67,6 +67,9 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 		for _, a := range s.VirtualIPs {
 			is.VirtualIPs = append(is.VirtualIPs, a.String())
 		}
+		for _, a := range s.DNS {
+			is.DNS = append(is.DNS, a.String())
+		}
 		for _, c := range s.Children {
 			cs := control.ChildSA{
 				Name:     c.Name,
