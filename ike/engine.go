@@ -684,3 +684,6 @@ func (h *timerHeap) Pop() any {
 	*h = old[:n-1]
 	return x
 }
+
+// cryptoRandReader is the default randomness source (crypto/rand); for tests.
+func cryptoRandReader() io.Reader { return rand.Reader }

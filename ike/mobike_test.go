@@ -3,6 +3,7 @@ package ike
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,5 +208,46 @@ func TestMobikeDisabledNoUpdate(t *testing.T) {
 	n.run(5*time.Second, nil)
 	if len(cl.moves) != 0 {
 		t.Error("moved without MOBIKE")
+	}
+}
+
+func TestCookie2MismatchClosesSA(t *testing.T) {
+	n, gw, cl := mobikePair(t, nil)
+	gsa := gw.e.byID[gw.e.Status(n.now)[0].ID]
+	// Rewrite the gateway's answer to UPDATE_SA_ADDRESSES with another COOKIE2.
+	tampered := false
+	n.nat = func(d *datagram) {
+		if d.from.Addr() != gwAddr && d.from.Addr() != gwAddr2 {
+			return
+		}
+		m := decryptFor(t, *d, cl)
+		if m == nil || !m.Header.IsResponse() {
+			return
+		}
+		c2 := wire.FindNotify(m.Payloads, wire.COOKIE2)
+		if c2 == nil {
+			return
+		}
+		c2.Data = append([]byte(nil), c2.Data...)
+		c2.Data[0] ^= 0xff
+		data, err := gsa.seal(m.Header, m.Payloads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.data = data
+		tampered = true
+	}
+	cl.addrs = []netip.Addr{clientAddr2}
+	cl.src = clientAddr2
+	n.apply(cl, cl.e.SetLocalAddrs(n.now, cl.addrs))
+	n.run(time.Minute, func() bool { return len(cl.e.byID) == 0 })
+	if !tampered {
+		t.Fatal("no UPDATE response seen")
+	}
+	if len(cl.e.byID) != 0 {
+		t.Error("the client kept an SA whose UPDATE response had a wrong COOKIE2")
+	}
+	if ev := cl.hasEvent(EventDeleted); ev == nil || !strings.Contains(ev.Reason, "COOKIE2") {
+		t.Errorf("client events %v", cl.events)
 	}
 }
