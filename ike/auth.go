@@ -215,6 +215,8 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 		sa.mob.verified = map[netip.Addr]bool{remote.Addr(): true}
 	}
 	e.respond(now, sa, local, remote, h, out)
+	// The IKE_SA_INIT messages were only kept for AUTH.
+	sa.initReq, sa.initResp = nil, nil
 	e.keylogIKE(sa)
 	e.log.Info("IKE SA established", "conn", conn.Name, "sa", sa.id, "peer", remote, "id", idi.String(), "proposal", sa.suite.String())
 	if childErr != "" {
@@ -329,6 +331,7 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	sa.remoteID = *idr
 	sa.state = stateEstablished
 	sa.estab = now
+	sa.initReq, sa.initResp = nil, nil
 	if wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED) != nil && sa.conn.Mobike {
 		sa.mobike = true
 		readAdditional(sa, m.Payloads)

@@ -126,6 +126,9 @@ func (e *Engine) Established(id uint64) bool {
 	return sa != nil && sa.state == stateEstablished
 }
 
+// HalfOpen is the number of half-open (responder) IKE SAs.
+func (e *Engine) HalfOpen() int { return e.nHalf }
+
 // HasConn reports whether any IKE SA of connection name exists.
 func (e *Engine) HasConn(name string) bool {
 	for _, sa := range e.byID {

@@ -158,6 +158,16 @@ func reorderArgs(ca *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	// A command with subcommands: its subcommand's flags are the ones to move.
+	if len(cmd.Subcommands) > 0 && i+1 < len(args) {
+		for _, sc := range cmd.Subcommands {
+			if sc.HasName(args[i+1]) {
+				cmd = sc
+				i++
+				break
+			}
+		}
+	}
 	out := append([]string(nil), args[:i+1]...)
 	var positional []string
 	rest := args[i+1:]
@@ -263,6 +273,34 @@ func (a *app) cliApp() *cli.App {
 					&cli.DurationFlag{Name: "wait", Usage: "wait up to `DURATION` for the peers to move"},
 				},
 				Action: a.cmdSwitch,
+			}),
+			cmd(&cli.Command{
+				Name:  "bench",
+				Usage: "load generators for tests",
+				Subcommands: []*cli.Command{cmd(&cli.Command{
+					Name:      "handshake",
+					Usage:     "establish many IKE SAs (or flood IKE_SA_INIT) against a gateway from many source addresses",
+					UsageText: "mobikevpn bench handshake --target ADDR[:PORT] --sources PREFIX (--count N [--concurrency C] | --flood --rate R --duration D) [--psk SECRET] [--json]",
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: "target", Usage: "the gateway `ADDR[:PORT]` (port 500 by default)"},
+						&cli.StringFlag{Name: "sources", Usage: "`PREFIX` of source addresses the host accepts (e.g. an AnyIP route)"},
+						&cli.IntFlag{Name: "count", Usage: "`N` IKE SAs to establish, each with a Child SA"},
+						&cli.IntFlag{Name: "concurrency", Value: 50, Usage: "handshakes in flight"},
+						&cli.StringFlag{Name: "psk", Usage: "the pre-shared key"},
+						&cli.StringFlag{Name: "remote-id", Value: "%any", Usage: "the gateway's `IDENTITY`"},
+						&cli.StringFlag{Name: "id-prefix", Value: "client", Usage: "client identities are `PREFIX`<n>@bench.example.org"},
+						&cli.StringFlag{Name: "proposal", Value: "aes128gcm16-prfsha256-x25519", Usage: "IKE `PROPOSAL`"},
+						&cli.StringFlag{Name: "esp", Value: "aes128gcm16", Usage: "ESP `PROPOSAL`"},
+						&cli.BoolFlag{Name: "vip", Usage: "ask for a virtual IPv4 address"},
+						&cli.DurationFlag{Name: "hold", Usage: "keep the SAs for `DURATION`, then delete them"},
+						&cli.BoolFlag{Name: "flood", Usage: "send only IKE_SA_INIT requests, keep no state"},
+						&cli.IntFlag{Name: "rate", Usage: "flood: requests per second"},
+						&cli.DurationFlag{Name: "duration", Usage: "flood: for how long"},
+						&cli.BoolFlag{Name: "echo-cookies", Usage: "flood: answer COOKIE demands"},
+						&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+					},
+					Action: a.cmdBenchHandshake,
+				})},
 			}),
 			cmd(&cli.Command{
 				Name:      "version",

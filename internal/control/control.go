@@ -117,8 +117,18 @@ type Switcher interface {
 
 // Status is the answer to the status command (and `mobikevpn status --json`).
 type Status struct {
-	IKESAs []IKESA           `json:"ike_sas"`
-	Drops  map[string]uint64 `json:"drops,omitempty"` // datapath/IKE drop counters by reason
+	IKESAs   []IKESA           `json:"ike_sas"`
+	HalfOpen int               `json:"half_open"`         // responder IKE SAs waiting for IKE_AUTH
+	Runtime  *Runtime          `json:"runtime,omitempty"` // the daemon's memory and goroutines
+	Drops    map[string]uint64 `json:"drops,omitempty"`   // datapath/IKE drop counters by reason
+}
+
+// Runtime is the daemon's own resource use.
+type Runtime struct {
+	HeapLiveBytes    uint64 `json:"heap_live_bytes"`    // live heap after the last GC
+	HeapObjectsBytes uint64 `json:"heap_objects_bytes"` // heap objects now, garbage included
+	TotalBytes       uint64 `json:"total_bytes"`        // all memory the Go runtime has mapped
+	Goroutines       int    `json:"goroutines"`
 }
 
 // IKESA describes one IKE SA.

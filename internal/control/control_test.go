@@ -313,7 +313,7 @@ func TestMalformedRequests(t *testing.T) {
 	}
 	// Still serving, and a request without a trailing newline works.
 	lines := raw(t, path, []byte(`{"cmd":"status"}`))
-	if len(lines) != 1 || lines[0] != `{"ok":true,"status":{"ike_sas":[]}}` {
+	if len(lines) != 1 || lines[0] != `{"ok":true,"status":{"ike_sas":[],"half_open":0}}` {
 		t.Errorf("status after garbage: %q", lines)
 	}
 }
@@ -458,6 +458,10 @@ func TestJSONNames(t *testing.T) {
 			delete(sa.(map[string]any), k)
 		}
 	}
+	if _, ok := b["half_open"]; !ok {
+		t.Error("extension field half_open missing")
+	}
+	delete(b, "half_open")
 	if !reflect.DeepEqual(a, b) {
 		t.Errorf("marshal differs from the example:\n%s", out)
 	}
@@ -472,7 +476,7 @@ func TestJSONNames(t *testing.T) {
 		t.Errorf("null or drops in %s", out)
 	}
 	out, _ = json.Marshal(&Status{Drops: map[string]uint64{"ts_mismatch": 2}})
-	if string(out) != `{"ike_sas":[],"drops":{"ts_mismatch":2}}` {
+	if string(out) != `{"ike_sas":[],"half_open":0,"drops":{"ts_mismatch":2}}` {
 		t.Errorf("drops: %s", out)
 	}
 	out, _ = json.Marshal(IKESA{})

@@ -34,10 +34,12 @@ func (d *daemon) run(ctx context.Context, f func(now time.Time)) error {
 // Status implements control.Handler.
 func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 	var sas []ike.SAStatus
-	if err := d.run(ctx, func(now time.Time) { sas = d.engine.Status(now) }); err != nil {
+	var half int
+	if err := d.run(ctx, func(now time.Time) { sas, half = d.engine.Status(now), d.engine.HalfOpen() }); err != nil {
 		return nil, err
 	}
-	st := &control.Status{IKESAs: []control.IKESA{}, Drops: map[string]uint64{}}
+	rt := memStats()
+	st := &control.Status{IKESAs: []control.IKESA{}, HalfOpen: half, Drops: map[string]uint64{}, Runtime: &rt}
 	for _, s := range sas {
 		is := control.IKESA{
 			ID:                  s.ID,

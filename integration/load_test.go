@@ -1,0 +1,173 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/internal/loadgen"
+)
+
+// loadLab adds a load generator namespace behind the router that owns 198.19.0.0/16
+// (an AnyIP route: it accepts and sends from every address of it).
+func newLoadLab(t *testing.T, gwExtra string) (*tunnelLab, *proc) {
+	l := newTunnelLab(t)
+	lg := l.ns("lg")
+	l.link(lg, "eth0", []string{"203.0.113.100/24"}, l.rt, "eth4", []string{"203.0.113.254/24"})
+	l.exec(lg, "ip", "route", "add", "local", "198.19.0.0/16", "dev", "lo")
+	l.exec(lg, "ip", "route", "add", "default", "via", "203.0.113.254")
+	l.exec(l.rt, "ip", "route", "add", "198.19.0.0/16", "via", "203.0.113.100")
+	l.exec(lg, "ping", "-c", "1", "-W", "5", "198.51.100.1")
+	l.gwCfg = l.dir + "/gw.yaml"
+	gwc := strings.Replace(l.gatewayConfig(""), "secrets:\n", "secrets:\n  - ids: [gw.example.org, \"*@bench.example.org\"]\n    psk: \"bench secret\"\n", 1)
+	writeFile(t, l.gwCfg, gwExtra+gwc)
+	gw := l.start("gateway", l.gw, binary(t), "run", "-c", l.gwCfg, "--log-level", "info")
+	if !waitFor(10*time.Second, func() bool { return status(t, l.gwSock) != nil }) {
+		t.Fatalf("gateway did not start:\n%s", gw.output())
+	}
+	return l, gw
+}
+
+// bench runs `mobikevpn bench handshake` in the load generator namespace.
+func (l *tunnelLab) bench(args ...string) (loadgen.Result, string, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.prefix + "-lg", binary(l.t), "bench", "handshake", "--json",
+		"--target", "198.51.100.1", "--sources", "198.19.0.0/16", "--psk", "bench secret"}, args...)...)
+	out, err := cmd.Output()
+	var r loadgen.Result
+	if jerr := json.Unmarshal(out, &r); jerr != nil && err == nil {
+		err = fmt.Errorf("output %q: %v", out, jerr)
+	}
+	return r, string(out), err
+}
+
+// cpuSeconds is a process's user+system CPU time.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // clock ticks
+}
+
+// rssKiB is a process's resident memory.
+func rssKiB(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			n, _ := strconv.Atoi(strings.Fields(l)[1])
+			return n
+		}
+	}
+	return 0
+}
+
+// A flood of IKE_SA_INIT from thousands of addresses: the gateway demands COOKIEs, its
+// half-open state stays bounded and expires, and a legitimate client still connects.
+func TestHandshakeFlood(t *testing.T) {
+	l, gw := newLoadLab(t, "half_open_timeout: 3s\n")
+	l.clCfg = l.dir + "/cl.yaml"
+	writeFile(t, l.clCfg, l.clientConfig("198.51.100.1", ""))
+	cl := l.start("client", l.cl, binary(t), "run", "-c", l.clCfg)
+	if !waitFor(10*time.Second, func() bool { return status(t, l.clSock) != nil }) {
+		t.Fatal("client did not start")
+	}
+	done := make(chan loadgen.Result, 1)
+	go func() {
+		r, out, err := l.bench("--flood", "--rate", "3000", "--duration", "6s")
+		if err != nil {
+			t.Errorf("flood: %v %s", err, out)
+		}
+		done <- r
+	}()
+	time.Sleep(2 * time.Second)
+	maxHalf := 0
+	took := l.up(cl, gw)
+	for i := 0; i < 20; i++ {
+		if st := status(t, l.gwSock); st != nil && st.HalfOpen > maxHalf {
+			maxHalf = st.HalfOpen
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r := <-done
+	t.Logf("flood: %d IKE_SA_INIT at %.0f/s; %d answered with an SA, %d COOKIE demands; half-open peak %d; a client connected in %v during the flood",
+		r.Sent, r.PerSecond, r.Answered, r.Cookies, maxHalf, took.Round(time.Millisecond))
+	if r.Cookies == 0 || r.Answered > 20 {
+		t.Errorf("the gateway did not switch to COOKIEs: %d answered, %d cookies", r.Answered, r.Cookies)
+	}
+	if took > 5*time.Second {
+		t.Errorf("the legitimate client needed %v", took)
+	}
+	// Half-open SAs expire.
+	if !waitFor(8*time.Second, func() bool { st := status(t, l.gwSock); return st != nil && st.HalfOpen == 0 }) {
+		t.Errorf("half-open SAs did not expire: %d", status(t, l.gwSock).HalfOpen)
+	}
+	l.ping(l.cl, "198.18.0.1", 3)
+}
+
+// Many clients: handshakes per second, the gateway's CPU per handshake and memory per
+// IKE SA + Child SA. MOBIKEVPN_SCALE_N sets how many (default 2000).
+func TestManyHandshakes(t *testing.T) {
+	n := 2000
+	if v, err := strconv.Atoi(os.Getenv("MOBIKEVPN_SCALE_N")); err == nil && v > 0 {
+		n = v
+	}
+	l, gw := newLoadLab(t, "")
+	pid := gw.cmd.Process.Pid
+	time.Sleep(500 * time.Millisecond)
+	cpu0, rss0 := cpuSeconds(pid), rssKiB(pid)
+	heap0 := status(t, l.gwSock).Runtime.HeapLiveBytes
+	resCh := make(chan loadgen.Result, 1)
+	go func() {
+		r, out, err := l.bench("--count", strconv.Itoa(n), "--concurrency", "100", "--hold", "8s")
+		if err != nil {
+			t.Errorf("bench: %v %s", err, out)
+		}
+		resCh <- r
+	}()
+	// While the SAs are held: count them and measure the gateway.
+	var cpu1 float64
+	var rss1, sas int
+	var r loadgen.Result
+	finished := false
+	if !waitFor(5*time.Minute, func() bool {
+		select {
+		case r = <-resCh:
+			finished = true
+			return true // the generator gave up (or held and deleted already)
+		default:
+		}
+		time.Sleep(200 * time.Millisecond)
+		st := status(t, l.gwSock)
+		if st != nil {
+			sas = len(st.IKESAs)
+		}
+		return sas >= n
+	}) || finished {
+		t.Fatalf("gateway has %d of %d SAs (generator: %+v)\n%s", sas, n, r, gw.output()[max(0, len(gw.output())-3000):])
+	}
+	cpu1, rss1 = cpuSeconds(pid), rssKiB(pid)
+	// The live heap after a collection that happened with all SAs in place.
+	time.Sleep(time.Second)
+	heap1 := status(t, l.gwSock).Runtime.HeapLiveBytes
+	heap1 = max(heap1, status(t, l.gwSock).Runtime.HeapLiveBytes)
+	r = <-resCh
+	if r.Established != n || r.Failed != 0 {
+		t.Errorf("established %d, failed %d of %d", r.Established, r.Failed, n)
+	}
+	perSA := float64(heap1-heap0) / float64(n)
+	perHS := (cpu1 - cpu0) / float64(n) * 1000
+	t.Logf("%d IKE SAs + Child SAs: %.0f handshakes/s; gateway CPU %.2f ms per handshake; gateway live heap %.1f KiB per SA (%d -> %d KiB); RSS %d -> %d KiB",
+		n, r.PerSecond, perHS, perSA/1024, heap0>>10, heap1>>10, rss0, rss1)
+	// They were deleted at the end.
+	if !waitFor(30*time.Second, func() bool { st := status(t, l.gwSock); return st != nil && len(st.IKESAs) == 0 }) {
+		t.Errorf("gateway still has %d SAs after the clients deleted theirs", len(status(t, l.gwSock).IKESAs))
+	}
+}

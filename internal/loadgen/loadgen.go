@@ -1,0 +1,454 @@
+// Package loadgen drives many IKEv2 initiators, or a flood of IKE_SA_INIT requests,
+// against a gateway from many source addresses, for load and denial-of-service tests.
+package loadgen
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/ike"
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/internal/udp"
+)
+
+// Options configure a run.
+type Options struct {
+	Target  netip.AddrPort // the gateway's IKE port
+	Sources netip.Prefix   // addresses to send from (the host must accept them: AnyIP)
+
+	// Full handshakes.
+	Count       int           // IKE SAs (each with a Child SA) to establish
+	Concurrency int           // handshakes in flight at once
+	PSK         []byte        // shared by every client
+	IDPrefix    string        // client identities: <prefix><n>@bench.example.org
+	RemoteID    string        // the gateway's identity
+	Proposal    string        // IKE proposal
+	ESP         string        // ESP proposal
+	VIP         bool          // ask for a virtual IPv4 address
+	Hold        time.Duration // keep the SAs this long, then delete them
+	Timeout     time.Duration // give up on the whole run after this
+
+	// Flood (IKE_SA_INIT only, no state on our side).
+	Flood       bool
+	Rate        int           // requests per second
+	Duration    time.Duration // how long to flood
+	EchoCookies bool          // answer COOKIE demands (an attacker with a real address can)
+
+	Logger *slog.Logger
+}
+
+// Result is what a run measured.
+type Result struct {
+	Established int           `json:"established"`
+	Failed      int           `json:"failed"`
+	Elapsed     time.Duration `json:"elapsed_ns"`
+	PerSecond   float64       `json:"handshakes_per_s"`
+	// Flood.
+	Sent       uint64 `json:"sent"`
+	Answered   uint64 `json:"answered"`    // IKE_SA_INIT responses with an SA payload
+	Cookies    uint64 `json:"cookies"`     // COOKIE demands
+	WithCookie uint64 `json:"with_cookie"` // requests repeated with a cookie
+}
+
+func (o *Options) defaults() error {
+	if !o.Target.IsValid() {
+		return errors.New("no target address")
+	}
+	if !o.Sources.IsValid() {
+		return errors.New("no source prefix")
+	}
+	if o.Sources.Addr().Is4() != o.Target.Addr().Is4() {
+		return errors.New("sources and target are of different address families")
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 50
+	}
+	if o.IDPrefix == "" {
+		o.IDPrefix = "client"
+	}
+	if o.Proposal == "" {
+		o.Proposal = "aes128gcm16-prfsha256-x25519"
+	}
+	if o.ESP == "" {
+		o.ESP = "aes128gcm16"
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// source returns the n-th address of the prefix (from the first host address on).
+func source(p netip.Prefix, n int) netip.Addr {
+	a := p.Masked().Addr()
+	b := a.AsSlice()
+	carry := n + 1
+	for i := len(b) - 1; i >= 0 && carry > 0; i-- {
+		v := int(b[i]) + carry
+		b[i] = byte(v)
+		carry = v >> 8
+	}
+	out, _ := netip.AddrFromSlice(b)
+	return out
+}
+
+// sockets opens the two UDP ports a client needs (IKE and NAT-T) on wildcard addresses.
+type sockets struct {
+	ike, natt udp.Conn
+	ikePort   uint16
+	nattPort  uint16
+}
+
+func openSockets(v4 bool) (*sockets, error) {
+	pick := func(cs []udp.Conn) udp.Conn {
+		for _, c := range cs {
+			if c.LocalAddr().Addr().Is4() == v4 {
+				return c
+			} else {
+				c.Close()
+			}
+		}
+		return nil
+	}
+	a, err := udp.Listen(0)
+	if err != nil {
+		return nil, err
+	}
+	b, err := udp.Listen(0)
+	if err != nil {
+		return nil, err
+	}
+	s := &sockets{ike: pick(a), natt: pick(b)}
+	if s.ike == nil || s.natt == nil {
+		return nil, errors.New("no socket of the target's address family")
+	}
+	s.ikePort, s.nattPort = s.ike.LocalAddr().Port(), s.natt.LocalAddr().Port()
+	return s, nil
+}
+
+func (s *sockets) close() {
+	s.ike.Close()
+	s.natt.Close()
+}
+
+type datagram struct {
+	data          []byte
+	local, remote netip.AddrPort
+}
+
+// read feeds in with the IKE datagrams of c (the non-ESP marker stripped on NAT-T).
+func (s *sockets) read(c udp.Conn, natt bool, in chan<- datagram, stop <-chan struct{}) {
+	msgs := make([]udp.Message, c.BatchSize())
+	for i := range msgs {
+		msgs[i].Buffer = make([]byte, 9000)
+	}
+	for {
+		n, err := c.ReadBatch(msgs)
+		if err != nil {
+			return
+		}
+		for _, m := range msgs[:n] {
+			d := m.Buffer[:m.N]
+			if m.Truncated {
+				continue
+			}
+			if natt {
+				if len(d) < 4 || binary.BigEndian.Uint32(d) != 0 {
+					continue // ESP or keepalive: not ours to handle here
+				}
+				d = d[4:]
+			}
+			select {
+			case in <- datagram{data: append([]byte(nil), d...), local: m.Local, remote: m.Remote}:
+			case <-stop:
+				return
+			}
+		}
+	}
+}
+
+func (s *sockets) send(local, remote netip.AddrPort, data []byte) error {
+	c := s.ike
+	if local.Port() == s.nattPort {
+		c = s.natt
+		data = append([]byte{0, 0, 0, 0}, data...)
+	}
+	_, err := c.WriteBatch([]udp.Message{{Buffer: data, N: len(data), Local: local, Remote: remote}})
+	return err
+}
+
+// Run establishes Count IKE SAs (or floods) and reports what it measured.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if err := o.defaults(); err != nil {
+		return Result{}, err
+	}
+	if o.Flood {
+		return flood(ctx, o)
+	}
+	return handshakes(ctx, o)
+}
+
+func handshakes(ctx context.Context, o Options) (Result, error) {
+	var res Result
+	if o.Count <= 0 {
+		return res, errors.New("count must be positive")
+	}
+	ikeProps, err := ikecrypto.ParseIKEProposal(o.Proposal)
+	if err != nil {
+		return res, err
+	}
+	espProps, err := ikecrypto.ParseESPProposal(o.ESP)
+	if err != nil {
+		return res, err
+	}
+	socks, err := openSockets(o.Target.Addr().Is4())
+	if err != nil {
+		return res, err
+	}
+	defer socks.close()
+	cfg := ike.Config{
+		IKEPort:    socks.ikePort,
+		NATTPort:   socks.nattPort,
+		PSK:        func(string, string) ([]byte, bool) { return o.PSK, true },
+		Retransmit: ike.Retransmit{Timeout: 2 * time.Second, Tries: 4, Base: 1.5},
+		Logger:     o.Logger,
+	}
+	for i := 0; i < o.Count; i++ {
+		c := &ike.Conn{
+			Name:        fmt.Sprintf("c%d", i),
+			LocalAddrs:  []netip.Addr{source(o.Sources, i)},
+			RemoteAddrs: []netip.Addr{o.Target.Addr()},
+			RemotePort:  o.Target.Port(),
+			Proposals:   ikeProps,
+			Encap:       true,
+			LocalID:     fmt.Sprintf("%s%d@bench.example.org", o.IDPrefix, i),
+			RemoteID:    o.RemoteID,
+			LocalAuth:   ike.AuthPSK,
+			RemoteAuth:  ike.AuthPSK,
+			Children: []*ike.ChildConfig{{
+				Name:    "net",
+				LocalTS: []ike.TSConfig{{Dynamic: true}},
+				// Everything: the gateway narrows it to what it serves.
+				RemoteTS:     []ike.TSConfig{{Selector: wire.TSFromPrefix(netip.MustParsePrefix("0.0.0.0/0"))}},
+				ESPProposals: espProps,
+			}},
+		}
+		if o.VIP {
+			c.VIPs = []netip.Addr{netip.IPv4Unspecified()}
+		}
+		cfg.Connections = append(cfg.Connections, c)
+	}
+	eng, err := ike.New(cfg)
+	if err != nil {
+		return res, err
+	}
+	in := make(chan datagram, 4096)
+	stop := make(chan struct{})
+	defer close(stop)
+	go socks.read(socks.ike, false, in, stop)
+	go socks.read(socks.natt, true, in, stop)
+
+	deadline := time.NewTimer(o.Timeout)
+	defer deadline.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	next, inflight := 0, 0
+	start := time.Now()
+	apply := func(acts []ike.Action) {
+		for _, a := range acts {
+			switch a := a.(type) {
+			case ike.Send:
+				socks.send(a.Local, a.Remote, a.Data)
+			case ike.Event:
+				switch a.Kind {
+				case ike.EventEstablished:
+					res.Established++
+					inflight--
+				case ike.EventFailed, ike.EventChildFailed:
+					res.Failed++
+					inflight--
+					o.Logger.Debug("handshake failed", "reason", a.Reason)
+				}
+			}
+		}
+	}
+	for res.Established+res.Failed < o.Count {
+		for inflight < o.Concurrency && next < o.Count {
+			_, acts, err := eng.Initiate(time.Now(), fmt.Sprintf("c%d", next))
+			next++
+			if err != nil {
+				res.Failed++
+				continue
+			}
+			inflight++
+			apply(acts)
+		}
+		if at, ok := eng.NextDeadline(); ok {
+			timer.Reset(max(time.Until(at), 0))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case d := <-in:
+			apply(eng.HandleDatagram(time.Now(), d.local, d.remote, d.data))
+		case <-timer.C:
+			apply(eng.Tick(time.Now()))
+		case <-deadline.C:
+			return res, fmt.Errorf("timeout: %d established, %d failed of %d", res.Established, res.Failed, o.Count)
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	res.Elapsed = time.Since(start)
+	res.PerSecond = float64(res.Established) / res.Elapsed.Seconds()
+	o.Logger.Info("established", "sas", res.Established, "failed", res.Failed, "elapsed", res.Elapsed, "per_s", res.PerSecond)
+
+	// Hold the SAs (answering liveness checks), then delete them all.
+	hold := time.NewTimer(o.Hold)
+	defer hold.Stop()
+holding:
+	for {
+		if at, ok := eng.NextDeadline(); ok {
+			timer.Reset(max(time.Until(at), 0))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case d := <-in:
+			apply(eng.HandleDatagram(time.Now(), d.local, d.remote, d.data))
+		case <-timer.C:
+			apply(eng.Tick(time.Now()))
+		case <-hold.C:
+			break holding
+		case <-ctx.Done():
+			break holding
+		}
+	}
+	apply(eng.DeleteAll(time.Now()))
+	grace := time.NewTimer(10 * time.Second)
+	defer grace.Stop()
+	for eng.Deleting() {
+		if at, ok := eng.NextDeadline(); ok {
+			timer.Reset(max(time.Until(at), 0))
+		}
+		select {
+		case d := <-in:
+			apply(eng.HandleDatagram(time.Now(), d.local, d.remote, d.data))
+		case <-timer.C:
+			apply(eng.Tick(time.Now()))
+		case <-grace.C:
+			return res, nil
+		}
+	}
+	return res, nil
+}
+
+// flood sends IKE_SA_INIT requests from ever new sources and SPIs at a fixed rate.
+func flood(ctx context.Context, o Options) (Result, error) {
+	var res Result
+	if o.Rate <= 0 || o.Duration <= 0 {
+		return res, errors.New("flood needs a rate and a duration")
+	}
+	socks, err := openSockets(o.Target.Addr().Is4())
+	if err != nil {
+		return res, err
+	}
+	defer socks.close()
+	props, err := ikecrypto.ParseIKEProposal(o.Proposal)
+	if err != nil {
+		return res, err
+	}
+	props[0].Num = 1
+	kex, err := ikecrypto.NewKeyExchange(firstGroup(props), rand.Reader)
+	if err != nil {
+		return res, err
+	}
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	build := func(spi uint64, cookie []byte) []byte {
+		var ps []wire.Payload
+		if cookie != nil {
+			ps = append(ps, &wire.Notify{NotifyType: wire.COOKIE, Data: cookie})
+		}
+		ps = append(ps, &wire.SA{Proposals: props[:1]}, &wire.KE{Group: kex.Group(), Data: kex.PublicKey()}, &wire.Nonce{Data: nonce})
+		m := wire.Message{Header: wire.Header{SPIi: spi, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator}, Payloads: ps}
+		return m.Append(nil)
+	}
+	var sent, answered, cookies, echoed atomic.Uint64
+	in := make(chan datagram, 4096)
+	stop := make(chan struct{})
+	defer close(stop)
+	go socks.read(socks.ike, false, in, stop)
+	go func() {
+		for {
+			select {
+			case d := <-in:
+				m, err := wire.ParseMessage(d.data)
+				if err != nil {
+					continue
+				}
+				if c := wire.FindNotify(m.Payloads, wire.COOKIE); c != nil {
+					cookies.Add(1)
+					if o.EchoCookies {
+						socks.send(d.local, d.remote, build(m.Header.SPIi, c.Data))
+						echoed.Add(1)
+					}
+				} else if wire.Find[*wire.SA](m.Payloads) != nil {
+					answered.Add(1)
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	size := 1 << 16
+	if bits := o.Sources.Addr().BitLen() - o.Sources.Bits(); bits < 16 {
+		size = 1<<bits - 2
+	}
+	interval := time.Second / time.Duration(o.Rate)
+	tick := time.NewTicker(max(interval, time.Millisecond))
+	defer tick.Stop()
+	perTick := max(1, int(time.Millisecond/interval))
+	end := time.Now().Add(o.Duration)
+	start := time.Now()
+	var spiB [8]byte
+	for i := 0; time.Now().Before(end); {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		for k := 0; k < perTick; k++ {
+			rand.Read(spiB[:])
+			src := netip.AddrPortFrom(source(o.Sources, i%size), socks.ikePort)
+			socks.send(src, o.Target, build(binary.BigEndian.Uint64(spiB[:]), nil))
+			sent.Add(1)
+			i++
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	res.Elapsed = time.Since(start)
+	res.Sent, res.Answered, res.Cookies, res.WithCookie = sent.Load(), answered.Load(), cookies.Load(), echoed.Load()
+	res.PerSecond = float64(res.Sent) / res.Elapsed.Seconds()
+	return res, nil
+}
+
+func firstGroup(props []wire.Proposal) uint16 {
+	for _, t := range props[0].Transforms {
+		if t.Type == wire.TransformDH {
+			return t.ID
+		}
+	}
+	return wire.DH_X25519
+}
