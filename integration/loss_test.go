@@ -1,0 +1,76 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// With 10% and 30% of the underlay's packets lost at random (nftables numgen), the
+// handshake completes through retransmissions, rekeys complete, a MOBIKE move
+// completes, and TCP through the tunnel keeps going.
+func TestUnderLoss(t *testing.T) {
+	for _, pct := range []int{10, 30} {
+		t.Run(fmt.Sprintf("%d%%", pct), func(t *testing.T) {
+			clExtra := "    dpd_delay: 2s\n    rekey_time: 20s\n"
+			top := "retransmit: { timeout: 300ms, tries: 10, base: 1.3 }\n"
+			l := newTunnelLab(t)
+			l.link(l.cl, "eth1", []string{"192.0.2.138/25"}, l.rt, "eth2", []string{"192.0.2.129/25"})
+			l.exec(l.cl, "ip", "route", "add", "default", "via", "192.0.2.129", "metric", "100")
+			l.exec(l.cl, "ping", "-c", "1", "-W", "5", "-I", "192.0.2.138", "198.51.100.1")
+			l.gwCfg, l.clCfg = l.dir+"/gw.yaml", l.dir+"/cl.yaml"
+			writeFile(t, l.gwCfg, top+l.gatewayConfig(""))
+			clc := strings.Replace(l.clientConfig("198.51.100.1", ""), "    start_action: none\n", "    start_action: none\n"+clExtra, 1)
+			clc = strings.Replace(clc, "        esp_proposals: [aes128gcm16]\n", "        esp_proposals: [aes128gcm16]\n        rekey_time: 5s\n", 1)
+			writeFile(t, l.clCfg, top+clc)
+			// Random loss on everything the router forwards, both ways.
+			l.exec(l.rt, "nft", fmt.Sprintf("add table inet loss; add chain inet loss fw { type filter hook forward priority 0; }; add rule inet loss fw numgen random mod 100 < %d drop", pct))
+			bin := binary(t)
+			gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
+			cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
+			for _, s := range []string{l.gwSock, l.clSock} {
+				if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
+					t.Fatalf("no control socket %s", s)
+				}
+			}
+			took := l.up(cl, gw)
+			// TCP keeps going across rekeys and a move.
+			// At 30% loss TCP crawls (retransmission timeouts): a smaller transfer shows
+			// it still makes progress to the end.
+			size := int64(4 << 20)
+			if pct >= 30 {
+				size = 256 << 10
+			}
+			done := make(chan float64, 1)
+			go func() { done <- l.tcpTransfer(l.cl, l.gw, "198.18.0.1:5010", "198.18.0.1:5010", size) }()
+			time.Sleep(6 * time.Second)
+			moveAt := time.Now()
+			l.exec(l.cl, "ip", "addr", "del", "192.0.2.10/24", "dev", "eth0")
+			if !waitFor(30*time.Second, func() bool {
+				st := status(t, l.gwSock)
+				return st != nil && len(st.IKESAs) == 1 && st.IKESAs[0].Remote == "192.0.2.138:4500"
+			}) {
+				t.Fatalf("MOBIKE move did not complete under %d%% loss:\n%s", pct, cl.output())
+			}
+			moved := time.Since(moveAt)
+			var mbps float64
+			select {
+			case mbps = <-done:
+			case <-time.After(150 * time.Second):
+				t.Fatalf("TCP transfer stalled under %d%% loss", pct)
+			}
+			time.Sleep(6 * time.Second)
+			rekeys := strings.Count(cl.output(), "Child SA rekeyed")
+			if rekeys < 2 {
+				t.Errorf("%d Child SA rekeys completed under %d%% loss", rekeys, pct)
+			}
+			if st := status(t, l.clSock); st == nil || len(st.IKESAs) != 1 || st.IKESAs[0].State != "established" {
+				t.Errorf("client state after the run: %+v", st)
+			}
+			t.Logf("%d%% loss: handshake %v; MOBIKE move %v; %d Child SA rekeys; TCP %d KiB intact",
+				pct, took.Round(time.Millisecond), moved.Round(time.Millisecond), rekeys, size>>10)
+			_ = mbps
+		})
+	}
+}
