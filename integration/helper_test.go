@@ -69,6 +69,9 @@ func helperMain(role string, args []string) int {
 		fmt.Printf("sent %d %s %.3f\n", n, hex.EncodeToString(h.Sum(nil)), time.Since(start).Seconds())
 		return 0
 	}
+	if role == "udpsend" {
+		return udpsendMain(args)
+	}
 	fmt.Fprintln(os.Stderr, "unknown helper", role)
 	return 2
 }
@@ -115,3 +118,40 @@ func (l *lab) tcpTransfer(srcNS, dstNS, listen, dial string, n int64) float64 {
 
 // interruptSignal ends a ping so that it prints its summary.
 var interruptSignal = syscall.SIGINT
+
+// udpsendMain sends datagrams given as hex arguments from the helper's namespace:
+// udpsend LOCALPORT DEST HEX... ; it prints each reply's hex (waiting 300 ms for one).
+func udpsendMain(args []string) int {
+	lport, _ := strconv.Atoi(args[0])
+	dst, err := net.ResolveUDPAddr("udp", args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	c, err := net.ListenUDP("udp", &net.UDPAddr{Port: lport})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	buf := make([]byte, 65536)
+	for _, h := range args[2:] {
+		b, err := hex.DecodeString(h)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if _, err := c.WriteToUDP(b, dst); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		n, _, err := c.ReadFromUDP(buf)
+		if err != nil {
+			fmt.Println("-")
+			continue
+		}
+		fmt.Println(hex.EncodeToString(buf[:n]))
+	}
+	return 0
+}
