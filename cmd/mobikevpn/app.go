@@ -263,7 +263,7 @@ func (a *app) cliApp() *cli.App {
 			cmd(&cli.Command{
 				Name:      "switch",
 				Usage:     "ask peers to move their SAs to local address ADDR (responder, R-MOBIKE)",
-				UsageText: "mobikevpn switch --to ADDR (--sa ID | --peer IDENTITY | --from ADDR | --all) [--wait DURATION]",
+				UsageText: "mobikevpn switch --to ADDR [--sa ID | --peer IDENTITY | --from ADDR | --all] [--wait DURATION] (no selection: all SAs)",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "to", Usage: "the local `ADDR` to move to"},
 					&cli.Uint64Flag{Name: "sa", Usage: "select the IKE SA with this `ID`"},
@@ -548,7 +548,8 @@ func (a *app) cmdSwitch(c *cli.Context) error {
 	}
 	switch len(selectors) {
 	case 0:
-		return usageErr("switch needs one selection: --sa ID, --peer IDENTITY, --from ADDR or --all")
+		// interface.md: the selection is optional; without one, every SA is selected.
+		req.All = true
 	case 1:
 	default:
 		return usageErr("switch takes one selection, got %s", strings.Join(selectors, " and "))

@@ -34,6 +34,8 @@ type Config struct {
 	HalfOpenTimeout time.Duration // how long a half-open IKE SA is kept
 	Retransmit      Retransmit
 	FragmentSize    int           // largest IP datagram of an IKE fragment (RFC 7383)
+	BlockThreshold  int           // half-open IKE SAs one peer address may have
+	HalfOpenLimit   int           // half-open IKE SAs in all
 	Connections     []*Connection // in file order
 }
 

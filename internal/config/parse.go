@@ -29,6 +29,8 @@ const (
 	DefaultMTU             = 1400
 	DefaultCookieThreshold = 10
 	DefaultFragmentSize    = 1280
+	DefaultBlockThreshold  = 5     // half-open SAs per peer address (strongSwan's block_threshold)
+	DefaultHalfOpenLimit   = 10000 // half-open SAs in all
 	DefaultHalfOpenTimeout = 30 * time.Second
 	DefaultDPDDelay        = 30 * time.Second
 	DefaultIKERekeyTime    = 4 * time.Hour
@@ -69,7 +71,7 @@ func (p *parser) parse(data []byte) (*Config, error) {
 	}
 	top, err := p.object(val{n: root, line: root.Line}, "the top level: control, log_level, connections, ...",
 		"control", "log_level", "keylog", "ports", "tun", "updown", "secrets", "pools",
-		"cookie_threshold", "half_open_timeout", "retransmit", "fragment_size", "connections")
+		"cookie_threshold", "half_open_timeout", "block_threshold", "half_open_limit", "retransmit", "fragment_size", "connections")
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +83,8 @@ func (p *parser) parse(data []byte) (*Config, error) {
 		HalfOpenTimeout: DefaultHalfOpenTimeout,
 		Retransmit:      DefaultRetransmit,
 		FragmentSize:    DefaultFragmentSize,
+		BlockThreshold:  DefaultBlockThreshold,
+		HalfOpenLimit:   DefaultHalfOpenLimit,
 	}
 	if v, ok := top.get("control"); ok {
 		s, err := p.str(v)
@@ -147,6 +151,20 @@ func (p *parser) parse(data []byte) (*Config, error) {
 		if cfg.HalfOpenTimeout == 0 {
 			return nil, p.verr(v, "must be more than 0, e.g. 30s")
 		}
+	}
+	if v, ok := top.get("block_threshold"); ok {
+		n, err := p.integer(v, 1, 1<<20)
+		if err != nil {
+			return nil, err
+		}
+		cfg.BlockThreshold = int(n)
+	}
+	if v, ok := top.get("half_open_limit"); ok {
+		n, err := p.integer(v, 1, 1<<24)
+		if err != nil {
+			return nil, err
+		}
+		cfg.HalfOpenLimit = int(n)
 	}
 	if v, ok := top.get("fragment_size"); ok {
 		n, err := p.integer(v, 576, 65535)

@@ -19,6 +19,8 @@ func ikeConfig(cfg *config.Config) (ike.Config, error) {
 		NATTPort:        cfg.Ports.NATT,
 		CookieThreshold: cfg.CookieThreshold,
 		FragmentSize:    cfg.FragmentSize,
+		BlockThreshold:  cfg.BlockThreshold,
+		HalfOpenLimit:   cfg.HalfOpenLimit,
 		HalfOpenTimeout: cfg.HalfOpenTimeout,
 		Retransmit: ike.Retransmit{
 			Timeout: cfg.Retransmit.Timeout,

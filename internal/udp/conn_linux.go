@@ -161,7 +161,10 @@ func parseRelease(r string) (major, minor int, ok bool) {
 		return 0, 0, false
 	}
 	minor, _, ok = num(rest[1:])
-	return major, minor, ok
+	if !ok {
+		return 0, 0, false
+	}
+	return major, minor, true
 }
 
 func (c *linuxConn) LocalAddr() netip.AddrPort { return c.local }
