@@ -51,11 +51,10 @@ func NewSKCipher(encr uint16, encrKeyBits int, integ uint16, encKey, integKey []
 		if integ != wire.AUTH_NONE || len(integKey) != 0 {
 			return nil, fmt.Errorf("ikecrypto: AEAD %s takes no integrity algorithm", enc.name)
 		}
-		a, err := enc.newSaltedAEAD(encKey)
-		if err != nil {
+		if _, err := enc.newSaltedAEAD(encKey); err != nil {
 			return nil, err
 		}
-		return &aeadSK{alg: enc, aead: a}, nil
+		return &aeadSK{alg: enc, key: append([]byte(nil), encKey...)}, nil
 	}
 	in := lookupInteg(integ)
 	if in == nil {
@@ -92,10 +91,22 @@ func grow(b []byte, n int) (all, tail []byte) {
 // aeadSK is the SK payload with AES-GCM or ChaCha20-Poly1305. The 8-octet IV is a
 // per-cipher counter, so it never repeats under one key (RFC 5282 section 3.1, RFC
 // 7634 section 2); no padding is added beyond the Pad Length octet.
+//
+// It keeps only the key and builds the AEAD for each message: IKE messages are rare,
+// and a gateway with many IKE SAs saves the expanded key schedules (about 750 octets
+// per direction for AES-GCM).
 type aeadSK struct {
-	alg  *encrAlg
-	aead *saltedAEAD
-	ctr  atomic.Uint64 // last IV used
+	alg *encrAlg
+	key []byte
+	ctr atomic.Uint64 // last IV used
+}
+
+func (c *aeadSK) aead() *saltedAEAD {
+	a, err := c.alg.newSaltedAEAD(c.key)
+	if err != nil {
+		panic("ikecrypto: key checked at construction: " + err.Error())
+	}
+	return a
 }
 
 func (c *aeadSK) SealedLen(plainLen int) int {
@@ -123,7 +134,7 @@ func (c *aeadSK) sealWithIV(aad, plaintext, iv []byte) []byte {
 	copy(body, iv)
 	pt[len(plaintext)] = 0 // Pad Length
 	// In place: dst is pt[:0]; the associated data precedes it in msg.
-	c.aead.seal(pt[:0], iv, pt, msg[:len(aad)])
+	c.aead().seal(pt[:0], iv, pt, msg[:len(aad)])
 	return msg
 }
 
@@ -132,7 +143,7 @@ func (c *aeadSK) Open(aad, body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("ikecrypto: SK payload body of %d octets is too short", len(body))
 	}
 	iv := body[:c.alg.ivLen]
-	pt, err := c.aead.open(make([]byte, 0, len(body)-c.alg.ivLen-c.alg.icvLen), iv, body[c.alg.ivLen:], aad)
+	pt, err := c.aead().open(make([]byte, 0, len(body)-c.alg.ivLen-c.alg.icvLen), iv, body[c.alg.ivLen:], aad)
 	if err != nil {
 		return nil, ErrSKAuth
 	}
