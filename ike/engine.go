@@ -550,15 +550,29 @@ func (e *Engine) peerDead(now time.Time, sa *IKESA) {
 	if deleting {
 		return
 	}
-	restart := false
-	if wasUp && conn != nil && conn.DPDAction == "restart" {
-		restart = true
-	}
-	if restart && sa.origInitiator {
+	switch {
+	case !sa.origInitiator || conn == nil:
+	case wasUp && conn.DPDAction == "restart":
 		e.log.Info("restarting connection after DPD failure", "conn", conn.Name)
-		if _, err := e.initiate(now, conn); err != nil {
-			e.log.Warn("restart failed", "conn", conn.Name, "err", err)
-		}
+		e.restart(now, conn)
+	case !wasUp && sa.restarting:
+		// A restart attempt found the peer still away: keep trying, paced by the
+		// retransmission schedule.
+		e.log.Info("peer still unreachable; trying again", "conn", conn.Name)
+		e.restart(now, conn)
+	}
+}
+
+// restart initiates conn again after its SA was lost; the attempt keeps retrying
+// while the peer does not answer.
+func (e *Engine) restart(now time.Time, conn *Conn) {
+	id, err := e.initiate(now, conn)
+	if err != nil {
+		e.log.Warn("restart failed", "conn", conn.Name, "err", err)
+		return
+	}
+	if sa := e.byID[id]; sa != nil {
+		sa.restarting = true
 	}
 }
 

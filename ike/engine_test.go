@@ -745,3 +745,31 @@ func TestPoolKeepsLeasesPerFamily(t *testing.T) {
 		t.Errorf("/30: %v %v %v %v %v", x, ok1, y, ok2, ok3)
 	}
 }
+
+func TestRestartKeepsTryingWhilePeerIsAway(t *testing.T) {
+	n, gw, cl := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16", func(g, c *Config) {
+		c.Connections[0].DPDDelay = 5 * time.Second
+		c.Retransmit = Retransmit{Timeout: time.Second, Tries: 2, Base: 2}
+	})
+	if !n.run(time.Minute, established(gw, cl)) {
+		t.Fatal("not established")
+	}
+	// The gateway goes away for two minutes: several restart attempts time out.
+	n.eps = []*endpoint{cl}
+	n.run(2*time.Minute, nil)
+	fails := 0
+	for _, ev := range cl.events {
+		if ev.Kind == EventFailed {
+			fails++
+		}
+	}
+	if fails < 3 {
+		t.Fatalf("%d failed restart attempts in two minutes: the client gave up", fails)
+	}
+	// It comes back: the next attempt succeeds.
+	gw2 := n.add("gateway2", gwAddr, gatewayConfig(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16"))
+	cl.events = nil
+	if !n.run(time.Minute, established(cl, gw2)) {
+		t.Fatalf("no re-establishment after the gateway returned: %v", cl.events)
+	}
+}

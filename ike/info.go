@@ -65,9 +65,7 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 		restart := sa.origInitiator && conn.CloseAction == "restart"
 		e.removeSA(now, sa, "deleted by peer")
 		if restart {
-			if _, err := e.initiate(now, conn); err != nil {
-				e.log.Warn("restart failed", "conn", conn.Name, "err", err)
-			}
+			e.restart(now, conn)
 		}
 		return
 	}

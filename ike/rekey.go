@@ -243,13 +243,17 @@ func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childR
 	// Collision (2.8.1): the peer rekeyed c too, creating b. The new SA with the
 	// lowest nonce is closed by whoever created it; the creator of the survivor deletes
 	// the old one.
-	if b := c.collision; stillOurs && b != nil && sa.childBySPIIn(b.spiIn) == b {
-		c.state = childRekeyed
+	// This holds also when the peer, the winner, deleted c before our response came.
+	if b := c.collision; b != nil && sa.childBySPIIn(b.spiIn) == b {
+		if stillOurs {
+			c.state = childRekeyed
+		}
 		if lowestNonce([2][]byte{n.ni, n.nr}, [2][]byte{b.ni, b.nr}) {
 			// We lose: n never carries traffic and we close it. We keep sending on c
 			// until the peer, the winner, deletes it; then b takes over, as in a rekey
 			// we answered (the peer installs b's inbound half only when our response
-			// reaches it, so b must not be used before).
+			// reaches it, so b must not be used before). If c is gone already, b
+			// carries the flow by now.
 			e.log.Info("rekey collision: ours has the lowest nonce, closing it", "sa", sa.id, "child", c.cfg.Name)
 			e.installChild(now, sa, n, keys, true, true)
 			n.activateAt = time.Time{}
@@ -396,7 +400,10 @@ func (e *Engine) handleCreateChildSA(now time.Time, sa *IKESA, local, remote net
 	if old != nil {
 		if old.state == childRekeying {
 			// We are rekeying it too: decide when our response arrives (2.8.1).
+			// Should the peer win and delete old before that response comes, c
+			// takes over the flow meanwhile.
 			old.collision = c
+			old.successor = c
 		} else {
 			old.state = childRekeyed
 			old.successor = c

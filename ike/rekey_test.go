@@ -328,3 +328,48 @@ func quiesce(n *testNet, inv func()) {
 	}
 	n.runChecked(time.Minute, inv)
 }
+
+// deliverAt hands in-flight datagram i to its endpoint.
+func (n *testNet) deliverAt(i int) {
+	d := n.inflight[i]
+	n.inflight = append(n.inflight[:i], n.inflight[i+1:]...)
+	if ep := n.endpointFor(d.to.Addr()); ep != nil {
+		n.apply(ep, ep.e.HandleDatagram(n.now, d.to, d.from, d.data))
+	}
+}
+
+// A collision in which the winner's Delete of the old Child SA overtakes the response
+// to the loser's rekey (as strongSwan's can): the loser must still close its redundant
+// SA (RFC 7296 2.8.1), not keep it as a second live one.
+func TestChildRekeyCollisionDeleteFirst(t *testing.T) {
+	for seed := 0; seed < 12; seed++ {
+		n, gw, cl := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16", func(g, c *Config) {
+			g.Rand = seededRand(byte(110 + seed))
+			c.Rand = seededRand(byte(130 + seed))
+			g.Connections[0].DPDDelay, c.Connections[0].DPDDelay = 0, 0
+		})
+		if !n.run(time.Minute, established(gw, cl)) {
+			t.Fatal("not established")
+		}
+		inv := makeBeforeBreak(t, n, gw, cl)
+		g, c := checkChildPair(t, gw, cl)
+		n.apply(cl, cl.e.RekeyChild(n.now, c.In.SPI))
+		n.apply(gw, gw.e.RekeyChild(n.now, g.In.SPI))
+		n.deliverAt(1) // gateway's request -> client answers
+		inv()
+		n.deliverAt(0) // client's request -> gateway answers
+		inv()
+		n.deliverAt(0) // client's answer -> the gateway completes its rekey
+		inv()
+		// The gateway's Delete (of the old SA if it won, of its new one if it lost)
+		// overtakes its answer to the client.
+		n.deliverAt(len(n.inflight) - 1)
+		inv()
+		n.runChecked(30*time.Second, inv)
+		quiesce(n, inv)
+		oneChildEach(t, n, gw, cl)
+		if t.Failed() {
+			t.Fatalf("seed %d", seed)
+		}
+	}
+}

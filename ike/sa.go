@@ -133,6 +133,7 @@ type IKESA struct {
 	wakeAt         time.Time
 
 	failReason string
+	restarting bool // initiated to replace an SA lost to DPD or a peer's delete
 }
 
 // request is an exchange we initiated and that waits for its response.

@@ -2,7 +2,9 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -10,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -634,6 +637,25 @@ type mvOpts struct {
 	Conn         []string // raw YAML lines inside the connection, e.g. "rekey_time: 10s"
 	Child        []string // raw YAML lines inside the child
 	Top          []string // raw YAML lines at the top level
+	// Local and Remote replace the connection's authentication rounds (YAML flow maps,
+	// e.g. `{ auth: pubkey, certs: [rsa-gw.pem], key: rsa-gw.key }`); default PSK.
+	Local, Remote string
+	// Children are raw YAML lines appended to the children section (more children, at
+	// an indentation of 6 for their names).
+	Children []string
+	// GatewayAddrs are the gateway's local_addrs; default 198.51.100.1, 2001:db8:2::1.
+	GatewayAddrs []string
+}
+
+// mvAuth returns o's authentication rounds, or the PSK defaults given.
+func (o mvOpts) mvAuth(local, remote string) (string, string) {
+	if o.Local != "" {
+		local = o.Local
+	}
+	if o.Remote != "" {
+		remote = o.Remote
+	}
+	return local, remote
 }
 
 func mvYAMLList(xs []string) string {
@@ -661,6 +683,7 @@ func mvIndent(xs []string, n int) string {
 
 // mvGatewayConfig is our gateway: connection rw, child net, pool rw.
 func (l *interopLab) mvGatewayConfig(o mvOpts) string {
+	local, remote := o.mvAuth(`{ auth: psk, id: gw.example.org }`, `{ auth: psk, id: "%any" }`)
 	return fmt.Sprintf(`control: %s
 log_level: debug
 tun: { name: mvpn0, mtu: 1400, addrs: [198.18.0.1/24, "2001:db8:ff::1/64"] }
@@ -673,24 +696,25 @@ pools:
     dns: [198.18.0.53]
 connections:
   rw:
-    local_addrs: [198.51.100.1, "2001:db8:2::1"]
+    local_addrs: %s
     remote_addrs: ["%%any"]
     proposals: %s
     pools: [rw]
-    local: { auth: psk, id: gw.example.org }
-    remote: { auth: psk, id: "%%any" }
+    local: %s
+    remote: %s
 %s    children:
       net:
         local_ts: %s
         remote_ts: %s
         esp_proposals: %s
-%s`, l.gwSock, mvIndent(o.Top, 0), labPSK,
+%s%s`, l.gwSock, mvIndent(o.Top, 0), labPSK,
+		mvYAMLList(mvDefault(o.GatewayAddrs, []string{"198.51.100.1", "2001:db8:2::1"})),
 		mvYAMLList(mvDefault(o.Proposals, []string{"aes128gcm16-prfsha256-x25519"})),
-		mvIndent(o.Conn, 4),
+		local, remote, mvIndent(o.Conn, 4),
 		mvYAMLList(mvDefault(o.LocalTS, []string{"198.18.0.0/24", "2001:db8:ff::/64"})),
 		mvYAMLList(mvDefault(o.RemoteTS, []string{"dynamic"})),
 		mvYAMLList(mvDefault(o.ESPProposals, []string{"aes128gcm16"})),
-		mvIndent(o.Child, 8))
+		mvIndent(o.Child, 8), mvIndent(o.Children, 0))
 }
 
 // mvClientConfig is our client: connection home, child net, to gateway.
@@ -699,6 +723,7 @@ func (l *interopLab) mvClientConfig(gateway string, o mvOpts) string {
 	if len(o.VIPs) == 1 && o.VIPs[0] == "-" {
 		vips = ""
 	}
+	local, remote := o.mvAuth(`{ auth: psk, id: alice@example.org }`, `{ auth: psk, id: gw.example.org }`)
 	return fmt.Sprintf(`control: %s
 log_level: debug
 tun: { name: mvpn0, mtu: 1400 }
@@ -709,21 +734,21 @@ connections:
   home:
     remote_addrs: [%q]
     proposals: %s
-%s    local: { auth: psk, id: alice@example.org }
-    remote: { auth: psk, id: gw.example.org }
+%s    local: %s
+    remote: %s
     start_action: none
 %s    children:
       net:
         local_ts: %s
         remote_ts: %s
         esp_proposals: %s
-%s`, l.clSock, mvIndent(o.Top, 0), labPSK, gateway,
+%s%s`, l.clSock, mvIndent(o.Top, 0), labPSK, gateway,
 		mvYAMLList(mvDefault(o.Proposals, []string{"aes128gcm16-prfsha256-x25519"})),
-		vips, mvIndent(o.Conn, 4),
+		vips, local, remote, mvIndent(o.Conn, 4),
 		mvYAMLList(mvDefault(o.LocalTS, []string{"dynamic"})),
 		mvYAMLList(mvDefault(o.RemoteTS, []string{"198.18.0.0/24"})),
 		mvYAMLList(mvDefault(o.ESPProposals, []string{"aes128gcm16"})),
-		mvIndent(o.Child, 8))
+		mvIndent(o.Child, 8), mvIndent(o.Children, 0))
 }
 
 // startMV starts a mobikevpn daemon with config text in ns and waits for its socket.
@@ -945,4 +970,193 @@ list-sas reply {
 			t.Errorf("no error for %q", bad)
 		}
 	}
+}
+
+// rekey runs swanctl --rekey with args (e.g. "--child", "net" or "--ike", "rw"); the
+// rekey itself runs in charon after swanctl returns.
+func (s *strongswan) rekey(args ...string) {
+	s.t.Helper()
+	out, err := s.swanctl(append([]string{"--rekey"}, args...)...)
+	if err != nil || !strings.Contains(out, "rekey completed successfully") {
+		s.t.Fatalf("swanctl --rekey %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// mark returns the length of charon's log so far, for logSince.
+func (s *strongswan) mark() int { return len(s.log()) }
+
+// logSince returns what charon logged after mark.
+func (s *strongswan) logSince(mark int) string {
+	l := s.log()
+	if mark > len(l) {
+		return ""
+	}
+	return l[mark:]
+}
+
+// kill ends charon abruptly (SIGKILL): it sends nothing to its peers.
+func (s *strongswan) kill() {
+	s.t.Helper()
+	s.p.cmd.Process.Kill()
+	if _, ok := s.p.wait(5 * time.Second); !ok {
+		s.t.Fatal("charon did not die")
+	}
+}
+
+// waitLog waits until charon's log after mark contains want.
+func (s *strongswan) waitLog(mark int, d time.Duration, want string) bool {
+	return waitFor(d, func() bool { return strings.Contains(s.logSince(mark), want) })
+}
+
+// outputSince returns what the process logged after mark (a length of its output).
+func (p *proc) outputSince(mark int) string {
+	o := p.output()
+	if mark > len(o) {
+		return ""
+	}
+	return o[mark:]
+}
+
+// certFiles reads ike/cert's test credentials for strongSwan's credential folders:
+// dst path (e.g. "x509/rsa-gw.pem") -> the content of the testdata file of the same
+// base name.
+func certFiles(t *testing.T, dsts ...string) map[string][]byte {
+	t.Helper()
+	m := map[string][]byte{}
+	for _, d := range dsts {
+		b, err := os.ReadFile(filepath.Join("..", "ike", "cert", "testdata", filepath.Base(d)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[d] = b
+	}
+	return m
+}
+
+// capture is a tcpdump running in a namespace, writing a pcap file.
+type capture struct {
+	l    *lab
+	p    *proc
+	pcap string
+	home string // tshark's configuration folder (HOME and XDG_CONFIG_HOME)
+}
+
+// startCapture captures filter on dev in ns until stop.
+func (l *lab) startCapture(name, ns, dev, filter string) *capture {
+	l.t.Helper()
+	for _, tool := range []string{"tcpdump", "tshark"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			l.t.Fatalf("%s is not installed; ./scripts/test.sh installs it", tool)
+		}
+	}
+	c := &capture{l: l, pcap: filepath.Join(l.dir, name+".pcap"), home: filepath.Join(l.dir, name+"-wshome")}
+	c.p = l.start("tcpdump-"+name, ns, "tcpdump", "--immediate-mode", "-Z", "root", "-n", "-i", dev, "-U", "-w", c.pcap, filter)
+	if !waitFor(5*time.Second, func() bool { return strings.Contains(c.p.output(), "listening on") }) {
+		l.t.Fatalf("tcpdump did not start:\n%s", c.p.output())
+	}
+	return c
+}
+
+// stop ends the capture (tcpdump flushes its file on SIGINT).
+func (c *capture) stop() {
+	c.l.t.Helper()
+	time.Sleep(100 * time.Millisecond)
+	c.p.signal(syscall.SIGINT)
+	if _, ok := c.p.wait(5 * time.Second); !ok {
+		c.l.t.Fatal("tcpdump did not stop")
+	}
+}
+
+// tshark reads the capture with tshark (its configuration in c.home) and returns its
+// output.
+func (c *capture) tshark(args ...string) string {
+	c.l.t.Helper()
+	cmd := exec.Command("tshark", append([]string{"-n", "-r", c.pcap}, args...)...)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+c.home, "HOME="+c.home)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		c.l.t.Fatalf("tshark %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out)
+}
+
+// tcpTransferWithin is tcpTransfer with a deadline: a transfer that stalls (a tunnel
+// that lost its path) fails the test after d instead of hanging it. It returns the
+// throughput in Mbit/s.
+func (l *lab) tcpTransferWithin(srcNS, dstNS, listen, dial string, n int64, d time.Duration) float64 {
+	l.t.Helper()
+	mbps, err := l.tcpTransferErr(srcNS, dstNS, listen, dial, n, d)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return mbps
+}
+
+// tcpTransferErr is tcpTransferWithin returning its error (for goroutines).
+func (l *lab) tcpTransferErr(srcNS, dstNS, listen, dial string, n int64, d time.Duration) (float64, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	sink := exec.CommandContext(ctx, "ip", "netns", "exec", dstNS, self, listen)
+	sink.Env = append(os.Environ(), "MOBIKEVPN_HELPER=tcpsink")
+	sinkOut, _ := sink.StdoutPipe()
+	if err := sink.Start(); err != nil {
+		return 0, err
+	}
+	defer sink.Wait()
+	defer sink.Process.Kill()
+	buf := make([]byte, 10)
+	if _, err := io.ReadFull(sinkOut, buf); err != nil || string(buf) != "listening\n" {
+		return 0, fmt.Errorf("TCP sink did not start: %q %v", buf, err)
+	}
+	src := exec.CommandContext(ctx, "ip", "netns", "exec", srcNS, self, dial, strconv.FormatInt(n, 10))
+	src.Env = append(os.Environ(), "MOBIKEVPN_HELPER=tcpsource")
+	srcOut, err := src.Output()
+	if ctx.Err() != nil {
+		return 0, fmt.Errorf("TCP transfer of %d bytes to %s did not finish within %v", n, dial, d)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("TCP source: %v", err)
+	}
+	rest, _ := io.ReadAll(sinkOut)
+	sent, recv := strings.Fields(string(srcOut)), strings.Fields(string(rest))
+	if len(sent) != 4 || len(recv) != 3 {
+		return 0, fmt.Errorf("TCP transfer output: source %q sink %q", srcOut, rest)
+	}
+	if sent[1] != recv[1] || sent[2] != recv[2] {
+		return 0, fmt.Errorf("TCP transfer corrupted: sent %s bytes %s, received %s bytes %s", sent[1], sent[2], recv[1], recv[2])
+	}
+	secs, _ := strconv.ParseFloat(sent[3], 64)
+	return float64(n) * 8 / secs / 1e6, nil
+}
+
+// trafficCheck is checkInteropTraffic with deadlines on the TCP transfers: pings both
+// ways and TCP both ways (checked byte for byte) through the tunnel; it returns the
+// client's virtual IP (read from strongSwan, which must start with vipPrefix).
+func (l *interopLab) trafficCheck(t *testing.T, sw *strongswan, vipPrefix string) string {
+	t.Helper()
+	var vip string
+	var sas []swIKESA
+	// An IKE SA being rekeyed shows twice for a moment.
+	if !waitFor(2*time.Second, func() bool { sas = sw.listSAs(); return len(sas) == 1 }) {
+		t.Fatalf("strongSwan has %d IKE SAs, want 1: %+v", len(sas), sas)
+	}
+	for _, k := range []string{"local-vips", "remote-vips"} {
+		if v := sas[0].Lists[k]; len(v) > 0 {
+			vip = v[0]
+		}
+	}
+	if !strings.HasPrefix(vip, vipPrefix) {
+		t.Fatalf("client virtual IP %q, want one from %s0/24", vip, vipPrefix)
+	}
+	l.ping(l.cl, "198.18.0.1", 5)
+	l.ping(l.gw, vip, 5)
+	l.tcpTransferWithin(l.cl, l.gw, "198.18.0.1:5001", "198.18.0.1:5001", 2<<20, 15*time.Second)
+	l.tcpTransferWithin(l.gw, l.cl, vip+":5002", vip+":5002", 1<<20, 15*time.Second)
+	return vip
 }

@@ -229,7 +229,7 @@ func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string,
 		return "", err
 	}
 	if swErr != nil {
-		return "", control.UsageError("switch: %v", swErr)
+		return "", control.UsageError("%v", swErr)
 	}
 	name := func(t ike.SwitchTarget) string { return fmt.Sprintf("%s (SA #%d)", t.Peer, t.ID) }
 	var asked, already, skipped []string
