@@ -195,7 +195,7 @@ func TestMalformedInputCatalogue(t *testing.T) {
 		append([]byte{0x7f, 0x7f, 0x7f, 0x7f}, bytes.Repeat([]byte{0}, 60)...), // unknown SPI
 		badICV,
 		outside,
-		captured,                         // replayed
+		captured,                          // replayed
 		bytes.Repeat([]byte{0x11}, 60000), // a huge datagram (IP-fragmented on the way)
 	)
 	time.Sleep(300 * time.Millisecond)
