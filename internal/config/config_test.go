@@ -721,3 +721,28 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRSAPSSOption(t *testing.T) {
+	read := func(f string) string {
+		b, err := os.ReadFile(filepath.Join("..", "..", "ike", "cert", "testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	dir := writeFiles(t, map[string]string{
+		"gw.pem": read("rsa-gw.pem"), "gw.key": read("rsa-gw.key"), "ca.pem": read("rsa-ca.pem"),
+		"gw.yaml": `
+connections:
+  rw:
+    local: { auth: pubkey, certs: [gw.pem], key: gw.key, rsa_pss: true }
+    remote: { auth: pubkey, cacerts: [ca.pem] }
+    children:
+      net: {}
+`,
+	})
+	c := mustLoad(t, dir).Connection("rw")
+	if c.Local.Cred == nil || !c.Local.Cred.RSAPSS {
+		t.Errorf("rsa_pss not applied: %+v", c.Local.Cred)
+	}
+}

@@ -722,7 +722,7 @@ func (p *parser) switchAccept(v val, c *Connection) error {
 }
 
 func (p *parser) localAuth(v val, a *LocalAuth) error {
-	o, err := p.object(v, "auth, id, certs, key", "auth", "id", "certs", "key")
+	o, err := p.object(v, "auth, id, certs, key, rsa_pss", "auth", "id", "certs", "key", "rsa_pss")
 	if err != nil {
 		return err
 	}
@@ -746,7 +746,7 @@ func (p *parser) localAuth(v val, a *LocalAuth) error {
 		if a.ID == "" {
 			return p.errf(o.keyLine("id"), joinPath(v.path, "id"), "missing; psk authentication needs our identity, e.g. id: alice@example.org")
 		}
-		for _, k := range []string{"certs", "key"} {
+		for _, k := range []string{"certs", "key", "rsa_pss"} {
 			if o.has(k) {
 				return p.errf(o.keyLine(k), joinPath(v.path, k), "only used with auth: pubkey")
 			}
@@ -783,6 +783,11 @@ func (p *parser) localAuth(v val, a *LocalAuth) error {
 		}
 		if a.Cred, err = cert.LoadCredential(a.Certs, a.Key); err != nil {
 			return p.verr(kv, "%v", err)
+		}
+		if pv, ok := o.get("rsa_pss"); ok {
+			if a.Cred.RSAPSS, err = p.boolean(pv); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
