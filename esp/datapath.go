@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +58,18 @@ type Config struct {
 	Logger *slog.Logger
 	// MTU is the inner MTU (the TUN device's); it sizes the buffers. Zero asks the TUN.
 	MTU int
+	// Workers is how many goroutines seal or open the packets of one large batch
+	// together; 0 means GOMAXPROCS (at most maxWorkers), 1 keeps the crypto on the
+	// goroutine that read the batch.
+	Workers int
+	// NoOffload turns UDP GSO and GRO off on the NAT-T sockets. By default they are
+	// used where the socket (udp.Offloader) and the kernel support them. The TUN
+	// device's own offloads are the device's business.
+	NoOffload bool
 }
+
+// maxWorkers caps Config.Workers.
+const maxWorkers = 16
 
 // SAConfig describes one Child SA in one direction.
 type SAConfig struct {
@@ -91,16 +103,20 @@ type Counters struct {
 // Datapath moves packets between the TUN device and ESP-in-UDP for the installed SAs.
 // Its methods are safe for concurrent use.
 type Datapath struct {
-	tun       tun.Device
-	conns     []*connInfo
-	nattPort  uint16
-	onIKE     func(pkt []byte, local, remote netip.AddrPort)
-	log       *slog.Logger
-	mtu       int
-	outBatch  int
-	outBufLen int
-	inBufLen  int
-	epoch     time.Time
+	tun        tun.Device
+	conns      []*connInfo
+	nattPort   uint16
+	onIKE      func(pkt []byte, local, remote netip.AddrPort)
+	log        *slog.Logger
+	mtu        int
+	outBatch   int
+	outBufLen  int
+	inBufLen   int
+	epoch      time.Time
+	workers    int
+	jobs       chan *part // parts of forked batches for the helpers; nil with one worker
+	splitBytes int        // least payload per forked part (tests lower it)
+	groArena   int        // bytes for the TUN GRO heads of each socket reader; 0 turns them off
 
 	in  atomic.Pointer[inTable]
 	out atomic.Pointer[outTable]
@@ -119,6 +135,8 @@ type connInfo struct {
 	port  uint16
 	is4   bool
 	natt  bool
+	gro   bool       // UDP GRO is on: reads may return trains of datagrams
+	gso   bool       // UDP GSO is on (for the logs)
 	wmu   sync.Mutex // one WriteBatch at a time per socket
 }
 
@@ -208,15 +226,23 @@ func New(cfg Config) (*Datapath, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	workers := cfg.Workers
+	if workers <= 0 {
+		workers = min(runtime.GOMAXPROCS(0), maxWorkers)
+	}
+	workers = min(workers, maxWorkers)
 	d := &Datapath{
-		tun:      cfg.TUN,
-		nattPort: cfg.NATTPort,
-		onIKE:    cfg.OnIKE,
-		log:      log,
-		mtu:      mtu,
-		outBatch: min(max(cfg.TUN.BatchSize(), 1), maxBatch),
-		epoch:    time.Now(),
-		kick:     make(chan struct{}, 1),
+		workers:    workers,
+		groArena:   groArenaLen,
+		splitBytes: minSplitBytes,
+		tun:        cfg.TUN,
+		nattPort:   cfg.NATTPort,
+		onIKE:      cfg.OnIKE,
+		log:        log,
+		mtu:        mtu,
+		outBatch:   min(max(cfg.TUN.BatchSize(), 1), maxBatch),
+		epoch:      time.Now(),
+		kick:       make(chan struct{}, 1),
 	}
 	d.outBufLen = outHeadroom + mtu + maxTailLen
 	d.inBufLen = max(maxHeadLen+mtu+maxTailLen, 4+MaxIKEMessage)
@@ -236,7 +262,15 @@ func New(cfg Config) (*Datapath, error) {
 			}
 		}
 		natt = natt || ci.natt
+		if o, ok := c.(udp.Offloader); ok && ci.natt {
+			ci.gso, ci.gro = o.SetOffload(!cfg.NoOffload, !cfg.NoOffload)
+			log.Debug("esp: socket offloads", "local", la, "gso", ci.gso, "gro", ci.gro)
+		}
 		d.conns = append(d.conns, ci)
+	}
+	if workers > 1 {
+		// Room for every reader's parts, and for stale entries (see fork).
+		d.jobs = make(chan *part, 2*(len(d.conns)+1)*(workers-1))
 	}
 	if !natt {
 		return nil, fmt.Errorf("esp: no socket on the NAT-T port %d", cfg.NATTPort)
@@ -274,6 +308,11 @@ func (d *Datapath) Run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { d.keepalives(ctx) })
+	if d.jobs != nil {
+		for range d.workers - 1 {
+			wg.Go(func() { d.helper(ctx) })
+		}
+	}
 	<-ctx.Done()
 	d.closeIO()
 	wg.Wait()

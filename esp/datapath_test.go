@@ -51,6 +51,12 @@ type peer struct {
 
 func newPeer(t testing.TB, n *memnet.Network, addrs ...netip.Addr) *peer {
 	t.Helper()
+	return newPeerCfg(t, n, nil, addrs...)
+}
+
+// newPeerCfg is newPeer with mod applied to the Config.
+func newPeerCfg(t testing.TB, n *memnet.Network, mod func(*Config), addrs ...netip.Addr) *peer {
+	t.Helper()
 	p := &peer{host: n.Host(addrs...), tun: memtun.New("test", testMTU), conns: map[connKey]udp.Conn{}, ike: make(chan ikeMsg, 64)}
 	var conns []udp.Conn
 	for _, port := range []uint16{ikePort, nattPort} {
@@ -59,10 +65,14 @@ func newPeer(t testing.TB, n *memnet.Network, addrs ...netip.Addr) *peer {
 		p.conns[connKey{true, port}], p.conns[connKey{false, port}] = cs[0], cs[1]
 		conns = append(conns, cs...)
 	}
-	d, err := New(Config{
+	cfg := Config{
 		TUN: p.tun, Conns: conns, NATTPort: nattPort, MTU: testMTU,
 		OnIKE: func(pkt []byte, local, remote netip.AddrPort) { p.ike <- ikeMsg{pkt, local, remote} },
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,12 +180,18 @@ type pair struct {
 
 func newPair(t testing.TB, k Keys, esn bool, keepalive time.Duration) *pair {
 	t.Helper()
+	return newPairCfg(t, k, esn, keepalive, nil)
+}
+
+// newPairCfg is newPair with mod applied to both peers' Config.
+func newPairCfg(t testing.TB, k Keys, esn bool, keepalive time.Duration, mod func(*Config)) *pair {
+	t.Helper()
 	n := memnet.New()
 	n.SetQueueLen(8192)
 	p := &pair{
 		n:   n,
-		a:   newPeer(t, n, aV4, aV4b, aV6),
-		b:   newPeer(t, n, bV4, bV4b, bV6),
+		a:   newPeerCfg(t, n, mod, aV4, aV4b, aV6),
+		b:   newPeerCfg(t, n, mod, bV4, bV4b, bV6),
 		kAB: testKeys(k, 1),
 		kBA: testKeys(k, 2),
 	}

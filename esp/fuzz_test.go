@@ -79,12 +79,13 @@ func FuzzInbound(f *testing.F) {
 			n := s.sealRaw(&scr, b, 0x1001, 7, false, binary.BigEndian.AppendUint64(nil, 7), len(data))
 			dgram = b[:n]
 		}
-		m := &w.msgs[0]
-		m.Buffer = m.Buffer[:cap(m.Buffer)]
-		m.N = copy(m.Buffer, dgram)
-		m.Truncated = len(dgram) > len(m.Buffer)
 		before, ikesBefore, writtenBefore := outcomes(d.Drops()), ikes, lt.written
-		if err := w.process(1); err != nil {
+		if err := w.step(func(msgs []udp.Message) int {
+			m := &msgs[0]
+			m.N = copy(m.Buffer, dgram)
+			m.Truncated = len(dgram) > len(m.Buffer)
+			return 1
+		}); err != nil {
 			t.Fatal(err)
 		}
 		got := outcomes(d.Drops()) - before + uint64(ikes-ikesBefore) + uint64(lt.written-writtenBefore)

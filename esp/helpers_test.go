@@ -2,6 +2,7 @@ package esp
 
 import (
 	"bytes"
+	"github.com/mobikevpn/mobikevpn/internal/udp"
 	"io"
 	"log/slog"
 	"sync"
@@ -27,4 +28,37 @@ func (s *syncBuffer) String() string {
 
 func newDebugLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// step runs one socket read through the receive path on the calling goroutine:
+// read fills the messages of a batch and returns how many it filled.
+func (w *inWorker) step(read func([]udp.Message) int) error {
+	b := w.batches[0]
+	for i := range b.msgs {
+		m := &b.msgs[i]
+		m.Buffer = m.Buffer[:cap(m.Buffer)]
+		m.N, m.Truncated, m.Segment = 0, false, 0
+	}
+	w.process(b, read(b.msgs))
+	w.writeOut(b)
+	if e := w.werr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// step runs one TUN read through the send path on the calling goroutine.
+func (w *outWorker) step(read func(bufs [][]byte, sizes []int) int) {
+	for i := range w.view {
+		w.view[i] = w.ring[(w.start+i)%len(w.ring)]
+	}
+	n := read(w.view, w.sizes)
+	w.process(n)
+	w.hand(n)
+	for w.pending.Load() > 0 { // no writer goroutine in tests: write here
+		w.spans = append(w.spans[:0], <-w.ready)
+		w.transmit()
+		w.pending.Add(-1)
+		w.avail += w.spans[0].n
+	}
 }

@@ -221,7 +221,7 @@ func (s *suite) headLen() int { return espHeaderLen + s.ivLen }
 // sealedLen is the length of the ESP packet sealed from a payload of n bytes.
 func (s *suite) sealedLen(n int) int {
 	pt := n + 2
-	pt += (s.align - pt%s.align) % s.align
+	pt += -pt & (s.align - 1) // align is a power of two
 	return s.headLen() + pt + s.icv
 }
 
@@ -339,7 +339,7 @@ func (s *suite) sealIV(sc *scratch, b []byte, spi uint32, seq uint64, esn bool, 
 	}
 	hl := s.headLen()
 	ptLen := n + 2
-	pad := (s.align - ptLen%s.align) % s.align
+	pad := -ptLen & (s.align - 1)
 	ptLen += pad
 	tr := b[hl+n : hl+ptLen]
 	for i := range pad {

@@ -182,9 +182,17 @@ func TestMobikeRouteChange(t *testing.T) {
 }
 
 func TestMobikeSilentPathFailure(t *testing.T) {
-	l, _, cl := newTwoLinkClientLab(t, "    dpd_delay: 1s\n", "retransmit: { timeout: 500ms, tries: 5, base: 1.5 }\n")
+	l, gw, cl := newTwoLinkClientLab(t, "    dpd_delay: 1s\n", "retransmit: { timeout: 500ms, tries: 5, base: 1.5 }\n")
+	defer func() {
+		if t.Failed() {
+			t.Logf("client:\n%s\ngateway:\n%s", cl.output(), gw.output())
+		}
+	}()
+	// The path breaks for both of eth0's addresses, so that the one working pair is
+	// 192.0.2.138 -> 198.51.100.1 (with IPv6 left open, whichever family answers first
+	// wins the probing race).
 	took, _, _ := l.measureMove("silent path failure", func() {
-		l.exec(l.rt, "nft", "add table inet flt; add chain inet flt fw { type filter hook forward priority 0; }; add rule inet flt fw ip saddr 192.0.2.10 drop; add rule inet flt fw ip daddr 192.0.2.10 drop")
+		l.exec(l.rt, "nft", "add table inet flt; add chain inet flt fw { type filter hook forward priority 0; }; add rule inet flt fw ip saddr 192.0.2.10 drop; add rule inet flt fw ip daddr 192.0.2.10 drop; add rule inet flt fw ip6 saddr 2001:db8:1::10 drop; add rule inet flt fw ip6 daddr 2001:db8:1::10 drop")
 	}, "192.0.2.138:4500", 10*time.Second)
 	if !strings.Contains(cl.output(), "path probing") {
 		t.Errorf("the client did not probe paths:\n%s", cl.output())
