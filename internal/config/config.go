@@ -33,10 +33,21 @@ type Config struct {
 	CookieThreshold int           // half-open IKE SAs above which COOKIEs are required
 	HalfOpenTimeout time.Duration // how long a half-open IKE SA is kept
 	Retransmit      Retransmit
-	FragmentSize    int           // largest IP datagram of an IKE fragment (RFC 7383)
-	BlockThreshold  int           // half-open IKE SAs one peer address may have
-	HalfOpenLimit   int           // half-open IKE SAs in all
+	FragmentSize    int // largest IP datagram of an IKE fragment (RFC 7383)
+	BlockThreshold  int // half-open IKE SAs one peer address may have
+	HalfOpenLimit   int // half-open IKE SAs in all
+	Datapath        Datapath
 	Connections     []*Connection // in file order
+}
+
+// Datapath tunes the ESP datapath.
+type Datapath struct {
+	// Workers is how many goroutines seal or open the packets of a large batch
+	// together: 0 means one per CPU, 1 keeps the crypto on the goroutine that read
+	// the batch.
+	Workers int
+	// UDPOffload uses UDP GSO and GRO on the NAT-T sockets where the kernel has them.
+	UDPOffload bool
 }
 
 // Ports are the local UDP ports.

@@ -187,6 +187,9 @@ func TestDefaults(t *testing.T) {
 	if cfg.Control != "" || cfg.LogLevel != "info" || cfg.Keylog != "" || cfg.Updown != "" {
 		t.Errorf("top-level defaults: %+v", cfg)
 	}
+	if cfg.Datapath != (Datapath{Workers: 0, UDPOffload: true}) {
+		t.Errorf("datapath defaults: %+v", cfg.Datapath)
+	}
 	if cfg.Ports != (Ports{500, 4500}) || cfg.TUN.Name != "mvpn0" || cfg.TUN.MTU != 1400 || cfg.TUN.Addrs != nil {
 		t.Errorf("ports/tun defaults: %+v %+v", cfg.Ports, cfg.TUN)
 	}
@@ -230,6 +233,7 @@ updown: updown.sh
 cookie_threshold: 0
 half_open_timeout: 1m
 retransmit: { timeout: 2s, tries: 3, base: 2 }
+datapath: { workers: 1, udp_offload: no }
 tun: { addrs: "198.18.0.1/24, 2001:db8::1/64", mtu: 1280 }
 secrets:
   - ids: alice@example.org
@@ -287,6 +291,9 @@ connections:
 				}
 				if cfg.CookieThreshold != 0 || cfg.HalfOpenTimeout != time.Minute || cfg.Retransmit != (Retransmit{2 * time.Second, 3, 2}) {
 					t.Errorf("extensions: %d %v %+v", cfg.CookieThreshold, cfg.HalfOpenTimeout, cfg.Retransmit)
+				}
+				if cfg.Datapath != (Datapath{Workers: 1, UDPOffload: false}) {
+					t.Errorf("datapath: %+v", cfg.Datapath)
 				}
 				if !reflect.DeepEqual(cfg.TUN.Addrs, []netip.Prefix{pfx("198.18.0.1/24"), pfx("2001:db8::1/64")}) || cfg.TUN.MTU != 1280 {
 					t.Errorf("tun: %+v", cfg.TUN)
@@ -484,6 +491,9 @@ func TestBadConfigs(t *testing.T) {
 		{"bool", conn("    encap: maybe #<\n" + ok), nil, "connections.home.encap", `"maybe" is not a boolean; use true or false`},
 		{"retransmit base", "retransmit:\n  base: 0.5 #<\n", nil, "retransmit.base", "out of range; allowed: 1..10"},
 		{"retransmit timeout zero", "retransmit: { timeout: 0s } #<\n", nil, "retransmit.timeout", "must be more than 0"},
+		{"datapath workers", "datapath: { workers: 17 } #<\n", nil, "datapath.workers", "out of range; allowed: 0..16"},
+		{"datapath offload", "datapath:\n  udp_offload: sometimes #<\n", nil, "datapath.udp_offload", "not a boolean"},
+		{"datapath unknown", "datapath:\n  threads: 2 #<\n", nil, "datapath.threads", "unknown"},
 		{"half open zero", "half_open_timeout: 0s #<\n", nil, "half_open_timeout", "must be more than 0"},
 		{"cookie negative", "cookie_threshold: -1 #<\n", nil, "cookie_threshold", "out of range"},
 		{"updown missing", "updown: hook.sh #<\n", nil, "updown", "hook.sh: no such file"},

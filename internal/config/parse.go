@@ -29,6 +29,7 @@ const (
 	DefaultMTU             = 1400
 	DefaultCookieThreshold = 10
 	DefaultFragmentSize    = 1280
+	MaxDatapathWorkers     = 16    // datapath.workers
 	DefaultBlockThreshold  = 5     // half-open SAs per peer address (strongSwan's block_threshold)
 	DefaultHalfOpenLimit   = 10000 // half-open SAs in all
 	DefaultHalfOpenTimeout = 30 * time.Second
@@ -71,7 +72,7 @@ func (p *parser) parse(data []byte) (*Config, error) {
 	}
 	top, err := p.object(val{n: root, line: root.Line}, "the top level: control, log_level, connections, ...",
 		"control", "log_level", "keylog", "ports", "tun", "updown", "secrets", "pools",
-		"cookie_threshold", "half_open_timeout", "block_threshold", "half_open_limit", "retransmit", "fragment_size", "connections")
+		"cookie_threshold", "half_open_timeout", "block_threshold", "half_open_limit", "retransmit", "fragment_size", "datapath", "connections")
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +86,7 @@ func (p *parser) parse(data []byte) (*Config, error) {
 		FragmentSize:    DefaultFragmentSize,
 		BlockThreshold:  DefaultBlockThreshold,
 		HalfOpenLimit:   DefaultHalfOpenLimit,
+		Datapath:        Datapath{UDPOffload: true},
 	}
 	if v, ok := top.get("control"); ok {
 		s, err := p.str(v)
@@ -175,6 +177,11 @@ func (p *parser) parse(data []byte) (*Config, error) {
 	}
 	if v, ok := top.get("retransmit"); ok {
 		if err := p.retransmit(v, &cfg.Retransmit); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := top.get("datapath"); ok {
+		if err := p.datapath(v, &cfg.Datapath); err != nil {
 			return nil, err
 		}
 	}
@@ -401,6 +408,26 @@ func (p *parser) pools(v val) ([]Pool, error) {
 		out = append(out, pool)
 	}
 	return out, nil
+}
+
+func (p *parser) datapath(v val, d *Datapath) error {
+	o, err := p.object(v, "workers, udp_offload", "workers", "udp_offload")
+	if err != nil {
+		return err
+	}
+	if v, ok := o.get("workers"); ok {
+		n, err := p.integer(v, 0, MaxDatapathWorkers)
+		if err != nil {
+			return err
+		}
+		d.Workers = int(n)
+	}
+	if v, ok := o.get("udp_offload"); ok {
+		if d.UDPOffload, err = p.boolean(v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *parser) retransmit(v val, r *Retransmit) error {

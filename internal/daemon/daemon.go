@@ -129,12 +129,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		conns = append(conns, cs...)
 	}
 	d.dp, err = esp.New(esp.Config{
-		TUN:      d.dev,
-		Conns:    conns,
-		NATTPort: cfg.Ports.NATT,
-		OnIKE:    d.onIKE,
-		Logger:   log.With("part", "esp"),
-		MTU:      cfg.TUN.MTU,
+		TUN:       d.dev,
+		Conns:     conns,
+		NATTPort:  cfg.Ports.NATT,
+		OnIKE:     d.onIKE,
+		Logger:    log.With("part", "esp"),
+		MTU:       cfg.TUN.MTU,
+		Workers:   cfg.Datapath.Workers,
+		NoOffload: !cfg.Datapath.UDPOffload,
 	})
 	if err != nil {
 		return err
