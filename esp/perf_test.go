@@ -155,6 +155,11 @@ func TestBatchAllocs(t *testing.T) {
 
 var benchSizes = []int{64, 1400}
 
+// rawSizes are benchSizes plus what ESP encrypts for them (payload, padding to 4 bytes
+// and the two trailer bytes: 68 and 1404): the trailer pushes a 64-byte packet into a
+// fifth, partial GCM block, a cost of the protocol rather than of the implementation.
+var rawSizes = []int{64, 68, 1400, 1404}
+
 func BenchmarkSeal(b *testing.B) {
 	for _, ts := range testSuites {
 		s := mustSuite(b, ts.keys)
@@ -204,7 +209,7 @@ func BenchmarkRawAESGCM(b *testing.B) {
 	for _, bits := range []int{128, 256} {
 		blk, _ := aes.NewCipher(seqBytes(bits / 8))
 		a, _ := cipher.NewGCM(blk)
-		for _, size := range benchSizes {
+		for _, size := range rawSizes {
 			b.Run(fmt.Sprintf("aes%dgcm/%d", bits, size), func(b *testing.B) {
 				buf := make([]byte, size+16)
 				nonce := make([]byte, 12)
@@ -227,7 +232,7 @@ func BenchmarkRawAESGCMOpen(b *testing.B) {
 	for _, bits := range []int{128, 256} {
 		blk, _ := aes.NewCipher(seqBytes(bits / 8))
 		a, _ := cipher.NewGCM(blk)
-		for _, size := range benchSizes {
+		for _, size := range rawSizes {
 			b.Run(fmt.Sprintf("aes%dgcm/%d", bits, size), func(b *testing.B) {
 				nonce := make([]byte, 12)
 				aad := make([]byte, 8)

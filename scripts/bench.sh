@@ -27,6 +27,10 @@
 #   VARIANTS="mvpn-aes128 wggo" ./scripts/bench.sh  a subset
 #   PERF_DIR=/tmp/prof ./scripts/bench.sh           also records `perf` profiles of the
 #                                                   mobikevpn daemons (TCP single stream)
+#   VARIANTS="mvpn-aes128 mvpn-aes128-1worker mvpn-aes128-nooffload" ./scripts/bench.sh
+#                                                   what crypto workers and UDP GSO/GRO gain
+#   MVPN_BIN=/path/to/old/mobikevpn VARIANTS=mvpn-aes128 ./scripts/bench.sh
+#                                                   measure another build (before/after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -54,10 +58,14 @@ fi
 # strongswan-charon starts a system-wide charon through systemd where there is one; the
 # benchmark runs its own in the namespaces and leaves that one alone.
 
-echo "building bin/mobikevpn..."
-mkdir -p bin
-go build -o bin/mobikevpn ./cmd/mobikevpn
-BIN=$PWD/bin/mobikevpn
+if [ -n "${MVPN_BIN:-}" ]; then
+	BIN=$MVPN_BIN # another build, e.g. an older commit's, for a before/after comparison
+else
+	echo "building bin/mobikevpn..."
+	mkdir -p bin
+	go build -o bin/mobikevpn ./cmd/mobikevpn
+	BIN=$PWD/bin/mobikevpn
+fi
 
 # shellcheck source=lab.sh
 . scripts/lab.sh
@@ -110,9 +118,13 @@ HZ=$(getconf CLK_TCK)
 plain_up() { SERVER=198.51.100.1 CLIENT_BIND= PIDS=(); }
 plain_down() { :; }
 
+# mvpn_up ESP_PROPOSAL [DATAPATH]: DATAPATH is a `datapath:` setting for both ends.
 mvpn_up() {
 	lab_configs "$1"
 	sed -i 's/log_level: .*/log_level: warn/' "$LAB_DIR/gw.yaml" "$LAB_DIR/cl.yaml"
+	if [ -n "${2:-}" ]; then
+		sed -i "1i datapath: $2" "$LAB_DIR/gw.yaml" "$LAB_DIR/cl.yaml"
+	fi
 	LAB_PIDS=()
 	lab_start_daemons "$BIN"
 	PIDS=("${LAB_PIDS[@]}")
@@ -236,6 +248,10 @@ variant_up() {
 	mvpn-aes128) mvpn_up aes128gcm16 ;;
 	mvpn-aes256) mvpn_up aes256gcm16 ;;
 	mvpn-chacha) mvpn_up chacha20poly1305 ;;
+	# What the optimisations gain (not in the default set): the crypto of a batch on
+	# one goroutine, and that without UDP GSO/GRO either.
+	mvpn-aes128-1worker) mvpn_up aes128gcm16 "{ workers: 1 }" ;;
+	mvpn-aes128-nooffload) mvpn_up aes128gcm16 "{ workers: 1, udp_offload: false }" ;;
 	wggo) wggo_up ;;
 	swan) swan_up ;;
 	*) echo "unknown variant $1" >&2; exit 2 ;;

@@ -64,7 +64,7 @@ def report(tsv, out, rounds, tcp_time, udp_time, wggo, kernel, cpus):
         for test, runs in rows[v].items():
             summary[v][test] = med([x["value"] for x in runs])
         # CPU seconds of both VPN daemons per GB moved, TCP single stream.
-        if v in VPN:
+        if v in VPN or v.startswith("mvpn-"):
             summary[v]["cpu"] = med([x["cpu_s"] / (x["bytes"] / 1e9) for x in rows[v].get("tcp1", []) if x["bytes"] > 0])
         else:
             summary[v]["cpu"] = None
@@ -84,9 +84,9 @@ def report(tsv, out, rounds, tcp_time, udp_time, wggo, kernel, cpus):
     print()
     print(f"medians (min-max) of {rounds} rounds; TCP {tcp_time} s, UDP {udp_time} s per test; "
           f"kernel {kernel}, {cpus} CPUs; wireguard-go {wggo}")
-    print(f"{'':14}" + "".join(f"{name + ' [' + unit + ']':>{w}}" for _, name, unit, _ in TESTS))
+    print(f"{'':22}" + "".join(f"{name + ' [' + unit + ']':>{w}}" for _, name, unit, _ in TESTS))
     for v in order:
-        print(f"{v:14}" + "".join(f"{cell(summary[v].get(t), sc):>{w}}" for t, _, _, sc in TESTS))
+        print(f"{v:22}" + "".join(f"{cell(summary[v].get(t), sc):>{w}}" for t, _, _, sc in TESTS))
     ratios = {}
     for m in ("mvpn-aes128", "mvpn-aes256", "mvpn-chacha"):
         if m not in summary:
@@ -100,7 +100,7 @@ def report(tsv, out, rounds, tcp_time, udp_time, wggo, kernel, cpus):
         print()
         print("ratios of medians (CPU s/GB: lower is better, so < 1 is a win)")
         for k, rs in ratios.items():
-            print(f"{k:24}" + "".join(f"{('%.2fx' % rs[t]) if rs[t] else 'n/a':>{w}}" for t, _, _, _ in TESTS[:4])
+            print(f"{k:32}" + "".join(f"{('%.2fx' % rs[t]) if rs[t] else 'n/a':>{w}}" for t, _, _, _ in TESTS[:4])
                   + f"{('%.2fx' % rs['cpu']) if rs['cpu'] else 'n/a':>{w - 10}}")
     doc = {
         "rounds": int(rounds), "tcp_seconds": float(tcp_time), "udp_seconds": float(udp_time),
