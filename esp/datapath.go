@@ -118,12 +118,13 @@ type Datapath struct {
 	splitBytes int        // least payload per forked part (tests lower it)
 	groArena   int        // bytes for the TUN GRO heads of each socket reader; 0 turns them off
 
-	in  atomic.Pointer[inTable]
-	out atomic.Pointer[outTable]
-	mu  sync.Mutex // serialises changes to in and out
+	in        atomic.Pointer[inTable]
+	out       atomic.Pointer[outTable]
+	mu        sync.Mutex // serialises changes to in and out
+	nextOrder uint64     // installation order of outbound SAs; guarded by mu
 
 	drops drops
-	kick  chan struct{} // wakes the keepalive goroutine after a change of the table
+	kick  chan struct{} // wakes the keepalive goroutine when an SA with keepalives is installed
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -170,12 +171,9 @@ type inSA struct {
 	ctr    saCounters
 }
 
-type inTable struct {
-	m map[uint32]*inSA
-}
-
 type outSA struct {
 	child     uint64
+	order     uint64 // installation order; a replacement keeps its predecessor's
 	spi       uint32
 	suite     *suite
 	esn       bool
@@ -187,17 +185,6 @@ type outSA struct {
 	keepalive time.Duration
 	lastSent  atomic.Int64 // mono() of the last ESP packet or keepalive sent
 	ctr       saCounters
-}
-
-// outTable is the immutable outbound policy: SAs whose remote selectors include a
-// single address are found through hosts by destination; the others are scanned in
-// installation order.
-type outTable struct {
-	all     []*outSA // installation order
-	byChild map[uint64]*outSA
-	hosts   map[u128][]*outSA
-	scan    []*outSA
-	l4      bool // some SA's selectors look at protocols or ports
 }
 
 // New checks cfg and returns a Datapath with no SAs. Call Run to move packets.
@@ -275,8 +262,8 @@ func New(cfg Config) (*Datapath, error) {
 	if !natt {
 		return nil, fmt.Errorf("esp: no socket on the NAT-T port %d", cfg.NATTPort)
 	}
-	d.in.Store(&inTable{m: map[uint32]*inSA{}})
-	d.out.Store(buildOutTable(nil))
+	d.in.Store(&inTable{})
+	d.out.Store(&outTable{})
 	return d, nil
 }
 
@@ -445,15 +432,10 @@ func (d *Datapath) AddInbound(c SAConfig) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.in.Load()
-	if _, ok := old.m[c.SPI]; ok {
+	if old.get(c.SPI) != nil {
 		return fmt.Errorf("esp: inbound SPI %#08x already installed", c.SPI)
 	}
-	m := make(map[uint32]*inSA, len(old.m)+1)
-	for k, v := range old.m {
-		m[k] = v
-	}
-	m[c.SPI] = sa
-	d.in.Store(&inTable{m: m})
+	d.in.Store(old.with(sa))
 	return nil
 }
 
@@ -462,16 +444,10 @@ func (d *Datapath) RemoveInbound(spi uint32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.in.Load()
-	if _, ok := old.m[spi]; !ok {
+	if old.get(spi) == nil {
 		return
 	}
-	m := make(map[uint32]*inSA, len(old.m))
-	for k, v := range old.m {
-		if k != spi {
-			m[k] = v
-		}
-	}
-	d.in.Store(&inTable{m: m})
+	d.in.Store(old.without(spi))
 }
 
 // InstallOutbound installs the outbound SA of the caller's Child SA child, sending
@@ -516,21 +492,19 @@ func (d *Datapath) InstallOutbound(child uint64, c SAConfig, local, remote netip
 	sa.lastSent.Store(d.mono())
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	old := d.out.Load()
-	all := make([]*outSA, 0, len(old.all)+1)
-	replaced := false
-	for _, o := range old.all {
-		if o.child == child {
-			o = sa
-			replaced = true
-		}
-		all = append(all, o)
+	e := editOut(d.out.Load())
+	if o := e.t.child(child); o != nil {
+		sa.order = o.order
+		e.remove(o)
+	} else {
+		d.nextOrder++
+		sa.order = d.nextOrder
 	}
-	if !replaced {
-		all = append(all, sa)
+	e.add(sa)
+	d.out.Store(e.t)
+	if sa.keepalive > 0 {
+		d.wakeKeepalives()
 	}
-	d.out.Store(buildOutTable(all))
-	d.wakeKeepalives()
 	return nil
 }
 
@@ -539,17 +513,14 @@ func (d *Datapath) RemoveOutbound(child uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.out.Load()
-	if _, ok := old.byChild[child]; !ok {
+	o := old.child(child)
+	if o == nil {
 		return
 	}
-	all := make([]*outSA, 0, len(old.all))
-	for _, o := range old.all {
-		if o.child != child {
-			all = append(all, o)
-		}
-	}
-	d.out.Store(buildOutTable(all))
-	d.wakeKeepalives()
+	// The keepalives need no wake-up: one less SA can only make them due later.
+	e := editOut(old)
+	e.remove(o)
+	d.out.Store(e.t)
 }
 
 // SetEndpoints moves the outbound SA of child to local and remote (MOBIKE). The pair
@@ -561,52 +532,11 @@ func (d *Datapath) SetEndpoints(child uint64, local, remote netip.AddrPort) erro
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	sa, ok := d.out.Load().byChild[child]
-	if !ok {
+	sa := d.out.Load().child(child)
+	if sa == nil {
 		return fmt.Errorf("esp: no outbound SA for child %d", child)
 	}
 	sa.ep.Store(ep)
-	return nil
-}
-
-func buildOutTable(all []*outSA) *outTable {
-	t := &outTable{all: all, byChild: make(map[uint64]*outSA, len(all)), hosts: map[u128][]*outSA{}}
-	for _, sa := range all {
-		t.byChild[sa.child] = sa
-		ranged := false
-		for _, s := range sa.remote {
-			if !s.host {
-				ranged = true
-				continue
-			}
-			l := t.hosts[s.lo]
-			if len(l) == 0 || l[len(l)-1] != sa {
-				t.hosts[s.lo] = append(l, sa)
-			}
-		}
-		if ranged {
-			t.scan = append(t.scan, sa)
-		}
-		t.l4 = t.l4 || sa.l4
-	}
-	return t
-}
-
-// lookup returns the SA for the flow: first among the SAs with a host selector for the
-// destination, then in installation order.
-func (t *outTable) lookup(f *flow) *outSA {
-	if len(t.hosts) > 0 {
-		for _, sa := range t.hosts[f.d] {
-			if sa.match(f) {
-				return sa
-			}
-		}
-	}
-	for _, sa := range t.scan {
-		if sa.match(f) {
-			return sa
-		}
-	}
 	return nil
 }
 
@@ -642,8 +572,8 @@ func (d *Datapath) counters(c *saCounters, seq uint64) Counters {
 
 // InboundCounters returns the counters of the inbound SA with our SPI spi.
 func (d *Datapath) InboundCounters(spi uint32) (Counters, bool) {
-	sa, ok := d.in.Load().m[spi]
-	if !ok {
+	sa := d.in.Load().get(spi)
+	if sa == nil {
 		return Counters{}, false
 	}
 	sa.mu.Lock()
@@ -654,8 +584,8 @@ func (d *Datapath) InboundCounters(spi uint32) (Counters, bool) {
 
 // OutboundCounters returns the counters of the current outbound SA of child.
 func (d *Datapath) OutboundCounters(child uint64) (Counters, bool) {
-	sa, ok := d.out.Load().byChild[child]
-	if !ok {
+	sa := d.out.Load().child(child)
+	if sa == nil {
 		return Counters{}, false
 	}
 	return d.counters(&sa.ctr, sa.seq.Load()), true
@@ -672,7 +602,9 @@ func (d *Datapath) wakeKeepalives() {
 }
 
 // keepalives sends the RFC 3948 NAT keepalives of all outbound SAs from one goroutine:
-// it sleeps until the earliest one is due, and is woken when the SAs change.
+// it sleeps until the earliest one is due, and is woken when an SA with keepalives is
+// installed. A keepalive due soon (within 1/16 of its interval, at most a second) goes
+// out with the ones due now, so that many SAs do not wake the goroutine for each.
 func (d *Datapath) keepalives(ctx context.Context) {
 	const idle = time.Hour
 	t := time.NewTimer(idle)
@@ -680,12 +612,12 @@ func (d *Datapath) keepalives(ctx context.Context) {
 	for {
 		now := d.mono()
 		next := now + int64(idle)
-		for _, sa := range d.out.Load().all {
+		d.out.Load().each(func(sa *outSA) {
 			if sa.keepalive <= 0 {
-				continue
+				return
 			}
 			due := sa.lastSent.Load() + int64(sa.keepalive)
-			if due <= now {
+			if due <= now+int64(min(sa.keepalive/16, time.Second)) {
 				ep := sa.ep.Load()
 				if err := d.sendOne(d.conns[ep.conn], ep, []byte{0xff}); err != nil {
 					d.drop(dropSend, err)
@@ -694,7 +626,7 @@ func (d *Datapath) keepalives(ctx context.Context) {
 				due = now + int64(sa.keepalive)
 			}
 			next = min(next, due)
-		}
+		})
 		t.Reset(time.Duration(next - now))
 		select {
 		case <-ctx.Done():

@@ -397,7 +397,7 @@ func TestInboundDrops(t *testing.T) {
 	wide := []Selector{ts(0, "10.0.0.0", "10.0.0.255")}
 	must(t, p.a.d.InstallOutbound(1, SAConfig{SPI: 0x1001, Keys: p.kAB, LocalTS: wide, RemoteTS: netTS}, ap(aV4, nattPort), ap(bV4, nattPort)))
 	// The new SA starts its sequence numbers afresh; b's window is past them, so skip.
-	p.a.d.out.Load().byChild[1].seq.Store(5000)
+	p.a.d.out.Load().child(1).seq.Store(5000)
 	must(t, p.a.tun.Inject(ipv4Packet("10.0.0.3", "10.1.0.1", protoUDP, 1, 2, nil)))
 	eventually(t, "selector drop", func() bool { return p.b.d.Drops().Selector == 1 })
 	through(t, p.a, p.b, pkt) // an allowed source still passes
@@ -612,8 +612,8 @@ func TestSetEndpointsAtomic(t *testing.T) {
 func TestESNAcrossBoundary(t *testing.T) {
 	for _, s := range []int{0, 3} { // AEAD and CBC/HMAC
 		p := newPair(t, testSuites[s].keys, true, 0)
-		p.a.d.out.Load().byChild[1].seq.Store(1<<32 - 4)
-		in := p.b.d.in.Load().m[0x1001]
+		p.a.d.out.Load().child(1).seq.Store(1<<32 - 4)
+		in := p.b.d.in.Load().get(0x1001)
 		in.mu.Lock()
 		in.win.commit(1<<32 - 4)
 		in.mu.Unlock()
@@ -628,7 +628,7 @@ func TestESNAcrossBoundary(t *testing.T) {
 	}
 
 	p := newPair(t, testSuites[0].keys, false, 0)
-	p.a.d.out.Load().byChild[1].seq.Store(math.MaxUint32 - 2)
+	p.a.d.out.Load().child(1).seq.Store(math.MaxUint32 - 2)
 	p.start(t)
 	for range 2 {
 		through(t, p.a, p.b, ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, nil))

@@ -60,7 +60,7 @@ func FuzzInbound(f *testing.F) {
 	must(f, err)
 	must(f, d.AddInbound(SAConfig{SPI: 0x1001, Keys: k, LocalTS: netTS,
 		RemoteTS: []Selector{ts(0, "10.0.0.2", "10.0.0.2"), ts(protoTCP, "fd00::2", "fd00::2", 1, 100)}}))
-	sa := d.in.Load().m[0x1001]
+	sa := d.in.Load().get(0x1001)
 	s := mustSuite(f, k)
 	w := d.newInWorker(d.conns[0])
 	var scr scratch

@@ -221,7 +221,7 @@ func (w *inWorker) datagram(in *inTable, b *inBatch, p []byte, m *udp.Message) {
 		d.drop(dropMalformed, nil)
 		return
 	}
-	sa := in.m[binary.BigEndian.Uint32(p[0:4])]
+	sa := in.get(binary.BigEndian.Uint32(p[0:4]))
 	if sa == nil {
 		d.drop(dropUnknownSPI, nil)
 		return

@@ -283,7 +283,7 @@ func BenchmarkInbound(b *testing.B) {
 				d, _, sc := benchDatapath(b, ts.keys, batch, size)
 				stream := espStream(b, ts.keys, 4096, size)
 				iw := d.newInWorker(d.conns[0])
-				sa := d.in.Load().m[0x1001]
+				sa := d.in.Load().get(0x1001)
 				b.ReportAllocs()
 				b.SetBytes(int64(size * batch))
 				for b.Loop() {

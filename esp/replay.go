@@ -3,8 +3,10 @@ package esp
 import "math"
 
 const (
-	// DefaultReplayWindow is the anti-replay window used when SAConfig.ReplayWindow is 0.
-	DefaultReplayWindow = 4096
+	// DefaultReplayWindow is the anti-replay window used when SAConfig.ReplayWindow is 0:
+	// the most a ring of 64 blocks (512 bytes per inbound SA) holds, four times
+	// MinReplayWindow. (4096 would take a ring of 128 blocks, 1 KiB per SA.)
+	DefaultReplayWindow = 63 * 64
 	// MinReplayWindow is the smallest window accepted; smaller requests are raised to it.
 	MinReplayWindow = 1024
 	// MaxReplayWindow is the largest window accepted.

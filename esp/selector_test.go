@@ -176,8 +176,8 @@ func TestOutboundLookup(t *testing.T) {
 		mk(9003, []Selector{ts(protoTCP, "0.0.0.0", "255.255.255.255", 22, 22)}, []Selector{ts(0, "10.10.0.0", "10.10.0.255")}),
 	)
 	tb := buildOutTable(all)
-	if len(tb.scan) != 3 || len(tb.hosts) != 5000 || !tb.l4 {
-		t.Fatalf("table: %d scanned, %d hosts, l4 %v", len(tb.scan), len(tb.hosts), tb.l4)
+	if len(tb.scan) != 3 || tb.nHosts != 5000 || !tb.l4 {
+		t.Fatalf("table: %d scanned, %d hosts, l4 %v", len(tb.scan), tb.nHosts, tb.l4)
 	}
 	for _, tc := range []struct {
 		pkt  []byte

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -194,6 +195,7 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 	sa.estab = now
 	sa.halfOpenExpire = time.Time{}
 	e.halfOpenDone(sa)
+	e.indexPeer(sa)
 	if wire.FindNotify(m.Payloads, wire.INITIAL_CONTACT) != nil {
 		e.initialContact(now, sa)
 	}
@@ -285,7 +287,7 @@ func has(p wire.Proposal, t wire.TransformType, id uint16, keyBits uint16) bool 
 // initialContact deletes the other IKE SAs of the same peer identity on the same
 // connection without telling the peer (RFC 7296 2.4): it has forgotten them.
 func (e *Engine) initialContact(now time.Time, sa *IKESA) {
-	for _, other := range e.byID {
+	for _, other := range slices.Clone(e.byPeer[sa.peerKey]) {
 		if other == sa || other.conn != sa.conn || other.state != stateEstablished {
 			continue
 		}
@@ -331,6 +333,7 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	sa.remoteID = *idr
 	sa.state = stateEstablished
 	sa.estab = now
+	e.indexPeer(sa)
 	sa.initReq, sa.initResp = nil, nil
 	if wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED) != nil && sa.conn.Mobike {
 		sa.mobike = true

@@ -48,6 +48,13 @@ type Config struct {
 	HalfOpenLimit int
 	Retransmit    Retransmit
 
+	// InboundActivity, if set, returns when the datapath last accepted an
+	// authenticated ESP packet on the inbound Child SA with our SPI spi (the zero time
+	// if never, or if the SA is unknown). The liveness check of an IKE SA is then only
+	// sent when for dpd_delay neither IKE nor ESP brought anything cryptographically
+	// protected from the peer (RFC 7296 2.4).
+	InboundActivity func(spi uint32) time.Time
+
 	Rand   io.Reader // crypto/rand.Reader unless a test injects another
 	Logger *slog.Logger
 }
@@ -170,6 +177,9 @@ func (e *Engine) Reload(cfg Config) error {
 	cfg.Rand, cfg.Logger = e.cfg.Rand, e.cfg.Logger
 	if cfg.SourceAddr == nil {
 		cfg.SourceAddr = e.cfg.SourceAddr
+	}
+	if cfg.InboundActivity == nil {
+		cfg.InboundActivity = e.cfg.InboundActivity
 	}
 	cfg.setDefaults()
 	conns := make(map[string]*Conn)

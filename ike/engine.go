@@ -36,14 +36,18 @@ type Engine struct {
 	// not create new SAs.
 	initIndex map[halfOpenKey]*IKESA
 	spisIn    map[uint32]*ChildSA // inbound ESP SPIs in use
-	nHalf     int
-	halfByIP  map[netip.Addr]int // half-open SAs per peer address
+	// byPeer finds the authenticated IKE SAs of a peer identity (by peerKey), so that
+	// INITIAL_CONTACT does not scan every SA.
+	byPeer   map[uint64][]*IKESA
+	nHalf    int
+	halfByIP map[netip.Addr]int // half-open SAs per peer address
 
 	// localAddrs are the host's usable addresses (nil: not known).
 	localAddrs []netip.Addr
 
-	nextSAID    uint64
-	nextChildID uint64
+	nextSAID       uint64
+	nextChildID    uint64
+	livenessChecks uint64 // DPD requests sent
 
 	timers timerHeap
 	out    []Action
@@ -103,6 +107,7 @@ func New(cfg Config) (*Engine, error) {
 		initIndex:        make(map[halfOpenKey]*IKESA),
 		halfByIP:         make(map[netip.Addr]int),
 		spisIn:           make(map[uint32]*ChildSA),
+		byPeer:           make(map[uint64][]*IKESA),
 		cookieRotateEach: 2 * time.Minute,
 	}
 	if e.rand == nil {
@@ -458,10 +463,14 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 	}
 	if !sa.dpdAt.IsZero() && !sa.dpdAt.After(now) {
 		sa.dpdAt = time.Time{}
-		if sa.state == stateEstablished && sa.pending == nil && len(sa.queue) == 0 {
-			e.queueRequest(now, sa, e.dpdRequest(sa))
-		} else {
+		switch {
+		case sa.state != stateEstablished || sa.pending != nil || len(sa.queue) > 0:
 			e.armDPD(sa, now)
+		case e.espAlive(sa, now):
+			// ESP from the peer arrived meanwhile: it is alive, no check needed yet.
+		default:
+			e.livenessChecks++
+			e.queueRequest(now, sa, e.dpdRequest(sa))
 		}
 	}
 	if len(sa.lingering) > 0 {
@@ -497,6 +506,31 @@ func (e *Engine) armDPD(sa *IKESA, now time.Time) {
 		return
 	}
 	sa.dpdAt = now.Add(sa.conn.DPDDelay)
+}
+
+// espAlive reports whether an inbound Child SA of sa accepted ESP within dpd_delay
+// before now; if so, it arms the liveness check dpd_delay after that packet.
+func (e *Engine) espAlive(sa *IKESA, now time.Time) bool {
+	if e.cfg.InboundActivity == nil || sa.conn == nil || sa.conn.DPDDelay <= 0 {
+		return false
+	}
+	var last time.Time
+	consider := func(spi uint32) {
+		if t := e.cfg.InboundActivity(spi); t.After(last) {
+			last = t
+		}
+	}
+	for _, c := range sa.children {
+		consider(c.spiIn)
+	}
+	for _, l := range sa.lingering {
+		consider(l.spi)
+	}
+	if last.IsZero() || !last.Add(sa.conn.DPDDelay).After(now) {
+		return false
+	}
+	sa.dpdAt = last.Add(sa.conn.DPDDelay)
+	return true
 }
 
 // armIKERekey schedules the IKE SA's rekey (rekey_time, jittered).
@@ -650,6 +684,7 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 	if !sa.initiator {
 		delete(e.initIndex, sa.halfKey)
 	}
+	e.unindexPeer(sa)
 	wasUp := sa.state == stateEstablished || sa.state == stateDeleting
 	sa.state = stateDead
 	delete(e.sas, sa.localSPI())
@@ -665,6 +700,49 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 		}
 		e.emit(Event{IKESA: sa.id, Conn: name, Kind: kind, Reason: reason})
 	}
+}
+
+// peerKey hashes an identity (FNV-1a over its type and data) for Engine.byPeer; it is
+// never 0.
+func peerKey(id *wire.ID) uint64 {
+	h := uint64(14695981039346656037)
+	mix := func(b byte) {
+		h ^= uint64(b)
+		h *= 1099511628211
+	}
+	mix(byte(id.IDType))
+	for _, b := range id.Data {
+		mix(b)
+	}
+	return h | 1
+}
+
+// indexPeer records sa, whose peer is authenticated, under its peer's identity.
+func (e *Engine) indexPeer(sa *IKESA) {
+	if sa.peerKey != 0 {
+		return
+	}
+	sa.peerKey = peerKey(&sa.remoteID)
+	e.byPeer[sa.peerKey] = append(e.byPeer[sa.peerKey], sa)
+}
+
+func (e *Engine) unindexPeer(sa *IKESA) {
+	if sa.peerKey == 0 {
+		return
+	}
+	l := e.byPeer[sa.peerKey]
+	for i, x := range l {
+		if x == sa {
+			l = slices.Delete(l, i, i+1)
+			break
+		}
+	}
+	if len(l) == 0 {
+		delete(e.byPeer, sa.peerKey)
+	} else {
+		e.byPeer[sa.peerKey] = l
+	}
+	sa.peerKey = 0
 }
 
 // halfOpenDone takes a half-open SA off the counts.

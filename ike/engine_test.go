@@ -471,6 +471,9 @@ func TestDeleteFromClient(t *testing.T) {
 	if len(cl.e.byID) != 0 || len(gw.e.byID) != 0 {
 		t.Fatalf("SAs left: client %d gateway %d", len(cl.e.byID), len(gw.e.byID))
 	}
+	if len(cl.e.byPeer) != 0 || len(gw.e.byPeer) != 0 {
+		t.Errorf("peer index not emptied: client %d gateway %d", len(cl.e.byPeer), len(gw.e.byPeer))
+	}
 	if len(gw.removedOut) != 1 || len(cl.removedOut) != 1 || len(gw.outbound) != 0 || len(gw.inbound) != 0 || len(cl.inbound) != 0 {
 		t.Errorf("removed: gateway %d/%d client %d/%d", len(gw.removedIn), len(gw.removedOut), len(cl.removedIn), len(cl.removedOut))
 	}
@@ -519,6 +522,66 @@ func TestDPDDetectsDeadPeer(t *testing.T) {
 	}
 	if took := n.now.Sub(start); took > 35*time.Second+10*time.Second+time.Second+2*time.Second+4*time.Second+time.Second {
 		t.Errorf("took %v", took)
+	}
+}
+
+// While ESP arrives on its Child SA, the peer is alive: no liveness check goes out
+// (RFC 7296 2.4); once ESP stops for dpd_delay, the check is sent again.
+func TestDPDSkippedWhileESPArrives(t *testing.T) {
+	espSeen := map[uint32]time.Time{}
+	asked := map[uint32]int{}
+	n, gw, cl := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16", func(g, c *Config) {
+		g.Connections[0].DPDDelay = 10 * time.Second
+		g.InboundActivity = func(spi uint32) time.Time { asked[spi]++; return espSeen[spi] }
+		c.Connections[0].DPDDelay = 0
+	})
+	if !n.run(time.Minute, established(gw, cl)) {
+		t.Fatal("not established")
+	}
+	checks := func() int {
+		k := 0
+		for _, d := range gw.sent {
+			if h, _ := wire.ParseHeader(d.data); h.Exchange == wire.INFORMATIONAL && !h.IsResponse() {
+				k++
+			}
+		}
+		return k
+	}
+	g, _ := checkChildPair(t, gw, cl)
+	spiIn := g.In.SPI
+	// until runs the network up to the instant at.
+	until := func(at time.Time) {
+		n.run(at.Sub(n.now), nil)
+		n.now = at
+	}
+	start := n.now
+	// ESP arrives every 4 s for a minute: no check, and only our inbound SPI is asked.
+	for at := start; !at.After(start.Add(time.Minute)); at = at.Add(4 * time.Second) {
+		until(at)
+		espSeen[spiIn] = at
+	}
+	last := espSeen[spiIn]
+	if k := checks(); k != 0 {
+		t.Errorf("%d liveness checks while ESP arrived", k)
+	}
+	if len(asked) != 1 || asked[spiIn] == 0 {
+		t.Errorf("activity asked for %v, want only the inbound SPI %08x", asked, spiIn)
+	}
+	// ESP stops: a check goes out dpd_delay after the last packet, and is answered.
+	until(last.Add(10*time.Second - time.Millisecond))
+	if k := checks(); k != 0 {
+		t.Errorf("%d checks before dpd_delay passed without ESP", k)
+	}
+	if at, ok := gw.e.NextDeadline(); !ok || !at.Equal(last.Add(10*time.Second)) {
+		t.Errorf("next wake-up %v (%v), want dpd_delay after the last packet, %v", at, ok, last.Add(10*time.Second))
+	}
+	until(last.Add(10 * time.Second))
+	if k := checks(); k != 1 || gw.e.Count().LivenessChecks != 1 {
+		t.Errorf("%d checks (%d counted) once ESP stopped for dpd_delay, want 1", k, gw.e.Count().LivenessChecks)
+	}
+	n.run(time.Second, nil)
+	if len(gw.e.byID) != 1 {
+		t.Fatal("gateway dropped a live peer")
 	}
 }
 
@@ -658,6 +721,9 @@ func TestTwoClientsDistinctAddresses(t *testing.T) {
 	if len(gw.e.Status(n.now)) != 2 {
 		t.Error("gateway does not have two SAs")
 	}
+	if c := gw.e.Count(); c != (Counts{IKESAs: 2, Established: 2, ChildSAs: 2, IKESAsCreated: 2, ChildSAsCreated: 2}) {
+		t.Errorf("gateway counts %+v", c)
+	}
 }
 
 func TestInitialContactReplacesOldSA(t *testing.T) {
@@ -677,6 +743,12 @@ func TestInitialContactReplacesOldSA(t *testing.T) {
 	}
 	if len(gw.outbound) != 1 {
 		t.Errorf("gateway has %d Child SAs installed", len(gw.outbound))
+	}
+	// The index of peers by identity holds the new SA only.
+	for _, l := range gw.e.byPeer {
+		if len(gw.e.byPeer) != 1 || len(l) != 1 || l[0].state != stateEstablished {
+			t.Errorf("peer index: %d identities, %d SAs", len(gw.e.byPeer), len(l))
+		}
 	}
 }
 

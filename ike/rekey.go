@@ -744,6 +744,7 @@ func (e *Engine) newRekeyedSA(sa *IKESA, suite ikecrypto.IKESuite, weInitiated b
 		ns.skOut, ns.skIn = encI, encR
 	}
 	e.addSA(ns)
+	e.indexPeer(ns)
 	e.keylogIKE(ns)
 	return ns, nil
 }

@@ -81,10 +81,14 @@ type IKESA struct {
 	natLocal, natRemote bool
 
 	localID, remoteID wire.ID
+	peerKey           uint64 // the index of remoteID in Engine.byPeer; 0: not indexed
 
 	mobike      bool // negotiated
 	peerRMobike bool // the peer (initiator) advertised 'R'
-	mob         mobikeState
+	// (The flags are kept together: the struct stays within a smaller size class.)
+	fragment   bool // IKE fragmentation negotiated (RFC 7383)
+	restarting bool // initiated to replace an SA lost to DPD or a peer's delete
+	mob        mobikeState
 
 	vips    []netip.Addr // initiator: ours; responder: assigned to the peer
 	vipDNS  []netip.Addr
@@ -101,7 +105,6 @@ type IKESA struct {
 	lastReqHash  [32]byte   // SHA-256 of the request lastResp answers (its first fragment)
 	reqFrag1Hash [32]byte   // SHA-256 of the first fragment of the request being reassembled
 
-	fragment   bool           // IKE fragmentation negotiated (RFC 7383)
 	peerHashes []uint16       // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427); nil: not sent
 	frags      [2]*fragBuffer // reassembly: [0] requests, [1] responses
 	lastRecv   time.Time      // any authenticated message from the peer
@@ -133,7 +136,6 @@ type IKESA struct {
 	wakeAt         time.Time
 
 	failReason string
-	restarting bool // initiated to replace an SA lost to DPD or a peer's delete
 }
 
 // request is an exchange we initiated and that waits for its response.

@@ -91,6 +91,19 @@ func (cl *Client) Status(ctx context.Context) (*Status, error) {
 	return resp.Status, nil
 }
 
+// BriefStatus fetches the daemon's brief status: counts, drops and runtime, no list.
+// With gc the daemon collects garbage first, so that the live heap is exact.
+func (cl *Client) BriefStatus(ctx context.Context, gc bool) (*Status, error) {
+	resp, err := cl.Do(ctx, Request{Cmd: CmdStatus, Brief: true, GC: gc})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status == nil {
+		return nil, errors.New("the daemon's status response has no status")
+	}
+	return resp.Status, nil
+}
+
 // Up initiates the connection name and waits until it is established.
 func (cl *Client) Up(ctx context.Context, name string) error {
 	_, err := cl.Do(ctx, Request{Cmd: CmdUp, Name: name})
@@ -124,6 +137,12 @@ func Do(ctx context.Context, path string, req Request) (*Response, error) {
 // StatusOf fetches the status from the socket at path.
 func StatusOf(ctx context.Context, path string) (*Status, error) {
 	return (&Client{Path: path}).Status(ctx)
+}
+
+// BriefStatusOf fetches the brief status from the socket at path (see
+// Client.BriefStatus).
+func BriefStatusOf(ctx context.Context, path string, gc bool) (*Status, error) {
+	return (&Client{Path: path}).BriefStatus(ctx, gc)
 }
 
 // Up asks the daemon at path to bring up the connection name.

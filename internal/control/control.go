@@ -43,6 +43,13 @@ type Request struct {
 	From   string  `json:"from,omitempty"`
 	All    bool    `json:"all,omitempty"`
 	WaitMS int64   `json:"wait_ms,omitempty"`
+
+	// status: only the counts, the drops and the runtime, without the list of SAs
+	// (cheap with many SAs).
+	Brief bool `json:"brief,omitempty"`
+	// brief status: collect garbage first, so that runtime.heap_live_bytes is the heap
+	// really in use now (for measurements; it costs a full collection).
+	GC bool `json:"gc,omitempty"`
 }
 
 // Response is a line the server sends. Lines with Progress set are intermediate
@@ -117,10 +124,29 @@ type Switcher interface {
 
 // Status is the answer to the status command (and `mobikevpn status --json`).
 type Status struct {
-	IKESAs   []IKESA           `json:"ike_sas"`
+	IKESAs   []IKESA           `json:"ike_sas"`           // empty in a brief status
+	Counts   *Counts           `json:"counts,omitempty"`  // how many SAs there are
 	HalfOpen int               `json:"half_open"`         // responder IKE SAs waiting for IKE_AUTH
 	Runtime  *Runtime          `json:"runtime,omitempty"` // the daemon's memory and goroutines
 	Drops    map[string]uint64 `json:"drops,omitempty"`   // datapath/IKE drop counters by reason
+}
+
+// Counts are the numbers of SAs.
+type Counts struct {
+	IKESAs      int `json:"ike_sas"`     // IKE SAs but half-open ones
+	Established int `json:"established"` // established IKE SAs
+	ChildSAs    int `json:"child_sas"`   // Child SAs
+	// Since the daemon started (zero where the handler does not know):
+	IKESAsCreated   uint64 `json:"ike_sas_created"`   // half-open ones and rekeys included
+	ChildSAsCreated uint64 `json:"child_sas_created"` // rekeys included
+	LivenessChecks  uint64 `json:"liveness_checks"`   // DPD requests sent
+}
+
+// BriefStatuser is implemented by handlers that answer a brief status (Request.Brief)
+// without building the list of SAs, after a garbage collection if gc is set; for other
+// handlers the server drops the list from the full status.
+type BriefStatuser interface {
+	BriefStatus(ctx context.Context, gc bool) (*Status, error)
 }
 
 // Runtime is the daemon's own resource use.

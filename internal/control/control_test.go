@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -235,6 +236,56 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("calls %q, want %q", h.calls, want)
 	}
 	h.mu.Unlock()
+}
+
+type briefHandler struct {
+	fakeHandler
+}
+
+func (h *briefHandler) BriefStatus(ctx context.Context, gc bool) (*Status, error) {
+	h.record(fmt.Sprintf("brief gc=%v", gc))
+	return &Status{Counts: &Counts{IKESAs: 7, Established: 6, ChildSAs: 9}, HalfOpen: 1}, nil
+}
+
+// A brief status has the counts and no list: from the handler's BriefStatus if it has
+// one, else counted from its full status.
+func TestBriefStatus(t *testing.T) {
+	ctx := context.Background()
+	h := &fakeHandler{status: sampleStatus()}
+	st, err := BriefStatusOf(ctx, start(t, h), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := sampleStatus()
+	want := Counts{IKESAs: len(full.IKESAs)}
+	for _, sa := range full.IKESAs {
+		if sa.State == "established" {
+			want.Established++
+		}
+		want.ChildSAs += len(sa.ChildSAs)
+	}
+	if want.IKESAs == 0 || want.Established == 0 || want.ChildSAs == 0 {
+		t.Fatalf("sample status too small for the test: %+v", want)
+	}
+	if len(st.IKESAs) != 0 || st.Counts == nil || *st.Counts != want || st.HalfOpen != full.HalfOpen {
+		t.Errorf("brief status %+v (counts %+v), want counts %+v", st, st.Counts, want)
+	}
+	// A full status is unchanged.
+	if st, err := StatusOf(ctx, start(t, h)); err != nil || !reflect.DeepEqual(st, full) {
+		t.Errorf("full status %+v %v", st, err)
+	}
+	b := &briefHandler{fakeHandler: fakeHandler{status: sampleStatus()}}
+	path := start(t, b)
+	st, err = BriefStatusOf(ctx, path, true)
+	if err != nil || st.Counts == nil || *st.Counts != (Counts{IKESAs: 7, Established: 6, ChildSAs: 9}) || len(st.IKESAs) != 0 {
+		t.Errorf("brief status from BriefStatus: %+v %v", st, err)
+	}
+	if _, err := StatusOf(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(b.calls, []string{"brief gc=true", "status"}) {
+		t.Errorf("calls %q", b.calls)
+	}
 }
 
 func TestSwitch(t *testing.T) {

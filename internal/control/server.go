@@ -276,12 +276,33 @@ func (s *Server) dispatch(ctx context.Context, req *Request) (resp *Response) {
 	s.log.Debug("control: request", "cmd", req.Cmd, "name", req.Name)
 	switch req.Cmd {
 	case CmdStatus:
-		st, err := s.h.Status(ctx)
+		var st *Status
+		var err error
+		if b, ok := s.h.(BriefStatuser); ok && req.Brief {
+			st, err = b.BriefStatus(ctx, req.GC)
+		} else {
+			st, err = s.h.Status(ctx)
+		}
 		if err != nil {
 			return errResponse(err)
 		}
 		if st == nil {
 			st = &Status{}
+		}
+		if req.Brief {
+			brief := *st // the handler's own status stays as it is
+			st = &brief
+			if st.Counts == nil {
+				c := &Counts{IKESAs: len(st.IKESAs)}
+				for _, sa := range st.IKESAs {
+					if sa.State == "established" {
+						c.Established++
+					}
+					c.ChildSAs += len(sa.ChildSAs)
+				}
+				st.Counts = c
+			}
+			st.IKESAs = nil
 		}
 		return &Response{OK: true, Status: st}
 	case CmdUp, CmdDown:

@@ -68,11 +68,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return err
 	}
 	icfg.Logger = log.With("part", "ike")
+	// The datapath is created after the engine: the engine asks it through d.
+	var d *daemon
+	icfg.InboundActivity = func(spi uint32) time.Time { return d.inboundActivity(spi) }
 	engine, err := ike.New(icfg)
 	if err != nil {
 		return err
 	}
-	d := &daemon{
+	d = &daemon{
 		cfg:           cfg,
 		log:           log,
 		engine:        engine,
@@ -273,6 +276,15 @@ func (d *daemon) reload() {
 	}
 	d.cfg = cfg
 	d.log.Info("configuration reloaded: new SAs use it, established ones keep theirs", "file", cfg.Path)
+}
+
+// inboundActivity is when the inbound SA with our SPI spi last accepted a packet.
+func (d *daemon) inboundActivity(spi uint32) time.Time {
+	if d.dp == nil {
+		return time.Time{}
+	}
+	c, _ := d.dp.InboundCounters(spi)
+	return c.Last
 }
 
 // onIKE is called by the datapath's receive goroutines.

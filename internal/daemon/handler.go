@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -94,12 +95,40 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 		}
 		st.IKESAs = append(st.IKESAs, is)
 	}
-	maps.Copy(st.Drops, d.engine.Drops().Map())
-	maps.Copy(st.Drops, d.dp.Drops().Map())
-	d.mu.Lock()
-	st.Drops["ike_queue_full"] = d.ikeDrops
-	d.mu.Unlock()
+	d.drops(st.Drops)
 	return st, nil
+}
+
+// BriefStatus implements control.BriefStatuser: the counts, drops and runtime only.
+func (d *daemon) BriefStatus(ctx context.Context, gc bool) (*control.Status, error) {
+	var c ike.Counts
+	var half int
+	if err := d.run(ctx, func(time.Time) { c, half = d.engine.Count(), d.engine.HalfOpen() }); err != nil {
+		return nil, err
+	}
+	if gc {
+		runtime.GC()
+	}
+	rt := memStats()
+	st := &control.Status{
+		IKESAs: []control.IKESA{},
+		Counts: &control.Counts{IKESAs: c.IKESAs, Established: c.Established, ChildSAs: c.ChildSAs,
+			IKESAsCreated: c.IKESAsCreated, ChildSAsCreated: c.ChildSAsCreated, LivenessChecks: c.LivenessChecks},
+		HalfOpen: half,
+		Drops:    map[string]uint64{},
+		Runtime:  &rt,
+	}
+	d.drops(st.Drops)
+	return st, nil
+}
+
+// drops fills m with the IKE and datapath drop counters.
+func (d *daemon) drops(m map[string]uint64) {
+	maps.Copy(m, d.engine.Drops().Map())
+	maps.Copy(m, d.dp.Drops().Map())
+	d.mu.Lock()
+	m["ike_queue_full"] = d.ikeDrops
+	d.mu.Unlock()
 }
 
 // Up implements control.Handler: it returns once the IKE SA and its first Child SA are

@@ -51,6 +51,11 @@ type Result struct {
 	Failed      int           `json:"failed"`
 	Elapsed     time.Duration `json:"elapsed_ns"`
 	PerSecond   float64       `json:"handshakes_per_s"`
+	// After the hold: IKE SAs whose Delete the gateway confirmed (or that it deleted
+	// itself), and those given up on; how long the deletes took.
+	Deleted       int           `json:"deleted"`
+	NotDeleted    int           `json:"not_deleted"`
+	DeleteElapsed time.Duration `json:"delete_elapsed_ns"`
 	// Flood.
 	Sent       uint64 `json:"sent"`
 	Answered   uint64 `json:"answered"`    // IKE_SA_INIT responses with an SA payload
@@ -199,27 +204,25 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	return handshakes(ctx, o)
 }
 
-func handshakes(ctx context.Context, o Options) (Result, error) {
-	var res Result
-	if o.Count <= 0 {
-		return res, errors.New("count must be positive")
+// ClientConfig is the IKE configuration of the Count clients of a run: connection
+// "c<n>" sends from the n-th address of Sources with identity
+// <IDPrefix><n>@bench.example.org, PSK authentication and one Child SA. The engine's
+// sockets are on ikePort and nattPort.
+func ClientConfig(o Options, ikePort, nattPort uint16) (ike.Config, error) {
+	if err := o.defaults(); err != nil {
+		return ike.Config{}, err
 	}
 	ikeProps, err := ikecrypto.ParseIKEProposal(o.Proposal)
 	if err != nil {
-		return res, err
+		return ike.Config{}, err
 	}
 	espProps, err := ikecrypto.ParseESPProposal(o.ESP)
 	if err != nil {
-		return res, err
+		return ike.Config{}, err
 	}
-	socks, err := openSockets(o.Target.Addr().Is4())
-	if err != nil {
-		return res, err
-	}
-	defer socks.close()
 	cfg := ike.Config{
-		IKEPort:    socks.ikePort,
-		NATTPort:   socks.nattPort,
+		IKEPort:    ikePort,
+		NATTPort:   nattPort,
 		PSK:        func(string, string) ([]byte, bool) { return o.PSK, true },
 		Retransmit: ike.Retransmit{Timeout: 2 * time.Second, Tries: 4, Base: 1.5},
 		Logger:     o.Logger,
@@ -249,6 +252,23 @@ func handshakes(ctx context.Context, o Options) (Result, error) {
 		}
 		cfg.Connections = append(cfg.Connections, c)
 	}
+	return cfg, nil
+}
+
+func handshakes(ctx context.Context, o Options) (Result, error) {
+	var res Result
+	if o.Count <= 0 {
+		return res, errors.New("count must be positive")
+	}
+	socks, err := openSockets(o.Target.Addr().Is4())
+	if err != nil {
+		return res, err
+	}
+	defer socks.close()
+	cfg, err := ClientConfig(o, socks.ikePort, socks.nattPort)
+	if err != nil {
+		return res, err
+	}
 	eng, err := ike.New(cfg)
 	if err != nil {
 		return res, err
@@ -265,16 +285,45 @@ func handshakes(ctx context.Context, o Options) (Result, error) {
 	defer timer.Stop()
 	next, inflight := 0, 0
 	start := time.Now()
+	// The current IKE SA of each connection (rekeys replace it), and the SAs whose
+	// Delete is under way once the hold is over.
+	ids := make(map[string]uint64, o.Count)
+	var deleting map[uint64]bool
+	var queue []uint64            // SAs to delete
+	replaced := map[uint64]bool{} // SAs rekeyed while being deleted
 	apply := func(acts []ike.Action) {
 		for _, a := range acts {
 			switch a := a.(type) {
 			case ike.Send:
 				socks.send(a.Local, a.Remote, a.Data)
 			case ike.Event:
+				if deleting != nil {
+					switch {
+					case (a.Kind == ike.EventDeleted || a.Kind == ike.EventFailed) && deleting[a.IKESA]:
+						delete(deleting, a.IKESA)
+						res.Deleted++
+					case a.Kind == ike.EventRekeyed:
+						// The gateway rekeyed an SA meanwhile: the old one goes with the
+						// rekey (silently, whatever became of our Delete), the new one
+						// is deleted in its place.
+						if old, ok := ids[a.Conn]; ok {
+							delete(deleting, old)
+							replaced[old] = true
+						}
+						ids[a.Conn] = a.IKESA
+						queue = append(queue, a.IKESA)
+					}
+					continue
+				}
 				switch a.Kind {
 				case ike.EventEstablished:
 					res.Established++
 					inflight--
+					ids[a.Conn] = a.IKESA
+				case ike.EventRekeyed:
+					ids[a.Conn] = a.IKESA
+				case ike.EventDeleted:
+					delete(ids, a.Conn)
 				case ike.EventFailed, ike.EventChildFailed:
 					res.Failed++
 					inflight--
@@ -335,22 +384,54 @@ holding:
 			break holding
 		}
 	}
-	apply(eng.DeleteAll(time.Now()))
-	grace := time.NewTimer(10 * time.Second)
-	defer grace.Stop()
-	for eng.Deleting() {
+	// Delete them, Concurrency at a time: a burst of thousands of Deletes would only
+	// overflow socket buffers and queues. Give up when nothing moves for a while.
+	const stall = 10 * time.Second
+	deleting = make(map[uint64]bool, o.Concurrency)
+	for _, id := range ids {
+		queue = append(queue, id)
+	}
+	progress := time.NewTimer(stall)
+	defer progress.Stop()
+	delStart := time.Now()
+	for len(queue) > 0 || len(deleting) > 0 {
+		for len(deleting) < o.Concurrency && len(queue) > 0 {
+			id := queue[len(queue)-1]
+			queue = queue[:len(queue)-1]
+			if replaced[id] {
+				continue
+			}
+			if acts, err := eng.Delete(time.Now(), id); err == nil {
+				deleting[id] = true
+				apply(acts)
+			}
+		}
+		before := len(deleting)
 		if at, ok := eng.NextDeadline(); ok {
 			timer.Reset(max(time.Until(at), 0))
+		} else {
+			timer.Reset(time.Hour)
 		}
 		select {
 		case d := <-in:
 			apply(eng.HandleDatagram(time.Now(), d.local, d.remote, d.data))
 		case <-timer.C:
 			apply(eng.Tick(time.Now()))
-		case <-grace.C:
+		case <-progress.C:
+			o.Logger.Warn("deletes not confirmed", "pending", len(deleting), "not sent", len(queue))
+			res.NotDeleted = len(deleting) + len(queue)
+			res.DeleteElapsed = time.Since(delStart)
+			return res, nil
+		case <-ctx.Done():
+			res.NotDeleted = len(deleting) + len(queue)
+			res.DeleteElapsed = time.Since(delStart)
 			return res, nil
 		}
+		if len(deleting) < before {
+			progress.Reset(stall)
+		}
 	}
+	res.DeleteElapsed = time.Since(delStart)
 	return res, nil
 }
 
