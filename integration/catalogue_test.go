@@ -104,14 +104,7 @@ func TestMalformedInputCatalogue(t *testing.T) {
 	l.gwCfg, l.clCfg = filepath.Join(l.dir, "gw.yaml"), filepath.Join(l.dir, "cl.yaml")
 	writeFile(t, l.gwCfg, l.gatewayConfig(""))
 	writeFile(t, l.clCfg, "keylog: "+keys+"\n"+l.clientConfig("198.51.100.1", ""))
-	bin := binary(t)
-	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
-	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
-	for _, s := range []string{l.gwSock, l.clSock} {
-		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
-			t.Fatalf("no control socket %s", s)
-		}
-	}
+	gw, cl := l.runDaemons()
 	// Capture one real ESP packet from the client, to replay it later.
 	pcap := filepath.Join(l.dir, "esp.pcap")
 	dump := l.start("tcpdump", l.rt, "tcpdump", "--immediate-mode", "-Z", "root", "-i", "eth1", "-U", "-w", pcap, "udp dst port 4500 and greater 60")

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // copyTestdata copies ike/cert's test certificates into dir.
@@ -38,14 +37,7 @@ func TestCertificatesOverSmallMTU(t *testing.T) {
 	l.gwCfg, l.clCfg = filepath.Join(l.dir, "gw.yaml"), filepath.Join(l.dir, "cl.yaml")
 	writeFile(t, l.gwCfg, gwc)
 	writeFile(t, l.clCfg, clc)
-	bin := binary(t)
-	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
-	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
-	for _, s := range []string{l.gwSock, l.clSock} {
-		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
-			t.Fatalf("no control socket %s\n%s\n%s", s, gw.output(), cl.output())
-		}
-	}
+	gw, cl := l.runDaemons()
 	took := l.up(cl, gw)
 	t.Logf("certificate handshake across MTU 1280: %v", took)
 	l.ping(l.cl, "198.18.0.1", 5)

@@ -31,14 +31,7 @@ func TestUnderLoss(t *testing.T) {
 			writeFile(t, l.clCfg, top+clc)
 			// Random loss on everything the router forwards, both ways.
 			l.exec(l.rt, "nft", fmt.Sprintf("add table inet loss; add chain inet loss fw { type filter hook forward priority 0; }; add rule inet loss fw numgen random mod 100 < %d drop", pct))
-			bin := binary(t)
-			gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
-			cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
-			for _, s := range []string{l.gwSock, l.clSock} {
-				if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
-					t.Fatalf("no control socket %s", s)
-				}
-			}
+			gw, cl := l.runDaemons()
 			took := l.up(cl, gw)
 			// TCP keeps going across rekeys and a move.
 			// At 30% loss each way half of all segment/ACK round trips fail and TCP

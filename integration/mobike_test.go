@@ -137,14 +137,7 @@ func newTwoLinkClientLab(t *testing.T, clExtra, topExtra string) (*tunnelLab, *p
 	l.clCfg = l.dir + "/cl.yaml"
 	writeFile(t, l.gwCfg, l.gatewayConfig(""))
 	writeFile(t, l.clCfg, topExtra+strings.Replace(l.clientConfig("198.51.100.1", ""), "    start_action: none\n", "    start_action: none\n"+clExtra, 1))
-	bin := binary(t)
-	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
-	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
-	for _, s := range []string{l.gwSock, l.clSock} {
-		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
-			t.Fatalf("no control socket %s\n%s\n%s", s, gw.output(), cl.output())
-		}
-	}
+	gw, cl := l.runDaemons()
 	l.up(cl, gw)
 	return l, gw, cl
 }
@@ -209,14 +202,7 @@ func TestMobikeNATRebinding(t *testing.T) {
 	l.clCfg = l.dir + "/cl.yaml"
 	writeFile(t, l.gwCfg, l.gatewayConfig(""))
 	writeFile(t, l.clCfg, "retransmit: { timeout: 500ms, tries: 5, base: 1.5 }\n"+strings.Replace(l.clientConfig("198.51.100.1", ""), "    start_action: none\n", "    start_action: none\n    dpd_delay: 1s\n", 1))
-	bin := binary(t)
-	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
-	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
-	for _, s := range []string{l.gwSock, l.clSock} {
-		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
-			t.Fatalf("no control socket %s", s)
-		}
-	}
+	gw, cl := l.runDaemons()
 	l.up(cl, gw)
 	time.Sleep(1500 * time.Millisecond) // a first liveness check records the NAT mapping
 	before := status(t, l.gwSock).IKESAs[0].Remote

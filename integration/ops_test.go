@@ -18,13 +18,7 @@ func TestAuthenticationFailure(t *testing.T) {
 	writeFile(t, l.gwCfg, l.gatewayConfig(""))
 	writeFile(t, l.clCfg, strings.Replace(l.clientConfig("198.51.100.1", ""), labPSK, "some other secret entirely", 1))
 	bin := binary(t)
-	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
-	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
-	for _, s := range []string{l.gwSock, l.clSock} {
-		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
-			t.Fatalf("no control socket %s\n%s\n%s", s, gw.output(), cl.output())
-		}
-	}
+	gw, _ := l.runDaemons()
 	out, err := exec.Command(bin, "up", "home", "--control", l.clSock).CombinedOutput()
 	ee, _ := err.(*exec.ExitError)
 	if ee == nil || ee.ExitCode() != 1 || !strings.Contains(string(out), "AUTHENTICATION_FAILED") {
@@ -55,13 +49,7 @@ func TestDownKeylogReload(t *testing.T) {
 	writeFile(t, l.gwCfg, l.gatewayConfig(""))
 	writeFile(t, l.clCfg, "keylog: "+keys+"\n"+l.clientConfig("198.51.100.1", ""))
 	bin := binary(t)
-	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
-	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
-	for _, s := range []string{l.gwSock, l.clSock} {
-		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
-			t.Fatalf("no control socket %s\n%s\n%s", s, gw.output(), cl.output())
-		}
-	}
+	gw, cl := l.runDaemons()
 	if !strings.Contains(cl.output(), "key log is on") {
 		t.Error("no warning that the key log is on")
 	}
@@ -148,14 +136,7 @@ func TestRekeyUnderTraffic(t *testing.T) {
 	cfg = strings.Replace(cfg, "        esp_proposals: [aes128gcm16]\n", "        esp_proposals: [aes128gcm16-x25519]\n        rekey_time: 3s\n", 1)
 	writeFile(t, l.clCfg, cfg)
 	writeFile(t, l.gwCfg, strings.Replace(l.gatewayConfig(""), "esp_proposals: [aes128gcm16]", "esp_proposals: [aes128gcm16-x25519, aes128gcm16]", 1))
-	bin := binary(t)
-	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
-	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
-	for _, s := range []string{l.gwSock, l.clSock} {
-		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
-			t.Fatalf("no control socket %s\n%s\n%s", s, gw.output(), cl.output())
-		}
-	}
+	gw, cl := l.runDaemons()
 	l.up(cl, gw)
 	first := status(t, l.clSock).IKESAs[0]
 	// The kernel's own IPv6 chatter on the new TUN device (router solicitations, MLD)

@@ -24,14 +24,7 @@ func newSwitchLab(t *testing.T, nat bool, gwExtra, clExtra string) (*tunnelLab, 
 	gwc = strings.Replace(gwc, "    dpd_delay: 5s\n", "    dpd_delay: 5s\n"+gwExtra, 1)
 	writeFile(t, l.gwCfg, gwc)
 	writeFile(t, l.clCfg, strings.Replace(l.clientConfig("198.51.100.1", ""), "    start_action: none\n", "    start_action: none\n"+clExtra, 1))
-	bin := binary(t)
-	gw := l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
-	cl := l.start("client", l.cl, bin, "run", "-c", l.clCfg)
-	for _, s := range []string{l.gwSock, l.clSock} {
-		if !waitFor(10*time.Second, func() bool { return status(t, s) != nil }) {
-			t.Fatalf("no control socket %s\n%s\n%s", s, gw.output(), cl.output())
-		}
-	}
+	gw, cl := l.runDaemons()
 	l.up(cl, gw)
 	return l, gw, cl
 }

@@ -99,13 +99,21 @@ connections:
 %s`, l.clSock, labPSK, gateway, extra)
 }
 
-// startDaemons starts the gateway and the client and waits for both control sockets.
+// startDaemons writes the default configurations, starts the gateway and the client
+// and waits for both control sockets.
 func (l *tunnelLab) startDaemons(gateway string) (gw, cl *proc) {
 	t := l.t
 	l.gwCfg = filepath.Join(l.dir, "gw.yaml")
 	l.clCfg = filepath.Join(l.dir, "cl.yaml")
 	writeFile(t, l.gwCfg, l.gatewayConfig(""))
 	writeFile(t, l.clCfg, l.clientConfig(gateway, ""))
+	return l.runDaemons()
+}
+
+// runDaemons starts the gateway and the client with l.gwCfg and l.clCfg and waits for
+// both control sockets.
+func (l *tunnelLab) runDaemons() (gw, cl *proc) {
+	t := l.t
 	bin := binary(t)
 	gw = l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
 	cl = l.start("client", l.cl, bin, "run", "-c", l.clCfg)

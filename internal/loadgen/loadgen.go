@@ -332,6 +332,31 @@ func handshakes(ctx context.Context, o Options) (Result, error) {
 			}
 		}
 	}
+	// step handles one datagram or due timer, or sees stop fire (stepStopped) or ctx
+	// end (stepCancelled).
+	const (
+		stepRan = iota
+		stepStopped
+		stepCancelled
+	)
+	step := func(stop <-chan time.Time) int {
+		if at, ok := eng.NextDeadline(); ok {
+			timer.Reset(max(time.Until(at), 0))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case d := <-in:
+			apply(eng.HandleDatagram(time.Now(), d.local, d.remote, d.data))
+		case <-timer.C:
+			apply(eng.Tick(time.Now()))
+		case <-stop:
+			return stepStopped
+		case <-ctx.Done():
+			return stepCancelled
+		}
+		return stepRan
+	}
 	for res.Established+res.Failed < o.Count {
 		for inflight < o.Concurrency && next < o.Count {
 			_, acts, err := eng.Initiate(time.Now(), fmt.Sprintf("c%d", next))
@@ -343,19 +368,10 @@ func handshakes(ctx context.Context, o Options) (Result, error) {
 			inflight++
 			apply(acts)
 		}
-		if at, ok := eng.NextDeadline(); ok {
-			timer.Reset(max(time.Until(at), 0))
-		} else {
-			timer.Reset(time.Hour)
-		}
-		select {
-		case d := <-in:
-			apply(eng.HandleDatagram(time.Now(), d.local, d.remote, d.data))
-		case <-timer.C:
-			apply(eng.Tick(time.Now()))
-		case <-deadline.C:
+		switch step(deadline.C) {
+		case stepStopped:
 			return res, fmt.Errorf("timeout: %d established, %d failed of %d", res.Established, res.Failed, o.Count)
-		case <-ctx.Done():
+		case stepCancelled:
 			return res, ctx.Err()
 		}
 	}
@@ -366,23 +382,7 @@ func handshakes(ctx context.Context, o Options) (Result, error) {
 	// Hold the SAs (answering liveness checks), then delete them all.
 	hold := time.NewTimer(o.Hold)
 	defer hold.Stop()
-holding:
-	for {
-		if at, ok := eng.NextDeadline(); ok {
-			timer.Reset(max(time.Until(at), 0))
-		} else {
-			timer.Reset(time.Hour)
-		}
-		select {
-		case d := <-in:
-			apply(eng.HandleDatagram(time.Now(), d.local, d.remote, d.data))
-		case <-timer.C:
-			apply(eng.Tick(time.Now()))
-		case <-hold.C:
-			break holding
-		case <-ctx.Done():
-			break holding
-		}
+	for step(hold.C) == stepRan {
 	}
 	// Delete them, Concurrency at a time: a burst of thousands of Deletes would only
 	// overflow socket buffers and queues. Give up when nothing moves for a while.
@@ -407,22 +407,10 @@ holding:
 			}
 		}
 		before := len(deleting)
-		if at, ok := eng.NextDeadline(); ok {
-			timer.Reset(max(time.Until(at), 0))
-		} else {
-			timer.Reset(time.Hour)
-		}
-		select {
-		case d := <-in:
-			apply(eng.HandleDatagram(time.Now(), d.local, d.remote, d.data))
-		case <-timer.C:
-			apply(eng.Tick(time.Now()))
-		case <-progress.C:
-			o.Logger.Warn("deletes not confirmed", "pending", len(deleting), "not sent", len(queue))
-			res.NotDeleted = len(deleting) + len(queue)
-			res.DeleteElapsed = time.Since(delStart)
-			return res, nil
-		case <-ctx.Done():
+		if r := step(progress.C); r != stepRan {
+			if r == stepStopped {
+				o.Logger.Warn("deletes not confirmed", "pending", len(deleting), "not sent", len(queue))
+			}
 			res.NotDeleted = len(deleting) + len(queue)
 			res.DeleteElapsed = time.Since(delStart)
 			return res, nil
