@@ -84,7 +84,17 @@ type Conn struct {
 	Announce mobike.Announce
 	// SwitchAccept is the initiator's policy for SWITCH_TO_IP_ADDRESS targets.
 	SwitchAccept mobike.SwitchPolicy
-	Encap        bool // force UDP encapsulation by a NAT_DETECTION_SOURCE_IP that cannot match
+	// SwitchLimit caps the switches of one IKE SA per minute: a responder sends at most
+	// this many SWITCH_TO_IP_ADDRESS requests, an initiator follows at most this many
+	// (answering, not acting on, the rest). 0: mobike.DefaultSwitchLimit.
+	SwitchLimit int
+	// SwitchHold is the hysteresis against flapping: no switch back to an address the
+	// SA left by a switch less than SwitchHold ago (0: none).
+	SwitchHold time.Duration
+	// RMobikeNotify is the Notify Message Type used for SWITCH_TO_IP_ADDRESS (IANA never
+	// assigned one; both peers must agree). 0: wire.SWITCH_TO_IP_ADDRESS (40970).
+	RMobikeNotify wire.NotifyType
+	Encap         bool // force UDP encapsulation by a NAT_DETECTION_SOURCE_IP that cannot match
 
 	DPDDelay    time.Duration
 	DPDAction   string // "clear" or "restart"

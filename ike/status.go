@@ -21,6 +21,7 @@ type SAStatus struct {
 	Encap               bool // we force UDP encapsulation (fake NAT-D)
 	Mobike, RMobike     bool
 	PeerAdditional      []netip.Addr
+	MobikeState         string // the path manager's state ("" without MOBIKE)
 	VirtualIPs          []netip.Addr
 	DNS                 []netip.Addr // initiator: the DNS servers the peer assigned
 	EstablishedS        int64

@@ -147,3 +147,7 @@ func CheckCookie2(sent, got []byte) error {
 	}
 	return nil
 }
+
+// DefaultSwitchLimit is how many switches per minute one IKE SA may be asked for (a
+// responder) or follow (an initiator) unless configured otherwise.
+const DefaultSwitchLimit = 5

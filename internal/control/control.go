@@ -159,27 +159,33 @@ type Runtime struct {
 
 // IKESA describes one IKE SA.
 type IKESA struct {
-	ID                  uint64    `json:"id"`
-	Name                string    `json:"name"`
-	Role                string    `json:"role"`  // initiator or responder
-	State               string    `json:"state"` // e.g. connecting, established, rekeying, deleting
-	Local               string    `json:"local"` // current outer endpoint, IPv6 as [addr]:port
-	Remote              string    `json:"remote"`
-	LocalID             string    `json:"local_id"`
-	RemoteID            string    `json:"remote_id"`
-	SPIi                string    `json:"spi_i"` // hex
-	SPIr                string    `json:"spi_r"`
-	Proposal            string    `json:"proposal"`
-	NATLocal            bool      `json:"nat_local"`
-	NATRemote           bool      `json:"nat_remote"`
-	Encap               bool      `json:"encap"` // UDP encapsulation forced (fake NAT-D) by this end
-	Mobike              bool      `json:"mobike"`
-	RMobike             bool      `json:"rmobike"`
-	PeerAdditionalAddrs []string  `json:"peer_additional_addrs"`
-	VirtualIPs          []string  `json:"virtual_ips"`
-	DNS                 []string  `json:"dns,omitempty"` // DNS servers the peer assigned to us
-	EstablishedS        int64     `json:"established_s"`
-	ChildSAs            []ChildSA `json:"child_sas"`
+	ID                  uint64   `json:"id"`
+	Name                string   `json:"name"`
+	Role                string   `json:"role"`  // initiator or responder
+	State               string   `json:"state"` // e.g. connecting, established, rekeying, deleting
+	Local               string   `json:"local"` // current outer endpoint, IPv6 as [addr]:port
+	Remote              string   `json:"remote"`
+	LocalID             string   `json:"local_id"`
+	RemoteID            string   `json:"remote_id"`
+	SPIi                string   `json:"spi_i"` // hex
+	SPIr                string   `json:"spi_r"`
+	Proposal            string   `json:"proposal"`
+	NATLocal            bool     `json:"nat_local"`
+	NATRemote           bool     `json:"nat_remote"`
+	Encap               bool     `json:"encap"` // UDP encapsulation forced (fake NAT-D) by this end
+	Mobike              bool     `json:"mobike"`
+	RMobike             bool     `json:"rmobike"`
+	PeerAdditionalAddrs []string `json:"peer_additional_addrs"`
+	// MobikeState is where the SA's path manager is: "" without MOBIKE, "stable",
+	// "updating" (an UPDATE_SA_ADDRESSES is on its way; after a switch ESP stays on the
+	// old path until it is answered), "probing" (the path is silent: other address pairs
+	// are being tried) or "verifying" (responder: a return routability check of the
+	// peer's new address is pending; ESP stays on the verified one).
+	MobikeState  string    `json:"mobike_state,omitempty"`
+	VirtualIPs   []string  `json:"virtual_ips"`
+	DNS          []string  `json:"dns,omitempty"` // DNS servers the peer assigned to us
+	EstablishedS int64     `json:"established_s"`
+	ChildSAs     []ChildSA `json:"child_sas"`
 }
 
 // ChildSA describes one Child SA.

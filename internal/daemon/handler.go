@@ -60,6 +60,7 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 			Mobike:              s.Mobike,
 			RMobike:             s.RMobike,
 			PeerAdditionalAddrs: []string{},
+			MobikeState:         s.MobikeState,
 			VirtualIPs:          []string{},
 			EstablishedS:        s.EstablishedS,
 			ChildSAs:            []control.ChildSA{},
