@@ -3,6 +3,8 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"net/netip"
 	"reflect"
 	"testing"
 )
@@ -104,10 +106,18 @@ func FuzzParseCertReq(f *testing.F) { fuzzBody(f, ParseCertReq, true, PayloadCER
 func FuzzParseAuth(f *testing.F)    { fuzzBody(f, ParseAuth, false, PayloadAUTH) }
 func FuzzParseNonce(f *testing.F)   { fuzzBody(f, ParseNonce, true, PayloadNonce) }
 func FuzzParseNotify(f *testing.F) {
+	for _, n := range []*Notify{
+		NewNoNATsAllowed(netip.MustParseAddrPort("192.0.2.10:4500"), netip.MustParseAddrPort("198.51.100.1:4500")),
+		NewNoNATsAllowed(netip.MustParseAddrPort("[2001:db8::1]:500"), netip.MustParseAddrPort("[2001:db8::2]:500")),
+		NewAddressNotify(SWITCH_TO_IP_ADDRESS, netip.MustParseAddr("198.51.100.2")),
+		NewAddressNotify(40999, netip.MustParseAddr("2001:db8::2")),
+	} {
+		f.Add(n.AppendBody(nil))
+	}
 	fuzzBody(f, func(b []byte) (*Notify, error) {
 		n, err := ParseNotify(b)
 		if err == nil {
-			checkNotifyAccessors(n)
+			checkNotifyAccessors(panicf, n)
 		}
 		return n, err
 	}, true, PayloadNotify)
@@ -141,13 +151,57 @@ func FuzzParseEAP(f *testing.F) { fuzzBody(f, ParseEAP, true, PayloadEAP) }
 func FuzzParseSK(f *testing.F)  { fuzzBody(f, ParseSK, true, PayloadSK) }
 func FuzzParseSKF(f *testing.F) { fuzzBody(f, ParseSKF, true, PayloadSKF) }
 
-// checkNotifyAccessors runs the typed accessors; they must not panic, and an address
-// they return must be the one NewAddressNotify writes back.
-func checkNotifyAccessors(n *Notify) {
-	if a, err := n.Address(); err == nil {
-		if m := NewAddressNotify(n.NotifyType, a); !bytes.Equal(m.Data, n.Data) {
-			panic("Address does not round-trip")
+// panicf reports a failure where fuzzBody's parse function has no *testing.T.
+func panicf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+
+// checkNotifyAccessors runs the typed accessors; they must not panic, an error they
+// return must be a decoding error, and what they return must be what the matching
+// constructor writes back (the address's own octets for a 16-octet IPv4-mapped address,
+// which the constructors write as IPv4). It reports a failure with fatalf: t.Fatalf, or
+// panicf where no *testing.T is at hand.
+func checkNotifyAccessors(fatalf func(string, ...any), n *Notify) {
+	checkErr := func(what string, err error) {
+		var we *Error
+		if !errors.As(err, &we) || we.Notify != INVALID_SYNTAX || we.Payload != PayloadNotify || we.Reason == "" {
+			fatalf("%s: error %v is not an INVALID_SYNTAX *wire.Error about a Notify payload", what, err)
 		}
+	}
+	if a, err := n.Address(); err == nil {
+		if !bytes.Equal(a.AsSlice(), n.Data) {
+			fatalf("Address %v from %x", a, n.Data)
+		}
+		if m := NewAddressNotify(n.NotifyType, a); !a.Is4In6() && !bytes.Equal(m.Data, n.Data) {
+			fatalf("Address %v does not round-trip: %x, wrote %x", a, n.Data, m.Data)
+		}
+	}
+	if a, err := n.SwitchAddress(); err == nil {
+		if !bytes.Equal(a.AsSlice(), n.Data) {
+			fatalf("SwitchAddress %v from %x", a, n.Data)
+		}
+		if m := NewAddressNotify(n.NotifyType, a); !a.Is4In6() && !bytes.Equal(m.Data, n.Data) {
+			fatalf("SwitchAddress %v does not round-trip: %x, wrote %x", a, n.Data, m.Data)
+		}
+		if b, err := n.Address(); n.NotifyType == SWITCH_TO_IP_ADDRESS && (err != nil || b != a) {
+			fatalf("SwitchAddress %v, Address %v %v", a, b, err)
+		}
+	} else {
+		checkErr("SwitchAddress", err)
+	}
+	if src, dst, err := n.NoNATsAllowed(); err == nil {
+		if src.Addr().Is4() != dst.Addr().Is4() {
+			fatalf("NoNATsAllowed families differ: %v %v", src, dst)
+		}
+		m := NewNoNATsAllowed(src, dst)
+		if !src.Addr().Is4In6() && !dst.Addr().Is4In6() && !bytes.Equal(m.Data, n.Data) {
+			fatalf("NoNATsAllowed %v %v does not round-trip: %x, wrote %x", src, dst, n.Data, m.Data)
+		}
+		s2, d2, err := m.NoNATsAllowed()
+		if err != nil || s2.Addr().Unmap() != src.Addr().Unmap() || d2.Addr().Unmap() != dst.Addr().Unmap() ||
+			s2.Port() != src.Port() || d2.Port() != dst.Port() {
+			fatalf("NoNATsAllowed %v %v re-read as %v %v %v", src, dst, s2, d2, err)
+		}
+	} else {
+		checkErr("NoNATsAllowed", err)
 	}
 	n.RMOBIKE()
 	n.Group()
@@ -253,7 +307,7 @@ func FuzzParsePayloads(f *testing.F) {
 		}
 		for _, p := range ps {
 			if n, ok := p.(*Notify); ok {
-				checkNotifyAccessors(n)
+				checkNotifyAccessors(t.Fatalf, n)
 			}
 		}
 	})

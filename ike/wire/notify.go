@@ -79,6 +79,74 @@ func (n *Notify) Address() (netip.Addr, error) {
 	return a, nil
 }
 
+// SwitchAddress returns the address carried by a SWITCH_TO_IP_ADDRESS notify
+// (draft-smyslov-ipsecme-ikev2-r-mobike 3): exactly 4 or 16 octets of data, Protocol ID
+// 0 and no SPI. The Notify Message Type is not checked, since IANA never assigned one
+// and the caller decides which number it uses (a 16-octet IPv4-mapped address is
+// returned as it is, Is4In6). Any other shape gives an INVALID_SYNTAX *Error.
+func (n *Notify) SwitchAddress() (netip.Addr, error) {
+	if (len(n.Data) != 4 && len(n.Data) != 16) || n.Protocol != ProtoNone || len(n.SPI) != 0 {
+		return netip.Addr{}, syntaxErr(PayloadNotify,
+			"SWITCH_TO_IP_ADDRESS (notify type %d): %d octets of data, protocol %d, SPI of %d octets; want 4 or 16 octets, protocol 0, no SPI",
+			uint16(n.NotifyType), len(n.Data), n.Protocol, len(n.SPI))
+	}
+	a, _ := netip.AddrFromSlice(n.Data)
+	return a, nil
+}
+
+// NewNoNATsAllowed returns a NO_NATS_ALLOWED notify (RFC 4555 4.2.6) for a message sent
+// from src to dst: Protocol ID 0, no SPI, and the source address, destination address,
+// source port and destination port, 12 octets for IPv4 and 36 for IPv6. IPv4-mapped IPv6
+// addresses are written as IPv4. Should the two addresses still be of different
+// families (which the two ends of one datagram never are), both are written in their
+// 16-octet form.
+func NewNoNATsAllowed(src, dst netip.AddrPort) *Notify {
+	sa, da := src.Addr().Unmap(), dst.Addr().Unmap()
+	var data []byte
+	if sa.Is4() && da.Is4() {
+		data = make([]byte, 0, 12)
+		data = append(data, sa.AsSlice()...)
+		data = append(data, da.AsSlice()...)
+	} else {
+		s16, d16 := sa.As16(), da.As16()
+		data = make([]byte, 0, 36)
+		data = append(data, s16[:]...)
+		data = append(data, d16[:]...)
+	}
+	data = binary.BigEndian.AppendUint16(data, src.Port())
+	data = binary.BigEndian.AppendUint16(data, dst.Port())
+	return &Notify{NotifyType: NO_NATS_ALLOWED, Data: data}
+}
+
+// NoNATsAllowed returns the source and destination of a NO_NATS_ALLOWED notify (RFC
+// 4555 4.2.6): Protocol ID 0, no SPI, and source address, destination address, source
+// port, destination port, 12 octets for IPv4 or 36 for IPv6, so both are of one family
+// (16-octet IPv4-mapped addresses are returned as they are, Is4In6). Any other type or
+// shape gives an INVALID_SYNTAX *Error.
+func (n *Notify) NoNATsAllowed() (src, dst netip.AddrPort, err error) {
+	if n.NotifyType != NO_NATS_ALLOWED {
+		return src, dst, syntaxErr(PayloadNotify, "%s is not NO_NATS_ALLOWED", n.NotifyType)
+	}
+	alen := 0
+	switch len(n.Data) {
+	case 12:
+		alen = 4
+	case 36:
+		alen = 16
+	}
+	if alen == 0 || n.Protocol != ProtoNone || len(n.SPI) != 0 {
+		return src, dst, syntaxErr(PayloadNotify,
+			"NO_NATS_ALLOWED: %d octets of data, protocol %d, SPI of %d octets; want 12 (IPv4) or 36 (IPv6) octets, protocol 0, no SPI",
+			len(n.Data), n.Protocol, len(n.SPI))
+	}
+	sa, _ := netip.AddrFromSlice(n.Data[:alen])
+	da, _ := netip.AddrFromSlice(n.Data[alen : 2*alen])
+	ports := n.Data[2*alen:]
+	src = netip.AddrPortFrom(sa, binary.BigEndian.Uint16(ports[0:2]))
+	dst = netip.AddrPortFrom(da, binary.BigEndian.Uint16(ports[2:4]))
+	return src, dst, nil
+}
+
 // NewMOBIKESupported returns a MOBIKE_SUPPORTED notify; with r, its data is the single
 // octet 'R' by which an initiator advertises draft-smyslov-ipsecme-ikev2-r-mobike.
 func NewMOBIKESupported(r bool) *Notify {

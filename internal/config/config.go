@@ -146,6 +146,19 @@ type Connection struct {
 	SwitchAcceptAdditional bool
 	SwitchAcceptPrefixes   []netip.Prefix
 
+	// SwitchLimit caps the switches of one IKE SA per minute (switch_limit, 1..1000,
+	// default 5): a responder sends at most this many SWITCH_TO_IP_ADDRESS requests to
+	// the SA's peer, an initiator follows at most this many (it answers the rest but does
+	// not act on them).
+	SwitchLimit int
+	// SwitchHold is the hysteresis against flapping (switch_hold, default 30s; 0
+	// disables it): no switch back to an address the SA left by a switch less than this
+	// ago (a responder does not ask for it, an initiator does not follow).
+	SwitchHold time.Duration
+	// RMobikeNotify is the Notify Message Type of SWITCH_TO_IP_ADDRESS (rmobike_notify,
+	// 40970..65535, default 40970); IANA never assigned one, so both peers must agree.
+	RMobikeNotify uint16
+
 	Encap       bool          // force UDP encapsulation (fake NAT-D); default true
 	DPDDelay    time.Duration // default 30s; 0 disables
 	DPDAction   string        // clear (default), restart or none

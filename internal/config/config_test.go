@@ -88,6 +88,9 @@ func TestInterfaceExample(t *testing.T) {
 		AdditionalAddrs:        AdditionalAddrs{Mode: AdditionalAuto},
 		SwitchAccept:           []string{"additional"},
 		SwitchAcceptAdditional: true,
+		SwitchLimit:            5,
+		SwitchHold:             30 * time.Second,
+		RMobikeNotify:          40970,
 		Encap:                  true,
 		DPDDelay:               30 * time.Second,
 		DPDAction:              "clear",
@@ -205,6 +208,9 @@ func TestDefaults(t *testing.T) {
 	if !reflect.DeepEqual(c.SwitchAccept, []string{"additional"}) || !c.SwitchAcceptAdditional || c.SwitchAcceptAny || c.SwitchAcceptPrefixes != nil {
 		t.Errorf("switch_accept default: %+v", c)
 	}
+	if c.SwitchLimit != 5 || c.SwitchHold != 30*time.Second || c.RMobikeNotify != 40970 {
+		t.Errorf("switch defaults: limit %d, hold %v, notify %d", c.SwitchLimit, c.SwitchHold, c.RMobikeNotify)
+	}
 	if c.Remote.ID != "%any" {
 		t.Errorf("remote id default %q", c.Remote.ID)
 	}
@@ -259,6 +265,9 @@ connections:
     encap: off
     additional_addrs: [203.0.113.5, 2001:db8::5]
     switch_accept: [any, 203.0.113.0/24, 2001:db8::7]
+    switch_limit: 1
+    switch_hold: 0s
+    rmobike_notify: 65535
     dpd_delay: 0s
     dpd_action: restart
     close_action: restart
@@ -324,6 +333,9 @@ connections:
 					!reflect.DeepEqual(c.SwitchAcceptPrefixes, []netip.Prefix{pfx("203.0.113.0/24"), pfx("2001:db8::7/128")}) {
 					t.Errorf("switch_accept: %+v", c)
 				}
+				if c.SwitchLimit != 1 || c.SwitchHold != 0 || c.RMobikeNotify != 65535 {
+					t.Errorf("home switch settings: limit %d, hold %v, notify %d", c.SwitchLimit, c.SwitchHold, c.RMobikeNotify)
+				}
 				if !reflect.DeepEqual(c.VIPs, []netip.Addr{adr("0.0.0.0"), adr("::")}) {
 					t.Errorf("vips: %v", c.VIPs)
 				}
@@ -358,6 +370,64 @@ connections:
 			},
 		},
 	}
+	tests = append(tests, struct {
+		name  string
+		files map[string]string
+		check func(t *testing.T, cfg *Config, dir string)
+	}{
+		name: "switch settings: R-MOBIKE, rmobike: false, and mobike: false with rmobike: false",
+		files: map[string]string{"gw.yaml": `
+secrets: [{ ids: [gw.example.org], psk: s }]
+connections:
+  rm:
+    switch_limit: 1000
+    switch_hold: 2m30s
+    rmobike_notify: 40970
+    local: { auth: psk, id: gw.example.org }
+    remote: { auth: psk }
+    children: { net: {} }
+  off:
+    rmobike: false
+    switch_accept: none
+    switch_limit: 3
+    switch_hold: 1s
+    rmobike_notify: 50000
+    local: { auth: psk, id: gw.example.org }
+    remote: { auth: psk }
+    children: { net: {} }
+  nomobike:
+    mobike: false
+    rmobike: false
+    additional_addrs: none
+    switch_limit: 7
+    switch_hold: 0s
+    rmobike_notify: 41000
+    local: { auth: psk, id: gw.example.org }
+    remote: { auth: psk }
+    children: { net: {} }
+`},
+		check: func(t *testing.T, cfg *Config, dir string) {
+			for _, w := range []struct {
+				name       string
+				mobike, rm bool
+				limit      int
+				hold       time.Duration
+				notify     uint16
+			}{
+				{"rm", true, true, 1000, 150 * time.Second, 40970},
+				{"off", true, false, 3, time.Second, 50000},
+				{"nomobike", false, false, 7, 0, 41000},
+			} {
+				c := cfg.Connection(w.name)
+				if c.Mobike != w.mobike || c.RMobike != w.rm || c.SwitchLimit != w.limit || c.SwitchHold != w.hold || c.RMobikeNotify != w.notify {
+					t.Errorf("%s: mobike %v, rmobike %v, limit %d, hold %v, notify %d", w.name, c.Mobike, c.RMobike, c.SwitchLimit, c.SwitchHold, c.RMobikeNotify)
+				}
+			}
+			if off := cfg.Connection("off"); len(off.SwitchAccept) != 0 || off.SwitchAcceptAdditional || off.SwitchAcceptAny || off.SwitchAcceptPrefixes != nil {
+				t.Errorf("switch_accept: none: %+v", off)
+			}
+		},
+	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writeFiles(t, tc.files)
@@ -488,6 +558,26 @@ func TestBadConfigs(t *testing.T) {
 		{"additional bad", conn("    additional_addrs: maybe #<\n" + ok), nil, "connections.home.additional_addrs", `"maybe" is not allowed; use auto, none or a list of IP addresses`},
 		{"additional without mobike", conn("    mobike: false\n    additional_addrs: auto #<\n" + ok), nil, "connections.home.additional_addrs", "only announced with MOBIKE"},
 		{"rmobike without mobike", conn("    mobike: false\n    rmobike: true #<\n" + ok), nil, "connections.home.rmobike", "rmobike needs mobike"},
+		{"switch_limit zero", conn("    switch_limit: 0 #<\n" + ok), nil, "connections.home.switch_limit", "0 is out of range; allowed: 1..1000"},
+		{"switch_limit too big", conn("    switch_limit: 1001 #<\n" + ok), nil, "connections.home.switch_limit", "1001 is out of range; allowed: 1..1000"},
+		{"switch_limit negative", conn("    switch_limit: -1 #<\n" + ok), nil, "connections.home.switch_limit", "-1 is out of range; allowed: 1..1000"},
+		{"switch_limit text", conn("    switch_limit: many #<\n" + ok), nil, "connections.home.switch_limit", `"many" is not an integer; allowed: 1..1000`},
+		{"switch_limit fraction", conn("    switch_limit: 2.5 #<\n" + ok), nil, "connections.home.switch_limit", `"2.5" is not an integer`},
+		{"switch_limit list", conn("    switch_limit: [5] #<\n" + ok), nil, "connections.home.switch_limit", "expected an integer, got a list"},
+		{"switch_hold negative", conn("    switch_hold: -1s #<\n" + ok), nil, "connections.home.switch_hold", "-1s is negative"},
+		{"switch_hold no unit", conn("    switch_hold: 30 #<\n" + ok), nil, "connections.home.switch_hold", `"30" is not a duration; use a Go duration such as 30s`},
+		{"rmobike_notify libreswan", conn("    rmobike_notify: 40969 #<\n" + ok), nil, "connections.home.rmobike_notify",
+			"40969 is out of range; allowed: 40970..65535: the private-use status range starts at 40960, but 40960-40969 are used by libreswan and strongSwan"},
+		{"rmobike_notify strongswan", conn("    rmobike_notify: 40960 #<\n" + ok), nil, "connections.home.rmobike_notify", "40960-40969 are used by libreswan and strongSwan"},
+		{"rmobike_notify IANA", conn("    rmobike_notify: 16402 #<\n" + ok), nil, "connections.home.rmobike_notify", "private-use status range starts at 40960"},
+		{"rmobike_notify zero", conn("    rmobike_notify: 0 #<\n" + ok), nil, "connections.home.rmobike_notify", "allowed: 40970..65535"},
+		{"rmobike_notify too big", conn("    rmobike_notify: 65536 #<\n" + ok), nil, "connections.home.rmobike_notify", "65536 is out of range; allowed: 40970..65535"},
+		{"rmobike_notify text", conn("    rmobike_notify: switch #<\n" + ok), nil, "connections.home.rmobike_notify", `"switch" is not an integer; allowed: 40970..65535`},
+		{"switch_limit without mobike", conn("    mobike: false\n    switch_limit: 3 #<\n" + ok), nil, "connections.home.switch_limit", "switch_limit needs MOBIKE"},
+		{"switch_hold without mobike", conn("    mobike: false\n    switch_hold: 10s #<\n" + ok), nil, "connections.home.switch_hold", "switch_hold needs MOBIKE"},
+		{"rmobike_notify without mobike", conn("    mobike: false\n    rmobike_notify: 41000 #<\n" + ok), nil, "connections.home.rmobike_notify",
+			"rmobike_notify needs MOBIKE: it is a setting of SWITCH_TO_IP_ADDRESS (R-MOBIKE), which works only over MOBIKE; set mobike: true or drop rmobike_notify"},
+		{"switch settings without mobike, rmobike true", conn("    mobike: false\n    rmobike: true #<\n    switch_limit: 3\n" + ok), nil, "connections.home.rmobike", "rmobike needs mobike"},
 		{"bool", conn("    encap: maybe #<\n" + ok), nil, "connections.home.encap", `"maybe" is not a boolean; use true or false`},
 		{"retransmit base", "retransmit:\n  base: 0.5 #<\n", nil, "retransmit.base", "out of range; allowed: 1..10"},
 		{"retransmit timeout zero", "retransmit: { timeout: 0s } #<\n", nil, "retransmit.timeout", "must be more than 0"},
@@ -716,6 +806,8 @@ func FuzzParse(f *testing.F) {
 		f.Add(example)
 	}
 	f.Add([]byte(minimal))
+	f.Add([]byte(minimal + "    switch_limit: 3\n    switch_hold: 45s\n    rmobike_notify: 40971\n"))
+	f.Add([]byte(minimal + "    mobike: false\n    rmobike: false\n    additional_addrs: none\n    switch_limit: 1000\n    switch_hold: 0s\n    rmobike_notify: 65535\n"))
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("connections: { a: { <<: *b } }\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

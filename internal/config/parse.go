@@ -36,6 +36,12 @@ const (
 	DefaultDPDDelay        = 30 * time.Second
 	DefaultIKERekeyTime    = 4 * time.Hour
 	DefaultChildRekeyTime  = time.Hour
+	DefaultSwitchLimit     = 5                // switch_limit: switches per IKE SA per minute
+	MaxSwitchLimit         = 1000             // switch_limit
+	DefaultSwitchHold      = 30 * time.Second // switch_hold
+	DefaultRMobikeNotify   = 40970            // rmobike_notify: SWITCH_TO_IP_ADDRESS's Notify Message Type
+	MinRMobikeNotify       = 40970            // rmobike_notify: 40960-40969 are libreswan's and strongSwan's
+	MaxRMobikeNotify       = 65535            // rmobike_notify
 )
 
 // DefaultRetransmit is strongSwan's retransmission schedule.
@@ -485,7 +491,7 @@ func (p *parser) connections(v val, cfg *Config) ([]*Connection, error) {
 
 var connectionKeys = []string{
 	"local_addrs", "remote_addrs", "remote_port", "proposals", "mobike", "rmobike",
-	"additional_addrs", "switch_accept", "encap", "dpd_delay", "dpd_action", "close_action",
+	"additional_addrs", "switch_accept", "switch_limit", "switch_hold", "rmobike_notify", "encap", "dpd_delay", "dpd_action", "close_action",
 	"rekey_time", "pools", "vips", "local", "remote", "start_action", "children",
 }
 
@@ -504,6 +510,9 @@ func (p *parser) connection(f field, cfg *Config) (*Connection, error) {
 		AdditionalAddrs:        AdditionalAddrs{Mode: AdditionalAuto},
 		SwitchAccept:           []string{"additional"},
 		SwitchAcceptAdditional: true,
+		SwitchLimit:            DefaultSwitchLimit,
+		SwitchHold:             DefaultSwitchHold,
+		RMobikeNotify:          DefaultRMobikeNotify,
 		Encap:                  true,
 		DPDDelay:               DefaultDPDDelay,
 		DPDAction:              "clear",
@@ -592,6 +601,9 @@ func (p *parser) connection(f field, cfg *Config) (*Connection, error) {
 		if err := p.switchAccept(v, c); err != nil {
 			return nil, err
 		}
+	}
+	if err := p.switchSettings(o, c); err != nil {
+		return nil, err
 	}
 	for _, d := range []struct {
 		key string
@@ -744,6 +756,52 @@ func (p *parser) switchAccept(v val, c *Connection) error {
 			c.SwitchAcceptPrefixes = append(c.SwitchAcceptPrefixes, pf)
 		}
 		c.SwitchAccept = append(c.SwitchAccept, it.s)
+	}
+	return nil
+}
+
+// switchSettings reads switch_limit, switch_hold and rmobike_notify, the settings of
+// SWITCH_TO_IP_ADDRESS (draft-smyslov-ipsecme-ikev2-r-mobike). They need MOBIKE; with
+// mobike: false they are an error unless rmobike: false is written too (then they are
+// merely unused).
+func (p *parser) switchSettings(o *obj, c *Connection) error {
+	if v, ok := o.get("switch_limit"); ok {
+		n, err := p.integer(v, 1, MaxSwitchLimit)
+		if err != nil {
+			return err
+		}
+		c.SwitchLimit = int(n)
+	}
+	if v, ok := o.get("switch_hold"); ok {
+		d, err := p.duration(v)
+		if err != nil {
+			return err
+		}
+		c.SwitchHold = d
+	}
+	if v, ok := o.get("rmobike_notify"); ok {
+		n, err := p.integer(v, MinRMobikeNotify, MaxRMobikeNotify)
+		if err != nil {
+			var i int64
+			if v.n.ShortTag() == "!!int" && v.n.Decode(&i) == nil && i < MinRMobikeNotify {
+				return p.verr(v, "%d is out of range; allowed: %d..%d: the private-use status range starts at 40960, but 40960-40969 are used by libreswan and strongSwan", i, MinRMobikeNotify, MaxRMobikeNotify)
+			}
+			return err
+		}
+		c.RMobikeNotify = uint16(n)
+	}
+	if c.Mobike {
+		return nil
+	}
+	if v, ok := o.get("rmobike"); ok {
+		if b, err := p.boolean(v); err == nil && !b {
+			return nil // rmobike: false written: the switch settings are harmless
+		}
+	}
+	for _, key := range []string{"switch_limit", "switch_hold", "rmobike_notify"} {
+		if v, ok := o.get(key); ok {
+			return p.verr(v, "%s needs MOBIKE: it is a setting of SWITCH_TO_IP_ADDRESS (R-MOBIKE), which works only over MOBIKE; set mobike: true or drop %s", key, key)
+		}
 	}
 	return nil
 }

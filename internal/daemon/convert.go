@@ -71,6 +71,9 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 			Any:        c.SwitchAcceptAny,
 			Prefixes:   c.SwitchAcceptPrefixes,
 		},
+		SwitchLimit:   c.SwitchLimit,
+		SwitchHold:    c.SwitchHold,
+		RMobikeNotify: wire.NotifyType(c.RMobikeNotify),
 	}
 	switch c.AdditionalAddrs.Mode {
 	case config.AdditionalNone:

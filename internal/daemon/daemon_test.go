@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/mobikevpn/mobikevpn/ike"
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
@@ -117,6 +118,9 @@ connections:
 	if len(c.Proposals) != 2 || c.RemoteID != "%any" || c.DPDDelay.Seconds() != 10 || !c.Encap || !c.Mobike {
 		t.Errorf("connection %+v", c)
 	}
+	if c.SwitchLimit != config.DefaultSwitchLimit || c.SwitchHold != config.DefaultSwitchHold || c.RMobikeNotify != wire.SWITCH_TO_IP_ADDRESS {
+		t.Errorf("switch defaults: limit %d, hold %v, notify %v", c.SwitchLimit, c.SwitchHold, c.RMobikeNotify)
+	}
 	ch := c.Children[0]
 	if len(ch.LocalTS) != 2 || ch.LocalTS[1].Selector.IPProtocol != 6 || ch.LocalTS[1].Selector.StartPort != 443 ||
 		ch.LocalTS[0].Selector.String() != "198.18.0.0/24" || !ch.RemoteTS[0].Dynamic {
@@ -130,4 +134,43 @@ connections:
 		t.Fatal(err)
 	}
 
+}
+
+func TestIKEConnSwitchSettings(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+secrets: [{ ids: [gw.example.org], psk: "0123456789abcdef0123" }]
+connections:
+  rw:
+    switch_limit: 2
+    switch_hold: 0s
+    rmobike_notify: 41234
+    local: { auth: psk, id: gw.example.org }
+    remote: { auth: psk }
+    children: { net: {} }
+  other:
+    switch_hold: 90s
+    local: { auth: psk, id: gw.example.org }
+    remote: { auth: psk }
+    children: { net: {} }
+`), "gw.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		name   string
+		limit  int
+		hold   time.Duration
+		notify wire.NotifyType
+	}{
+		{"rw", 2, 0, 41234},
+		{"other", 5, 90 * time.Second, wire.SWITCH_TO_IP_ADDRESS},
+	} {
+		c, err := ikeConn(cfg.Connection(w.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.SwitchLimit != w.limit || c.SwitchHold != w.hold || c.RMobikeNotify != w.notify {
+			t.Errorf("%s: limit %d, hold %v, notify %v; want %d, %v, %v", w.name, c.SwitchLimit, c.SwitchHold, c.RMobikeNotify, w.limit, w.hold, w.notify)
+		}
+	}
 }
