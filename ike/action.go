@@ -101,6 +101,7 @@ const (
 	EventMoved                              // the SA's addresses changed (MOBIKE)
 	EventSwitched                           // the initiator moved to where we asked it to
 	EventSwitchRefused                      // we refused the responder's switch request
+	EventMoveFailed                         // a new path did not answer or was refused: the SA stays on the old one
 )
 
 func (k EventKind) String() string {
@@ -121,6 +122,8 @@ func (k EventKind) String() string {
 		return "switched"
 	case EventSwitchRefused:
 		return "switch-refused"
+	case EventMoveFailed:
+		return "move-failed"
 	}
 	return "unknown"
 }

@@ -106,10 +106,10 @@ func (e *Engine) sendAuth(now time.Time, sa *IKESA) error {
 			n.Data = []byte{wire.RMOBIKEMarker}
 		}
 		payloads = append(payloads, n)
-		if addrs := e.announcement(sa); len(addrs) > 0 {
-			payloads = append(payloads, additionalNotifies(addrs)...)
+		sa.authAnnounced = conn.Announce.Addresses(sa.local.Addr(), e.localAddrs)
+		if len(sa.authAnnounced) > 0 {
+			payloads = append(payloads, additionalNotifies(sa.authAnnounced)...)
 		}
-		sa.mob.announced, sa.mob.announcedOnce = e.announcement(sa), true
 	}
 	sa.state = stateAuthSent
 	e.queueRequest(now, sa, &request{
@@ -201,20 +201,23 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 	}
 	out := []wire.Payload{&wire.ID{Initiator: false, IDType: sa.localID.IDType, Data: sa.localID.Data}}
 	out = append(out, authPs...)
+	var announced, peerAddrs []netip.Addr
 	if n := wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED); n != nil && conn.Mobike {
 		sa.mobike = true
 		sa.peerRMobike = n.RMOBIKE()
+		announced = conn.Announce.Addresses(local.Addr(), e.localAddrs)
+		peerAddrs, _ = readAdditional(m.Payloads)
 	}
+	// IKE and ESP start on the addresses of IKE_AUTH (RFC 4555 3.3); the peer's is
+	// verified by the exchange itself.
+	e.startPathManager(sa, peerAddrs, announced)
 	childPayloads, childErr := e.respondChild(now, sa, m.Payloads)
 	out = append(out, childPayloads...)
 	if sa.mobike {
 		out = append(out, &wire.Notify{NotifyType: wire.MOBIKE_SUPPORTED})
-		sa.mob.announced, sa.mob.announcedOnce = e.announcement(sa), true
-		if len(sa.mob.announced) > 0 {
-			out = append(out, additionalNotifies(sa.mob.announced)...)
+		if len(announced) > 0 {
+			out = append(out, additionalNotifies(announced)...)
 		}
-		readAdditional(sa, m.Payloads)
-		sa.mob.verified = map[netip.Addr]bool{remote.Addr(): true}
 	}
 	e.respond(now, sa, local, remote, h, out)
 	// The IKE_SA_INIT messages were only kept for AUTH.
@@ -335,10 +338,17 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	sa.estab = now
 	e.indexPeer(sa)
 	sa.initReq, sa.initResp = nil, nil
+	var peerAddrs, announced []netip.Addr
 	if wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED) != nil && sa.conn.Mobike {
 		sa.mobike = true
-		readAdditional(sa, m.Payloads)
+		peerAddrs, _ = readAdditional(m.Payloads)
+		announced = sa.authAnnounced
+		if announced == nil {
+			announced = []netip.Addr{}
+		}
 	}
+	sa.authAnnounced = nil
+	e.startPathManager(sa, peerAddrs, announced)
 	e.keylogIKE(sa)
 	e.log.Info("IKE SA established", "conn", sa.conn.Name, "sa", sa.id, "peer", sa.remote, "id", idr.String(), "proposal", sa.suite.String())
 	if reason := e.initiatorChild(now, sa, m.Payloads); reason != "" {

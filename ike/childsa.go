@@ -127,9 +127,10 @@ func (e *Engine) installChild(now time.Time, sa *IKESA, c *ChildSA, k ikecrypto.
 	sa.children = append(sa.children, c)
 	e.spisIn[c.spiIn] = c
 	in, out := childKeys(k, exchInitiator)
+	p := e.espPath(sa)
 	e.emit(InstallInbound{
 		IKESA: sa.id, Child: c.id, Name: c.cfg.Name, SPI: c.spiIn, Suite: c.suite, Keys: in,
-		LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: sa.local, Remote: sa.remote,
+		LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: p.Local, Remote: p.Remote,
 	})
 	c.outKeys = out
 	if deferOut {
@@ -149,9 +150,12 @@ func (e *Engine) activateOutbound(sa *IKESA, c *ChildSA) {
 	if c.outActive {
 		return
 	}
+	// ESP goes where the path manager says: never to a peer address that is not
+	// verified (RFC 4555 5.2), even while the IKE SA already uses it.
+	p := e.espPath(sa)
 	e.emit(InstallOutbound{
 		IKESA: sa.id, Child: c.id, Policy: c.policy, Name: c.cfg.Name, SPI: c.spiOut, Suite: c.suite,
-		Keys: c.outKeys, LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: sa.local, Remote: sa.remote,
+		Keys: c.outKeys, LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: p.Local, Remote: p.Remote,
 		Keepalive: sa.natLocal,
 	})
 	c.outActive = true

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/mobike"
 )
 
 var errNotProtected = errors.New("message has no SK payload")
@@ -222,6 +223,7 @@ func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.Ad
 		return
 	}
 	payloads, complete, _, err := e.openMessage(sa, data, m, true)
+	peerSyntaxError := false
 	if err != nil {
 		var we *wire.Error
 		if !errors.As(err, &we) {
@@ -231,6 +233,8 @@ func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.Ad
 		// Authenticated but with unparseable content: the exchange failed.
 		e.log.Info("malformed content in response", "sa", sa.id, "err", err)
 		payloads, complete = []wire.Payload{&wire.Notify{NotifyType: we.Notify}}, true
+	} else if complete {
+		peerSyntaxError = wire.FindNotify(payloads, wire.INVALID_SYNTAX) != nil
 	}
 	if !complete {
 		return // more fragments to come
@@ -240,14 +244,25 @@ func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.Ad
 	sa.lastRecv = now
 	sa.pending = nil
 	e.armDPD(sa, now)
-	// A probe answered on another path: that path works, move there (RFC 4555 3.6).
-	probed := sa.mob.probing && (local != sa.local || remote != sa.remote)
-	sa.mob.probing = false
-	if req.onReply != nil {
+	at := mobike.Path{Local: local, Remote: remote}
+	if peerSyntaxError && sa.state == stateEstablished {
+		// RFC 7296 2.21.3: INVALID_SYNTAX is fatal in both peers, no Delete needed.
+		e.log.Info("the peer found our request malformed (INVALID_SYNTAX): the IKE SA is gone", "sa", sa.id)
+		e.removeSA(now, sa, "INVALID_SYNTAX from the peer")
+		return
+	}
+	if sa.pm != nil && sa.state == stateEstablished {
+		e.applyPath(now, sa, sa.pm.Authenticated(now, at, sa.natLocal, sa.natRemote), nil)
+	}
+	switch {
+	case req.check != nil:
+		e.checkReplied(now, sa, req.check, at, m)
+	case req.onReply != nil:
 		req.onReply(e, now, sa, m)
 	}
-	if probed && e.byID[sa.id] == sa && sa.state == stateEstablished {
-		e.moveSA(now, sa, local, remote, "path probing")
+	if req.check == nil && sa.pm != nil && e.byID[sa.id] == sa && sa.state == stateEstablished {
+		// While probing, a reply on another pair is a hint (RFC 4555 3.10).
+		e.applyPath(now, sa, sa.pm.Reply(now, e.host(), nil, at, mobike.Reply{}), nil)
 	}
 	if e.sas[sa.localSPI()] == sa {
 		e.startNext(now, sa)
@@ -300,9 +315,11 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 	if err != nil {
 		var we *wire.Error
 		if errors.As(err, &we) {
-			// Authentic but malformed content: answer with the error (RFC 7296 2.21.4).
+			// Authentic but malformed content: answer with the error (RFC 7296 2.21.4);
+			// INVALID_SYNTAX ends the SA (2.21.3).
 			n := &wire.Notify{NotifyType: we.Notify, Data: we.Data}
 			e.respond(now, sa, local, remote, h, []wire.Payload{n})
+			e.endIfInvalidSyntax(now, sa)
 			return
 		}
 		e.drop(&e.drops.Decrypt, "request failed to decrypt", remote, err)
@@ -317,6 +334,10 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 		sa.lastReqHash = sha256.Sum256(data)
 	}
 	e.armDPD(sa, now)
+	if sa.pm != nil && sa.state == stateEstablished {
+		// A new authenticated request: RFC 7296 2.23's dynamic update (without MOBIKE).
+		e.applyPath(now, sa, sa.pm.Authenticated(now, mobike.Path{Local: local, Remote: remote}, sa.natLocal, sa.natRemote), nil)
+	}
 	switch h.Exchange {
 	case wire.IKE_AUTH:
 		if sa.state != stateInitDone || sa.initiator {
@@ -339,9 +360,20 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 	default:
 		e.drop(&e.drops.Unexpected, "unknown exchange type", remote, nil)
 	}
+	e.endIfInvalidSyntax(now, sa)
 	if e.sas[sa.localSPI()] == sa {
 		e.schedule(sa)
 	}
+}
+
+// endIfInvalidSyntax removes an established SA whose request we answered with
+// INVALID_SYNTAX: that error is fatal in both peers, without a Delete (RFC 7296 2.21.3).
+func (e *Engine) endIfInvalidSyntax(now time.Time, sa *IKESA) {
+	if !sa.sentInvalidSyntax || e.byID[sa.id] != sa {
+		return
+	}
+	e.log.Info("we answered a malformed request with INVALID_SYNTAX: the IKE SA is gone", "sa", sa.id)
+	e.removeSA(now, sa, "INVALID_SYNTAX: the peer's request was malformed")
 }
 
 // respond sends (and caches) the response to the request with header h.
@@ -355,6 +387,9 @@ func (e *Engine) respond(now time.Time, sa *IKESA, local, remote netip.AddrPort,
 	e.logMessage("sending", sa, rh, local, remote, payloads)
 	sa.peerReqID = h.MessageID + 1
 	sa.lastResp = datas
+	if (sa.state == stateEstablished || sa.state == stateDeleting) && wire.FindNotify(payloads, wire.INVALID_SYNTAX) != nil {
+		sa.sentInvalidSyntax = true
+	}
 	for _, d := range datas {
 		e.emit(Send{Local: local, Remote: remote, Data: d})
 	}
@@ -381,7 +416,8 @@ func (e *Engine) startNext(now time.Time, sa *IKESA) {
 		return
 	}
 	r.data = datas
-	e.logMessage("sending", sa, sa.header(r.exchange, r.msgID, false), sa.local, sa.remote, r.payloads)
+	p := e.reqPath(sa, r)
+	e.logMessage("sending", sa, sa.header(r.exchange, r.msgID, false), p.Local, p.Remote, r.payloads)
 	e.transmit(now, sa, r)
 }
 
@@ -391,12 +427,17 @@ func (e *Engine) transmit(now time.Time, sa *IKESA, r *request) {
 	r.sentAt = now
 	r.tries = 0
 	r.nextAt = now.Add(e.retransmitDelay(0))
-	e.sendAll(sa, r.data)
+	e.sendReq(sa, r)
 }
 
-func (e *Engine) sendAll(sa *IKESA, datas [][]byte) {
+// sendReq sends request r (or its fragments) where it goes now.
+func (e *Engine) sendReq(sa *IKESA, r *request) {
+	e.sendOn(e.reqPath(sa, r), r.data)
+}
+
+func (e *Engine) sendOn(p mobike.Path, datas [][]byte) {
 	for _, d := range datas {
-		e.emit(Send{Local: sa.local, Remote: sa.remote, Data: d})
+		e.emit(Send{Local: p.Local, Remote: p.Remote, Data: d})
 	}
 }
 
@@ -446,9 +487,19 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 		}
 		r.tries++
 		r.nextAt = now.Add(e.retransmitDelay(r.tries))
-		e.sendAll(sa, r.data)
-		if sa.mobike && sa.origInitiator && sa.state == stateEstablished && r.tries >= probeAfter {
-			e.probePaths(sa, r)
+		var probes []mobike.Path
+		var ds []mobike.Decision
+		if sa.pm != nil && sa.state == stateEstablished {
+			// The path manager may give a tentative path up, or probe others.
+			probes, ds = sa.pm.Retransmit(now, e.host(), r.check, r.tries)
+		}
+		e.sendReq(sa, r)
+		for _, p := range probes {
+			e.sendOn(p, r.data)
+		}
+		e.applyPath(now, sa, ds, nil)
+		if e.byID[sa.id] != sa {
+			return
 		}
 	}
 	if !sa.halfOpenExpire.IsZero() && !sa.halfOpenExpire.After(now) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/mobike"
 )
 
 func spiHex(spi uint32) string { return fmt.Sprintf("%08x", spi) }
@@ -73,35 +74,29 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 		e.log.Info("Child SA deleted by peer", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn))
 		e.retireChild(now, sa, c, true)
 	}
-	// MOBIKE.
+	// MOBIKE (RFC 4555) and the switch (draft-smyslov-ipsecme-ikev2-r-mobike).
+	at := mobike.Path{Local: local, Remote: remote}
+	var ds []mobike.Decision
 	var switchReq *wire.Notify
-	if sa.mobike {
-		announced := readAdditional(sa, m.Payloads)
-		switch {
-		case wire.FindNotify(m.Payloads, wire.UPDATE_SA_ADDRESSES) != nil:
-			out = append(out, e.handleUpdate(now, sa, local, remote, m)...)
-		case wire.FindNotify(m.Payloads, wire.NAT_DETECTION_SOURCE_IP) != nil:
-			// A liveness check with NAT detection (the initiator watches its NAT
-			// mapping): answer with ours, for the addresses this request used.
-			out = append(out, e.natDetection(sa, local, remote)...)
-		case wire.FindNotify(m.Payloads, wire.COOKIE2) != nil:
-			// A return routability check: echo the cookie.
-			out = append(out, &wire.Notify{NotifyType: wire.COOKIE2, Data: wire.FindNotify(m.Payloads, wire.COOKIE2).Data})
-		}
-		if sa.origInitiator {
-			switchReq = wire.FindNotify(m.Payloads, wire.SWITCH_TO_IP_ADDRESS)
-		}
-		// The responder moved and told us from its new address (RFC 4555 3.5 lets it
-		// when its address went away): follow it, as strongSwan does.
-		if sa.origInitiator && announced && remote.Addr() != sa.remote.Addr() && switchReq == nil {
-			defer e.moveSA(now, sa, sa.local, remote, "the peer announced its addresses from a new one")
+	if sa.mobike && sa.pm != nil {
+		ps, more := e.mobikeRequest(now, sa, at, m)
+		out = append(out, ps...)
+		ds = more
+		if sa.pm.Role() == mobike.Initiator {
+			switchReq = wire.FindNotify(m.Payloads, switchNotify(sa.conn))
 		}
 	}
+	// COOKIE2 is copied to the response of any INFORMATIONAL request (RFC 4555 3.7).
+	if c := wire.FindNotify(m.Payloads, wire.COOKIE2); c != nil {
+		out = append(out, &wire.Notify{NotifyType: wire.COOKIE2, Data: c.Data})
+	}
 	e.respond(now, sa, local, remote, h, out)
+	e.applyPath(now, sa, ds, nil)
 	// SWITCH_TO_IP_ADDRESS: answered (empty) first, decided after (draft 4.2). From the
 	// original initiator it is ignored: only responders ask.
-	if switchReq != nil {
-		e.handleSwitch(now, sa, switchReq)
+	if switchReq != nil && e.byID[sa.id] == sa {
+		target, err := switchReq.SwitchAddress()
+		e.applyPath(now, sa, sa.pm.SwitchRequest(now, e.host(), target, err), nil)
 	}
 }
 

@@ -7,22 +7,14 @@ import (
 	"strings"
 	"time"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/mobike"
 )
 
-// MOBIKE (RFC 4555) and the responder-initiated switch
-// (draft-smyslov-ipsecme-ikev2-r-mobike). "Initiator" here means the original initiator
-// of the first IKE SA of a chain of rekeyed ones (sa.origInitiator), as both documents
-// define it.
-
-// probeAfter is the retransmission from which an initiator also tries the request on
-// every other address pair (path probing, RFC 4555 3.6).
-const probeAfter = 1
-
-// maxProbePairs bounds the pairs probed at once.
-const maxProbePairs = 8
+// Mobility: the engine feeds each established IKE SA's path manager (package mobike:
+// MOBIKE, RFC 4555, the responder-initiated switch of draft-smyslov-ipsecme-ikev2-r-mobike
+// and RFC 7296 2.23's dynamic updates) and carries out its decisions. Nothing here
+// decides where an SA goes.
 
 // UpdateEndpoints asks for the flow Policy to be sent from Local to Remote from now on:
 // a MOBIKE move, atomic in the datapath.
@@ -35,23 +27,6 @@ type UpdateEndpoints struct {
 }
 
 func (UpdateEndpoints) action() {}
-
-// mobikeState is the MOBIKE part of an IKE SA.
-type mobikeState struct {
-	peerAddrs     []netip.Addr // the peer's additional addresses, as last announced
-	announced     []netip.Addr // what we announced last
-	announcedOnce bool
-
-	updateGen int    // bumps with every move; older UPDATE responses are ignored
-	cookie2   []byte // of our pending UPDATE_SA_ADDRESSES
-	probing   bool   // the current request is also sent on other pairs
-	lastNATD  []byte // initiator: the peer's last NAT_DETECTION_DESTINATION_IP (rebinding)
-
-	verified map[netip.Addr]bool // responder: initiator addresses known to be reachable
-
-	switchTo    netip.Addr // responder: the address we asked the initiator to move to
-	switchSince time.Time
-}
 
 // SetLocalAddrs tells the engine which addresses the host has now (nil: unknown). MOBIKE
 // initiators move away from addresses that went; everyone re-announces its additional
@@ -78,142 +53,207 @@ func (e *Engine) hasLocal(a netip.Addr) bool {
 	return e.localAddrs == nil || slices.Contains(e.localAddrs, a.Unmap())
 }
 
-func (e *Engine) reevaluateAll(now time.Time, why string) {
-	for _, sa := range e.sorted() {
-		if sa.state != stateEstablished || !sa.mobike || sa.rekeyedTo != nil {
-			continue
-		}
-		if sa.origInitiator {
-			e.reevaluatePath(now, sa, why)
-		} else if !e.hasLocal(sa.local.Addr()) {
-			e.responderAddressGone(now, sa)
-		}
-		e.announceIfChanged(now, sa)
-		e.schedule(sa)
-	}
-}
-
-// reevaluatePath is the initiator's choice of path: the source address the routing
-// table picks for the peer, else any usable one of the peer's family.
-func (e *Engine) reevaluatePath(now time.Time, sa *IKESA, why string) {
-	cur := sa.local.Addr()
-	want := cur
+// host is what the path managers know of the host.
+func (e *Engine) host() mobike.Host {
+	h := mobike.Host{Addrs: e.localAddrs}
 	if e.cfg.SourceAddr != nil {
-		if a, err := e.cfg.SourceAddr(sa.remote.Addr()); err == nil && mobike.Usable(a) && e.hasLocal(a) && addrAllowed(sa.conn.LocalAddrs, a) {
-			want = a.Unmap()
+		h.Route = func(remote netip.Addr) (netip.Addr, bool) {
+			a, err := e.cfg.SourceAddr(remote)
+			return a, err == nil
 		}
 	}
-	if want == cur && !e.hasLocal(cur) {
-		want = netip.Addr{}
-		for _, a := range e.localAddrs {
-			if a.Is4() == sa.remote.Addr().Is4() && addrAllowed(sa.conn.LocalAddrs, a) {
-				want = a
-				break
-			}
-		}
-	}
-	switch {
-	case !want.IsValid():
-		e.log.Info("no usable local address to reach the peer; waiting for one", "sa", sa.id, "peer", sa.remote.Addr())
-	case want != cur:
-		e.moveSA(now, sa, netip.AddrPortFrom(want, sa.local.Port()), sa.remote, why)
+	return h
+}
+
+// mobilityPolicy is a connection's configuration for its SAs' path managers.
+func mobilityPolicy(c *Conn) mobike.Policy {
+	return mobike.Policy{
+		Announce:     c.Announce,
+		SwitchAccept: c.SwitchAccept,
+		RMobike:      c.RMobike,
+		SwitchLimit:  c.SwitchLimit,
+		SwitchHold:   c.SwitchHold,
+		LocalAddrs:   c.LocalAddrs,
+		RemoteAddrs:  c.RemoteAddrs,
 	}
 }
 
-// moveSA is the initiator's move to a new address pair (RFC 4555 3.5): the IKE SA and
-// its Child SAs take the new addresses at once, outstanding requests go there, and an
-// UPDATE_SA_ADDRESSES tells the responder.
-func (e *Engine) moveSA(now time.Time, sa *IKESA, local, remote netip.AddrPort, why string) {
-	if local == sa.local && remote == sa.remote && why != "NAT mapping change" {
-		return
+// switchNotify is the Notify Message Type of SWITCH_TO_IP_ADDRESS on conn.
+func switchNotify(c *Conn) wire.NotifyType {
+	if c != nil && c.RMobikeNotify != 0 {
+		return c.RMobikeNotify
 	}
-	e.log.Info("moving IKE SA", "sa", sa.id, "from", sa.local, "to", local, "peer_from", sa.remote, "peer_to", remote, "why", why)
-	sa.local, sa.remote = local, remote
-	sa.mob.probing = false
-	e.updateChildEndpoints(sa)
-	e.emit(Event{IKESA: sa.id, Conn: sa.conn.Name, Kind: EventMoved, Reason: why})
-	// Outstanding requests continue on the new path, now.
-	if r := sa.pending; r != nil {
-		r.tries = 0
-		r.nextAt = now.Add(e.retransmitDelay(0))
-		e.sendAll(sa, r.data)
-	}
-	e.queueUpdate(now, sa)
+	return wire.SWITCH_TO_IP_ADDRESS
 }
 
-// updateChildEndpoints re-points every flow of sa to the IKE SA's addresses.
-func (e *Engine) updateChildEndpoints(sa *IKESA) {
-	for _, c := range sa.children {
-		if c.outActive {
-			e.emit(UpdateEndpoints{IKESA: sa.id, Policy: c.policy, Local: sa.local, Remote: sa.remote, Keepalive: sa.natLocal})
-		}
+// startPathManager gives sa, just established on local/remote, its path manager.
+func (e *Engine) startPathManager(sa *IKESA, peerAddrs, announced []netip.Addr) {
+	role := mobike.Responder
+	if sa.origInitiator {
+		role = mobike.Initiator
 	}
-}
-
-// queueUpdate (re)queues our UPDATE_SA_ADDRESSES for the current addresses, replacing
-// one that has not gone out yet.
-func (e *Engine) queueUpdate(now time.Time, sa *IKESA) {
-	kept := sa.queue[:0]
-	for _, r := range sa.queue {
-		if r.kind != reqUpdate {
-			kept = append(kept, r)
-		}
-	}
-	sa.queue = kept
-	sa.mob.updateGen++
-	gen := sa.mob.updateGen
-	cookie2, err := mobike.NewCookie2(e.rand)
-	if err != nil {
-		return
-	}
-	sa.mob.cookie2 = cookie2
-	payloads := []wire.Payload{&wire.Notify{NotifyType: wire.UPDATE_SA_ADDRESSES}}
-	payloads = append(payloads, e.natDetection(sa, sa.local, sa.remote)...)
-	payloads = append(payloads, &wire.Notify{NotifyType: wire.COOKIE2, Data: cookie2})
-	e.queueRequest(now, sa, &request{
-		exchange: wire.INFORMATIONAL,
-		payloads: payloads,
-		kind:     reqUpdate,
-		onReply: func(e *Engine, now time.Time, sa *IKESA, m *wire.Message) {
-			if gen != sa.mob.updateGen {
-				return // moved again since: a newer update is on its way
-			}
-			c2 := wire.FindNotify(m.Payloads, wire.COOKIE2)
-			if c2 == nil || mobike.CheckCookie2(cookie2, c2.Data) != nil {
-				e.log.Warn("UPDATE_SA_ADDRESSES response with a wrong COOKIE2: closing the IKE SA", "sa", sa.id)
-				e.deleteIKESA(now, sa, "COOKIE2 mismatch in UPDATE_SA_ADDRESSES response")
-				return
-			}
-			if n := errorNotify(m.Payloads); n != nil {
-				e.log.Warn("the peer refused our new addresses", "sa", sa.id, "reason", n.NotifyType.String(), "local", sa.local, "remote", sa.remote)
-				return
-			}
-			e.noteNAT(sa, m.Payloads)
-			readAdditional(sa, m.Payloads)
-			e.log.Info("IKE SA moved", "sa", sa.id, "local", sa.local, "remote", sa.remote)
-		},
+	sa.authLocal, sa.authRemote = sa.local, sa.remote
+	sa.pm = mobike.New(mobike.Config{
+		Role:        role,
+		Policy:      mobilityPolicy(sa.conn),
+		Mobike:      sa.mobike,
+		PeerRMobike: sa.peerRMobike,
+		Path:        mobike.Path{Local: sa.local, Remote: sa.remote},
+		PeerAddrs:   peerAddrs,
+		Announced:   announced,
+		Rand:        e.rand,
 	})
 }
 
-// noteNAT evaluates the NAT detection notifies of a response from the responder.
-func (e *Engine) noteNAT(sa *IKESA, ps []wire.Payload) {
-	natL, natR, ok := checkNAT(ps, sa.spiI, sa.spiR, sa.local, sa.remote)
+// espPath is where sa's Child SAs send.
+func (e *Engine) espPath(sa *IKESA) mobike.Path {
+	if sa.pm != nil {
+		return sa.pm.ESP()
+	}
+	return mobike.Path{Local: sa.local, Remote: sa.remote}
+}
+
+// reqPath is where request r of sa goes now.
+func (e *Engine) reqPath(sa *IKESA, r *request) mobike.Path {
+	if sa.pm != nil {
+		return sa.pm.Dest(r.check)
+	}
+	return mobike.Path{Local: sa.local, Remote: sa.remote}
+}
+
+func (e *Engine) reevaluateAll(now time.Time, why string) {
+	host := e.host()
+	for _, sa := range e.sorted() {
+		if sa.state != stateEstablished || sa.pm == nil || !sa.mobike || sa.rekeyedTo != nil {
+			continue
+		}
+		ds := sa.pm.Reevaluate(now, host, why)
+		ds = append(ds, sa.pm.LocalGone(now, host)...)
+		ds = append(ds, sa.pm.AnnounceIfChanged(host)...)
+		e.applyPath(now, sa, ds, nil)
+		if e.byID[sa.id] == sa {
+			e.schedule(sa)
+		}
+	}
+}
+
+// applyPath carries out the path manager's decisions for sa; reply holds the payloads of
+// the reply that produced them, if any.
+func (e *Engine) applyPath(now time.Time, sa *IKESA, ds []mobike.Decision, reply []wire.Payload) {
+	for _, d := range ds {
+		if e.byID[sa.id] != sa || sa.state == stateDeleting {
+			return
+		}
+		switch d := d.(type) {
+		case mobike.SetIKEPath:
+			sa.local, sa.remote = d.Path.Local, d.Path.Remote
+			if r := sa.pending; d.Resend && r != nil && r.data != nil {
+				// Outstanding requests continue on the new path, now (RFC 4555 3.5).
+				r.tries = 0
+				r.nextAt = now.Add(e.retransmitDelay(0))
+				e.sendReq(sa, r)
+			}
+		case mobike.SetESPPath:
+			e.updateChildEndpoints(sa)
+		case mobike.StartCheck:
+			e.queueCheck(now, sa, d.Check)
+		case mobike.LivenessCheck:
+			e.livenessCheck(now, sa)
+		case mobike.SendSwitch:
+			e.queueSwitch(now, sa, d.To)
+		case mobike.AnnounceAddrs:
+			e.queueRequest(now, sa, &request{exchange: wire.INFORMATIONAL, payloads: additionalNotifies(d.Addrs), kind: reqNotify})
+		case mobike.CloseSA:
+			e.log.Warn("closing the IKE SA", "sa", sa.id, "reason", d.Reason)
+			e.deleteIKESA(now, sa, d.Reason)
+			return
+		case mobike.Confirmed:
+			e.noteNAT(sa, reply, d.Path)
+		case mobike.Note:
+			e.pathNote(sa, d)
+		}
+	}
+}
+
+// pathNote logs a note of the path manager and turns it into an event.
+func (e *Engine) pathNote(sa *IKESA, n mobike.Note) {
+	attrs := []any{"sa", sa.id, "local", n.Path.Local, "remote", n.Path.Remote}
+	if n.Reason != "" {
+		attrs = append(attrs, "why", n.Reason)
+	}
+	e.log.Info(n.Msg, attrs...)
+	name := ""
+	if sa.conn != nil {
+		name = sa.conn.Name
+	}
+	switch n.Kind {
+	case mobike.NoteMoved:
+		e.emit(Event{IKESA: sa.id, Conn: name, Kind: EventMoved, Reason: n.Reason})
+	case mobike.NoteSwitched:
+		e.emit(Event{IKESA: sa.id, Conn: name, Kind: EventSwitched, Reason: n.Path.Local.Addr().String()})
+	case mobike.NoteSwitchRefused:
+		e.emit(Event{IKESA: sa.id, Conn: name, Kind: EventSwitchRefused, Reason: n.Reason})
+	case mobike.NoteFellBack:
+		e.emit(Event{IKESA: sa.id, Conn: name, Kind: EventMoveFailed, Reason: n.Reason})
+	}
+}
+
+// updateChildEndpoints re-points every flow of sa to its ESP path.
+func (e *Engine) updateChildEndpoints(sa *IKESA) {
+	p := e.espPath(sa)
+	for _, c := range sa.children {
+		if c.outActive {
+			e.emit(UpdateEndpoints{IKESA: sa.id, Policy: c.policy, Local: p.Local, Remote: p.Remote, Keepalive: sa.natLocal})
+		}
+	}
+}
+
+// queueCheck queues the exchange a path manager asked for, replacing a queued check of
+// the same kind that has not gone out yet: an UPDATE_SA_ADDRESSES (RFC 4555 3.5) or a
+// return routability check (3.7). It goes where the check is bound to, and its reply
+// goes back to the path manager.
+func (e *Engine) queueCheck(now time.Time, sa *IKESA, c *mobike.Check) {
+	kind := reqCheck
+	payloads := []wire.Payload{&wire.Notify{NotifyType: wire.COOKIE2, Data: c.Cookie2}}
+	if c.Kind == mobike.Update {
+		kind = reqUpdate
+		payloads = append([]wire.Payload{&wire.Notify{NotifyType: wire.UPDATE_SA_ADDRESSES}}, e.natDetection(sa, c.Path.Local, c.Path.Remote)...)
+		payloads = append(payloads, &wire.Notify{NotifyType: wire.COOKIE2, Data: c.Cookie2})
+	}
+	sa.queue = slices.DeleteFunc(sa.queue, func(r *request) bool { return r.kind == kind })
+	e.queueRequest(now, sa, &request{exchange: wire.INFORMATIONAL, payloads: payloads, kind: kind, check: c})
+}
+
+// checkReplied hands the reply to a check, which arrived on path at, to the path
+// manager.
+func (e *Engine) checkReplied(now time.Time, sa *IKESA, c *mobike.Check, at mobike.Path, m *wire.Message) {
+	if sa.pm == nil {
+		return // a rekey moved the path manager on; it asked again there
+	}
+	r := mobike.Reply{}
+	if n := wire.FindNotify(m.Payloads, wire.COOKIE2); n != nil {
+		r.Cookie2 = n.Data
+	}
+	if n := errorNotify(m.Payloads); n != nil {
+		r.Error = n.NotifyType
+	}
+	e.applyPath(now, sa, sa.pm.Reply(now, e.host(), c, at, r), m.Payloads)
+}
+
+// noteNAT evaluates the NAT detection notifies of a reply that came on path p.
+func (e *Engine) noteNAT(sa *IKESA, ps []wire.Payload, p mobike.Path) {
+	natL, natR, ok := checkNAT(ps, sa.spiI, sa.spiR, p.Local, p.Remote)
 	if !ok {
 		return
 	}
-	if dst := wire.FindNotify(ps, wire.NAT_DETECTION_DESTINATION_IP); dst != nil {
-		sa.mob.lastNATD = append([]byte(nil), dst.Data...)
+	if dst := wire.FindNotify(ps, wire.NAT_DETECTION_DESTINATION_IP); dst != nil && sa.pm != nil {
+		sa.pm.NoteNATD(dst.Data)
 	}
 	changed := natL != sa.natLocal
 	sa.natLocal, sa.natRemote = natL, natR
 	if changed {
 		e.updateChildEndpoints(sa)
 	}
-}
-
-// announcement is what sa announces now.
-func (e *Engine) announcement(sa *IKESA) []netip.Addr {
-	return sa.conn.Announce.Addresses(sa.local.Addr(), e.localAddrs)
 }
 
 // additionalNotifies encodes an announcement: the addresses, or NO_ADDITIONAL_ADDRESSES.
@@ -232,21 +272,10 @@ func additionalNotifies(addrs []netip.Addr) []wire.Payload {
 	return out
 }
 
-// announceIfChanged sends an INFORMATIONAL with our additional addresses when they
-// differ from what the peer last heard.
-func (e *Engine) announceIfChanged(now time.Time, sa *IKESA) {
-	addrs := e.announcement(sa)
-	if sa.mob.announcedOnce && slices.Equal(addrs, sa.mob.announced) {
-		return
-	}
-	sa.mob.announced, sa.mob.announcedOnce = addrs, true
-	e.queueRequest(now, sa, &request{exchange: wire.INFORMATIONAL, payloads: additionalNotifies(addrs), kind: reqNotify})
-}
-
-// readAdditional updates the peer's address list from a message's notifies; it reports
-// whether the message carried any.
-func readAdditional(sa *IKESA, ps []wire.Payload) bool {
-	var list []netip.Addr
+// readAdditional returns the address list of a message's notifies and whether it
+// carried one.
+func readAdditional(ps []wire.Payload) ([]netip.Addr, bool) {
+	list := []netip.Addr{}
 	seen := false
 	for _, p := range ps {
 		n, ok := p.(*wire.Notify)
@@ -263,205 +292,77 @@ func readAdditional(sa *IKESA, ps []wire.Payload) bool {
 			seen = true
 		}
 	}
-	if seen {
-		sa.mob.peerAddrs = list
-	}
-	return seen
+	return list, seen
 }
 
-// handleUpdate is the responder's processing of UPDATE_SA_ADDRESSES (RFC 4555 3.5). It
-// returns the response payloads.
-func (e *Engine) handleUpdate(now time.Time, sa *IKESA, local, remote netip.AddrPort, m *wire.Message) []wire.Payload {
+// mobikeRequest handles the MOBIKE parts of an INFORMATIONAL request that arrived on
+// path at (RFC 4555 3.5, 3.6, 3.7, 3.8, 3.9) and returns the response payloads and the
+// decisions to carry out once the response is out. The response carries, as the RFC's
+// figures show: UNEXPECTED_NAT_DETECTED when NO_NATS_ALLOWED does not match the IP
+// header, UNACCEPTABLE_ADDRESSES when an UPDATE_SA_ADDRESSES is refused, our NAT
+// detection whenever the request carried NAT detection, and the request's COOKIE2,
+// always.
+func (e *Engine) mobikeRequest(now time.Time, sa *IKESA, at mobike.Path, m *wire.Message) ([]wire.Payload, []mobike.Decision) {
 	var out []wire.Payload
-	echo := func() {
-		if c := wire.FindNotify(m.Payloads, wire.COOKIE2); c != nil {
-			out = append(out, &wire.Notify{NotifyType: wire.COOKIE2, Data: c.Data})
+	var ds []mobike.Decision
+	update := wire.FindNotify(m.Payloads, wire.UPDATE_SA_ADDRESSES) != nil
+	list, listed := readAdditional(m.Payloads)
+	natd := wire.FindNotify(m.Payloads, wire.NAT_DETECTION_SOURCE_IP) != nil
+	var noNATs *mobike.NoNATs
+	if n := wire.FindNotify(m.Payloads, wire.NO_NATS_ALLOWED); n != nil {
+		src, dst, err := n.NoNATsAllowed()
+		noNATs = &mobike.NoNATs{Src: src, Dst: dst, Err: err}
+	}
+	unexpectedNAT := false
+	if listed {
+		if noNATs != nil && !noNATs.Match(at) {
+			unexpectedNAT = true
+		} else {
+			ds = append(ds, sa.pm.PeerAddresses(now, list, at)...)
 		}
 	}
-	if !sa.mobike || sa.origInitiator {
-		echo() // only the initiator moves SAs: answer, do nothing
-		return out
+	if update && !unexpectedNAT {
+		natL, natR, _ := checkNAT(m.Payloads, sa.spiI, sa.spiR, at.Local, at.Remote)
+		refuse, uds := sa.pm.Update(now, e.host(), at, noNATs)
+		ds = append(ds, uds...)
+		switch refuse {
+		case 0:
+			if sa.pm.Role() == mobike.Responder {
+				changed := natL != sa.natLocal
+				sa.natLocal, sa.natRemote = natL, natR
+				if changed {
+					ds = append(ds, mobike.SetESPPath{Path: sa.pm.ESP()})
+				}
+			}
+		case wire.UNEXPECTED_NAT_DETECTED:
+			unexpectedNAT = true
+		default:
+			out = append(out, &wire.Notify{NotifyType: refuse})
+		}
 	}
-	natL, natR, _ := checkNAT(m.Payloads, sa.spiI, sa.spiR, local, remote)
-	if wire.FindNotify(m.Payloads, wire.NO_NATS_ALLOWED) != nil && (natL || natR) {
+	if unexpectedNAT {
+		// RFC 4555 3.9: nothing else is done with such a request.
 		out = append(out, &wire.Notify{NotifyType: wire.UNEXPECTED_NAT_DETECTED})
-		echo()
-		return out
+	} else if natd {
+		// RFC 4555 3.8: NAT detection in a request is answered with ours, for the
+		// addresses this request used.
+		out = append(out, e.natDetection(sa, at.Local, at.Remote)...)
 	}
-	if !addrAllowed(sa.conn.LocalAddrs, local.Addr()) || !e.hasLocal(local.Addr()) || !mobike.Usable(remote.Addr()) {
-		out = append(out, &wire.Notify{NotifyType: wire.UNACCEPTABLE_ADDRESSES})
-		echo()
-		return out
-	}
-	moved := local != sa.local || remote != sa.remote
-	sa.local, sa.remote = local, remote
-	sa.natLocal, sa.natRemote = natL, natR
-	out = append(out, e.natDetection(sa, local, remote)...)
-	echo()
-	// Our additional addresses are relative to the one in use: if that changed, so did
-	// they (the address we left becomes one the initiator may be asked back to).
-	if ann := e.announcement(sa); !slices.Equal(ann, sa.mob.announced) {
-		sa.mob.announced, sa.mob.announcedOnce = ann, true
-		out = append(out, additionalNotifies(ann)...)
-	}
-	if moved {
-		e.log.Info("IKE SA moved by the peer", "sa", sa.id, "local", local, "remote", remote)
-		e.emit(Event{IKESA: sa.id, Conn: sa.conn.Name, Kind: EventMoved, Reason: "UPDATE_SA_ADDRESSES"})
-	}
-	if sa.mob.switchTo.IsValid() && local.Addr() == sa.mob.switchTo {
-		e.log.Info("switch completed", "sa", sa.id, "to", local, "after", now.Sub(sa.mob.switchSince))
-		e.emit(Event{IKESA: sa.id, Conn: sa.conn.Name, Kind: EventSwitched, Reason: local.Addr().String()})
-		sa.mob.switchTo = netip.Addr{}
-	}
-	if sa.mob.verified[remote.Addr()] {
-		e.updateChildEndpoints(sa)
-	} else {
-		e.returnRoutability(now, sa, remote)
-	}
-	return out
+	return out, ds
 }
 
-// returnRoutability checks that the initiator really is at its new address before
-// ESP goes there (RFC 4555 3.7, 5.2): an INFORMATIONAL with COOKIE2, answered from there.
-func (e *Engine) returnRoutability(now time.Time, sa *IKESA, remote netip.AddrPort) {
-	cookie2, err := mobike.NewCookie2(e.rand)
-	if err != nil {
-		return
-	}
-	gen := sa.mob.updateGen + 1
-	sa.mob.updateGen = gen
+// Switching.
+
+// queueSwitch asks the initiator to move to our address to
+// (draft-smyslov-ipsecme-ikev2-r-mobike 4.2), replacing a switch request that has not
+// gone out yet. Nothing changes until its UPDATE_SA_ADDRESSES arrives there.
+func (e *Engine) queueSwitch(now time.Time, sa *IKESA, to netip.Addr) {
+	sa.queue = slices.DeleteFunc(sa.queue, func(r *request) bool { return r.kind == reqSwitch })
 	e.queueRequest(now, sa, &request{
 		exchange: wire.INFORMATIONAL,
-		payloads: []wire.Payload{&wire.Notify{NotifyType: wire.COOKIE2, Data: cookie2}},
-		kind:     reqNotify,
-		onReply: func(e *Engine, now time.Time, sa *IKESA, m *wire.Message) {
-			c2 := wire.FindNotify(m.Payloads, wire.COOKIE2)
-			if c2 == nil || mobike.CheckCookie2(cookie2, c2.Data) != nil {
-				e.log.Warn("return routability check failed: wrong COOKIE2; closing the IKE SA", "sa", sa.id)
-				e.deleteIKESA(now, sa, "COOKIE2 mismatch in return routability check")
-				return
-			}
-			if sa.mob.verified == nil {
-				sa.mob.verified = make(map[netip.Addr]bool)
-			}
-			sa.mob.verified[remote.Addr()] = true
-			if gen == sa.mob.updateGen && sa.remote == remote {
-				e.updateChildEndpoints(sa)
-			}
-		},
-	})
-}
-
-// responderAddressGone moves a responder's SAs off a local address that disappeared
-// (RFC 4555 3.5 allows the responder that much): peers that speak R-MOBIKE are asked
-// to switch, the others learn the new address from an address update sent from it.
-func (e *Engine) responderAddressGone(now time.Time, sa *IKESA) {
-	to := e.pickLocal4Responder(sa)
-	if !to.IsValid() {
-		e.log.Warn("the SA's local address is gone and no other is usable", "sa", sa.id, "addr", sa.local.Addr())
-		return
-	}
-	e.log.Info("local address gone: moving the SA", "sa", sa.id, "from", sa.local.Addr(), "to", to, "rmobike", sa.peerRMobike)
-	sa.local = netip.AddrPortFrom(to, sa.local.Port())
-	e.updateChildEndpoints(sa)
-	if sa.peerRMobike {
-		e.sendSwitch(now, sa, to)
-	}
-	// The announcement goes out from the new address either way.
-	sa.mob.announcedOnce = false
-}
-
-// pickLocal4Responder picks another usable local address for a responder's SA: one of
-// the connection's local addresses the host still has, the SA's family first.
-func (e *Engine) pickLocal4Responder(sa *IKESA) netip.Addr {
-	cands := sa.conn.LocalAddrs
-	if len(cands) == 0 {
-		cands = e.localAddrs
-	}
-	var other netip.Addr
-	for _, a := range cands {
-		if a == sa.local.Addr() || !e.hasLocal(a) || !mobike.Usable(a) {
-			continue
-		}
-		if a.Is4() == sa.remote.Addr().Is4() {
-			return a
-		}
-		if !other.IsValid() {
-			other = a
-		}
-	}
-	return other
-}
-
-// sendSwitch asks the initiator to move to local address to
-// (draft-smyslov-ipsecme-ikev2-r-mobike 4.2). Nothing changes until its
-// UPDATE_SA_ADDRESSES arrives there.
-func (e *Engine) sendSwitch(now time.Time, sa *IKESA, to netip.Addr) {
-	// A newer switch supersedes one that has not gone out yet.
-	kept := sa.queue[:0]
-	for _, r := range sa.queue {
-		if r.kind != reqSwitch {
-			kept = append(kept, r)
-		}
-	}
-	sa.queue = kept
-	sa.mob.switchTo = to
-	sa.mob.switchSince = now
-	e.queueRequest(now, sa, &request{
-		exchange: wire.INFORMATIONAL,
-		payloads: []wire.Payload{wire.NewAddressNotify(wire.SWITCH_TO_IP_ADDRESS, to)},
+		payloads: []wire.Payload{wire.NewAddressNotify(switchNotify(sa.conn), to)},
 		kind:     reqSwitch,
 	})
-}
-
-// handleSwitch is the initiator's processing of SWITCH_TO_IP_ADDRESS after it has
-// answered the request (draft 4.2).
-func (e *Engine) handleSwitch(now time.Time, sa *IKESA, n *wire.Notify) {
-	target, err := n.Address()
-	if err != nil {
-		e.log.Info("malformed SWITCH_TO_IP_ADDRESS: staying", "sa", sa.id, "err", err)
-		e.livenessCheck(now, sa)
-		return
-	}
-	if target == sa.remote.Addr() {
-		return // already there
-	}
-	ok, why := sa.conn.SwitchAccept.Decide(target, sa.mob.peerAddrs, func(is4 bool) bool {
-		return e.localOfFamily(sa, is4).IsValid()
-	})
-	if !ok {
-		e.log.Info("refusing to switch", "sa", sa.id, "to", target, "why", why)
-		e.emit(Event{IKESA: sa.id, Conn: sa.conn.Name, Kind: EventSwitchRefused, Reason: why})
-		e.livenessCheck(now, sa)
-		return
-	}
-	local := sa.local.Addr()
-	if local.Is4() != target.Is4() {
-		local = e.localOfFamily(sa, target.Is4())
-	}
-	e.log.Info("switching as the responder asks", "sa", sa.id, "to", target, "why", why)
-	e.moveSA(now, sa, netip.AddrPortFrom(local, sa.local.Port()), netip.AddrPortFrom(target, sa.remote.Port()), "SWITCH_TO_IP_ADDRESS")
-}
-
-// localOfFamily is a usable local address of a family for sa: the current one if it
-// fits, else the routing table's choice, else any.
-func (e *Engine) localOfFamily(sa *IKESA, is4 bool) netip.Addr {
-	if sa.local.Addr().Is4() == is4 && e.hasLocal(sa.local.Addr()) {
-		return sa.local.Addr()
-	}
-	for _, a := range e.localAddrs {
-		if a.Is4() == is4 && addrAllowed(sa.conn.LocalAddrs, a) {
-			return a
-		}
-	}
-	if e.localAddrs == nil {
-		for _, a := range sa.conn.LocalAddrs {
-			if a.Is4() == is4 {
-				return a
-			}
-		}
-	}
-	return netip.Addr{}
 }
 
 // livenessCheck queues an empty INFORMATIONAL (DPD) unless one is on its way.
@@ -484,52 +385,13 @@ func (e *Engine) dpdRequest(sa *IKESA) *request {
 	if sa.mobike && sa.origInitiator && sa.natLocal {
 		r.payloads = e.natDetection(sa, sa.local, sa.remote)
 		r.onReply = func(e *Engine, now time.Time, sa *IKESA, m *wire.Message) {
-			dst := wire.FindNotify(m.Payloads, wire.NAT_DETECTION_DESTINATION_IP)
-			if dst == nil {
-				return
+			if dst := wire.FindNotify(m.Payloads, wire.NAT_DETECTION_DESTINATION_IP); dst != nil && sa.pm != nil {
+				e.applyPath(now, sa, sa.pm.NATMapping(now, dst.Data), nil)
 			}
-			if prev := sa.mob.lastNATD; prev != nil && string(prev) != string(dst.Data) {
-				e.log.Info("our NAT mapping changed: updating the SA", "sa", sa.id)
-				sa.mob.lastNATD = append([]byte(nil), dst.Data...)
-				e.moveSA(now, sa, sa.local, sa.remote, "NAT mapping change")
-				return
-			}
-			sa.mob.lastNATD = append([]byte(nil), dst.Data...)
 		}
 	}
 	return r
 }
-
-// probePaths sends the pending request on every other candidate pair as well: the
-// responder answers each copy as a retransmission, from where it arrived, and the
-// first answer shows a working path (RFC 4555 3.6).
-func (e *Engine) probePaths(sa *IKESA, r *request) {
-	remotes := append([]netip.Addr{sa.remote.Addr()}, sa.mob.peerAddrs...)
-	locals := e.localAddrs
-	if locals == nil {
-		locals = sa.conn.LocalAddrs
-	}
-	var allowed []netip.Addr
-	for _, l := range locals {
-		if addrAllowed(sa.conn.LocalAddrs, l) {
-			allowed = append(allowed, l)
-		}
-	}
-	cur := mobike.Pair{Local: sa.local.Addr(), Remote: sa.remote.Addr()}
-	pairs := mobike.Pairs(cur, allowed, remotes, maxProbePairs)
-	if len(pairs) > 1 && !sa.mob.probing {
-		e.log.Info("path probing", "sa", sa.id, "pairs", len(pairs))
-	}
-	sa.mob.probing = true
-	for _, p := range pairs[1:] {
-		for _, d := range r.data {
-			e.emit(Send{Local: netip.AddrPortFrom(p.Local, sa.local.Port()), Remote: netip.AddrPortFrom(p.Remote, sa.remote.Port()), Data: d})
-		}
-	}
-}
-
-// natDetectionFor is the NAT detection pair for a message from local to remote.
-var _ = ikecrypto.NATDetectionHash
 
 // SwitchSelector picks the IKE SAs a switch applies to; exactly one field is set.
 type SwitchSelector struct {
@@ -556,60 +418,102 @@ type SwitchTarget struct {
 	ID      uint64
 	Peer    string
 	Remote  netip.AddrPort
-	RMobike bool // the peer advertised 'R': it was asked
-	Already bool // it already uses the target address: nothing to do
+	RMobike bool   // the peer advertised 'R'
+	Already bool   // it already uses the target address: nothing to do
+	Refused string // why it was not asked (its connection, switch_limit, switch_hold), if it was not
 }
 
-// SwitchError is a switch refused before anything was sent.
-type SwitchError struct{ Msg string }
+// Asked reports whether the peer was asked to switch.
+func (t SwitchTarget) Asked() bool { return t.RMobike && !t.Already && t.Refused == "" }
+
+// SwitchError is a switch refused before anything was sent. Usage marks a request that
+// cannot work as given (exit code 2); otherwise the limits said no for now.
+type SwitchError struct {
+	Msg   string
+	Usage bool
+}
 
 func (e *SwitchError) Error() string { return e.Msg }
 
 // Switch asks the initiators of the selected IKE SAs to move to our local address to
-// (draft-smyslov-ipsecme-ikev2-r-mobike). Only peers that advertised 'R' are asked; the
-// others are returned with RMobike false. It refuses (SwitchError) a target that is not
-// one of our addresses, a selection that matches nothing, and one where no peer can be
-// asked.
+// (draft-smyslov-ipsecme-ikev2-r-mobike). Only peers that advertised 'R' on connections
+// with rmobike are asked, within switch_limit and switch_hold; the others are returned
+// with the reason. It refuses (SwitchError, nothing sent) a target that is not one of
+// our addresses or not served by a selected SA's connection (local_addrs), a selection
+// that matches nothing, and one where no peer can be asked.
 func (e *Engine) Switch(now time.Time, sel SwitchSelector, to netip.Addr) ([]SwitchTarget, []Action, error) {
 	to = to.Unmap()
 	if !mobike.Usable(to) || !e.isOurAddress(to) {
-		return nil, nil, &SwitchError{Msg: to.String() + " is not one of this daemon's local addresses"}
+		return nil, nil, &SwitchError{Msg: to.String() + " is not one of this daemon's local addresses", Usage: true}
 	}
 	var targets []SwitchTarget
+	var sas []*IKESA
+	var notServed []string
 	for _, sa := range e.sorted() {
-		if sa.state != stateEstablished || sa.rekeyedTo != nil || sa.origInitiator || !sel.matches(sa) {
+		if sa.state != stateEstablished || sa.rekeyedTo != nil || sa.origInitiator || sa.pm == nil || !sel.matches(sa) {
 			continue
+		}
+		if !addrAllowed(sa.conn.LocalAddrs, to) && !slices.Contains(notServed, sa.conn.Name) {
+			notServed = append(notServed, sa.conn.Name)
 		}
 		t := SwitchTarget{ID: sa.id, Peer: sa.remoteID.String(), Remote: sa.remote, RMobike: sa.mobike && sa.peerRMobike}
 		t.Already = t.RMobike && sa.local.Addr() == to
 		targets = append(targets, t)
+		sas = append(sas, sa)
 	}
 	if len(targets) == 0 {
-		return nil, nil, &SwitchError{Msg: "no established IKE SA of ours as responder matches the selection"}
+		return nil, nil, &SwitchError{Msg: "no established IKE SA of ours as responder matches the selection", Usage: true}
 	}
-	ready := 0
-	for _, t := range targets {
-		if t.RMobike {
-			ready++
+	if len(notServed) > 0 {
+		return targets, nil, &SwitchError{Msg: to.String() + " is not among the local_addrs of connection " + strings.Join(notServed, ", "), Usage: true}
+	}
+	var withR, noConn []string
+	for i, t := range targets {
+		if !t.RMobike {
+			continue
 		}
+		if !sas[i].conn.RMobike {
+			targets[i].Refused = "connection " + sas[i].conn.Name + " has rmobike: false"
+			noConn = append(noConn, sas[i].conn.Name)
+			continue
+		}
+		withR = append(withR, t.Peer)
 	}
-	if ready == 0 {
+	if len(withR) == 0 {
+		if len(noConn) > 0 {
+			slices.Sort(noConn)
+			return targets, nil, &SwitchError{Msg: "rmobike: false on connection " + strings.Join(slices.Compact(noConn), ", ") + ": it does not send SWITCH_TO_IP_ADDRESS", Usage: true}
+		}
 		var names []string
 		for _, t := range targets {
 			names = append(names, t.Peer+" (SA #"+strconv.FormatUint(t.ID, 10)+")")
 		}
-		return targets, nil, &SwitchError{Msg: "no peer in the selection advertised R-MOBIKE support ('R'): " + strings.Join(names, ", ")}
+		return targets, nil, &SwitchError{Msg: "no peer in the selection advertised R-MOBIKE support ('R'): " + strings.Join(names, ", "), Usage: true}
 	}
-	for _, t := range targets {
-		if !t.RMobike || t.Already {
+	asked, already := 0, 0
+	var refused []string
+	for i := range targets {
+		t := &targets[i]
+		if !t.RMobike || t.Refused != "" {
 			continue
 		}
-		sa := e.byID[t.ID]
-		if !addrAllowed(sa.conn.LocalAddrs, to) {
-			e.log.Warn("switch target is not among the connection's local_addrs; asking anyway", "sa", sa.id, "to", to)
+		if t.Already {
+			already++
+			continue
 		}
-		e.sendSwitch(now, sa, to)
+		sa := sas[i]
+		ds, err := sa.pm.SwitchTo(now, to)
+		if err != nil {
+			t.Refused = err.Error()
+			refused = append(refused, t.Peer+" (SA #"+strconv.FormatUint(t.ID, 10)+"): "+t.Refused)
+			continue
+		}
+		asked++
+		e.applyPath(now, sa, ds, nil)
 		e.schedule(sa)
+	}
+	if asked == 0 && already == 0 {
+		return targets, nil, &SwitchError{Msg: "nothing sent: " + strings.Join(refused, "; ")}
 	}
 	return targets, e.take(), nil
 }

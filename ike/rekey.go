@@ -312,7 +312,7 @@ func (e *Engine) createChild(now time.Time, sa *IKESA, cfg *ChildConfig, group u
 		group = firstGroup(cfg.ESPProposals)
 	}
 	tsi := resolveTS(cfg.LocalTS, sa.dynamicLocal())
-	tsr := resolveTS(cfg.RemoteTS, []netip.Addr{sa.remote.Addr()})
+	tsr := resolveTS(cfg.RemoteTS, sa.dynamicRemote())
 	cr, ps, err := e.newChildRequest(sa, cfg, group, nil, tsi, tsr)
 	if err != nil {
 		e.log.Error("cannot create Child SA", "sa", sa.id, "err", err)
@@ -343,18 +343,26 @@ func (e *Engine) createChild(now time.Time, sa *IKESA, cfg *ChildConfig, group u
 }
 
 // dynamicLocal is what "dynamic" means for our side of a Child SA: our virtual IPs, else
-// our outer address.
+// our outer address in IKE_AUTH (moves do not change it: a selector is never narrowed to
+// an address that was not authenticated).
 func (sa *IKESA) dynamicLocal() []netip.Addr {
 	if sa.origInitiator && len(sa.vips) > 0 {
 		return sa.vips
 	}
+	if sa.authLocal.IsValid() {
+		return []netip.Addr{sa.authLocal.Addr()}
+	}
 	return []netip.Addr{sa.local.Addr()}
 }
 
-// dynamicRemote is what "dynamic" means for the peer's side.
+// dynamicRemote is what "dynamic" means for the peer's side: its virtual IPs, else its
+// outer address in IKE_AUTH, never one it moved to since (which may not be verified).
 func (sa *IKESA) dynamicRemote() []netip.Addr {
 	if !sa.origInitiator && len(sa.vips) > 0 {
 		return sa.vips
+	}
+	if sa.authRemote.IsValid() {
+		return []netip.Addr{sa.authRemote.Addr()}
 	}
 	return []netip.Addr{sa.remote.Addr()}
 }
@@ -711,7 +719,8 @@ func (e *Engine) newRekeyedSA(sa *IKESA, suite ikecrypto.IKESuite, weInitiated b
 		localID:       sa.localID,
 		remoteID:      sa.remoteID,
 		mobike:        sa.mobike,
-		mob:           sa.mob,
+		authLocal:     sa.authLocal,
+		authRemote:    sa.authRemote,
 		fragment:      sa.fragment,
 		peerRMobike:   sa.peerRMobike,
 		created:       sa.created,
@@ -764,6 +773,12 @@ func (e *Engine) inherit(now time.Time, old, ns *IKESA) {
 		ns.reserved[spi] = true
 	}
 	old.reserved = nil
+	// The path manager carries on with the new SA; checks that waited on the old one
+	// are asked for again there.
+	if old.pm != nil {
+		ns.pm, old.pm = old.pm, nil
+		e.applyPath(now, ns, ns.pm.Rekeyed(now), nil)
+	}
 	old.rekeyedTo = ns
 	old.rekeyAt = time.Time{}
 	old.dpdAt = time.Time{}

@@ -3,6 +3,7 @@ package ike
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -218,12 +219,19 @@ func TestSwitchAcceptPolicies(t *testing.T) {
 			flowsAt(t, gw, cl, clientAddr, want)
 		})
 	}
-	// An announced address is acceptable even with an empty policy.
+	// switch_accept: [] refuses every target, even an announced one (issue 10: it used
+	// to follow announced addresses whatever the policy said).
 	n, gw, cl := mobikePair(t, func(g, c *Config) { c.Connections[0].SwitchAccept = mobike.SwitchPolicy{} })
+	if got := cl.e.Status(n.now)[0].PeerAdditional; !slices.Contains(got, gwAddr2) {
+		t.Fatalf("the gateway did not announce %v: %v", gwAddr2, got)
+	}
 	_, acts, _ := gw.e.Switch(n.now, SwitchSelector{All: true}, gwAddr2)
 	n.apply(gw, acts)
 	n.run(10*time.Second, nil)
-	flowsAt(t, gw, cl, clientAddr, gwAddr2)
+	flowsAt(t, gw, cl, clientAddr, gwAddr)
+	if ev := cl.hasEvent(EventSwitchRefused); ev == nil || !strings.Contains(ev.Reason, "switch_accept is empty") {
+		t.Errorf("client events %v", cl.events)
+	}
 }
 
 func TestSwitchMalformedIsUnacceptable(t *testing.T) {
@@ -246,7 +254,13 @@ func TestSwitchMalformedIsUnacceptable(t *testing.T) {
 	n.apply(gw, gw.e.take())
 	n.run(5*time.Second, nil)
 	flowsAt(t, gw, cl, clientAddr, gwAddr)
-	if ev := cl.hasEvent(EventSwitchRefused); ev == nil || !strings.Contains(ev.Reason, "address family") {
+	refused := 0
+	for _, ev := range cl.events {
+		if ev.Kind == EventSwitchRefused {
+			refused++
+		}
+	}
+	if last := cl.events[len(cl.events)-1]; refused != 4 || last.Kind != EventSwitchRefused || !strings.Contains(last.Reason, "address family") {
 		t.Errorf("events %v", cl.events)
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/mobike"
 )
 
 // saState is an IKE SA's position in its life.
@@ -88,7 +89,17 @@ type IKESA struct {
 	// (The flags are kept together: the struct stays within a smaller size class.)
 	fragment   bool // IKE fragmentation negotiated (RFC 7383)
 	restarting bool // initiated to replace an SA lost to DPD or a peer's delete
-	mob        mobikeState
+	// sentInvalidSyntax: we answered a request of the established SA with
+	// INVALID_SYNTAX, which ends the SA (RFC 7296 2.21.3).
+	sentInvalidSyntax bool
+	// pm is the path manager of an established SA: where IKE and ESP go (MOBIKE).
+	pm *mobike.Manager
+	// authLocal/authRemote are the addresses of IKE_AUTH: what "dynamic" traffic
+	// selectors mean without virtual IPs, whatever moves follow.
+	authLocal, authRemote netip.AddrPort
+	// authAnnounced/authPeerAddrs: the additional addresses of IKE_AUTH, until the path
+	// manager takes them.
+	authAnnounced []netip.Addr
 
 	vips    []netip.Addr // initiator: ours; responder: assigned to the peer
 	vipDNS  []netip.Addr
@@ -149,6 +160,8 @@ type request struct {
 	nextAt   time.Time
 	kind     requestKind
 	onReply  func(e *Engine, now time.Time, sa *IKESA, msg *wire.Message)
+	// check is the path manager's check this request carries (its reply goes there).
+	check *mobike.Check
 }
 
 type requestKind int
@@ -163,7 +176,8 @@ const (
 	reqRekeyChild
 	reqCreateChild
 	reqRekeyIKE
-	reqUpdate
+	reqUpdate // UPDATE_SA_ADDRESSES
+	reqCheck  // return routability check
 	reqSwitch
 )
 

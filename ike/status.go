@@ -77,7 +77,10 @@ func (e *Engine) Status(now time.Time) []SAStatus {
 			Encap:          sa.conn != nil && sa.conn.Encap,
 			Mobike:         sa.mobike,
 			VirtualIPs:     slices.Clone(sa.vips),
-			PeerAdditional: slices.Clone(sa.mob.peerAddrs),
+		}
+		if sa.pm != nil {
+			st.PeerAdditional = sa.pm.PeerAddrs()
+			st.MobikeState = sa.pm.State()
 		}
 		if sa.conn != nil {
 			st.Name = sa.conn.Name

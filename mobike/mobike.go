@@ -75,17 +75,22 @@ type SwitchPolicy struct {
 }
 
 // Decide says whether the initiator moves its SA to target, which the responder asked
-// for: an announced address is acceptable (draft 4.2), anything else goes to the policy.
-// hasLocal reports whether the host has a usable local address of a family.
+// for: an announced address is acceptable (draft 4.2) when the policy accepts announced
+// addresses ("additional", the default), anything else goes to the rest of the policy;
+// an empty policy (switch_accept: []) refuses every target. hasLocal reports whether the
+// host has a usable local address of a family.
 func (p SwitchPolicy) Decide(target netip.Addr, announced []netip.Addr, hasLocal func(is4 bool) bool) (bool, string) {
 	target = target.Unmap()
+	if !p.Additional && !p.Any && len(p.Prefixes) == 0 {
+		return false, "switch_accept is empty: every switch is refused"
+	}
 	if !Usable(target) {
 		return false, "the target " + target.String() + " is not a usable unicast address"
 	}
 	if !hasLocal(target.Is4()) {
 		return false, "no usable local address of the target's address family"
 	}
-	if slices.Contains(announced, target) {
+	if p.Additional && slices.Contains(announced, target) {
 		return true, "announced by the peer"
 	}
 	if p.Additional && len(p.Prefixes) == 0 && !p.Any {

@@ -54,9 +54,12 @@ func TestSwitchDecide(t *testing.T) {
 		why    string
 	}{
 		{SwitchPolicy{Additional: true}, "203.0.113.1", both, true, "announced"},
-		{SwitchPolicy{}, "203.0.113.1", both, true, "announced"}, // announced is always acceptable
+		// switch_accept: [] refuses every target, announced or not (issue 10).
+		{SwitchPolicy{}, "203.0.113.1", both, false, "every switch is refused"},
+		// Announced addresses count only with "additional" in the policy.
+		{SwitchPolicy{Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}, "203.0.113.1", both, false, "neither"},
 		{SwitchPolicy{Additional: true}, "203.0.113.2", both, false, "switch_accept allows only"},
-		{SwitchPolicy{}, "203.0.113.2", both, false, "neither announced"},
+		{SwitchPolicy{}, "203.0.113.2", both, false, "every switch is refused"},
 		{SwitchPolicy{Any: true}, "203.0.113.2", both, true, "any"},
 		{SwitchPolicy{Prefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}, "203.0.113.2", both, true, "203.0.113.0/24"},
 		{SwitchPolicy{Prefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}, "198.51.100.2", both, false, "neither"},

@@ -1,0 +1,195 @@
+package mobike
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+// The responder's side: it follows the initiator's UPDATE_SA_ADDRESSES (RFC 4555 3.5),
+// checks a new peer address before ESP goes there (3.7), moves the SA itself only when
+// its own address went away, and may ask the initiator to switch to another of its
+// addresses (draft-smyslov-ipsecme-ikev2-r-mobike).
+
+// NoNATs is the content of a NO_NATS_ALLOWED notify (RFC 4555 3.9): the addresses and
+// ports the sender says it sent from and to, or Err when it is malformed.
+type NoNATs struct {
+	Src, Dst netip.AddrPort
+	Err      error
+}
+
+// Match reports whether the notify is well formed and names the addresses and ports of
+// path at (its source is at.Remote, its destination at.Local).
+func (n *NoNATs) Match(at Path) bool {
+	return n.Err == nil && unmapAP(n.Src) == unmapAP(at.Remote) && unmapAP(n.Dst) == unmapAP(at.Local)
+}
+
+// Update handles an UPDATE_SA_ADDRESSES request that arrived on path at (the IP header's
+// addresses) with NO_NATS_ALLOWED content noNATs (nil: none). refuse is the error notify
+// to answer with (UNEXPECTED_NAT_DETECTED, UNACCEPTABLE_ADDRESSES), 0 when accepted: the
+// IKE SA takes the new addresses at once, ESP when the peer's address is verified.
+// From the initiator's point of view (we are the MOBIKE initiator) nothing happens: only
+// the initiator moves SAs.
+func (m *Manager) Update(now time.Time, host Host, at Path, noNATs *NoNATs) (refuse wire.NotifyType, ds []Decision) {
+	if m.role != Responder || !m.mobike {
+		return 0, []Decision{Note{Kind: NoteInfo, Msg: "UPDATE_SA_ADDRESSES from the MOBIKE responder: answered, nothing changes", Path: at}}
+	}
+	if noNATs != nil && !noNATs.Match(at) {
+		return wire.UNEXPECTED_NAT_DETECTED, []Decision{Note{Kind: NoteInfo, Msg: "UPDATE_SA_ADDRESSES: NO_NATS_ALLOWED does not match the addresses it came with", Path: at}}
+	}
+	if !m.pol.localAllowed(at.Local.Addr()) || !host.has(at.Local.Addr()) || !Usable(at.Remote.Addr()) {
+		return wire.UNACCEPTABLE_ADDRESSES, []Decision{Note{Kind: NoteInfo, Msg: "UPDATE_SA_ADDRESSES to addresses we do not accept", Path: at}}
+	}
+	old := m.ike
+	m.ike = at
+	ds = append(ds, SetIKEPath{Path: at})
+	if at != old {
+		ds = append(ds, Note{Kind: NoteMoved, Msg: "IKE SA moved by the peer", Path: at, Reason: "UPDATE_SA_ADDRESSES"})
+	}
+	if m.switchTo.IsValid() && at.Local.Addr() == m.switchTo {
+		ds = append(ds, Note{Kind: NoteSwitched, Msg: "switch completed", Path: at, Reason: now.Sub(m.switchSince).String()})
+		m.noteLeft(now, old.Local.Addr())
+		m.switchTo = netip.Addr{}
+	}
+	if m.Verified(at.Remote) {
+		if m.rr != nil {
+			m.rr.stale = true
+			m.rr = nil
+		}
+		if m.esp != at {
+			m.esp = at
+			ds = append(ds, SetESPPath{Path: at})
+		}
+	} else {
+		ds = append(ds, m.startReachability(at)...)
+	}
+	// Our additional addresses are relative to the one in use: if that changed, so did
+	// they (the address we left is one the initiator may be asked back to).
+	return 0, append(ds, m.AnnounceIfChanged(host)...)
+}
+
+// startReachability asks for a return routability check of the peer at p.
+func (m *Manager) startReachability(p Path) []Decision {
+	if m.rr != nil {
+		m.rr.stale = true
+	}
+	c := m.newCheck(Reachability, p, "the peer's new address")
+	m.rr = c
+	return []Decision{
+		Note{Kind: NoteInfo, Msg: "checking the peer's new address before ESP goes there", Path: p},
+		StartCheck{Check: c},
+	}
+}
+
+func (m *Manager) reachabilityReply(now time.Time, c *Check, at Path) []Decision {
+	if m.rr == c {
+		m.rr = nil
+	}
+	if !c.Bound() || at != c.Path {
+		// It proves nothing about c.Path: ask again while the SA is still there.
+		if m.rr == nil && m.ike == c.Path && !m.Verified(c.Path.Remote) && c.retries < maxReissue {
+			n := m.reissue(c)
+			m.rr = n
+			return []Decision{Note{Kind: NoteInfo, Msg: "return routability reply from another path than the check went: asking again", Path: at}, StartCheck{Check: n}}
+		}
+		return nil
+	}
+	m.verify(c.Path.Remote)
+	ds := []Decision{Note{Kind: NoteVerified, Msg: "the peer's new address answered", Path: c.Path}}
+	if m.Verified(m.ike.Remote) && m.esp != m.ike {
+		m.esp = m.ike
+		ds = append(ds, SetESPPath{Path: m.ike})
+	}
+	return ds
+}
+
+// Refusal is a switch the path manager will not ask for.
+type Refusal struct{ Reason string }
+
+func (r *Refusal) Error() string { return r.Reason }
+
+// SwitchTo asks the initiator to move the SA to our address to (the responder's
+// `switch` command). Nothing changes until the initiator's UPDATE_SA_ADDRESSES arrives
+// there. It refuses (*Refusal) when the peer did not advertise 'R', the connection does
+// not allow switches (rmobike: false) or to (local_addrs), or SwitchLimit or SwitchHold
+// say no.
+func (m *Manager) SwitchTo(now time.Time, to netip.Addr) ([]Decision, error) {
+	to = to.Unmap()
+	switch {
+	case m.role != Responder:
+		return nil, &Refusal{"we are the MOBIKE initiator of this SA: only responders ask for switches"}
+	case !m.mobike || !m.peerR:
+		return nil, &Refusal{"the peer did not advertise R-MOBIKE support ('R')"}
+	case !m.pol.RMobike:
+		return nil, &Refusal{"the connection has rmobike: false"}
+	case !m.pol.localAllowed(to):
+		return nil, &Refusal{to.String() + " is not among the connection's local_addrs"}
+	}
+	if why := m.switchRefusal(now, to); why != "" {
+		return nil, &Refusal{why}
+	}
+	m.countSwitch(now)
+	m.switchTo, m.switchSince = to, now
+	return []Decision{SendSwitch{To: to}}, nil
+}
+
+// SwitchPending is the address we asked the initiator to move to, if any.
+func (m *Manager) SwitchPending() netip.Addr { return m.switchTo }
+
+// LocalGone handles the loss of the responder's local address: RFC 4555 3.5 lets the
+// responder move the SA to another of its addresses itself. A peer that advertised 'R'
+// is asked to switch there; every peer hears the new address set.
+func (m *Manager) LocalGone(now time.Time, host Host) []Decision {
+	if m.role != Responder || !m.mobike || host.has(m.ike.Local.Addr()) {
+		return nil
+	}
+	same, other := m.pickLocal(host)
+	var ds []Decision
+	switch {
+	case same.IsValid():
+		np := Path{Local: netip.AddrPortFrom(same, m.ike.Local.Port()), Remote: m.ike.Remote}
+		m.ike = np
+		m.esp.Local = np.Local
+		ds = append(ds, SetIKEPath{Path: np, Resend: true}, SetESPPath{Path: m.esp},
+			Note{Kind: NoteMoved, Msg: "local address gone: moving the SA", Path: np, Reason: "local address gone"})
+		if m.peerR && m.pol.RMobike {
+			m.countSwitch(now)
+			m.switchTo, m.switchSince = same, now
+			ds = append(ds, SendSwitch{To: same})
+		}
+	case other.IsValid() && m.peerR && m.pol.RMobike:
+		// ESP cannot change address family by itself; the initiator can.
+		m.countSwitch(now)
+		m.switchTo, m.switchSince = other, now
+		ds = append(ds, Note{Kind: NoteInfo, Msg: "local address gone: asking the peer to switch to another family", Path: m.ike}, SendSwitch{To: other})
+	default:
+		return []Decision{Note{Kind: NoteInfo, Msg: "the SA's local address is gone and no other is usable", Path: m.ike}}
+	}
+	// The address update goes out from the new address (RFC 4555 3.6).
+	m.announcedOnce = false
+	return append(ds, m.AnnounceIfChanged(host)...)
+}
+
+// pickLocal picks another usable local address for the SA: of the peer's family, and of
+// the other one.
+func (m *Manager) pickLocal(host Host) (same, other netip.Addr) {
+	cands := m.pol.LocalAddrs
+	if len(cands) == 0 {
+		cands = host.Addrs
+	}
+	for _, a := range cands {
+		a = a.Unmap()
+		if a == m.ike.Local.Addr() || !host.has(a) || !Usable(a) {
+			continue
+		}
+		if a.Is4() == m.ike.Remote.Addr().Is4() {
+			if !same.IsValid() {
+				same = a
+			}
+		} else if !other.IsValid() {
+			other = a
+		}
+	}
+	return same, other
+}
