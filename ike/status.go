@@ -65,18 +65,18 @@ func (e *Engine) Status(now time.Time) []SAStatus {
 			continue
 		}
 		st := SAStatus{
-			ID:             sa.id,
-			State:          sa.state.String(),
-			Local:          sa.local,
-			Remote:         sa.remote,
-			LocalID:        sa.localID.String(),
-			SPIi:           fmt.Sprintf("%016x", sa.spiI),
-			SPIr:           fmt.Sprintf("%016x", sa.spiR),
-			NATLocal:       sa.natLocal,
-			NATRemote:      sa.natRemote,
-			Encap:          sa.conn != nil && sa.conn.Encap,
-			Mobike:         sa.mobike,
-			VirtualIPs:     slices.Clone(sa.vips),
+			ID:         sa.id,
+			State:      sa.state.String(),
+			Local:      sa.local,
+			Remote:     sa.remote,
+			LocalID:    sa.localID.String(),
+			SPIi:       fmt.Sprintf("%016x", sa.spiI),
+			SPIr:       fmt.Sprintf("%016x", sa.spiR),
+			NATLocal:   sa.natLocal,
+			NATRemote:  sa.natRemote,
+			Encap:      sa.conn != nil && sa.conn.Encap,
+			Mobike:     sa.mobike,
+			VirtualIPs: slices.Clone(sa.vips),
 		}
 		if sa.pm != nil {
 			st.PeerAdditional = sa.pm.PeerAddrs()
