@@ -337,7 +337,7 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	sa.state = stateEstablished
 	sa.estab = now
 	e.indexPeer(sa)
-	sa.initReq, sa.initResp = nil, nil
+	sa.initReq, sa.initResp, sa.initCopies = nil, nil, nil
 	var peerAddrs, announced []netip.Addr
 	if wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED) != nil && sa.conn.Mobike {
 		sa.mobike = true

@@ -493,6 +493,9 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 			// The path manager may give a tentative path up, or probe others.
 			probes, ds = sa.pm.Retransmit(now, e.host(), r.check, r.tries)
 		}
+		if r.kind == reqInit {
+			e.rotateInit(sa, r)
+		}
 		e.sendReq(sa, r)
 		for _, p := range probes {
 			e.sendOn(p, r.data)

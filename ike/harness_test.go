@@ -43,6 +43,8 @@ type endpoint struct {
 	vips       []netip.Addr
 	keylogs    []IKEKeysLog
 	sent       []datagram
+	// espTo is every destination an outbound flow was installed or moved to, in order.
+	espTo []netip.AddrPort
 }
 
 type testNet struct {
@@ -59,6 +61,8 @@ type testNet struct {
 	nat func(d *datagram)
 	// delivered counts datagrams handed to an engine.
 	delivered int
+	// lost holds datagrams sent to addresses nobody in the test has (third parties).
+	lost []datagram
 }
 
 func newTestNet(t *testing.T) *testNet {
@@ -118,6 +122,7 @@ func (n *testNet) apply(ep *endpoint, actions []Action) {
 			ep.inbound[a.SPI] = a
 		case InstallOutbound:
 			ep.outbound[a.Policy] = a
+			ep.espTo = append(ep.espTo, a.Remote)
 		case RemoveInbound:
 			if _, ok := ep.inbound[a.SPI]; !ok {
 				n.t.Fatalf("%s: removing inbound SPI %08x that is not installed", ep.name, a.SPI)
@@ -150,6 +155,7 @@ func (n *testNet) apply(ep *endpoint, actions []Action) {
 			o.Local, o.Remote, o.Keepalive = a.Local, a.Remote, a.Keepalive
 			ep.outbound[a.Policy] = o
 			ep.moves = append(ep.moves, a)
+			ep.espTo = append(ep.espTo, a.Remote)
 		}
 	}
 }
@@ -166,6 +172,7 @@ func (n *testNet) step(limit time.Time) bool {
 		n.inflight = append(n.inflight[:i], n.inflight[i+1:]...)
 		ep := n.endpointFor(d.to.Addr())
 		if ep == nil {
+			n.lost = append(n.lost, d)
 			return true // lost: nobody there
 		}
 		n.delivered++

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/ike/cert"
@@ -137,6 +138,17 @@ func (e *Engine) sendInit(now time.Time, sa *IKESA, group uint16) error {
 			return err
 		}
 	}
+	data := e.initMessage(sa, sa.local, sa.remote)
+	sa.initCopies = []initCopy{{local: sa.local, remote: sa.remote, data: data}}
+	sa.nextReqID = 1
+	sa.initTried++
+	e.transmit(now, sa, &request{exchange: wire.IKE_SA_INIT, msgID: 0, data: [][]byte{data}, kind: reqInit})
+	return nil
+}
+
+// initMessage encodes sa's IKE_SA_INIT request as sent from local to remote (the NAT
+// detection notifies depend on the addresses).
+func (e *Engine) initMessage(sa *IKESA, local, remote netip.AddrPort) []byte {
 	props := numberProposals(sa.conn.Proposals, nil)
 	var payloads []wire.Payload
 	if sa.cookie != nil {
@@ -144,21 +156,51 @@ func (e *Engine) sendInit(now time.Time, sa *IKESA, group uint16) error {
 	}
 	payloads = append(payloads,
 		&wire.SA{Proposals: props},
-		&wire.KE{Group: group, Data: kex.PublicKey()},
+		&wire.KE{Group: sa.kex.Group(), Data: sa.kex.PublicKey()},
 		&wire.Nonce{Data: sa.ni},
 	)
-	payloads = append(payloads, e.natDetection(sa, sa.local, sa.remote)...)
+	payloads = append(payloads, e.natDetection(sa, local, remote)...)
 	payloads = append(payloads, &wire.Notify{NotifyType: wire.IKEV2_FRAGMENTATION_SUPPORTED})
 	payloads = append(payloads, wire.NewSignatureHashAlgorithms(cert.SupportedHashes()...))
 	h := wire.Header{SPIi: sa.spiI, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator}
 	m := wire.Message{Header: h, Payloads: payloads}
-	data := m.Append(nil)
-	e.logMessage("sending", sa, h, sa.local, sa.remote, payloads)
-	sa.initReq = data
-	sa.nextReqID = 1
-	sa.initTried++
-	e.transmit(now, sa, &request{exchange: wire.IKE_SA_INIT, msgID: 0, data: [][]byte{data}, kind: reqInit})
-	return nil
+	e.logMessage("sending", sa, h, local, remote, payloads)
+	return m.Append(nil)
+}
+
+// initCopy is the IKE_SA_INIT request as sent on one address pair.
+type initCopy struct {
+	local, remote netip.AddrPort
+	data          []byte
+}
+
+// maxInitCopies bounds the address pairs one IKE_SA_INIT is tried on.
+const maxInitCopies = 8
+
+// rotateInit points a retransmission of the IKE_SA_INIT request r at the connection's
+// next remote address: RFC 4555 3.1 asks the initiator to try the combinations of
+// addresses when retransmitting it, so that a gateway given several addresses is
+// reachable through any of them.
+func (e *Engine) rotateInit(sa *IKESA, r *request) {
+	addrs := sa.conn.RemoteAddrs
+	if len(addrs) < 2 || len(sa.initCopies) >= maxInitCopies {
+		return
+	}
+	cur := slices.Index(addrs, sa.remote.Addr())
+	for i := 1; i < len(addrs); i++ {
+		next := addrs[(cur+i)%len(addrs)]
+		local, err := e.pickLocal(sa.conn, next)
+		if err != nil {
+			continue
+		}
+		sa.local = netip.AddrPortFrom(local, sa.local.Port())
+		sa.remote = netip.AddrPortFrom(next, sa.remote.Port())
+		data := e.initMessage(sa, sa.local, sa.remote)
+		sa.initCopies = append(sa.initCopies, initCopy{local: sa.local, remote: sa.remote, data: data})
+		r.data = [][]byte{data}
+		e.log.Info("no answer yet: trying the peer's next address", "sa", sa.id, "remote", sa.remote)
+		return
+	}
 }
 
 // numberProposals copies props with proposal numbers 1..n and, when spi is set, that SPI.
@@ -442,6 +484,17 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 		e.drop(&e.drops.Malformed, "malformed IKE_SA_INIT response", remote, err)
 		return
 	}
+	// The response comes from an address the request went to; AUTH signs the request as
+	// it went there.
+	ci := slices.IndexFunc(sa.initCopies, func(c initCopy) bool { return c.remote == remote })
+	if ci < 0 {
+		ci = slices.IndexFunc(sa.initCopies, func(c initCopy) bool { return c.remote.Addr() == remote.Addr() })
+	}
+	if ci < 0 {
+		e.drop(&e.drops.Unexpected, "IKE_SA_INIT response from an address the request did not go to", remote, nil)
+		return
+	}
+	sa.local, sa.remote, sa.initReq = sa.initCopies[ci].local, sa.initCopies[ci].remote, sa.initCopies[ci].data
 	e.logMessage("received", sa, *h, local, remote, m.Payloads)
 	// Unprotected error notifies: COOKIE and INVALID_KE_PAYLOAD make us try again;
 	// anything else is fatal. All of them could be forged by an on-path attacker, so

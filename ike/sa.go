@@ -68,10 +68,12 @@ type IKESA struct {
 	// initReq is the IKE_SA_INIT request as sent (initiator) or received (responder);
 	// initResp the response as received or sent. Both are signed in AUTH.
 	initReq, initResp []byte
-	cookie            []byte // initiator: the responder's COOKIE to echo
-	cookieTries       int
-	keTries           int
-	initTried         int // number of IKE_SA_INIT attempts (new KE or cookie)
+	// initCopies (initiator) is the IKE_SA_INIT request as sent to each address tried.
+	initCopies  []initCopy
+	cookie      []byte // initiator: the responder's COOKIE to echo
+	cookieTries int
+	keTries     int
+	initTried   int // number of IKE_SA_INIT attempts (new KE or cookie)
 
 	halfKey halfOpenKey // responder: the index of the half-open SA
 

@@ -568,7 +568,9 @@ func TestSwitchBothDirectionsNoFlap(t *testing.T) {
 		oldEnd = "198.51.100.1:4500"
 		newEnd = "203.0.113.1:4500"
 	)
-	l, gw, cl := newMobilityLab(t, "", "", "", "    switch_hold: 30s\n")
+	// The gateway itself would refuse to ask (its own switch_hold, 30 s by default): this
+	// test is about the client's.
+	l, gw, cl := newMobilityLab(t, "", "    switch_hold: 0s\n", "", "    switch_hold: 30s\n")
 	var timings strings.Builder
 	l.dumpOnFailure(gw, cl, func() string { return timings.String() })
 	f := l.startFlow(l.cl, "198.18.0.1", 20*time.Millisecond)

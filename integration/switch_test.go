@@ -44,7 +44,8 @@ func TestSwitchWithWait(t *testing.T)        { testSwitch(t, false) }
 func TestSwitchClientBehindNAT(t *testing.T) { testSwitch(t, true) }
 
 func testSwitch(t *testing.T, nat bool) {
-	l, gw, cl := newSwitchLab(t, nat, "", "")
+	// It switches back within seconds: no hysteresis on either side for this test.
+	l, gw, cl := newSwitchLab(t, nat, "    switch_hold: 0s\n", "    switch_hold: 0s\n")
 	st := status(t, l.clSock).IKESAs[0]
 	if len(st.PeerAdditionalAddrs) == 0 || st.PeerAdditionalAddrs[0] != "203.0.113.1" || !st.RMobike || st.NATLocal != nat {
 		t.Fatalf("client status before the switch: %+v", st)

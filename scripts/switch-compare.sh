@@ -31,6 +31,10 @@ lab_configs aes128gcm16
 # The client's liveness checks and retransmissions decide the classic failover's speed.
 sed -i "s/^    start_action: none$/    start_action: none\n    dpd_delay: $DPD/" "$LAB_DIR/cl.yaml"
 sed -i "1i retransmit: { timeout: 500ms, tries: 5, base: 1.5 }" "$LAB_DIR/cl.yaml"
+# The runs switch the same SA back and forth every two seconds: lift the anti-flapping
+# limits (switch_limit per minute, switch_hold) on both sides for the measurement.
+sed -i "s/^    start_action: none$/    start_action: none\n    switch_limit: 1000\n    switch_hold: 0s/" "$LAB_DIR/cl.yaml"
+sed -i "s/^    pools: \[rw\]$/    pools: [rw]\n    switch_limit: 1000\n    switch_hold: 0s/" "$LAB_DIR/gw.yaml"
 lab_start_daemons "$BIN"
 "$BIN" up home --control "$LAB_DIR/cl.sock" >/dev/null
 

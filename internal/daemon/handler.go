@@ -259,10 +259,15 @@ func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string,
 		return "", err
 	}
 	if swErr != nil {
+		var se *ike.SwitchError
+		if errors.As(swErr, &se) && !se.Usage {
+			// switch_limit or switch_hold said no for now: the operation failed.
+			return "", swErr
+		}
 		return "", control.UsageError("%v", swErr)
 	}
 	name := func(t ike.SwitchTarget) string { return fmt.Sprintf("%s (SA #%d)", t.Peer, t.ID) }
-	var asked, already, skipped []string
+	var asked, already, skipped, refused []string
 	pending := map[uint64]ike.SwitchTarget{}
 	for _, t := range targets {
 		switch {
@@ -270,6 +275,8 @@ func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string,
 			skipped = append(skipped, name(t))
 		case t.Already:
 			already = append(already, name(t))
+		case t.Refused != "":
+			refused = append(refused, name(t)+": "+t.Refused)
 		default:
 			asked = append(asked, name(t))
 			pending[t.ID] = t
@@ -284,6 +291,9 @@ func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string,
 	}
 	if len(skipped) > 0 {
 		fmt.Fprintf(&b, "skipped, no R-MOBIKE support: %s\n", strings.Join(skipped, ", "))
+	}
+	if len(refused) > 0 {
+		fmt.Fprintf(&b, "not asked: %s\n", strings.Join(refused, "; "))
 	}
 	if req.Wait <= 0 || len(pending) == 0 {
 		return strings.TrimSpace(b.String()), nil
