@@ -228,6 +228,12 @@ func (w *saWatch) timelines() string {
 
 // mvLogLines returns the lines of a daemon's log with msg="..." equal to msg that
 // contain every one of subs.
+// moveLines are the log lines of a client's moves: decided at once ("moving IKE SA")
+// or confirmed after trying the new path ("IKE SA moved").
+func moveLines(log string) []string {
+	return append(mvLogLines(log, "moving IKE SA"), mvLogLines(log, "IKE SA moved")...)
+}
+
 func mvLogLines(log, msg string, subs ...string) []string {
 	var out []string
 	for _, ln := range strings.Split(log, "\n") {
@@ -467,7 +473,7 @@ func (l *tunnelLab) spoofedUpdate(cl *proc, ourGateway bool, timings *strings.Bu
 			r.updates = append(r.updates, ln)
 		}
 	}
-	r.moves = mvLogLines(clLog, "moving IKE SA")
+	r.moves = moveLines(clLog)
 	fmt.Fprintf(timings, "our client's IKE requests from 203.0.113.77:\n%s\nour client's moves:\n%s\n", strings.Join(r.fromSpoof, "\n"), strings.Join(r.moves, "\n"))
 	return r
 }
@@ -601,7 +607,7 @@ func TestSwitchBothDirectionsNoFlap(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	rs := f.stop()
 	gap, lost := gapAndLoss(rs, at)
-	moves := mvLogLines(cl.outputSince(0), "moving IKE SA")
+	moves := moveLines(cl.outputSince(0))
 	cs, gs := status(t, l.clSock).IKESAs[0], status(t, l.gwSock).IKESAs[0]
 	t.Logf("switch and back: first switch exit 0, back exit %d; the client moved %d times; %d of %d pings lost, longest gap %v; refusal: %s",
 		code, len(moves), lost, len(rs)+lost, gap.Round(time.Millisecond), strings.Join(refused, " | "))
