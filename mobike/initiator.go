@@ -131,7 +131,7 @@ func (m *Manager) Retransmit(now time.Time, host Host, c *Check, tries int) ([]P
 		return nil, nil
 	}
 	if c != nil && c.Bound() && c.Tentative {
-		if tries-c.since < FallbackAfter {
+		if tries-c.since <= FallbackAfter {
 			return nil, nil
 		}
 		c.unbound, c.since = true, tries

@@ -25,8 +25,8 @@ const (
 	// before the initiator also tries every other address pair (RFC 4555 3.10).
 	ProbeAfter = 1
 	// FallbackAfter is how many retransmissions of a tentative UPDATE_SA_ADDRESSES (one
-	// following a switch request or a probe) go unanswered before the initiator gives
-	// the new path up and returns to the old one.
+	// following a switch request or a probe) go to the new path unanswered before the
+	// initiator gives it up and returns to the old one.
 	FallbackAfter = 2
 	// MaxProbePairs bounds the pairs probed at once.
 	MaxProbePairs = 8
@@ -274,10 +274,12 @@ func (m *Manager) PeerAddresses(now time.Time, list []netip.Addr, at Path) []Dec
 
 // Authenticated handles a new (not retransmitted) authenticated request, or the reply to
 // one of ours, that arrived on path at, for RFC 7296 2.23's dynamic address update: a
-// host that does not do MOBIKE and is not behind a NAT follows a peer behind a NAT to
-// its new address and port. With MOBIKE nothing moves this way (RFC 4555 3.8).
+// responder that does not do MOBIKE with this peer and is not behind a NAT follows a peer
+// behind a NAT to its new address and port. With MOBIKE nothing moves this way (RFC 4555
+// 3.8). An initiator (a client) never does: it moves only by its own decisions, so that
+// re-sourced packets cannot redirect it.
 func (m *Manager) Authenticated(now time.Time, at Path, natLocal, natRemote bool) []Decision {
-	if m.mobike || natLocal || !natRemote || !at.Valid() || at.Remote == m.ike.Remote {
+	if m.mobike || m.role != Responder || natLocal || !natRemote || !at.Valid() || at.Remote == m.ike.Remote {
 		return nil
 	}
 	m.ike, m.esp = at, at

@@ -28,7 +28,11 @@ func FormatStatus(w io.Writer, s *Status) error {
 			fmt.Fprintf(tw, "  encap:\tUDP encapsulation forced\n")
 		}
 		fmt.Fprintf(tw, "  ike:\t%s, spi_i %s, spi_r %s\n", dash(sa.Proposal), dash(sa.SPIi), dash(sa.SPIr))
-		fmt.Fprintf(tw, "  mobike:\t%s, rmobike %s\n", yesNo(sa.Mobike), yesNo(sa.RMobike))
+		if sa.MobikeState != "" {
+			fmt.Fprintf(tw, "  mobike:\t%s, rmobike %s, path %s\n", yesNo(sa.Mobike), yesNo(sa.RMobike), sa.MobikeState)
+		} else {
+			fmt.Fprintf(tw, "  mobike:\t%s, rmobike %s\n", yesNo(sa.Mobike), yesNo(sa.RMobike))
+		}
 		if len(sa.PeerAdditionalAddrs) > 0 {
 			fmt.Fprintf(tw, "  peer addrs:\t%s\n", strings.Join(sa.PeerAdditionalAddrs, ", "))
 		}
