@@ -173,6 +173,25 @@ func lostCheck(t *testing.T, n *testNet, cl *endpoint) (datagram, bool) {
 	return datagram{}, false
 }
 
+// switchAndRun has gw ask its clients to switch to to and lets the test network run
+// for 5 s; it returns Switch's error.
+func switchAndRun(t *testing.T, n *testNet, gw *endpoint, to netip.Addr) error {
+	t.Helper()
+	_, acts, err := gw.e.Switch(n.now, SwitchSelector{All: true}, to)
+	n.apply(gw, acts)
+	n.run(5*time.Second, nil)
+	return err
+}
+
+// sendSwitchRequest has gw send a SWITCH_TO_IP_ADDRESS(to) request whatever its own
+// rules say (a confused or hostile gateway).
+func sendSwitchRequest(t *testing.T, n *testNet, gw *endpoint, to netip.Addr) {
+	t.Helper()
+	gw.e.queueRequest(n.now, onlySA(t, gw), &request{exchange: wire.INFORMATIONAL, kind: reqSwitch,
+		payloads: []wire.Payload{wire.NewAddressNotify(wire.SWITCH_TO_IP_ADDRESS, to)}})
+	n.apply(gw, gw.e.take())
+}
+
 func checkOneOutbound(t *testing.T, ep *endpoint) InstallOutbound {
 	t.Helper()
 	if len(ep.outbound) != 1 {
@@ -366,12 +385,9 @@ func TestProbeCandidatesKeepUsedAddresses(t *testing.T) {
 		c.Connections[0].DPDDelay = 2 * time.Second
 		c.Retransmit = Retransmit{Timeout: 500 * time.Millisecond, Tries: 6, Base: 1.5}
 	})
-	_, acts, err := gw.e.Switch(n.now, SwitchSelector{All: true}, gwAddr2)
-	if err != nil {
+	if err := switchAndRun(t, n, gw, gwAddr2); err != nil {
 		t.Fatal(err)
 	}
-	n.apply(gw, acts)
-	n.run(10*time.Second, nil)
 	flowsAt(t, gw, cl, clientAddr, gwAddr2)
 	if got := cl.e.Status(n.now)[0].PeerAdditional; len(got) != 0 {
 		t.Fatalf("the gateway still announces %v", got)
@@ -392,10 +408,7 @@ func TestUnacceptableAddresses(t *testing.T) {
 		// the engine alone is told), but a switch to it arrives (a confused gateway).
 		n.apply(gw, gw.e.SetLocalAddrs(n.now, []netip.Addr{gwAddr}))
 		n.run(5*time.Second, nil)
-		gsa := onlySA(t, gw)
-		gw.e.queueRequest(n.now, gsa, &request{exchange: wire.INFORMATIONAL, kind: reqSwitch,
-			payloads: []wire.Payload{wire.NewAddressNotify(wire.SWITCH_TO_IP_ADDRESS, gwAddr2)}})
-		n.apply(gw, gw.e.take())
+		sendSwitchRequest(t, n, gw, gwAddr2)
 		n.runChecked(10*time.Second, func() {
 			if checkOneOutbound(t, cl).Remote != gwAP {
 				t.Fatal("the client moved ESP before the gateway accepted")
@@ -513,10 +526,7 @@ func TestMobikeExchangesCarryTheRFCNotifies(t *testing.T) {
 func TestRMobikeFalseIsHonoured(t *testing.T) {
 	t.Run("client", func(t *testing.T) {
 		n, gw, cl := mobikePair(t, func(g, c *Config) { c.Connections[0].RMobike = false })
-		gsa := onlySA(t, gw)
-		gw.e.queueRequest(n.now, gsa, &request{exchange: wire.INFORMATIONAL, kind: reqSwitch,
-			payloads: []wire.Payload{wire.NewAddressNotify(wire.SWITCH_TO_IP_ADDRESS, gwAddr2)}})
-		n.apply(gw, gw.e.take())
+		sendSwitchRequest(t, n, gw, gwAddr2)
 		n.run(10*time.Second, nil)
 		flowsAt(t, gw, cl, clientAddr, gwAddr)
 	})
@@ -682,13 +692,7 @@ func TestInitiatorTriesEveryRemoteAddress(t *testing.T) {
 
 // Finding 10: switches were not rate-limited, and nothing stopped flapping.
 func TestSwitchLimitAndHold(t *testing.T) {
-	sw := func(t *testing.T, n *testNet, gw *endpoint, to netip.Addr) error {
-		t.Helper()
-		_, acts, err := gw.e.Switch(n.now, SwitchSelector{All: true}, to)
-		n.apply(gw, acts)
-		n.run(5*time.Second, nil)
-		return err
-	}
+	sw := switchAndRun
 	t.Run("gateway limit", func(t *testing.T) {
 		n, gw, cl := mobikePair(t, func(g, c *Config) {
 			g.Connections[0].SwitchLimit = 2
@@ -753,12 +757,9 @@ func TestRMobikeNotifyType(t *testing.T) {
 		g.Connections[0].RMobikeNotify = 50000
 		c.Connections[0].RMobikeNotify = 50000
 	})
-	_, acts, err := gw.e.Switch(n.now, SwitchSelector{All: true}, gwAddr2)
-	if err != nil {
+	if err := switchAndRun(t, n, gw, gwAddr2); err != nil {
 		t.Fatal(err)
 	}
-	n.apply(gw, acts)
-	n.run(5*time.Second, nil)
 	flowsAt(t, gw, cl, clientAddr, gwAddr2)
 	if len(messagesTo(t, gw, cl, netip.AddrPort{}, hasNotify(50000))) != 1 || len(messagesTo(t, gw, cl, netip.AddrPort{}, hasNotify(wire.SWITCH_TO_IP_ADDRESS))) != 0 {
 		t.Error("the switch request did not use notify type 50000")
@@ -766,9 +767,7 @@ func TestRMobikeNotifyType(t *testing.T) {
 	// A peer that uses another number does not understand it: an unknown status
 	// notify, ignored.
 	n, gw, cl = mobikePair(t, func(g, c *Config) { g.Connections[0].RMobikeNotify = 50000 })
-	_, acts, _ = gw.e.Switch(n.now, SwitchSelector{All: true}, gwAddr2)
-	n.apply(gw, acts)
-	n.run(5*time.Second, nil)
+	switchAndRun(t, n, gw, gwAddr2)
 	flowsAt(t, gw, cl, clientAddr, gwAddr)
 }
 
@@ -873,12 +872,9 @@ func TestSwitchIPv6ToIPv4(t *testing.T) {
 	if r := cl.e.Status(n.now)[0].Remote.Addr(); r != gw6 {
 		t.Fatalf("not on IPv6: %v", r)
 	}
-	_, acts, err := gw.e.Switch(n.now, SwitchSelector{All: true}, gwAddr2)
-	if err != nil {
+	if err := switchAndRun(t, n, gw, gwAddr2); err != nil {
 		t.Fatal(err)
 	}
-	n.apply(gw, acts)
-	n.run(10*time.Second, nil)
 	flowsAt(t, gw, cl, clientAddr, gwAddr2)
 }
 
