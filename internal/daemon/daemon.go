@@ -338,7 +338,7 @@ func (d *daemon) apply(actions []ike.Action) {
 				}
 				delete(d.switchWaiters, a.IKESA)
 				continue
-			case ike.EventMoved, ike.EventSwitchRefused, ike.EventRekeyed:
+			case ike.EventMoved, ike.EventSwitchRefused, ike.EventMoveFailed, ike.EventRekeyed:
 				continue // logged by the engine; nobody waits for these
 			}
 			for _, w := range d.waiters[a.IKESA] {
