@@ -313,7 +313,7 @@ func (e *Engine) mobikeRequest(now time.Time, sa *IKESA, at mobike.Path, m *wire
 		src, dst, err := n.NoNATsAllowed()
 		noNATs = &mobike.NoNATs{Src: src, Dst: dst, Err: err}
 	}
-	unexpectedNAT := false
+	unexpectedNAT, refused := false, false
 	if listed {
 		if noNATs != nil && !noNATs.Match(at) {
 			unexpectedNAT = true
@@ -337,13 +337,15 @@ func (e *Engine) mobikeRequest(now time.Time, sa *IKESA, at mobike.Path, m *wire
 		case wire.UNEXPECTED_NAT_DETECTED:
 			unexpectedNAT = true
 		default:
+			// RFC 4555 3.5: UNACCEPTABLE_ADDRESSES (and COOKIE2), nothing else.
 			out = append(out, &wire.Notify{NotifyType: refuse})
+			refused = true
 		}
 	}
 	if unexpectedNAT {
 		// RFC 4555 3.9: nothing else is done with such a request.
 		out = append(out, &wire.Notify{NotifyType: wire.UNEXPECTED_NAT_DETECTED})
-	} else if natd {
+	} else if natd && !refused {
 		// RFC 4555 3.8: NAT detection in a request is answered with ours, for the
 		// addresses this request used.
 		out = append(out, e.natDetection(sa, at.Local, at.Remote)...)

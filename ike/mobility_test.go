@@ -415,8 +415,13 @@ func TestUnacceptableAddresses(t *testing.T) {
 			}
 		})
 		flowsAt(t, gw, cl, clientAddr, gwAddr)
-		if len(messagesTo(t, gw, cl, clientAP, hasNotify(wire.UNACCEPTABLE_ADDRESSES))) == 0 {
+		refusals := messagesTo(t, gw, cl, clientAP, hasNotify(wire.UNACCEPTABLE_ADDRESSES))
+		if len(refusals) == 0 {
 			t.Fatal("the gateway did not refuse")
+		}
+		// RFC 4555 3.5: UNACCEPTABLE_ADDRESSES and COOKIE2, nothing else.
+		if ps := refusals[0].Payloads; len(ps) != 2 || wire.FindNotify(ps, wire.COOKIE2) == nil {
+			t.Errorf("the refusal carries %v", ps)
 		}
 		if ev := cl.hasEvent(EventMoveFailed); ev == nil || !strings.Contains(ev.Reason, "UNACCEPTABLE_ADDRESSES") {
 			t.Errorf("client events %v", cl.events)
