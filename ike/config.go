@@ -40,12 +40,21 @@ type Config struct {
 	// (0: the default 10; negative: always).
 	CookieThreshold int
 	HalfOpenTimeout time.Duration // how long a half-open SA waits for IKE_AUTH (default 30s)
-	// BlockThreshold is the number of half-open SAs one peer address may have; further
-	// IKE_SA_INITs from it are dropped (strongSwan's block_threshold; default 5).
+	// BlockThreshold is the number of half-open SAs one source (an IPv4 address, an IPv6
+	// prefix of IPv6SourcePrefix bits) may have: beyond it a source must return a COOKIE
+	// (which forged sources cannot), and sources that did so are dropped beyond it too
+	// (strongSwan's block_threshold; default 5).
 	BlockThreshold int
 	// HalfOpenLimit caps all half-open SAs: beyond it IKE_SA_INITs are dropped, even with
 	// a valid COOKIE (default 10000).
 	HalfOpenLimit int
+	// IPv6SourcePrefix is the prefix length by which IPv6 peer addresses are grouped for
+	// BlockThreshold (default 64: one /64 is one source; 128: every address).
+	IPv6SourcePrefix int
+	// PreauthMemory bounds the bytes all SAs that are not authenticated yet hold
+	// (IKE_SA_INIT messages, fragments being reassembled): beyond it new IKE_SA_INITs
+	// and fragments are dropped (default 64 MiB).
+	PreauthMemory int
 	Retransmit    Retransmit
 
 	// InboundActivity, if set, returns when the datapath last accepted an
@@ -162,6 +171,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.HalfOpenLimit == 0 {
 		c.HalfOpenLimit = 10000
+	}
+	if c.IPv6SourcePrefix == 0 {
+		c.IPv6SourcePrefix = 64
+	}
+	if c.PreauthMemory == 0 {
+		c.PreauthMemory = 64 << 20
 	}
 	if c.HalfOpenTimeout == 0 {
 		c.HalfOpenTimeout = 30 * time.Second

@@ -40,8 +40,13 @@ type Engine struct {
 	// byPeer finds the authenticated IKE SAs of a peer identity (by peerKey), so that
 	// INITIAL_CONTACT does not scan every SA.
 	byPeer   map[uint64][]*IKESA
-	nHalf    int
-	halfByIP map[netip.Addr]int // half-open SAs per peer address
+	nHalf int
+	// Half-open SAs per source block (an IPv4 address, an IPv6 /64): those whose
+	// initiator returned a COOKIE, and the others.
+	proved, unproved map[netip.Prefix]int
+	// preauth is what SAs that are not authenticated hold (IKE_SA_INIT messages,
+	// fragments being reassembled), in bytes.
+	preauth int
 
 	// localAddrs are the host's usable addresses (nil: not known).
 	localAddrs []netip.Addr
@@ -77,6 +82,9 @@ type Drops struct {
 	Blocked       atomic.Uint64 // IKE_SA_INIT from a peer address with too many half-open SAs
 	HalfOpenLimit atomic.Uint64 // IKE_SA_INIT beyond the limit of half-open SAs
 	Retransmits   atomic.Uint64 // retransmitted requests answered from the cache
+	ReplayLimited atomic.Uint64 // copies of answered requests beyond the replay rate (not answered)
+	TooLarge      atomic.Uint64 // messages before authentication beyond maxPreauthMessage
+	PreauthMemory atomic.Uint64 // IKE_SA_INITs and fragments beyond Config.PreauthMemory
 }
 
 // Map returns the counters by name.
@@ -91,6 +99,9 @@ func (d *Drops) Map() map[string]uint64 {
 		"ike_blocked":         d.Blocked.Load(),
 		"ike_half_open_limit": d.HalfOpenLimit.Load(),
 		"ike_retransmits":     d.Retransmits.Load(),
+		"ike_replay_limited":  d.ReplayLimited.Load(),
+		"ike_too_large":       d.TooLarge.Load(),
+		"ike_preauth_memory":  d.PreauthMemory.Load(),
 	}
 }
 
@@ -106,7 +117,8 @@ func New(cfg Config) (*Engine, error) {
 		sas:              make(map[uint64]*IKESA),
 		byID:             make(map[uint64]*IKESA),
 		initIndex:        make(map[halfOpenKey]*IKESA),
-		halfByIP:         make(map[netip.Addr]int),
+		proved:           make(map[netip.Prefix]int),
+		unproved:         make(map[netip.Prefix]int),
 		spisIn:           make(map[uint32]*ChildSA),
 		byPeer:           make(map[uint64][]*IKESA),
 		cookieRotateEach: 2 * time.Minute,
@@ -174,6 +186,9 @@ func (e *Engine) handleDatagram(now time.Time, local, remote netip.AddrPort, dat
 	if h.Exchange == wire.IKE_SA_INIT {
 		if h.IsResponse() {
 			e.handleInitResponse(now, local, remote, data, &h)
+			if sa := e.sas[h.SPIi]; sa != nil {
+				e.charge(sa)
+			}
 		} else {
 			e.handleInitRequest(now, local, remote, data, &h)
 		}
@@ -189,11 +204,101 @@ func (e *Engine) handleDatagram(now time.Time, local, remote netip.AddrPort, dat
 		e.drop(&e.drops.UnknownSPI, "IKE message for unknown SA", remote, nil)
 		return
 	}
+	if len(data) > maxPreauthMessage && !sa.authenticated() {
+		e.drop(&e.drops.TooLarge, "message before authentication larger than the limit", remote, nil)
+		return
+	}
 	if h.IsResponse() {
 		e.handleResponse(now, sa, local, remote, data, &h)
 	} else {
 		e.handleRequest(now, sa, local, remote, data, &h)
 	}
+	e.charge(sa)
+}
+
+// maxPreauthMessage caps a message, whole or reassembled from fragments, before the
+// peer is authenticated (strongSwan's max_packet).
+const maxPreauthMessage = 10000
+
+// authenticated reports whether sa's peer is authenticated (IKE_AUTH completed).
+func (sa *IKESA) authenticated() bool {
+	return sa.state == stateEstablished || sa.state == stateDeleting
+}
+
+// preauthHeld is what sa holds while its peer is not authenticated: the IKE_SA_INIT
+// messages and fragments being reassembled.
+func (sa *IKESA) preauthHeld() int {
+	if sa.authenticated() || sa.state == stateDead {
+		return 0
+	}
+	n := len(sa.initReq) + len(sa.initResp)
+	for _, c := range sa.initCopies {
+		n += len(c.data)
+	}
+	for _, f := range sa.frags {
+		if f != nil {
+			n += f.size
+		}
+	}
+	return n
+}
+
+// charge brings Engine.preauth up to date with what sa holds now.
+func (e *Engine) charge(sa *IKESA) {
+	held := 0
+	if e.byID[sa.id] == sa {
+		held = sa.preauthHeld()
+	}
+	e.preauth += held - sa.charged
+	sa.charged = held
+}
+
+// PreauthBytes is what SAs that are not authenticated hold, in bytes.
+func (e *Engine) PreauthBytes() int { return e.preauth }
+
+// replayAllowed rate-limits answers to copies of an answered request (cached
+// responses): at most one per source every replayInterval, and replayBurst per SA per
+// second from all sources, so that the cache cannot be used as a reflector.
+func (e *Engine) replayAllowed(now time.Time, sa *IKESA, to netip.AddrPort) bool {
+	recent := 0
+	oldest := -1
+	for i, r := range sa.replays {
+		if now.Sub(r.at) < time.Second {
+			recent++
+		}
+		if r.to == to && now.Sub(r.at) < replayInterval {
+			return false
+		}
+		if oldest < 0 || r.at.Before(sa.replays[oldest].at) {
+			oldest = i
+		}
+	}
+	if recent >= replayBurst {
+		return false
+	}
+	for i := range sa.replays {
+		if sa.replays[i].to == to {
+			sa.replays[i].at = now
+			return true
+		}
+	}
+	if len(sa.replays) < maxReplaySources {
+		sa.replays = append(sa.replays, replayStamp{to: to, at: now})
+	} else {
+		sa.replays[oldest] = replayStamp{to: to, at: now}
+	}
+	return true
+}
+
+const (
+	replayInterval   = 250 * time.Millisecond
+	replayBurst      = 10
+	maxReplaySources = 16
+)
+
+type replayStamp struct {
+	to netip.AddrPort
+	at time.Time
 }
 
 // drop counts a dropped datagram and logs it at debug level.
@@ -224,6 +329,9 @@ func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.Ad
 	}
 	payloads, complete, _, err := e.openMessage(sa, data, m, true)
 	peerSyntaxError := false
+	if e.reassemblyRefused(err, remote) {
+		return
+	}
 	if err != nil {
 		var we *wire.Error
 		if !errors.As(err, &we) {
@@ -296,6 +404,10 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 			e.drop(&e.drops.Decrypt, "altered copy of an answered request", remote, nil)
 			return
 		}
+		if !e.replayAllowed(now, sa, remote) {
+			e.drop(&e.drops.ReplayLimited, "copy of an answered request beyond the replay rate", remote, nil)
+			return
+		}
 		e.drops.Retransmits.Add(1)
 		for _, d := range sa.lastResp {
 			e.emit(Send{Local: local, Remote: remote, Data: d})
@@ -306,6 +418,9 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 		return
 	}
 	payloads, complete, _, err := e.openMessage(sa, data, m, false)
+	if e.reassemblyRefused(err, remote) {
+		return
+	}
 	if err == nil && fragNum == 1 {
 		sa.reqFrag1Hash = sha256.Sum256(data)
 	}
@@ -364,6 +479,20 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 	if e.sas[sa.localSPI()] == sa {
 		e.schedule(sa)
 	}
+}
+
+// reassemblyRefused counts fragments dropped because the message would grow too large
+// or pre-authentication memory is exhausted.
+func (e *Engine) reassemblyRefused(err error, remote netip.AddrPort) bool {
+	switch {
+	case errors.Is(err, errTooLarge):
+		e.drop(&e.drops.TooLarge, "reassembled message too large", remote, err)
+	case errors.Is(err, errPreauthMemory):
+		e.drop(&e.drops.PreauthMemory, "fragment beyond the pre-authentication memory", remote, err)
+	default:
+		return false
+	}
+	return true
 }
 
 // endIfInvalidSyntax removes an established SA whose request we answered with
@@ -459,6 +588,7 @@ func (e *Engine) Tick(now time.Time) []Action {
 		}
 		sa.wakeAt = time.Time{}
 		e.onTimer(now, sa)
+		e.charge(sa)
 		if e.byID[sa.id] == sa {
 			e.schedule(sa)
 		}
@@ -743,6 +873,7 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 	sa.state = stateDead
 	delete(e.sas, sa.localSPI())
 	delete(e.byID, sa.id)
+	e.charge(sa)
 	name := ""
 	if sa.conn != nil {
 		name = sa.conn.Name
@@ -802,12 +933,26 @@ func (e *Engine) unindexPeer(sa *IKESA) {
 // halfOpenDone takes a half-open SA off the counts.
 func (e *Engine) halfOpenDone(sa *IKESA) {
 	e.nHalf--
-	ip := sa.halfKey.remote
-	if e.halfByIP[ip] <= 1 {
-		delete(e.halfByIP, ip)
-	} else {
-		e.halfByIP[ip]--
+	counts := e.unproved
+	if sa.provedCookie {
+		counts = e.proved
 	}
+	if counts[sa.srcBlock] <= 1 {
+		delete(counts, sa.srcBlock)
+	} else {
+		counts[sa.srcBlock]--
+	}
+}
+
+// sourceBlock is the source a peer address counts as for the half-open limits: an
+// IPv4 address, or the IPv6 prefix it is in.
+func (e *Engine) sourceBlock(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(e.cfg.IPv6SourcePrefix)
+	return p
 }
 
 // timerHeap orders SA wake-ups; stale entries are skipped when popped.

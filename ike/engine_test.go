@@ -756,26 +756,36 @@ func TestHalfOpenLimits(t *testing.T) {
 	n := newTestNet(t)
 	gc := gatewayConfig(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
 	gc.CookieThreshold = 100
-	gc.BlockThreshold = 3
+	gc.BlockThreshold = 2
 	gc.HalfOpenLimit = 5
 	gw := n.add("gateway", gwAddr, gc)
 	local := netip.AddrPortFrom(gwAddr, 500)
-	// One address: three half-open SAs, then it is ignored.
+	// One address: two half-open SAs, then it must return a COOKIE; with it, two more,
+	// then it is ignored.
 	src := netip.AddrPortFrom(netip.MustParseAddr("203.0.113.50"), 500)
-	for i := 0; i < 5; i++ {
-		acts := gw.e.HandleDatagram(n.now, local, src, initRequest(t, uint64(100+i)))
-		if want := i < 3; (len(acts) == 1) != want {
-			t.Errorf("request %d from one address: %d actions", i, len(acts))
+	for i := 0; i < 2; i++ {
+		if !answered(gw.e.HandleDatagram(n.now, local, src, initRequest(t, uint64(100+i)))) {
+			t.Errorf("request %d from one address not answered", i)
 		}
 	}
-	if gw.e.Drops().Blocked.Load() != 2 {
-		t.Errorf("blocked counter %d", gw.e.Drops().Blocked.Load())
+	for i := 0; i < 3; i++ {
+		spi := uint64(110 + i)
+		req := cookieFor(t, gw.e.HandleDatagram(n.now, local, src, initRequest(t, spi)), spi)
+		if req == nil {
+			t.Fatalf("request %d past the threshold: no COOKIE demanded", i)
+		}
+		if got := answered(gw.e.HandleDatagram(n.now, local, src, req)); got != (i < 2) {
+			t.Errorf("request %d with a cookie: answered %v", i, got)
+		}
 	}
-	// Other addresses: two more fit under the global limit of 5, then nothing.
-	for i := 0; i < 4; i++ {
+	if gw.e.Drops().Blocked.Load() != 1 || gw.e.nHalf != 4 {
+		t.Errorf("blocked counter %d, half-open %d", gw.e.Drops().Blocked.Load(), gw.e.nHalf)
+	}
+	// Other addresses: one more fits under the global limit of 5, then nothing.
+	for i := 0; i < 3; i++ {
 		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(60 + i)}), 500)
 		acts := gw.e.HandleDatagram(n.now, local, src, initRequest(t, uint64(200+i)))
-		if want := i < 2; (len(acts) == 1) != want {
+		if want := i < 1; answered(acts) != want {
 			t.Errorf("request %d: %d actions", i, len(acts))
 		}
 	}
@@ -784,8 +794,8 @@ func TestHalfOpenLimits(t *testing.T) {
 	}
 	// They expire and the counts go back to zero.
 	n.run(time.Minute, nil)
-	if gw.e.nHalf != 0 || len(gw.e.halfByIP) != 0 {
-		t.Errorf("after expiry: %d half-open, %d addresses", gw.e.nHalf, len(gw.e.halfByIP))
+	if gw.e.nHalf != 0 || len(gw.e.proved)+len(gw.e.unproved) != 0 || gw.e.PreauthBytes() != 0 {
+		t.Errorf("after expiry: %d half-open, %d sources, %d bytes", gw.e.nHalf, len(gw.e.proved)+len(gw.e.unproved), gw.e.PreauthBytes())
 	}
 }
 

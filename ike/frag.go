@@ -20,7 +20,11 @@ const (
 	maxReassembly = 64 << 10
 )
 
-var errFragmentsLost = errors.New("reassembly restarted")
+var (
+	errFragmentsLost = errors.New("reassembly restarted")
+	errTooLarge      = errors.New("reassembled message too large")
+	errPreauthMemory = errors.New("pre-authentication memory exhausted")
+)
 
 // fragBuffer collects the fragments of one message.
 type fragBuffer struct {
@@ -135,9 +139,16 @@ func (e *Engine) openMessage(sa *IKESA, data []byte, m *wire.Message, response b
 	if fb.parts[skf.Number-1] != nil {
 		return nil, false, skf.Number, nil // duplicate
 	}
-	if fb.size+len(plain) > maxReassembly {
+	limit := maxReassembly
+	if !sa.authenticated() {
+		limit = maxPreauthMessage
+		if e.preauth+len(plain) > e.cfg.PreauthMemory {
+			return nil, false, skf.Number, errPreauthMemory
+		}
+	}
+	if fb.size+len(plain) > limit {
 		sa.frags[idx] = nil
-		return nil, false, skf.Number, errors.New("reassembled message too large")
+		return nil, false, skf.Number, errTooLarge
 	}
 	fb.parts[skf.Number-1] = plain
 	fb.size += len(plain)

@@ -85,6 +85,7 @@ func (e *Engine) initiate(now time.Time, conn *Conn) (uint64, error) {
 		return 0, err
 	}
 	e.log.Info("initiating", "conn", conn.Name, "sa", sa.id, "local", sa.local, "remote", sa.remote)
+	e.charge(sa)
 	e.schedule(sa)
 	return sa.id, nil
 }
@@ -256,11 +257,19 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 		e.drop(&e.drops.Malformed, "IKE_SA_INIT request with bad SPI, message ID or flags", remote, nil)
 		return
 	}
+	if len(data) > maxPreauthMessage {
+		e.drop(&e.drops.TooLarge, "IKE_SA_INIT larger than the limit", remote, nil)
+		return
+	}
 	key := halfOpenKey{h.SPIi, remote.Addr()}
 	if sa := e.initIndex[key]; sa != nil {
 		// A retransmission of a request we answered: the same response again, while
 		// the initiator may still lack it.
 		if sa.state == stateInitDone && bytes.Equal(sa.initReq, data) {
+			if !e.replayAllowed(now, sa, remote) {
+				e.drop(&e.drops.ReplayLimited, "IKE_SA_INIT copy beyond the replay rate", remote, nil)
+				return
+			}
 			e.drops.Retransmits.Add(1)
 			e.emit(Send{Local: local, Remote: remote, Data: sa.initResp})
 		} else {
@@ -286,27 +295,34 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 		e.drop(&e.drops.Malformed, "IKE_SA_INIT without SA, KE or Nonce", remote, nil)
 		return
 	}
-	// DoS protection, as strongSwan's: a peer address with too many half-open SAs is
-	// ignored, and so is everyone past the global limit.
-	if e.halfByIP[remote.Addr()] >= e.cfg.BlockThreshold {
-		e.drop(&e.drops.Blocked, "IKE_SA_INIT from an address with too many half-open SAs", remote, nil)
+	// DoS protection. Cookies (RFC 7296 2.6) are demanded above the threshold of
+	// half-open SAs, and from a source (an IPv4 address, an IPv6 /64) that already has
+	// BlockThreshold half-open SAs it did not prove it can receive for: forged
+	// requests from a victim's address then cost the victim one round trip, never a
+	// lockout. Only sources that returned a cookie are limited (dropped past
+	// BlockThreshold), and everyone past the global limits.
+	blk := e.sourceBlock(remote.Addr())
+	proved := false
+	if c := wire.FindNotify(m.Payloads, wire.COOKIE); c != nil {
+		if proved = e.cookieValid(now, c.Data, niP.Data, remote.Addr(), h.SPIi); !proved {
+			e.drops.InvalidCookie.Add(1)
+		}
+	}
+	if !proved && (e.nHalf >= e.cfg.CookieThreshold || e.unproved[blk] >= e.cfg.BlockThreshold) {
+		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.COOKIE, Data: e.makeCookie(now, niP.Data, remote.Addr(), h.SPIi, e.cookieVersion)})
+		return
+	}
+	if proved && e.proved[blk] >= e.cfg.BlockThreshold {
+		e.drop(&e.drops.Blocked, "IKE_SA_INIT from a source with too many half-open SAs", remote, nil)
 		return
 	}
 	if e.nHalf >= e.cfg.HalfOpenLimit {
 		e.drop(&e.drops.HalfOpenLimit, "IKE_SA_INIT beyond the half-open limit", remote, nil)
 		return
 	}
-	// Cookies (RFC 7296 2.6): above the threshold of half-open SAs, only requests that
-	// echo a cookie we computed are processed.
-	if e.nHalf >= e.cfg.CookieThreshold {
-		c := wire.FindNotify(m.Payloads, wire.COOKIE)
-		if c == nil || !e.cookieValid(now, c.Data, niP.Data, remote.Addr(), h.SPIi) {
-			if c != nil {
-				e.drops.InvalidCookie.Add(1)
-			}
-			e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.COOKIE, Data: e.makeCookie(now, niP.Data, remote.Addr(), h.SPIi, e.cookieVersion)})
-			return
-		}
+	if e.preauth+2*len(data) > e.cfg.PreauthMemory {
+		e.drop(&e.drops.PreauthMemory, "IKE_SA_INIT beyond the pre-authentication memory", remote, nil)
+		return
 	}
 	conn := e.matchInitConn(local.Addr(), remote.Addr(), saP.Proposals)
 	if conn == nil {
@@ -361,6 +377,9 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 		created:  now,
 		lastRecv: now,
 		halfKey:  key,
+		srcBlock: blk,
+
+		provedCookie: proved,
 	}
 	// NAT detection hashes of the request use SPIr = 0.
 	natL, natR, _ := checkNAT(m.Payloads, h.SPIi, 0, local, remote)
@@ -398,7 +417,12 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 	e.addSA(sa)
 	e.initIndex[key] = sa
 	e.nHalf++
-	e.halfByIP[key.remote]++
+	if proved {
+		e.proved[blk]++
+	} else {
+		e.unproved[blk]++
+	}
+	e.charge(sa)
 	e.emit(Send{Local: local, Remote: remote, Data: sa.initResp})
 	e.schedule(sa)
 	e.log.Debug("IKE_SA_INIT answered", "sa", sa.id, "peer", remote, "proposal", suite.String())
