@@ -39,8 +39,8 @@ type Engine struct {
 	spisIn    map[uint32]*ChildSA // inbound ESP SPIs in use
 	// byPeer finds the authenticated IKE SAs of a peer identity (by peerKey), so that
 	// INITIAL_CONTACT does not scan every SA.
-	byPeer   map[uint64][]*IKESA
-	nHalf int
+	byPeer map[uint64][]*IKESA
+	nHalf  int
 	// Half-open SAs per source block (an IPv4 address, an IPv6 /64): those whose
 	// initiator returned a COOKIE, and the others.
 	proved, unproved map[netip.Prefix]int
