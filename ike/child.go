@@ -3,6 +3,7 @@ package ike
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"time"
 
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
@@ -32,11 +33,16 @@ func cpRequest(vips []netip.Addr) *wire.CP {
 	return cp
 }
 
-// assignVIPs serves a CFG_REQUEST from the connection's pools. It returns the CP reply,
-// or ok=false when an address was asked for but none could be given.
+// assignVIPs serves a CFG_REQUEST from the connection's pools: every address family
+// asked for that a pool can serve gets an address; families no pool has, or whose pools
+// are exhausted, are left out (RFC 7296 3.15.4: a responder ignores what it does not
+// support). It returns the CP reply, or ok=false when addresses were asked for and
+// none at all could be given.
 func (e *Engine) assignVIPs(sa *IKESA, req *wire.CP) (*wire.CP, bool) {
 	reply := &wire.CP{CfgType: wire.CFG_REPLY}
 	idKey := sa.remoteID.String()
+	asked := false
+	var used []*pool
 	for _, at := range req.Attrs {
 		var is4 bool
 		var want netip.Addr
@@ -53,6 +59,10 @@ func (e *Engine) assignVIPs(sa *IKESA, req *wire.CP) (*wire.CP, bool) {
 		default:
 			continue
 		}
+		asked = true
+		if slices.ContainsFunc(sa.vips, func(a netip.Addr) bool { return a.Is4() == is4 }) {
+			continue // one address per family
+		}
 		var got netip.Addr
 		for _, name := range sa.conn.Pools {
 			pl := e.pools[name]
@@ -62,15 +72,15 @@ func (e *Engine) assignVIPs(sa *IKESA, req *wire.CP) (*wire.CP, bool) {
 			if a, ok := pl.allocate(idKey, is4, want); ok {
 				got = a
 				sa.pool = pl
+				if !slices.Contains(used, pl) {
+					used = append(used, pl)
+				}
 				break
 			}
 		}
 		if !got.IsValid() {
-			for _, a := range sa.vips {
-				sa.pool.release(a)
-			}
-			sa.vips = nil
-			return nil, false
+			e.log.Info("no virtual IP of this family for the peer; assigning what can be", "sa", sa.id, "ipv4", is4)
+			continue
 		}
 		sa.vips = append(sa.vips, got)
 		if is4 {
@@ -79,8 +89,14 @@ func (e *Engine) assignVIPs(sa *IKESA, req *wire.CP) (*wire.CP, bool) {
 			reply.Attrs = append(reply.Attrs, wire.ConfigAttr{Type: wire.INTERNAL_IP6_ADDRESS, Value: append(got.AsSlice(), 128)})
 		}
 	}
-	if sa.pool != nil {
-		for _, d := range sa.pool.dns {
+	if asked && len(sa.vips) == 0 {
+		return nil, false
+	}
+	for _, pl := range used {
+		for _, d := range pl.dns {
+			if slices.Contains(sa.vipDNS, d) {
+				continue
+			}
 			t := wire.INTERNAL_IP4_DNS
 			if d.Is6() {
 				t = wire.INTERNAL_IP6_DNS
@@ -90,6 +106,18 @@ func (e *Engine) assignVIPs(sa *IKESA, req *wire.CP) (*wire.CP, bool) {
 		}
 	}
 	return reply, true
+}
+
+// releaseVIPs gives the peer's virtual IPs of sa back to the pools they came from.
+func (e *Engine) releaseVIPs(sa *IKESA) {
+	for _, a := range sa.vips {
+		for _, pl := range e.pools {
+			if pl.contains(a) {
+				pl.release(a)
+			}
+		}
+	}
+	sa.vips = nil
 }
 
 // parseCPReply reads the virtual IPs and DNS servers the responder assigned.
@@ -190,12 +218,7 @@ func (e *Engine) respondChild(now time.Time, sa *IKESA, ps []wire.Payload) ([]wi
 		return out, ""
 	}
 	// Nothing acceptable: give back the virtual IPs.
-	if sa.pool != nil {
-		for _, a := range sa.vips {
-			sa.pool.release(a)
-		}
-	}
-	sa.vips = nil
+	e.releaseVIPs(sa)
 	e.log.Info("Child SA refused", "sa", sa.id, "reason", fail.String(), "offered", ikecrypto.ProposalsString(saP.Proposals),
 		"tsi", tsStrings(tsi.Selectors), "tsr", tsStrings(tsr.Selectors))
 	return []wire.Payload{&wire.Notify{NotifyType: fail}}, fail.String()

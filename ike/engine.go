@@ -854,13 +854,14 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 		delete(e.spisIn, sa.firstChildIn)
 	}
 	if len(sa.vips) > 0 {
-		e.emit(VirtualIPs{IKESA: sa.id, Local: sa.initiator, Addrs: sa.vips, Remove: true})
-		if sa.pool != nil {
-			for _, a := range sa.vips {
-				sa.pool.release(a)
-			}
+		// Ours (we are the original initiator) or the peer's, whatever a rekey made of
+		// the RFC 7296 roles.
+		e.emit(VirtualIPs{IKESA: sa.id, Local: sa.origInitiator, Addrs: sa.vips, Remove: true})
+		if sa.origInitiator {
+			sa.vips = nil
+		} else {
+			e.releaseVIPs(sa)
 		}
-		sa.vips = nil
 	}
 	if sa.state == stateInitDone {
 		e.halfOpenDone(sa)
