@@ -52,7 +52,8 @@ type daemon struct {
 
 	// Owned by the engine goroutine.
 	waiters map[uint64][]chan ike.Event
-	// switchWaiters get EventSwitched of the IKE SAs a `switch --wait` waits for.
+	// switchWaiters get EventSwitched of the IKE SAs a `switch --wait` waits for: each
+	// channel has room for every SA it waits for, and gets each SA's at most once.
 	switchWaiters map[uint64][]chan ike.Event
 	routes        *routeTable
 	policies      map[uint64][]netip.Prefix // outbound flows and the routes they added
@@ -332,8 +333,8 @@ func (d *daemon) apply(actions []ike.Action) {
 			case ike.EventSwitched:
 				for _, w := range d.switchWaiters[a.IKESA] {
 					select {
-					case w <- a:
-					default:
+					case w <- a: // there is room: see switchWaiters
+					default: // never blocks the engine goroutine, whatever a waiter does
 					}
 				}
 				delete(d.switchWaiters, a.IKESA)

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -239,8 +240,40 @@ func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string,
 	}
 	var targets []ike.SwitchTarget
 	var swErr error
-	events := make(chan ike.Event, 64)
+	// With --wait, events gets the EventSwitched of each SA asked to move. Its buffer
+	// holds one per such SA (the engine goroutine hands each SA's completion to a
+	// waiter once, then forgets the waiter), so that no completion is lost however
+	// many SAs move at once, and delivering one never blocks the engine goroutine,
+	// even after this request has ended. Set on the engine goroutine.
+	var events chan ike.Event
+	var waited []uint64
 	start := time.Now()
+	// unwait takes this request's waits back. It runs on the engine goroutine, after
+	// the function below if that was queued at all (d.cmds is in order).
+	unwait := func(time.Time) {
+		for _, id := range waited {
+			ws := slices.DeleteFunc(d.switchWaiters[id], func(w chan ike.Event) bool { return w == events })
+			if len(ws) == 0 {
+				delete(d.switchWaiters, id)
+			} else {
+				d.switchWaiters[id] = ws
+			}
+		}
+	}
+	// endWait queues unwait and returns without waiting for it: neither the engine
+	// goroutine nor this request waits for the other. When ctx is done (the client
+	// left, the daemon stops) it only tries; waits it cannot take back stay until
+	// their SA moves, into a buffer that has room for them.
+	endWait := func() {
+		select {
+		case d.cmds <- unwait:
+		case <-ctx.Done():
+			select {
+			case d.cmds <- unwait:
+			default:
+			}
+		}
+	}
 	if err := d.run(ctx, func(now time.Time) {
 		var acts []ike.Action
 		targets, acts, swErr = d.engine.Switch(now, sel, to)
@@ -249,13 +282,19 @@ func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string,
 		}
 		if req.Wait > 0 {
 			for _, t := range targets {
-				if t.RMobike && !t.Already {
-					d.switchWaiters[t.ID] = append(d.switchWaiters[t.ID], events)
+				if t.RMobike && !t.Already && t.Refused == "" {
+					waited = append(waited, t.ID)
 				}
+			}
+			events = make(chan ike.Event, len(waited))
+			for _, id := range waited {
+				d.switchWaiters[id] = append(d.switchWaiters[id], events)
 			}
 		}
 		d.apply(acts)
 	}); err != nil {
+		// The function may still run: its waits are taken back after it.
+		endWait()
 		return "", err
 	}
 	if swErr != nil {
@@ -313,13 +352,11 @@ func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string,
 				left = append(left, name(t))
 			}
 			sort.Strings(left)
-			d.run(context.Background(), func(time.Time) {
-				for id := range pending {
-					delete(d.switchWaiters, id)
-				}
-			})
+			// Only this request's waits: another request may wait for the same SAs.
+			endWait()
 			return "", fmt.Errorf("%sthe wait of %v ran out; not moved: %s", b.String(), req.Wait, strings.Join(left, ", "))
 		case <-ctx.Done():
+			endWait()
 			return "", ctx.Err()
 		}
 	}
