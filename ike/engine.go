@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/mobike"
 )
@@ -875,6 +876,12 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 	delete(e.sas, sa.localSPI())
 	delete(e.byID, sa.id)
 	e.charge(sa)
+	// Its keys are of no use any more: overwrite what we hold of them.
+	sa.keys.Zero()
+	if sa.skIn != nil {
+		ikecrypto.ZeroSK(sa.skIn)
+		ikecrypto.ZeroSK(sa.skOut)
+	}
 	name := ""
 	if sa.conn != nil {
 		name = sa.conn.Name

@@ -91,3 +91,23 @@ func TestDefaultRandomnessIsCryptoRand(t *testing.T) {
 		t.Error("SPIs or nonces repeat")
 	}
 }
+
+// Key hygiene (issue 11): when an IKE SA ends, the keys it held are overwritten.
+func TestKeysZeroedWhenSAEnds(t *testing.T) {
+	n, gw, cl := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16", nil)
+	if !n.run(time.Minute, established(gw, cl)) {
+		t.Fatal("not established")
+	}
+	sa := cl.e.byID[cl.e.Status(n.now)[0].ID]
+	keys := sa.keys
+	n.apply(cl, cl.e.DeleteAll(n.now))
+	n.run(10*time.Second, nil)
+	if len(cl.e.byID) != 0 {
+		t.Fatal("not deleted")
+	}
+	for i, k := range [][]byte{keys.SKd, keys.SKai, keys.SKar, keys.SKei, keys.SKer, keys.SKpi, keys.SKpr} {
+		if len(k) > 0 && !bytes.Equal(k, make([]byte, len(k))) {
+			t.Errorf("key %d not zeroed: %x", i, k)
+		}
+	}
+}

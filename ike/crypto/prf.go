@@ -169,3 +169,11 @@ func appendUint64(b []byte, v uint64) []byte {
 	return append(b, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32),
 		byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 }
+
+// Zero overwrites the keys (best effort: Go may have copied them while the SA lived,
+// e.g. when a slice grew; this clears the ones the SA still holds).
+func (k *IKEKeys) Zero() {
+	for _, b := range [][]byte{k.SKd, k.SKai, k.SKar, k.SKei, k.SKer, k.SKpi, k.SKpr} {
+		clear(b)
+	}
+}

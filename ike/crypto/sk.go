@@ -233,3 +233,15 @@ func (c *cbcSK) Open(aad, body []byte) ([]byte, error) {
 	cipher.NewCBCDecrypter(c.block, body[:ivLen]).CryptBlocks(pt, body[ivLen:ivLen+ctLen])
 	return stripPadding(pt)
 }
+
+// ZeroSK overwrites the key material an SKCipher keeps (best effort: an AES block
+// cipher's expanded key schedule, inside crypto/aes, cannot be reached). Use it when the
+// IKE SA ends; the cipher must not be used afterwards.
+func ZeroSK(c SKCipher) {
+	switch c := c.(type) {
+	case *aeadSK:
+		clear(c.key)
+	case *cbcSK:
+		clear(c.integKey)
+	}
+}

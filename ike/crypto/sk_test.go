@@ -403,3 +403,23 @@ func TestNewSKCipherErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestZeroSK(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 20)
+	c, err := NewSKCipher(wire.ENCR_AES_GCM_16, 128, wire.AUTH_NONE, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ZeroSK(c)
+	if k := c.(*aeadSK).key; !bytes.Equal(k, make([]byte, len(k))) {
+		t.Errorf("AEAD key not zeroed: %x", k)
+	}
+	c, err = NewSKCipher(wire.ENCR_AES_CBC, 128, wire.AUTH_HMAC_SHA2_256_128, bytes.Repeat([]byte{1}, 16), bytes.Repeat([]byte{2}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ZeroSK(c)
+	if k := c.(*cbcSK).integKey; !bytes.Equal(k, make([]byte, len(k))) {
+		t.Errorf("integrity key not zeroed: %x", k)
+	}
+}
