@@ -342,7 +342,9 @@ func startStrongSwan(l *lab, ns, name string, o swOpts) *strongswan {
 	// log is still there; charon itself is stopped by the lab's cleanup.
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("strongSwan %s log (%s), last lines:\n%s", name, s.logPath, lastLines(s.log(), 150))
+			// Without the vici requests of the test's polling, which would crowd out the
+			// IKE exchanges that explain a failure.
+			t.Logf("strongSwan %s log (%s), last lines without vici requests:\n%s", name, s.logPath, lastLines(withoutVici(s.log()), 250))
 		}
 		os.RemoveAll(sockDir)
 	})
@@ -454,6 +456,17 @@ func (s *strongswan) terminateChild(name string) (string, error) {
 func (s *strongswan) log() string {
 	b, _ := os.ReadFile(s.logPath)
 	return string(b)
+}
+
+// withoutVici drops the lines charon logs for vici requests (the tests poll list-sas).
+func withoutVici(log string) string {
+	var out []string
+	for _, ln := range strings.Split(log, "\n") {
+		if !strings.Contains(ln, "vici") {
+			out = append(out, ln)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func lastLines(s string, n int) string {
@@ -763,7 +776,7 @@ func (l *interopLab) startMV(name, ns, sock, cfgText string) *proc {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("mobikevpn %s log, last lines:\n%s", name, lastLines(p.output(), 80))
+			t.Logf("mobikevpn %s log, last lines without control requests:\n%s", name, lastLines(withoutControl(p.output()), 200))
 		}
 	})
 	return p
