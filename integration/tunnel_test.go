@@ -117,6 +117,13 @@ func (l *tunnelLab) runDaemons() (gw, cl *proc) {
 	bin := binary(t)
 	gw = l.start("gateway", l.gw, bin, "run", "-c", l.gwCfg)
 	cl = l.start("client", l.cl, bin, "run", "-c", l.clCfg)
+	// A failure explains itself: both ends' exchanges, addresses and timings.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("client log, last lines without control requests:\n%s\n\ngateway log, last lines without control requests:\n%s",
+				lastLines(withoutControl(cl.output()), 150), lastLines(withoutControl(gw.output()), 150))
+		}
+	})
 	for _, s := range []struct {
 		sock string
 		p    *proc
