@@ -2,27 +2,24 @@
 
 package netmon
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
-// subscribe polls: without netlink, every few seconds counts as a possible change.
-func subscribe(ctx context.Context, events chan<- bool) error {
+// subscribe polls: without netlink, every few seconds counts as a possible change. It
+// only ends with done.
+func subscribe(done <-chan struct{}, note func(routes bool)) (<-chan error, error) {
+	ended := make(chan error)
 	go func() {
+		defer close(ended)
 		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-done:
 				return
 			case <-t.C:
-				select {
-				case events <- true:
-				default:
-				}
+				note(true)
 			}
 		}
 	}()
-	return nil
+	return ended, nil
 }
