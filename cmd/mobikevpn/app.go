@@ -433,6 +433,12 @@ func (a *app) cmdRun(c *cli.Context) error {
 	ctx, reload, stop := a.signals(c.Context)
 	defer stop()
 	if err := a.runDaemon(ctx, cfg, log, daemon.Options{Reload: reload}); err != nil {
+		// What the daemon refuses of the configuration when it starts (e.g. the key log
+		// folder's permissions) is bad configuration too.
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return usageErr("%v", err)
+		}
 		return failed("%v", err)
 	}
 	return nil

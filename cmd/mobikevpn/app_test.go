@@ -223,6 +223,11 @@ func TestRun(t *testing.T) {
 	h = newHarness()
 	h.daemonErr = errors.New("listen udp :500: address already in use")
 	h.run("run", "-c", p).expect(t, exitFailed, "mobikevpn: listen udp :500: address already in use")
+	// A configuration the daemon refuses when it starts (a key log folder others may
+	// write to) is bad configuration: exit 2.
+	h = newHarness()
+	h.daemonErr = &config.Error{File: p, Key: "keylog", Msg: "key log folder /k is writable by group or others (mode 0777)"}
+	h.run("run", "-c", p).expect(t, exitUsage, "mobikevpn: "+p+": keylog: key log folder /k is writable")
 }
 
 // fakeDaemon answers control requests.

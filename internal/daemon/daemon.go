@@ -87,7 +87,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		policies:      make(map[uint64][]netip.Prefix),
 	}
 	if cfg.Keylog != "" {
-		if d.keys, err = newKeylog(cfg.Keylog); err != nil {
+		if d.keys, err = openKeylog(cfg); err != nil {
 			return err
 		}
 		log.Warn("key log is on: IKE and ESP keys are written in the clear", "dir", cfg.Keylog)
@@ -271,10 +271,16 @@ func (d *daemon) reload() {
 		d.log.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
+	useKeylog, err := d.reloadKeylog(cfg)
+	if err != nil {
+		d.log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
 	if err := d.engine.Reload(icfg); err != nil {
 		d.log.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
+	useKeylog()
 	d.cfg = cfg
 	d.log.Info("configuration reloaded: new SAs use it, established ones keep theirs", "file", cfg.Path)
 }

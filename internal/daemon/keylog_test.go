@@ -1,0 +1,284 @@
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mobikevpn/mobikevpn/ike"
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/internal/config"
+)
+
+// The key log writes secrets in the clear: it must stop when the configuration says
+// so, and it must write only to the files the operator meant, readable by us alone.
+
+const keylogTestYAML = `tun: { name: mvpn0 }
+secrets: [{ ids: [gw.example.org], psk: "0123456789abcdef0123" }]
+connections:
+  rw:
+    local: { auth: psk, id: gw.example.org }
+    remote: { auth: psk }
+    children: { net: {} }
+`
+
+// writeKeylogConfig writes the test configuration at path, with keylog: dir unless
+// dir is "".
+func writeKeylogConfig(t *testing.T, path, dir string) {
+	t.Helper()
+	y := keylogTestYAML
+	if dir != "" {
+		y = "keylog: " + dir + "\n" + y
+	}
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newKeylogDaemon is the part of a daemon that reload and the key log use: the
+// configuration from path, the engine, the key log as Run opens it, and a log.
+func newKeylogDaemon(t *testing.T, path string) (*daemon, *bytes.Buffer) {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	icfg, err := ikeConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	icfg.Logger = log
+	engine, err := ike.New(icfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{cfg: cfg, log: log, engine: engine}
+	if cfg.Keylog != "" {
+		if d.keys, err = newKeylog(cfg.Keylog); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d, &logs
+}
+
+// ikeKeys is the key log entry of an IKE SA whose SPIs are both spi.
+func ikeKeys(spi uint64) ike.IKEKeysLog {
+	return ike.IKEKeysLog{
+		SPIi: spi, SPIr: spi,
+		Suite: ikecrypto.IKESuite{Encr: wire.ENCR_AES_GCM_16, EncrKeyBits: 128},
+		SKei:  []byte{1}, SKer: []byte{2},
+	}
+}
+
+// keyLines returns the lines of dir/name, nil if it does not exist.
+func keyLines(t *testing.T, dir, name string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// TestKeylogReload: a reload that moves the key log writes to the new folder only; one
+// that removes keylog: stops writing keys, and says so.
+func TestKeylogReload(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	path := filepath.Join(dir, "gw.yaml")
+	writeKeylogConfig(t, path, a)
+	d, logs := newKeylogDaemon(t, path)
+	d.apply([]ike.Action{ikeKeys(1)})
+	if l := keyLines(t, a, "ikev2_decryption_table"); len(l) != 1 {
+		t.Fatalf("first folder: %q", l)
+	}
+
+	writeKeylogConfig(t, path, b)
+	d.reload()
+	d.apply([]ike.Action{ikeKeys(2)})
+	if l := keyLines(t, a, "ikev2_decryption_table"); len(l) != 1 {
+		t.Errorf("the old folder still gets keys after the reload moved the key log: %q", l)
+	}
+	if l := keyLines(t, b, "ikev2_decryption_table"); len(l) != 1 || !strings.HasPrefix(l[0], "0000000000000002,") {
+		t.Errorf("the new folder: %q", l)
+	}
+	if !strings.Contains(logs.String(), b) {
+		t.Errorf("the move is not logged:\n%s", logs)
+	}
+
+	logs.Reset()
+	writeKeylogConfig(t, path, "")
+	d.reload()
+	d.apply([]ike.Action{ikeKeys(3)})
+	for _, f := range []string{a, b} {
+		if l := keyLines(t, f, "ikev2_decryption_table"); len(l) != 1 {
+			t.Errorf("%s: keys written after keylog: was removed: %q", f, l)
+		}
+	}
+	if !strings.Contains(logs.String(), "key log is off") {
+		t.Errorf("stopping the key log is not logged:\n%s", logs)
+	}
+}
+
+// TestKeylogRefusesSymlinks: a symbolic link planted in the folder does not make us
+// write keys to another file, existing or not.
+func TestKeylogRefusesSymlinks(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	k, err := newKeylog(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := t.TempDir()
+	victim := filepath.Join(other, "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(other, "created")
+	mustKL(t, os.Symlink(victim, filepath.Join(dir, "esp_sa")))
+	mustKL(t, os.Symlink(dangling, filepath.Join(dir, "ikev2_decryption_table")))
+
+	a := netip.MustParseAddr("192.0.2.10")
+	err = k.espSA(a, a, 0x1234, ikecrypto.ESPSuite{Encr: wire.ENCR_AES_GCM_16, EncrKeyBits: 128}, ike.ChildKeys{Encr: []byte{0xbb}})
+	if err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("esp_sa through a symbolic link: %v", err)
+	}
+	if err := k.ikeSA(ikeKeys(1)); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("ikev2_decryption_table through a symbolic link: %v", err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Errorf("keys written through the link: %q", b)
+	}
+	if _, err := os.Lstat(dangling); !os.IsNotExist(err) {
+		t.Errorf("the link's target was created: %v", err)
+	}
+	// At startup too.
+	if _, err := newKeylog(dir); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("newKeylog with symbolic links in the folder: %v", err)
+	}
+}
+
+// TestKeylogRefusesLoosePermissions: a folder others may write to (they could swap the
+// files), a folder or file that belongs to someone else, and a key file others may
+// read are refused, at startup and at every write.
+func TestKeylogRefusesLoosePermissions(t *testing.T) {
+	mkdir := func(mode fs.FileMode) string {
+		dir := filepath.Join(t.TempDir(), "keys")
+		mustKL(t, os.Mkdir(dir, 0o700))
+		mustKL(t, os.Chmod(dir, mode))
+		return dir
+	}
+	for _, mode := range []fs.FileMode{0o720, 0o702, 0o777, 0o777 | fs.ModeSticky} {
+		if _, err := newKeylog(mkdir(mode)); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+			t.Errorf("folder mode %v: %v", mode, err)
+		}
+	}
+	// Group and others may read or enter the folder: the files are still 0600.
+	if _, err := newKeylog(mkdir(0o755)); err != nil {
+		t.Errorf("folder mode 0755: %v", err)
+	}
+	for _, mode := range []fs.FileMode{0o640, 0o604, 0o666} {
+		dir := mkdir(0o700)
+		mustKL(t, os.WriteFile(filepath.Join(dir, "esp_sa"), nil, 0o600))
+		mustKL(t, os.Chmod(filepath.Join(dir, "esp_sa"), mode))
+		if _, err := newKeylog(dir); err == nil || !strings.Contains(err.Error(), "wider than 0600") {
+			t.Errorf("existing esp_sa with mode %v: %v", mode, err)
+		}
+	}
+	if os.Geteuid() == 0 {
+		const nobody = 65534
+		dir := mkdir(0o700)
+		mustKL(t, os.Chown(dir, nobody, nobody))
+		if _, err := newKeylog(dir); err == nil || !strings.Contains(err.Error(), "owned by") {
+			t.Errorf("folder owned by uid %d: %v", nobody, err)
+		}
+		dir = mkdir(0o700)
+		mustKL(t, os.WriteFile(filepath.Join(dir, "ikev2_decryption_table"), nil, 0o600))
+		mustKL(t, os.Chown(filepath.Join(dir, "ikev2_decryption_table"), nobody, nobody))
+		if _, err := newKeylog(dir); err == nil || !strings.Contains(err.Error(), "owned by") {
+			t.Errorf("key file owned by uid %d: %v", nobody, err)
+		}
+	} else {
+		t.Log("not root: the ownership cases need chown")
+	}
+
+	// Every write checks again: nothing is written once the folder or file is loose.
+	dir := mkdir(0o700)
+	k, err := newKeylog(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustKL(t, k.ikeSA(ikeKeys(1)))
+	mustKL(t, os.Chmod(dir, 0o777))
+	if err := k.ikeSA(ikeKeys(2)); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Errorf("write into a folder with mode 0777: %v", err)
+	}
+	mustKL(t, os.Chmod(dir, 0o700))
+	mustKL(t, os.Chmod(filepath.Join(dir, "ikev2_decryption_table"), 0o644))
+	if err := k.ikeSA(ikeKeys(3)); err == nil || !strings.Contains(err.Error(), "wider than 0600") {
+		t.Errorf("write into a file with mode 0644: %v", err)
+	}
+	if l := keyLines(t, dir, "ikev2_decryption_table"); len(l) != 1 {
+		t.Errorf("written despite the loose permissions: %q", l)
+	}
+}
+
+// TestKeylogReloadRefusesLooseFolder: a reload to a folder the key log refuses is
+// refused as a whole, and the running key log goes on.
+func TestKeylogReloadRefusesLooseFolder(t *testing.T) {
+	dir := t.TempDir()
+	a, loose := filepath.Join(dir, "a"), filepath.Join(dir, "loose")
+	mustKL(t, os.Mkdir(loose, 0o700))
+	mustKL(t, os.Chmod(loose, 0o777))
+	path := filepath.Join(dir, "gw.yaml")
+	writeKeylogConfig(t, path, a)
+	d, logs := newKeylogDaemon(t, path)
+	writeKeylogConfig(t, path, loose)
+	d.reload()
+	d.apply([]ike.Action{ikeKeys(1)})
+	if l := keyLines(t, loose, "ikev2_decryption_table"); l != nil {
+		t.Errorf("keys written to a folder with mode 0777: %q", l)
+	}
+	if l := keyLines(t, a, "ikev2_decryption_table"); len(l) != 1 {
+		t.Errorf("the running key log stopped: %q", l)
+	}
+	if !strings.Contains(logs.String(), "reload failed") || !strings.Contains(logs.String(), "writable by group or others") {
+		t.Errorf("the refusal is not logged:\n%s", logs)
+	}
+}
+
+// TestKeylogStartupRefusal: at startup a refused key log folder is a configuration
+// error (the command exits 2), naming the file and the key.
+func TestKeylogStartupRefusal(t *testing.T) {
+	dir := t.TempDir()
+	loose := filepath.Join(dir, "loose")
+	mustKL(t, os.Mkdir(loose, 0o700))
+	mustKL(t, os.Chmod(loose, 0o777))
+	path := filepath.Join(dir, "gw.yaml")
+	writeKeylogConfig(t, path, loose)
+	cfg, err := config.Load(path)
+	mustKL(t, err)
+	_, err = openKeylog(cfg)
+	var ce *config.Error
+	if !errors.As(err, &ce) || ce.File != path || ce.Key != "keylog" || !strings.Contains(ce.Msg, "writable by group or others") {
+		t.Errorf("openKeylog: %v (%T)", err, err)
+	}
+}
+
+func mustKL(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
