@@ -444,10 +444,12 @@ func (d *Datapath) RemoveInbound(spi uint32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.in.Load()
-	if old.get(spi) == nil {
+	sa := old.get(spi)
+	if sa == nil {
 		return
 	}
 	d.in.Store(old.without(spi))
+	sa.suite.wipe()
 }
 
 // InstallOutbound installs the outbound SA of the caller's Child SA child, sending
@@ -493,7 +495,8 @@ func (d *Datapath) InstallOutbound(child uint64, c SAConfig, local, remote netip
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := editOut(d.out.Load())
-	if o := e.t.child(child); o != nil {
+	o := e.t.child(child)
+	if o != nil {
 		sa.order = o.order
 		e.remove(o)
 	} else {
@@ -502,6 +505,9 @@ func (d *Datapath) InstallOutbound(child uint64, c SAConfig, local, remote netip
 	}
 	e.add(sa)
 	d.out.Store(e.t)
+	if o != nil {
+		o.suite.wipe() // the replaced SA is removed
+	}
 	if sa.keepalive > 0 {
 		d.wakeKeepalives()
 	}
@@ -521,6 +527,7 @@ func (d *Datapath) RemoveOutbound(child uint64) {
 	e := editOut(old)
 	e.remove(o)
 	d.out.Store(e.t)
+	o.suite.wipe()
 }
 
 // SetEndpoints moves the outbound SA of child to local and remote (MOBIKE). The pair

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -61,6 +62,13 @@ type Keys struct {
 
 // suite is the per-SA cryptographic state: it seals and opens ESP packets in place.
 // It is safe for concurrent use.
+//
+// Key material (issue 11): the only raw key bytes a suite keeps are the AES-CBC
+// suites' HMAC key (cbcStates.key), zeroed by wipe when the SA is removed, and the
+// AEAD salt, which is not secret (RFC 4106 section 4). The rest lives in Go's cipher
+// states (AES key schedules, GCM tables, the ChaCha20-Poly1305 key, HMAC pads), which
+// have no way to be zeroed: they stay in memory until the garbage collector reuses it.
+// The Keys passed at installation are not retained; zeroing them is the caller's job.
 type suite struct {
 	aead  cipher.AEAD // AEAD transforms
 	salt  [saltLen]byte
@@ -83,19 +91,38 @@ type cbcState struct {
 type ivSetter interface{ SetIV([]byte) }
 
 // cbcStates is a small lock-free free list of cbcState. Unlike a sync.Pool it is not
-// emptied by the garbage collector, so a steady state allocates nothing.
+// emptied by the garbage collector, so a steady state allocates nothing. When it is
+// empty, get makes a new state from the HMAC key, under mu.
 type cbcStates struct {
 	free [8]atomic.Pointer[cbcState]
-	make func() *cbcState
+	mu   sync.Mutex
+	key  []byte // the HMAC key; zeroed and nil once wiped. Guarded by mu
+	make func(key []byte) *cbcState
 }
 
+// get returns a state, or nil if the list is empty and the key wiped: the SA was
+// removed, and a packet some goroutine still handles with it is dropped.
 func (c *cbcStates) get() *cbcState {
 	for i := range c.free {
 		if st := c.free[i].Swap(nil); st != nil {
 			return st
 		}
 	}
-	return c.make()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.key == nil {
+		return nil
+	}
+	return c.make(c.key)
+}
+
+// wipe zeroes the HMAC key. The pooled states stay: goroutines that took the SA before
+// its removal finish their packets with them.
+func (c *cbcStates) wipe() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.key)
+	c.key = nil
 }
 
 func (c *cbcStates) put(st *cbcState) {
@@ -194,10 +221,10 @@ func newSuite(k Keys) (*suite, error) {
 		if err != nil {
 			return nil, err
 		}
-		integKey := append([]byte(nil), k.IntegKey...)
 		s := &suite{block: block, ivGen: ivGen, ivLen: cbcIVLen, icv: icv, align: aes.BlockSize}
+		s.cbc.key = append([]byte(nil), k.IntegKey...)
 		var zero [16]byte
-		s.cbc.make = func() *cbcState {
+		s.cbc.make = func(integKey []byte) *cbcState {
 			enc := cipher.NewCBCEncrypter(block, zero[:])
 			dec := cipher.NewCBCDecrypter(block, zero[:])
 			es, _ := enc.(ivSetter)
@@ -212,6 +239,14 @@ func newSuite(k Keys) (*suite, error) {
 		return s, nil
 	default:
 		return nil, fmt.Errorf("esp: unsupported encryption transform %d", k.Encr)
+	}
+}
+
+// wipe zeroes the raw key bytes s keeps, once its SA is removed: best effort (see
+// suite). Packets still on their way through s may be dropped.
+func (s *suite) wipe() {
+	if s.block != nil {
+		s.cbc.wipe()
 	}
 }
 
@@ -257,6 +292,9 @@ func (s *suite) sealRaw(sc *scratch, b []byte, spi uint32, seq uint64, esn bool,
 		return hl + ptLen + s.icv
 	}
 	st := s.cbc.get()
+	if st == nil {
+		return 0 // the SA was removed
+	}
 	st.encIV.SetIV(iv)
 	st.enc.CryptBlocks(pt, pt)
 	st.mac.Reset()
@@ -308,6 +346,9 @@ func (s *suite) openRaw(sc *scratch, b []byte, seq uint64, esn bool) ([]byte, dr
 		return nil, dropMalformed
 	}
 	st := s.cbc.get()
+	if st == nil {
+		return nil, dropAuth // the SA was removed
+	}
 	st.mac.Reset()
 	st.mac.Write(b[:end])
 	if esn {
