@@ -1,11 +1,16 @@
-//go:build !linux
+//go:build !linux && !darwin && !freebsd && !windows
 
 package control
 
-import "net"
+import (
+	"errors"
+	"net"
+	"runtime"
+)
 
-// peerAllowed accepts every peer: outside Linux the socket's 0600 mode (and its 0700
-// folder) is what keeps other users out.
-func peerAllowed(c *net.UnixConn, self int) (uid int, ok bool, err error) {
-	return -1, true, nil
+// peerAllowed refuses every peer: on this system the control socket has no way to
+// learn who connected (mobikevpn is built for Linux, macOS, FreeBSD and Windows), and
+// the socket's mode alone is not enough.
+func peerAllowed(c *net.UnixConn, self int) (who string, ok bool, err error) {
+	return "unknown", false, errors.New("peer credentials cannot be checked on " + runtime.GOOS)
 }

@@ -39,8 +39,10 @@ type Server struct {
 
 // Listen creates the control socket at path: the parent folder is created with mode
 // 0700 if missing, a stale socket left by a dead daemon is removed (a live one is an
-// error, as is a non-socket file), and the socket is created with mode 0600 with no
-// window in which it has wider permissions.
+// error, as is anything else, a symlink included), and on Unix the socket is created
+// with mode 0600 with no window in which it has wider permissions, and no symlink
+// followed (see listenPrivate). Whatever the file's mode, each connection's peer must
+// be root (an administrator) or our own user (see peerAllowed).
 func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
 	if path == "" {
 		return nil, errors.New("control: empty socket path")
@@ -56,10 +58,6 @@ func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
 	}
 	ln, err := listenPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("control: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil && runtime.GOOS != "windows" {
-		ln.Close()
 		return nil, fmt.Errorf("control: %w", err)
 	}
 	ln.SetUnlinkOnClose(true)
@@ -175,12 +173,12 @@ func Progress(ctx context.Context, msg string) {
 
 func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
-	if uid, ok, err := peerAllowed(c, s.self); err != nil || !ok {
+	if who, ok, err := peerAllowed(c, s.self); err != nil || !ok {
 		msg := "permission denied"
 		if err != nil {
 			msg = fmt.Sprintf("cannot check the peer's credentials: %v", err)
 		}
-		s.log.Warn("control: connection refused", "peer_uid", uid, "err", err)
+		s.log.Warn("control: connection refused", "peer", who, "err", err)
 		writeLine(c, &Response{Error: msg, Code: CodeFailed})
 		return
 	}
