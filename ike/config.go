@@ -29,6 +29,10 @@ type Config struct {
 	// SourceAddr returns the local address the host would use to reach remote (a route
 	// lookup). Used by initiators whose connection names no local address.
 	SourceAddr func(remote netip.Addr) (netip.Addr, error)
+	// Reachable lists the host's addresses that can reach remote (on an interface with
+	// a route toward it); nil: every address counts. It narrows what additional_addrs
+	// auto announces without local_addrs.
+	Reachable func(remote netip.Addr) []netip.Addr
 
 	IKEPort  uint16 // 500 by default
 	NATTPort uint16 // 4500 by default
@@ -119,11 +123,20 @@ type Conn struct {
 	// certificate must chain to (pubkey).
 	LocalCred *cert.Credential
 	RemoteCAs []*x509.Certificate
+	// RemotePolicy is what the peer's certificate must satisfy besides RemoteCAs (pubkey):
+	// required extended key usages, CRLs, and whether a connection with RemoteAddrs
+	// accepts any identity its CAs vouch for when RemoteID is %any (otherwise it expects
+	// the peer's address, as an IP subjectAltName).
+	RemotePolicy cert.PeerPolicy
 
 	Pools []string     // responder: pools to assign virtual IPs from
 	VIPs  []netip.Addr // initiator: virtual IPs to request (unspecified addresses ask for any)
 
 	Children []*ChildConfig
+	// MaxChildren caps the Child SAs of one IKE SA (max_children): beyond it the peer's
+	// CREATE_CHILD_SA for a new one is answered NO_ADDITIONAL_SAS; rekeys still work.
+	// 0: DefaultMaxChildren.
+	MaxChildren int
 
 	StartAction string // "start" or "none"
 }
@@ -135,6 +148,11 @@ type ChildConfig struct {
 	RemoteTS     []TSConfig
 	ESPProposals []wire.Proposal
 	RekeyTime    time.Duration
+	// Volume limits per direction (0: none): at RekeyBytes or RekeyPackets (less a
+	// random jitter of up to 10%) the Child SA is rekeyed, at LifeBytes or LifePackets
+	// it is replaced for good. The datapath reports them (Engine.ChildVolume).
+	RekeyBytes, LifeBytes     uint64
+	RekeyPackets, LifePackets uint64
 }
 
 // TSConfig is a configured traffic selector: either "dynamic" (the virtual IP, else the
@@ -202,6 +220,9 @@ func (e *Engine) Reload(cfg Config) error {
 	cfg.Rand, cfg.Logger = e.cfg.Rand, e.cfg.Logger
 	if cfg.SourceAddr == nil {
 		cfg.SourceAddr = e.cfg.SourceAddr
+	}
+	if cfg.Reachable == nil {
+		cfg.Reachable = e.cfg.Reachable
 	}
 	if cfg.InboundActivity == nil {
 		cfg.InboundActivity = e.cfg.InboundActivity

@@ -55,7 +55,7 @@ func (e *Engine) hasLocal(a netip.Addr) bool {
 
 // host is what the path managers know of the host.
 func (e *Engine) host() mobike.Host {
-	h := mobike.Host{Addrs: e.localAddrs}
+	h := mobike.Host{Addrs: e.localAddrs, Reachable: e.cfg.Reachable}
 	if e.cfg.SourceAddr != nil {
 		h.Route = func(remote netip.Addr) (netip.Addr, bool) {
 			a, err := e.cfg.SourceAddr(remote)

@@ -231,9 +231,11 @@ func (m *Manager) Rekeyed(now time.Time) []Decision {
 	return ds
 }
 
-// Announcement is what we announce now in ADDITIONAL_IP*_ADDRESS.
+// Announcement is what we announce now in ADDITIONAL_IP*_ADDRESS: with additional_addrs
+// auto and no local_addrs, only addresses that can reach the peer.
 func (m *Manager) Announcement(host Host) []netip.Addr {
-	return m.pol.Announce.Addresses(m.ike.Local.Addr(), host.Addrs)
+	peers := append([]netip.Addr{m.ike.Remote.Addr()}, m.peerAddrs...)
+	return m.pol.Announce.Addresses(m.ike.Local.Addr(), m.pol.Announce.Candidates(host, peers))
 }
 
 // AnnounceIfChanged asks for an address update when what we would announce differs from

@@ -66,6 +66,28 @@ func (a Announce) Addresses(current netip.Addr, host []netip.Addr) []netip.Addr 
 	return out
 }
 
+// Candidates are the host addresses an Auto announcement without a list picks from:
+// those that can reach one of the peer's addresses (peers), when the host can tell
+// (Host.Reachable), so that a LAN or container bridge address that cannot reach the
+// peer is never announced; otherwise the host's addresses.
+func (a Announce) Candidates(host Host, peers []netip.Addr) []netip.Addr {
+	if a.Mode != Auto || len(a.List) > 0 || host.Reachable == nil {
+		return host.Addrs
+	}
+	out := []netip.Addr{}
+	for _, p := range peers {
+		if !Usable(p) {
+			continue
+		}
+		for _, x := range host.Reachable(p.Unmap()) {
+			if x = x.Unmap(); !slices.Contains(out, x) && (host.Addrs == nil || slices.Contains(host.Addrs, x)) {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}
+
 // SwitchPolicy is the initiator's policy for SWITCH_TO_IP_ADDRESS targets
 // (config switch_accept).
 type SwitchPolicy struct {

@@ -107,3 +107,30 @@ func TestCookie2(t *testing.T) {
 		t.Error("wrong cookie accepted")
 	}
 }
+
+// With additional_addrs auto and no local_addrs, only addresses that can reach the peer
+// are announced: not a LAN or container bridge address (issue 11).
+func TestAnnounceOnlyReachable(t *testing.T) {
+	uplink, second, bridge := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.138"), netip.MustParseAddr("198.18.5.1")
+	h := Host{Addrs: []netip.Addr{uplink, second, bridge}, Reachable: func(remote netip.Addr) []netip.Addr {
+		if remote.Is4() {
+			return []netip.Addr{uplink, second}
+		}
+		return nil
+	}}
+	a := Announce{Mode: Auto}
+	got := a.Addresses(uplink, a.Candidates(h, addrs("198.51.100.1")))
+	if !slices.Equal(got, addrs("192.0.2.138")) {
+		t.Errorf("announced %v, want only the second uplink", got)
+	}
+	// A configured list is the operator's choice: not filtered.
+	l := Announce{Mode: List, List: []netip.Addr{bridge}}
+	if got := l.Addresses(uplink, l.Candidates(h, addrs("198.51.100.1"))); !slices.Equal(got, []netip.Addr{bridge}) {
+		t.Errorf("configured list: %v", got)
+	}
+	// Without a way to tell, every address counts (as before).
+	h.Reachable = nil
+	if got := a.Addresses(uplink, a.Candidates(h, addrs("198.51.100.1"))); len(got) != 2 {
+		t.Errorf("without Reachable: %v", got)
+	}
+}

@@ -74,6 +74,9 @@ type Host struct {
 	// Route returns the source address the routing table picks for remote; nil or
 	// false: no answer.
 	Route func(remote netip.Addr) (netip.Addr, bool)
+	// Reachable lists the host's addresses that can reach remote (those on interfaces
+	// with a route toward it); nil: not known (every address counts).
+	Reachable func(remote netip.Addr) []netip.Addr
 }
 
 func (h Host) has(a netip.Addr) bool {
