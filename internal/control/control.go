@@ -124,11 +124,14 @@ type Switcher interface {
 
 // Status is the answer to the status command (and `mobikevpn status --json`).
 type Status struct {
-	IKESAs   []IKESA           `json:"ike_sas"`           // empty in a brief status
-	Counts   *Counts           `json:"counts,omitempty"`  // how many SAs there are
-	HalfOpen int               `json:"half_open"`         // responder IKE SAs waiting for IKE_AUTH
-	Runtime  *Runtime          `json:"runtime,omitempty"` // the daemon's memory and goroutines
-	Drops    map[string]uint64 `json:"drops,omitempty"`   // datapath/IKE drop counters by reason
+	IKESAs   []IKESA `json:"ike_sas"`          // empty in a brief status
+	Counts   *Counts `json:"counts,omitempty"` // how many SAs there are
+	HalfOpen int     `json:"half_open"`        // responder IKE SAs waiting for IKE_AUTH
+	// PreauthBytes is what SAs whose peer is not authenticated yet hold (IKE_SA_INIT
+	// messages, fragments being reassembled); it is bounded by preauth_memory.
+	PreauthBytes int               `json:"preauth_bytes"`
+	Runtime      *Runtime          `json:"runtime,omitempty"` // the daemon's memory and goroutines
+	Drops        map[string]uint64 `json:"drops,omitempty"`   // datapath/IKE drop counters by reason
 }
 
 // Counts are the numbers of SAs.

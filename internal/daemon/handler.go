@@ -36,12 +36,14 @@ func (d *daemon) run(ctx context.Context, f func(now time.Time)) error {
 // Status implements control.Handler.
 func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 	var sas []ike.SAStatus
-	var half int
-	if err := d.run(ctx, func(now time.Time) { sas, half = d.engine.Status(now), d.engine.HalfOpen() }); err != nil {
+	var half, preauth int
+	if err := d.run(ctx, func(now time.Time) {
+		sas, half, preauth = d.engine.Status(now), d.engine.HalfOpen(), d.engine.PreauthBytes()
+	}); err != nil {
 		return nil, err
 	}
 	rt := memStats()
-	st := &control.Status{IKESAs: []control.IKESA{}, HalfOpen: half, Drops: map[string]uint64{}, Runtime: &rt}
+	st := &control.Status{IKESAs: []control.IKESA{}, HalfOpen: half, PreauthBytes: preauth, Drops: map[string]uint64{}, Runtime: &rt}
 	for _, s := range sas {
 		is := control.IKESA{
 			ID:                  s.ID,
@@ -104,8 +106,8 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 // BriefStatus implements control.BriefStatuser: the counts, drops and runtime only.
 func (d *daemon) BriefStatus(ctx context.Context, gc bool) (*control.Status, error) {
 	var c ike.Counts
-	var half int
-	if err := d.run(ctx, func(time.Time) { c, half = d.engine.Count(), d.engine.HalfOpen() }); err != nil {
+	var half, preauth int
+	if err := d.run(ctx, func(time.Time) { c, half, preauth = d.engine.Count(), d.engine.HalfOpen(), d.engine.PreauthBytes() }); err != nil {
 		return nil, err
 	}
 	if gc {
@@ -116,9 +118,10 @@ func (d *daemon) BriefStatus(ctx context.Context, gc bool) (*control.Status, err
 		IKESAs: []control.IKESA{},
 		Counts: &control.Counts{IKESAs: c.IKESAs, Established: c.Established, ChildSAs: c.ChildSAs,
 			IKESAsCreated: c.IKESAsCreated, ChildSAsCreated: c.ChildSAsCreated, LivenessChecks: c.LivenessChecks},
-		HalfOpen: half,
-		Drops:    map[string]uint64{},
-		Runtime:  &rt,
+		HalfOpen:     half,
+		PreauthBytes: preauth,
+		Drops:        map[string]uint64{},
+		Runtime:      &rt,
 	}
 	d.drops(st.Drops)
 	return st, nil
