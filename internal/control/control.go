@@ -129,7 +129,7 @@ type Status struct {
 	HalfOpen int     `json:"half_open"`        // responder IKE SAs waiting for IKE_AUTH
 	// PreauthBytes is what SAs whose peer is not authenticated yet hold (IKE_SA_INIT
 	// messages, fragments being reassembled); it is bounded by preauth_memory.
-	PreauthBytes int               `json:"preauth_bytes"`
+	PreauthBytes int               `json:"preauth_bytes,omitempty"`
 	Runtime      *Runtime          `json:"runtime,omitempty"` // the daemon's memory and goroutines
 	Drops        map[string]uint64 `json:"drops,omitempty"`   // datapath/IKE drop counters by reason
 }
