@@ -1,10 +1,14 @@
 package integration
 
 import (
+	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // copyTestdata copies ike/cert's test certificates into dir.
@@ -44,5 +48,37 @@ func TestCertificatesOverSmallMTU(t *testing.T) {
 	cs, gs := status(t, l.clSock).IKESAs[0], status(t, l.gwSock).IKESAs[0]
 	if !strings.Contains(cs.RemoteID, "CN=gw.example.org") || gs.RemoteID != "carol@example.org" {
 		t.Errorf("identities: client sees %q, gateway sees %q", cs.RemoteID, gs.RemoteID)
+	}
+}
+
+// A client whose remote round takes any certificate of its CA as the gateway (id
+// "%any" written out, without accept_any_id) is a configuration error (issue 11): the
+// daemon does not start, exits 2 and names the file, line and key, and the way out.
+func TestCertificateClientAnyIDRefused(t *testing.T) {
+	l := newLab(t)
+	ns := l.ns("cl") // a daemon that accepted the file would run there, not on the host
+	dir := l.dir
+	copyTestdata(t, dir, "rsa-gw.pem", "rsa-gw.key", "rsa-ca.pem")
+	cfg := filepath.Join(dir, "cl.yaml")
+	writeFile(t, cfg, `control: `+filepath.Join(dir, "cl.sock")+`
+connections:
+  home:
+    remote_addrs: [198.51.100.1]
+    local: { auth: pubkey, certs: [rsa-gw.pem], key: rsa-gw.key }
+    remote: { auth: pubkey, id: "%any", cacerts: [rsa-ca.pem] }
+    children: { net: { remote_ts: [198.18.0.0/24] } }
+`)
+	// A daemon that accepted the file would run: give it 10 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, binary(t), "run", "-c", cfg).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("mobikevpn run: %v, want exit 2\n%s", err, out)
+	}
+	for _, want := range []string{cfg + ":6: connections.home.remote.id:", "would accept any certificate issued by the CAs in cacerts as the gateway", "accept_any_id: true"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the message lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -460,4 +461,232 @@ func checkNoState(t *testing.T, l *interopLab, sw *strongswan, sock string) {
 			t.Errorf("a tunnel route is left in %s:\n%s", ns, out)
 		}
 	}
+}
+
+// runPKI runs strongSwan's pki with stdin and returns its output.
+func runPKI(t *testing.T, stdin []byte, args ...string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("pki"); err != nil {
+		t.Fatal("strongSwan's pki is not installed (package strongswan-pki)")
+	}
+	cmd := exec.Command("pki", args...)
+	if stdin != nil {
+		cmd.Stdin = strings.NewReader(string(stdin))
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pki %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}
+
+// issueUnder makes with pki a new ECDSA leaf under the trusted test CA caCert/caKey
+// (ike/cert/testdata names, copied into dir): subject dn, extended key usages flags
+// (pki's --flag names), subjectAltNames sans. It returns the certificate and key (PEM).
+func issueUnder(t *testing.T, dir, caCert, caKey, dn string, flags []string, sans ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	copyTestdata(t, dir, caCert, caKey)
+	keyPEM = runPKI(t, nil, "--gen", "--type", "ecdsa", "--size", "256", "--outform", "pem")
+	pub := runPKI(t, keyPEM, "--pub", "--type", "ecdsa")
+	args := []string{"--issue", "--type", "pub", "--cacert", filepath.Join(dir, caCert), "--cakey", filepath.Join(dir, caKey), "--dn", dn, "--outform", "pem"}
+	for _, f := range flags {
+		args = append(args, "--flag", f)
+	}
+	for _, s := range sans {
+		args = append(args, "--san", s)
+	}
+	return runPKI(t, pub, args...), keyPEM
+}
+
+// signCRL makes with pki a CRL of the test CA caCert/caKey (copied into dir) revoking
+// the certificates in the files revoked (ike/cert/testdata names or paths), and writes
+// it (PEM) to dir/name.
+func signCRL(t *testing.T, dir, name, caCert, caKey string, revoked ...string) {
+	t.Helper()
+	copyTestdata(t, dir, caCert, caKey)
+	args := []string{"--signcrl", "--cacert", filepath.Join(dir, caCert), "--cakey", filepath.Join(dir, caKey), "--outform", "pem"}
+	for _, r := range revoked {
+		if !filepath.IsAbs(r) {
+			copyTestdata(t, dir, r)
+			r = filepath.Join(dir, r)
+		}
+		args = append(args, "--reason", "key-compromise", "--cert", r)
+	}
+	writeFile(t, filepath.Join(dir, name), string(runPKI(t, nil, args...)))
+}
+
+// TestInteropCertGatewayIdentity (issue 11): our client authenticating a strongSwan
+// gateway by certificate. Without a remote id it expects the gateway's address
+// (198.51.100.1) in the gateway's certificate, as an IP subjectAltName, whatever
+// identity the gateway presents; another certificate of the same CA (here a host
+// "mallory.example.org" the CA certified) is refused with AUTHENTICATION_FAILED, unless
+// the client says accept_any_id (the old behaviour, now explicit).
+func TestInteropCertGatewayIdentity(t *testing.T) {
+	client := certEnd{credECDSA, "carol@example.org"}
+	// gateway starts strongSwan's gateway signing as gw (with files extra) and our
+	// client with the remote round remote.
+	gateway := func(t *testing.T, gw certEnd, extra map[string][]byte, remote string) (*interopLab, *strongswan, *proc) {
+		l := newInteropLab(t)
+		var o swOpts
+		if extra == nil {
+			o = swCertOpts(t, swGatewayOpts(nil, nil), gw, client.id, client.cred.ca)
+		} else {
+			// A certificate made for the test, not in testdata: its files are extra.
+			o = swCertOpts(t, swGatewayOpts(nil, nil), certEnd{credRSA, "unused"}, client.id, client.cred.ca)
+			o.Conns[0].Local = swAuth{Auth: "pubkey", ID: gw.id, Extra: []string{"certs = " + gw.cred.cert}}
+			maps.Copy(o.Files, extra)
+		}
+		sw := l.swGateway(o)
+		copyTestdata(t, l.dir, credRSA.ca)
+		cl := l.mvClient(mvOpts{Local: client.mvLocal(t, l.dir), Remote: remote})
+		return l, sw, cl
+	}
+	mallory := func(t *testing.T) (certEnd, map[string][]byte) {
+		cp, kp := issueUnder(t, t.TempDir(), credRSA.ca, "rsa-ca.key", "C=CH, O=mobikevpn test, CN=mallory.example.org", nil, "mallory.example.org")
+		return certEnd{cred: testCred{name: "mallory", cert: "mallory.pem", key: "mallory.key", keyDir: "ecdsa", ca: credRSA.ca,
+				dn: "C=CH, O=mobikevpn test, CN=mallory.example.org"}, id: "mallory.example.org"},
+			map[string][]byte{"x509/mallory.pem": cp, "ecdsa/mallory.key": kp}
+	}
+	const noID = `{ auth: pubkey, cacerts: [rsa-ca.pem] }`
+	for _, gwID := range []string{"gw.example.org", credRSA.dn} {
+		t.Run("default id/the gateway presenting "+gwID, func(t *testing.T) {
+			l, sw, _ := gateway(t, certEnd{credRSA, gwID}, nil, noID)
+			if out, err := l.mvUp(l.clSock, "home"); err != nil {
+				t.Fatalf("mobikevpn up home: %v\n%s", err, out)
+			}
+			l.trafficCheck(t, sw, "198.18.200.")
+			if sa := mvSA(t, l.clSock); sa == nil || sa["remote_id"] != gwID {
+				t.Errorf("our client's SA: %v, want remote_id %s", sa, gwID)
+			}
+			// A default identity is checked, not sent: strongSwan saw no IDr.
+			if want := "looking for peer configs matching 198.51.100.1[%any]"; !strings.Contains(sw.log(), want) {
+				t.Errorf("strongSwan's log lacks %q:\n%s", want, grepLines(sw.log(), "looking for peer configs"))
+			}
+		})
+	}
+	t.Run("default id/another certificate of the CA", func(t *testing.T) {
+		m, files := mallory(t)
+		l, sw, cl := gateway(t, m, files, noID)
+		checkClientRefused(t, l, sw, cl, "does not carry the peer's address 198.51.100.1 as an IP subjectAltName")
+	})
+	t.Run("default id/a certificate of the gateway's name without its address", func(t *testing.T) {
+		// sun.example.org's certificate carries 2001:db8::7, not 198.51.100.1.
+		l := newInteropLab(t)
+		sw := l.swGateway(swCertOpts(t, swGatewayOpts(nil, nil), certEnd{credEd25519, "sun.example.org"}, client.id, client.cred.ca))
+		copyTestdata(t, l.dir, credEd25519.ca)
+		cl := l.mvClient(mvOpts{Local: client.mvLocal(t, l.dir), Remote: `{ auth: pubkey, cacerts: [ed25519-ca.pem] }`})
+		checkClientRefused(t, l, sw, cl, "does not carry the peer's address 198.51.100.1")
+	})
+	t.Run("accept_any_id/another certificate of the CA", func(t *testing.T) {
+		m, files := mallory(t)
+		l, sw, _ := gateway(t, m, files, `{ auth: pubkey, id: "%any", accept_any_id: true, cacerts: [rsa-ca.pem] }`)
+		if out, err := l.mvUp(l.clSock, "home"); err != nil {
+			t.Fatalf("mobikevpn up home: %v\n%s", err, out)
+		}
+		l.trafficCheck(t, sw, "198.18.200.")
+		if sa := mvSA(t, l.clSock); sa == nil || sa["remote_id"] != "mallory.example.org" {
+			t.Errorf("our client's SA: %v", sa)
+		}
+	})
+}
+
+// TestInteropCertEKU: required extended key usages (eku), in both roles against
+// strongSwan. rsa-gw.pem carries serverAuth; the Ed25519 leaf none.
+func TestInteropCertEKU(t *testing.T) {
+	client := certEnd{credECDSA, "carol@example.org"}
+	t.Run("mv-client/serverAuth present", func(t *testing.T) {
+		l := newInteropLab(t)
+		sw := l.swGateway(swCertOpts(t, swGatewayOpts(nil, nil), certEnd{credRSA, "gw.example.org"}, client.id, client.cred.ca))
+		copyTestdata(t, l.dir, credRSA.ca)
+		l.mvClient(mvOpts{Local: client.mvLocal(t, l.dir), Remote: `{ auth: pubkey, id: gw.example.org, cacerts: [rsa-ca.pem], eku: [serverAuth, ipsecIKE] }`})
+		if out, err := l.mvUp(l.clSock, "home"); err != nil {
+			t.Fatalf("mobikevpn up home: %v\n%s", err, out)
+		}
+		l.trafficCheck(t, sw, "198.18.200.")
+	})
+	t.Run("mv-client/no extended key usage", func(t *testing.T) {
+		l := newInteropLab(t)
+		sw := l.swGateway(swCertOpts(t, swGatewayOpts(nil, nil), certEnd{credEd25519, "sun.example.org"}, client.id, client.cred.ca))
+		copyTestdata(t, l.dir, credEd25519.ca)
+		cl := l.mvClient(mvOpts{Local: client.mvLocal(t, l.dir), Remote: `{ auth: pubkey, id: sun.example.org, cacerts: [ed25519-ca.pem], eku: [serverAuth, ipsecIKE] }`})
+		checkClientRefused(t, l, sw, cl, "has no extended key usage extension; the connection requires one of serverAuth, ipsecIKE")
+	})
+	// Our gateway requires clientAuth of its clients.
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		ok    bool
+	}{{"clientAuth present", []string{"clientAuth"}, true}, {"serverAuth only", []string{"serverAuth"}, false}} {
+		t.Run("sw-client/"+tc.name, func(t *testing.T) {
+			l := newInteropLab(t)
+			copyTestdata(t, l.dir, credRSA.ca)
+			gw := l.mvGateway(mvOpts{Local: certEnd{credECDSA, "moon.example.org"}.mvLocal(t, l.dir),
+				Remote: `{ auth: pubkey, cacerts: [rsa-ca.pem], eku: [clientAuth] }`})
+			cp, kp := issueUnder(t, t.TempDir(), credRSA.ca, "rsa-ca.key", "C=CH, O=mobikevpn test, CN=dave", tc.flags, "dave@example.org")
+			o := swCertOpts(t, swClientOpts("198.51.100.1", nil, nil), certEnd{credRSA, "unused"}, "moon.example.org", credECDSA.ca)
+			o.Conns[0].Local = swAuth{Auth: "pubkey", ID: "dave@example.org", Extra: []string{"certs = dave.pem"}}
+			maps.Copy(o.Files, map[string][]byte{"x509/dave.pem": cp, "ecdsa/dave.key": kp})
+			sw := l.swClient(o)
+			if tc.ok {
+				sw.mustInitiate("home", "net")
+				l.trafficCheck(t, sw, "198.18.100.")
+				return
+			}
+			checkGatewayRefused(t, l, sw, gw, "has extended key usages serverAuth; the connection requires one of clientAuth", true)
+		})
+	}
+}
+
+// TestInteropCertRevocation: CRL files made by strongSwan's pki (crls). Our client
+// refuses a strongSwan gateway whose certificate its CA revoked; our gateway refuses a
+// revoked strongSwan client once SIGHUP loaded the new CRL file (CRLs are files the
+// operator distributes: nothing is fetched).
+func TestInteropCertRevocation(t *testing.T) {
+	client := certEnd{credECDSA, "carol@example.org"}
+	for _, revoked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("mv-client/gateway revoked=%v", revoked), func(t *testing.T) {
+			l := newInteropLab(t)
+			var list []string
+			if revoked {
+				list = []string{credRSA.cert}
+			}
+			signCRL(t, l.dir, "rsa-ca.crl", credRSA.ca, "rsa-ca.key", list...)
+			sw := l.swGateway(swCertOpts(t, swGatewayOpts(nil, nil), certEnd{credRSA, "gw.example.org"}, client.id, client.cred.ca))
+			cl := l.mvClient(mvOpts{Local: client.mvLocal(t, l.dir), Remote: `{ auth: pubkey, id: gw.example.org, cacerts: [rsa-ca.pem], crls: [rsa-ca.crl] }`})
+			if revoked {
+				checkClientRefused(t, l, sw, cl, "is revoked since")
+				return
+			}
+			if out, err := l.mvUp(l.clSock, "home"); err != nil {
+				t.Fatalf("mobikevpn up home: %v\n%s", err, out)
+			}
+			l.trafficCheck(t, sw, "198.18.200.")
+		})
+	}
+	t.Run("sw-client/revoked after a reload", func(t *testing.T) {
+		l := newInteropLab(t)
+		// A CRL that revokes another certificate of the CA (so it is not empty).
+		other, _ := issueUnder(t, l.dir, credRSA.ca, "rsa-ca.key", "C=CH, O=mobikevpn test, CN=old", nil, "old@example.org")
+		writeFile(t, filepath.Join(l.dir, "old.pem"), string(other))
+		signCRL(t, l.dir, "clients.crl", credRSA.ca, "rsa-ca.key", filepath.Join(l.dir, "old.pem"))
+		gw := l.mvGateway(mvOpts{Local: certEnd{credECDSA, "moon.example.org"}.mvLocal(t, l.dir),
+			Remote: `{ auth: pubkey, cacerts: [rsa-ca.pem], crls: [clients.crl] }`})
+		sw := l.swClient(swCertOpts(t, swClientOpts("198.51.100.1", nil, nil), certEnd{credRSA, "alice@example.org"}, "moon.example.org", credECDSA.ca))
+		sw.mustInitiate("home", "net")
+		l.trafficCheck(t, sw, "198.18.100.")
+		if out, err := sw.terminateIKE("home"); err != nil {
+			t.Fatalf("swanctl --terminate: %v\n%s", err, out)
+		}
+		checkNoState(t, l, sw, l.gwSock)
+		// The CA revokes alice's certificate; the operator installs the new CRL file
+		// and reloads.
+		signCRL(t, l.dir, "clients.crl", credRSA.ca, "rsa-ca.key", filepath.Join(l.dir, "old.pem"), credRSA.cert)
+		gw.signal(syscall.SIGHUP)
+		if !waitFor(5*time.Second, func() bool { return strings.Contains(gw.output(), "configuration reloaded") }) {
+			t.Fatalf("no reload after SIGHUP:\n%s", lastLines(gw.output(), 30))
+		}
+		checkGatewayRefused(t, l, sw, gw, "is revoked since", true)
+	})
 }

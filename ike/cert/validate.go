@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -20,6 +21,14 @@ const MaxChain = 16
 type Validator struct {
 	Roots []*x509.Certificate
 	Now   func() time.Time // nil means time.Now
+	// EKUs, when not empty, are the extended key usages of which the leaf must carry
+	// at least one (PeerPolicy.EKUs).
+	EKUs []asn1.ObjectIdentifier
+	// CRLs are checked for each certificate of the chain but the trust anchor: the
+	// newest CRL its issuer signed (see Validate).
+	CRLs []*x509.RevocationList
+	// Warn, if set, receives warnings that do not refuse the chain (an expired CRL).
+	Warn func(msg string)
 }
 
 // Validate builds a chain from the peer's leaf (chain[0], as received in the first CERT

@@ -5,6 +5,7 @@ package config
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/asn1"
 	"fmt"
 	"net/netip"
 	"os"
@@ -119,10 +120,26 @@ type LocalAuth struct {
 
 // RemoteAuth is how the peer must authenticate.
 type RemoteAuth struct {
-	Auth    string              // AuthPSK or AuthPubkey
-	ID      string              // expected identity, AnyID ("%any") for any
+	Auth string // AuthPSK or AuthPubkey
+	// ID is the expected identity; AnyID ("%any") when not given. With pubkey on an
+	// initiator (concrete remote_addrs), AnyID means the peer's address, which its
+	// certificate must carry as an IP subjectAltName, unless AcceptAnyID; an explicit
+	// id: "%any" there is an error without AcceptAnyID.
+	ID      string
 	CACerts []string            // pubkey: trusted CA certificate files (absolute paths)
 	CAs     []*x509.Certificate // pubkey: the loaded CA certificates
+	// AcceptAnyID (accept_any_id, pubkey) lets an initiator with id %any accept any
+	// certificate of its CAs as the peer. A responder with %any always does.
+	AcceptAnyID bool
+	// EKU (eku, pubkey) are extended key usages as written (names or dotted OIDs), of
+	// which the peer's certificate must carry one; EKUOIDs the same parsed. Empty: not
+	// checked.
+	EKU     []string
+	EKUOIDs []asn1.ObjectIdentifier
+	// CRLFiles (crls, pubkey) are certificate revocation list files (absolute paths);
+	// CRLs the loaded lists.
+	CRLFiles []string
+	CRLs     []*x509.RevocationList
 }
 
 // Connection is one entry of `connections`.

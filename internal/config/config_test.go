@@ -1,11 +1,20 @@
 package config
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"maps"
+	"math/big"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,13 +164,26 @@ func TestInterfaceExamplePubkey(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
 		"gw.yaml": text, "gw.pem": read("rsa-gw.pem"), "gw.key": read("rsa-gw.key"), "ca.pem": read("rsa-ca.pem"),
 	})
+	// The example's connection is a client (remote_addrs [198.51.100.1]), and the
+	// commented remote round is the gateway's (id "%any"): on a client it would accept
+	// any certificate of the CA as the gateway, so it is refused unless the operator
+	// says so (issue 11).
+	_, err = Load(filepath.Join(dir, "gw.yaml"))
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Key != "connections.home.remote.id" || !strings.Contains(ce.Msg, "would accept any certificate") {
+		t.Fatalf("%%any on a client: %v", err)
+	}
+	text = strings.Replace(text, `remote: { auth: pubkey, id: "%any", cacerts: [ca.pem] }`, `remote: { auth: pubkey, id: "%any", cacerts: [ca.pem], accept_any_id: true }`, 1)
+	if err := os.WriteFile(filepath.Join(dir, "gw.yaml"), []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c := mustLoad(t, dir).Connection("home")
 	if c.Local.Cred == nil || len(c.Remote.CAs) != 1 || !strings.Contains(c.Local.Cred.Chain[0].Subject.String(), "gw.example.org") {
 		t.Fatalf("credentials not loaded: %+v %+v", c.Local, c.Remote)
 	}
 	c.Local.Cred, c.Remote.CAs = nil, nil
 	wantL := LocalAuth{Auth: "pubkey", ID: "CN=gw.example.org", Certs: []string{filepath.Join(dir, "gw.pem")}, Key: filepath.Join(dir, "gw.key")}
-	wantR := RemoteAuth{Auth: "pubkey", ID: "%any", CACerts: []string{filepath.Join(dir, "ca.pem")}}
+	wantR := RemoteAuth{Auth: "pubkey", ID: "%any", CACerts: []string{filepath.Join(dir, "ca.pem")}, AcceptAnyID: true}
 	if !reflect.DeepEqual(c.Local, wantL) || !reflect.DeepEqual(c.Remote, wantR) {
 		t.Errorf("auth:\n got %+v %+v\nwant %+v %+v", c.Local, c.Remote, wantL, wantR)
 	}
@@ -847,4 +869,197 @@ connections:
 	if c.Local.Cred == nil || !c.Local.Cred.RSAPSS {
 		t.Errorf("rsa_pss not applied: %+v", c.Local.Cred)
 	}
+}
+
+// testCRL is a CRL of ike/cert's RSA test CA listing serials (or, with forge, the same
+// issuer name signed by another key), PEM.
+func testCRL(t *testing.T, forge bool, serials ...*big.Int) string {
+	t.Helper()
+	read := func(f string) []byte {
+		b, err := os.ReadFile(filepath.Join("..", "..", "ike", "cert", "testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	blk, _ := pem.Decode(read("rsa-ca.pem"))
+	ca, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ = pem.Decode(read("rsa-ca.key"))
+	key, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var signer crypto.Signer = key
+	if forge {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer = k
+		tmpl := *ca
+		tmpl.SignatureAlgorithm, tmpl.PublicKey = 0, nil
+		der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, k.Public(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ca, err = x509.ParseCertificate(der); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	tmpl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now.Add(-time.Hour), NextUpdate: now.Add(time.Hour)}
+	for _, s := range serials {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: now})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}))
+}
+
+// TestRemoteCertPolicy: the remote round's certificate settings (issue 11): a client
+// authenticating its gateway by certificate expects the gateway's address when it names
+// no id, refuses an explicit "%any" unless accept_any_id says so, and takes eku and crls.
+func TestRemoteCertPolicy(t *testing.T) {
+	read := func(f string) string {
+		b, err := os.ReadFile(filepath.Join("..", "..", "ike", "cert", "testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	crl := testCRL(t, false, big.NewInt(0x1234))
+	crlDER := func() string { b, _ := pem.Decode([]byte(crl)); return string(b.Bytes) }()
+	files := map[string]string{"gw.pem": read("rsa-gw.pem"), "gw.key": read("rsa-gw.key"), "ca.pem": read("rsa-ca.pem"),
+		"ca.crl": crl, "ca.der.crl": crlDER, "forged.crl": testCRL(t, true, big.NewInt(7)), "junk.crl": "not a CRL\n",
+		"other-ca.pem": read("ed25519-ca.pem")}
+	// conf is a connection with the given remote_addrs and remote round.
+	conf := func(remoteAddrs, remote string) string {
+		return "connections:\n  home:\n" + remoteAddrs +
+			"    local: { auth: pubkey, certs: [gw.pem], key: gw.key }\n" + remote + "    children: { net: {} }\n"
+	}
+	const client = "    remote_addrs: [198.51.100.1]\n"
+	const gateway = "    remote_addrs: \"%any\"\n"
+	load := func(t *testing.T, yaml string) (*Connection, error) {
+		fs := maps.Clone(files)
+		fs["gw.yaml"] = yaml
+		cfg, err := Load(filepath.Join(writeFiles(t, fs), "gw.yaml"))
+		if err != nil {
+			return nil, err
+		}
+		return cfg.Connection("home"), nil
+	}
+	t.Run("client without id", func(t *testing.T) {
+		c, err := load(t, conf(client, "    remote: { auth: pubkey, cacerts: [ca.pem] }\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.Initiator || c.Remote.ID != AnyID || c.Remote.AcceptAnyID || c.Remote.EKUOIDs != nil || c.Remote.CRLs != nil {
+			t.Errorf("remote %+v", c.Remote)
+		}
+	})
+	t.Run("client accept_any_id", func(t *testing.T) {
+		for _, r := range []string{
+			"    remote: { auth: pubkey, id: \"%any\", cacerts: [ca.pem], accept_any_id: yes }\n",
+			"    remote: { auth: pubkey, cacerts: [ca.pem], accept_any_id: true }\n",
+		} {
+			c, err := load(t, conf(client, r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Remote.ID != AnyID || !c.Remote.AcceptAnyID {
+				t.Errorf("remote %+v", c.Remote)
+			}
+		}
+	})
+	t.Run("gateway with %any", func(t *testing.T) {
+		for _, r := range []string{"    remote: { auth: pubkey, id: \"%any\", cacerts: [ca.pem] }\n", "    remote: { auth: pubkey, cacerts: [ca.pem] }\n"} {
+			c, err := load(t, conf(gateway, r))
+			if err != nil || c.Initiator || c.Remote.ID != AnyID || c.Remote.AcceptAnyID {
+				t.Errorf("%v %+v", err, c)
+			}
+		}
+	})
+	t.Run("eku and crls", func(t *testing.T) {
+		c, err := load(t, conf(client, "    remote:\n      auth: pubkey\n      id: gw.example.org\n      cacerts: [ca.pem]\n"+
+			"      eku: [serverAuth, ipsecIKE, 1.3.6.1.5.5.7.3.2]\n      crls: [ca.crl, ca.der.crl]\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var oids []string
+		for _, o := range c.Remote.EKUOIDs {
+			oids = append(oids, o.String())
+		}
+		if !slices.Equal(oids, []string{"1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.17", "1.3.6.1.5.5.7.3.2"}) || !slices.Equal(c.Remote.EKU, []string{"serverAuth", "ipsecIKE", "1.3.6.1.5.5.7.3.2"}) {
+			t.Errorf("eku %v %v", c.Remote.EKU, oids)
+		}
+		if len(c.Remote.CRLs) != 2 || len(c.Remote.CRLFiles) != 2 || c.Remote.CRLs[1].RevokedCertificateEntries[0].SerialNumber.Int64() != 0x1234 {
+			t.Errorf("crls %v %d", c.Remote.CRLFiles, len(c.Remote.CRLs))
+		}
+	})
+	for _, tc := range []struct {
+		name, yaml, key, frag string
+	}{
+		{"client with explicit %any", conf(client, "    remote:\n      auth: pubkey\n      id: \"%any\" #<\n      cacerts: [ca.pem]\n"),
+			"connections.home.remote.id", `"%any" on a client (remote_addrs [198.51.100.1]) would accept any certificate issued by the CAs in cacerts as the gateway`},
+		{"client with explicit %any, opt-out false", conf(client, "    remote:\n      auth: pubkey\n      id: \"%any\" #<\n      cacerts: [ca.pem]\n      accept_any_id: false\n"),
+			"connections.home.remote.id", "add accept_any_id: true"},
+		{"accept_any_id with a named peer", conf(client, "    remote:\n      auth: pubkey\n      id: gw.example.org\n      cacerts: [ca.pem]\n      accept_any_id: true #<\n"),
+			"connections.home.remote.accept_any_id", `only applies with id: "%any" (or no id); this connection names its peer (id: gw.example.org)`},
+		{"accept_any_id not a boolean", conf(client, "    remote:\n      auth: pubkey\n      cacerts: [ca.pem]\n      accept_any_id: sure #<\n"),
+			"connections.home.remote.accept_any_id", "not a boolean"},
+		{"accept_any_id with psk", "secrets: [{ psk: s }]\n" + "connections:\n  home:\n" + client + "    local: { auth: psk, id: a }\n    remote:\n      auth: psk\n      accept_any_id: true #<\n    children: { net: {} }\n",
+			"connections.home.remote.accept_any_id", "only used with auth: pubkey"},
+		{"eku with psk", "secrets: [{ psk: s }]\n" + "connections:\n  home:\n" + client + "    local: { auth: psk, id: a }\n    remote:\n      auth: psk\n      eku: [serverAuth] #<\n    children: { net: {} }\n",
+			"connections.home.remote.eku", "only used with auth: pubkey"},
+		{"crls with psk", "secrets: [{ psk: s }]\n" + "connections:\n  home:\n" + client + "    local: { auth: psk, id: a }\n    remote:\n      auth: psk\n      crls: [ca.crl] #<\n    children: { net: {} }\n",
+			"connections.home.remote.crls", "only used with auth: pubkey"},
+		{"eku unknown", conf(gateway, "    remote:\n      auth: pubkey\n      cacerts: [ca.pem]\n      eku: [serverAuth,\n        webServer] #<\n"),
+			"connections.home.remote.eku[1]", `unknown extended key usage "webServer"; use one of serverAuth, clientAuth, ipsecIKE, ikeIntermediate, anyExtendedKeyUsage or a dotted OID`},
+		{"eku empty", conf(gateway, "    remote:\n      auth: pubkey\n      cacerts: [ca.pem]\n      eku: [] #<\n"),
+			"connections.home.remote.eku", "needs at least one extended key usage"},
+		{"eku twice", conf(gateway, "    remote:\n      auth: pubkey\n      cacerts: [ca.pem]\n      eku: [serverAuth, 1.3.6.1.5.5.7.3.1] #<\n"),
+			"connections.home.remote.eku[1]", "1.3.6.1.5.5.7.3.1 is listed twice"},
+		{"crl missing", conf(gateway, "    remote:\n      auth: pubkey\n      cacerts: [ca.pem]\n      crls: [ca.crl, nope.crl] #<\n"),
+			"connections.home.remote.crls[1]", "nope.crl: no such file"},
+		{"crl not a CRL", conf(gateway, "    remote:\n      auth: pubkey\n      cacerts: [ca.pem]\n      crls:\n        - junk.crl #<\n"),
+			"connections.home.remote.crls[0]", "neither a PEM nor a DER CRL"},
+		{"crl is a certificate", conf(gateway, "    remote:\n      auth: pubkey\n      cacerts: [ca.pem]\n      crls: [ca.pem] #<\n"),
+			"connections.home.remote.crls[0]", `no PEM "X509 CRL" block`},
+		{"crl forged", conf(gateway, "    remote:\n      auth: pubkey\n      cacerts: [ca.pem]\n      crls: [forged.crl] #<\n"),
+			"connections.home.remote.crls[0]", `the CRL of "CN=mobikevpn test RSA CA,O=mobikevpn test,C=CH" does not verify with that CA's certificate in cacerts`},
+		{"crls empty", conf(gateway, "    remote:\n      auth: pubkey\n      cacerts: [ca.pem]\n      crls: [] #<\n"),
+			"connections.home.remote.crls", "needs at least one CRL file"},
+		{"unknown remote key", conf(gateway, "    remote: { auth: pubkey, cacerts: [ca.pem], crl: [ca.crl] } #<\n"),
+			"connections.home.remote.crl", "allowed here: auth, id, cacerts, accept_any_id, eku, crls"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(t, tc.yaml)
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Load: %v, want an error at %s", err, tc.key)
+			}
+			wantLine := 0
+			for i, l := range strings.Split(tc.yaml, "\n") {
+				if strings.HasSuffix(l, "#<") {
+					wantLine = i + 1
+				}
+			}
+			if ce.Key != tc.key || ce.Line != wantLine || !strings.Contains(ce.Msg, tc.frag) {
+				t.Errorf("error %v\nwant line %d, key %s, message with %q", err, wantLine, tc.key, tc.frag)
+			}
+		})
+	}
+	// A CRL issued in the name of another CA (an intermediate's, say) loads: it is
+	// checked against the chain the peer sends.
+	t.Run("crl of another issuer", func(t *testing.T) {
+		c, err := load(t, conf(gateway, "    remote: { auth: pubkey, cacerts: [other-ca.pem], crls: [ca.crl] }\n"))
+		if err != nil || len(c.Remote.CRLs) != 1 {
+			t.Fatalf("%v", err)
+		}
+	})
 }
