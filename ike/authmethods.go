@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/mobikevpn/mobikevpn/ike/cert"
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
@@ -91,21 +92,23 @@ func (e *Engine) checkPeerAuth(sa *IKESA, conn *Conn, ps []wire.Payload, id *wir
 		if err != nil {
 			return err
 		}
-		v := cert.Validator{Roots: conn.RemoteCAs}
+		v := cert.Validator{Roots: conn.RemoteCAs, EKUs: conn.RemotePolicy.EKUs, CRLs: conn.RemotePolicy.CRLs,
+			Warn: func(msg string) { e.log.Warn(msg, "conn", conn.Name, "sa", sa.id, "peer", sa.remote) }}
 		leaf, err := v.Validate(chain)
 		if err != nil {
 			return fmt.Errorf("certificate: %w", err)
 		}
 		if !cert.IDMatches(id, leaf) {
-			return fmt.Errorf("identity %s is not in the certificate of %s", id.String(), leaf.Subject.String())
+			return fmt.Errorf("identity %s is not in the certificate of %s", id.String(), subjectOf(leaf))
 		}
-		// The identity we expect must be the peer's, by its ID payload or its
-		// certificate (a peer may present its DN while we name it by a subjectAltName).
-		if !anyID(conn.RemoteID) && !idMatches(conn.RemoteID, id) {
-			want := wire.IDFromString(conn.RemoteID)
-			if !cert.IDMatches(&want, leaf) {
-				return fmt.Errorf("the peer is %s, not %s", id.String(), conn.RemoteID)
+		// The identity we expect must be in the peer's certificate too (a peer may
+		// present its DN while we name it by a subjectAltName, or the reverse).
+		if want, byAddr, ok := expectedPeerID(conn, sa.remote.Addr()); ok && !cert.IDMatches(&want, leaf) {
+			if byAddr {
+				return fmt.Errorf("the certificate of %s does not carry the peer's address %s as an IP subjectAltName "+
+					"(the connection names no remote id, so the peer's address is its identity)", subjectOf(leaf), want.String())
 			}
+			return fmt.Errorf("the peer is %s, not %s: its certificate (%s) does not hold %s", id.String(), conn.RemoteID, subjectOf(leaf), conn.RemoteID)
 		}
 		if err := cert.Verify(auth.Method, auth.Data, signed, leaf); err != nil {
 			return fmt.Errorf("signature: %w", err)
@@ -113,6 +116,27 @@ func (e *Engine) checkPeerAuth(sa *IKESA, conn *Conn, ps []wire.Payload, id *wir
 		return nil
 	}
 	return fmt.Errorf("remote authentication %q is not supported", conn.RemoteAuth)
+}
+
+// subjectOf is a certificate's subject DN as identities are written.
+func subjectOf(c *x509.Certificate) string {
+	id := wire.ID{IDType: wire.ID_DER_ASN1_DN, Data: c.RawSubject}
+	return id.String()
+}
+
+// expectedPeerID is the identity a connection expects of its peer at address peer: the
+// configured remote id; with certificates and none configured (%any), on a connection
+// with concrete remote addresses (a client), the peer's address (byAddr), unless the
+// connection accepts any certificate of its CAs (RemotePolicy.AnyID). A connection that
+// accepts any peer address (a gateway) expects no particular identity (ok false).
+func expectedPeerID(conn *Conn, peer netip.Addr) (id wire.ID, byAddr, ok bool) {
+	if !anyID(conn.RemoteID) {
+		return wire.IDFromString(conn.RemoteID), false, true
+	}
+	if conn.RemoteAuth == AuthPubkey && len(conn.RemoteAddrs) > 0 && !conn.RemotePolicy.AnyID && peer.IsValid() {
+		return addrID(peer), true, true
+	}
+	return wire.ID{}, false, false
 }
 
 // authMethodFits reports whether an AUTH method can satisfy a connection's remote auth.

@@ -33,9 +33,11 @@ type Validator struct {
 
 // Validate builds a chain from the peer's leaf (chain[0], as received in the first CERT
 // payload) through the other received certificates, as intermediates, to one of Roots,
-// and returns the leaf. Any extended key usage is accepted, because IKE certificates
-// rarely carry one; a CA certificate is refused as leaf, and so is a leaf whose key usage
-// extension allows neither digitalSignature nor nonRepudiation (as strongSwan does).
+// and returns the leaf. Without EKUs any extended key usage is accepted, because IKE
+// certificates rarely carry one; with EKUs the leaf must carry one of them. A CA
+// certificate is refused as leaf, and so is a leaf whose key usage extension allows
+// neither digitalSignature nor nonRepudiation (as strongSwan does). With CRLs, a chain
+// with a revoked certificate is refused (see checkRevocation).
 func (v *Validator) Validate(chain []*x509.Certificate) (*x509.Certificate, error) {
 	if len(chain) == 0 || chain[0] == nil {
 		return nil, errors.New("cert: the peer sent no certificate")
@@ -71,10 +73,142 @@ func (v *Validator) Validate(chain []*x509.Certificate) (*x509.Certificate, erro
 			opts.Intermediates.AddCert(c)
 		}
 	}
-	if _, err := leaf.Verify(opts); err != nil {
+	chains, err := leaf.Verify(opts)
+	if err != nil {
 		return nil, explain(name, now, err)
 	}
-	return leaf, nil
+	if err := v.checkEKU(leaf); err != nil {
+		return nil, err
+	}
+	if len(v.CRLs) == 0 {
+		return leaf, nil
+	}
+	// Revocation: one chain to a trusted CA without a revoked certificate will do.
+	var firstErr error
+	for _, ch := range chains {
+		warnings, err := v.checkRevocation(ch, now)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if v.Warn != nil {
+			for _, w := range warnings {
+				v.Warn(w)
+			}
+		}
+		return leaf, nil
+	}
+	return nil, firstErr
+}
+
+// checkEKU: with v.EKUs, leaf must carry one of them (anyExtendedKeyUsage counts only
+// when listed).
+func (v *Validator) checkEKU(leaf *x509.Certificate) error {
+	if len(v.EKUs) == 0 {
+		return nil
+	}
+	want := make([]string, len(v.EKUs))
+	for i, o := range v.EKUs {
+		want[i] = EKUName(o)
+	}
+	have, ok := extKeyUsages(leaf)
+	if !ok {
+		return fmt.Errorf("cert: %s has no extended key usage extension; the connection requires one of %s", certName(leaf), strings.Join(want, ", "))
+	}
+	names := make([]string, len(have))
+	for i, h := range have {
+		names[i] = EKUName(h)
+		for _, w := range v.EKUs {
+			if h.Equal(w) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("cert: %s has extended key usages %s; the connection requires one of %s", certName(leaf), strings.Join(names, ", "), strings.Join(want, ", "))
+}
+
+// checkRevocation checks each certificate of a verified chain (leaf first, the trust
+// anchor last and unchecked) against the newest CRL its issuer signed: the one with the
+// highest CRL number, else the latest thisUpdate. A CRL whose signature does not verify
+// with the issuer's key is ignored (with a warning). A listed certificate is refused
+// whatever the CRL's dates: revocation is final, and a newer CRL always lists it too.
+// A CRL past its nextUpdate (or before its thisUpdate) still serves, with a warning:
+// operators renew CRL files, and strongSwan too accepts what a stale CRL does not list
+// unless told to be strict.
+func (v *Validator) checkRevocation(chain []*x509.Certificate, now time.Time) (warnings []string, err error) {
+	for i := 0; i+1 < len(chain); i++ {
+		c, issuer := chain[i], chain[i+1]
+		var newest *x509.RevocationList
+		for _, crl := range v.CRLs {
+			if crl == nil || !sameDN(crl.RawIssuer, issuer.RawSubject) {
+				continue
+			}
+			if err := crl.CheckSignatureFrom(issuer); err != nil {
+				warnings = append(warnings, fmt.Sprintf("CRL %s of %q does not verify with the key of %s; ignored: %v",
+					crlNumber(crl), crl.Issuer.String(), certName(issuer), err))
+				continue
+			}
+			if newest == nil || newerCRL(crl, newest) {
+				newest = crl
+			}
+		}
+		if newest == nil {
+			continue
+		}
+		for _, e := range newest.RevokedCertificateEntries {
+			if e.SerialNumber != nil && e.SerialNumber.Cmp(c.SerialNumber) == 0 {
+				return nil, fmt.Errorf("cert: %s (serial %s) is revoked since %s%s, by CRL %s of %q",
+					certName(c), c.SerialNumber.Text(16), e.RevocationTime.UTC().Format(time.RFC3339),
+					reasonText(e.ReasonCode), crlNumber(newest), newest.Issuer.String())
+			}
+		}
+		switch {
+		case !newest.NextUpdate.IsZero() && now.After(newest.NextUpdate):
+			warnings = append(warnings, fmt.Sprintf("CRL %s of %q expired at %s (its nextUpdate); %s is not listed in it and is accepted; install a current CRL",
+				crlNumber(newest), newest.Issuer.String(), newest.NextUpdate.UTC().Format(time.RFC3339), certName(c)))
+		case now.Before(newest.ThisUpdate):
+			warnings = append(warnings, fmt.Sprintf("CRL %s of %q is not valid before %s (its thisUpdate; is the clock right?); %s is not listed in it and is accepted",
+				crlNumber(newest), newest.Issuer.String(), newest.ThisUpdate.UTC().Format(time.RFC3339), certName(c)))
+		}
+	}
+	return warnings, nil
+}
+
+// sameDN compares two DER names as IKE identities are compared: attribute by attribute,
+// whatever the string types.
+func sameDN(a, b []byte) bool {
+	x, y := wire.ID{IDType: wire.ID_DER_ASN1_DN, Data: a}, wire.ID{IDType: wire.ID_DER_ASN1_DN, Data: b}
+	return bytes.Equal(a, b) || x.Equal(&y)
+}
+
+// newerCRL reports whether a is newer than b: a higher CRL number, or without numbers
+// on both, a later thisUpdate.
+func newerCRL(a, b *x509.RevocationList) bool {
+	if a.Number != nil && b.Number != nil {
+		if c := a.Number.Cmp(b.Number); c != 0 {
+			return c > 0
+		}
+	}
+	return a.ThisUpdate.After(b.ThisUpdate)
+}
+
+func crlNumber(crl *x509.RevocationList) string {
+	if crl.Number == nil {
+		return "(unnumbered)"
+	}
+	return crl.Number.String()
+}
+
+// reasonText names a CRL reason code (RFC 5280 5.3.1), "" for unspecified.
+func reasonText(code int) string {
+	reasons := map[int]string{1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged", 4: "superseded",
+		5: "cessationOfOperation", 6: "certificateHold", 8: "removeFromCRL", 9: "privilegeWithdrawn", 10: "aACompromise"}
+	if r, ok := reasons[code]; ok {
+		return " (" + r + ")"
+	}
+	return ""
 }
 
 // explain turns a crypto/x509 verification error into a message naming the problem.

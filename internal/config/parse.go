@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -673,7 +674,7 @@ func (p *parser) connection(f field, cfg *Config) (*Connection, error) {
 	if !ok {
 		return nil, p.errf(o.keyLine("remote"), joinPath(f.v.path, "remote"), "missing; e.g. remote: { auth: psk, id: gw.example.org }")
 	}
-	if err := p.remoteAuth(rv, &c.Remote); err != nil {
+	if err := p.remoteAuth(rv, &c.Remote, c); err != nil {
 		return nil, err
 	}
 	if v, ok := o.get("start_action"); ok {
@@ -878,8 +879,9 @@ func (p *parser) localAuth(v val, a *LocalAuth) error {
 	return nil
 }
 
-func (p *parser) remoteAuth(v val, a *RemoteAuth) error {
-	o, err := p.object(v, "auth, id, cacerts", "auth", "id", "cacerts")
+// remoteAuth parses the remote block of connection c (whose remote_addrs are parsed).
+func (p *parser) remoteAuth(v val, a *RemoteAuth, c *Connection) error {
+	o, err := p.object(v, "auth, id, cacerts, accept_any_id, eku, crls", "auth", "id", "cacerts", "accept_any_id", "eku", "crls")
 	if err != nil {
 		return err
 	}
@@ -891,15 +893,18 @@ func (p *parser) remoteAuth(v val, a *RemoteAuth) error {
 		return err
 	}
 	a.ID = AnyID
-	if iv, ok := o.get("id"); ok {
+	iv, hasID := o.get("id")
+	if hasID {
 		if a.ID, err = p.str(iv); err != nil {
 			return err
 		}
 	}
 	switch a.Auth {
 	case AuthPSK:
-		if o.has("cacerts") {
-			return p.errf(o.keyLine("cacerts"), joinPath(v.path, "cacerts"), "only used with auth: pubkey")
+		for _, k := range []string{"cacerts", "accept_any_id", "eku", "crls"} {
+			if o.has(k) {
+				return p.errf(o.keyLine(k), joinPath(v.path, k), "only used with auth: pubkey")
+			}
 		}
 	case AuthPubkey:
 		cv, ok := o.get("cacerts")
@@ -923,8 +928,106 @@ func (p *parser) remoteAuth(v val, a *RemoteAuth) error {
 		if a.CAs, err = cert.LoadCAs(a.CACerts); err != nil {
 			return p.verr(cv, "%v", err)
 		}
+		if xv, ok := o.get("accept_any_id"); ok {
+			if a.AcceptAnyID, err = p.boolean(xv); err != nil {
+				return err
+			}
+			if a.ID != AnyID {
+				return p.verr(xv, "only applies with id: \"%%any\" (or no id); this connection names its peer (id: %s)", a.ID)
+			}
+		}
+		// Issue 11: a client that takes any certificate of its CAs as the gateway can be
+		// fooled by anyone holding one (any other client of the same CA).
+		if c.Initiator && hasID && a.ID == AnyID && !a.AcceptAnyID {
+			return p.verr(iv, "\"%%any\" on a client (remote_addrs %s) would accept any certificate issued by the CAs in cacerts as the gateway: "+
+				"anyone holding one (another client, too) could pose as the gateway and see the traffic. Name the gateway's identity "+
+				"(e.g. id: gw.example.org, or its certificate's subject DN), or leave id out to expect the gateway's address in its "+
+				"certificate (an IP subjectAltName); to accept any certificate of these CAs all the same, add accept_any_id: true",
+				addrList(c.RemoteAddrs))
+		}
+		if ev, ok := o.get("eku"); ok {
+			items, err := p.list(ev, true)
+			if err != nil {
+				return err
+			}
+			if len(items) == 0 {
+				return p.verr(ev, "needs at least one extended key usage (e.g. [serverAuth, ipsecIKE]); leave eku out not to check them")
+			}
+			for _, it := range items {
+				oid, err := cert.ParseEKU(it.s)
+				if err != nil {
+					return p.ierr(it, "%v", err)
+				}
+				for _, have := range a.EKUOIDs {
+					if have.Equal(oid) {
+						return p.ierr(it, "%s is listed twice", it.s)
+					}
+				}
+				a.EKU = append(a.EKU, it.s)
+				a.EKUOIDs = append(a.EKUOIDs, oid)
+			}
+		}
+		if rv, ok := o.get("crls"); ok {
+			items, err := p.list(rv, false)
+			if err != nil {
+				return err
+			}
+			if len(items) == 0 {
+				return p.verr(rv, "needs at least one CRL file; leave crls out not to check revocation")
+			}
+			for _, it := range items {
+				f, err := p.file(it)
+				if err != nil {
+					return err
+				}
+				crls, err := cert.LoadCRLs([]string{f})
+				if err != nil {
+					return p.ierr(it, "%v", err)
+				}
+				if err := crlsFitCAs(crls, a.CAs); err != nil {
+					return p.ierr(it, "%v", err)
+				}
+				a.CRLFiles = append(a.CRLFiles, f)
+				a.CRLs = append(a.CRLs, crls...)
+			}
+		}
 	}
 	return nil
+}
+
+// crlsFitCAs checks that each CRL issued in the name of one of the trusted CAs verifies
+// with that CA's key. CRLs of other issuers may be those of intermediate CAs, which
+// peers send: they are checked when used.
+func crlsFitCAs(crls []*x509.RevocationList, cas []*x509.Certificate) error {
+	for _, crl := range crls {
+		var named []*x509.Certificate
+		for _, ca := range cas {
+			if bytes.Equal(crl.RawIssuer, ca.RawSubject) {
+				named = append(named, ca)
+			}
+		}
+		if len(named) == 0 {
+			continue
+		}
+		var err error
+		for _, ca := range named {
+			if err = crl.CheckSignatureFrom(ca); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("the CRL of %q does not verify with that CA's certificate in cacerts: %v", crl.Issuer.String(), err)
+		}
+	}
+	return nil
+}
+
+func addrList(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return "[" + strings.Join(s, ", ") + "]"
 }
 
 func (p *parser) children(v val) ([]*Child, error) {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/mobikevpn/mobikevpn/ike"
+	"github.com/mobikevpn/mobikevpn/ike/cert"
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/internal/config"
@@ -85,6 +86,7 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 	}
 	ic.LocalCred = c.Local.Cred
 	ic.RemoteCAs = c.Remote.CAs
+	ic.RemotePolicy = cert.PeerPolicy{AnyID: c.Remote.AcceptAnyID, EKUs: c.Remote.EKUOIDs, CRLs: c.Remote.CRLs}
 	for _, s := range c.Proposals {
 		ps, err := ikecrypto.ParseIKEProposal(s)
 		if err != nil {
