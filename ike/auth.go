@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -50,11 +51,14 @@ func idMatches(configured string, id *wire.ID) bool {
 
 func idBody(id *wire.ID) []byte { return id.AppendBody(nil) }
 
+// psk returns a copy of the pre-shared key for the identities, which the caller
+// overwrites once it has used it.
 func (e *Engine) psk(local, remote *wire.ID) ([]byte, bool) {
 	if e.cfg.PSK == nil {
 		return nil, false
 	}
-	return e.cfg.PSK(local.String(), remote.String())
+	k, ok := e.cfg.PSK(local.String(), remote.String())
+	return bytes.Clone(k), ok
 }
 
 // sendAuth builds the initiator's IKE_AUTH request with the first Child SA.
@@ -106,7 +110,7 @@ func (e *Engine) sendAuth(now time.Time, sa *IKESA) error {
 			n.Data = []byte{wire.RMOBIKEMarker}
 		}
 		payloads = append(payloads, n)
-		sa.authAnnounced = conn.Announce.Addresses(sa.local.Addr(), e.localAddrs)
+		sa.authAnnounced = conn.Announce.Addresses(sa.local.Addr(), conn.Announce.Candidates(e.host(), []netip.Addr{sa.remote.Addr()}))
 		if len(sa.authAnnounced) > 0 {
 			payloads = append(payloads, additionalNotifies(sa.authAnnounced)...)
 		}
@@ -205,7 +209,7 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 	if n := wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED); n != nil && conn.Mobike {
 		sa.mobike = true
 		sa.peerRMobike = n.RMOBIKE()
-		announced = conn.Announce.Addresses(local.Addr(), e.localAddrs)
+		announced = conn.Announce.Addresses(local.Addr(), conn.Announce.Candidates(e.host(), []netip.Addr{remote.Addr()}))
 		peerAddrs, _ = readAdditional(m.Payloads)
 	}
 	// IKE and ESP start on the addresses of IKE_AUTH (RFC 4555 3.3); the peer's is

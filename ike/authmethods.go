@@ -34,6 +34,7 @@ func (e *Engine) ourAuth(sa *IKESA, msg1, peerNonce, skp []byte, peerID *wire.ID
 		if !ok {
 			return nil, fmt.Errorf("no PSK for %s - %s", sa.localID.String(), peerID.String())
 		}
+		defer clear(psk) // our copy: overwritten once used
 		return []wire.Payload{&wire.Auth{Method: wire.AuthSharedKey, Data: ikecrypto.PSKAuth(sa.prf, psk, signed)}}, nil
 	case AuthPubkey:
 		if conn.LocalCred == nil {
@@ -71,6 +72,7 @@ func (e *Engine) checkPeerAuth(sa *IKESA, conn *Conn, ps []wire.Payload, id *wir
 		if !ok {
 			return fmt.Errorf("no PSK for %s - %s", local.String(), id.String())
 		}
+		defer clear(psk) // our copy: overwritten once used
 		if !ikecrypto.AuthEqual(ikecrypto.PSKAuth(sa.prf, psk, signed), auth.Data) {
 			return errors.New("AUTH payload does not verify")
 		}

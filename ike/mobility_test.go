@@ -913,3 +913,24 @@ func TestCookie2MismatchSeenByResponder(t *testing.T) {
 		t.Errorf("gateway events %v", gw.events)
 	}
 }
+
+// Issue 11: with additional_addrs auto and no local_addrs, a client announces only the
+// addresses that can reach the gateway, in IKE_AUTH and after.
+func TestClientAnnouncesOnlyReachableAddresses(t *testing.T) {
+	bridge := netip.MustParseAddr("198.18.5.1")
+	n, gw, cl := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16", func(g, c *Config) {
+		c.Connections[0].Announce = mobike.Announce{Mode: mobike.Auto}
+		c.Reachable = func(remote netip.Addr) []netip.Addr { return []netip.Addr{clientAddr, clientAddr2} }
+	})
+	n.inflight = nil
+	cl.addrs = []netip.Addr{clientAddr, clientAddr2, bridge}
+	cl.e = mustNew(t, cl.e.cfg)
+	n.apply(cl, cl.e.SetLocalAddrs(n.now, cl.addrs))
+	n.apply(cl, cl.e.StartAll(n.now))
+	if !n.run(time.Minute, established(gw, cl)) {
+		t.Fatalf("not established: %v", cl.events)
+	}
+	if got := gw.e.Status(n.now)[0].PeerAdditional; !slices.Equal(got, []netip.Addr{clientAddr2}) {
+		t.Errorf("the gateway knows the client's addresses as %v, want only %v (not the bridge's)", got, clientAddr2)
+	}
+}

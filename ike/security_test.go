@@ -111,3 +111,16 @@ func TestKeysZeroedWhenSAEnds(t *testing.T) {
 		}
 	}
 }
+
+// The engine overwrites its copies of the PSK once used, never the configuration's.
+func TestPSKCopiesOnly(t *testing.T) {
+	secret := []byte(testPSK)
+	shared := func(string, string) ([]byte, bool) { return secret, true }
+	n, gw, cl := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16", func(g, c *Config) { g.PSK, c.PSK = shared, shared })
+	if !n.run(time.Minute, established(gw, cl)) {
+		t.Fatal("not established")
+	}
+	if string(secret) != testPSK {
+		t.Fatalf("the configured PSK was overwritten: %q", secret)
+	}
+}
