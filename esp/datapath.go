@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -89,6 +88,8 @@ type SAConfig struct {
 	// Keepalive, for an outbound SA, sends an RFC 3948 NAT keepalive to the remote
 	// endpoint when nothing was sent on this SA for that long. Zero disables it.
 	Keepalive time.Duration
+	// Limits are the SA's volume limits, reported through LimitsCrossed.
+	Limits Limits
 }
 
 // Counters are the traffic of one SA.
@@ -126,6 +127,10 @@ type Datapath struct {
 	drops drops
 	kick  chan struct{} // wakes the keepalive goroutine when an SA with keepalives is installed
 
+	limitMu  sync.Mutex    // guards limits and the saLimits.fired changes
+	limits   []LimitEvent  // crossed limits not taken yet
+	limitSig chan struct{} // LimitsCrossed
+
 	started   atomic.Bool
 	closeOnce sync.Once
 }
@@ -151,6 +156,10 @@ type endpoint struct {
 type saCounters struct {
 	bytes, packets, dropped atomic.Uint64
 	last                    atomic.Int64 // Datapath.mono() + 1 of the last packet; 0 = none
+	// atPackets and atBytes are the counts from which Datapath.crossed must look at
+	// the limits (math.MaxUint64: never again).
+	atPackets, atBytes atomic.Uint64
+	lim                *saLimits
 }
 
 func (c *saCounters) add(n int, now int64) {
@@ -181,6 +190,8 @@ type outSA struct {
 	remote    []sel
 	l4        bool
 	seq       atomic.Uint64 // the last sequence number used
+	seqMax    atomic.Uint64 // the last sequence number it may use (lowered at a hard limit)
+	seqSoft   uint64        // the sequence number whose use asks for a rekey
 	ep        atomic.Pointer[endpoint]
 	keepalive time.Duration
 	lastSent  atomic.Int64 // mono() of the last ESP packet or keepalive sent
@@ -230,6 +241,7 @@ func New(cfg Config) (*Datapath, error) {
 		outBatch:   min(max(cfg.TUN.BatchSize(), 1), maxBatch),
 		epoch:      time.Now(),
 		kick:       make(chan struct{}, 1),
+		limitSig:   make(chan struct{}, 1),
 	}
 	d.outBufLen = outHeadroom + mtu + maxTailLen
 	d.inBufLen = max(maxHeadLen+mtu+maxTailLen, 4+MaxIKEMessage)
@@ -429,6 +441,7 @@ func (d *Datapath) AddInbound(c SAConfig) error {
 		l4:     needsL4(local) || needsL4(remote),
 		win:    newReplayWindow(c.ReplayWindow, c.ESN),
 	}
+	initLimits(&sa.ctr, c.Limits, c.ESN, LimitEvent{Inbound: true, SPI: c.SPI}, nil)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.in.Load()
@@ -490,6 +503,10 @@ func (d *Datapath) InstallOutbound(child uint64, c SAConfig, local, remote netip
 		l4:        needsL4(ls) || needsL4(rs),
 		keepalive: c.Keepalive,
 	}
+	seqSoft, last := seqBounds(c.ESN)
+	sa.seqSoft = seqSoft
+	sa.seqMax.Store(min(last, orNone(c.Limits.HardPackets)))
+	initLimits(&sa.ctr, c.Limits, c.ESN, LimitEvent{SPI: c.SPI, Child: child}, sa)
 	sa.ep.Store(ep)
 	sa.lastSent.Store(d.mono())
 	d.mu.Lock()
@@ -551,16 +568,13 @@ func (sa *outSA) match(f *flow) bool {
 	return matchDst(sa.remote, f, sa.l4) && matchSrc(sa.local, f, sa.l4)
 }
 
-// nextSeq takes the next sequence number, or reports that they are used up: 2^32-1
-// without ESN (the IKE layer rekeys before), 2^64-1 with it.
+// nextSeq takes the next sequence number, or reports that they are used up: past
+// 2^32-1 without ESN, 2^64-1 with it, or the hard packet limit (the IKE layer is told
+// before, see limits.go). The counter never cycles (RFC 4303 3.3.3).
 func (sa *outSA) nextSeq() (uint64, bool) {
-	limit := uint64(math.MaxUint32)
-	if sa.esn {
-		limit = math.MaxUint64
-	}
 	for {
 		s := sa.seq.Load()
-		if s >= limit {
+		if s >= sa.seqMax.Load() {
 			return 0, false
 		}
 		if sa.seq.CompareAndSwap(s, s+1) {

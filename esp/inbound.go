@@ -303,7 +303,7 @@ func (w *inWorker) writeOut(b *inBatch) {
 		p := &b.pk[i]
 		if buf := w.finish(p); buf != nil {
 			if run.c != &p.sa.ctr {
-				run.flush(b.now)
+				run.flush(d, b.now)
 				run.c = &p.sa.ctr
 			}
 			run.bytes += uint64(len(buf) - tunWriteOffset)
@@ -311,7 +311,7 @@ func (w *inWorker) writeOut(b *inBatch) {
 			w.tunBufs = append(w.tunBufs, buf)
 		}
 	}
-	run.flush(b.now)
+	run.flush(d, b.now)
 	clear(b.pk)
 	b.pk = b.pk[:0]
 	if len(w.tunBufs) == 0 {

@@ -206,7 +206,11 @@ func (w *outWorker) process(n int) {
 		if !ok {
 			sa.ctr.dropped.Add(1)
 			d.drop(dropSeqExhausted, nil)
+			d.seqLimit(sa, true)
 			continue
+		}
+		if seq == sa.seqSoft {
+			d.seqLimit(sa, false)
 		}
 		p.sa, p.seq, p.ipLen, p.nh = sa, seq, ipLen, protoIPv6
 		if w.fl.is4 {
@@ -230,7 +234,7 @@ func (w *outWorker) process(n int) {
 			continue
 		}
 		if run.c != &sa.ctr {
-			run.flush(now)
+			run.flush(d, now)
 			run.c, run.sent = &sa.ctr, &sa.lastSent
 		}
 		run.bytes += uint64(p.ipLen)
@@ -241,7 +245,7 @@ func (w *outWorker) process(n int) {
 		w.conn[slot] = ep.conn
 		p.sa = nil
 	}
-	run.flush(now)
+	run.flush(d, now)
 }
 
 // transmit sends the datagrams of w.spans, one WriteBatch per socket.
@@ -286,11 +290,14 @@ type ctrRun struct {
 	bytes, pkts uint64
 }
 
-func (r *ctrRun) flush(now int64) {
-	if r.c != nil && r.pkts > 0 {
-		r.c.bytes.Add(r.bytes)
-		r.c.packets.Add(r.pkts)
-		r.c.last.Store(now + 1)
+func (r *ctrRun) flush(d *Datapath, now int64) {
+	if c := r.c; c != nil && r.pkts > 0 {
+		b := c.bytes.Add(r.bytes)
+		p := c.packets.Add(r.pkts)
+		if p >= c.atPackets.Load() || b >= c.atBytes.Load() {
+			d.crossed(c, p, b)
+		}
+		c.last.Store(now + 1)
 		if r.sent != nil {
 			r.sent.Store(now)
 		}

@@ -36,6 +36,7 @@ type InstallInbound struct {
 	RemoteTS []wire.TrafficSelector
 	Local    netip.AddrPort
 	Remote   netip.AddrPort
+	Limits   ChildLimits // volume limits to report through Engine.ChildVolume
 }
 
 // InstallOutbound asks for traffic within the selectors to be sent with SPI from Local
@@ -53,7 +54,8 @@ type InstallOutbound struct {
 	RemoteTS  []wire.TrafficSelector
 	Local     netip.AddrPort
 	Remote    netip.AddrPort
-	Keepalive bool // a NAT is in front of us: send NAT keepalives
+	Keepalive bool        // a NAT is in front of us: send NAT keepalives
+	Limits    ChildLimits // volume limits to report through Engine.ChildVolume
 }
 
 // RemoveInbound asks for inbound SPI to be forgotten.

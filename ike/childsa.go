@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"encoding/binary"
 	"time"
 
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
@@ -68,6 +69,73 @@ type ChildSA struct {
 	rekeyAt   time.Time
 	successor *ChildSA // the SA that replaces it once it is deleted
 	collision *ChildSA // an SA the peer created by rekeying this one while we did too
+
+	// limits are its volume limits in the datapath (both directions); expired says
+	// that one of its hard limits was reached: it is replaced, by a rekey or, should
+	// that fail, by a new Child SA.
+	limits  ChildLimits
+	expired bool
+}
+
+// ChildLimits are the volume limits of one direction of a Child SA (0: none). The
+// datapath counts the SA's traffic and reports crossing them to Engine.ChildVolume: at
+// a soft limit the Child SA is rekeyed, at a hard one it must go. Whatever they say,
+// the datapath also reports a soft limit before an SA's sequence numbers run out, and
+// a hard one when they have.
+type ChildLimits struct {
+	SoftBytes, SoftPackets uint64
+	HardBytes, HardPackets uint64
+}
+
+// childLimits returns the volume limits of a new Child SA of cfg: the hard ones as
+// configured, the soft ones less a random jitter of up to 10% (and less than the gap to
+// the hard limit, as swanctl's rand_bytes), so that both ends do not rekey at once
+// (RFC 7296 2.8.1).
+func (e *Engine) childLimits(cfg *ChildConfig) ChildLimits {
+	return ChildLimits{
+		SoftBytes:   e.volumeJitter(cfg.RekeyBytes, cfg.LifeBytes),
+		SoftPackets: e.volumeJitter(cfg.RekeyPackets, cfg.LifePackets),
+		HardBytes:   cfg.LifeBytes,
+		HardPackets: cfg.LifePackets,
+	}
+}
+
+func (e *Engine) volumeJitter(soft, hard uint64) uint64 {
+	spread := soft / 10
+	if hard > soft && hard-soft < spread {
+		spread = hard - soft
+	}
+	if spread == 0 {
+		return soft
+	}
+	var b [8]byte
+	if _, err := e.rand.Read(b[:]); err != nil {
+		return soft
+	}
+	return soft - binary.LittleEndian.Uint64(b[:])%spread
+}
+
+// DefaultMaxChildren is the Child SAs one IKE SA may have when its connection does not
+// say (Conn.MaxChildren).
+const DefaultMaxChildren = 32
+
+func (c *Conn) maxChildren() int {
+	if c == nil || c.MaxChildren <= 0 {
+		return DefaultMaxChildren
+	}
+	return c.MaxChildren
+}
+
+// liveChildren counts the Child SAs of sa that are not on their way out (replaced by a
+// rekey, or being deleted).
+func (sa *IKESA) liveChildren() int {
+	n := 0
+	for _, c := range sa.children {
+		if c.state == childInstalled || c.state == childRekeying {
+			n++
+		}
+	}
+	return n
 }
 
 type lingerSPI struct {
@@ -128,9 +196,10 @@ func (e *Engine) installChild(now time.Time, sa *IKESA, c *ChildSA, k ikecrypto.
 	e.spisIn[c.spiIn] = c
 	in, out := childKeys(k, exchInitiator)
 	p := e.espPath(sa)
+	c.limits = e.childLimits(c.cfg)
 	e.emit(InstallInbound{
 		IKESA: sa.id, Child: c.id, Name: c.cfg.Name, SPI: c.spiIn, Suite: c.suite, Keys: in,
-		LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: p.Local, Remote: p.Remote,
+		LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: p.Local, Remote: p.Remote, Limits: c.limits,
 	})
 	c.outKeys = out
 	if deferOut {
@@ -156,7 +225,7 @@ func (e *Engine) activateOutbound(sa *IKESA, c *ChildSA) {
 	e.emit(InstallOutbound{
 		IKESA: sa.id, Child: c.id, Policy: c.policy, Name: c.cfg.Name, SPI: c.spiOut, Suite: c.suite,
 		Keys: c.outKeys, LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: p.Local, Remote: p.Remote,
-		Keepalive: sa.natLocal,
+		Keepalive: sa.natLocal, Limits: c.limits,
 	})
 	c.outActive = true
 	c.outKeys = ChildKeys{}

@@ -7,13 +7,22 @@ import (
 
 // pool hands out virtual IPs from its prefixes; an identity gets its previous address
 // back while it is free.
+//
+// The leases it remembers by identity are bounded: an address remembers at most one
+// identity (the last one it was given to), so a lease is forgotten when its address
+// goes to someone else; and of the leases whose addresses are free, only the
+// maxRememberedLeases most recently released are kept, so that a large pool does not
+// remember every identity that ever connected.
 type pool struct {
-	name   string
-	pfx    []netip.Prefix
-	dns    []netip.Addr
-	inUse  map[netip.Addr]bool
-	byID   map[leaseKey]netip.Addr // the address each identity had, per family
-	cursor map[int]netip.Addr      // per prefix: where the next search starts
+	name     string
+	pfx      []netip.Prefix
+	dns      []netip.Addr
+	inUse    map[netip.Addr]bool
+	byID     map[leaseKey]*lease   // the address each identity had last, per family
+	byAddr   map[netip.Addr]*lease // the same leases by address
+	released leaseList             // the leases whose address is free, least recently released first
+	cursor   map[int]netip.Addr    // per prefix: where the next search starts
+	maxFree  int                   // how many entries released may hold
 }
 
 type leaseKey struct {
@@ -21,19 +30,68 @@ type leaseKey struct {
 	is4 bool
 }
 
+// lease is an identity's last address; while the address is free it is on the pool's
+// released list.
+type lease struct {
+	key        leaseKey
+	addr       netip.Addr
+	prev, next *lease // on released
+	listed     bool
+}
+
+// leaseList is a doubly linked list of leases, oldest first.
+type leaseList struct {
+	head, tail *lease
+	n          int
+}
+
+func (l *leaseList) push(x *lease) {
+	x.prev, x.next, x.listed = l.tail, nil, true
+	if l.tail != nil {
+		l.tail.next = x
+	} else {
+		l.head = x
+	}
+	l.tail = x
+	l.n++
+}
+
+func (l *leaseList) remove(x *lease) {
+	if !x.listed {
+		return
+	}
+	if x.prev != nil {
+		x.prev.next = x.next
+	} else {
+		l.head = x.next
+	}
+	if x.next != nil {
+		x.next.prev = x.prev
+	} else {
+		l.tail = x.prev
+	}
+	x.prev, x.next, x.listed = nil, nil, false
+	l.n--
+}
+
 // maxScan bounds the search for a free address so that a huge prefix costs nothing.
 const maxScan = 1 << 16
+
+// maxRememberedLeases caps the leases of released addresses a pool remembers.
+const maxRememberedLeases = 4096
 
 func newPool(c *PoolConfig) (*pool, error) {
 	if len(c.Addrs) == 0 {
 		return nil, fmt.Errorf("ike: pool %q has no addresses", c.Name)
 	}
 	p := &pool{
-		name:   c.Name,
-		dns:    c.DNS,
-		inUse:  make(map[netip.Addr]bool),
-		byID:   make(map[leaseKey]netip.Addr),
-		cursor: make(map[int]netip.Addr),
+		name:    c.Name,
+		dns:     c.DNS,
+		inUse:   make(map[netip.Addr]bool),
+		byID:    make(map[leaseKey]*lease),
+		byAddr:  make(map[netip.Addr]*lease),
+		cursor:  make(map[int]netip.Addr),
+		maxFree: maxRememberedLeases,
 	}
 	for _, pf := range c.Addrs {
 		p.pfx = append(p.pfx, pf.Masked())
@@ -56,8 +114,8 @@ func (p *pool) allocate(id string, is4 bool, want netip.Addr) (netip.Addr, bool)
 	if want.IsValid() && !want.IsUnspecified() && want.Is4() == is4 && p.contains(want) && !p.inUse[want] && usable(want, p.prefixOf(want)) {
 		return p.take(id, want), true
 	}
-	if a, ok := p.byID[leaseKey{id, is4}]; ok && !p.inUse[a] {
-		return p.take(id, a), true
+	if l, ok := p.byID[leaseKey{id, is4}]; ok && !p.inUse[l.addr] {
+		return p.take(id, l.addr), true
 	}
 	for i, pf := range p.pfx {
 		if pf.Addr().Is4() != is4 {
@@ -113,10 +171,46 @@ func (p *pool) prefixOf(a netip.Addr) netip.Prefix {
 	return netip.Prefix{}
 }
 
+// take gives a to identity id, which remembers it; whoever had a before forgets it.
 func (p *pool) take(id string, a netip.Addr) netip.Addr {
 	p.inUse[a] = true
-	p.byID[leaseKey{id, a.Is4()}] = a
+	key := leaseKey{id, a.Is4()}
+	if l := p.byAddr[a]; l != nil {
+		if l.key == key {
+			p.released.remove(l)
+			return a
+		}
+		p.forget(l)
+	}
+	if l := p.byID[key]; l != nil {
+		p.forget(l)
+	}
+	l := &lease{key: key, addr: a}
+	p.byID[key] = l
+	p.byAddr[a] = l
 	return a
 }
 
-func (p *pool) release(a netip.Addr) { delete(p.inUse, a) }
+// release frees a; its lease is remembered among the most recently released ones.
+func (p *pool) release(a netip.Addr) {
+	if !p.inUse[a] {
+		return
+	}
+	delete(p.inUse, a)
+	if l := p.byAddr[a]; l != nil {
+		p.released.push(l)
+		for p.released.n > p.maxFree {
+			p.forget(p.released.head)
+		}
+	}
+}
+
+func (p *pool) forget(l *lease) {
+	p.released.remove(l)
+	if p.byID[l.key] == l {
+		delete(p.byID, l.key)
+	}
+	if p.byAddr[l.addr] == l {
+		delete(p.byAddr, l.addr)
+	}
+}

@@ -74,6 +74,76 @@ func (e *Engine) RekeyChild(now time.Time, spi uint32) []Action {
 	return e.take()
 }
 
+// VolumeLimit is the datapath's report that one direction of a Child SA crossed one of
+// its volume limits (ChildLimits), or neared or reached the end of its sequence numbers.
+type VolumeLimit struct {
+	// Inbound: the inbound SA with our SPI SPI. Otherwise the outbound SA of flow
+	// Policy (InstallOutbound.Policy) with the peer's SPI SPI.
+	Inbound bool
+	SPI     uint32
+	Policy  uint64
+	// Hard: the SA must not be used any more (a hard limit, or sequence numbers used
+	// up); otherwise it should be rekeyed (a soft limit).
+	Hard bool
+}
+
+// ChildVolume acts on the datapath's report of a crossed volume limit: at a soft limit
+// it starts rekeying the Child SA; at a hard one it replaces it by a rekey, or, should
+// the peer refuse that, deletes it and creates a new one. Reports about SAs that are
+// gone or being replaced already change nothing.
+func (e *Engine) ChildVolume(now time.Time, v VolumeLimit) []Action {
+	sa, c := e.childForVolume(v)
+	if c == nil {
+		return e.take()
+	}
+	what := "soft"
+	if v.Hard {
+		what = "hard"
+	}
+	if c.state != childInstalled {
+		// Being rekeyed or deleted already: its replacement is on its way.
+		e.log.Debug("Child SA volume limit reached while it is being replaced", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn), "limit", what, "state", c.state.String())
+		return e.take()
+	}
+	e.log.Info("Child SA reached a volume limit; rekeying it", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn), "inbound", v.Inbound, "limit", what)
+	if v.Hard {
+		c.expired = true
+	}
+	e.rekeyChild(now, sa, c, 0)
+	if c.state == childInstalled && (c.rekeyAt.IsZero() || c.rekeyAt.After(now.Add(time.Second))) {
+		// Not now (the IKE SA is being rekeyed, say): soon, by the timer.
+		c.rekeyAt = now.Add(time.Second)
+	}
+	e.schedule(sa)
+	return e.take()
+}
+
+// childForVolume finds the Child SA a VolumeLimit is about.
+func (e *Engine) childForVolume(v VolumeLimit) (*IKESA, *ChildSA) {
+	for _, sa := range e.byID {
+		if v.Inbound {
+			if c := sa.childBySPIIn(v.SPI); c != nil {
+				return sa, c
+			}
+			continue
+		}
+		for _, c := range sa.children {
+			if c.policy == v.Policy && c.spiOut == v.SPI && c.outActive {
+				return sa, c
+			}
+		}
+	}
+	return nil, nil
+}
+
+// replaceExpired deletes c, past a hard volume limit and not rekeyed, and asks for a new
+// Child SA of its configuration first, so that its flow's routes never go away.
+func (e *Engine) replaceExpired(now time.Time, sa *IKESA, c *ChildSA) {
+	e.log.Info("Child SA past its hard volume limit could not be rekeyed; deleting it and creating a new one", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn))
+	e.createChild(now, sa, c.cfg, 0)
+	e.deleteChild(now, sa, c)
+}
+
 // RekeyIKE starts rekeying IKE SA id now.
 func (e *Engine) RekeyIKE(now time.Time, id uint64) []Action {
 	if sa := e.byID[id]; sa != nil {
@@ -205,6 +275,12 @@ func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childR
 	e.releaseSPI(sa, cr.spi)
 	stillOurs := sa.childBySPIIn(c.spiIn) == c
 	retry := func(reason string) {
+		if stillOurs && c.state == childRekeying && c.expired {
+			e.log.Info("Child SA rekey failed", "sa", sa.id, "child", c.cfg.Name, "reason", reason)
+			c.state = childInstalled
+			e.replaceExpired(now, sa, c)
+			return
+		}
 		e.log.Info("Child SA rekey failed, will retry", "sa", sa.id, "child", c.cfg.Name, "reason", reason)
 		if stillOurs && c.state == childRekeying {
 			c.state = childInstalled
@@ -399,6 +475,18 @@ func (e *Engine) handleCreateChildSA(now time.Time, sa *IKESA, local, remote net
 			reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
 			return
 		}
+	}
+	if limit := sa.conn.maxChildren(); old == nil && sa.liveChildren() >= limit {
+		// RFC 7296 3.10.1: no more Child SAs on this IKE SA; the IKE SA stays.
+		e.log.Info("Child SA refused: max_children reached", "sa", sa.id, "max_children", limit)
+		reply(&wire.Notify{NotifyType: wire.NO_ADDITIONAL_SAS})
+		return
+	} else if old != nil && len(sa.children) >= 2*limit {
+		// A rekey replaces a Child SA, but only once the old one is deleted: a peer
+		// that rekeys without deleting must not pile them up.
+		e.log.Info("Child SA rekey refused for now: too many replaced Child SAs not deleted yet", "sa", sa.id, "child_sas", len(sa.children))
+		reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
+		return
 	}
 	ps, c := e.respondChildCreate(now, sa, old, m)
 	reply(ps...)

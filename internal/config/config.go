@@ -187,6 +187,9 @@ type Connection struct {
 	Remote      RemoteAuth
 	StartAction string   // start or none (default)
 	Children    []*Child // in file order, at least one
+	// MaxChildren caps the Child SAs of one IKE SA (max_children, 1..1000, default
+	// 32): the peer's requests for more are answered NO_ADDITIONAL_SAS; rekeys work.
+	MaxChildren int
 
 	// Initiator reports that remote_addrs is a concrete list, so that this end can
 	// initiate the connection.
@@ -200,6 +203,12 @@ type Child struct {
 	RemoteTS     []TS          // default [dynamic]
 	ESPProposals []string      // default ["default"]
 	RekeyTime    time.Duration // default 1h; 0 disables
+	// Volume limits, per direction of the Child SA, as swanctl.conf: at RekeyBytes
+	// or RekeyPackets a rekey starts (the datapath always starts one before its
+	// sequence numbers run out), at LifeBytes or LifePackets the SA is closed and
+	// replaced. 0: none. A Life* not written is its Rekey* plus 10%.
+	RekeyBytes, LifeBytes     uint64
+	RekeyPackets, LifePackets uint64
 }
 
 // Child returns the child named name, or nil.

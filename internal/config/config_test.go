@@ -111,6 +111,7 @@ func TestInterfaceExample(t *testing.T) {
 		Remote:                 RemoteAuth{Auth: "psk", ID: "gw.example.org"},
 		StartAction:            "start",
 		Initiator:              true,
+		MaxChildren:            32,
 		Children: []*Child{{
 			Name:         "net",
 			LocalTS:      []TS{{Dynamic: true, EndPort: 0xffff}},

@@ -493,7 +493,7 @@ func (p *parser) connections(v val, cfg *Config) ([]*Connection, error) {
 var connectionKeys = []string{
 	"local_addrs", "remote_addrs", "remote_port", "proposals", "mobike", "rmobike",
 	"additional_addrs", "switch_accept", "switch_limit", "switch_hold", "rmobike_notify", "encap", "dpd_delay", "dpd_action", "close_action",
-	"rekey_time", "pools", "vips", "local", "remote", "start_action", "children",
+	"rekey_time", "pools", "vips", "local", "remote", "start_action", "children", "max_children",
 }
 
 func (p *parser) connection(f field, cfg *Config) (*Connection, error) {
@@ -520,6 +520,7 @@ func (p *parser) connection(f field, cfg *Config) (*Connection, error) {
 		CloseAction:            "none",
 		RekeyTime:              DefaultIKERekeyTime,
 		StartAction:            "none",
+		MaxChildren:            DefaultMaxChildren,
 	}
 	if v, ok := o.get("local_addrs"); ok {
 		items, err := p.list(v, true)
@@ -662,6 +663,13 @@ func (p *parser) connection(f field, cfg *Config) (*Connection, error) {
 		if len(c.VIPs) > 0 && !c.Initiator {
 			return nil, p.verr(v, "only an initiator (a connection with concrete remote_addrs) can request virtual IPs")
 		}
+	}
+	if v, ok := o.get("max_children"); ok {
+		n, err := p.integer(v, 1, MaxMaxChildren)
+		if err != nil {
+			return nil, err
+		}
+		c.MaxChildren = int(n)
 	}
 	lv, ok := o.get("local")
 	if !ok {
@@ -1048,8 +1056,8 @@ func (p *parser) children(v val) ([]*Child, error) {
 			RekeyTime:    DefaultChildRekeyTime,
 		}
 		if !isNull(f.v.n) {
-			o, err := p.object(f.v, "local_ts, remote_ts, esp_proposals, rekey_time",
-				"local_ts", "remote_ts", "esp_proposals", "rekey_time")
+			o, err := p.object(f.v, "local_ts, remote_ts, esp_proposals, rekey_time, rekey_bytes, life_bytes, rekey_packets, life_packets",
+				"local_ts", "remote_ts", "esp_proposals", "rekey_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets")
 			if err != nil {
 				return nil, err
 			}
@@ -1083,6 +1091,9 @@ func (p *parser) children(v val) ([]*Child, error) {
 				if ch.RekeyTime, err = p.duration(v); err != nil {
 					return nil, err
 				}
+			}
+			if err := p.childVolumes(o, ch); err != nil {
+				return nil, err
 			}
 		}
 		out = append(out, ch)

@@ -75,6 +75,7 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 		SwitchLimit:   c.SwitchLimit,
 		SwitchHold:    c.SwitchHold,
 		RMobikeNotify: wire.NotifyType(c.RMobikeNotify),
+		MaxChildren:   c.MaxChildren,
 	}
 	switch c.AdditionalAddrs.Mode {
 	case config.AdditionalNone:
@@ -100,6 +101,9 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 			LocalTS:   tsConfigs(ch.LocalTS),
 			RemoteTS:  tsConfigs(ch.RemoteTS),
 			RekeyTime: ch.RekeyTime,
+			// Volume limits (issue 11): the datapath reports them, see daemon.volumeLimits.
+			RekeyBytes: ch.RekeyBytes, LifeBytes: ch.LifeBytes,
+			RekeyPackets: ch.RekeyPackets, LifePackets: ch.LifePackets,
 		}
 		for _, s := range ch.ESPProposals {
 			ps, err := ikecrypto.ParseESPProposal(s)

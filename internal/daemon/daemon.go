@@ -223,6 +223,8 @@ func (d *daemon) loop(ctx context.Context, reload <-chan struct{}, dpDone <-chan
 			f(time.Now())
 		case <-timer.C:
 			d.apply(d.engine.Tick(time.Now()))
+		case <-d.dp.LimitsCrossed():
+			d.apply(d.volumeLimits(time.Now()))
 		case <-reload:
 			d.reload()
 		}
@@ -368,9 +370,24 @@ func espKeys(s ikecrypto.ESPSuite, k ike.ChildKeys) esp.Keys {
 	return esp.Keys{Encr: s.Encr, EncrKeyBits: int(s.EncrKeyBits), Integ: s.Integ, EncrKey: k.Encr, IntegKey: k.Integ}
 }
 
+// espLimits maps a Child SA's volume limits to the datapath's.
+func espLimits(l ike.ChildLimits) esp.Limits {
+	return esp.Limits{SoftBytes: l.SoftBytes, SoftPackets: l.SoftPackets, HardBytes: l.HardBytes, HardPackets: l.HardPackets}
+}
+
+// volumeLimits hands the volume limits the datapath saw crossed to the engine, which
+// rekeys or replaces the Child SAs (issue 11), and returns what it asks for.
+func (d *daemon) volumeLimits(now time.Time) []ike.Action {
+	var acts []ike.Action
+	for _, ev := range d.dp.TakeLimits() {
+		acts = append(acts, d.engine.ChildVolume(now, ike.VolumeLimit{Inbound: ev.Inbound, SPI: ev.SPI, Policy: ev.Child, Hard: ev.Hard})...)
+	}
+	return acts
+}
+
 func (d *daemon) installInbound(a ike.InstallInbound) {
 	in := esp.SAConfig{SPI: a.SPI, Keys: espKeys(a.Suite, a.Keys), ESN: a.Suite.ESN,
-		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS)}
+		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS), Limits: espLimits(a.Limits)}
 	if err := d.dp.AddInbound(in); err != nil {
 		d.log.Error("installing inbound SA", "spi", fmt.Sprintf("%08x", a.SPI), "err", err)
 		return
@@ -384,7 +401,7 @@ func (d *daemon) installInbound(a ike.InstallInbound) {
 
 func (d *daemon) installOutbound(a ike.InstallOutbound) {
 	out := esp.SAConfig{SPI: a.SPI, Keys: espKeys(a.Suite, a.Keys), ESN: a.Suite.ESN,
-		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS)}
+		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS), Limits: espLimits(a.Limits)}
 	if a.Keepalive {
 		out.Keepalive = 20 * time.Second
 	}
