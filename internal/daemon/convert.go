@@ -10,6 +10,7 @@ import (
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/internal/config"
+	"github.com/mobikevpn/mobikevpn/internal/netmon"
 	"github.com/mobikevpn/mobikevpn/mobike"
 )
 
@@ -30,6 +31,7 @@ func ikeConfig(cfg *config.Config) (ike.Config, error) {
 		},
 		PSK:        cfg.PSK,
 		SourceAddr: sourceAddr,
+		Reachable:  reachableAddrs,
 	}
 	if cfg.CookieThreshold == 0 {
 		out.CookieThreshold = -1 // every IKE_SA_INIT needs a COOKIE
@@ -133,6 +135,16 @@ func tsConfigs(ts []config.TS) []ike.TSConfig {
 
 // sourceAddr asks the kernel which source address it would use for remote: a connected
 // UDP socket sends nothing but has its local address chosen by the routing table.
+// reachableAddrs lists the host's addresses that can reach remote (none when the
+// system cannot be asked: announcing fewer addresses is harmless, a wrong one is not).
+func reachableAddrs(remote netip.Addr) []netip.Addr {
+	addrs, err := netmon.Reachable(remote)
+	if err != nil {
+		return nil
+	}
+	return addrs
+}
+
 func sourceAddr(remote netip.Addr) (netip.Addr, error) {
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 9)))
 	if err != nil {
