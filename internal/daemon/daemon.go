@@ -180,7 +180,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	monCtx, stopMon := context.WithCancel(context.Background())
 	defer stopMon()
 	go func() {
-		err := netmon.Watch(monCtx, d.devNm, func(c netmon.Change) {
+		err := netmon.WatchLog(monCtx, d.devNm, d.log.With("part", "netmon"), func(c netmon.Change) {
 			select {
 			case d.cmds <- func(now time.Time) {
 				d.apply(d.engine.SetLocalAddrs(now, c.Addrs))
@@ -390,6 +390,7 @@ func (d *daemon) installInbound(a ike.InstallInbound) {
 		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS), Limits: espLimits(a.Limits)}
 	if err := d.dp.AddInbound(in); err != nil {
 		d.log.Error("installing inbound SA", "spi", fmt.Sprintf("%08x", a.SPI), "err", err)
+		wipeKeys(a.Keys)
 		return
 	}
 	if d.keys != nil {
@@ -397,6 +398,14 @@ func (d *daemon) installInbound(a ike.InstallInbound) {
 			d.log.Warn("key log", "err", err)
 		}
 	}
+	wipeKeys(a.Keys)
+}
+
+// wipeKeys overwrites the raw keys of an install action once the datapath has taken
+// them (it keeps its own cipher state, not these bytes).
+func wipeKeys(k ike.ChildKeys) {
+	clear(k.Encr)
+	clear(k.Integ)
 }
 
 func (d *daemon) installOutbound(a ike.InstallOutbound) {
@@ -407,6 +416,7 @@ func (d *daemon) installOutbound(a ike.InstallOutbound) {
 	}
 	if err := d.dp.InstallOutbound(a.Policy, out, a.Local, a.Remote); err != nil {
 		d.log.Error("installing outbound SA", "spi", fmt.Sprintf("%08x", a.SPI), "err", err)
+		wipeKeys(a.Keys)
 		return
 	}
 	if d.keys != nil {
@@ -414,6 +424,7 @@ func (d *daemon) installOutbound(a ike.InstallOutbound) {
 			d.log.Warn("key log", "err", err)
 		}
 	}
+	wipeKeys(a.Keys)
 	if _, ok := d.policies[a.Policy]; ok {
 		return // a rekey: the routes stay
 	}
