@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/ike/cert"
@@ -239,10 +240,11 @@ func (e *Engine) Reload(cfg Config) error {
 		conns[c.Name] = c
 	}
 	pools := make(map[string]*pool)
+	kept := make(map[*pool]bool)
 	for _, p := range cfg.Pools {
 		if old := e.pools[p.Name]; old != nil && slices.Equal(old.pfx, maskAll(p.Addrs)) {
-			old.dns = p.DNS
 			pools[p.Name] = old
+			kept[old] = true
 			continue
 		}
 		pl, err := newPool(p)
@@ -250,6 +252,51 @@ func (e *Engine) Reload(cfg Config) error {
 			return err
 		}
 		pools[p.Name] = pl
+	}
+	// Every virtual IP a live SA holds stays leased: taken in the new pool that
+	// contains it, so that it is never handed to a second client. One that no pool
+	// contains any more refuses the reload (delete that SA first, or keep its prefix).
+	type lease struct {
+		pl *pool
+		id string
+		a  netip.Addr
+	}
+	var leases []lease
+	var lost []string
+	for _, sa := range e.sorted() {
+		if sa.origInitiator {
+			continue
+		}
+		for _, a := range sa.vips {
+			var in *pool
+			for _, pl := range pools {
+				if pl.contains(a) {
+					in = pl
+					break
+				}
+			}
+			switch {
+			case in == nil:
+				lost = append(lost, fmt.Sprintf("%s (leased to %s, IKE SA #%d)", a, sa.remoteID.String(), sa.id))
+			case !kept[in]:
+				leases = append(leases, lease{in, sa.remoteID.String(), a})
+			}
+		}
+	}
+	if len(lost) > 0 {
+		return fmt.Errorf("ike: the new pools no longer contain virtual IPs in use: %s; delete those SAs first or keep their prefixes", strings.Join(lost, ", "))
+	}
+	for _, l := range leases {
+		l.pl.take(l.id, l.a)
+	}
+	for name, pl := range pools {
+		if kept[pl] {
+			for _, p := range cfg.Pools {
+				if p.Name == name {
+					pl.dns = p.DNS
+				}
+			}
+		}
 	}
 	for _, c := range cfg.Connections {
 		for _, name := range c.Pools {

@@ -855,3 +855,40 @@ func TestRestartKeepsTryingWhilePeerIsAway(t *testing.T) {
 		t.Fatalf("no re-establishment after the gateway returned: %v", cl.events)
 	}
 }
+
+// Issue 11: a reload that changes a pool's prefixes must not hand a live SA's virtual
+// IP to a second client; one that drops the prefix of a live lease is refused.
+func TestReloadKeepsLiveLeases(t *testing.T) {
+	n, gw, cl := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16", nil)
+	if !n.run(time.Minute, established(gw, cl)) {
+		t.Fatal("not established")
+	}
+	first := cl.vips[0]
+	// The pool grows: rebuilt, but the lease stays.
+	cfg := gw.e.cfg
+	cfg.Pools = []*PoolConfig{{Name: "rw", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.100.0/23")}}}
+	if err := gw.e.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	bob := n.add("bob", netip.MustParseAddr("192.0.2.30"), func() Config {
+		c := clientConfig(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
+		c.Connections[0].LocalID = "bob@example.org"
+		return c
+	}())
+	n.apply(bob, bob.e.StartAll(n.now))
+	if !n.run(time.Minute, established(bob)) {
+		t.Fatalf("bob not established: %v", bob.events)
+	}
+	if bob.vips[0] == first {
+		t.Fatalf("after the reload %v went to a second client", first)
+	}
+	// A pool that no longer contains a live lease: refused, the old pools stay.
+	cfg.Pools = []*PoolConfig{{Name: "rw", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.200.0/24")}}}
+	err := gw.e.Reload(cfg)
+	if err == nil || !strings.Contains(err.Error(), first.String()) || !strings.Contains(err.Error(), "alice@example.org") {
+		t.Fatalf("reload dropping a live lease: %v", err)
+	}
+	if !gw.e.pools["rw"].contains(first) {
+		t.Error("the refused reload replaced the pools anyway")
+	}
+}
