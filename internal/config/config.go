@@ -35,10 +35,16 @@ type Config struct {
 	HalfOpenTimeout time.Duration // how long a half-open IKE SA is kept
 	Retransmit      Retransmit
 	FragmentSize    int // largest IP datagram of an IKE fragment (RFC 7383)
-	BlockThreshold  int // half-open IKE SAs one peer address may have
+	BlockThreshold  int // half-open IKE SAs one source may have before it must return a COOKIE
 	HalfOpenLimit   int // half-open IKE SAs in all
-	Datapath        Datapath
-	Connections     []*Connection // in file order
+	// BlockIPv6Prefix groups IPv6 sources for block_threshold: one prefix of this length
+	// counts as one source (default 64).
+	BlockIPv6Prefix int
+	// PreauthMemory bounds, in bytes, what SAs whose peer is not authenticated hold
+	// (IKE_SA_INIT messages, fragments being reassembled); default 64M.
+	PreauthMemory uint64
+	Datapath      Datapath
+	Connections   []*Connection // in file order
 }
 
 // Datapath tunes the ESP datapath.

@@ -30,9 +30,11 @@ const (
 	DefaultMTU             = 1400
 	DefaultCookieThreshold = 10
 	DefaultFragmentSize    = 1280
-	MaxDatapathWorkers     = 16    // datapath.workers
-	DefaultBlockThreshold  = 5     // half-open SAs per peer address (strongSwan's block_threshold)
-	DefaultHalfOpenLimit   = 10000 // half-open SAs in all
+	MaxDatapathWorkers     = 16       // datapath.workers
+	DefaultBlockThreshold  = 5        // half-open SAs per peer address (strongSwan's block_threshold)
+	DefaultHalfOpenLimit   = 10000    // half-open SAs in all
+	DefaultBlockIPv6Prefix = 64       // block_ipv6_prefix: an IPv6 /64 is one source
+	DefaultPreauthMemory   = 64 << 20 // preauth_memory: bytes held before authentication
 	DefaultHalfOpenTimeout = 30 * time.Second
 	DefaultDPDDelay        = 30 * time.Second
 	DefaultIKERekeyTime    = 4 * time.Hour
@@ -79,7 +81,7 @@ func (p *parser) parse(data []byte) (*Config, error) {
 	}
 	top, err := p.object(val{n: root, line: root.Line}, "the top level: control, log_level, connections, ...",
 		"control", "log_level", "keylog", "ports", "tun", "updown", "secrets", "pools",
-		"cookie_threshold", "half_open_timeout", "block_threshold", "half_open_limit", "retransmit", "fragment_size", "datapath", "connections")
+		"cookie_threshold", "half_open_timeout", "block_threshold", "half_open_limit", "block_ipv6_prefix", "preauth_memory", "retransmit", "fragment_size", "datapath", "connections")
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +95,8 @@ func (p *parser) parse(data []byte) (*Config, error) {
 		FragmentSize:    DefaultFragmentSize,
 		BlockThreshold:  DefaultBlockThreshold,
 		HalfOpenLimit:   DefaultHalfOpenLimit,
+		BlockIPv6Prefix: DefaultBlockIPv6Prefix,
+		PreauthMemory:   DefaultPreauthMemory,
 		Datapath:        Datapath{UDPOffload: true},
 	}
 	if v, ok := top.get("control"); ok {
@@ -174,6 +178,23 @@ func (p *parser) parse(data []byte) (*Config, error) {
 			return nil, err
 		}
 		cfg.HalfOpenLimit = int(n)
+	}
+	if v, ok := top.get("block_ipv6_prefix"); ok {
+		n, err := p.integer(v, 16, 128)
+		if err != nil {
+			return nil, err
+		}
+		cfg.BlockIPv6Prefix = int(n)
+	}
+	if v, ok := top.get("preauth_memory"); ok {
+		n, err := p.volume(v, "bytes")
+		if err != nil {
+			return nil, err
+		}
+		if n < 64<<10 || n > 1<<40 {
+			return nil, p.verr(v, "%d bytes is out of range; allowed: 64K..1T (what half-open IKE SAs may hold in all)", n)
+		}
+		cfg.PreauthMemory = n
 	}
 	if v, ok := top.get("fragment_size"); ok {
 		n, err := p.integer(v, 576, 65535)

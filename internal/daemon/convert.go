@@ -17,13 +17,15 @@ import (
 // ikeConfig translates the validated configuration into the IKE engine's terms.
 func ikeConfig(cfg *config.Config) (ike.Config, error) {
 	out := ike.Config{
-		IKEPort:         cfg.Ports.IKE,
-		NATTPort:        cfg.Ports.NATT,
-		CookieThreshold: cfg.CookieThreshold,
-		FragmentSize:    cfg.FragmentSize,
-		BlockThreshold:  cfg.BlockThreshold,
-		HalfOpenLimit:   cfg.HalfOpenLimit,
-		HalfOpenTimeout: cfg.HalfOpenTimeout,
+		IKEPort:          cfg.Ports.IKE,
+		NATTPort:         cfg.Ports.NATT,
+		CookieThreshold:  cfg.CookieThreshold,
+		FragmentSize:     cfg.FragmentSize,
+		BlockThreshold:   cfg.BlockThreshold,
+		HalfOpenLimit:    cfg.HalfOpenLimit,
+		IPv6SourcePrefix: cfg.BlockIPv6Prefix,
+		PreauthMemory:    int(cfg.PreauthMemory),
+		HalfOpenTimeout:  cfg.HalfOpenTimeout,
 		Retransmit: ike.Retransmit{
 			Timeout: cfg.Retransmit.Timeout,
 			Tries:   cfg.Retransmit.Tries,
