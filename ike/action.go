@@ -136,6 +136,8 @@ type Event struct {
 	Conn   string
 	Kind   EventKind
 	Reason string
+	// Replaces (EventRekeyed) is the IKE SA the new one replaces.
+	Replaces uint64
 }
 
 func (Send) action()            {}

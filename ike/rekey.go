@@ -873,6 +873,6 @@ func (e *Engine) inherit(now time.Time, old, ns *IKESA) {
 	e.armIKERekey(ns, now)
 	e.armDPD(ns, now)
 	e.log.Info("IKE SA rekeyed", "old", old.id, "new", ns.id, "proposal", ns.suite.String())
-	e.emit(Event{IKESA: ns.id, Conn: ns.conn.Name, Kind: EventRekeyed, Reason: "replaces IKE SA"})
+	e.emit(Event{IKESA: ns.id, Conn: ns.conn.Name, Kind: EventRekeyed, Reason: "replaces IKE SA", Replaces: old.id})
 	e.schedule(ns)
 }

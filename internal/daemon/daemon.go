@@ -52,9 +52,10 @@ type daemon struct {
 
 	// Owned by the engine goroutine.
 	waiters map[uint64][]chan ike.Event
-	// switchWaiters get EventSwitched of the IKE SAs a `switch --wait` waits for: each
+	// switchWaiters get EventSwitched of the IKE SAs a `switch --wait` waits for (by
+	// the current id of the SA; a rekey moves them to the new one): each
 	// channel has room for every SA it waits for, and gets each SA's at most once.
-	switchWaiters map[uint64][]chan ike.Event
+	switchWaiters map[uint64][]switchWait
 	routes        *routeTable
 	policies      map[uint64][]netip.Prefix // outbound flows and the routes they added
 	ikeDrops      uint64
@@ -83,7 +84,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		ikeIn:         make(chan ikePacket, 1024),
 		cmds:          make(chan func(time.Time), 64),
 		waiters:       make(map[uint64][]chan ike.Event),
-		switchWaiters: make(map[uint64][]chan ike.Event),
+		switchWaiters: make(map[uint64][]switchWait),
 		policies:      make(map[uint64][]netip.Prefix),
 	}
 	if cfg.Keylog != "" {
@@ -340,14 +341,23 @@ func (d *daemon) apply(actions []ike.Action) {
 			switch a.Kind {
 			case ike.EventSwitched:
 				for _, w := range d.switchWaiters[a.IKESA] {
+					ev := a
+					ev.IKESA = w.id // the SA as the waiter knows it, before any rekey
 					select {
-					case w <- a: // there is room: see switchWaiters
+					case w.ch <- ev: // there is room: see switchWaiters
 					default: // never blocks the engine goroutine, whatever a waiter does
 					}
 				}
 				delete(d.switchWaiters, a.IKESA)
 				continue
-			case ike.EventMoved, ike.EventSwitchRefused, ike.EventMoveFailed, ike.EventRekeyed:
+			case ike.EventRekeyed:
+				// A switch under way continues on the new IKE SA: so do its waiters.
+				if ws, ok := d.switchWaiters[a.Replaces]; ok {
+					delete(d.switchWaiters, a.Replaces)
+					d.switchWaiters[a.IKESA] = append(d.switchWaiters[a.IKESA], ws...)
+				}
+				continue
+			case ike.EventMoved, ike.EventSwitchRefused, ike.EventMoveFailed:
 				continue // logged by the engine; nobody waits for these
 			}
 			for _, w := range d.waiters[a.IKESA] {

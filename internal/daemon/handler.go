@@ -217,6 +217,13 @@ func (d *daemon) Down(ctx context.Context, name string) error {
 	}
 }
 
+// switchWait is one `switch --wait` request waiting for an IKE SA to complete its
+// switch: its channel, and the SA's id as the request knows it.
+type switchWait struct {
+	ch chan ike.Event
+	id uint64
+}
+
 // Switch implements control.Switcher: `mobikevpn switch`.
 func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string, error) {
 	to, err := netip.ParseAddr(req.To)
@@ -254,8 +261,12 @@ func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string,
 	// unwait takes this request's waits back. It runs on the engine goroutine, after
 	// the function below if that was queued at all (d.cmds is in order).
 	unwait := func(time.Time) {
-		for _, id := range waited {
-			ws := slices.DeleteFunc(d.switchWaiters[id], func(w chan ike.Event) bool { return w == events })
+		if len(waited) == 0 {
+			return
+		}
+		// A rekey may have moved the waits to another id: look at every SA's.
+		for id, ws := range d.switchWaiters {
+			ws = slices.DeleteFunc(ws, func(w switchWait) bool { return w.ch == events })
 			if len(ws) == 0 {
 				delete(d.switchWaiters, id)
 			} else {
@@ -291,7 +302,7 @@ func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string,
 			}
 			events = make(chan ike.Event, len(waited))
 			for _, id := range waited {
-				d.switchWaiters[id] = append(d.switchWaiters[id], events)
+				d.switchWaiters[id] = append(d.switchWaiters[id], switchWait{ch: events, id: id})
 			}
 		}
 		d.apply(acts)

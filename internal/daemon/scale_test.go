@@ -105,7 +105,7 @@ func newScaleGateway(t testing.TB, yaml string) *scaleGateway {
 		ikeIn:         make(chan ikePacket, 1024),
 		cmds:          make(chan func(time.Time), 64),
 		waiters:       make(map[uint64][]chan ike.Event),
-		switchWaiters: make(map[uint64][]chan ike.Event),
+		switchWaiters: make(map[uint64][]switchWait),
 		policies:      make(map[uint64][]netip.Prefix),
 	}
 	d.routes = newRouteTable(nc, "mvpn0", log)

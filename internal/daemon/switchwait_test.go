@@ -289,3 +289,23 @@ func TestSwitchWaitAbandonedNeverBlocks(t *testing.T) {
 		t.Errorf("%d IKE SAs still have switch waiters", len(l.g.switchWaiters))
 	}
 }
+
+// TestSwitchWaitFollowsIKERekey: an IKE SA rekeyed while its switch is under way
+// completes the switch as the new IKE SA; `switch --wait` still reports it moved, by the
+// id it was asked for.
+func TestSwitchWaitFollowsIKERekey(t *testing.T) {
+	l := newSwitchLab(t, 1)
+	id := uint64(l.g.engine.Status(l.now)[0].ID)
+	res := l.switchAsync(control.SwitchRequest{To: switchGW2.String(), SA: &id, Wait: 5 * time.Second})
+	l.step()
+	l.g.daemon.apply([]ike.Action{
+		ike.Event{IKESA: id + 100, Kind: ike.EventRekeyed, Reason: "replaces IKE SA", Replaces: id},
+		ike.Event{IKESA: id + 100, Kind: ike.EventSwitched, Reason: switchGW2.String()},
+	})
+	if err := l.result(res); err != nil {
+		t.Fatalf("switch --wait across an IKE SA rekey: %v", err)
+	}
+	if len(l.g.switchWaiters) != 0 {
+		t.Errorf("switch waiters left: %v", l.g.switchWaiters)
+	}
+}
