@@ -107,8 +107,35 @@ func loadCertFile(name string) ([]*x509.Certificate, error) {
 
 // parseCertFile decodes PEM "CERTIFICATE" blocks, or DER when the data holds no PEM.
 func parseCertFile(b []byte) ([]*x509.Certificate, error) {
+	ders, sawPEM, err := pemBlocks(b, "CERTIFICATE", "no PEM CERTIFICATE block")
+	if err != nil {
+		return nil, err
+	}
+	if !sawPEM {
+		certs, err := x509.ParseCertificates(b)
+		if err != nil {
+			return nil, fmt.Errorf("neither PEM nor DER certificates: %w", err)
+		}
+		if len(certs) == 0 {
+			return nil, errors.New("empty file")
+		}
+		return certs, nil
+	}
 	var certs []*x509.Certificate
-	sawPEM := false
+	for _, der := range ders {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+		}
+		certs = append(certs, c)
+	}
+	return certs, nil
+}
+
+// pemBlocks returns the contents of the PEM blocks of type typ in b (an error with
+// missing when b holds PEM but none of that type), or, when b holds no PEM at all, b
+// itself as one DER object (sawPEM false; an error when b is empty).
+func pemBlocks(b []byte, typ, missing string) (ders [][]byte, sawPEM bool, err error) {
 	for rest := b; ; {
 		var blk *pem.Block
 		blk, rest = pem.Decode(rest)
@@ -116,29 +143,19 @@ func parseCertFile(b []byte) ([]*x509.Certificate, error) {
 			break
 		}
 		sawPEM = true
-		if blk.Type != "CERTIFICATE" {
-			continue
+		if blk.Type == typ {
+			ders = append(ders, blk.Bytes)
 		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
-		}
-		certs = append(certs, c)
 	}
-	if sawPEM {
-		if len(certs) == 0 {
-			return nil, errors.New("no PEM CERTIFICATE block")
-		}
-		return certs, nil
+	switch {
+	case sawPEM && len(ders) == 0:
+		return nil, true, errors.New(missing)
+	case !sawPEM && len(bytes.TrimSpace(b)) == 0:
+		return nil, false, errors.New("empty file")
+	case !sawPEM:
+		return [][]byte{b}, false, nil
 	}
-	certs, err := x509.ParseCertificates(b)
-	if err != nil {
-		return nil, fmt.Errorf("neither PEM nor DER certificates: %w", err)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("empty file")
-	}
-	return certs, nil
+	return ders, true, nil
 }
 
 func loadKeyFile(name string) (crypto.Signer, error) {

@@ -1,11 +1,8 @@
 package cert
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -136,27 +133,9 @@ func LoadCRLs(files []string) ([]*x509.RevocationList, error) {
 // ParseCRLs decodes the content of a CRL file: PEM "X509 CRL" blocks, or DER when the
 // data holds no PEM.
 func ParseCRLs(b []byte) ([]*x509.RevocationList, error) {
-	var ders [][]byte
-	sawPEM := false
-	for rest := b; ; {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		sawPEM = true
-		if blk.Type == "X509 CRL" {
-			ders = append(ders, blk.Bytes)
-		}
-	}
-	if sawPEM && len(ders) == 0 {
-		return nil, errors.New(`no PEM "X509 CRL" block`)
-	}
-	if !sawPEM {
-		if len(bytes.TrimSpace(b)) == 0 {
-			return nil, errors.New("empty file")
-		}
-		ders = [][]byte{b}
+	ders, sawPEM, err := pemBlocks(b, "X509 CRL", `no PEM "X509 CRL" block`)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]*x509.RevocationList, 0, len(ders))
 	for i, der := range ders {
