@@ -162,12 +162,6 @@ type saCounters struct {
 	lim                *saLimits
 }
 
-func (c *saCounters) add(n int, now int64) {
-	c.bytes.Add(uint64(n))
-	c.packets.Add(1)
-	c.last.Store(now + 1)
-}
-
 type inSA struct {
 	spi    uint32
 	suite  *suite

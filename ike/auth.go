@@ -3,7 +3,6 @@ package ike
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -390,5 +389,3 @@ func (e *Engine) keylogIKE(sa *IKESA) {
 		SKei: sa.keys.SKei, SKer: sa.keys.SKer, SKai: sa.keys.SKai, SKar: sa.keys.SKar,
 	})
 }
-
-var errNoVIP = errors.New("no virtual IP")

@@ -2,7 +2,6 @@ package ike
 
 import (
 	"bytes"
-	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -363,8 +362,6 @@ func initRequest(t testing.TB, spi uint64, extra ...wire.Payload) []byte {
 	m := wire.Message{Header: wire.Header{SPIi: spi, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator}, Payloads: ps}
 	return m.Append(nil)
 }
-
-func u64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
 func mustNew(t testing.TB, cfg Config) *Engine {
 	t.Helper()

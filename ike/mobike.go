@@ -49,10 +49,6 @@ func (e *Engine) RoutesChanged(now time.Time) []Action {
 	return e.take()
 }
 
-func (e *Engine) hasLocal(a netip.Addr) bool {
-	return e.localAddrs == nil || slices.Contains(e.localAddrs, a.Unmap())
-}
-
 // host is what the path managers know of the host.
 func (e *Engine) host() mobike.Host {
 	h := mobike.Host{Addrs: e.localAddrs, Reachable: e.cfg.Reachable}

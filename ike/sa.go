@@ -155,8 +155,6 @@ type IKESA struct {
 	rekeyAt        time.Time
 	expireAt       time.Time // a rekeyed SA the peer never deleted is forgotten then
 	wakeAt         time.Time
-
-	failReason string
 }
 
 // request is an exchange we initiated and that waits for its response.

@@ -284,7 +284,9 @@ func TestResponderVerifiesBeforeESP(t *testing.T) {
 		t.Fatalf("%v %v; ike %v esp %v", refuse, ds, m.IKE(), m.ESP())
 	}
 	// Back at the verified address: ESP there, the pending check goes stale.
-	_, ds = m.Update(t0, h, Path{r1, i1}, nil)
+	if _, ds := m.Update(t0, h, Path{r1, i1}, nil); len(ds) == 0 {
+		t.Fatal("no decisions")
+	}
 	if !c.Stale() || m.Dest(c) != (Path{r1, i1}) || m.ESP() != (Path{r1, i1}) {
 		t.Fatalf("stale %v dest %v esp %v", c.Stale(), m.Dest(c), m.ESP())
 	}
