@@ -44,6 +44,12 @@ if [ -n "$unformatted" ]; then
 fi
 log "go vet"
 go vet ./...
+# staticcheck (honnef.co/go/tools), pinned; it must report nothing. The import rules of
+# ARCHITECTURE.md are checked by internal/layers among the unit tests.
+log "staticcheck"
+STATICCHECK_VERSION=v0.8.2
+GOBIN="$(go env GOPATH)/bin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+"$(go env GOPATH)/bin/staticcheck" ./...
 
 # --- build ----------------------------------------------------------------------
 log "build"
