@@ -8,6 +8,8 @@ import (
 )
 
 // Action is something the engine asks its caller to do, in order.
+//
+//sumtype:decl
 type Action interface{ action() }
 
 // Send asks for a datagram to be sent from Local to Remote. Data is the IKE message
@@ -107,6 +109,7 @@ const (
 )
 
 func (k EventKind) String() string {
+	//exhaustive:enforce
 	switch k {
 	case EventEstablished:
 		return "established"

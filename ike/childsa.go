@@ -22,6 +22,7 @@ const (
 )
 
 func (s childState) String() string {
+	//exhaustive:enforce
 	switch s {
 	case childInstalled:
 		return "installed"

@@ -182,7 +182,10 @@ func (e *Engine) pathNote(sa *IKESA, n mobike.Note) {
 	if sa.conn != nil {
 		name = sa.conn.Name
 	}
+	//exhaustive:enforce
 	switch n.Kind {
+	case mobike.NoteInfo, mobike.NoteVerified:
+		// logged only
 	case mobike.NoteMoved:
 		e.emit(Event{IKESA: sa.id, Conn: name, Kind: EventMoved, Reason: n.Reason})
 	case mobike.NoteSwitched:

@@ -25,6 +25,7 @@ const (
 )
 
 func (s saState) String() string {
+	//exhaustive:enforce
 	switch s {
 	case stateInitSent:
 		return "connecting"

@@ -148,6 +148,8 @@ func (c *Check) Bound() bool { return !c.unbound && !c.stale }
 func (c *Check) Stale() bool { return c.stale }
 
 // Decision is something the path manager asks the engine to do, in order.
+//
+//sumtype:decl
 type Decision interface{ isDecision() }
 
 // SetIKEPath: IKE requests of the SA go on Path from now on. With Resend, the

@@ -46,10 +46,17 @@ log "go vet"
 go vet ./...
 # staticcheck (honnef.co/go/tools), pinned; it must report nothing. The import rules of
 # ARCHITECTURE.md are checked by internal/layers among the unit tests.
-log "staticcheck"
-STATICCHECK_VERSION=v0.8.2
-GOBIN="$(go env GOPATH)/bin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
-"$(go env GOPATH)/bin/staticcheck" ./...
+log "staticcheck, exhaustive switches"
+gobin="$(go env GOPATH)/bin"
+GOBIN="$gobin" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+"$gobin/staticcheck" ./...
+# Switches marked //exhaustive:enforce list every constant of their enum, and type
+# switches over the sealed interfaces marked //sumtype:decl (the engine's actions, the
+# path manager's decisions) every implementation.
+GOBIN="$gobin" go install github.com/nishanths/exhaustive/cmd/exhaustive@v0.17.1
+"$gobin/exhaustive" -e ./...
+GOBIN="$gobin" go install github.com/alecthomas/go-check-sumtype/cmd/go-check-sumtype@v0.4.0
+"$gobin/go-check-sumtype" ./...
 
 # --- build ----------------------------------------------------------------------
 log "build"

@@ -329,6 +329,9 @@ func handshakes(ctx context.Context, o Options) (Result, error) {
 					inflight--
 					o.Logger.Debug("handshake failed", "reason", a.Reason)
 				}
+			case ike.InstallInbound, ike.InstallOutbound, ike.RemoveInbound, ike.RemoveOutbound,
+				ike.UpdateEndpoints, ike.VirtualIPs, ike.IKEKeysLog:
+				// No datapath here: only handshakes are measured.
 			}
 		}
 	}
