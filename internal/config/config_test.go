@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"maps"
 	"math/big"
 	"net/netip"
@@ -119,6 +120,12 @@ func TestInterfaceExample(t *testing.T) {
 			ESPProposals: []string{"aes128gcm16", "chacha20poly1305"},
 			RekeyTime:    time.Hour,
 		}},
+	}
+	// The proposals come parsed too: what the engine takes.
+	want.IKEProposals, _ = parseProposals(want.Proposals, ikecrypto.ParseIKEProposal)
+	want.Children[0].ParsedESP, _ = parseProposals(want.Children[0].ESPProposals, ikecrypto.ParseESPProposal)
+	if len(want.IKEProposals) != 1 || len(want.Children[0].ParsedESP) != 2 {
+		t.Fatalf("parsed proposals: %v %v", want.IKEProposals, want.Children[0].ParsedESP)
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("connection home:\n got %+v\nwant %+v", c, want)
@@ -1063,4 +1070,22 @@ func TestRemoteCertPolicy(t *testing.T) {
 			t.Fatalf("%v", err)
 		}
 	})
+}
+
+// Proposals are parsed once, by config, defaults included: the daemon hands them to the
+// engine as they are (issue 12: they used to be parsed again there).
+func TestProposalsParsedOnce(t *testing.T) {
+	cfg, err := Parse([]byte(limitsConfig("", "")), "gw.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Connections[0]
+	want, _ := parseProposals([]string{"default"}, ikecrypto.ParseIKEProposal)
+	if len(c.IKEProposals) == 0 || !reflect.DeepEqual(c.IKEProposals, want) {
+		t.Errorf("default IKE proposals: %v", c.IKEProposals)
+	}
+	wantESP, _ := parseProposals([]string{"default"}, ikecrypto.ParseESPProposal)
+	if len(c.Children[0].ParsedESP) == 0 || !reflect.DeepEqual(c.Children[0].ParsedESP, wantESP) {
+		t.Errorf("default ESP proposals: %v", c.Children[0].ParsedESP)
+	}
 }

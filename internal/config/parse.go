@@ -19,6 +19,7 @@ import (
 
 	"github.com/mobikevpn/mobikevpn/ike/cert"
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
 )
 
 // Defaults.
@@ -726,7 +727,24 @@ func (p *parser) connection(f field, cfg *Config) (*Connection, error) {
 			return nil, p.errf(f.keyLine, f.v.path, "psk authentication, but no entry in secrets has an id matching the local id %q or the remote id %q", c.Local.ID, c.Remote.ID)
 		}
 	}
+	if c.IKEProposals, err = parseProposals(c.Proposals, ikecrypto.ParseIKEProposal); err != nil {
+		return nil, p.errf(f.keyLine, joinPath(f.v.path, "proposals"), "%v", err)
+	}
 	return c, nil
+}
+
+// parseProposals parses validated proposal strings into the engine's proposals, in
+// order (one string may give several: "default").
+func parseProposals(ss []string, parse func(string) ([]wire.Proposal, error)) ([]wire.Proposal, error) {
+	var out []wire.Proposal
+	for _, s := range ss {
+		ps, err := parse(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	return out, nil
 }
 
 func (p *parser) additional(v val, a *AdditionalAddrs) error {
@@ -1116,6 +1134,9 @@ func (p *parser) children(v val) ([]*Child, error) {
 			if err := p.childVolumes(o, ch); err != nil {
 				return nil, err
 			}
+		}
+		if ch.ParsedESP, err = parseProposals(ch.ESPProposals, ikecrypto.ParseESPProposal); err != nil {
+			return nil, p.errf(f.keyLine, joinPath(f.v.path, "esp_proposals"), "%v", err)
 		}
 		out = append(out, ch)
 	}

@@ -1,13 +1,11 @@
 package daemon
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 
 	"github.com/mobikevpn/mobikevpn/ike"
 	"github.com/mobikevpn/mobikevpn/ike/cert"
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
@@ -92,13 +90,7 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 	ic.LocalCred = c.Local.Cred
 	ic.RemoteCAs = c.Remote.CAs
 	ic.RemotePolicy = cert.PeerPolicy{AnyID: c.Remote.AcceptAnyID, EKUs: c.Remote.EKUOIDs, CRLs: c.Remote.CRLs}
-	for _, s := range c.Proposals {
-		ps, err := ikecrypto.ParseIKEProposal(s)
-		if err != nil {
-			return nil, fmt.Errorf("connection %q: %w", c.Name, err)
-		}
-		ic.Proposals = append(ic.Proposals, ps...)
-	}
+	ic.Proposals = c.IKEProposals
 	for _, ch := range c.Children {
 		cc := &ike.ChildConfig{
 			Name:      ch.Name,
@@ -109,13 +101,7 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 			RekeyBytes: ch.RekeyBytes, LifeBytes: ch.LifeBytes,
 			RekeyPackets: ch.RekeyPackets, LifePackets: ch.LifePackets,
 		}
-		for _, s := range ch.ESPProposals {
-			ps, err := ikecrypto.ParseESPProposal(s)
-			if err != nil {
-				return nil, fmt.Errorf("connection %q child %q: %w", c.Name, ch.Name, err)
-			}
-			cc.ESPProposals = append(cc.ESPProposals, ps...)
-		}
+		cc.ESPProposals = ch.ParsedESP
 		ic.Children = append(ic.Children, cc)
 	}
 	return ic, nil
