@@ -42,7 +42,8 @@ type Config struct {
 	FragmentSize int
 
 	// CookieThreshold is the number of half-open SAs from which COOKIEs are demanded
-	// (0: the default 10; negative: always).
+	// from everyone; 0 demands them always (as the configuration's cookie_threshold: 0).
+	// The configuration's default is DefaultCookieThreshold.
 	CookieThreshold int
 	HalfOpenTimeout time.Duration // how long a half-open SA waits for IKE_AUTH (default 30s)
 	// BlockThreshold is the number of half-open SAs one source (an IPv4 address, an IPv6
@@ -72,6 +73,9 @@ type Config struct {
 	Rand   io.Reader // crypto/rand.Reader unless a test injects another
 	Logger *slog.Logger
 }
+
+// DefaultCookieThreshold is cookie_threshold's default (strongSwan's is 10 too).
+const DefaultCookieThreshold = 10
 
 // Retransmit configures the retransmission of requests: the n-th retransmission (from
 // 0) is sent Timeout*Base^n after the previous one; after Tries retransmissions and one
@@ -179,11 +183,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.FragmentSize == 0 {
 		c.FragmentSize = DefaultFragmentSize
-	}
-	if c.CookieThreshold == 0 {
-		c.CookieThreshold = 10
-	} else if c.CookieThreshold < 0 {
-		c.CookieThreshold = 0
 	}
 	if c.BlockThreshold == 0 {
 		c.BlockThreshold = 5

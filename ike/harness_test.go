@@ -261,6 +261,7 @@ func pskFunc(secret string) func(string, string) ([]byte, bool) {
 // gatewayConfig is a responder with a pool, like the README's example.
 func gatewayConfig(t testing.TB, ike, esp string) Config {
 	return Config{
+		CookieThreshold: DefaultCookieThreshold,
 		Connections: []*Conn{{
 			Name:        "rw",
 			LocalAddrs:  []netip.Addr{gwAddr},

@@ -33,9 +33,6 @@ func ikeConfig(cfg *config.Config) (ike.Config, error) {
 		SourceAddr: sourceAddr,
 		Reachable:  reachableAddrs,
 	}
-	if cfg.CookieThreshold == 0 {
-		out.CookieThreshold = -1 // every IKE_SA_INIT needs a COOKIE
-	}
 	for _, p := range cfg.Pools {
 		out.Pools = append(out.Pools, &ike.PoolConfig{Name: p.Name, Addrs: p.Addrs, DNS: p.DNS})
 	}
