@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/netip"
 	"runtime"
 	"slices"
 	"sort"
@@ -225,29 +224,10 @@ type switchWait struct {
 }
 
 // Switch implements control.Switcher: `mobikevpn switch`.
-func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string, error) {
-	to, err := netip.ParseAddr(req.To)
-	if err != nil {
-		return "", control.UsageError("switch --to %q: not an IP address", req.To)
-	}
-	var sel ike.SwitchSelector
-	switch {
-	case req.SA != nil:
-		sel.SA = *req.SA
-		if sel.SA == 0 {
-			return "", control.UsageError("switch --sa 0: IKE SA ids start at 1")
-		}
-	case req.Peer != "":
-		sel.Peer = req.Peer
-	case req.From != "":
-		if sel.From, err = netip.ParseAddr(req.From); err != nil {
-			return "", control.UsageError("switch --from %q: not an IP address", req.From)
-		}
-	case req.All:
-		sel.All = true
-	default:
-		return "", control.UsageError("switch needs one selection: --sa ID, --peer IDENTITY, --from ADDR or --all")
-	}
+// (control.SwitchRequest.Parse validated req.)
+func (d *daemon) Switch(ctx context.Context, req control.Switch) (string, error) {
+	to := req.To
+	sel := ike.SwitchSelector{SA: req.SA, Peer: req.Peer, From: req.From, All: req.All}
 	var targets []ike.SwitchTarget
 	var swErr error
 	// With --wait, events gets the EventSwitched of each SA asked to move. Its buffer
