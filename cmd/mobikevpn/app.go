@@ -58,7 +58,7 @@ type app struct {
 }
 
 func newApp(stdout, stderr io.Writer) *app {
-	return &app{stdout: stdout, stderr: stderr, getenv: os.Getenv, signals: osSignals, runDaemon: daemon.Run}
+	return &app{stdout: stdout, stderr: stderr, getenv: os.Getenv, signals: osSignals, runDaemon: runSystem}
 }
 
 // runApp runs the CLI on args (args[0] is the program name) and returns the exit code.

@@ -1,14 +1,11 @@
 package daemon
 
 import (
-	"net"
-	"net/netip"
 
 	"github.com/mobikevpn/mobikevpn/ike"
 	"github.com/mobikevpn/mobikevpn/ike/cert"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/internal/config"
-	"github.com/mobikevpn/mobikevpn/internal/netmon"
 	"github.com/mobikevpn/mobikevpn/mobike"
 )
 
@@ -29,9 +26,7 @@ func ikeConfig(cfg *config.Config) (ike.Config, error) {
 			Tries:   cfg.Retransmit.Tries,
 			Base:    cfg.Retransmit.Base,
 		},
-		PSK:        cfg.PSK,
-		SourceAddr: sourceAddr,
-		Reachable:  reachableAddrs,
+		PSK: cfg.PSK,
 	}
 	for _, p := range cfg.Pools {
 		out.Pools = append(out.Pools, &ike.PoolConfig{Name: p.Name, Addrs: p.Addrs, DNS: p.DNS})
@@ -116,25 +111,4 @@ func tsConfigs(ts []config.TS) []ike.TSConfig {
 		out = append(out, ike.TSConfig{Dynamic: t.Dynamic, Selector: sel})
 	}
 	return out
-}
-
-// sourceAddr asks the kernel which source address it would use for remote: a connected
-// UDP socket sends nothing but has its local address chosen by the routing table.
-// reachableAddrs lists the host's addresses that can reach remote (none when the
-// system cannot be asked: announcing fewer addresses is harmless, a wrong one is not).
-func reachableAddrs(remote netip.Addr) []netip.Addr {
-	addrs, err := netmon.Reachable(remote)
-	if err != nil {
-		return nil
-	}
-	return addrs
-}
-
-func sourceAddr(remote netip.Addr) (netip.Addr, error) {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 9)))
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
 }
