@@ -1,7 +1,6 @@
 package daemon
 
 import (
-
 	"github.com/mobikevpn/mobikevpn/ike"
 	"github.com/mobikevpn/mobikevpn/ike/cert"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
