@@ -570,13 +570,21 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 	}
 	sa.local, sa.remote, sa.initReq = sa.initCopies[ci].local, sa.initCopies[ci].remote, sa.initCopies[ci].data
 	e.logMessage("received", sa, *h, local, remote, m.Payloads)
-	// Unprotected error notifies: COOKIE and INVALID_KE_PAYLOAD make us try again;
-	// anything else is fatal. All of them could be forged by an on-path attacker, so
-	// they are only believed while we wait for this response (RFC 7296 2.21.1).
+	if e.initErrorNotify(now, sa, m) {
+		return
+	}
+	e.initDone(now, sa, local, remote, data, h, m)
+}
+
+// initErrorNotify handles an IKE_SA_INIT response that is a lone error notify: COOKIE
+// and INVALID_KE_PAYLOAD make us try again, anything else is fatal. All of them could
+// be forged by an on-path attacker, so they are only believed while we wait for this
+// response (RFC 7296 2.21.1). It reports whether the response was one.
+func (e *Engine) initErrorNotify(now time.Time, sa *IKESA, m *wire.Message) bool {
 	if c := wire.FindNotify(m.Payloads, wire.COOKIE); c != nil && wire.Find[*wire.SA](m.Payloads) == nil {
 		if sa.cookieTries >= maxCookieTries || len(c.Data) == 0 || len(c.Data) > 64 {
 			e.failInit(now, sa, "peer keeps demanding COOKIE")
-			return
+			return true
 		}
 		sa.cookieTries++
 		sa.cookie = append([]byte(nil), c.Data...)
@@ -584,13 +592,13 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 			e.failInit(now, sa, err.Error())
 		}
 		e.schedule(sa)
-		return
+		return true
 	}
 	if n := wire.FindNotify(m.Payloads, wire.INVALID_KE_PAYLOAD); n != nil {
 		g, err := n.Group()
 		if err != nil || !offersGroup(sa.conn.Proposals, g) || g == sa.kex.Group() || sa.keTries >= maxKETries {
 			e.failInit(now, sa, "INVALID_KE_PAYLOAD")
-			return
+			return true
 		}
 		sa.keTries++
 		e.log.Info("peer asks for another key exchange group", "sa", sa.id, "group", g)
@@ -598,14 +606,20 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 			e.failInit(now, sa, err.Error())
 		}
 		e.schedule(sa)
-		return
+		return true
 	}
 	for _, p := range m.Payloads {
 		if n, ok := p.(*wire.Notify); ok && n.NotifyType.IsError() {
 			e.failInit(now, sa, n.NotifyType.String())
-			return
+			return true
 		}
 	}
+	return false
+}
+
+// initDone completes IKE_SA_INIT from the responder's answer: the proposal it chose,
+// the keys, NAT detection, the float to the NAT-T port, and our IKE_AUTH.
+func (e *Engine) initDone(now time.Time, sa *IKESA, local, remote netip.AddrPort, data []byte, h *wire.Header, m *wire.Message) {
 	saP := wire.Find[*wire.SA](m.Payloads)
 	keP := wire.Find[*wire.KE](m.Payloads)
 	nrP := wire.Find[*wire.Nonce](m.Payloads)

@@ -92,25 +92,7 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 	}
 	switch {
 	case h.MessageID+1 == sa.peerReqID && sa.lastResp != nil:
-		// A retransmission: answer with the cached response, byte for byte, to where
-		// this copy came from; for a fragmented request, only its first fragment
-		// triggers that (RFC 7383 2.6.1). Only an identical copy of the request counts,
-		// so that forged or corrupted datagrams cannot make us send.
-		if fragNum > 1 {
-			return
-		}
-		if sha256.Sum256(data) != sa.lastReqHash {
-			e.drop(&e.drops.Decrypt, "altered copy of an answered request", remote, nil)
-			return
-		}
-		if !e.replayAllowed(now, sa, remote) {
-			e.drop(&e.drops.ReplayLimited, "copy of an answered request beyond the replay rate", remote, nil)
-			return
-		}
-		e.drops.Retransmits.Add(1)
-		for _, d := range sa.lastResp {
-			e.emit(Send{Local: local, Remote: remote, Data: d})
-		}
+		e.answerAgain(now, sa, local, remote, data, fragNum)
 		return
 	case h.MessageID != sa.peerReqID:
 		e.drop(&e.drops.BadMessageID, "request outside the window", remote, nil)
@@ -202,6 +184,28 @@ func (e *Engine) endIfInvalidSyntax(now time.Time, sa *IKESA) {
 	}
 	e.log.Info("we answered a malformed request with INVALID_SYNTAX: the IKE SA is gone", "sa", sa.id)
 	e.removeSA(now, sa, "INVALID_SYNTAX: the peer's request was malformed")
+}
+
+// answerAgain answers a retransmitted request with the cached response, byte for
+// byte, to where this copy came from; for a fragmented request, only its first fragment
+// triggers that (RFC 7383 2.6.1). Only an identical copy of the request counts, so that
+// forged or corrupted datagrams cannot make us send, and within the replay rate.
+func (e *Engine) answerAgain(now time.Time, sa *IKESA, local, remote netip.AddrPort, data []byte, fragNum uint16) {
+	if fragNum > 1 {
+		return
+	}
+	if sha256.Sum256(data) != sa.lastReqHash {
+		e.drop(&e.drops.Decrypt, "altered copy of an answered request", remote, nil)
+		return
+	}
+	if !e.replayAllowed(now, sa, remote) {
+		e.drop(&e.drops.ReplayLimited, "copy of an answered request beyond the replay rate", remote, nil)
+		return
+	}
+	e.drops.Retransmits.Add(1)
+	for _, d := range sa.lastResp {
+		e.emit(Send{Local: local, Remote: remote, Data: d})
+	}
 }
 
 // respond sends (and caches) the response to the request with header h.
