@@ -366,7 +366,7 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	// The connection's other Child SAs come in CREATE_CHILD_SA exchanges.
 	for _, cc := range sa.conn.Children {
 		if cc != sa.firstChild {
-			e.createChild(now, sa, cc, 0)
+			e.createChild(now, sa, cc, 0, nil)
 		}
 	}
 }

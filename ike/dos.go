@@ -49,15 +49,14 @@ func (e *Engine) charge(sa *IKESA) {
 func (e *Engine) PreauthBytes() int { return e.preauth }
 
 // replayAllowed rate-limits answers to copies of an answered request (cached
-// responses): at most one per source every replayInterval, and replayBurst per SA per
-// second from all sources, so that the cache cannot be used as a reflector.
+// responses), so that the cache cannot be used as a reflector: at most one answer per
+// source every replayInterval, and at most replayBurst answers per SA in any second to
+// sources other than the SA's peer. The peer's own address is not in that budget, so
+// that copies spoofed from elsewhere cannot keep its retransmissions unanswered (what
+// goes to the peer is what it asked for, at most four times a second).
 func (e *Engine) replayAllowed(now time.Time, sa *IKESA, to netip.AddrPort) bool {
-	recent := 0
 	oldest := -1
 	for i, r := range sa.replays {
-		if now.Sub(r.at) < time.Second {
-			recent++
-		}
 		if r.to == to && now.Sub(r.at) < replayInterval {
 			return false
 		}
@@ -65,8 +64,18 @@ func (e *Engine) replayAllowed(now time.Time, sa *IKESA, to netip.AddrPort) bool
 			oldest = i
 		}
 	}
-	if recent >= replayBurst {
-		return false
+	peer := to == sa.remote
+	if !peer {
+		// The budget: replayBurst answers in any second, a ring of their times.
+		if sa.replayTimes == nil {
+			sa.replayTimes = new([replayBurst]time.Time) // only once copies come from elsewhere
+		}
+		last := sa.replayTimes[sa.replayNext]
+		if !last.IsZero() && now.Sub(last) < time.Second {
+			return false
+		}
+		sa.replayTimes[sa.replayNext] = now
+		sa.replayNext = (sa.replayNext + 1) % replayBurst
 	}
 	for i := range sa.replays {
 		if sa.replays[i].to == to {

@@ -139,8 +139,13 @@ func New(cfg Config) (*Engine, error) {
 			}
 		}
 	}
-	if _, err := io.ReadFull(e.rand, e.cookieSecret[0][:]); err != nil {
-		return nil, err
+	// Both secrets: the one before the first rotation is accepted too (version 255
+	// while the version is 0), and an unfilled one would be all zeros, a secret
+	// anyone knows.
+	for i := range e.cookieSecret {
+		if _, err := io.ReadFull(e.rand, e.cookieSecret[i][:]); err != nil {
+			return nil, err
+		}
 	}
 	return e, nil
 }

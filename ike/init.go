@@ -721,7 +721,11 @@ func (e *Engine) rotateCookieSecret(now time.Time) {
 	if now.Sub(e.cookieRotatedAt) < e.cookieRotateEach {
 		return
 	}
+	var next [32]byte
+	if _, err := io.ReadFull(e.rand, next[:]); err != nil {
+		return // keep the current secret until randomness comes back
+	}
 	e.cookieRotatedAt = now
 	e.cookieVersion++
-	io.ReadFull(e.rand, e.cookieSecret[e.cookieVersion&1][:])
+	e.cookieSecret[e.cookieVersion&1] = next
 }

@@ -33,15 +33,18 @@ func (e *Engine) ChildVolume(now time.Time, v VolumeLimit) []Action {
 	if v.Hard {
 		what = "hard"
 	}
+	if v.Hard {
+		// Set even while a rekey is under way: should the peer refuse that rekey,
+		// the Child SA is replaced at once instead of waiting to try again (the
+		// datapath sends nothing more on it, and reports each limit once).
+		c.expired = true
+	}
 	if c.state != childInstalled {
 		// Being rekeyed or deleted already: its replacement is on its way.
 		e.log.Debug("Child SA volume limit reached while it is being replaced", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn), "limit", what, "state", c.state.String())
 		return e.take()
 	}
 	e.log.Info("Child SA reached a volume limit; rekeying it", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn), "inbound", v.Inbound, "limit", what)
-	if v.Hard {
-		c.expired = true
-	}
 	e.rekeyChild(now, sa, c, 0)
 	if c.state == childInstalled && (c.rekeyAt.IsZero() || c.rekeyAt.After(now.Add(time.Second))) {
 		// Not now (the IKE SA is being rekeyed, say): soon, by the timer.
@@ -69,10 +72,14 @@ func (e *Engine) childForVolume(v VolumeLimit) (*IKESA, *ChildSA) {
 	return nil, nil
 }
 
-// replaceExpired deletes c, past a hard volume limit and not rekeyed, and asks for a new
-// Child SA of its configuration first, so that its flow's routes never go away.
+// replaceExpired asks for a new Child SA of c's configuration to carry c's flow on, c
+// being past a hard volume limit and its rekey refused; c is deleted once the new one
+// is installed, so that the flow's routes never go away (see replacementRefused).
 func (e *Engine) replaceExpired(now time.Time, sa *IKESA, c *ChildSA) {
-	e.log.Info("Child SA past its hard volume limit could not be rekeyed; deleting it and creating a new one", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn))
-	e.createChild(now, sa, c.cfg, 0)
-	e.deleteChild(now, sa, c)
+	e.log.Info("Child SA past its hard volume limit could not be rekeyed; creating a new one to replace it", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn))
+	c.state = childRekeying // nothing else replaces it meanwhile
+	if !e.createChild(now, sa, c.cfg, 0, c) {
+		c.state = childInstalled
+		c.rekeyAt = now.Add(retryDelay)
+	}
 }

@@ -296,10 +296,13 @@ func (e *Engine) deleteChild(now time.Time, sa *IKESA, c *ChildSA) {
 	})
 }
 
-// createChild asks for an additional Child SA of configuration cfg.
-func (e *Engine) createChild(now time.Time, sa *IKESA, cfg *ChildConfig, group uint16) {
+// createChild asks for an additional Child SA of configuration cfg, or, with replaces
+// set, for the one that takes over the flow of replaces (past its hard volume limit,
+// its rekey refused: see replaceExpired).
+// It reports whether the request was queued.
+func (e *Engine) createChild(now time.Time, sa *IKESA, cfg *ChildConfig, group uint16, replaces *ChildSA) bool {
 	if sa.state != stateEstablished {
-		return
+		return false
 	}
 	if group == 0 {
 		group = firstGroup(cfg.ESPProposals)
@@ -309,7 +312,7 @@ func (e *Engine) createChild(now time.Time, sa *IKESA, cfg *ChildConfig, group u
 	cr, ps, err := e.newChildRequest(sa, cfg, group, nil, tsi, tsr)
 	if err != nil {
 		e.log.Error("cannot create Child SA", "sa", sa.id, "err", err)
-		return
+		return false
 	}
 	e.queueRequest(now, sa, &request{
 		exchange: wire.CREATE_CHILD_SA,
@@ -319,20 +322,55 @@ func (e *Engine) createChild(now time.Time, sa *IKESA, cfg *ChildConfig, group u
 			e.releaseSPI(sa, cr.spi)
 			if n := errorNotify(m.Payloads); n != nil {
 				if g, err := n.Group(); n.NotifyType == wire.INVALID_KE_PAYLOAD && err == nil && g != group && offersGroup(cfg.ESPProposals, g) {
-					e.createChild(now, sa, cfg, g)
+					e.createChild(now, sa, cfg, g, replaces)
 					return
 				}
 				e.log.Info("Child SA refused", "sa", sa.id, "child", cfg.Name, "reason", n.NotifyType.String())
+				e.replacementRefused(now, sa, replaces, n.NotifyType)
 				return
 			}
 			c, keys, reason := e.childFromResponse(sa, cr, m)
 			if c == nil {
 				e.log.Info("Child SA refused", "sa", sa.id, "child", cfg.Name, "reason", reason)
+				e.replacementRefused(now, sa, replaces, 0)
 				return
 			}
+			old := replaces
+			if old != nil && sa.childBySPIIn(old.spiIn) != old {
+				old = nil // deleted meanwhile: c is a flow of its own
+			}
+			if old != nil {
+				c.policy = old.policy // c carries the flow on
+			}
 			e.installChild(now, sa, c, keys, true, false)
+			if old != nil {
+				e.log.Info("Child SA replaced", "sa", sa.id, "child", cfg.Name, "old_spi_in", spiHex(old.spiIn), "new_spi_in", spiHex(c.spiIn))
+				old.state = childRekeyed
+				old.successor = c
+				e.deleteChild(now, sa, old)
+			}
 		},
 	})
+	return true
+}
+
+// replacementRefused handles the refusal of old's replacement (nil: not a replacement).
+// A TEMPORARY_FAILURE (RFC 7296 2.25: the peer is busy, rekeying the IKE SA say) is
+// tried again later, by the rekey timer, the flow kept meanwhile; any other refusal is
+// final: old goes, and its flow with it.
+func (e *Engine) replacementRefused(now time.Time, sa *IKESA, old *ChildSA, why wire.NotifyType) {
+	if old == nil || sa.childBySPIIn(old.spiIn) != old || old.state != childRekeying {
+		return
+	}
+	old.state = childInstalled
+	if why == wire.TEMPORARY_FAILURE {
+		e.log.Info("replacement of the Child SA past its hard limit refused for now; trying again", "sa", sa.id, "child", old.cfg.Name, "spi_in", spiHex(old.spiIn))
+		old.rekeyAt = now.Add(retryDelay)
+		e.schedule(sa)
+		return
+	}
+	e.log.Warn("Child SA past its hard limit could not be replaced; deleting it", "sa", sa.id, "child", old.cfg.Name, "spi_in", spiHex(old.spiIn))
+	e.deleteChild(now, sa, old)
 }
 
 // dynamicLocal is what "dynamic" means for our side of a Child SA: our virtual IPs, else

@@ -292,6 +292,7 @@ func (e *Engine) inherit(now time.Time, old, ns *IKESA) {
 		ns.pm, old.pm = old.pm, nil
 		e.applyPath(now, ns, ns.pm.Rekeyed(now), nil)
 	}
+	e.moveQueue(now, old, ns)
 	old.rekeyedTo = ns
 	old.rekeyAt = time.Time{}
 	old.dpdAt = time.Time{}
@@ -300,4 +301,27 @@ func (e *Engine) inherit(now time.Time, old, ns *IKESA) {
 	e.log.Info("IKE SA rekeyed", "old", old.id, "new", ns.id, "proposal", ns.suite.String())
 	e.emit(Event{IKESA: ns.id, Conn: ns.conn.Name, Kind: EventRekeyed, Reason: "replaces IKE SA", Replaces: old.id})
 	e.schedule(ns)
+}
+
+// moveQueue hands the requests still waiting for old's window to ns, which carries on
+// for it: a Child SA rekey, create or delete, an address announcement and a switch
+// request would otherwise be dropped with old (its Child SA left rekeying for good,
+// the announcement counted as sent). Their reply handlers take the SA they arrive on,
+// and the Child SAs and reserved SPIs they name moved to ns already. What belongs to
+// old stays: its liveness check, Delete and rekey, and the path manager's checks,
+// whose NAT detection hashes old's SPIs (Rekeyed asks for them again on ns).
+func (e *Engine) moveQueue(now time.Time, old, ns *IKESA) {
+	kept := old.queue[:0]
+	for _, r := range old.queue {
+		//exhaustive:enforce
+		switch r.kind {
+		case reqRekeyChild, reqCreateChild, reqDeleteChild, reqNotify, reqSwitch:
+			ns.queue = append(ns.queue, r)
+		case reqInit, reqAuth, reqDPD, reqDelete, reqRekeyIKE, reqUpdate, reqCheck:
+			kept = append(kept, r)
+		}
+	}
+	clear(old.queue[len(kept):])
+	old.queue = kept
+	e.startNext(now, ns)
 }

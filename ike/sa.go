@@ -83,8 +83,12 @@ type IKESA struct {
 	provedCookie bool
 	// charged is what Engine.preauth counts for this SA.
 	charged int
-	// replays are the recent answers to copies of answered requests, per source.
-	replays []replayStamp
+	// replays are the recent answers to copies of answered requests, per source;
+	// replayTimes the times of the last replayBurst answers to sources other than
+	// the peer, a ring (replayNext is the oldest).
+	replays     []replayStamp
+	replayTimes *[replayBurst]time.Time
+	replayNext  int
 
 	// natLocal: the peer saw another address than ours, a NAT is in front of us.
 	// natRemote: the peer's address is not what it says, a NAT in front of it, or a

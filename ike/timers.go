@@ -193,7 +193,7 @@ func (e *Engine) schedule(sa *IKESA) {
 
 // peerDead handles an exhausted retransmission.
 func (e *Engine) peerDead(now time.Time, sa *IKESA) {
-	conn := sa.conn
+	conn := e.currentConn(sa.conn) // a restart follows the configuration as reloaded
 	wasUp := sa.state == stateEstablished
 	deleting := sa.state == stateDeleting
 	reason := "timeout: no response from peer"
@@ -202,6 +202,8 @@ func (e *Engine) peerDead(now time.Time, sa *IKESA) {
 		return
 	}
 	switch {
+	case sa.origInitiator && sa.conn != nil && conn == nil:
+		e.log.Info("not restarting: a reload removed the connection", "conn", sa.conn.Name)
 	case !sa.origInitiator || conn == nil:
 	case wasUp && conn.DPDAction == "restart":
 		e.log.Info("restarting connection after DPD failure", "conn", conn.Name)
@@ -214,8 +216,19 @@ func (e *Engine) peerDead(now time.Time, sa *IKESA) {
 	}
 }
 
+// currentConn is the connection of c's name in the configuration as it is now (a
+// reload replaces every Conn), or nil when the reload removed it.
+func (e *Engine) currentConn(c *Conn) *Conn {
+	if c == nil {
+		return nil
+	}
+	return e.conns[c.Name]
+}
+
 // restart initiates conn again after its SA was lost; the attempt keeps retrying
-// while the peer does not answer.
+// while the peer does not answer. conn is the current configuration's (currentConn):
+// an SA established before a reload restarts with the reloaded identities, proposals
+// and CRLs, or not at all once its connection is gone.
 func (e *Engine) restart(now time.Time, conn *Conn) {
 	id, err := e.initiate(now, conn)
 	if err != nil {
