@@ -24,6 +24,13 @@ type ChildKeys struct {
 	Encr, Integ []byte
 }
 
+// wipe overwrites keys the engine holds and will not hand out any more.
+func (k *ChildKeys) wipe() {
+	clear(k.Encr)
+	clear(k.Integ)
+	*k = ChildKeys{}
+}
+
 // InstallInbound asks for inbound ESP with SPI to be accepted and decrypted with Keys;
 // decrypted packets must lie within the selectors (RemoteTS = their source, LocalTS =
 // their destination). Local and Remote are the SA's outer endpoints (for the key log).

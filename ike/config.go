@@ -238,6 +238,9 @@ func (e *Engine) Reload(cfg Config) error {
 		}
 		conns[c.Name] = c
 	}
+	if err := poolsOverlap(cfg.Pools); err != nil {
+		return err
+	}
 	pools := make(map[string]*pool)
 	kept := make(map[*pool]bool)
 	for _, p := range cfg.Pools {
@@ -251,6 +254,13 @@ func (e *Engine) Reload(cfg Config) error {
 			return err
 		}
 		pools[p.Name] = pl
+	}
+	for _, c := range cfg.Connections {
+		for _, name := range c.Pools {
+			if pools[name] == nil {
+				return fmt.Errorf("ike: connection %q: unknown pool %q", c.Name, name)
+			}
+		}
 	}
 	// Every virtual IP a live SA holds stays leased: taken in the new pool that
 	// contains it, so that it is never handed to a second client. One that no pool
@@ -288,19 +298,13 @@ func (e *Engine) Reload(cfg Config) error {
 	for _, l := range leases {
 		l.pl.take(l.id, l.a)
 	}
+	// Nothing is refused from here on: the kept pools take the new DNS servers.
 	for name, pl := range pools {
 		if kept[pl] {
 			for _, p := range cfg.Pools {
 				if p.Name == name {
 					pl.dns = p.DNS
 				}
-			}
-		}
-	}
-	for _, c := range cfg.Connections {
-		for _, name := range c.Pools {
-			if pools[name] == nil {
-				return fmt.Errorf("ike: connection %q: unknown pool %q", c.Name, name)
 			}
 		}
 	}
@@ -314,4 +318,21 @@ func maskAll(ps []netip.Prefix) []netip.Prefix {
 		out[i] = p.Masked()
 	}
 	return out
+}
+
+// poolsOverlap refuses pools that share addresses: each pool only knows its own
+// leases, so an address in two pools could be handed to two clients.
+func poolsOverlap(pools []*PoolConfig) error {
+	for i, a := range pools {
+		for _, b := range pools[i+1:] {
+			for _, pa := range a.Addrs {
+				for _, pb := range b.Addrs {
+					if pa.Overlaps(pb) {
+						return fmt.Errorf("ike: pools %q (%s) and %q (%s) overlap", a.Name, pa, b.Name, pb)
+					}
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package ike
 import (
 	"net/netip"
 	"time"
+	"unsafe"
 )
 
 // Before authentication: what a peer can make us hold (messages, fragments) and
@@ -29,7 +30,8 @@ func (sa *IKESA) preauthHeld() int {
 	}
 	for _, f := range sa.frags {
 		if f != nil {
-			n += f.size
+			// The fragments, and the table of their slots (a slice header each).
+			n += f.size + cap(f.parts)*int(unsafe.Sizeof([]byte(nil)))
 		}
 	}
 	return n

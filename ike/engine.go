@@ -125,6 +125,9 @@ func New(cfg Config) (*Engine, error) {
 		}
 		e.conns[c.Name] = c
 	}
+	if err := poolsOverlap(cfg.Pools); err != nil {
+		return nil, err
+	}
 	for _, p := range cfg.Pools {
 		pl, err := newPool(p)
 		if err != nil {

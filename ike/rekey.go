@@ -250,7 +250,7 @@ func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childR
 			e.log.Info("rekey collision: ours has the lowest nonce, closing it", "sa", sa.id, "child", c.cfg.Name)
 			e.installChild(now, sa, n, keys, true, true)
 			n.activateAt = time.Time{}
-			n.outKeys = ChildKeys{}
+			n.outKeys.wipe()
 			c.successor = b
 			e.deleteChild(now, sa, n)
 			return
@@ -259,7 +259,7 @@ func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childR
 		// carries our traffic.
 		e.log.Info("rekey collision: the peer's has the lowest nonce, the peer closes it", "sa", sa.id, "child", c.cfg.Name)
 		b.activateAt = time.Time{}
-		b.outKeys = ChildKeys{}
+		b.outKeys.wipe()
 	}
 	e.installChild(now, sa, n, keys, true, false)
 	e.log.Info("Child SA rekeyed", "sa", sa.id, "child", c.cfg.Name, "old_spi_in", spiHex(c.spiIn), "new_spi_in", spiHex(n.spiIn))

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -360,5 +361,71 @@ func TestNoRestartOfConnectionRemovedByReload(t *testing.T) {
 	}
 	if !strings.Contains(clLog.String(), "not restarting: a reload removed the connection") {
 		t.Errorf("no log line says why the connection was not restarted:\n%s", clLog)
+	}
+}
+
+// Found in review (minor), fixed since: pools that share addresses are refused (each
+// pool knows only its own leases: an address in two could go to two clients), and a
+// refused reload changes nothing, not even the DNS servers of the pools it keeps.
+func TestOverlappingPoolsAndRefusedReloadChangeNothing(t *testing.T) {
+	n, gw, cl := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16", nil)
+	if !n.run(time.Minute, established(gw, cl)) {
+		t.Fatal("not established")
+	}
+	rw := netip.MustParsePrefix("198.18.100.0/24")
+	dns := []netip.Addr{netip.MustParseAddr("198.18.0.53")}
+	overlap := []*PoolConfig{
+		{Name: "rw", Addrs: []netip.Prefix{rw}},
+		{Name: "more", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.100.128/25")}},
+	}
+	cfg := gw.e.cfg
+	cfg.Pools = overlap
+	if err := gw.e.Reload(cfg); err == nil || !strings.Contains(err.Error(), `pools "rw" (198.18.100.0/24) and "more" (198.18.100.128/25) overlap`) {
+		t.Errorf("reload with overlapping pools: %v", err)
+	}
+	cfg.Pools = overlap
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "overlap") {
+		t.Errorf("New with overlapping pools: %v", err)
+	}
+	// Refused for an unknown pool: the kept pool's DNS servers stay as they were.
+	before := gw.e.pools["rw"].dns
+	cfg.Pools = []*PoolConfig{{Name: "rw", Addrs: []netip.Prefix{rw}, DNS: dns}}
+	conn := *cfg.Connections[0]
+	conn.Pools = []string{"rw", "nowhere"}
+	cfg.Connections = []*Conn{&conn}
+	if err := gw.e.Reload(cfg); err == nil || !strings.Contains(err.Error(), `unknown pool "nowhere"`) {
+		t.Fatalf("reload naming an unknown pool: %v", err)
+	}
+	if got := gw.e.pools["rw"].dns; !slices.Equal(got, before) {
+		t.Errorf("the refused reload changed the pool's DNS servers from %v to %v", before, got)
+	}
+}
+
+// Found in review (minor), fixed since: the outbound keys of a Child SA that never
+// carried our traffic (a collision's loser, one deleted before its deferred
+// activation) are overwritten when it goes, like every other key the engine drops.
+func TestUnactivatedOutboundKeysWiped(t *testing.T) {
+	n, gw, cl := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16", nil)
+	if !n.run(time.Minute, established(gw, cl)) {
+		t.Fatal("not established")
+	}
+	sa := onlySA(t, gw)
+	c := sa.children[0]
+	encr, integ := []byte{1, 2, 3, 4}, []byte{5, 6}
+	c.outKeys = ChildKeys{Encr: encr, Integ: integ} // as if its activation were deferred
+	gw.e.retireChild(n.now, sa, c, false)
+	if !bytes.Equal(encr, make([]byte, 4)) || !bytes.Equal(integ, make([]byte, 2)) || c.outKeys.Encr != nil {
+		t.Errorf("the retired Child SA's outbound keys were not overwritten: %x %x", encr, integ)
+	}
+}
+
+// Found in review (minor), fixed since: the pre-authentication memory a fragment
+// buffer holds includes its table of fragment slots (up to 128 of them), not only the
+// fragments' bytes.
+func TestPreauthCountsFragmentSlots(t *testing.T) {
+	sa := &IKESA{state: stateInitDone}
+	sa.frags[0] = &fragBuffer{total: 128, parts: make([][]byte, 128), size: 100}
+	if got, want := sa.preauthHeld(), 100+128*24; got < want {
+		t.Errorf("a buffer of 128 fragment slots and 100 bytes counts %d bytes, want at least %d", got, want)
 	}
 }
