@@ -19,6 +19,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/daemon"
+	"github.com/mobikevpn/mobikevpn/internal/system"
 )
 
 // Exit codes.
@@ -58,7 +59,7 @@ type app struct {
 }
 
 func newApp(stdout, stderr io.Writer) *app {
-	return &app{stdout: stdout, stderr: stderr, getenv: os.Getenv, signals: osSignals, runDaemon: runSystem}
+	return &app{stdout: stdout, stderr: stderr, getenv: os.Getenv, signals: osSignals, runDaemon: system.Run}
 }
 
 // runApp runs the CLI on args (args[0] is the program name) and returns the exit code.

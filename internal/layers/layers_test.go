@@ -14,6 +14,9 @@ import (
 
 const module = "github.com/mobikevpn/mobikevpn/"
 
+// rootPkg is the table's name for the package at the module's root.
+const rootPkg = "mobikevpn"
+
 // rule is one row of ARCHITECTURE.md's table.
 type rule struct {
 	allowed []string // packages of this module it may import
@@ -81,13 +84,15 @@ func TestLayersCatchesViolations(t *testing.T) {
 	write("high/high.go", "package high\nimport \""+module+"low\"\n")
 	write("high/high_test.go", "package high\nimport \"os\"\n")
 	write("extra/extra.go", "package extra\n")
+	write("root.go", "package root\n")                                           // the module's root: no row
+	write("low/low2.go", "package low\nimport \""+module[:len(module)-1]+"\"\n") // imports the root
 	got := strings.Join(check(t, root), "\n")
-	for _, want := range []string{"low imports high", "low does no I/O by ARCHITECTURE.md, but imports os", "extra has no row", "a row for gone"} {
+	for _, want := range []string{"low imports high", "low does no I/O by ARCHITECTURE.md, but imports os", "extra has no row", "a row for gone", "package mobikevpn has no row", "low imports mobikevpn"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the check did not report %q:\n%s", want, got)
 		}
 	}
-	if strings.Contains(got, "high_test.go") || strings.Count(got, "\n") != 3 {
+	if strings.Contains(got, "high_test.go") || strings.Count(got, "\n") != 5 {
 		t.Errorf("the check reported more than it should:\n%s", got)
 	}
 }
@@ -114,6 +119,9 @@ func check(t *testing.T, root string) []string {
 		}
 		rel, _ := filepath.Rel(root, filepath.Dir(path))
 		pkg := filepath.ToSlash(rel)
+		if pkg == "." {
+			pkg = rootPkg
+		}
 		seen[pkg] = true
 		r, ok := rules[pkg]
 		if !ok {
@@ -126,6 +134,9 @@ func check(t *testing.T, root string) []string {
 		}
 		for _, imp := range f.Imports {
 			p, _ := strconv.Unquote(imp.Path.Value)
+			if p+"/" == module {
+				p = module + rootPkg
+			}
 			if own, ok := strings.CutPrefix(p, module); ok {
 				if !slices.Contains(r.allowed, own) {
 					problems = append(problems, path+": "+pkg+" imports "+own+", which its row in ARCHITECTURE.md does not allow")

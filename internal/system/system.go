@@ -1,4 +1,8 @@
-package main
+// Package system opens the parts of the host a daemon runs on: the TUN device and its
+// addresses and routes, the IKE and NAT-T sockets, the address and route monitor, the
+// control socket and the routing table's answers. It is the composition root shared by
+// the command line and the embeddable API: nothing below it opens a device or a socket.
+package system
 
 import (
 	"context"
@@ -15,10 +19,10 @@ import (
 	"github.com/mobikevpn/mobikevpn/tun"
 )
 
-// runSystem is `mobikevpn run`: it opens the system's parts the daemon runs on (the
-// composition root: nothing below opens a device or a socket by itself) and runs it.
-func runSystem(ctx context.Context, cfg *config.Config, log *slog.Logger, opts daemon.Options) error {
-	deps, closeAll, err := openSystem(cfg, log)
+// Run opens the system's parts for cfg and runs a daemon on them until ctx ends
+// (`mobikevpn run`).
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts daemon.Options) error {
+	deps, closeAll, err := Open(cfg, log, true)
 	if err != nil {
 		return err
 	}
@@ -30,24 +34,24 @@ func runSystem(ctx context.Context, cfg *config.Config, log *slog.Logger, opts d
 	return d.Run(ctx, opts) // it owns the parts from now on
 }
 
-// openSystem opens the TUN device, its address and route configurator and the IKE and
-// NAT-T sockets, and says how to watch addresses and serve the control socket; closeAll
-// closes what it opened, for when the daemon is not built.
-func openSystem(cfg *config.Config, log *slog.Logger) (daemon.Deps, func(), error) {
-	var deps daemon.Deps
+// Open opens the TUN device, its address and route configurator and the IKE and NAT-T
+// sockets, and says how to watch addresses and, with control, serve the control
+// socket; closeAll closes what it opened, for when the daemon is not built (a daemon
+// that runs owns them).
+func Open(cfg *config.Config, log *slog.Logger, serveControl bool) (daemon.Deps, func(), error) {
 	dev, err := tun.Create(cfg.TUN.Name, cfg.TUN.MTU)
 	if err != nil {
-		return deps, nil, fmt.Errorf("tun: creating %q: %w", cfg.TUN.Name, err)
+		return daemon.Deps{}, nil, fmt.Errorf("tun: creating %q: %w", cfg.TUN.Name, err)
 	}
 	name, err := dev.Name()
 	if err != nil {
 		dev.Close()
-		return deps, nil, fmt.Errorf("tun: %w", err)
+		return daemon.Deps{}, nil, fmt.Errorf("tun: %w", err)
 	}
 	netcfg, err := tun.NewConfigurator(cfg.Updown)
 	if err != nil {
 		dev.Close()
-		return deps, nil, err
+		return daemon.Deps{}, nil, err
 	}
 	var conns []udp.Conn
 	closeAll := func() {
@@ -61,15 +65,11 @@ func openSystem(cfg *config.Config, log *slog.Logger) (daemon.Deps, func(), erro
 		cs, err := udp.Listen(port)
 		if err != nil {
 			closeAll()
-			return deps, nil, fmt.Errorf("listening on UDP port %d: %w", port, err)
+			return daemon.Deps{}, nil, fmt.Errorf("listening on UDP port %d: %w", port, err)
 		}
 		conns = append(conns, cs...)
 	}
-	ctl := cfg.Control
-	if ctl == "" {
-		ctl = config.DefaultControl
-	}
-	deps = daemon.Deps{
+	deps := daemon.Deps{
 		TUN:        dev,
 		Net:        netcfg,
 		Conns:      conns,
@@ -79,12 +79,18 @@ func openSystem(cfg *config.Config, log *slog.Logger) (daemon.Deps, func(), erro
 			// The TUN device's own addresses (virtual IPs) must not carry IKE.
 			return netmon.WatchLog(ctx, name, log.With("part", "netmon"), report)
 		},
-		Serve: func(ctx context.Context, h control.Handler, ready chan<- struct{}) error {
+	}
+	if serveControl {
+		ctl := cfg.Control
+		if ctl == "" {
+			ctl = config.DefaultControl
+		}
+		deps.Serve = func(ctx context.Context, h control.Handler, ready chan<- struct{}) error {
 			if err := control.Serve(ctx, ctl, h, log.With("part", "control"), ready); err != nil {
 				return fmt.Errorf("%s: %w", ctl, err)
 			}
 			return nil
-		},
+		}
 	}
 	return deps, closeAll, nil
 }
