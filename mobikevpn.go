@@ -109,7 +109,7 @@ func New(cfg *Config, opts Options) (*VPN, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	var deps daemon.Deps
-	closeAll := func() {}
+	var closeAll func()
 	var err error
 	if opts.Host != nil {
 		if opts.TUN == nil {
