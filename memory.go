@@ -9,8 +9,8 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/daemon"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
-	"github.com/mobikevpn/mobikevpn/internal/udp/memnet"
 	"github.com/mobikevpn/mobikevpn/tun"
+	"github.com/mobikevpn/mobikevpn/udp/memnet"
 )
 
 // MemNetwork is an in-memory network of hosts: datagrams between their addresses are

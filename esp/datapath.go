@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"github.com/mobikevpn/mobikevpn/udp"
 	"golang.zx2c4.com/wireguard/tun"
 )
 

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"github.com/mobikevpn/mobikevpn/udp"
 )
 
 // maxBackoff caps the pause after repeated read errors.

@@ -74,7 +74,7 @@ done
 log "unit tests"
 go test -count=1 $(go list ./... | grep -v /integration)
 log "race detector (engine, datapath, sockets, control)"
-go test -count=1 -race ./ike/ ./esp/ ./internal/udp/... ./internal/control/
+go test -count=1 -race ./ike/ ./esp/ ./udp/... ./internal/control/
 
 # --- fuzzing ------------------------------------------------------------------------
 if [ -z "${SKIP_FUZZ:-}" ]; then

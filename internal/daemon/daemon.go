@@ -18,8 +18,8 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
-	"github.com/mobikevpn/mobikevpn/internal/udp"
 	"github.com/mobikevpn/mobikevpn/tun"
+	"github.com/mobikevpn/mobikevpn/udp"
 )
 
 // Options are the daemon's inputs besides the configuration.
@@ -30,7 +30,7 @@ type Options struct {
 
 // Deps are the parts of the system the daemon runs on. The command line opens the real
 // ones (the TUN device, the sockets, netlink, the control socket); a test builds them
-// in memory (tun/memtun, internal/udp/memnet) and runs several daemons in one process.
+// in memory (tun/memtun, udp/memnet) and runs several daemons in one process.
 // Run owns them: it closes the device and the sockets when it ends, and Net takes back
 // what it added.
 type Deps struct {

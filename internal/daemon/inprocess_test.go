@@ -15,8 +15,8 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
-	"github.com/mobikevpn/mobikevpn/internal/udp/memnet"
 	"github.com/mobikevpn/mobikevpn/tun/memtun"
+	"github.com/mobikevpn/mobikevpn/udp/memnet"
 )
 
 // Two complete daemons in one process, on an in-memory network and in-memory TUN

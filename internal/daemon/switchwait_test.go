@@ -17,9 +17,9 @@ import (
 	"github.com/mobikevpn/mobikevpn/ike"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/loadgen"
-	"github.com/mobikevpn/mobikevpn/internal/udp/memnet"
 	"github.com/mobikevpn/mobikevpn/mobike"
 	"github.com/mobikevpn/mobikevpn/tun/memtun"
+	"github.com/mobikevpn/mobikevpn/udp/memnet"
 )
 
 // `switch --wait` against many clients, in process: the gateway half of the daemon

@@ -16,7 +16,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/ike"
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
-	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"github.com/mobikevpn/mobikevpn/udp"
 )
 
 // Options configure a run.

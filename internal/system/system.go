@@ -15,8 +15,8 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/daemon"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
-	"github.com/mobikevpn/mobikevpn/internal/udp"
 	"github.com/mobikevpn/mobikevpn/tun"
+	"github.com/mobikevpn/mobikevpn/udp"
 )
 
 // Run opens the system's parts for cfg and runs a daemon on them until ctx ends
