@@ -373,8 +373,7 @@ func (d *Datapath) SendIKE(local, remote netip.AddrPort, pkt []byte) error {
 	ci := d.conns[ep.conn]
 	buf := pkt
 	if ci.natt {
-		buf = make([]byte, 4+len(pkt))
-		copy(buf[4:], pkt)
+		buf = FrameIKE(pkt)
 	}
 	return d.sendOne(ci, ep, buf)
 }

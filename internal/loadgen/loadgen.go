@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mobikevpn/mobikevpn/esp"
 	"github.com/mobikevpn/mobikevpn/ike"
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
@@ -169,10 +170,11 @@ func (s *sockets) read(c udp.Conn, natt bool, in chan<- datagram, stop <-chan st
 				continue
 			}
 			if natt {
-				if len(d) < 4 || binary.BigEndian.Uint32(d) != 0 {
+				kind, ike := esp.SplitNATT(d)
+				if kind != esp.NATTIKE {
 					continue // ESP or keepalive: not ours to handle here
 				}
-				d = d[4:]
+				d = ike
 			}
 			select {
 			case in <- datagram{data: append([]byte(nil), d...), local: m.Local, remote: m.Remote}:
@@ -187,7 +189,7 @@ func (s *sockets) send(local, remote netip.AddrPort, data []byte) error {
 	c := s.ike
 	if local.Port() == s.nattPort {
 		c = s.natt
-		data = append([]byte{0, 0, 0, 0}, data...)
+		data = esp.FrameIKE(data)
 	}
 	_, err := c.WriteBatch([]udp.Message{{Buffer: data, N: len(data), Local: local, Remote: remote}})
 	return err
