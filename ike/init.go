@@ -672,6 +672,11 @@ func (e *Engine) initDone(now time.Time, sa *IKESA, local, remote netip.AddrPort
 		if sa.remote.Port() == 500 {
 			sa.remote = netip.AddrPortFrom(sa.remote.Addr(), 4500)
 		}
+	} else if dst := wire.FindNotify(m.Payloads, wire.NAT_DETECTION_DESTINATION_IP); dst != nil {
+		// Without a float, the NAT mapping IKE_SA_INIT saw is the one the SA keeps
+		// using: MOBIKE's liveness checks compare with it (RFC 4555 3.8). After a
+		// float it describes port 500's mapping, which says nothing about ours.
+		sa.initNATD = append([]byte(nil), dst.Data...)
 	}
 	if err := e.sendAuth(now, sa); err != nil {
 		e.failInit(now, sa, err.Error())

@@ -112,6 +112,9 @@ type IKESA struct {
 	// authLocal/authRemote are the addresses of IKE_AUTH: what "dynamic" traffic
 	// selectors mean without virtual IPs, whatever moves follow.
 	authLocal, authRemote netip.AddrPort
+	// initNATD (initiator): the NAT_DETECTION_DESTINATION_IP of the IKE_SA_INIT
+	// response, when it describes the SA's path, until the path manager takes it.
+	initNATD []byte
 	// authAnnounced/authPeerAddrs: the additional addresses of IKE_AUTH, until the path
 	// manager takes them.
 	authAnnounced []netip.Addr

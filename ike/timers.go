@@ -43,28 +43,7 @@ func (e *Engine) NextDeadline() (time.Time, bool) {
 
 func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 	if r := sa.pending; r != nil && !r.nextAt.After(now) {
-		if r.tries >= e.cfg.Retransmit.Tries {
-			e.log.Info("peer not responding", "sa", sa.id, "conn", sa.conn.Name, "peer", sa.remote, "exchange", r.exchange.String())
-			e.peerDead(now, sa)
-			return
-		}
-		r.tries++
-		r.nextAt = now.Add(e.retransmitDelay(r.tries))
-		var probes []mobike.Path
-		var ds []mobike.Decision
-		if sa.pm != nil && sa.state == stateEstablished {
-			// The path manager may give a tentative path up, or probe others.
-			probes, ds = sa.pm.Retransmit(now, e.host(), r.check, r.tries)
-		}
-		if r.kind == reqInit {
-			e.rotateInit(sa, r)
-		}
-		e.sendReq(sa, r)
-		for _, p := range probes {
-			e.sendOn(p, r.data)
-		}
-		e.applyPath(now, sa, ds, nil)
-		if e.byID[sa.id] != sa {
+		if !e.retransmit(now, sa, r) {
 			return
 		}
 	}
@@ -114,6 +93,47 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 		sa.rekeyAt = time.Time{}
 		e.rekeyIKE(now, sa, 0)
 	}
+}
+
+// retransmit sends the outstanding request r again, or, when its tries ran out, gives
+// a responder's return routability check up (mobike.Manager.Exhausted) or the peer
+// dead. It reports whether sa is still there.
+func (e *Engine) retransmit(now time.Time, sa *IKESA, r *request) bool {
+	if r.tries >= e.cfg.Retransmit.Tries {
+		if sa.pm != nil && sa.state == stateEstablished {
+			if ds, again := sa.pm.Exhausted(now, r.check); again {
+				// Another round, on the path the path manager says.
+				r.tries = 0
+				r.nextAt = now.Add(e.retransmitDelay(0))
+				e.applyPath(now, sa, ds, nil)
+				if e.byID[sa.id] != sa || sa.pending != r {
+					return e.byID[sa.id] == sa
+				}
+				e.sendReq(sa, r)
+				return true
+			}
+		}
+		e.log.Info("peer not responding", "sa", sa.id, "conn", sa.conn.Name, "peer", sa.remote, "exchange", r.exchange.String())
+		e.peerDead(now, sa)
+		return false
+	}
+	r.tries++
+	r.nextAt = now.Add(e.retransmitDelay(r.tries))
+	var probes []mobike.Path
+	var ds []mobike.Decision
+	if sa.pm != nil && sa.state == stateEstablished {
+		// The path manager may give a tentative path up, or probe others.
+		probes, ds = sa.pm.Retransmit(now, e.host(), r.check, r.tries)
+	}
+	if r.kind == reqInit {
+		e.rotateInit(sa, r)
+	}
+	e.sendReq(sa, r)
+	for _, p := range probes {
+		e.sendOn(p, r.data)
+	}
+	e.applyPath(now, sa, ds, nil)
+	return e.byID[sa.id] == sa
 }
 
 // armDPD schedules the next liveness check dpd_delay after the last sign of life.

@@ -131,8 +131,11 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 	}
 	e.armDPD(sa, now)
 	if sa.pm != nil && sa.state == stateEstablished {
-		// A new authenticated request: RFC 7296 2.23's dynamic update (without MOBIKE).
-		e.applyPath(now, sa, sa.pm.Authenticated(now, mobike.Path{Local: local, Remote: remote}, sa.natLocal, sa.natRemote), nil)
+		// A new authenticated request: RFC 7296 2.23's dynamic update (without MOBIKE);
+		// with MOBIKE, an initiator addressed at an address it left says where it is.
+		at := mobike.Path{Local: local, Remote: remote}
+		ds := sa.pm.Authenticated(now, at, sa.natLocal, sa.natRemote)
+		e.applyPath(now, sa, append(ds, sa.pm.PeerRequest(now, at)...), nil)
 	}
 	switch h.Exchange {
 	case wire.IKE_AUTH:
