@@ -543,6 +543,7 @@ func TestBadConfigs(t *testing.T) {
 		{"pool duplicate", "pools:\n  - { name: rw, addrs: 198.18.0.0/24 }\n  - { name: rw, addrs: 198.18.1.0/24 } #<\n", nil, "pools[1].name", `a pool named "rw" is already defined`},
 		{"pool host bits", "pools:\n  - name: rw\n    addrs: 198.18.100.1/24 #<\n", nil, "pools[0].addrs", "did you mean 198.18.100.0/24"},
 		{"pool overlap", "pools:\n  - name: rw\n    addrs: [198.18.0.0/16,\n      198.18.100.0/24] #<\n", nil, "pools[0].addrs[1]", "overlaps 198.18.0.0/16"},
+		{"pools overlap", "pools:\n  - { name: a, addrs: [198.18.0.0/24] }\n  - name: b\n    addrs: [2001:db8::/64,\n      198.18.0.128/25] #<\n", nil, "pools[1].addrs[1]", `198.18.0.128/25 overlaps 198.18.0.0/24 of pool "a"`},
 		{"pool without addrs", "pools:\n  - name: rw #<\n", nil, "pools[0].addrs", "missing"},
 		{"pool bad name", "pools:\n  - name: r w #<\n    addrs: 198.18.0.0/24\n", nil, "pools[0].name", "not a valid name"},
 		{"unknown pool", conn("    pools: [rw] #<\n" + ok), nil, "connections.home.pools[0]", `no pool named "rw" in pools (none are defined)`},

@@ -54,6 +54,13 @@ func (p *parser) pool(e val, defined []Pool) (Pool, error) {
 						return p.ierr(it, "%s overlaps %s", pf, q)
 					}
 				}
+				for _, q := range defined {
+					for _, qa := range q.Addrs {
+						if qa.Overlaps(pf) {
+							return p.ierr(it, "%s overlaps %s of pool %q; two pools must never hand out the same address", pf, qa, q.Name)
+						}
+					}
+				}
 				pool.Addrs = append(pool.Addrs, pf)
 			}
 			return nil
