@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"github.com/mobikevpn/mobikevpn/udp"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
@@ -160,12 +160,6 @@ type saCounters struct {
 	// the limits (math.MaxUint64: never again).
 	atPackets, atBytes atomic.Uint64
 	lim                *saLimits
-}
-
-func (c *saCounters) add(n int, now int64) {
-	c.bytes.Add(uint64(n))
-	c.packets.Add(1)
-	c.last.Store(now + 1)
 }
 
 type inSA struct {
@@ -379,8 +373,7 @@ func (d *Datapath) SendIKE(local, remote netip.AddrPort, pkt []byte) error {
 	ci := d.conns[ep.conn]
 	buf := pkt
 	if ci.natt {
-		buf = make([]byte, 4+len(pkt))
-		copy(buf[4:], pkt)
+		buf = FrameIKE(pkt)
 	}
 	return d.sendOne(ci, ep, buf)
 }
@@ -415,22 +408,31 @@ func checkSPI(spi uint32) error {
 	return nil
 }
 
-// AddInbound installs an inbound SA, found by c.SPI (our SPI). The SPI must be free.
-func (d *Datapath) AddInbound(c SAConfig) error {
+// compileSA checks c's SPI and prepares its keys and its selectors, local and remote.
+func compileSA(c SAConfig) (*suite, []sel, []sel, error) {
 	if err := checkSPI(c.SPI); err != nil {
-		return err
-	}
-	s, err := newSuite(c.Keys)
-	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	local, err := compileSelectors(c.LocalTS)
 	if err != nil {
-		return fmt.Errorf("%w (local)", err)
+		return nil, nil, nil, fmt.Errorf("%w (local)", err)
 	}
 	remote, err := compileSelectors(c.RemoteTS)
 	if err != nil {
-		return fmt.Errorf("%w (remote)", err)
+		return nil, nil, nil, fmt.Errorf("%w (remote)", err)
+	}
+	s, err := newSuite(c.Keys)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return s, local, remote, nil
+}
+
+// AddInbound installs an inbound SA, found by c.SPI (our SPI). The SPI must be free.
+func (d *Datapath) AddInbound(c SAConfig) error {
+	s, local, remote, err := compileSA(c)
+	if err != nil {
+		return err
 	}
 	sa := &inSA{
 		spi:    c.SPI,
@@ -471,23 +473,12 @@ func (d *Datapath) RemoveInbound(spi uint32) {
 // its counters and sequence numbers start afresh, and it keeps the old one's place
 // in the lookup order.
 func (d *Datapath) InstallOutbound(child uint64, c SAConfig, local, remote netip.AddrPort) error {
-	if err := checkSPI(c.SPI); err != nil {
-		return err
-	}
 	if c.Keepalive < 0 {
 		return errors.New("esp: negative keepalive interval")
 	}
-	s, err := newSuite(c.Keys)
+	s, ls, rs, err := compileSA(c)
 	if err != nil {
 		return err
-	}
-	ls, err := compileSelectors(c.LocalTS)
-	if err != nil {
-		return fmt.Errorf("%w (local)", err)
-	}
-	rs, err := compileSelectors(c.RemoteTS)
-	if err != nil {
-		return fmt.Errorf("%w (remote)", err)
 	}
 	ep, err := d.newEndpoint(local, remote)
 	if err != nil {

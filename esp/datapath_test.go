@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/internal/udp"
-	"github.com/mobikevpn/mobikevpn/internal/udp/memnet"
 	"github.com/mobikevpn/mobikevpn/tun/memtun"
+	"github.com/mobikevpn/mobikevpn/udp"
+	"github.com/mobikevpn/mobikevpn/udp/memnet"
 )
 
 const (

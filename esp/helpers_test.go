@@ -2,7 +2,7 @@ package esp
 
 import (
 	"bytes"
-	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"github.com/mobikevpn/mobikevpn/udp"
 	"io"
 	"log/slog"
 	"sync"

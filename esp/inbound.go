@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"github.com/mobikevpn/mobikevpn/udp"
 )
 
 // maxBackoff caps the pause after repeated read errors.
@@ -207,17 +207,20 @@ func (w *inWorker) process(b *inBatch, n int) {
 // datagram handles one datagram: IKE and keepalives at once, ESP into the batch.
 func (w *inWorker) datagram(in *inTable, b *inBatch, p []byte, m *udp.Message) {
 	d := w.d
-	switch {
-	case !w.ci.natt:
+	if !w.ci.natt {
 		w.ike(p, m)
 		return
-	case len(p) == 1 && p[0] == 0xff:
+	}
+	switch kind, ike := SplitNATT(p); kind {
+	case NATTKeepalive:
 		d.drops.keepalives.Add(1)
 		return
-	case len(p) >= 4 && p[0]|p[1]|p[2]|p[3] == 0:
-		w.ike(p[4:], m)
+	case NATTIKE:
+		w.ike(ike, m)
 		return
-	case len(p) < espHeaderLen:
+	case NATTESP:
+	}
+	if len(p) < espHeaderLen {
 		d.drop(dropMalformed, nil)
 		return
 	}

@@ -8,7 +8,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"github.com/mobikevpn/mobikevpn/udp"
 	"golang.zx2c4.com/wireguard/tun"
 )
 

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/mobikevpn/mobikevpn/internal/udp/memnet"
 	"github.com/mobikevpn/mobikevpn/tun/memtun"
+	"github.com/mobikevpn/mobikevpn/udp/memnet"
 )
 
 // naiveLookup is the documented outbound lookup over the SAs in installation order:

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/mobikevpn/mobikevpn/internal/udp/memnet"
+	"github.com/mobikevpn/mobikevpn/udp/memnet"
 )
 
 // Key material of removed SAs (issue 11). The datapath keeps raw key bytes in one

@@ -8,6 +8,8 @@ import (
 )
 
 // Action is something the engine asks its caller to do, in order.
+//
+//sumtype:decl
 type Action interface{ action() }
 
 // Send asks for a datagram to be sent from Local to Remote. Data is the IKE message
@@ -20,6 +22,13 @@ type Send struct {
 // ChildKeys are the keys of one direction of a Child SA.
 type ChildKeys struct {
 	Encr, Integ []byte
+}
+
+// wipe overwrites keys the engine holds and will not hand out any more.
+func (k *ChildKeys) wipe() {
+	clear(k.Encr)
+	clear(k.Integ)
+	*k = ChildKeys{}
 }
 
 // InstallInbound asks for inbound ESP with SPI to be accepted and decrypted with Keys;
@@ -107,6 +116,7 @@ const (
 )
 
 func (k EventKind) String() string {
+	//exhaustive:enforce
 	switch k {
 	case EventEstablished:
 		return "established"

@@ -3,7 +3,6 @@ package ike
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -367,7 +366,7 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	// The connection's other Child SAs come in CREATE_CHILD_SA exchanges.
 	for _, cc := range sa.conn.Children {
 		if cc != sa.firstChild {
-			e.createChild(now, sa, cc, 0)
+			e.createChild(now, sa, cc, 0, nil)
 		}
 	}
 }
@@ -390,5 +389,3 @@ func (e *Engine) keylogIKE(sa *IKESA) {
 		SKei: sa.keys.SKei, SKer: sa.keys.SKer, SKai: sa.keys.SKai, SKar: sa.keys.SKar,
 	})
 }
-
-var errNoVIP = errors.New("no virtual IP")

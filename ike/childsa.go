@@ -22,6 +22,7 @@ const (
 )
 
 func (s childState) String() string {
+	//exhaustive:enforce
 	switch s {
 	case childInstalled:
 		return "installed"
@@ -242,6 +243,7 @@ func (e *Engine) activateOutbound(sa *IKESA, c *ChildSA) {
 // are still accepted), its outbound half at once unless another SA carries the policy.
 func (e *Engine) retireChild(now time.Time, sa *IKESA, c *ChildSA, linger bool) {
 	sa.dropChild(c)
+	c.outKeys.wipe() // never activated: its outbound keys were never handed out
 	if c.outActive {
 		// A successor waiting for this SA's deletion takes over the flow; without one
 		// the flow ends.

@@ -42,7 +42,8 @@ type Config struct {
 	FragmentSize int
 
 	// CookieThreshold is the number of half-open SAs from which COOKIEs are demanded
-	// (0: the default 10; negative: always).
+	// from everyone; 0 demands them always (as the configuration's cookie_threshold: 0).
+	// The configuration's default is DefaultCookieThreshold.
 	CookieThreshold int
 	HalfOpenTimeout time.Duration // how long a half-open SA waits for IKE_AUTH (default 30s)
 	// BlockThreshold is the number of half-open SAs one source (an IPv4 address, an IPv6
@@ -72,6 +73,9 @@ type Config struct {
 	Rand   io.Reader // crypto/rand.Reader unless a test injects another
 	Logger *slog.Logger
 }
+
+// DefaultCookieThreshold is cookie_threshold's default (strongSwan's is 10 too).
+const DefaultCookieThreshold = 10
 
 // Retransmit configures the retransmission of requests: the n-th retransmission (from
 // 0) is sent Timeout*Base^n after the previous one; after Tries retransmissions and one
@@ -180,11 +184,6 @@ func (c *Config) setDefaults() {
 	if c.FragmentSize == 0 {
 		c.FragmentSize = DefaultFragmentSize
 	}
-	if c.CookieThreshold == 0 {
-		c.CookieThreshold = 10
-	} else if c.CookieThreshold < 0 {
-		c.CookieThreshold = 0
-	}
 	if c.BlockThreshold == 0 {
 		c.BlockThreshold = 5
 	}
@@ -239,6 +238,9 @@ func (e *Engine) Reload(cfg Config) error {
 		}
 		conns[c.Name] = c
 	}
+	if err := poolsOverlap(cfg.Pools); err != nil {
+		return err
+	}
 	pools := make(map[string]*pool)
 	kept := make(map[*pool]bool)
 	for _, p := range cfg.Pools {
@@ -252,6 +254,13 @@ func (e *Engine) Reload(cfg Config) error {
 			return err
 		}
 		pools[p.Name] = pl
+	}
+	for _, c := range cfg.Connections {
+		for _, name := range c.Pools {
+			if pools[name] == nil {
+				return fmt.Errorf("ike: connection %q: unknown pool %q", c.Name, name)
+			}
+		}
 	}
 	// Every virtual IP a live SA holds stays leased: taken in the new pool that
 	// contains it, so that it is never handed to a second client. One that no pool
@@ -289,19 +298,13 @@ func (e *Engine) Reload(cfg Config) error {
 	for _, l := range leases {
 		l.pl.take(l.id, l.a)
 	}
+	// Nothing is refused from here on: the kept pools take the new DNS servers.
 	for name, pl := range pools {
 		if kept[pl] {
 			for _, p := range cfg.Pools {
 				if p.Name == name {
 					pl.dns = p.DNS
 				}
-			}
-		}
-	}
-	for _, c := range cfg.Connections {
-		for _, name := range c.Pools {
-			if pools[name] == nil {
-				return fmt.Errorf("ike: connection %q: unknown pool %q", c.Name, name)
 			}
 		}
 	}
@@ -315,4 +318,21 @@ func maskAll(ps []netip.Prefix) []netip.Prefix {
 		out[i] = p.Masked()
 	}
 	return out
+}
+
+// poolsOverlap refuses pools that share addresses: each pool only knows its own
+// leases, so an address in two pools could be handed to two clients.
+func poolsOverlap(pools []*PoolConfig) error {
+	for i, a := range pools {
+		for _, b := range pools[i+1:] {
+			for _, pa := range a.Addrs {
+				for _, pb := range b.Addrs {
+					if pa.Overlaps(pb) {
+						return fmt.Errorf("ike: pools %q (%s) and %q (%s) overlap", a.Name, pa, b.Name, pb)
+					}
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -205,3 +205,16 @@ func TestPreauthMemoryBounded(t *testing.T) {
 		t.Errorf("%d pre-auth bytes after every half-open SA expired", b)
 	}
 }
+
+// CookieThreshold 0 means what cookie_threshold: 0 means in the configuration: COOKIEs
+// always (issue 12: the engine used to read 0 as "the default").
+func TestCookieThresholdZeroMeansAlways(t *testing.T) {
+	n := newTestNet(t)
+	gc := gatewayConfig(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
+	gc.CookieThreshold = 0
+	gw := n.add("gateway", gwAddr, gc)
+	acts := gw.e.HandleDatagram(n.now, gwInit, netip.AddrPortFrom(clientAddr, 500), initRequest(t, 1))
+	if cookieFor(t, acts, 1) == nil || gw.e.nHalf != 0 {
+		t.Error("the first IKE_SA_INIT was not asked for a COOKIE")
+	}
+}

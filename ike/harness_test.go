@@ -2,7 +2,6 @@ package ike
 
 import (
 	"bytes"
-	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -262,6 +261,7 @@ func pskFunc(secret string) func(string, string) ([]byte, bool) {
 // gatewayConfig is a responder with a pool, like the README's example.
 func gatewayConfig(t testing.TB, ike, esp string) Config {
 	return Config{
+		CookieThreshold: DefaultCookieThreshold,
 		Connections: []*Conn{{
 			Name:        "rw",
 			LocalAddrs:  []netip.Addr{gwAddr},
@@ -363,8 +363,6 @@ func initRequest(t testing.TB, spi uint64, extra ...wire.Payload) []byte {
 	m := wire.Message{Header: wire.Header{SPIi: spi, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator}, Payloads: ps}
 	return m.Append(nil)
 }
-
-func u64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
 func mustNew(t testing.TB, cfg Config) *Engine {
 	t.Helper()

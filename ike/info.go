@@ -62,8 +62,8 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 			return
 		}
 		e.log.Info("IKE SA deleted by peer", "sa", sa.id, "conn", sa.conn.Name, "peer", sa.remote)
-		conn := sa.conn
-		restart := sa.origInitiator && conn.CloseAction == "restart"
+		conn := e.currentConn(sa.conn) // as reloaded; nil once removed
+		restart := sa.origInitiator && conn != nil && conn.CloseAction == "restart"
 		e.removeSA(now, sa, "deleted by peer")
 		if restart {
 			e.restart(now, conn)

@@ -251,7 +251,9 @@ func checkNAT(payloads []wire.Payload, spiI, spiR uint64, local, remote netip.Ad
 	return natLocal, natRemote, true
 }
 
-// handleInitRequest is the responder's IKE_SA_INIT.
+// handleInitRequest is the responder's IKE_SA_INIT: a retransmission gets the same
+// answer; a new request passes the limits before authentication (admitInit), gets a
+// proposal and a key exchange (chooseInit), and makes a half-open SA (newHalfOpen).
 func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, data []byte, h *wire.Header) {
 	if h.SPIr != 0 || h.MessageID != 0 || !h.IsInitiator() {
 		e.drop(&e.drops.Malformed, "IKE_SA_INIT request with bad SPI, message ID or flags", remote, nil)
@@ -263,18 +265,7 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 	}
 	key := halfOpenKey{h.SPIi, remote.Addr()}
 	if sa := e.initIndex[key]; sa != nil {
-		// A retransmission of a request we answered: the same response again, while
-		// the initiator may still lack it.
-		if sa.state == stateInitDone && bytes.Equal(sa.initReq, data) {
-			if !e.replayAllowed(now, sa, remote) {
-				e.drop(&e.drops.ReplayLimited, "IKE_SA_INIT copy beyond the replay rate", remote, nil)
-				return
-			}
-			e.drops.Retransmits.Add(1)
-			e.emit(Send{Local: local, Remote: remote, Data: sa.initResp})
-		} else {
-			e.drop(&e.drops.Unexpected, "IKE_SA_INIT duplicate for an existing SA", remote, nil)
-		}
+		e.initRetransmission(now, sa, local, remote, data)
 		return
 	}
 	m, err := wire.ParseMessage(data)
@@ -288,73 +279,132 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 		return
 	}
 	e.logMessage("received", nil, *h, local, remote, m.Payloads)
-	saP := wire.Find[*wire.SA](m.Payloads)
-	keP := wire.Find[*wire.KE](m.Payloads)
-	niP := wire.Find[*wire.Nonce](m.Payloads)
-	if saP == nil || keP == nil || niP == nil {
+	in := initRequestIn{h: h, m: m, data: data, local: local, remote: remote, key: key,
+		sa: wire.Find[*wire.SA](m.Payloads), ke: wire.Find[*wire.KE](m.Payloads), ni: wire.Find[*wire.Nonce](m.Payloads)}
+	if in.sa == nil || in.ke == nil || in.ni == nil {
 		e.drop(&e.drops.Malformed, "IKE_SA_INIT without SA, KE or Nonce", remote, nil)
 		return
 	}
-	// DoS protection. Cookies (RFC 7296 2.6) are demanded above the threshold of
-	// half-open SAs, and from a source (an IPv4 address, an IPv6 /64) that already has
-	// BlockThreshold half-open SAs it did not prove it can receive for: forged
-	// requests from a victim's address then cost the victim one round trip, never a
-	// lockout. Only sources that returned a cookie are limited (dropped past
-	// BlockThreshold), and everyone past the global limits.
-	blk := e.sourceBlock(remote.Addr())
-	proved := false
-	if c := wire.FindNotify(m.Payloads, wire.COOKIE); c != nil {
-		if proved = e.cookieValid(now, c.Data, niP.Data, remote.Addr(), h.SPIi); !proved {
+	if !e.admitInit(now, &in) {
+		return
+	}
+	ch, ok := e.chooseInit(&in)
+	if !ok {
+		return
+	}
+	e.newHalfOpen(now, &in, ch)
+}
+
+// initRequestIn is an IKE_SA_INIT request being answered.
+type initRequestIn struct {
+	h             *wire.Header
+	m             *wire.Message
+	data          []byte
+	local, remote netip.AddrPort
+	key           halfOpenKey
+	sa            *wire.SA
+	ke            *wire.KE
+	ni            *wire.Nonce
+	blk           netip.Prefix // the source it counts for
+	proved        bool         // it returned a valid COOKIE
+}
+
+// initRetransmission answers a copy of an IKE_SA_INIT request we answered: the same
+// response again, while the initiator may still lack it (within the replay rate).
+func (e *Engine) initRetransmission(now time.Time, sa *IKESA, local, remote netip.AddrPort, data []byte) {
+	if sa.state != stateInitDone || !bytes.Equal(sa.initReq, data) {
+		e.drop(&e.drops.Unexpected, "IKE_SA_INIT duplicate for an existing SA", remote, nil)
+		return
+	}
+	if !e.replayAllowed(now, sa, remote) {
+		e.drop(&e.drops.ReplayLimited, "IKE_SA_INIT copy beyond the replay rate", remote, nil)
+		return
+	}
+	e.drops.Retransmits.Add(1)
+	e.emit(Send{Local: local, Remote: remote, Data: sa.initResp})
+}
+
+// admitInit applies the limits before authentication. Cookies (RFC 7296 2.6) are
+// demanded above the threshold of half-open SAs, and from a source (an IPv4 address,
+// an IPv6 /64) that already has BlockThreshold half-open SAs it did not prove it can
+// receive for: forged requests from a victim's address then cost the victim one round
+// trip, never a lockout. Only sources that returned a cookie are limited (dropped past
+// BlockThreshold), and everyone past the global limits.
+func (e *Engine) admitInit(now time.Time, in *initRequestIn) bool {
+	remote := in.remote
+	in.blk = e.sourceBlock(remote.Addr())
+	if c := wire.FindNotify(in.m.Payloads, wire.COOKIE); c != nil {
+		if in.proved = e.cookieValid(now, c.Data, in.ni.Data, remote.Addr(), in.h.SPIi); !in.proved {
 			e.drops.InvalidCookie.Add(1)
 		}
 	}
-	if !proved && (e.nHalf >= e.cfg.CookieThreshold || e.unproved[blk] >= e.cfg.BlockThreshold) {
-		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.COOKIE, Data: e.makeCookie(now, niP.Data, remote.Addr(), h.SPIi, e.cookieVersion)})
-		return
-	}
-	if proved && e.proved[blk] >= e.cfg.BlockThreshold {
+	switch {
+	case !in.proved && (e.nHalf >= e.cfg.CookieThreshold || e.unproved[in.blk] >= e.cfg.BlockThreshold):
+		e.sendInitError(in.local, remote, in.h, &wire.Notify{NotifyType: wire.COOKIE,
+			Data: e.makeCookie(now, in.ni.Data, remote.Addr(), in.h.SPIi, e.cookieVersion)})
+	case in.proved && e.proved[in.blk] >= e.cfg.BlockThreshold:
 		e.drop(&e.drops.Blocked, "IKE_SA_INIT from a source with too many half-open SAs", remote, nil)
-		return
-	}
-	if e.nHalf >= e.cfg.HalfOpenLimit {
+	case e.nHalf >= e.cfg.HalfOpenLimit:
 		e.drop(&e.drops.HalfOpenLimit, "IKE_SA_INIT beyond the half-open limit", remote, nil)
-		return
-	}
-	if e.preauth+2*len(data) > e.cfg.PreauthMemory {
+	case e.preauth+2*len(in.data) > e.cfg.PreauthMemory:
 		e.drop(&e.drops.PreauthMemory, "IKE_SA_INIT beyond the pre-authentication memory", remote, nil)
-		return
+	default:
+		return true
 	}
-	conn := e.matchInitConn(local.Addr(), remote.Addr(), saP.Proposals)
-	if conn == nil {
-		e.log.Info("no acceptable IKE proposal", "peer", remote, "offered", ikecrypto.ProposalsString(saP.Proposals))
+	return false
+}
+
+// initChoice is what a responder chose for an IKE_SA_INIT request.
+type initChoice struct {
+	conn   *Conn
+	chosen wire.Proposal
+	suite  ikecrypto.IKESuite
+	kex    ikecrypto.KeyExchange
+	gir    []byte
+}
+
+// chooseInit picks the connection, the proposal and the key exchange, or answers
+// with the reason it cannot.
+func (e *Engine) chooseInit(in *initRequestIn) (initChoice, bool) {
+	var ch initChoice
+	local, remote, h := in.local, in.remote, in.h
+	ch.conn = e.matchInitConn(local.Addr(), remote.Addr(), in.sa.Proposals)
+	if ch.conn == nil {
+		e.log.Info("no acceptable IKE proposal", "peer", remote, "offered", ikecrypto.ProposalsString(in.sa.Proposals))
 		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
-		return
+		return ch, false
 	}
 	// Prefer the group of the peer's KE payload among the ones we accept: that saves an
 	// INVALID_KE_PAYLOAD round trip (strongSwan does the same).
-	chosen, _ := ikecrypto.SelectProposal(ikecrypto.PreferGroup(conn.Proposals, keP.Group), saP.Proposals)
-	suite, err := ikecrypto.IKESuiteFromProposal(chosen)
+	ch.chosen, _ = ikecrypto.SelectProposal(ikecrypto.PreferGroup(ch.conn.Proposals, in.ke.Group), in.sa.Proposals)
+	suite, err := ikecrypto.IKESuiteFromProposal(ch.chosen)
 	if err != nil {
 		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
-		return
+		return ch, false
 	}
-	if keP.Group != suite.DH {
+	ch.suite = suite
+	if in.ke.Group != suite.DH {
 		var g [2]byte
 		binary.BigEndian.PutUint16(g[:], suite.DH)
 		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.INVALID_KE_PAYLOAD, Data: g[:]})
-		return
+		return ch, false
 	}
-	kex, err := ikecrypto.NewKeyExchange(suite.DH, e.rand)
-	if err != nil {
+	if ch.kex, err = ikecrypto.NewKeyExchange(suite.DH, e.rand); err != nil {
 		e.log.Error("key exchange", "err", err)
-		return
+		return ch, false
 	}
-	gir, err := kex.SharedSecret(keP.Data)
-	if err != nil {
+	if ch.gir, err = ch.kex.SharedSecret(in.ke.Data); err != nil {
 		e.log.Info("invalid KE payload from peer", "peer", remote, "err", err)
 		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.INVALID_SYNTAX})
-		return
+		return ch, false
 	}
+	return ch, true
+}
+
+// newHalfOpen makes the half-open SA of an admitted IKE_SA_INIT request, derives its
+// keys and answers.
+func (e *Engine) newHalfOpen(now time.Time, in *initRequestIn, ch initChoice) {
+	local, remote := in.local, in.remote
 	spiR, err := e.newSPI()
 	if err != nil {
 		return
@@ -364,49 +414,49 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 		return
 	}
 	sa := &IKESA{
-		conn:     conn,
+		conn:     ch.conn,
 		state:    stateInitDone,
-		spiI:     h.SPIi,
+		spiI:     in.h.SPIi,
 		spiR:     spiR,
 		local:    local,
 		remote:   remote,
-		suite:    suite,
-		ni:       append([]byte(nil), niP.Data...),
+		suite:    ch.suite,
+		ni:       append([]byte(nil), in.ni.Data...),
 		nr:       nr,
-		initReq:  data,
+		initReq:  in.data,
 		created:  now,
 		lastRecv: now,
-		halfKey:  key,
-		srcBlock: blk,
+		halfKey:  in.key,
+		srcBlock: in.blk,
 
-		provedCookie: proved,
+		provedCookie: in.proved,
 	}
 	// NAT detection hashes of the request use SPIr = 0.
-	natL, natR, _ := checkNAT(m.Payloads, h.SPIi, 0, local, remote)
-	sa.natLocal, sa.natRemote = natL, natR
-	if err := e.deriveIKEKeys(sa, gir); err != nil {
+	sa.natLocal, sa.natRemote, _ = checkNAT(in.m.Payloads, in.h.SPIi, 0, local, remote)
+	if err := e.deriveIKEKeys(sa, ch.gir); err != nil {
 		e.log.Error("key derivation", "err", err)
 		return
 	}
+	chosen := ch.chosen
 	chosen.SPI = nil
 	payloads := []wire.Payload{
 		&wire.SA{Proposals: []wire.Proposal{chosen}},
-		&wire.KE{Group: suite.DH, Data: kex.PublicKey()},
+		&wire.KE{Group: ch.suite.DH, Data: ch.kex.PublicKey()},
 		&wire.Nonce{Data: nr},
 	}
 	payloads = append(payloads, e.natDetection(sa, local, remote)...)
-	if wire.FindNotify(m.Payloads, wire.IKEV2_FRAGMENTATION_SUPPORTED) != nil {
+	if wire.FindNotify(in.m.Payloads, wire.IKEV2_FRAGMENTATION_SUPPORTED) != nil {
 		sa.fragment = true
 		payloads = append(payloads, &wire.Notify{NotifyType: wire.IKEV2_FRAGMENTATION_SUPPORTED})
 	}
-	if n := wire.FindNotify(m.Payloads, wire.SIGNATURE_HASH_ALGORITHMS); n != nil {
+	if n := wire.FindNotify(in.m.Payloads, wire.SIGNATURE_HASH_ALGORITHMS); n != nil {
 		sa.peerHashes, _ = n.SignatureHashAlgorithms()
 		if sa.peerHashes == nil {
 			sa.peerHashes = []uint16{}
 		}
 		payloads = append(payloads, wire.NewSignatureHashAlgorithms(cert.SupportedHashes()...))
 	}
-	if cr := certReq(conn.RemoteCAs); cr != nil {
+	if cr := certReq(ch.conn.RemoteCAs); cr != nil {
 		payloads = append(payloads, cr)
 	}
 	rm := wire.Message{Header: sa.header(wire.IKE_SA_INIT, 0, true), Payloads: payloads}
@@ -415,17 +465,17 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 	sa.peerReqID = 1
 	sa.halfOpenExpire = now.Add(e.cfg.HalfOpenTimeout)
 	e.addSA(sa)
-	e.initIndex[key] = sa
+	e.initIndex[in.key] = sa
 	e.nHalf++
-	if proved {
-		e.proved[blk]++
+	if in.proved {
+		e.proved[in.blk]++
 	} else {
-		e.unproved[blk]++
+		e.unproved[in.blk]++
 	}
 	e.charge(sa)
 	e.emit(Send{Local: local, Remote: remote, Data: sa.initResp})
 	e.schedule(sa)
-	e.log.Debug("IKE_SA_INIT answered", "sa", sa.id, "peer", remote, "proposal", suite.String())
+	e.log.Debug("IKE_SA_INIT answered", "sa", sa.id, "peer", remote, "proposal", ch.suite.String())
 }
 
 // sendInitError answers an IKE_SA_INIT request with a single notify and keeps no state.
@@ -520,13 +570,21 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 	}
 	sa.local, sa.remote, sa.initReq = sa.initCopies[ci].local, sa.initCopies[ci].remote, sa.initCopies[ci].data
 	e.logMessage("received", sa, *h, local, remote, m.Payloads)
-	// Unprotected error notifies: COOKIE and INVALID_KE_PAYLOAD make us try again;
-	// anything else is fatal. All of them could be forged by an on-path attacker, so
-	// they are only believed while we wait for this response (RFC 7296 2.21.1).
+	if e.initErrorNotify(now, sa, m) {
+		return
+	}
+	e.initDone(now, sa, local, remote, data, h, m)
+}
+
+// initErrorNotify handles an IKE_SA_INIT response that is a lone error notify: COOKIE
+// and INVALID_KE_PAYLOAD make us try again, anything else is fatal. All of them could
+// be forged by an on-path attacker, so they are only believed while we wait for this
+// response (RFC 7296 2.21.1). It reports whether the response was one.
+func (e *Engine) initErrorNotify(now time.Time, sa *IKESA, m *wire.Message) bool {
 	if c := wire.FindNotify(m.Payloads, wire.COOKIE); c != nil && wire.Find[*wire.SA](m.Payloads) == nil {
 		if sa.cookieTries >= maxCookieTries || len(c.Data) == 0 || len(c.Data) > 64 {
 			e.failInit(now, sa, "peer keeps demanding COOKIE")
-			return
+			return true
 		}
 		sa.cookieTries++
 		sa.cookie = append([]byte(nil), c.Data...)
@@ -534,13 +592,13 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 			e.failInit(now, sa, err.Error())
 		}
 		e.schedule(sa)
-		return
+		return true
 	}
 	if n := wire.FindNotify(m.Payloads, wire.INVALID_KE_PAYLOAD); n != nil {
 		g, err := n.Group()
 		if err != nil || !offersGroup(sa.conn.Proposals, g) || g == sa.kex.Group() || sa.keTries >= maxKETries {
 			e.failInit(now, sa, "INVALID_KE_PAYLOAD")
-			return
+			return true
 		}
 		sa.keTries++
 		e.log.Info("peer asks for another key exchange group", "sa", sa.id, "group", g)
@@ -548,14 +606,20 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 			e.failInit(now, sa, err.Error())
 		}
 		e.schedule(sa)
-		return
+		return true
 	}
 	for _, p := range m.Payloads {
 		if n, ok := p.(*wire.Notify); ok && n.NotifyType.IsError() {
 			e.failInit(now, sa, n.NotifyType.String())
-			return
+			return true
 		}
 	}
+	return false
+}
+
+// initDone completes IKE_SA_INIT from the responder's answer: the proposal it chose,
+// the keys, NAT detection, the float to the NAT-T port, and our IKE_AUTH.
+func (e *Engine) initDone(now time.Time, sa *IKESA, local, remote netip.AddrPort, data []byte, h *wire.Header, m *wire.Message) {
 	saP := wire.Find[*wire.SA](m.Payloads)
 	keP := wire.Find[*wire.KE](m.Payloads)
 	nrP := wire.Find[*wire.Nonce](m.Payloads)
@@ -608,6 +672,11 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 		if sa.remote.Port() == 500 {
 			sa.remote = netip.AddrPortFrom(sa.remote.Addr(), 4500)
 		}
+	} else if dst := wire.FindNotify(m.Payloads, wire.NAT_DETECTION_DESTINATION_IP); dst != nil {
+		// Without a float, the NAT mapping IKE_SA_INIT saw is the one the SA keeps
+		// using: MOBIKE's liveness checks compare with it (RFC 4555 3.8). After a
+		// float it describes port 500's mapping, which says nothing about ours.
+		sa.initNATD = append([]byte(nil), dst.Data...)
 	}
 	if err := e.sendAuth(now, sa); err != nil {
 		e.failInit(now, sa, err.Error())
@@ -657,7 +726,11 @@ func (e *Engine) rotateCookieSecret(now time.Time) {
 	if now.Sub(e.cookieRotatedAt) < e.cookieRotateEach {
 		return
 	}
+	var next [32]byte
+	if _, err := io.ReadFull(e.rand, next[:]); err != nil {
+		return // keep the current secret until randomness comes back
+	}
 	e.cookieRotatedAt = now
 	e.cookieVersion++
-	io.ReadFull(e.rand, e.cookieSecret[e.cookieVersion&1][:])
+	e.cookieSecret[e.cookieVersion&1] = next
 }

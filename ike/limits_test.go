@@ -18,7 +18,7 @@ func addChildren(n *testNet, cl *endpoint, k int) {
 	csa := onlySA(n.t, cl)
 	cfg := csa.conn.Children[0]
 	for range k {
-		n.apply(cl, func() []Action { cl.e.createChild(n.now, csa, cfg, 0); return cl.e.take() }())
+		n.apply(cl, func() []Action { cl.e.createChild(n.now, csa, cfg, 0, nil); return cl.e.take() }())
 		n.flush()
 	}
 }

@@ -49,10 +49,6 @@ func (e *Engine) RoutesChanged(now time.Time) []Action {
 	return e.take()
 }
 
-func (e *Engine) hasLocal(a netip.Addr) bool {
-	return e.localAddrs == nil || slices.Contains(e.localAddrs, a.Unmap())
-}
-
 // host is what the path managers know of the host.
 func (e *Engine) host() mobike.Host {
 	h := mobike.Host{Addrs: e.localAddrs, Reachable: e.cfg.Reachable}
@@ -102,7 +98,10 @@ func (e *Engine) startPathManager(sa *IKESA, peerAddrs, announced []netip.Addr) 
 		PeerAddrs:   peerAddrs,
 		Announced:   announced,
 		Rand:        e.rand,
+		NATD:        sa.initNATD,
+		Tries:       e.cfg.Retransmit.Tries,
 	})
+	sa.initNATD = nil
 }
 
 // espPath is where sa's Child SAs send.
@@ -148,9 +147,9 @@ func (e *Engine) applyPath(now time.Time, sa *IKESA, ds []mobike.Decision, reply
 		case mobike.SetIKEPath:
 			sa.local, sa.remote = d.Path.Local, d.Path.Remote
 			if r := sa.pending; d.Resend && r != nil && r.data != nil {
-				// Outstanding requests continue on the new path, now (RFC 4555 3.5).
-				r.tries = 0
-				r.nextAt = now.Add(e.retransmitDelay(0))
+				// Outstanding requests continue retransmitting on the new path (RFC
+				// 4555 3.5): a copy goes there now; the count and the schedule stay,
+				// so that moves do not keep a dead peer alive.
 				e.sendReq(sa, r)
 			}
 		case mobike.SetESPPath:
@@ -186,7 +185,10 @@ func (e *Engine) pathNote(sa *IKESA, n mobike.Note) {
 	if sa.conn != nil {
 		name = sa.conn.Name
 	}
+	//exhaustive:enforce
 	switch n.Kind {
+	case mobike.NoteInfo, mobike.NoteVerified:
+		// logged only
 	case mobike.NoteMoved:
 		e.emit(Event{IKESA: sa.id, Conn: name, Kind: EventMoved, Reason: n.Reason})
 	case mobike.NoteSwitched:
@@ -322,12 +324,14 @@ func (e *Engine) mobikeRequest(now time.Time, sa *IKESA, at mobike.Path, m *wire
 		}
 	}
 	if update && !unexpectedNAT {
-		natL, natR, _ := checkNAT(m.Payloads, sa.spiI, sa.spiR, at.Local, at.Remote)
+		natL, natR, natPresent := checkNAT(m.Payloads, sa.spiI, sa.spiR, at.Local, at.Remote)
 		refuse, uds := sa.pm.Update(now, e.host(), at, noNATs)
 		ds = append(ds, uds...)
 		switch refuse {
 		case 0:
-			if sa.pm.Role() == mobike.Responder {
+			if sa.pm.Role() == mobike.Responder && natPresent {
+				// RFC 4555 3.5: NAT traversal changes only when NAT detection
+				// notifies were included.
 				changed := natL != sa.natLocal
 				sa.natLocal, sa.natRemote = natL, natR
 				if changed {

@@ -177,7 +177,7 @@ func TestMobikeNATRebinding(t *testing.T) {
 	if !n.run(time.Minute, established(gw, cl)) {
 		t.Fatal("not established")
 	}
-	n.run(5*time.Second, nil) // a first DPD records the NAT mapping
+	n.run(5*time.Second, nil) // a first DPD (and, with nothing to compare with yet, an update) records the NAT mapping
 	before := gw.e.Status(n.now)[0].Remote
 	// The NAT forgets its mappings and hands out new ports.
 	mapping = map[uint16]uint16{}

@@ -250,7 +250,7 @@ func TestNoChildSATowardUnverifiedAddress(t *testing.T) {
 	csa := onlySA(t, cl)
 	before := len(gw.espTo)
 	// A new Child SA and a rekey while the check is pending.
-	n.apply(cl, func() []Action { cl.e.createChild(n.now, csa, extra, 0); return cl.e.take() }())
+	n.apply(cl, func() []Action { cl.e.createChild(n.now, csa, extra, 0, nil); return cl.e.take() }())
 	n.run(time.Second, nil)
 	n.apply(cl, func() []Action { cl.e.rekeyChild(n.now, csa, csa.children[0], 0); return cl.e.take() }())
 	n.run(time.Second, nil)

@@ -16,10 +16,6 @@ import (
 // retryDelay is how long we wait after a TEMPORARY_FAILURE or a refused rekey.
 const retryDelay = 10 * time.Second
 
-// rekeyedSALife bounds how long an IKE SA that the peer rekeyed waits for the peer's
-// Delete before it is forgotten.
-const rekeyedSALife = 30 * time.Second
-
 // lowestNonce reports whether exchange a holds the lowest of the four nonces of two
 // exchanges, compared octet by octet, a prefix being lower (RFC 7296 2.8.1).
 func lowestNonce(a, b [2][]byte) bool {
@@ -70,85 +66,6 @@ func (e *Engine) RekeyChild(now time.Time, spi uint32) []Action {
 			e.rekeyChild(now, sa, c, 0)
 			e.schedule(sa)
 		}
-	}
-	return e.take()
-}
-
-// VolumeLimit is the datapath's report that one direction of a Child SA crossed one of
-// its volume limits (ChildLimits), or neared or reached the end of its sequence numbers.
-type VolumeLimit struct {
-	// Inbound: the inbound SA with our SPI SPI. Otherwise the outbound SA of flow
-	// Policy (InstallOutbound.Policy) with the peer's SPI SPI.
-	Inbound bool
-	SPI     uint32
-	Policy  uint64
-	// Hard: the SA must not be used any more (a hard limit, or sequence numbers used
-	// up); otherwise it should be rekeyed (a soft limit).
-	Hard bool
-}
-
-// ChildVolume acts on the datapath's report of a crossed volume limit: at a soft limit
-// it starts rekeying the Child SA; at a hard one it replaces it by a rekey, or, should
-// the peer refuse that, deletes it and creates a new one. Reports about SAs that are
-// gone or being replaced already change nothing.
-func (e *Engine) ChildVolume(now time.Time, v VolumeLimit) []Action {
-	sa, c := e.childForVolume(v)
-	if c == nil {
-		return e.take()
-	}
-	what := "soft"
-	if v.Hard {
-		what = "hard"
-	}
-	if c.state != childInstalled {
-		// Being rekeyed or deleted already: its replacement is on its way.
-		e.log.Debug("Child SA volume limit reached while it is being replaced", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn), "limit", what, "state", c.state.String())
-		return e.take()
-	}
-	e.log.Info("Child SA reached a volume limit; rekeying it", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn), "inbound", v.Inbound, "limit", what)
-	if v.Hard {
-		c.expired = true
-	}
-	e.rekeyChild(now, sa, c, 0)
-	if c.state == childInstalled && (c.rekeyAt.IsZero() || c.rekeyAt.After(now.Add(time.Second))) {
-		// Not now (the IKE SA is being rekeyed, say): soon, by the timer.
-		c.rekeyAt = now.Add(time.Second)
-	}
-	e.schedule(sa)
-	return e.take()
-}
-
-// childForVolume finds the Child SA a VolumeLimit is about.
-func (e *Engine) childForVolume(v VolumeLimit) (*IKESA, *ChildSA) {
-	for _, sa := range e.byID {
-		if v.Inbound {
-			if c := sa.childBySPIIn(v.SPI); c != nil {
-				return sa, c
-			}
-			continue
-		}
-		for _, c := range sa.children {
-			if c.policy == v.Policy && c.spiOut == v.SPI && c.outActive {
-				return sa, c
-			}
-		}
-	}
-	return nil, nil
-}
-
-// replaceExpired deletes c, past a hard volume limit and not rekeyed, and asks for a new
-// Child SA of its configuration first, so that its flow's routes never go away.
-func (e *Engine) replaceExpired(now time.Time, sa *IKESA, c *ChildSA) {
-	e.log.Info("Child SA past its hard volume limit could not be rekeyed; deleting it and creating a new one", "sa", sa.id, "child", c.cfg.Name, "spi_in", spiHex(c.spiIn))
-	e.createChild(now, sa, c.cfg, 0)
-	e.deleteChild(now, sa, c)
-}
-
-// RekeyIKE starts rekeying IKE SA id now.
-func (e *Engine) RekeyIKE(now time.Time, id uint64) []Action {
-	if sa := e.byID[id]; sa != nil {
-		e.rekeyIKE(now, sa, 0)
-		e.schedule(sa)
 	}
 	return e.take()
 }
@@ -333,7 +250,7 @@ func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childR
 			e.log.Info("rekey collision: ours has the lowest nonce, closing it", "sa", sa.id, "child", c.cfg.Name)
 			e.installChild(now, sa, n, keys, true, true)
 			n.activateAt = time.Time{}
-			n.outKeys = ChildKeys{}
+			n.outKeys.wipe()
 			c.successor = b
 			e.deleteChild(now, sa, n)
 			return
@@ -342,7 +259,7 @@ func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childR
 		// carries our traffic.
 		e.log.Info("rekey collision: the peer's has the lowest nonce, the peer closes it", "sa", sa.id, "child", c.cfg.Name)
 		b.activateAt = time.Time{}
-		b.outKeys = ChildKeys{}
+		b.outKeys.wipe()
 	}
 	e.installChild(now, sa, n, keys, true, false)
 	e.log.Info("Child SA rekeyed", "sa", sa.id, "child", c.cfg.Name, "old_spi_in", spiHex(c.spiIn), "new_spi_in", spiHex(n.spiIn))
@@ -379,10 +296,13 @@ func (e *Engine) deleteChild(now time.Time, sa *IKESA, c *ChildSA) {
 	})
 }
 
-// createChild asks for an additional Child SA of configuration cfg.
-func (e *Engine) createChild(now time.Time, sa *IKESA, cfg *ChildConfig, group uint16) {
+// createChild asks for an additional Child SA of configuration cfg, or, with replaces
+// set, for the one that takes over the flow of replaces (past its hard volume limit,
+// its rekey refused: see replaceExpired).
+// It reports whether the request was queued.
+func (e *Engine) createChild(now time.Time, sa *IKESA, cfg *ChildConfig, group uint16, replaces *ChildSA) bool {
 	if sa.state != stateEstablished {
-		return
+		return false
 	}
 	if group == 0 {
 		group = firstGroup(cfg.ESPProposals)
@@ -392,7 +312,7 @@ func (e *Engine) createChild(now time.Time, sa *IKESA, cfg *ChildConfig, group u
 	cr, ps, err := e.newChildRequest(sa, cfg, group, nil, tsi, tsr)
 	if err != nil {
 		e.log.Error("cannot create Child SA", "sa", sa.id, "err", err)
-		return
+		return false
 	}
 	e.queueRequest(now, sa, &request{
 		exchange: wire.CREATE_CHILD_SA,
@@ -402,20 +322,55 @@ func (e *Engine) createChild(now time.Time, sa *IKESA, cfg *ChildConfig, group u
 			e.releaseSPI(sa, cr.spi)
 			if n := errorNotify(m.Payloads); n != nil {
 				if g, err := n.Group(); n.NotifyType == wire.INVALID_KE_PAYLOAD && err == nil && g != group && offersGroup(cfg.ESPProposals, g) {
-					e.createChild(now, sa, cfg, g)
+					e.createChild(now, sa, cfg, g, replaces)
 					return
 				}
 				e.log.Info("Child SA refused", "sa", sa.id, "child", cfg.Name, "reason", n.NotifyType.String())
+				e.replacementRefused(now, sa, replaces, n.NotifyType)
 				return
 			}
 			c, keys, reason := e.childFromResponse(sa, cr, m)
 			if c == nil {
 				e.log.Info("Child SA refused", "sa", sa.id, "child", cfg.Name, "reason", reason)
+				e.replacementRefused(now, sa, replaces, 0)
 				return
 			}
+			old := replaces
+			if old != nil && sa.childBySPIIn(old.spiIn) != old {
+				old = nil // deleted meanwhile: c is a flow of its own
+			}
+			if old != nil {
+				c.policy = old.policy // c carries the flow on
+			}
 			e.installChild(now, sa, c, keys, true, false)
+			if old != nil {
+				e.log.Info("Child SA replaced", "sa", sa.id, "child", cfg.Name, "old_spi_in", spiHex(old.spiIn), "new_spi_in", spiHex(c.spiIn))
+				old.state = childRekeyed
+				old.successor = c
+				e.deleteChild(now, sa, old)
+			}
 		},
 	})
+	return true
+}
+
+// replacementRefused handles the refusal of old's replacement (nil: not a replacement).
+// A TEMPORARY_FAILURE (RFC 7296 2.25: the peer is busy, rekeying the IKE SA say) is
+// tried again later, by the rekey timer, the flow kept meanwhile; any other refusal is
+// final: old goes, and its flow with it.
+func (e *Engine) replacementRefused(now time.Time, sa *IKESA, old *ChildSA, why wire.NotifyType) {
+	if old == nil || sa.childBySPIIn(old.spiIn) != old || old.state != childRekeying {
+		return
+	}
+	old.state = childInstalled
+	if why == wire.TEMPORARY_FAILURE {
+		e.log.Info("replacement of the Child SA past its hard limit refused for now; trying again", "sa", sa.id, "child", old.cfg.Name, "spi_in", spiHex(old.spiIn))
+		old.rekeyAt = now.Add(retryDelay)
+		e.schedule(sa)
+		return
+	}
+	e.log.Warn("Child SA past its hard limit could not be replaced; deleting it", "sa", sa.id, "child", old.cfg.Name, "spi_in", spiHex(old.spiIn))
+	e.deleteChild(now, sa, old)
 }
 
 // dynamicLocal is what "dynamic" means for our side of a Child SA: our virtual IPs, else
@@ -597,282 +552,4 @@ func (e *Engine) respondChildCreate(now time.Time, sa *IKESA, old *ChildSA, m *w
 	}
 	e.log.Info("Child SA refused", "sa", sa.id, "reason", fail.String())
 	return []wire.Payload{&wire.Notify{NotifyType: fail}}, nil
-}
-
-// rekeyIKE asks the peer to replace IKE SA sa (group 0: the current one).
-func (e *Engine) rekeyIKE(now time.Time, sa *IKESA, group uint16) {
-	if sa.state != stateEstablished || sa.rekeying != nil || sa.rekeyedTo != nil {
-		return
-	}
-	// RFC 7296 2.25.1: not while a Child SA of ours is being created, rekeyed or closed.
-	if sa.pending != nil && sa.pending.kind != reqDPD || len(sa.queue) > 0 {
-		sa.rekeyAt = now.Add(time.Second)
-		return
-	}
-	if group == 0 {
-		group = sa.suite.DH
-	}
-	spi, err := e.newSPI()
-	if err != nil {
-		return
-	}
-	ni, err := e.nonce()
-	if err != nil {
-		return
-	}
-	kex, err := ikecrypto.NewKeyExchange(group, e.rand)
-	if err != nil {
-		e.log.Error("key exchange", "err", err)
-		return
-	}
-	var spiB [8]byte
-	binary.BigEndian.PutUint64(spiB[:], spi)
-	offered := numberProposals(ikecrypto.PreferGroup(sa.conn.Proposals, group), spiB[:])
-	// Reserve the SPI so that nobody else takes it meanwhile.
-	e.sas[spi] = sa
-	sa.rekeySPI = spi
-	r := &request{
-		exchange: wire.CREATE_CHILD_SA,
-		payloads: []wire.Payload{&wire.SA{Proposals: offered}, &wire.Nonce{Data: ni}, &wire.KE{Group: group, Data: kex.PublicKey()}},
-		kind:     reqRekeyIKE,
-	}
-	r.onReply = func(e *Engine, now time.Time, sa *IKESA, m *wire.Message) {
-		if e.sas[spi] == sa {
-			delete(e.sas, spi)
-		}
-		sa.rekeying, sa.rekeySPI = nil, 0
-		e.rekeyIKEDone(now, sa, spi, ni, kex, offered, m)
-	}
-	sa.rekeying = r
-	sa.rekeyNi = ni
-	e.log.Info("rekeying IKE SA", "sa", sa.id)
-	e.queueRequest(now, sa, r)
-}
-
-// rekeyIKEDone handles the response to our IKE SA rekey.
-func (e *Engine) rekeyIKEDone(now time.Time, sa *IKESA, spi uint64, ni []byte, kex ikecrypto.KeyExchange, offered []wire.Proposal, m *wire.Message) {
-	collision := sa.collision
-	sa.collision = nil
-	giveUp := func(reason string) {
-		e.log.Info("IKE SA rekey failed", "sa", sa.id, "reason", reason)
-		if collision != nil {
-			// The peer's rekey stands: its new SA inherits everything.
-			e.inherit(now, sa, collision)
-			return
-		}
-		sa.rekeyAt = now.Add(retryDelay)
-	}
-	if n := errorNotify(m.Payloads); n != nil {
-		if g, err := n.Group(); n.NotifyType == wire.INVALID_KE_PAYLOAD && err == nil && g != kex.Group() && offersGroup(sa.conn.Proposals, g) && collision == nil {
-			e.rekeyIKE(now, sa, g)
-			return
-		}
-		giveUp(n.NotifyType.String())
-		return
-	}
-	saP := wire.Find[*wire.SA](m.Payloads)
-	nrP := wire.Find[*wire.Nonce](m.Payloads)
-	keP := wire.Find[*wire.KE](m.Payloads)
-	if saP == nil || nrP == nil || keP == nil || len(saP.Proposals) != 1 || len(saP.Proposals[0].SPI) != 8 {
-		giveUp("incomplete response")
-		return
-	}
-	got := saP.Proposals[0]
-	if err := ikecrypto.CheckResponseProposal(offered, got); err != nil {
-		giveUp("peer chose a proposal we did not offer")
-		return
-	}
-	suite, err := ikecrypto.IKESuiteFromProposal(got)
-	if err != nil || suite.DH != kex.Group() || keP.Group != suite.DH {
-		giveUp("key exchange does not match")
-		return
-	}
-	gir, err := kex.SharedSecret(keP.Data)
-	if err != nil {
-		giveUp("invalid KE payload")
-		return
-	}
-	nr := append([]byte(nil), nrP.Data...)
-	ns, err := e.newRekeyedSA(sa, suite, true, spi, binary.BigEndian.Uint64(got.SPI), ni, nr, gir)
-	if err != nil {
-		giveUp(err.Error())
-		return
-	}
-	ns.createdNonces = [2][]byte{ni, nr}
-	if collision != nil && e.byID[collision.id] == collision {
-		// Both rekeyed (2.8.2): the new SA with the lowest nonce is closed by its
-		// creator, the other inherits the Child SAs; its creator deletes the old SA.
-		if lowestNonce(ns.createdNonces, collision.createdNonces) {
-			e.log.Info("IKE rekey collision: ours has the lowest nonce, closing it", "old", sa.id, "ours", ns.id, "theirs", collision.id)
-			e.inherit(now, sa, collision)
-			e.deleteIKESA(now, ns, "")
-			return
-		}
-		e.log.Info("IKE rekey collision: the peer's has the lowest nonce, the peer closes it", "old", sa.id, "ours", ns.id, "theirs", collision.id)
-		collision.state = stateDeleting // the peer deletes it; we send nothing on it
-	}
-	e.inherit(now, sa, ns)
-	e.deleteIKESA(now, sa, "")
-}
-
-// respondRekeyIKE answers the peer's request to rekey sa.
-func (e *Engine) respondRekeyIKE(now time.Time, sa *IKESA, reply func(...wire.Payload), m *wire.Message) {
-	// 2.25.1: not while we create, rekey or close a Child SA of it.
-	if p := sa.pending; p != nil && (p.kind == reqRekeyChild || p.kind == reqCreateChild || p.kind == reqDeleteChild) {
-		reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
-		return
-	}
-	saP := wire.Find[*wire.SA](m.Payloads)
-	niP := wire.Find[*wire.Nonce](m.Payloads)
-	keP := wire.Find[*wire.KE](m.Payloads)
-	if keP == nil {
-		reply(&wire.Notify{NotifyType: wire.INVALID_SYNTAX})
-		return
-	}
-	chosen, ok := ikecrypto.SelectProposal(ikecrypto.PreferGroup(sa.conn.Proposals, keP.Group), saP.Proposals)
-	if !ok || chosen.Protocol != wire.ProtoIKE || len(chosen.SPI) != 8 {
-		reply(&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
-		return
-	}
-	suite, err := ikecrypto.IKESuiteFromProposal(chosen)
-	if err != nil {
-		reply(&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
-		return
-	}
-	if keP.Group != suite.DH {
-		var g [2]byte
-		binary.BigEndian.PutUint16(g[:], suite.DH)
-		reply(&wire.Notify{NotifyType: wire.INVALID_KE_PAYLOAD, Data: g[:]})
-		return
-	}
-	kex, err := ikecrypto.NewKeyExchange(suite.DH, e.rand)
-	if err != nil {
-		reply(&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
-		return
-	}
-	gir, err := kex.SharedSecret(keP.Data)
-	if err != nil {
-		reply(&wire.Notify{NotifyType: wire.INVALID_SYNTAX})
-		return
-	}
-	spi, err := e.newSPI()
-	if err != nil {
-		reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
-		return
-	}
-	nr, err := e.nonce()
-	if err != nil {
-		reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
-		return
-	}
-	ni := append([]byte(nil), niP.Data...)
-	ns, err := e.newRekeyedSA(sa, suite, false, binary.BigEndian.Uint64(chosen.SPI), spi, ni, nr, gir)
-	if err != nil {
-		reply(&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
-		return
-	}
-	ns.createdNonces = [2][]byte{ni, nr}
-	var spiB [8]byte
-	binary.BigEndian.PutUint64(spiB[:], spi)
-	chosen.SPI = spiB[:]
-	reply(&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.Nonce{Data: nr}, &wire.KE{Group: suite.DH, Data: kex.PublicKey()})
-	if sa.rekeying != nil {
-		// We are rekeying it too: decide when our response arrives (2.8.2).
-		sa.collision = ns
-		return
-	}
-	e.inherit(now, sa, ns)
-	// The peer deletes the old SA; if it never does, it goes anyway.
-	sa.expireAt = now.Add(rekeyedSALife)
-}
-
-// newRekeyedSA derives and registers the IKE SA that replaces sa (RFC 7296 2.18: the
-// old SA's PRF and SK_d make SKEYSEED). weInitiated says whether we initiated the rekey,
-// which makes us this IKE SA's (RFC 7296) initiator.
-func (e *Engine) newRekeyedSA(sa *IKESA, suite ikecrypto.IKESuite, weInitiated bool, spiI, spiR uint64, ni, nr, gir []byte) (*IKESA, error) {
-	ns := &IKESA{
-		conn:          sa.conn,
-		state:         stateEstablished,
-		initiator:     weInitiated,
-		origInitiator: sa.origInitiator,
-		spiI:          spiI,
-		spiR:          spiR,
-		local:         sa.local,
-		remote:        sa.remote,
-		suite:         suite,
-		ni:            ni,
-		nr:            nr,
-		natLocal:      sa.natLocal,
-		natRemote:     sa.natRemote,
-		localID:       sa.localID,
-		remoteID:      sa.remoteID,
-		mobike:        sa.mobike,
-		authLocal:     sa.authLocal,
-		authRemote:    sa.authRemote,
-		fragment:      sa.fragment,
-		peerRMobike:   sa.peerRMobike,
-		created:       sa.created,
-		estab:         sa.estab,
-		lastRecv:      sa.lastRecv,
-		nextReqID:     0,
-		peerReqID:     0,
-	}
-	skeyseed := sa.prf.RekeySKEYSEED(sa.keys.SKd, gir, ni, nr)
-	prf, err := ikecrypto.NewPRF(suite.PRF)
-	if err != nil {
-		return nil, err
-	}
-	ns.prf = prf
-	keys, err := ikecrypto.DeriveIKEKeys(prf, suite, skeyseed, ni, nr, spiI, spiR)
-	if err != nil {
-		return nil, err
-	}
-	ns.keys = keys
-	encI, err := ikecrypto.NewSKCipher(suite.Encr, int(suite.EncrKeyBits), suite.Integ, keys.SKei, keys.SKai)
-	if err != nil {
-		return nil, err
-	}
-	encR, err := ikecrypto.NewSKCipher(suite.Encr, int(suite.EncrKeyBits), suite.Integ, keys.SKer, keys.SKar)
-	if err != nil {
-		return nil, err
-	}
-	ns.skOut, ns.skIn = encR, encI
-	if weInitiated {
-		ns.skOut, ns.skIn = encI, encR
-	}
-	e.addSA(ns)
-	e.indexPeer(ns)
-	e.keylogIKE(ns)
-	return ns, nil
-}
-
-// inherit moves everything that lives on the IKE SA from old to its replacement ns.
-func (e *Engine) inherit(now time.Time, old, ns *IKESA) {
-	ns.children = append(ns.children, old.children...)
-	old.children = nil
-	ns.lingering = append(ns.lingering, old.lingering...)
-	old.lingering = nil
-	ns.vips, ns.vipDNS, ns.pool = old.vips, old.vipDNS, old.pool
-	old.vips, old.vipDNS, old.pool = nil, nil, nil
-	for spi := range old.reserved {
-		if ns.reserved == nil {
-			ns.reserved = make(map[uint32]bool)
-		}
-		ns.reserved[spi] = true
-	}
-	old.reserved = nil
-	// The path manager carries on with the new SA; checks that waited on the old one
-	// are asked for again there.
-	if old.pm != nil {
-		ns.pm, old.pm = old.pm, nil
-		e.applyPath(now, ns, ns.pm.Rekeyed(now), nil)
-	}
-	old.rekeyedTo = ns
-	old.rekeyAt = time.Time{}
-	old.dpdAt = time.Time{}
-	e.armIKERekey(ns, now)
-	e.armDPD(ns, now)
-	e.log.Info("IKE SA rekeyed", "old", old.id, "new", ns.id, "proposal", ns.suite.String())
-	e.emit(Event{IKESA: ns.id, Conn: ns.conn.Name, Kind: EventRekeyed, Reason: "replaces IKE SA", Replaces: old.id})
-	e.schedule(ns)
 }

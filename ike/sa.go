@@ -25,6 +25,7 @@ const (
 )
 
 func (s saState) String() string {
+	//exhaustive:enforce
 	switch s {
 	case stateInitSent:
 		return "connecting"
@@ -82,8 +83,12 @@ type IKESA struct {
 	provedCookie bool
 	// charged is what Engine.preauth counts for this SA.
 	charged int
-	// replays are the recent answers to copies of answered requests, per source.
-	replays []replayStamp
+	// replays are the recent answers to copies of answered requests, per source;
+	// replayTimes the times of the last replayBurst answers to sources other than
+	// the peer, a ring (replayNext is the oldest).
+	replays     []replayStamp
+	replayTimes *[replayBurst]time.Time
+	replayNext  int
 
 	// natLocal: the peer saw another address than ours, a NAT is in front of us.
 	// natRemote: the peer's address is not what it says, a NAT in front of it, or a
@@ -107,6 +112,9 @@ type IKESA struct {
 	// authLocal/authRemote are the addresses of IKE_AUTH: what "dynamic" traffic
 	// selectors mean without virtual IPs, whatever moves follow.
 	authLocal, authRemote netip.AddrPort
+	// initNATD (initiator): the NAT_DETECTION_DESTINATION_IP of the IKE_SA_INIT
+	// response, when it describes the SA's path, until the path manager takes it.
+	initNATD []byte
 	// authAnnounced/authPeerAddrs: the additional addresses of IKE_AUTH, until the path
 	// manager takes them.
 	authAnnounced []netip.Addr
@@ -155,8 +163,6 @@ type IKESA struct {
 	rekeyAt        time.Time
 	expireAt       time.Time // a rekeyed SA the peer never deleted is forgotten then
 	wakeAt         time.Time
-
-	failReason string
 }
 
 // request is an exchange we initiated and that waits for its response.

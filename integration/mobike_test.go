@@ -17,7 +17,6 @@ type flow struct {
 	cmd     *exec.Cmd
 	replies chan reply
 	all     []reply
-	sent    int
 	done    chan struct{}
 }
 

@@ -146,7 +146,7 @@ func TestRekeyUnderTraffic(t *testing.T) {
 	// 20 s of ping at 50/s and, meanwhile, a 64 MiB TCP transfer checked byte for byte.
 	done := make(chan string, 1)
 	go func() {
-		out, _ := exec.Command("ip", "netns", "exec", l.cl, "ping", "-c", "1000", "-i", "0.02", "-W", "1", "198.18.0.1").CombinedOutput()
+		out, _ := exec.Command("ip", "netns", "exec", l.cl, "ping", "-c", "1000", "-i", "0.02", "-W", "1", "-w", "40", "198.18.0.1").CombinedOutput()
 		done <- string(out)
 	}()
 	mbps := l.tcpTransfer(l.cl, l.gw, "198.18.0.1:5003", "198.18.0.1:5003", 64<<20)

@@ -399,15 +399,6 @@ func (s *strongswan) load() {
 	}
 }
 
-// reload replaces the configuration (connections, pools, secrets, files) and loads
-// it; SAs of connections that stay are kept. The charon settings (o.Charon,
-// o.LogLevels) need a new charon.
-func (s *strongswan) reload(o swOpts) {
-	s.t.Helper()
-	s.writeSwanctl(o)
-	s.load()
-}
-
 func (s *strongswan) swconfText() string {
 	b, _ := os.ReadFile(s.swconf)
 	return string(b)

@@ -153,7 +153,11 @@ var lossRe = regexp.MustCompile(`(\d+)% packet loss`)
 // ping pings from ns and returns the average RTT; it fails the test on any loss.
 func (l *tunnelLab) ping(ns, dst string, count int) float64 {
 	l.t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", strconv.Itoa(count), "-i", "0.05", "-W", "2", dst).CombinedOutput()
+	// -w: wait for every answer up to the deadline (with -W alone ping waits only two
+	// round trips for the last one once any has come back: one answer slower than
+	// 2 ms on a loaded machine counted as a lost packet).
+	deadline := strconv.Itoa(5 + count/20)
+	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", strconv.Itoa(count), "-i", "0.05", "-W", "2", "-w", deadline, dst).CombinedOutput()
 	if err != nil {
 		l.t.Fatalf("ping %s: %v\n%s", dst, err, out)
 	}

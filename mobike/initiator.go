@@ -22,8 +22,9 @@ import (
 //     and tells the responder where it is with a new UPDATE_SA_ADDRESSES.
 
 // Reevaluate is the initiator's choice of path after the host's addresses or routes
-// changed: the source address the routing table picks for the peer, else any usable one
-// of the peer's family, else a pair of the other family.
+// changed: the source address the routing table picks for the peer (of the peer's
+// family), else any usable one of the peer's family, else a pair of the other family
+// with a peer address the SA may commit to (committedCandidates).
 func (m *Manager) Reevaluate(now time.Time, host Host, why string) []Decision {
 	if m.role != Initiator || !m.mobike {
 		return nil
@@ -31,7 +32,7 @@ func (m *Manager) Reevaluate(now time.Time, host Host, why string) []Decision {
 	cur := m.ike
 	want := cur.Local.Addr()
 	if host.Route != nil {
-		if a, ok := host.Route(cur.Remote.Addr()); ok && Usable(a) && host.has(a) && m.pol.localAllowed(a) {
+		if a, ok := host.Route(cur.Remote.Addr()); ok && Usable(a) && a.Unmap().Is4() == cur.Remote.Addr().Is4() && host.has(a) && m.pol.localAllowed(a) {
 			want = a.Unmap()
 		}
 	}
@@ -45,7 +46,7 @@ func (m *Manager) Reevaluate(now time.Time, host Host, why string) []Decision {
 		return m.commit(now, Path{Local: netip.AddrPortFrom(want, cur.Local.Port()), Remote: cur.Remote}, why)
 	}
 	// Nothing of the peer's family: a pair of the other family, if the peer has one.
-	for _, p := range m.candidates(now, host, cur) {
+	for _, p := range m.committedCandidates(now, host, cur) {
 		if host.has(p.Local.Addr()) {
 			return m.commit(now, p, why)
 		}
@@ -99,18 +100,24 @@ func (m *Manager) refuseSwitch(why string) []Decision {
 
 // NATMapping handles the NAT_DETECTION_DESTINATION_IP of a liveness check's reply (an
 // initiator behind a NAT sends NAT detection in them, RFC 4555 3.8): when it differs
-// from the last one, the NAT mapping changed and an UPDATE_SA_ADDRESSES tells the
-// responder.
+// from the last one (of the IKE_SA_INIT response, an UPDATE_SA_ADDRESSES response or a
+// liveness check), the NAT mapping changed and an UPDATE_SA_ADDRESSES tells the
+// responder. With nothing to compare with, the mapping may have changed unseen: the
+// UPDATE_SA_ADDRESSES goes anyway (RFC 4555 3.8 allows skipping the detection).
 func (m *Manager) NATMapping(now time.Time, dst []byte) []Decision {
 	if m.role != Initiator || !m.mobike || len(dst) == 0 {
 		return nil
 	}
 	prev := m.lastNATD
 	m.lastNATD = slices.Clone(dst)
-	if prev == nil || sameBytes(prev, dst) {
+	if prev != nil && sameBytes(prev, dst) {
 		return nil
 	}
-	ds := []Decision{Note{Kind: NoteInfo, Msg: "our NAT mapping changed: updating the SA", Path: m.ike}}
+	msg := "our NAT mapping changed: updating the SA"
+	if prev == nil {
+		msg = "no earlier NAT detection to compare with: updating the SA in case our NAT mapping changed"
+	}
+	ds := []Decision{Note{Kind: NoteInfo, Msg: msg, Path: m.ike}}
 	return append(ds, m.reissueOn(m.ike, "NAT mapping change")...)
 }
 
@@ -125,13 +132,16 @@ func (m *Manager) NoteNATD(dst []byte) {
 // Retransmit is told of the tries-th retransmission of the request carrying check c
 // (nil: an ordinary request). It returns the other paths to send a copy on (path
 // probing, RFC 4555 3.10) and decisions. A tentative UPDATE_SA_ADDRESSES that
-// FallbackAfter retransmissions did not get an answer for falls back to the old path.
+// FallbackAfter retransmissions did not get an answer for falls back to the old path;
+// when a request gets no more than FallbackAfter retransmissions (Config.Tries), the
+// first one already goes to the old path, so that a new path that does not answer
+// never costs the SA.
 func (m *Manager) Retransmit(now time.Time, host Host, c *Check, tries int) ([]Path, []Decision) {
 	if m.role != Initiator || !m.mobike {
 		return nil, nil
 	}
 	if c != nil && c.Bound() && c.Tentative {
-		if tries-c.since <= FallbackAfter {
+		if tries-c.since <= m.fallbackAfter() {
 			return nil, nil
 		}
 		c.unbound, c.since = true, tries
@@ -202,8 +212,11 @@ func (m *Manager) updateReply(now time.Time, host Host, c *Check, at Path, r Rep
 	if at != c.Path {
 		if c.retries >= maxReissue {
 			if c.Tentative {
+				// The responder took those UPDATEs (it answered them): tell it where
+				// we stay, as after the other fallbacks.
 				m.fail(now, c.Path)
-				return []Decision{Note{Kind: NoteFellBack, Msg: "the new path's replies keep coming from elsewhere: staying on the old one", Path: c.Fallback, Reason: c.Why}}
+				ds := []Decision{Note{Kind: NoteFellBack, Msg: "the new path's replies keep coming from elsewhere: staying on the old one", Path: c.Fallback, Reason: c.Why}}
+				return append(ds, m.reissueOn(m.ike, "back from "+c.Path.Remote.Addr().String()+" ("+c.Why+")")...)
 			}
 			return []Decision{Note{Kind: NoteInfo, Msg: "the replies to UPDATE_SA_ADDRESSES keep coming from another path", Path: at}}
 		}
@@ -241,7 +254,7 @@ func (m *Manager) updateReply(now time.Time, host Host, c *Check, at Path, r Rep
 	if c.Tentative {
 		return []Decision{Note{Kind: NoteFellBack, Msg: "the peer refused the new addresses: staying on the old ones", Path: c.Fallback, Reason: reason}}
 	}
-	for _, p := range m.candidates(now, host, c.Path) {
+	for _, p := range m.committedCandidates(now, host, c.Path) {
 		if host.has(p.Local.Addr()) {
 			ds := []Decision{Note{Kind: NoteInfo, Msg: "the peer refused our addresses: trying another pair", Path: c.Path, Reason: reason}}
 			return append(ds, m.commit(now, p, "the peer refused "+c.Path.String())...)
@@ -289,7 +302,23 @@ func (m *Manager) tentative(p Path, why string, from netip.Addr) []Decision {
 // candidates lists the address pairs worth probing besides exclude: every usable local
 // address with every peer address of the same family (the one in use, the announced
 // ones, every one used or seen, the configured ones), without pairs that failed lately.
+// A reply on one of them leads to a tentative move only.
 func (m *Manager) candidates(now time.Time, host Host, exclude Path) []Path {
+	return m.pairsWith(now, host, exclude, m.seen)
+}
+
+// committedCandidates lists the address pairs a committed move (IKE and ESP at once,
+// without a reply from there first) may go to: like candidates, but only with the
+// peer's current, announced and configured addresses and those the SA was confirmed on,
+// never with one that merely sent us something (RFC 4555 3.8: anyone on the path can
+// re-source a packet).
+func (m *Manager) committedCandidates(now time.Time, host Host, exclude Path) []Path {
+	return m.pairsWith(now, host, exclude, nil)
+}
+
+// pairsWith lists the address pairs besides exclude with the peer's current,
+// announced, confirmed and configured addresses and extra.
+func (m *Manager) pairsWith(now time.Time, host Host, exclude Path, extra []netip.Addr) []Path {
 	var locals []netip.Addr
 	if host.Addrs != nil {
 		for _, a := range host.Addrs {
@@ -306,6 +335,7 @@ func (m *Manager) candidates(now time.Time, host Host, exclude Path) []Path {
 	remotes = append(remotes, m.peerAddrs...)
 	remotes = append(remotes, m.used...)
 	remotes = append(remotes, m.pol.RemoteAddrs...)
+	remotes = append(remotes, extra...)
 	var out []Path
 	for _, pr := range Pairs(exclude.pair(), locals, remotes, MaxProbePairs+1)[1:] {
 		p := Path{Local: netip.AddrPortFrom(pr.Local, m.ike.Local.Port()), Remote: netip.AddrPortFrom(pr.Remote, m.ike.Remote.Port())}
@@ -338,4 +368,29 @@ func (m *Manager) localOfFamily(host Host, is4 bool) netip.Addr {
 		}
 	}
 	return netip.Addr{}
+}
+
+// fallbackAfter is how many retransmissions of a tentative UPDATE_SA_ADDRESSES go to the
+// new path before the initiator falls back: FallbackAfter, or none when requests get
+// no more retransmissions than that (the old path must get at least one).
+func (m *Manager) fallbackAfter() int {
+	if m.tries > 0 && m.tries <= FallbackAfter {
+		return 0
+	}
+	return FallbackAfter
+}
+
+// PeerRequest handles a new authenticated request of the peer that arrived on path at.
+// An initiator that gets one at a local address the SA left is not where the responder
+// thinks (the responder gave up its check of our new address, or its view got
+// redirected): RFC 4555 3.11 makes the initiator responsible for recovery, so a new
+// UPDATE_SA_ADDRESSES on the path we use tells the responder where we are, unless one
+// is on its way. Nothing moves.
+func (m *Manager) PeerRequest(now time.Time, at Path) []Decision {
+	if m.role != Initiator || !m.mobike || m.update != nil || !Usable(at.Local.Addr()) ||
+		unmapAP(at.Remote) != unmapAP(m.ike.Remote) || unmapAP(at.Local) == unmapAP(m.ike.Local) {
+		return nil // (a platform that does not tell the local address gives none)
+	}
+	ds := []Decision{Note{Kind: NoteInfo, Msg: "the peer sends to an address of ours the SA left: telling it where we are", Path: at}}
+	return append(ds, m.reissueOn(m.ike, "the peer used an address we left")...)
 }

@@ -36,9 +36,18 @@ const (
 	// failHold is how long a path that did not answer or was refused is left out of
 	// probing.
 	failHold = time.Minute
+	// VerifiedHold is how long a responder keeps a peer address verified after ESP last
+	// used it (or after it passed its check, if ESP never went there): a peer that
+	// comes back later is checked again.
+	VerifiedHold = 10 * time.Minute
+	// SwitchExpiry is how long a responder waits for the initiator to arrive where it
+	// asked it to switch to; after that the request counts as refused or lost, and a
+	// later arrival there is no switch.
+	SwitchExpiry = 5 * time.Minute
 	// bounds of the remembered address lists
 	maxVerified = 16
 	maxUsed     = 8
+	maxSeen     = 8
 	maxFailed   = 8
 	maxLeft     = 8
 	// switchWindow is the period of SwitchLimit.
@@ -63,6 +72,13 @@ type Config struct {
 	Announced []netip.Addr
 	// Rand makes COOKIE2 values.
 	Rand io.Reader
+	// NATD (initiator) is the NAT_DETECTION_DESTINATION_IP of the IKE_SA_INIT response
+	// when it describes the SA's path (RFC 4555 3.8: liveness checks are compared with
+	// it until an UPDATE_SA_ADDRESSES response replaces it); nil: not known.
+	NATD []byte
+	// Tries is how many retransmissions a request gets before the peer counts as dead
+	// (0: not known, assumed more than FallbackAfter).
+	Tries int
 }
 
 // Manager is the path manager of one IKE SA. It is not safe for concurrent use.
@@ -72,6 +88,7 @@ type Manager struct {
 	mobike bool
 	peerR  bool
 	rand   io.Reader
+	tries  int
 
 	// ike is where the SA's IKE requests go (RFC 4555: the IKE SA's addresses); esp
 	// where its Child SAs send. They differ while a responder verifies the peer's new
@@ -83,17 +100,25 @@ type Manager struct {
 	announcedOnce bool
 
 	// Initiator.
-	used     []netip.Addr // peer addresses used or seen: probe candidates
-	update   *Check       // the newest UPDATE_SA_ADDRESSES not yet answered
+	// used: peer addresses the SA was on, confirmed by IKE_AUTH or a reply from there:
+	// candidates for committed moves and probing.
+	used []netip.Addr
+	// seen: peer addresses that only sent us something (the source of an address
+	// update, which anyone on the path can forge): probe candidates only, never a
+	// committed move.
+	seen     []netip.Addr
+	update   *Check // the newest UPDATE_SA_ADDRESSES not yet answered
 	probing  bool
 	probed   []Path // the pairs the outstanding request was also sent on
 	failed   []stamped[Path]
 	lastNATD []byte // the peer's last NAT_DETECTION_DESTINATION_IP (RFC 4555 3.8)
 
 	// Responder.
-	verified    []netip.AddrPort // peer addresses that passed a check, newest last
-	rr          *Check           // the newest return routability check not yet answered
-	switchTo    netip.Addr       // the address we asked the initiator to move to
+	// verified: peer addresses that passed a check, newest last, stamped with when
+	// they last passed it or ESP last used them (VerifiedHold).
+	verified    []stamped[netip.AddrPort]
+	rr          *Check     // the newest return routability check not yet answered
+	switchTo    netip.Addr // the address we asked the initiator to move to
 	switchSince time.Time
 
 	// Both: the switches of the last minute (sent or followed) and the addresses left
@@ -115,6 +140,7 @@ func New(cfg Config) *Manager {
 		mobike:    cfg.Mobike,
 		peerR:     cfg.PeerRMobike,
 		rand:      cfg.Rand,
+		tries:     cfg.Tries,
 		ike:       cfg.Path,
 		esp:       cfg.Path,
 		peerAddrs: slices.Clone(cfg.PeerAddrs),
@@ -124,8 +150,9 @@ func New(cfg Config) *Manager {
 	}
 	if m.role == Initiator {
 		m.remember(cfg.Path.Remote.Addr())
+		m.lastNATD = slices.Clone(cfg.NATD)
 	} else {
-		m.verify(cfg.Path.Remote)
+		m.verify(time.Time{}, cfg.Path.Remote)
 	}
 	return m
 }
@@ -149,8 +176,11 @@ func (m *Manager) PeerRMobike() bool { return m.peerR }
 func (m *Manager) PeerAddrs() []netip.Addr { return slices.Clone(m.peerAddrs) }
 
 // Verified reports whether the peer address a passed a return routability check (or
-// IKE_AUTH).
-func (m *Manager) Verified(a netip.AddrPort) bool { return slices.Contains(m.verified, unmapAP(a)) }
+// IKE_AUTH) and was not forgotten since (VerifiedHold).
+func (m *Manager) Verified(a netip.AddrPort) bool {
+	a = unmapAP(a)
+	return slices.ContainsFunc(m.verified, func(v stamped[netip.AddrPort]) bool { return v.v == a })
+}
 
 // State names where the manager is, for status: "" without MOBIKE, else "probing",
 // "updating" (an initiator's UPDATE_SA_ADDRESSES is unanswered), "verifying" (a
@@ -170,9 +200,13 @@ func (m *Manager) State() string {
 }
 
 // Dest is where the request carrying check c (nil: an ordinary request) goes now: the
-// check's path while it is bound to it, else the IKE SA's path.
+// check's path while it is bound to it, the verified ESP path once a responder gave it
+// up, else the IKE SA's path.
 func (m *Manager) Dest(c *Check) Path {
-	if c != nil && c.Bound() {
+	switch {
+	case c != nil && c.gaveUp:
+		return m.esp
+	case c != nil && c.Bound():
 		return c.Path
 	}
 	return m.ike
@@ -196,6 +230,11 @@ func (m *Manager) Reply(now time.Time, host Host, c *Check, at Path, r Reply) []
 	}
 	switch {
 	case c.stale:
+		if m.role == Initiator {
+			// The request that was probed is answered: probing is over (the reply
+			// itself is ignored, RFC 4555 3.5).
+			m.probing, m.probed = false, nil
+		}
 		return nil
 	case c.Kind == Update:
 		return m.updateReply(now, host, c, at, r)
@@ -208,10 +247,11 @@ func (m *Manager) Reply(now time.Time, host Host, c *Check, at Path, r Reply) []
 func CookieMatch(sent, got []byte) bool { return CheckCookie2(sent, got) == nil }
 
 // Rekeyed tells the manager that a new IKE SA took over the SA's work: requests of the
-// old one are gone, so checks that were still waiting are asked for again, and the NAT
-// detection hashes (which include the SPIs) start afresh.
+// old one are gone, so checks that were still waiting are asked for again. The last NAT
+// detection value is kept: it includes the old SPIs, so the first liveness check of
+// the new SA differs from it and sends an UPDATE_SA_ADDRESSES, the extra update RFC
+// 4555 3.8 calls harmless, and a NAT mapping that changed meanwhile is not missed.
 func (m *Manager) Rekeyed(now time.Time) []Decision {
-	m.lastNATD = nil
 	m.probing, m.probed = false, nil
 	var ds []Decision
 	if c := m.update; c != nil {
@@ -258,7 +298,8 @@ func (m *Manager) AnnounceIfChanged(host Host) []Decision {
 // behind a NAT does not update addresses from IKE packets, and on-path attackers can
 // re-source copies): when it came from another address it is a hint that the path may
 // have changed, which a liveness check on the current path settles (RFC 4555 3.5); the
-// sender's address becomes a probe candidate only.
+// sender's address becomes a probe candidate only (m.seen), never the target of a
+// committed move.
 func (m *Manager) PeerAddresses(now time.Time, list []netip.Addr, at Path) []Decision {
 	if !m.mobike {
 		return nil
@@ -267,7 +308,7 @@ func (m *Manager) PeerAddresses(now time.Time, list []netip.Addr, at Path) []Dec
 	if m.role != Initiator || at.Remote.Addr() == m.ike.Remote.Addr() {
 		return nil
 	}
-	m.remember(at.Remote.Addr())
+	m.saw(at.Remote.Addr())
 	return []Decision{
 		Note{Kind: NoteInfo, Msg: "address update from an address the SA does not use: checking the current path instead of following it", Path: at},
 		LivenessCheck{},
@@ -345,21 +386,51 @@ func (m *Manager) noteLeft(now time.Time, a netip.Addr) {
 	m.left = appendBounded(m.left, stamped[netip.Addr]{a.Unmap(), now}, maxLeft)
 }
 
-// remember adds a peer address to the probe candidates.
+// remember adds a peer address the SA was confirmed on to the candidates of committed
+// moves and probing.
 func (m *Manager) remember(a netip.Addr) {
 	a = a.Unmap()
 	if !Usable(a) || slices.Contains(m.used, a) {
 		return
 	}
 	m.used = appendBounded(m.used, a, maxUsed)
+	m.seen = slices.DeleteFunc(m.seen, func(x netip.Addr) bool { return x == a })
 }
 
-func (m *Manager) verify(a netip.AddrPort) {
-	a = unmapAP(a)
-	if i := slices.Index(m.verified, a); i >= 0 {
-		m.verified = slices.Delete(m.verified, i, i+1)
+// saw adds a peer address that only sent us something to the probe candidates.
+func (m *Manager) saw(a netip.Addr) {
+	a = a.Unmap()
+	if !Usable(a) || slices.Contains(m.used, a) || slices.Contains(m.seen, a) {
+		return
 	}
-	m.verified = appendBounded(m.verified, a, maxVerified)
+	m.seen = appendBounded(m.seen, a, maxSeen)
+}
+
+// verify marks the peer address a verified (again) at now.
+func (m *Manager) verify(now time.Time, a netip.AddrPort) {
+	a = unmapAP(a)
+	m.verified = slices.DeleteFunc(m.verified, func(v stamped[netip.AddrPort]) bool { return v.v == a })
+	m.verified = appendBounded(m.verified, stamped[netip.AddrPort]{a, now}, maxVerified)
+}
+
+// forgetVerified drops the verified peer addresses that ESP has not used for
+// VerifiedHold (RFC 4555 5.2: a check proves reachability at its time only); the one
+// ESP goes to now stays, and so does IKE_AUTH's address (stamped with the zero time)
+// until ESP leaves it.
+func (m *Manager) forgetVerified(now time.Time) {
+	esp := unmapAP(m.esp.Remote)
+	m.verified = slices.DeleteFunc(m.verified, func(v stamped[netip.AddrPort]) bool {
+		return v.v != esp && !v.at.IsZero() && now.Sub(v.at) >= VerifiedHold
+	})
+}
+
+// setESP points a responder's ESP at p; the address it leaves stays verified for
+// VerifiedHold from now.
+func (m *Manager) setESP(now time.Time, p Path) {
+	if old := m.esp.Remote; old != p.Remote && m.Verified(old) {
+		m.verify(now, old)
+	}
+	m.esp = p
 }
 
 func (m *Manager) fail(now time.Time, p Path) {

@@ -284,7 +284,9 @@ func TestResponderVerifiesBeforeESP(t *testing.T) {
 		t.Fatalf("%v %v; ike %v esp %v", refuse, ds, m.IKE(), m.ESP())
 	}
 	// Back at the verified address: ESP there, the pending check goes stale.
-	_, ds = m.Update(t0, h, Path{r1, i1}, nil)
+	if _, ds := m.Update(t0, h, Path{r1, i1}, nil); len(ds) == 0 {
+		t.Fatal("no decisions")
+	}
 	if !c.Stale() || m.Dest(c) != (Path{r1, i1}) || m.ESP() != (Path{r1, i1}) {
 		t.Fatalf("stale %v dest %v esp %v", c.Stale(), m.Dest(c), m.ESP())
 	}
@@ -398,8 +400,9 @@ func TestLocalGone(t *testing.T) {
 
 // FuzzManager drives both roles with arbitrary events and checks what must always
 // hold: a responder's ESP goes only to verified peer addresses; an initiator's ESP and
-// IKE paths change only by its own decisions (host changes, confirmed replies); the
-// manager's lists stay bounded.
+// IKE paths change only by its own decisions (host changes, confirmed replies); a
+// path of one address family stays so when the host's addresses change; the manager's
+// lists stay bounded.
 func FuzzManager(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
 	f.Add(bytes.Repeat([]byte{3, 7, 1}, 20))
@@ -433,15 +436,16 @@ func FuzzManager(f *testing.F) {
 			for steps := 0; len(ops) > 0 && steps < 200; steps++ {
 				ike, esp := m.IKE(), m.ESP()
 				var ds []Decision
-				own := false // the initiator may move by this event
-				switch next() % 10 {
+				own := false      // the initiator may move by this event
+				hostMove := false // the host's addresses changed
+				switch next() % 12 {
 				case 0:
 					now = now.Add(time.Duration(next()) * time.Second)
 				case 1:
 					h = host(addr(), addr())
 					ds = m.Reevaluate(now, h, "fuzz")
 					ds = append(ds, m.LocalGone(now, h)...)
-					own = true
+					own, hostMove = true, true
 				case 2:
 					ds = m.PeerAddresses(now, []netip.Addr{addr().Addr()}, Path{addr(), addr()})
 				case 3:
@@ -474,6 +478,12 @@ func FuzzManager(f *testing.F) {
 					ds, _ = m.SwitchTo(now, addr().Addr())
 				case 9:
 					ds = m.Rekeyed(now)
+				case 10:
+					if len(checks) > 0 {
+						ds, _ = m.Exhausted(now, checks[int(next())%len(checks)])
+					}
+				case 11:
+					ds = m.PeerRequest(now, Path{addr(), addr()})
 				}
 				for _, d := range ds {
 					if sc, ok := d.(StartCheck); ok {
@@ -483,23 +493,37 @@ func FuzzManager(f *testing.F) {
 				if len(checks) > 64 {
 					checks = checks[len(checks)-64:]
 				}
-				switch role {
-				case Responder:
-					if !m.Verified(m.ESP().Remote) {
-						t.Fatalf("responder's ESP goes to unverified %v", m.ESP().Remote)
-					}
-				case Initiator:
-					if m.IKE() != m.ESP() {
-						t.Fatalf("initiator's IKE %v and ESP %v differ", m.IKE(), m.ESP())
-					}
-					if !own && (m.IKE() != ike || m.ESP() != esp) {
-						t.Fatalf("initiator moved from %v to %v by an event that is not its own decision", ike, m.IKE())
-					}
-				}
-				if len(m.used) > maxUsed || len(m.verified) > maxVerified || len(m.failed) > maxFailed || len(m.left) > maxLeft || len(m.switches) > 100 {
-					t.Fatal("unbounded lists")
-				}
+				checkInvariants(t, m, role, ike, esp, own, hostMove)
 			}
 		}
 	})
+}
+
+// checkInvariants checks FuzzManager's invariants after an event that found m on paths
+// ike and esp; own: the initiator may move by it; hostMove: the host's addresses
+// changed.
+func checkInvariants(t *testing.T, m *Manager, role Role, ike, esp Path, own, hostMove bool) {
+	t.Helper()
+	switch role {
+	case Responder:
+		if !m.Verified(m.ESP().Remote) {
+			t.Fatalf("responder's ESP goes to unverified %v", m.ESP().Remote)
+		}
+	case Initiator:
+		if m.IKE() != m.ESP() {
+			t.Fatalf("initiator's IKE %v and ESP %v differ", m.IKE(), m.ESP())
+		}
+		if !own && (m.IKE() != ike || m.ESP() != esp) {
+			t.Fatalf("initiator moved from %v to %v by an event that is not its own decision", ike, m.IKE())
+		}
+	}
+	same := func(p Path) bool { return p.Local.Addr().Is4() == p.Remote.Addr().Is4() }
+	for _, p := range [][2]Path{{ike, m.IKE()}, {esp, m.ESP()}} {
+		if hostMove && same(p[0]) && !same(p[1]) {
+			t.Fatalf("a path of one family became mixed: %v -> %v", p[0], p[1])
+		}
+	}
+	if len(m.used) > maxUsed || len(m.seen) > maxSeen || len(m.verified) > maxVerified || len(m.failed) > maxFailed || len(m.left) > maxLeft || len(m.switches) > 100 {
+		t.Fatal("unbounded lists")
+	}
 }

@@ -139,20 +139,26 @@ type Check struct {
 	// switchFrom is set on an initiator's check that follows a switch request: the
 	// address it leaves.
 	switchFrom netip.Addr
+	// gaveUp: a responder's check ran out of retransmissions; the request continues
+	// on the verified ESP path once more (Manager.Exhausted).
+	gaveUp bool
 }
 
 // Bound reports whether the check still goes to Path only.
-func (c *Check) Bound() bool { return !c.unbound && !c.stale }
+func (c *Check) Bound() bool { return !c.unbound && !c.stale && !c.gaveUp }
 
 // Stale reports whether a newer check superseded c.
 func (c *Check) Stale() bool { return c.stale }
 
 // Decision is something the path manager asks the engine to do, in order.
+//
+//sumtype:decl
 type Decision interface{ isDecision() }
 
 // SetIKEPath: IKE requests of the SA go on Path from now on. With Resend, the
-// outstanding request (if any, and not bound elsewhere) is sent there at once (RFC 4555
-// 3.5: outstanding requests continue on the new addresses).
+// outstanding request (if any) is sent where it goes now at once, without changing its
+// retransmission count or schedule (RFC 4555 3.5: outstanding requests continue
+// retransmitting on the new addresses).
 type SetIKEPath struct {
 	Path   Path
 	Resend bool

@@ -41,6 +41,8 @@ func (m *Manager) Update(now time.Time, host Host, at Path, noNATs *NoNATs) (ref
 	if !m.pol.localAllowed(at.Local.Addr()) || !host.has(at.Local.Addr()) || !Usable(at.Remote.Addr()) {
 		return wire.UNACCEPTABLE_ADDRESSES, []Decision{Note{Kind: NoteInfo, Msg: "UPDATE_SA_ADDRESSES to addresses we do not accept", Path: at}}
 	}
+	m.forgetVerified(now)
+	m.expireSwitch(now)
 	old := m.ike
 	m.ike = at
 	ds = append(ds, SetIKEPath{Path: at})
@@ -58,7 +60,7 @@ func (m *Manager) Update(now time.Time, host Host, at Path, noNATs *NoNATs) (ref
 			m.rr = nil
 		}
 		if m.esp != at {
-			m.esp = at
+			m.setESP(now, at)
 			ds = append(ds, SetESPPath{Path: at})
 		}
 	} else {
@@ -95,13 +97,49 @@ func (m *Manager) reachabilityReply(now time.Time, c *Check, at Path) []Decision
 		}
 		return nil
 	}
-	m.verify(c.Path.Remote)
+	m.verify(now, c.Path.Remote)
 	ds := []Decision{Note{Kind: NoteVerified, Msg: "the peer's new address answered", Path: c.Path}}
 	if m.Verified(m.ike.Remote) && m.esp != m.ike {
-		m.esp = m.ike
+		m.setESP(now, m.ike)
 		ds = append(ds, SetESPPath{Path: m.ike})
 	}
 	return ds
+}
+
+// Exhausted is told that the request carrying check c ran out of retransmissions. A
+// responder's return routability check is given up, not the SA: the initiator is
+// responsible for recovering from failures (RFC 4555 3.11), and the verified path
+// stays usable until a new one answered (an on-path attacker who races a re-sourced
+// copy of the initiator's UPDATE_SA_ADDRESSES gets the check sent to a victim that
+// never answers). IKE goes back to the verified ESP path, and the request, whose
+// message ID the peer still has to see, gets another round of retransmissions there
+// (again): the initiator, receiving it at an address it left, tells us where it is
+// (PeerRequest). Anything else, and a check given up before: the peer is dead.
+func (m *Manager) Exhausted(now time.Time, c *Check) (ds []Decision, again bool) {
+	if c == nil || m.role != Responder || !m.mobike || c.Kind != Reachability || c.gaveUp {
+		return nil, false
+	}
+	c.gaveUp = true
+	ds = append(ds, Note{Kind: NoteInfo, Msg: "no answer to the return routability check: giving it up, back on the verified path", Path: m.esp, Reason: c.Path.String()})
+	if m.rr != c {
+		return ds, true // a newer check is on its way
+	}
+	m.rr = nil
+	if m.ike != m.esp {
+		m.ike = m.esp
+		ds = append(ds, SetIKEPath{Path: m.esp},
+			Note{Kind: NoteMoved, Msg: "IKE SA back on the verified path", Path: m.esp, Reason: "return routability check unanswered"})
+	}
+	return ds, true
+}
+
+// expireSwitch forgets a switch request the initiator did not follow within
+// SwitchExpiry (it refused, or the request was lost): a later arrival there is no
+// switch.
+func (m *Manager) expireSwitch(now time.Time) {
+	if m.switchTo.IsValid() && now.Sub(m.switchSince) >= SwitchExpiry {
+		m.switchTo = netip.Addr{}
+	}
 }
 
 // Refusal is a switch the path manager will not ask for.
@@ -139,10 +177,16 @@ func (m *Manager) SwitchPending() netip.Addr { return m.switchTo }
 
 // LocalGone handles the loss of the responder's local address: RFC 4555 3.5 lets the
 // responder move the SA to another of its addresses itself. A peer that advertised 'R'
-// is asked to switch there; every peer hears the new address set.
+// is asked to switch there; every peer hears the new address set. A return
+// routability check under way starts again from the new address. ESP, which may wait
+// on another path for that check, moves only when its own local address went, to one
+// of its peer address's family.
 func (m *Manager) LocalGone(now time.Time, host Host) []Decision {
-	if m.role != Responder || !m.mobike || host.has(m.ike.Local.Addr()) {
+	if m.role != Responder || !m.mobike {
 		return nil
+	}
+	if host.has(m.ike.Local.Addr()) {
+		return m.espLocalGone(host)
 	}
 	same, other := m.pickLocal(host)
 	var ds []Decision
@@ -150,9 +194,16 @@ func (m *Manager) LocalGone(now time.Time, host Host) []Decision {
 	case same.IsValid():
 		np := Path{Local: netip.AddrPortFrom(same, m.ike.Local.Port()), Remote: m.ike.Remote}
 		m.ike = np
-		m.esp.Local = np.Local
-		ds = append(ds, SetIKEPath{Path: np, Resend: true}, SetESPPath{Path: m.esp},
-			Note{Kind: NoteMoved, Msg: "local address gone: moving the SA", Path: np, Reason: "local address gone"})
+		var check []Decision
+		if m.rr != nil && !m.Verified(np.Remote) {
+			// The check went from the address that is gone: it goes stale (the
+			// outstanding request is resent on the new path) and starts again there.
+			check = m.startReachability(np)
+		}
+		ds = append(ds, SetIKEPath{Path: np, Resend: true})
+		ds = append(ds, m.espLocalGone(host)...)
+		ds = append(ds, Note{Kind: NoteMoved, Msg: "local address gone: moving the SA", Path: np, Reason: "local address gone"})
+		ds = append(ds, check...)
 		if m.peerR && m.pol.RMobike {
 			m.countSwitch(now)
 			m.switchTo, m.switchSince = same, now
@@ -169,6 +220,40 @@ func (m *Manager) LocalGone(now time.Time, host Host) []Decision {
 	// The address update goes out from the new address (RFC 4555 3.6).
 	m.announcedOnce = false
 	return append(ds, m.AnnounceIfChanged(host)...)
+}
+
+// espLocalGone moves ESP off a local address that is gone, to the IKE SA's local
+// address if it is of the family of ESP's peer address, else to another usable one of
+// that family: never a path with one end IPv4 and the other IPv6.
+func (m *Manager) espLocalGone(host Host) []Decision {
+	if host.has(m.esp.Local.Addr()) {
+		return nil
+	}
+	is4 := m.esp.Remote.Addr().Is4()
+	a := m.ike.Local.Addr()
+	if a.Is4() != is4 || !host.has(a) {
+		a = m.localFor(host, is4)
+	}
+	if !a.IsValid() {
+		return []Decision{Note{Kind: NoteInfo, Msg: "ESP's local address is gone and no other of its family is usable", Path: m.esp}}
+	}
+	m.esp.Local = netip.AddrPortFrom(a, m.esp.Local.Port())
+	return []Decision{SetESPPath{Path: m.esp}}
+}
+
+// localFor is a usable local address of a family the connection allows and the host
+// has, if any.
+func (m *Manager) localFor(host Host, is4 bool) netip.Addr {
+	cands := m.pol.LocalAddrs
+	if len(cands) == 0 {
+		cands = host.Addrs
+	}
+	for _, a := range cands {
+		if a = a.Unmap(); a.Is4() == is4 && host.has(a) && Usable(a) {
+			return a
+		}
+	}
+	return netip.Addr{}
 }
 
 // pickLocal picks another usable local address for the SA: of the peer's family, and of

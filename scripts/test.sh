@@ -44,6 +44,19 @@ if [ -n "$unformatted" ]; then
 fi
 log "go vet"
 go vet ./...
+# staticcheck (honnef.co/go/tools), pinned; it must report nothing. The import rules of
+# ARCHITECTURE.md are checked by internal/layers among the unit tests.
+log "staticcheck, exhaustive switches"
+gobin="$(go env GOPATH)/bin"
+GOBIN="$gobin" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+"$gobin/staticcheck" ./...
+# Switches marked //exhaustive:enforce list every constant of their enum, and type
+# switches over the sealed interfaces marked //sumtype:decl (the engine's actions, the
+# path manager's decisions) every implementation.
+GOBIN="$gobin" go install github.com/nishanths/exhaustive/cmd/exhaustive@v0.17.1
+"$gobin/exhaustive" -e ./...
+GOBIN="$gobin" go install github.com/alecthomas/go-check-sumtype/cmd/go-check-sumtype@v0.4.0
+"$gobin/go-check-sumtype" ./...
 
 # --- build ----------------------------------------------------------------------
 log "build"
@@ -61,7 +74,7 @@ done
 log "unit tests"
 go test -count=1 $(go list ./... | grep -v /integration)
 log "race detector (engine, datapath, sockets, control)"
-go test -count=1 -race ./ike/ ./esp/ ./internal/udp/... ./internal/control/
+go test -count=1 -race ./ike/ ./esp/ ./udp/... ./internal/control/
 
 # --- fuzzing ------------------------------------------------------------------------
 if [ -z "${SKIP_FUZZ:-}" ]; then
@@ -91,10 +104,22 @@ log "integration tests"
 if [ "$(id -u)" != 0 ]; then
 	echo "not root: the integration tests will skip (they need network namespaces)"
 fi
-MOBIKEVPN_BIN="$PWD/bin/mobikevpn" go test -count=1 -v -timeout 20m ./integration/ 2>&1 | tee /tmp/mobikevpn-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+\S+_test.go)' || true
-if ! grep -q '^ok' /tmp/mobikevpn-integration.log; then
-	tail -100 /tmp/mobikevpn-integration.log >&2
-	echo "integration tests failed" >&2
+# The progress shows one line per test and message; the whole output of every test that
+# failed (its daemons' logs, the captures) is printed at the end, from a log of this run.
+ilog=$(mktemp /tmp/mobikevpn-integration.XXXXXX.log)
+MOBIKEVPN_BIN="$PWD/bin/mobikevpn" go test -count=1 -v -timeout 20m ./integration/ 2>&1 | tee "$ilog" | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+\S+_test.go)' || true
+if ! grep -q '^ok' "$ilog"; then
+	echo "--- the output of each failed test, in full:" >&2
+	# A top-level test's output runs from its "=== RUN" to its "--- FAIL" (they do not
+	# run in parallel); a panic or timeout ends the log instead.
+	awk '/^=== RUN   [^\/]+$/ { buf = ""; name = $3 }
+	     /^panic:/ { printing = 1; printf "%s", buf }
+	     printing { print; next }
+	     { buf = buf $0 "\n" }
+	     /^--- FAIL: / && $3 == name { printf "%s", buf; buf = "" }' "$ilog" >&2
+	tail -20 "$ilog" >&2
+	echo "integration tests failed (the whole log: $ilog)" >&2
 	exit 1
 fi
+rm -f "$ilog"
 log "all tests passed"

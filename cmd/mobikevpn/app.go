@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -20,6 +19,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/daemon"
+	"github.com/mobikevpn/mobikevpn/internal/system"
 )
 
 // Exit codes.
@@ -59,7 +59,7 @@ type app struct {
 }
 
 func newApp(stdout, stderr io.Writer) *app {
-	return &app{stdout: stdout, stderr: stderr, getenv: os.Getenv, signals: osSignals, runDaemon: daemon.Run}
+	return &app{stdout: stdout, stderr: stderr, getenv: os.Getenv, signals: osSignals, runDaemon: system.Run}
 }
 
 // runApp runs the CLI on args (args[0] is the program name) and returns the exit code.
@@ -520,50 +520,29 @@ func (a *app) cmdSwitch(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	to := c.String("to")
-	if !c.IsSet("to") || to == "" {
-		return usageErr("switch needs --to ADDR, the local address to move to")
-	}
-	if a, err := netip.ParseAddr(to); err != nil || a.Zone() != "" {
-		return usageErr("switch --to %q: not an IP address", to)
-	}
-	var req control.SwitchRequest
-	req.To = to
-	var selectors []string
+	req := control.SwitchRequest{To: c.String("to")}
 	if c.IsSet("sa") {
 		id := c.Uint64("sa")
 		req.SA = &id
-		selectors = append(selectors, "--sa")
 	}
 	if c.IsSet("peer") {
 		if req.Peer = c.String("peer"); req.Peer == "" {
 			return usageErr("switch --peer needs an IDENTITY")
 		}
-		selectors = append(selectors, "--peer")
 	}
-	if c.IsSet("from") {
-		req.From = c.String("from")
-		if a, err := netip.ParseAddr(req.From); err != nil || a.Zone() != "" {
-			return usageErr("switch --from %q: not an IP address", req.From)
-		}
-		selectors = append(selectors, "--from")
-	}
-	if c.IsSet("all") && c.Bool("all") {
-		req.All = true
-		selectors = append(selectors, "--all")
-	}
-	switch len(selectors) {
-	case 0:
+	req.From = c.String("from")
+	req.All = c.IsSet("all") && c.Bool("all")
+	if req.SA == nil && req.Peer == "" && req.From == "" && !req.All {
 		// interface.md: the selection is optional; without one, every SA is selected.
 		req.All = true
-	case 1:
-	default:
-		return usageErr("switch takes one selection, got %s", strings.Join(selectors, " and "))
 	}
 	if c.IsSet("wait") {
 		if req.Wait = c.Duration("wait"); req.Wait <= 0 {
 			return usageErr("switch --wait %v: the wait must be more than 0", req.Wait)
 		}
+	}
+	if _, err := req.Parse(); err != nil {
+		return usageErr("%v", err)
 	}
 	path, err := a.controlPath(c)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -268,12 +269,12 @@ func (d *fakeDaemon) Down(ctx context.Context, name string) error {
 
 type switchDaemon struct {
 	fakeDaemon
-	got control.SwitchRequest
+	got control.Switch
 }
 
-func (d *switchDaemon) Switch(ctx context.Context, req control.SwitchRequest) (string, error) {
+func (d *switchDaemon) Switch(ctx context.Context, req control.Switch) (string, error) {
 	d.got = req
-	if req.To == "192.0.2.99" {
+	if req.To == netip.MustParseAddr("192.0.2.99") {
 		return "", control.UsageError("192.0.2.99 is not a local address")
 	}
 	return "alice@example.org (SA 3) moved", nil
@@ -387,15 +388,15 @@ func TestSwitch(t *testing.T) {
 	if r.stdout != "alice@example.org (SA 3) moved\n" {
 		t.Errorf("stdout %q", r.stdout)
 	}
-	if d.got.To != "2001:db8::2" || d.got.SA == nil || *d.got.SA != 3 || d.got.Wait != 5*time.Second || d.got.All {
+	if d.got.To != netip.MustParseAddr("2001:db8::2") || d.got.SA != 3 || d.got.Wait != 5*time.Second || d.got.All {
 		t.Errorf("daemon got %+v", d.got)
 	}
 	h.run("--control", sock, "switch", "--to", "192.0.2.2", "--peer", "alice@example.org").expect(t, 0, "")
-	if d.got.Peer != "alice@example.org" || d.got.SA != nil || d.got.Wait != 0 {
+	if d.got.Peer != "alice@example.org" || d.got.SA != 0 || d.got.Wait != 0 {
 		t.Errorf("daemon got %+v", d.got)
 	}
 	h.run("switch", "--control", sock, "--to", "192.0.2.2", "--from", "192.0.2.1").expect(t, 0, "")
-	if d.got.From != "192.0.2.1" {
+	if d.got.From != netip.MustParseAddr("192.0.2.1") {
 		t.Errorf("daemon got %+v", d.got)
 	}
 	// The daemon refuses a non-local address as bad usage.

@@ -116,12 +116,3 @@ func readWycheproof(t *testing.T, name string) wpFile {
 	}
 	return f
 }
-
-func hasFlag(tc wpTest, flag string) bool {
-	for _, f := range tc.Flags {
-		if f == flag {
-			return true
-		}
-	}
-	return false
-}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/ike/cert"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
 )
 
 // DefaultControl is the control socket used when neither the command line nor the
@@ -156,8 +157,10 @@ type Connection struct {
 	RemoteAny   bool         // remote_addrs is %any or empty: accept any peer address
 	RemotePort  uint16       // default Ports.IKE
 	Proposals   []string     // IKE proposals, strongSwan syntax; default ["default"]
-	Mobike      bool         // default true
-	RMobike     bool         // default true (false when mobike is false)
+	// IKEProposals are Proposals parsed, in order: what the engine uses.
+	IKEProposals []wire.Proposal
+	Mobike       bool // default true
+	RMobike      bool // default true (false when mobike is false)
 
 	AdditionalAddrs AdditionalAddrs // default auto
 
@@ -205,10 +208,12 @@ type Connection struct {
 // Child is one Child SA configuration of a connection.
 type Child struct {
 	Name         string
-	LocalTS      []TS          // default [dynamic]
-	RemoteTS     []TS          // default [dynamic]
-	ESPProposals []string      // default ["default"]
-	RekeyTime    time.Duration // default 1h; 0 disables
+	LocalTS      []TS     // default [dynamic]
+	RemoteTS     []TS     // default [dynamic]
+	ESPProposals []string // default ["default"]
+	// ParsedESP are ESPProposals parsed, in order: what the engine uses.
+	ParsedESP []wire.Proposal
+	RekeyTime time.Duration // default 1h; 0 disables
 	// Volume limits, per direction of the Child SA, as swanctl.conf: at RekeyBytes
 	// or RekeyPackets a rekey starts (the datapath always starts one before its
 	// sequence numbers run out), at LifeBytes or LifePackets the SA is closed and

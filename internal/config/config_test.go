@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"maps"
 	"math/big"
 	"net/netip"
@@ -119,6 +120,12 @@ func TestInterfaceExample(t *testing.T) {
 			ESPProposals: []string{"aes128gcm16", "chacha20poly1305"},
 			RekeyTime:    time.Hour,
 		}},
+	}
+	// The proposals come parsed too: what the engine takes.
+	want.IKEProposals, _ = parseProposals(want.Proposals, ikecrypto.ParseIKEProposal)
+	want.Children[0].ParsedESP, _ = parseProposals(want.Children[0].ESPProposals, ikecrypto.ParseESPProposal)
+	if len(want.IKEProposals) != 1 || len(want.Children[0].ParsedESP) != 2 {
+		t.Fatalf("parsed proposals: %v %v", want.IKEProposals, want.Children[0].ParsedESP)
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("connection home:\n got %+v\nwant %+v", c, want)
@@ -536,6 +543,7 @@ func TestBadConfigs(t *testing.T) {
 		{"pool duplicate", "pools:\n  - { name: rw, addrs: 198.18.0.0/24 }\n  - { name: rw, addrs: 198.18.1.0/24 } #<\n", nil, "pools[1].name", `a pool named "rw" is already defined`},
 		{"pool host bits", "pools:\n  - name: rw\n    addrs: 198.18.100.1/24 #<\n", nil, "pools[0].addrs", "did you mean 198.18.100.0/24"},
 		{"pool overlap", "pools:\n  - name: rw\n    addrs: [198.18.0.0/16,\n      198.18.100.0/24] #<\n", nil, "pools[0].addrs[1]", "overlaps 198.18.0.0/16"},
+		{"pools overlap", "pools:\n  - { name: a, addrs: [198.18.0.0/24] }\n  - name: b\n    addrs: [2001:db8::/64,\n      198.18.0.128/25] #<\n", nil, "pools[1].addrs[1]", `198.18.0.128/25 overlaps 198.18.0.0/24 of pool "a"`},
 		{"pool without addrs", "pools:\n  - name: rw #<\n", nil, "pools[0].addrs", "missing"},
 		{"pool bad name", "pools:\n  - name: r w #<\n    addrs: 198.18.0.0/24\n", nil, "pools[0].name", "not a valid name"},
 		{"unknown pool", conn("    pools: [rw] #<\n" + ok), nil, "connections.home.pools[0]", `no pool named "rw" in pools (none are defined)`},
@@ -1063,4 +1071,22 @@ func TestRemoteCertPolicy(t *testing.T) {
 			t.Fatalf("%v", err)
 		}
 	})
+}
+
+// Proposals are parsed once, by config, defaults included: the daemon hands them to the
+// engine as they are (issue 12: they used to be parsed again there).
+func TestProposalsParsedOnce(t *testing.T) {
+	cfg, err := Parse([]byte(limitsConfig("", "")), "gw.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Connections[0]
+	want, _ := parseProposals([]string{"default"}, ikecrypto.ParseIKEProposal)
+	if len(c.IKEProposals) == 0 || !reflect.DeepEqual(c.IKEProposals, want) {
+		t.Errorf("default IKE proposals: %v", c.IKEProposals)
+	}
+	wantESP, _ := parseProposals([]string{"default"}, ikecrypto.ParseESPProposal)
+	if len(c.Children[0].ParsedESP) == 0 || !reflect.DeepEqual(c.Children[0].ParsedESP, wantESP) {
+		t.Errorf("default ESP proposals: %v", c.Children[0].ParsedESP)
+	}
 }

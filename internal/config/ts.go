@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -24,13 +25,7 @@ func (t TS) Prefix() (netip.Prefix, bool) {
 	if t.Dynamic || !t.Start.IsValid() {
 		return netip.Prefix{}, false
 	}
-	for bits := 0; bits <= t.Start.BitLen(); bits++ {
-		pf := netip.PrefixFrom(t.Start, bits)
-		if pf.Masked().Addr() == t.Start && lastAddr(pf) == t.End {
-			return pf, true
-		}
-	}
-	return netip.Prefix{}, false
+	return wire.TSFromRange(t.Start, t.End).Prefix()
 }
 
 // String formats the TS in the syntax ParseTS accepts.
@@ -124,7 +119,7 @@ func ParseTS(s string) (TS, error) {
 		if pf.Masked() != pf {
 			return TS{}, fmt.Errorf("%q has host bits set; did you mean %s?", addr, pf.Masked())
 		}
-		t.Start, t.End = pf.Addr(), lastAddr(pf)
+		t.Start, t.End = pf.Addr(), wire.TSFromPrefix(pf).End
 	default:
 		a, err := netip.ParseAddr(addr)
 		if err != nil || a.Zone() != "" {
@@ -181,33 +176,4 @@ func (t *TS) parseProtoPort(pp string) error {
 		t.StartPort, t.EndPort = uint16(a), uint16(b)
 	}
 	return nil
-}
-
-// lastAddr returns the last address of a masked prefix.
-func lastAddr(pf netip.Prefix) netip.Addr {
-	a := pf.Addr()
-	if a.Is4() {
-		b := a.As4()
-		for i := range b {
-			b[i] |= hostMask(pf.Bits(), i)
-		}
-		return netip.AddrFrom4(b)
-	}
-	b := a.As16()
-	for i := range b {
-		b[i] |= hostMask(pf.Bits(), i)
-	}
-	return netip.AddrFrom16(b)
-}
-
-// hostMask is the host part of byte i for a prefix of bits bits.
-func hostMask(bits, i int) byte {
-	n := bits - i*8 // network bits in this byte
-	switch {
-	case n >= 8:
-		return 0
-	case n <= 0:
-		return 0xff
-	}
-	return 0xff >> n
 }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -115,11 +117,70 @@ type SwitchRequest struct {
 	Wait time.Duration
 }
 
+// Switch is a switch request as Parse validated it: a local address, one selection,
+// a wait.
+type Switch struct {
+	To   netip.Addr
+	SA   uint64     // one IKE SA by id (0: not this selection)
+	Peer string     // every IKE SA of this peer identity
+	From netip.Addr // every IKE SA on this local address
+	All  bool       // every IKE SA
+	Wait time.Duration
+}
+
+// Parse validates a switch request: the one check, made by the command line before it
+// sends the request and by the server when it arrives. Its errors are usage errors
+// that name the flag.
+func (r SwitchRequest) Parse() (Switch, error) {
+	var s Switch
+	to, err := netip.ParseAddr(r.To)
+	switch {
+	case r.To == "":
+		return s, UsageError("switch needs --to ADDR, the local address to move to")
+	case err != nil || to.Zone() != "":
+		return s, UsageError("switch --to %q: not an IP address", r.To)
+	}
+	s.To, s.Peer, s.All = to.Unmap(), r.Peer, r.All
+	var sels []string
+	if r.SA != nil {
+		if s.SA = *r.SA; s.SA == 0 {
+			return s, UsageError("switch --sa 0: IKE SA ids start at 1")
+		}
+		sels = append(sels, "--sa")
+	}
+	if r.Peer != "" {
+		sels = append(sels, "--peer")
+	}
+	if r.From != "" {
+		from, err := netip.ParseAddr(r.From)
+		if err != nil || from.Zone() != "" {
+			return s, UsageError("switch --from %q: not an IP address", r.From)
+		}
+		s.From = from.Unmap()
+		sels = append(sels, "--from")
+	}
+	if r.All {
+		sels = append(sels, "--all")
+	}
+	switch len(sels) {
+	case 0:
+		return s, UsageError("switch needs one selection: --sa ID, --peer IDENTITY, --from ADDR or --all")
+	case 1:
+	default:
+		return s, UsageError("switch takes one selection, got %s", strings.Join(sels, " and "))
+	}
+	if r.Wait < 0 {
+		return s, UsageError("switch --wait %v: the wait must not be negative", r.Wait)
+	}
+	s.Wait = r.Wait
+	return s, nil
+}
+
 // Switcher is implemented by handlers that support the switch command; for others the
 // server answers that switching is not supported yet. The returned string is a human
 // summary for the client.
 type Switcher interface {
-	Switch(ctx context.Context, req SwitchRequest) (string, error)
+	Switch(ctx context.Context, req Switch) (string, error)
 }
 
 // Status is the answer to the status command (and `mobikevpn status --json`).

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -67,10 +68,10 @@ func (h *fakeHandler) Down(ctx context.Context, name string) error {
 
 type switchHandler struct {
 	fakeHandler
-	got SwitchRequest
+	got Switch
 }
 
-func (h *switchHandler) Switch(ctx context.Context, req SwitchRequest) (string, error) {
+func (h *switchHandler) Switch(ctx context.Context, req Switch) (string, error) {
 	h.got = req
 	return "moved 1 SA", nil
 }
@@ -296,12 +297,49 @@ func TestSwitch(t *testing.T) {
 	if err != nil || msg != "moved 1 SA" {
 		t.Fatalf("Switch: %q %v", msg, err)
 	}
-	if h.got.To != "192.0.2.2" || h.got.SA == nil || *h.got.SA != 7 || h.got.Wait != 1500*time.Millisecond || h.got.All || h.got.Peer != "" {
+	if h.got.To != netip.MustParseAddr("192.0.2.2") || h.got.SA != 7 || h.got.Wait != 1500*time.Millisecond || h.got.All || h.got.Peer != "" {
 		t.Errorf("handler got %+v", h.got)
 	}
 	var ce *Error
 	if _, err := Do(context.Background(), path, Request{Cmd: "switch"}); !errors.As(err, &ce) || ce.Code != CodeUsage {
 		t.Errorf("switch without to: %v", err)
+	}
+}
+
+// One function validates a switch request, for the command line and the server alike.
+func TestSwitchRequestParse(t *testing.T) {
+	sa, zero := uint64(3), uint64(0)
+	for _, c := range []struct {
+		req  SwitchRequest
+		want string // "" = valid
+	}{
+		{SwitchRequest{To: "203.0.113.1", All: true}, ""},
+		{SwitchRequest{To: "203.0.113.1", SA: &sa, Wait: time.Second}, ""},
+		{SwitchRequest{To: "203.0.113.1", From: "198.51.100.1"}, ""},
+		{SwitchRequest{To: "203.0.113.1", Peer: "alice@example.org"}, ""},
+		{SwitchRequest{All: true}, "switch needs --to ADDR"},
+		{SwitchRequest{To: "gw", All: true}, `switch --to "gw": not an IP address`},
+		{SwitchRequest{To: "fe80::1%eth0", All: true}, "not an IP address"},
+		{SwitchRequest{To: "203.0.113.1"}, "switch needs one selection"},
+		{SwitchRequest{To: "203.0.113.1", SA: &zero}, "IKE SA ids start at 1"},
+		{SwitchRequest{To: "203.0.113.1", SA: &sa, Peer: "x"}, "switch takes one selection, got --sa and --peer"},
+		{SwitchRequest{To: "203.0.113.1", From: "x", All: true}, `switch --from "x": not an IP address`},
+		{SwitchRequest{To: "203.0.113.1", All: true, Wait: -time.Second}, "must not be negative"},
+	} {
+		s, err := c.req.Parse()
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%+v: %v", c.req, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%+v: %v, want %q", c.req, err, c.want)
+		case c.want != "":
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Code != CodeUsage {
+				t.Errorf("%+v: not a usage error: %v", c.req, err)
+			}
+		case !s.To.IsValid():
+			t.Errorf("%+v: parsed %+v", c.req, s)
+		}
 	}
 }
 

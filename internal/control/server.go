@@ -320,16 +320,14 @@ func (s *Server) dispatch(ctx context.Context, req *Request) (resp *Response) {
 		if !ok {
 			return &Response{Error: "switch: not supported yet", Code: CodeFailed}
 		}
-		if req.To == "" {
-			return &Response{Error: "switch: missing the target address (to)", Code: CodeUsage}
-		}
-		if req.WaitMS < 0 {
-			return &Response{Error: "switch: negative wait", Code: CodeUsage}
-		}
-		msg, err := sw.Switch(ctx, SwitchRequest{
+		s, err := SwitchRequest{
 			To: req.To, SA: req.SA, Peer: req.Peer, From: req.From, All: req.All,
 			Wait: time.Duration(req.WaitMS) * time.Millisecond,
-		})
+		}.Parse()
+		if err != nil {
+			return errResponse(err)
+		}
+		msg, err := sw.Switch(ctx, s)
 		if err != nil {
 			return errResponse(err)
 		}

@@ -1,16 +1,10 @@
 package daemon
 
 import (
-	"fmt"
-	"net"
-	"net/netip"
-
 	"github.com/mobikevpn/mobikevpn/ike"
 	"github.com/mobikevpn/mobikevpn/ike/cert"
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/internal/config"
-	"github.com/mobikevpn/mobikevpn/internal/netmon"
 	"github.com/mobikevpn/mobikevpn/mobike"
 )
 
@@ -31,12 +25,7 @@ func ikeConfig(cfg *config.Config) (ike.Config, error) {
 			Tries:   cfg.Retransmit.Tries,
 			Base:    cfg.Retransmit.Base,
 		},
-		PSK:        cfg.PSK,
-		SourceAddr: sourceAddr,
-		Reachable:  reachableAddrs,
-	}
-	if cfg.CookieThreshold == 0 {
-		out.CookieThreshold = -1 // every IKE_SA_INIT needs a COOKIE
+		PSK: cfg.PSK,
 	}
 	for _, p := range cfg.Pools {
 		out.Pools = append(out.Pools, &ike.PoolConfig{Name: p.Name, Addrs: p.Addrs, DNS: p.DNS})
@@ -92,13 +81,7 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 	ic.LocalCred = c.Local.Cred
 	ic.RemoteCAs = c.Remote.CAs
 	ic.RemotePolicy = cert.PeerPolicy{AnyID: c.Remote.AcceptAnyID, EKUs: c.Remote.EKUOIDs, CRLs: c.Remote.CRLs}
-	for _, s := range c.Proposals {
-		ps, err := ikecrypto.ParseIKEProposal(s)
-		if err != nil {
-			return nil, fmt.Errorf("connection %q: %w", c.Name, err)
-		}
-		ic.Proposals = append(ic.Proposals, ps...)
-	}
+	ic.Proposals = c.IKEProposals
 	for _, ch := range c.Children {
 		cc := &ike.ChildConfig{
 			Name:      ch.Name,
@@ -109,13 +92,7 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 			RekeyBytes: ch.RekeyBytes, LifeBytes: ch.LifeBytes,
 			RekeyPackets: ch.RekeyPackets, LifePackets: ch.LifePackets,
 		}
-		for _, s := range ch.ESPProposals {
-			ps, err := ikecrypto.ParseESPProposal(s)
-			if err != nil {
-				return nil, fmt.Errorf("connection %q child %q: %w", c.Name, ch.Name, err)
-			}
-			cc.ESPProposals = append(cc.ESPProposals, ps...)
-		}
+		cc.ESPProposals = ch.ParsedESP
 		ic.Children = append(ic.Children, cc)
 	}
 	return ic, nil
@@ -133,25 +110,4 @@ func tsConfigs(ts []config.TS) []ike.TSConfig {
 		out = append(out, ike.TSConfig{Dynamic: t.Dynamic, Selector: sel})
 	}
 	return out
-}
-
-// sourceAddr asks the kernel which source address it would use for remote: a connected
-// UDP socket sends nothing but has its local address chosen by the routing table.
-// reachableAddrs lists the host's addresses that can reach remote (none when the
-// system cannot be asked: announcing fewer addresses is harmless, a wrong one is not).
-func reachableAddrs(remote netip.Addr) []netip.Addr {
-	addrs, err := netmon.Reachable(remote)
-	if err != nil {
-		return nil
-	}
-	return addrs
-}
-
-func sourceAddr(remote netip.Addr) (netip.Addr, error) {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 9)))
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
 }

@@ -18,8 +18,8 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
-	"github.com/mobikevpn/mobikevpn/internal/udp"
 	"github.com/mobikevpn/mobikevpn/tun"
+	"github.com/mobikevpn/mobikevpn/udp"
 )
 
 // Options are the daemon's inputs besides the configuration.
@@ -27,6 +27,55 @@ type Options struct {
 	// Reload delivers SIGHUP: reload the configuration file.
 	Reload <-chan struct{}
 }
+
+// Deps are the parts of the system the daemon runs on. The command line opens the real
+// ones (the TUN device, the sockets, netlink, the control socket); a test builds them
+// in memory (tun/memtun, udp/memnet) and runs several daemons in one process.
+// Run owns them: it closes the device and the sockets when it ends, and Net takes back
+// what it added.
+type Deps struct {
+	TUN   tun.Device       // the daemon's TUN device
+	Net   tun.Configurator // addresses and routes on it
+	Conns []udp.Conn       // the IKE and NAT-T sockets (cfg.Ports)
+	// Watch reports the host's addresses and routes, at once and after every change,
+	// until ctx ends; nil: never (MOBIKE then only sees what the peer tells it).
+	Watch func(ctx context.Context, report func(netmon.Change)) error
+	// Serve serves the control socket for h until ctx ends and closes ready once it
+	// listens; nil: no control socket (a test calls the daemon's methods).
+	Serve func(ctx context.Context, h control.Handler, ready chan<- struct{}) error
+	// Clock gives the engine its time; nil: the system's.
+	Clock Clock
+	// SourceAddr returns the local address the routing table picks to reach remote;
+	// Reachable the local addresses that can reach it (see ike.Config). nil: unknown.
+	SourceAddr func(remote netip.Addr) (netip.Addr, error)
+	Reachable  func(remote netip.Addr) []netip.Addr
+}
+
+// Clock is the time the engine runs on, and its timer.
+type Clock interface {
+	Now() time.Time
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is a Clock's timer.
+type Timer interface {
+	C() <-chan time.Time
+	Reset(d time.Duration)
+	Stop()
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+func (systemClock) NewTimer(d time.Duration) Timer {
+	return systemTimer{time.NewTimer(d)}
+}
+
+type systemTimer struct{ t *time.Timer }
+
+func (t systemTimer) C() <-chan time.Time   { return t.t.C }
+func (t systemTimer) Reset(d time.Duration) { t.t.Reset(d) }
+func (t systemTimer) Stop()                 { t.t.Stop() }
 
 // shutdownGrace bounds how long the daemon waits for the peers to answer its Deletes.
 const shutdownGrace = 3 * time.Second
@@ -46,6 +95,8 @@ type daemon struct {
 	devNm  string
 	netcfg tun.Configurator
 	keys   *keylog
+	deps   Deps
+	clock  Clock
 
 	ikeIn chan ikePacket
 	cmds  chan func(now time.Time)
@@ -62,57 +113,80 @@ type daemon struct {
 	mu            sync.Mutex // guards ikeDrops
 }
 
-// Run runs the VPN until ctx is cancelled, then deletes every SA at its peer and
-// removes what it added to the system.
-func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) error {
+// Daemon is a running VPN: the engine, the datapath, the TUN device's addresses and
+// routes, the control socket. Its methods (Status, Up, Down, Switch, ...) are what the
+// control socket serves.
+type Daemon struct{ *daemon }
+
+// New builds the daemon for cfg on deps; Run starts it.
+func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Daemon, error) {
 	icfg, err := ikeConfig(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	icfg.Logger = log.With("part", "ike")
+	icfg.SourceAddr, icfg.Reachable = deps.SourceAddr, deps.Reachable
 	// The datapath is created after the engine: the engine asks it through d.
 	var d *daemon
 	icfg.InboundActivity = func(spi uint32) time.Time { return d.inboundActivity(spi) }
 	engine, err := ike.New(icfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d = &daemon{
 		cfg:           cfg,
 		log:           log,
 		engine:        engine,
+		deps:          deps,
+		clock:         deps.Clock,
+		dev:           deps.TUN,
+		netcfg:        deps.Net,
 		ikeIn:         make(chan ikePacket, 1024),
 		cmds:          make(chan func(time.Time), 64),
 		waiters:       make(map[uint64][]chan ike.Event),
 		switchWaiters: make(map[uint64][]switchWait),
 		policies:      make(map[uint64][]netip.Prefix),
 	}
+	if d.clock == nil {
+		d.clock = systemClock{}
+	}
 	if cfg.Keylog != "" {
 		if d.keys, err = openKeylog(cfg); err != nil {
-			return err
+			return nil, err
 		}
 		log.Warn("key log is on: IKE and ESP keys are written in the clear", "dir", cfg.Keylog)
 	}
-
-	d.dev, err = tun.Create(cfg.TUN.Name, cfg.TUN.MTU)
-	if err != nil {
-		return fmt.Errorf("tun: creating %q: %w", cfg.TUN.Name, err)
-	}
-	defer d.dev.Close()
 	if d.devNm, err = d.dev.Name(); err != nil {
-		return fmt.Errorf("tun: %w", err)
+		return nil, fmt.Errorf("tun: %w", err)
 	}
-	d.netcfg, err = tun.NewConfigurator(cfg.Updown)
+	d.routes = newRouteTable(d.netcfg, d.devNm, log)
+	d.dp, err = esp.New(esp.Config{
+		TUN:       d.dev,
+		Conns:     deps.Conns,
+		NATTPort:  cfg.Ports.NATT,
+		OnIKE:     d.onIKE,
+		Logger:    log.With("part", "esp"),
+		MTU:       cfg.TUN.MTU,
+		Workers:   cfg.Datapath.Workers,
+		NoOffload: !cfg.Datapath.UDPOffload,
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return &Daemon{d}, nil
+}
+
+// Run runs the VPN until ctx is cancelled, then deletes every SA at its peer and
+// removes what it added to the system. It closes the TUN device and the sockets.
+func (d *Daemon) Run(ctx context.Context, opts Options) error {
+	log, cfg := d.log, d.cfg
+	defer d.dev.Close()
 	// Whatever happens, take back the addresses and routes we added.
 	defer func() {
 		if err := d.netcfg.Close(); err != nil {
 			log.Warn("removing addresses and routes", "err", err)
 		}
 	}()
-	d.routes = newRouteTable(d.netcfg, d.devNm, log)
 	for _, p := range cfg.TUN.Addrs {
 		if err := d.netcfg.AddAddress(d.devNm, p); err != nil {
 			return fmt.Errorf("tun: adding address %s to %s: %w", p, d.devNm, err)
@@ -122,91 +196,66 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return fmt.Errorf("tun: bringing %s up: %w", d.devNm, err)
 	}
 
-	var conns []udp.Conn
-	for _, port := range []uint16{cfg.Ports.IKE, cfg.Ports.NATT} {
-		cs, err := udp.Listen(port)
-		if err != nil {
-			for _, c := range conns {
-				c.Close()
-			}
-			return fmt.Errorf("listening on UDP port %d: %w", port, err)
-		}
-		conns = append(conns, cs...)
-	}
-	d.dp, err = esp.New(esp.Config{
-		TUN:       d.dev,
-		Conns:     conns,
-		NATTPort:  cfg.Ports.NATT,
-		OnIKE:     d.onIKE,
-		Logger:    log.With("part", "esp"),
-		MTU:       cfg.TUN.MTU,
-		Workers:   cfg.Datapath.Workers,
-		NoOffload: !cfg.Datapath.UDPOffload,
-	})
-	if err != nil {
-		return err
-	}
-
 	dpCtx, stopDP := context.WithCancel(context.Background())
 	dpDone := make(chan error, 1)
 	go func() { dpDone <- d.dp.Run(dpCtx) }()
 	defer func() {
 		stopDP()
-		for _, c := range conns {
+		for _, c := range d.deps.Conns {
 			c.Close()
 		}
 		<-dpDone
 	}()
 
-	ctlPath := cfg.Control
-	if ctlPath == "" {
-		ctlPath = config.DefaultControl
+	if d.deps.Serve != nil {
+		ctlCtx, stopCtl := context.WithCancel(context.Background())
+		ctlDone := make(chan error, 1)
+		ctlReady := make(chan struct{})
+		go func() { ctlDone <- d.deps.Serve(ctlCtx, d, ctlReady) }()
+		select {
+		case <-ctlReady:
+		case err := <-ctlDone:
+			stopCtl()
+			return fmt.Errorf("control socket: %w", err)
+		}
+		defer func() {
+			stopCtl()
+			<-ctlDone
+		}()
 	}
-	ctlCtx, stopCtl := context.WithCancel(context.Background())
-	ctlDone := make(chan error, 1)
-	ctlReady := make(chan struct{})
-	go func() { ctlDone <- control.Serve(ctlCtx, ctlPath, d, log.With("part", "control"), ctlReady) }()
-	select {
-	case <-ctlReady:
-	case err := <-ctlDone:
-		stopCtl()
-		return fmt.Errorf("control socket %s: %w", ctlPath, err)
-	}
-	defer func() {
-		stopCtl()
-		<-ctlDone
-	}()
 
 	// Address and route changes drive MOBIKE.
-	monCtx, stopMon := context.WithCancel(context.Background())
-	defer stopMon()
-	go func() {
-		err := netmon.WatchLog(monCtx, d.devNm, d.log.With("part", "netmon"), func(c netmon.Change) {
-			select {
-			case d.cmds <- func(now time.Time) {
-				d.apply(d.engine.SetLocalAddrs(now, c.Addrs))
-				if c.Routes {
-					d.apply(d.engine.RoutesChanged(now))
+	if d.deps.Watch != nil {
+		monCtx, stopMon := context.WithCancel(context.Background())
+		defer stopMon()
+		go func() {
+			err := d.deps.Watch(monCtx, func(c netmon.Change) {
+				select {
+				case d.cmds <- func(now time.Time) {
+					d.apply(d.engine.SetLocalAddrs(now, c.Addrs))
+					if c.Routes {
+						d.apply(d.engine.RoutesChanged(now))
+					}
+				}:
+				case <-monCtx.Done():
 				}
-			}:
-			case <-monCtx.Done():
+			})
+			if err != nil {
+				log.Warn("not watching addresses and routes: MOBIKE will not notice changes", "err", err)
 			}
-		})
-		if err != nil {
-			log.Warn("not watching addresses and routes: MOBIKE will not notice changes", "err", err)
-		}
-	}()
+		}()
+	}
 
-	log.Info("mobikevpn running", "tun", d.devNm, "ike_port", cfg.Ports.IKE, "natt_port", cfg.Ports.NATT, "control", ctlPath)
-	d.apply(d.engine.StartAll(time.Now()))
-	err = d.loop(ctx, opts.Reload, dpDone)
+	log.Info("mobikevpn running", "tun", d.devNm, "ike_port", cfg.Ports.IKE, "natt_port", cfg.Ports.NATT, "control", cfg.Control)
+	d.apply(d.engine.StartAll(d.clock.Now()))
+	err := d.loop(ctx, opts.Reload, dpDone)
 	d.shutdown()
 	return err
 }
 
 // loop is the engine goroutine: every IKE datagram, command and timer goes through it.
 func (d *daemon) loop(ctx context.Context, reload <-chan struct{}, dpDone <-chan error) error {
-	timer := time.NewTimer(time.Hour)
+	timer := d.clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		d.resetTimer(timer)
@@ -219,31 +268,31 @@ func (d *daemon) loop(ctx context.Context, reload <-chan struct{}, dpDone <-chan
 			}
 			return fmt.Errorf("datapath: %w", err)
 		case p := <-d.ikeIn:
-			d.apply(d.engine.HandleDatagram(time.Now(), p.local, p.remote, p.data))
+			d.apply(d.engine.HandleDatagram(d.clock.Now(), p.local, p.remote, p.data))
 		case f := <-d.cmds:
-			f(time.Now())
-		case <-timer.C:
-			d.apply(d.engine.Tick(time.Now()))
+			f(d.clock.Now())
+		case <-timer.C():
+			d.apply(d.engine.Tick(d.clock.Now()))
 		case <-d.dp.LimitsCrossed():
-			d.apply(d.volumeLimits(time.Now()))
+			d.apply(d.volumeLimits(d.clock.Now()))
 		case <-reload:
 			d.reload()
 		}
 	}
 }
 
-func (d *daemon) resetTimer(t *time.Timer) {
+func (d *daemon) resetTimer(t Timer) {
 	next, ok := d.engine.NextDeadline()
 	wait := time.Hour
 	if ok {
-		wait = max(time.Until(next), 0)
+		wait = max(next.Sub(d.clock.Now()), 0)
 	}
 	t.Reset(wait)
 }
 
 // shutdown deletes every IKE SA at its peer and waits a little for the answers.
 func (d *daemon) shutdown() {
-	d.apply(d.engine.DeleteAll(time.Now()))
+	d.apply(d.engine.DeleteAll(d.clock.Now()))
 	deadline := time.NewTimer(shutdownGrace)
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -251,9 +300,9 @@ func (d *daemon) shutdown() {
 	for d.engine.Deleting() {
 		select {
 		case p := <-d.ikeIn:
-			d.apply(d.engine.HandleDatagram(time.Now(), p.local, p.remote, p.data))
+			d.apply(d.engine.HandleDatagram(d.clock.Now(), p.local, p.remote, p.data))
 		case <-tick.C:
-			d.apply(d.engine.Tick(time.Now()))
+			d.apply(d.engine.Tick(d.clock.Now()))
 		case <-deadline.C:
 			d.log.Warn("peers did not confirm every Delete in time")
 			d.routes.removeAll()

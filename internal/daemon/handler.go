@@ -225,90 +225,26 @@ type switchWait struct {
 }
 
 // Switch implements control.Switcher: `mobikevpn switch`.
-func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string, error) {
-	to, err := netip.ParseAddr(req.To)
-	if err != nil {
-		return "", control.UsageError("switch --to %q: not an IP address", req.To)
-	}
-	var sel ike.SwitchSelector
-	switch {
-	case req.SA != nil:
-		sel.SA = *req.SA
-		if sel.SA == 0 {
-			return "", control.UsageError("switch --sa 0: IKE SA ids start at 1")
-		}
-	case req.Peer != "":
-		sel.Peer = req.Peer
-	case req.From != "":
-		if sel.From, err = netip.ParseAddr(req.From); err != nil {
-			return "", control.UsageError("switch --from %q: not an IP address", req.From)
-		}
-	case req.All:
-		sel.All = true
-	default:
-		return "", control.UsageError("switch needs one selection: --sa ID, --peer IDENTITY, --from ADDR or --all")
-	}
+// (control.SwitchRequest.Parse validated req.)
+func (d *daemon) Switch(ctx context.Context, req control.Switch) (string, error) {
+	sel := ike.SwitchSelector{SA: req.SA, Peer: req.Peer, From: req.From, All: req.All}
+	w := &switchWaits{d: d, ctx: ctx}
+	start := time.Now()
 	var targets []ike.SwitchTarget
 	var swErr error
-	// With --wait, events gets the EventSwitched of each SA asked to move. Its buffer
-	// holds one per such SA (the engine goroutine hands each SA's completion to a
-	// waiter once, then forgets the waiter), so that no completion is lost however
-	// many SAs move at once, and delivering one never blocks the engine goroutine,
-	// even after this request has ended. Set on the engine goroutine.
-	var events chan ike.Event
-	var waited []uint64
-	start := time.Now()
-	// unwait takes this request's waits back. It runs on the engine goroutine, after
-	// the function below if that was queued at all (d.cmds is in order).
-	unwait := func(time.Time) {
-		if len(waited) == 0 {
-			return
-		}
-		// A rekey may have moved the waits to another id: look at every SA's.
-		for id, ws := range d.switchWaiters {
-			ws = slices.DeleteFunc(ws, func(w switchWait) bool { return w.ch == events })
-			if len(ws) == 0 {
-				delete(d.switchWaiters, id)
-			} else {
-				d.switchWaiters[id] = ws
-			}
-		}
-	}
-	// endWait queues unwait and returns without waiting for it: neither the engine
-	// goroutine nor this request waits for the other. When ctx is done (the client
-	// left, the daemon stops) it only tries; waits it cannot take back stay until
-	// their SA moves, into a buffer that has room for them.
-	endWait := func() {
-		select {
-		case d.cmds <- unwait:
-		case <-ctx.Done():
-			select {
-			case d.cmds <- unwait:
-			default:
-			}
-		}
-	}
 	if err := d.run(ctx, func(now time.Time) {
 		var acts []ike.Action
-		targets, acts, swErr = d.engine.Switch(now, sel, to)
+		targets, acts, swErr = d.engine.Switch(now, sel, req.To)
 		if swErr != nil {
 			return
 		}
 		if req.Wait > 0 {
-			for _, t := range targets {
-				if t.RMobike && !t.Already && t.Refused == "" {
-					waited = append(waited, t.ID)
-				}
-			}
-			events = make(chan ike.Event, len(waited))
-			for _, id := range waited {
-				d.switchWaiters[id] = append(d.switchWaiters[id], switchWait{ch: events, id: id})
-			}
+			w.register(targets)
 		}
 		d.apply(acts)
 	}); err != nil {
 		// The function may still run: its waits are taken back after it.
-		endWait()
+		w.end()
 		return "", err
 	}
 	if swErr != nil {
@@ -319,60 +255,135 @@ func (d *daemon) Switch(ctx context.Context, req control.SwitchRequest) (string,
 		}
 		return "", control.UsageError("%v", swErr)
 	}
-	name := func(t ike.SwitchTarget) string { return fmt.Sprintf("%s (SA #%d)", t.Peer, t.ID) }
-	var asked, already, skipped, refused []string
-	pending := map[uint64]ike.SwitchTarget{}
-	for _, t := range targets {
-		switch {
-		case !t.RMobike:
-			skipped = append(skipped, name(t))
-		case t.Already:
-			already = append(already, name(t))
-		case t.Refused != "":
-			refused = append(refused, name(t)+": "+t.Refused)
-		default:
-			asked = append(asked, name(t))
-			pending[t.ID] = t
-		}
-	}
 	var b strings.Builder
-	if len(asked) > 0 {
-		fmt.Fprintf(&b, "asked to move to %s: %s\n", to, strings.Join(asked, ", "))
-	}
-	if len(already) > 0 {
-		fmt.Fprintf(&b, "already at %s: %s\n", to, strings.Join(already, ", "))
-	}
-	if len(skipped) > 0 {
-		fmt.Fprintf(&b, "skipped, no R-MOBIKE support: %s\n", strings.Join(skipped, ", "))
-	}
-	if len(refused) > 0 {
-		fmt.Fprintf(&b, "not asked: %s\n", strings.Join(refused, "; "))
-	}
+	pending := summarizeSwitch(&b, targets, req.To)
 	if req.Wait <= 0 || len(pending) == 0 {
 		return strings.TrimSpace(b.String()), nil
 	}
-	deadline := time.NewTimer(req.Wait)
+	if err := w.wait(&b, pending, req.Wait, start); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(b.String()), nil
+}
+
+// switchWaits is one `switch --wait` request's hold on the SAs it asked to move.
+type switchWaits struct {
+	d   *daemon
+	ctx context.Context
+	// events gets the EventSwitched of each SA asked to move. Its buffer holds one
+	// per such SA (the engine goroutine hands each SA's completion to a waiter once,
+	// then forgets the waiter), so that no completion is lost however many SAs move
+	// at once, and delivering one never blocks the engine goroutine, even after this
+	// request has ended. Set on the engine goroutine, by register.
+	events chan ike.Event
+	waited []uint64
+}
+
+// register waits for every target that was asked to move. Engine goroutine.
+func (w *switchWaits) register(targets []ike.SwitchTarget) {
+	for _, t := range targets {
+		if t.RMobike && !t.Already && t.Refused == "" {
+			w.waited = append(w.waited, t.ID)
+		}
+	}
+	w.events = make(chan ike.Event, len(w.waited))
+	for _, id := range w.waited {
+		w.d.switchWaiters[id] = append(w.d.switchWaiters[id], switchWait{ch: w.events, id: id})
+	}
+}
+
+// unregister takes this request's waits back. It runs on the engine goroutine, after
+// register if that ran at all (d.cmds is in order).
+func (w *switchWaits) unregister(time.Time) {
+	if len(w.waited) == 0 {
+		return
+	}
+	// A rekey may have moved the waits to another id: look at every SA's.
+	for id, ws := range w.d.switchWaiters {
+		ws = slices.DeleteFunc(ws, func(sw switchWait) bool { return sw.ch == w.events })
+		if len(ws) == 0 {
+			delete(w.d.switchWaiters, id)
+		} else {
+			w.d.switchWaiters[id] = ws
+		}
+	}
+}
+
+// end queues unregister and returns without waiting for it: neither the engine
+// goroutine nor this request waits for the other. When ctx is done (the client left,
+// the daemon stops) it only tries; waits it cannot take back stay until their SA
+// moves, into a buffer that has room for them.
+func (w *switchWaits) end() {
+	select {
+	case w.d.cmds <- w.unregister:
+	case <-w.ctx.Done():
+		select {
+		case w.d.cmds <- w.unregister:
+		default:
+		}
+	}
+}
+
+// wait writes a line to b for each pending SA as it moves, until all have or the
+// wait runs out (an error naming those that did not move).
+func (w *switchWaits) wait(b *strings.Builder, pending map[uint64]ike.SwitchTarget, limit time.Duration, start time.Time) error {
+	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	for len(pending) > 0 {
 		select {
-		case ev := <-events:
+		case ev := <-w.events:
 			if t, ok := pending[ev.IKESA]; ok {
-				fmt.Fprintf(&b, "moved: %s after %v\n", name(t), time.Since(start).Round(time.Millisecond))
+				fmt.Fprintf(b, "moved: %s after %v\n", switchName(t), time.Since(start).Round(time.Millisecond))
 				delete(pending, ev.IKESA)
 			}
 		case <-deadline.C:
 			var left []string
 			for _, t := range pending {
-				left = append(left, name(t))
+				left = append(left, switchName(t))
 			}
 			sort.Strings(left)
 			// Only this request's waits: another request may wait for the same SAs.
-			endWait()
-			return "", fmt.Errorf("%sthe wait of %v ran out; not moved: %s", b.String(), req.Wait, strings.Join(left, ", "))
-		case <-ctx.Done():
-			endWait()
-			return "", ctx.Err()
+			w.end()
+			return fmt.Errorf("%sthe wait of %v ran out; not moved: %s", b.String(), limit, strings.Join(left, ", "))
+		case <-w.ctx.Done():
+			w.end()
+			return w.ctx.Err()
 		}
 	}
-	return strings.TrimSpace(b.String()), nil
+	return nil
+}
+
+func switchName(t ike.SwitchTarget) string { return fmt.Sprintf("%s (SA #%d)", t.Peer, t.ID) }
+
+// summarizeSwitch writes what the switch did to each target, a line per outcome, and
+// returns the targets that were asked to move, by IKE SA id.
+func summarizeSwitch(b *strings.Builder, targets []ike.SwitchTarget, to netip.Addr) map[uint64]ike.SwitchTarget {
+	var asked, already, skipped, refused []string
+	pending := map[uint64]ike.SwitchTarget{}
+	for _, t := range targets {
+		switch {
+		case !t.RMobike:
+			skipped = append(skipped, switchName(t))
+		case t.Already:
+			already = append(already, switchName(t))
+		case t.Refused != "":
+			refused = append(refused, switchName(t)+": "+t.Refused)
+		default:
+			asked = append(asked, switchName(t))
+			pending[t.ID] = t
+		}
+	}
+	if len(asked) > 0 {
+		fmt.Fprintf(b, "asked to move to %s: %s\n", to, strings.Join(asked, ", "))
+	}
+	if len(already) > 0 {
+		fmt.Fprintf(b, "already at %s: %s\n", to, strings.Join(already, ", "))
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(b, "skipped, no R-MOBIKE support: %s\n", strings.Join(skipped, ", "))
+	}
+	if len(refused) > 0 {
+		fmt.Fprintf(b, "not asked: %s\n", strings.Join(refused, "; "))
+	}
+	return pending
 }

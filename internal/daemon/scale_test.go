@@ -16,8 +16,8 @@ import (
 	"github.com/mobikevpn/mobikevpn/ike"
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/loadgen"
-	"github.com/mobikevpn/mobikevpn/internal/udp/memnet"
 	"github.com/mobikevpn/mobikevpn/tun/memtun"
+	"github.com/mobikevpn/mobikevpn/udp/memnet"
 )
 
 // The scale harness runs the daemon's gateway side (engine, datapath, route table) in

@@ -17,9 +17,9 @@ import (
 	"github.com/mobikevpn/mobikevpn/ike"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/loadgen"
-	"github.com/mobikevpn/mobikevpn/internal/udp/memnet"
 	"github.com/mobikevpn/mobikevpn/mobike"
 	"github.com/mobikevpn/mobikevpn/tun/memtun"
+	"github.com/mobikevpn/mobikevpn/udp/memnet"
 )
 
 // `switch --wait` against many clients, in process: the gateway half of the daemon
@@ -111,9 +111,14 @@ func newSwitchLab(t *testing.T, n int) *switchLab {
 
 // switchAsync runs the daemon's Switch as the control socket would, in its own goroutine.
 func (l *switchLab) switchAsync(req control.SwitchRequest) <-chan error {
+	l.t.Helper()
+	s, err := req.Parse()
+	if err != nil {
+		l.t.Fatal(err)
+	}
 	res := make(chan error, 1)
 	go func() {
-		_, err := l.g.daemon.Switch(context.Background(), req)
+		_, err := l.g.daemon.Switch(context.Background(), s)
 		res <- err
 	}()
 	return res
@@ -255,7 +260,7 @@ func TestSwitchWaitAbandonedNeverBlocks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	left := make(chan error, 1)
 	go func() {
-		_, err := l.g.daemon.Switch(ctx, control.SwitchRequest{To: switchGW2.String(), All: true, Wait: time.Minute})
+		_, err := l.g.daemon.Switch(ctx, control.Switch{To: switchGW2, All: true, Wait: time.Minute})
 		left <- err
 	}()
 	l.step()

@@ -13,10 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mobikevpn/mobikevpn/esp"
 	"github.com/mobikevpn/mobikevpn/ike"
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
-	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"github.com/mobikevpn/mobikevpn/udp"
 )
 
 // Options configure a run.
@@ -169,10 +170,11 @@ func (s *sockets) read(c udp.Conn, natt bool, in chan<- datagram, stop <-chan st
 				continue
 			}
 			if natt {
-				if len(d) < 4 || binary.BigEndian.Uint32(d) != 0 {
+				kind, ike := esp.SplitNATT(d)
+				if kind != esp.NATTIKE {
 					continue // ESP or keepalive: not ours to handle here
 				}
-				d = d[4:]
+				d = ike
 			}
 			select {
 			case in <- datagram{data: append([]byte(nil), d...), local: m.Local, remote: m.Remote}:
@@ -187,7 +189,7 @@ func (s *sockets) send(local, remote netip.AddrPort, data []byte) error {
 	c := s.ike
 	if local.Port() == s.nattPort {
 		c = s.natt
-		data = append([]byte{0, 0, 0, 0}, data...)
+		data = esp.FrameIKE(data)
 	}
 	_, err := c.WriteBatch([]udp.Message{{Buffer: data, N: len(data), Local: local, Remote: remote}})
 	return err
@@ -256,171 +258,215 @@ func ClientConfig(o Options, ikePort, nattPort uint16) (ike.Config, error) {
 }
 
 func handshakes(ctx context.Context, o Options) (Result, error) {
-	var res Result
 	if o.Count <= 0 {
-		return res, errors.New("count must be positive")
+		return Result{}, errors.New("count must be positive")
 	}
 	socks, err := openSockets(o.Target.Addr().Is4())
 	if err != nil {
-		return res, err
+		return Result{}, err
 	}
 	defer socks.close()
 	cfg, err := ClientConfig(o, socks.ikePort, socks.nattPort)
 	if err != nil {
-		return res, err
+		return Result{}, err
 	}
 	eng, err := ike.New(cfg)
 	if err != nil {
-		return res, err
+		return Result{}, err
 	}
-	in := make(chan datagram, 4096)
+	g := &generator{
+		o: o, eng: eng, socks: socks,
+		in:       make(chan datagram, 4096),
+		timer:    time.NewTimer(time.Hour),
+		ids:      make(map[string]uint64, o.Count),
+		replaced: map[uint64]bool{},
+	}
+	defer g.timer.Stop()
 	stop := make(chan struct{})
 	defer close(stop)
-	go socks.read(socks.ike, false, in, stop)
-	go socks.read(socks.natt, true, in, stop)
+	go socks.read(socks.ike, false, g.in, stop)
+	go socks.read(socks.natt, true, g.in, stop)
 
-	deadline := time.NewTimer(o.Timeout)
-	defer deadline.Stop()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	next, inflight := 0, 0
-	start := time.Now()
-	// The current IKE SA of each connection (rekeys replace it), and the SAs whose
-	// Delete is under way once the hold is over.
-	ids := make(map[string]uint64, o.Count)
-	var deleting map[uint64]bool
-	var queue []uint64            // SAs to delete
-	replaced := map[uint64]bool{} // SAs rekeyed while being deleted
-	apply := func(acts []ike.Action) {
-		for _, a := range acts {
-			switch a := a.(type) {
-			case ike.Send:
-				socks.send(a.Local, a.Remote, a.Data)
-			case ike.Event:
-				if deleting != nil {
-					switch {
-					case (a.Kind == ike.EventDeleted || a.Kind == ike.EventFailed) && deleting[a.IKESA]:
-						delete(deleting, a.IKESA)
-						res.Deleted++
-					case a.Kind == ike.EventRekeyed:
-						// The gateway rekeyed an SA meanwhile: the old one goes with the
-						// rekey (silently, whatever became of our Delete), the new one
-						// is deleted in its place.
-						if old, ok := ids[a.Conn]; ok {
-							delete(deleting, old)
-							replaced[old] = true
-						}
-						ids[a.Conn] = a.IKESA
-						queue = append(queue, a.IKESA)
-					}
-					continue
-				}
-				switch a.Kind {
-				case ike.EventEstablished:
-					res.Established++
-					inflight--
-					ids[a.Conn] = a.IKESA
-				case ike.EventRekeyed:
-					ids[a.Conn] = a.IKESA
-				case ike.EventDeleted:
-					delete(ids, a.Conn)
-				case ike.EventFailed, ike.EventChildFailed:
-					res.Failed++
-					inflight--
-					o.Logger.Debug("handshake failed", "reason", a.Reason)
-				}
-			}
-		}
+	if err := g.establish(ctx); err != nil {
+		return g.res, err
 	}
-	// step handles one datagram or due timer, or sees stop fire (stepStopped) or ctx
-	// end (stepCancelled).
-	const (
-		stepRan = iota
-		stepStopped
-		stepCancelled
-	)
-	step := func(stop <-chan time.Time) int {
-		if at, ok := eng.NextDeadline(); ok {
-			timer.Reset(max(time.Until(at), 0))
-		} else {
-			timer.Reset(time.Hour)
-		}
-		select {
-		case d := <-in:
-			apply(eng.HandleDatagram(time.Now(), d.local, d.remote, d.data))
-		case <-timer.C:
-			apply(eng.Tick(time.Now()))
-		case <-stop:
-			return stepStopped
-		case <-ctx.Done():
-			return stepCancelled
-		}
-		return stepRan
-	}
-	for res.Established+res.Failed < o.Count {
-		for inflight < o.Concurrency && next < o.Count {
-			_, acts, err := eng.Initiate(time.Now(), fmt.Sprintf("c%d", next))
-			next++
-			if err != nil {
-				res.Failed++
-				continue
-			}
-			inflight++
-			apply(acts)
-		}
-		switch step(deadline.C) {
-		case stepStopped:
-			return res, fmt.Errorf("timeout: %d established, %d failed of %d", res.Established, res.Failed, o.Count)
-		case stepCancelled:
-			return res, ctx.Err()
-		}
-	}
-	res.Elapsed = time.Since(start)
-	res.PerSecond = float64(res.Established) / res.Elapsed.Seconds()
-	o.Logger.Info("established", "sas", res.Established, "failed", res.Failed, "elapsed", res.Elapsed, "per_s", res.PerSecond)
-
 	// Hold the SAs (answering liveness checks), then delete them all.
 	hold := time.NewTimer(o.Hold)
 	defer hold.Stop()
-	for step(hold.C) == stepRan {
+	for g.step(ctx, hold.C) == stepRan {
 	}
-	// Delete them, Concurrency at a time: a burst of thousands of Deletes would only
-	// overflow socket buffers and queues. Give up when nothing moves for a while.
+	g.deleteAll(ctx)
+	return g.res, nil
+}
+
+// generator drives the client engine of `mobikevpn bench`: one goroutine, like the
+// daemon's engine loop, without a datapath.
+type generator struct {
+	o     Options
+	eng   *ike.Engine
+	socks *sockets
+	in    chan datagram
+	timer *time.Timer
+	res   Result
+
+	inflight int // handshakes under way
+	// The current IKE SA of each connection (rekeys replace it), and the SAs whose
+	// Delete is under way once the hold is over.
+	ids      map[string]uint64
+	deleting map[uint64]bool
+	queue    []uint64        // SAs to delete
+	replaced map[uint64]bool // SAs rekeyed while being deleted
+}
+
+// The outcomes of generator.step.
+const (
+	stepRan       = iota // handled a datagram or a due timer
+	stepStopped          // the channel it watched fired
+	stepCancelled        // ctx ended
+)
+
+// step handles one datagram or due timer, or sees stop fire or ctx end.
+func (g *generator) step(ctx context.Context, stop <-chan time.Time) int {
+	if at, ok := g.eng.NextDeadline(); ok {
+		g.timer.Reset(max(time.Until(at), 0))
+	} else {
+		g.timer.Reset(time.Hour)
+	}
+	select {
+	case d := <-g.in:
+		g.apply(g.eng.HandleDatagram(time.Now(), d.local, d.remote, d.data))
+	case <-g.timer.C:
+		g.apply(g.eng.Tick(time.Now()))
+	case <-stop:
+		return stepStopped
+	case <-ctx.Done():
+		return stepCancelled
+	}
+	return stepRan
+}
+
+func (g *generator) apply(acts []ike.Action) {
+	for _, a := range acts {
+		switch a := a.(type) {
+		case ike.Send:
+			g.socks.send(a.Local, a.Remote, a.Data)
+		case ike.Event:
+			if g.deleting != nil {
+				g.deletingEvent(a)
+			} else {
+				g.event(a)
+			}
+		case ike.InstallInbound, ike.InstallOutbound, ike.RemoveInbound, ike.RemoveOutbound,
+			ike.UpdateEndpoints, ike.VirtualIPs, ike.IKEKeysLog:
+			// No datapath here: only handshakes are measured.
+		}
+	}
+}
+
+// event counts an event while the SAs come up and are held.
+func (g *generator) event(a ike.Event) {
+	switch a.Kind {
+	case ike.EventEstablished:
+		g.res.Established++
+		g.inflight--
+		g.ids[a.Conn] = a.IKESA
+	case ike.EventRekeyed:
+		g.ids[a.Conn] = a.IKESA
+	case ike.EventDeleted:
+		delete(g.ids, a.Conn)
+	case ike.EventFailed, ike.EventChildFailed:
+		g.res.Failed++
+		g.inflight--
+		g.o.Logger.Debug("handshake failed", "reason", a.Reason)
+	}
+}
+
+// deletingEvent follows an event once the deletes have begun.
+func (g *generator) deletingEvent(a ike.Event) {
+	switch {
+	case (a.Kind == ike.EventDeleted || a.Kind == ike.EventFailed) && g.deleting[a.IKESA]:
+		delete(g.deleting, a.IKESA)
+		g.res.Deleted++
+	case a.Kind == ike.EventRekeyed:
+		// The gateway rekeyed an SA meanwhile: the old one goes with the rekey
+		// (silently, whatever became of our Delete), the new one is deleted in its
+		// place.
+		if old, ok := g.ids[a.Conn]; ok {
+			delete(g.deleting, old)
+			g.replaced[old] = true
+		}
+		g.ids[a.Conn] = a.IKESA
+		g.queue = append(g.queue, a.IKESA)
+	}
+}
+
+// establish brings up o.Count IKE SAs, o.Concurrency at a time, within o.Timeout.
+func (g *generator) establish(ctx context.Context) error {
+	o := g.o
+	deadline := time.NewTimer(o.Timeout)
+	defer deadline.Stop()
+	start := time.Now()
+	for next := 0; g.res.Established+g.res.Failed < o.Count; {
+		for g.inflight < o.Concurrency && next < o.Count {
+			_, acts, err := g.eng.Initiate(time.Now(), fmt.Sprintf("c%d", next))
+			next++
+			if err != nil {
+				g.res.Failed++
+				continue
+			}
+			g.inflight++
+			g.apply(acts)
+		}
+		switch g.step(ctx, deadline.C) {
+		case stepStopped:
+			return fmt.Errorf("timeout: %d established, %d failed of %d", g.res.Established, g.res.Failed, o.Count)
+		case stepCancelled:
+			return ctx.Err()
+		}
+	}
+	g.res.Elapsed = time.Since(start)
+	g.res.PerSecond = float64(g.res.Established) / g.res.Elapsed.Seconds()
+	o.Logger.Info("established", "sas", g.res.Established, "failed", g.res.Failed, "elapsed", g.res.Elapsed, "per_s", g.res.PerSecond)
+	return nil
+}
+
+// deleteAll deletes the SAs, o.Concurrency at a time: a burst of thousands of Deletes
+// would only overflow socket buffers and queues. It gives up when nothing moves for a
+// while, counting what it gave up in Result.NotDeleted.
+func (g *generator) deleteAll(ctx context.Context) {
 	const stall = 10 * time.Second
-	deleting = make(map[uint64]bool, o.Concurrency)
-	for _, id := range ids {
-		queue = append(queue, id)
+	g.deleting = make(map[uint64]bool, g.o.Concurrency)
+	for _, id := range g.ids {
+		g.queue = append(g.queue, id)
 	}
 	progress := time.NewTimer(stall)
 	defer progress.Stop()
 	delStart := time.Now()
-	for len(queue) > 0 || len(deleting) > 0 {
-		for len(deleting) < o.Concurrency && len(queue) > 0 {
-			id := queue[len(queue)-1]
-			queue = queue[:len(queue)-1]
-			if replaced[id] {
+	defer func() { g.res.DeleteElapsed = time.Since(delStart) }()
+	for len(g.queue) > 0 || len(g.deleting) > 0 {
+		for len(g.deleting) < g.o.Concurrency && len(g.queue) > 0 {
+			id := g.queue[len(g.queue)-1]
+			g.queue = g.queue[:len(g.queue)-1]
+			if g.replaced[id] {
 				continue
 			}
-			if acts, err := eng.Delete(time.Now(), id); err == nil {
-				deleting[id] = true
-				apply(acts)
+			if acts, err := g.eng.Delete(time.Now(), id); err == nil {
+				g.deleting[id] = true
+				g.apply(acts)
 			}
 		}
-		before := len(deleting)
-		if r := step(progress.C); r != stepRan {
+		before := len(g.deleting)
+		if r := g.step(ctx, progress.C); r != stepRan {
 			if r == stepStopped {
-				o.Logger.Warn("deletes not confirmed", "pending", len(deleting), "not sent", len(queue))
+				g.o.Logger.Warn("deletes not confirmed", "pending", len(g.deleting), "not sent", len(g.queue))
 			}
-			res.NotDeleted = len(deleting) + len(queue)
-			res.DeleteElapsed = time.Since(delStart)
-			return res, nil
+			g.res.NotDeleted = len(g.deleting) + len(g.queue)
+			return
 		}
-		if len(deleting) < before {
+		if len(g.deleting) < before {
 			progress.Reset(stall)
 		}
 	}
-	res.DeleteElapsed = time.Since(delStart)
-	return res, nil
 }
 
 // flood sends IKE_SA_INIT requests from ever new sources and SPIs at a fixed rate.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"github.com/mobikevpn/mobikevpn/udp"
 )
 
 var (

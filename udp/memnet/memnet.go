@@ -32,7 +32,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/mobikevpn/mobikevpn/internal/udp"
+	"github.com/mobikevpn/mobikevpn/udp"
 )
 
 // DefaultQueueLen is the number of datagrams a Conn queues before it drops.

@@ -1,0 +1,327 @@
+package ike
+
+import (
+	"encoding/binary"
+	"time"
+
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
+)
+
+// IKE SA rekeying (RFC 7296 2.18): a new IKE SA takes over the Child SAs, the path
+// manager and the virtual IPs of the old one; collisions as 2.8.2 says.
+
+// rekeyedSALife bounds how long an IKE SA that the peer rekeyed waits for the peer's
+// Delete before it is forgotten.
+const rekeyedSALife = 30 * time.Second
+
+// RekeyIKE starts rekeying IKE SA id now.
+func (e *Engine) RekeyIKE(now time.Time, id uint64) []Action {
+	if sa := e.byID[id]; sa != nil {
+		e.rekeyIKE(now, sa, 0)
+		e.schedule(sa)
+	}
+	return e.take()
+}
+
+// rekeyIKE asks the peer to replace IKE SA sa (group 0: the current one).
+func (e *Engine) rekeyIKE(now time.Time, sa *IKESA, group uint16) {
+	if sa.state != stateEstablished || sa.rekeying != nil || sa.rekeyedTo != nil {
+		return
+	}
+	// RFC 7296 2.25.1: not while a Child SA of ours is being created, rekeyed or closed.
+	if sa.pending != nil && sa.pending.kind != reqDPD || len(sa.queue) > 0 {
+		sa.rekeyAt = now.Add(time.Second)
+		return
+	}
+	if group == 0 {
+		group = sa.suite.DH
+	}
+	spi, err := e.newSPI()
+	if err != nil {
+		return
+	}
+	ni, err := e.nonce()
+	if err != nil {
+		return
+	}
+	kex, err := ikecrypto.NewKeyExchange(group, e.rand)
+	if err != nil {
+		e.log.Error("key exchange", "err", err)
+		return
+	}
+	var spiB [8]byte
+	binary.BigEndian.PutUint64(spiB[:], spi)
+	offered := numberProposals(ikecrypto.PreferGroup(sa.conn.Proposals, group), spiB[:])
+	// Reserve the SPI so that nobody else takes it meanwhile.
+	e.sas[spi] = sa
+	sa.rekeySPI = spi
+	r := &request{
+		exchange: wire.CREATE_CHILD_SA,
+		payloads: []wire.Payload{&wire.SA{Proposals: offered}, &wire.Nonce{Data: ni}, &wire.KE{Group: group, Data: kex.PublicKey()}},
+		kind:     reqRekeyIKE,
+	}
+	r.onReply = func(e *Engine, now time.Time, sa *IKESA, m *wire.Message) {
+		if e.sas[spi] == sa {
+			delete(e.sas, spi)
+		}
+		sa.rekeying, sa.rekeySPI = nil, 0
+		e.rekeyIKEDone(now, sa, spi, ni, kex, offered, m)
+	}
+	sa.rekeying = r
+	sa.rekeyNi = ni
+	e.log.Info("rekeying IKE SA", "sa", sa.id)
+	e.queueRequest(now, sa, r)
+}
+
+// rekeyIKEDone handles the response to our IKE SA rekey.
+func (e *Engine) rekeyIKEDone(now time.Time, sa *IKESA, spi uint64, ni []byte, kex ikecrypto.KeyExchange, offered []wire.Proposal, m *wire.Message) {
+	collision := sa.collision
+	sa.collision = nil
+	giveUp := func(reason string) {
+		e.log.Info("IKE SA rekey failed", "sa", sa.id, "reason", reason)
+		if collision != nil {
+			// The peer's rekey stands: its new SA inherits everything.
+			e.inherit(now, sa, collision)
+			return
+		}
+		sa.rekeyAt = now.Add(retryDelay)
+	}
+	if n := errorNotify(m.Payloads); n != nil {
+		if g, err := n.Group(); n.NotifyType == wire.INVALID_KE_PAYLOAD && err == nil && g != kex.Group() && offersGroup(sa.conn.Proposals, g) && collision == nil {
+			e.rekeyIKE(now, sa, g)
+			return
+		}
+		giveUp(n.NotifyType.String())
+		return
+	}
+	saP := wire.Find[*wire.SA](m.Payloads)
+	nrP := wire.Find[*wire.Nonce](m.Payloads)
+	keP := wire.Find[*wire.KE](m.Payloads)
+	if saP == nil || nrP == nil || keP == nil || len(saP.Proposals) != 1 || len(saP.Proposals[0].SPI) != 8 {
+		giveUp("incomplete response")
+		return
+	}
+	got := saP.Proposals[0]
+	if err := ikecrypto.CheckResponseProposal(offered, got); err != nil {
+		giveUp("peer chose a proposal we did not offer")
+		return
+	}
+	suite, err := ikecrypto.IKESuiteFromProposal(got)
+	if err != nil || suite.DH != kex.Group() || keP.Group != suite.DH {
+		giveUp("key exchange does not match")
+		return
+	}
+	gir, err := kex.SharedSecret(keP.Data)
+	if err != nil {
+		giveUp("invalid KE payload")
+		return
+	}
+	nr := append([]byte(nil), nrP.Data...)
+	ns, err := e.newRekeyedSA(sa, suite, true, spi, binary.BigEndian.Uint64(got.SPI), ni, nr, gir)
+	if err != nil {
+		giveUp(err.Error())
+		return
+	}
+	ns.createdNonces = [2][]byte{ni, nr}
+	if collision != nil && e.byID[collision.id] == collision {
+		// Both rekeyed (2.8.2): the new SA with the lowest nonce is closed by its
+		// creator, the other inherits the Child SAs; its creator deletes the old SA.
+		if lowestNonce(ns.createdNonces, collision.createdNonces) {
+			e.log.Info("IKE rekey collision: ours has the lowest nonce, closing it", "old", sa.id, "ours", ns.id, "theirs", collision.id)
+			e.inherit(now, sa, collision)
+			e.deleteIKESA(now, ns, "")
+			return
+		}
+		e.log.Info("IKE rekey collision: the peer's has the lowest nonce, the peer closes it", "old", sa.id, "ours", ns.id, "theirs", collision.id)
+		collision.state = stateDeleting // the peer deletes it; we send nothing on it
+	}
+	e.inherit(now, sa, ns)
+	e.deleteIKESA(now, sa, "")
+}
+
+// respondRekeyIKE answers the peer's request to rekey sa.
+func (e *Engine) respondRekeyIKE(now time.Time, sa *IKESA, reply func(...wire.Payload), m *wire.Message) {
+	// 2.25.1: not while we create, rekey or close a Child SA of it.
+	if p := sa.pending; p != nil && (p.kind == reqRekeyChild || p.kind == reqCreateChild || p.kind == reqDeleteChild) {
+		reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
+		return
+	}
+	saP := wire.Find[*wire.SA](m.Payloads)
+	niP := wire.Find[*wire.Nonce](m.Payloads)
+	keP := wire.Find[*wire.KE](m.Payloads)
+	if keP == nil {
+		reply(&wire.Notify{NotifyType: wire.INVALID_SYNTAX})
+		return
+	}
+	chosen, ok := ikecrypto.SelectProposal(ikecrypto.PreferGroup(sa.conn.Proposals, keP.Group), saP.Proposals)
+	if !ok || chosen.Protocol != wire.ProtoIKE || len(chosen.SPI) != 8 {
+		reply(&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	suite, err := ikecrypto.IKESuiteFromProposal(chosen)
+	if err != nil {
+		reply(&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	if keP.Group != suite.DH {
+		var g [2]byte
+		binary.BigEndian.PutUint16(g[:], suite.DH)
+		reply(&wire.Notify{NotifyType: wire.INVALID_KE_PAYLOAD, Data: g[:]})
+		return
+	}
+	kex, err := ikecrypto.NewKeyExchange(suite.DH, e.rand)
+	if err != nil {
+		reply(&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	gir, err := kex.SharedSecret(keP.Data)
+	if err != nil {
+		reply(&wire.Notify{NotifyType: wire.INVALID_SYNTAX})
+		return
+	}
+	spi, err := e.newSPI()
+	if err != nil {
+		reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
+		return
+	}
+	nr, err := e.nonce()
+	if err != nil {
+		reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
+		return
+	}
+	ni := append([]byte(nil), niP.Data...)
+	ns, err := e.newRekeyedSA(sa, suite, false, binary.BigEndian.Uint64(chosen.SPI), spi, ni, nr, gir)
+	if err != nil {
+		reply(&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	ns.createdNonces = [2][]byte{ni, nr}
+	var spiB [8]byte
+	binary.BigEndian.PutUint64(spiB[:], spi)
+	chosen.SPI = spiB[:]
+	reply(&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.Nonce{Data: nr}, &wire.KE{Group: suite.DH, Data: kex.PublicKey()})
+	if sa.rekeying != nil {
+		// We are rekeying it too: decide when our response arrives (2.8.2).
+		sa.collision = ns
+		return
+	}
+	e.inherit(now, sa, ns)
+	// The peer deletes the old SA; if it never does, it goes anyway.
+	sa.expireAt = now.Add(rekeyedSALife)
+}
+
+// newRekeyedSA derives and registers the IKE SA that replaces sa (RFC 7296 2.18: the
+// old SA's PRF and SK_d make SKEYSEED). weInitiated says whether we initiated the rekey,
+// which makes us this IKE SA's (RFC 7296) initiator.
+func (e *Engine) newRekeyedSA(sa *IKESA, suite ikecrypto.IKESuite, weInitiated bool, spiI, spiR uint64, ni, nr, gir []byte) (*IKESA, error) {
+	ns := &IKESA{
+		conn:          sa.conn,
+		state:         stateEstablished,
+		initiator:     weInitiated,
+		origInitiator: sa.origInitiator,
+		spiI:          spiI,
+		spiR:          spiR,
+		local:         sa.local,
+		remote:        sa.remote,
+		suite:         suite,
+		ni:            ni,
+		nr:            nr,
+		natLocal:      sa.natLocal,
+		natRemote:     sa.natRemote,
+		localID:       sa.localID,
+		remoteID:      sa.remoteID,
+		mobike:        sa.mobike,
+		authLocal:     sa.authLocal,
+		authRemote:    sa.authRemote,
+		fragment:      sa.fragment,
+		peerRMobike:   sa.peerRMobike,
+		created:       sa.created,
+		estab:         sa.estab,
+		lastRecv:      sa.lastRecv,
+		nextReqID:     0,
+		peerReqID:     0,
+	}
+	skeyseed := sa.prf.RekeySKEYSEED(sa.keys.SKd, gir, ni, nr)
+	prf, err := ikecrypto.NewPRF(suite.PRF)
+	if err != nil {
+		return nil, err
+	}
+	ns.prf = prf
+	keys, err := ikecrypto.DeriveIKEKeys(prf, suite, skeyseed, ni, nr, spiI, spiR)
+	if err != nil {
+		return nil, err
+	}
+	ns.keys = keys
+	encI, err := ikecrypto.NewSKCipher(suite.Encr, int(suite.EncrKeyBits), suite.Integ, keys.SKei, keys.SKai)
+	if err != nil {
+		return nil, err
+	}
+	encR, err := ikecrypto.NewSKCipher(suite.Encr, int(suite.EncrKeyBits), suite.Integ, keys.SKer, keys.SKar)
+	if err != nil {
+		return nil, err
+	}
+	ns.skOut, ns.skIn = encR, encI
+	if weInitiated {
+		ns.skOut, ns.skIn = encI, encR
+	}
+	e.addSA(ns)
+	e.indexPeer(ns)
+	e.keylogIKE(ns)
+	return ns, nil
+}
+
+// inherit moves everything that lives on the IKE SA from old to its replacement ns.
+func (e *Engine) inherit(now time.Time, old, ns *IKESA) {
+	ns.children = append(ns.children, old.children...)
+	old.children = nil
+	ns.lingering = append(ns.lingering, old.lingering...)
+	old.lingering = nil
+	ns.vips, ns.vipDNS, ns.pool = old.vips, old.vipDNS, old.pool
+	old.vips, old.vipDNS, old.pool = nil, nil, nil
+	for spi := range old.reserved {
+		if ns.reserved == nil {
+			ns.reserved = make(map[uint32]bool)
+		}
+		ns.reserved[spi] = true
+	}
+	old.reserved = nil
+	// The path manager carries on with the new SA; checks that waited on the old one
+	// are asked for again there.
+	if old.pm != nil {
+		ns.pm, old.pm = old.pm, nil
+		e.applyPath(now, ns, ns.pm.Rekeyed(now), nil)
+	}
+	e.moveQueue(now, old, ns)
+	old.rekeyedTo = ns
+	old.rekeyAt = time.Time{}
+	old.dpdAt = time.Time{}
+	e.armIKERekey(ns, now)
+	e.armDPD(ns, now)
+	e.log.Info("IKE SA rekeyed", "old", old.id, "new", ns.id, "proposal", ns.suite.String())
+	e.emit(Event{IKESA: ns.id, Conn: ns.conn.Name, Kind: EventRekeyed, Reason: "replaces IKE SA", Replaces: old.id})
+	e.schedule(ns)
+}
+
+// moveQueue hands the requests still waiting for old's window to ns, which carries on
+// for it: a Child SA rekey, create or delete, an address announcement and a switch
+// request would otherwise be dropped with old (its Child SA left rekeying for good,
+// the announcement counted as sent). Their reply handlers take the SA they arrive on,
+// and the Child SAs and reserved SPIs they name moved to ns already. What belongs to
+// old stays: its liveness check, Delete and rekey, and the path manager's checks,
+// whose NAT detection hashes old's SPIs (Rekeyed asks for them again on ns).
+func (e *Engine) moveQueue(now time.Time, old, ns *IKESA) {
+	kept := old.queue[:0]
+	for _, r := range old.queue {
+		//exhaustive:enforce
+		switch r.kind {
+		case reqRekeyChild, reqCreateChild, reqDeleteChild, reqNotify, reqSwitch:
+			ns.queue = append(ns.queue, r)
+		case reqInit, reqAuth, reqDPD, reqDelete, reqRekeyIKE, reqUpdate, reqCheck:
+			kept = append(kept, r)
+		}
+	}
+	clear(old.queue[len(kept):])
+	old.queue = kept
+	e.startNext(now, ns)
+}

@@ -1,0 +1,207 @@
+package config
+
+import (
+	"bytes"
+	"crypto/x509"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/mobikevpn/mobikevpn/ike/cert"
+)
+
+// auth reads what the local and the remote block share: auth (psk or pubkey,
+// required) into method and id with readID; then, with psk, the settings psk and a
+// check that none of pubkey's keys is given, with pubkey, the settings pubkey.
+func (p *parser) auth(o *obj, method *string, readID reader, psk, pubkey []setting) error {
+	err := p.apply(o, []setting{
+		{key: "auth", need: "missing; use psk or pubkey", read: enumKey(method, AuthPSK, AuthPubkey)},
+		{key: "id", read: readID},
+	})
+	if err != nil {
+		return err
+	}
+	if *method == AuthPubkey {
+		return p.apply(o, pubkey)
+	}
+	if err := p.apply(o, psk); err != nil {
+		return err
+	}
+	for _, s := range pubkey {
+		if s.check == nil && o.has(s.key) {
+			return p.kerr(o, s.key, "only used with auth: pubkey")
+		}
+	}
+	return nil
+}
+
+func (p *parser) localAuth(v val, a *LocalAuth) error {
+	o, err := p.object(v, "auth, id, certs, key, rsa_pss", "auth", "id", "certs", "key", "rsa_pss")
+	if err != nil {
+		return err
+	}
+	readID := func(p *parser, v val) error {
+		if err := stringKey(&a.ID)(p, v); err != nil {
+			return err
+		}
+		if a.ID == AnyID {
+			return p.verr(v, "the local identity must be concrete, not %%any")
+		}
+		return nil
+	}
+	psk := []setting{
+		{key: "id", need: "missing; psk authentication needs our identity, e.g. id: alice@example.org"},
+	}
+	pubkey := []setting{
+		{key: "certs", need: "missing; pubkey authentication needs our certificate, e.g. certs: [gw.pem]",
+			read: fileListKey(&a.Certs, "needs at least one certificate file")},
+		{key: "key", need: "missing; pubkey authentication needs our private key, e.g. key: gw.key", read: func(p *parser, v val) (err error) {
+			if err := fileKey(&a.Key)(p, v); err != nil {
+				return err
+			}
+			if a.Cred, err = cert.LoadCredential(a.Certs, a.Key); err != nil {
+				return p.verr(v, "%v", err)
+			}
+			return nil
+		}},
+		{key: "rsa_pss", read: func(p *parser, v val) error { return boolKey(&a.Cred.RSAPSS)(p, v) }},
+	}
+	return p.auth(o, &a.Auth, readID, psk, pubkey)
+}
+
+// remoteAuth parses the remote block of connection c (whose remote_addrs are parsed).
+func (p *parser) remoteAuth(v val, a *RemoteAuth, c *Connection) error {
+	o, err := p.object(v, "auth, id, cacerts, accept_any_id, eku, crls", "auth", "id", "cacerts", "accept_any_id", "eku", "crls")
+	if err != nil {
+		return err
+	}
+	a.ID = AnyID
+	pubkey := []setting{
+		{key: "cacerts", need: "missing; pubkey authentication of the peer needs the CA certificate(s) to trust, e.g. cacerts: [ca.pem]", read: func(p *parser, v val) (err error) {
+			if err := fileListKey(&a.CACerts, "needs at least one CA certificate file")(p, v); err != nil {
+				return err
+			}
+			if a.CAs, err = cert.LoadCAs(a.CACerts); err != nil {
+				return p.verr(v, "%v", err)
+			}
+			return nil
+		}},
+		{key: "accept_any_id", read: func(p *parser, v val) error {
+			if err := boolKey(&a.AcceptAnyID)(p, v); err != nil {
+				return err
+			}
+			if a.ID != AnyID {
+				return p.verr(v, "only applies with id: \"%%any\" (or no id); this connection names its peer (id: %s)", a.ID)
+			}
+			return nil
+		}},
+		{check: func() error { return p.anyGateway(o, a, c) }},
+		{key: "eku", read: into((*parser).eku, a)},
+		{key: "crls", read: into((*parser).crls, a)},
+	}
+	return p.auth(o, &a.Auth, stringKey(&a.ID), nil, pubkey)
+}
+
+// anyGateway refuses id: "%any" in the remote block (o) of a client authenticating its
+// gateway by certificate, unless accept_any_id says so. Issue 11: a client that takes
+// any certificate of its CAs as the gateway can be fooled by anyone holding one (any
+// other client of the same CA).
+func (p *parser) anyGateway(o *obj, a *RemoteAuth, c *Connection) error {
+	iv, hasID := o.get("id")
+	if c.Initiator && hasID && a.ID == AnyID && !a.AcceptAnyID {
+		return p.verr(iv, "\"%%any\" on a client (remote_addrs %s) would accept any certificate issued by the CAs in cacerts as the gateway: "+
+			"anyone holding one (another client, too) could pose as the gateway and see the traffic. Name the gateway's identity "+
+			"(e.g. id: gw.example.org, or its certificate's subject DN), or leave id out to expect the gateway's address in its "+
+			"certificate (an IP subjectAltName); to accept any certificate of these CAs all the same, add accept_any_id: true",
+			addrList(c.RemoteAddrs))
+	}
+	return nil
+}
+
+// eku reads the extended key usages of which the peer's certificate must carry one.
+func (p *parser) eku(v val, a *RemoteAuth) error {
+	items, err := p.list(v, true)
+	if err != nil {
+		return err
+	}
+	if len(items) == 0 {
+		return p.verr(v, "needs at least one extended key usage (e.g. [serverAuth, ipsecIKE]); leave eku out not to check them")
+	}
+	for _, it := range items {
+		oid, err := cert.ParseEKU(it.s)
+		if err != nil {
+			return p.ierr(it, "%v", err)
+		}
+		for _, have := range a.EKUOIDs {
+			if have.Equal(oid) {
+				return p.ierr(it, "%s is listed twice", it.s)
+			}
+		}
+		a.EKU = append(a.EKU, it.s)
+		a.EKUOIDs = append(a.EKUOIDs, oid)
+	}
+	return nil
+}
+
+// crls reads the CRL files, each of which is loaded and checked against the CAs as it
+// is listed.
+func (p *parser) crls(v val, a *RemoteAuth) error {
+	items, err := p.list(v, false)
+	if err != nil {
+		return err
+	}
+	if len(items) == 0 {
+		return p.verr(v, "needs at least one CRL file; leave crls out not to check revocation")
+	}
+	for _, it := range items {
+		f, err := p.file(it)
+		if err != nil {
+			return err
+		}
+		crls, err := cert.LoadCRLs([]string{f})
+		if err != nil {
+			return p.ierr(it, "%v", err)
+		}
+		if err := crlsFitCAs(crls, a.CAs); err != nil {
+			return p.ierr(it, "%v", err)
+		}
+		a.CRLFiles = append(a.CRLFiles, f)
+		a.CRLs = append(a.CRLs, crls...)
+	}
+	return nil
+}
+
+// crlsFitCAs checks that each CRL issued in the name of one of the trusted CAs verifies
+// with that CA's key. CRLs of other issuers may be those of intermediate CAs, which
+// peers send: they are checked when used.
+func crlsFitCAs(crls []*x509.RevocationList, cas []*x509.Certificate) error {
+	for _, crl := range crls {
+		var named []*x509.Certificate
+		for _, ca := range cas {
+			if bytes.Equal(crl.RawIssuer, ca.RawSubject) {
+				named = append(named, ca)
+			}
+		}
+		if len(named) == 0 {
+			continue
+		}
+		var err error
+		for _, ca := range named {
+			if err = crl.CheckSignatureFrom(ca); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("the CRL of %q does not verify with that CA's certificate in cacerts: %v", crl.Issuer.String(), err)
+		}
+	}
+	return nil
+}
+
+func addrList(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return "[" + strings.Join(s, ", ") + "]"
+}

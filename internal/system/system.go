@@ -1,0 +1,117 @@
+// Package system opens the parts of the host a daemon runs on: the TUN device and its
+// addresses and routes, the IKE and NAT-T sockets, the address and route monitor, the
+// control socket and the routing table's answers. It is the composition root shared by
+// the command line and the embeddable API: nothing below it opens a device or a socket.
+package system
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/mobikevpn/mobikevpn/internal/config"
+	"github.com/mobikevpn/mobikevpn/internal/control"
+	"github.com/mobikevpn/mobikevpn/internal/daemon"
+	"github.com/mobikevpn/mobikevpn/internal/netmon"
+	"github.com/mobikevpn/mobikevpn/tun"
+	"github.com/mobikevpn/mobikevpn/udp"
+)
+
+// Run opens the system's parts for cfg and runs a daemon on them until ctx ends
+// (`mobikevpn run`).
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts daemon.Options) error {
+	deps, closeAll, err := Open(cfg, log, true)
+	if err != nil {
+		return err
+	}
+	d, err := daemon.New(cfg, log, deps)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	return d.Run(ctx, opts) // it owns the parts from now on
+}
+
+// Open opens the TUN device, its address and route configurator and the IKE and NAT-T
+// sockets, and says how to watch addresses and, with control, serve the control
+// socket; closeAll closes what it opened, for when the daemon is not built (a daemon
+// that runs owns them).
+func Open(cfg *config.Config, log *slog.Logger, serveControl bool) (daemon.Deps, func(), error) {
+	dev, err := tun.Create(cfg.TUN.Name, cfg.TUN.MTU)
+	if err != nil {
+		return daemon.Deps{}, nil, fmt.Errorf("tun: creating %q: %w", cfg.TUN.Name, err)
+	}
+	name, err := dev.Name()
+	if err != nil {
+		dev.Close()
+		return daemon.Deps{}, nil, fmt.Errorf("tun: %w", err)
+	}
+	netcfg, err := tun.NewConfigurator(cfg.Updown)
+	if err != nil {
+		dev.Close()
+		return daemon.Deps{}, nil, err
+	}
+	var conns []udp.Conn
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		netcfg.Close()
+		dev.Close()
+	}
+	for _, port := range []uint16{cfg.Ports.IKE, cfg.Ports.NATT} {
+		cs, err := udp.Listen(port)
+		if err != nil {
+			closeAll()
+			return daemon.Deps{}, nil, fmt.Errorf("listening on UDP port %d: %w", port, err)
+		}
+		conns = append(conns, cs...)
+	}
+	deps := daemon.Deps{
+		TUN:        dev,
+		Net:        netcfg,
+		Conns:      conns,
+		SourceAddr: sourceAddr,
+		Reachable:  reachableAddrs,
+		Watch: func(ctx context.Context, report func(netmon.Change)) error {
+			// The TUN device's own addresses (virtual IPs) must not carry IKE.
+			return netmon.WatchLog(ctx, name, log.With("part", "netmon"), report)
+		},
+	}
+	if serveControl {
+		ctl := cfg.Control
+		if ctl == "" {
+			ctl = config.DefaultControl
+		}
+		deps.Serve = func(ctx context.Context, h control.Handler, ready chan<- struct{}) error {
+			if err := control.Serve(ctx, ctl, h, log.With("part", "control"), ready); err != nil {
+				return fmt.Errorf("%s: %w", ctl, err)
+			}
+			return nil
+		}
+	}
+	return deps, closeAll, nil
+}
+
+// sourceAddr asks the kernel which source address it would use for remote: a connected
+// UDP socket sends nothing but has its local address chosen by the routing table.
+func sourceAddr(remote netip.Addr) (netip.Addr, error) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 9)))
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
+
+// reachableAddrs lists the host's addresses that can reach remote (none when the
+// system cannot be asked: announcing fewer addresses is harmless, a wrong one is not).
+func reachableAddrs(remote netip.Addr) []netip.Addr {
+	addrs, err := netmon.Reachable(remote)
+	if err != nil {
+		return nil
+	}
+	return addrs
+}
