@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/mobikevpn/mobikevpn/internal/config"
@@ -87,15 +88,13 @@ func (h *MemHost) subscribe() (<-chan struct{}, func()) {
 // ports, dev, and routing answers from the host's addresses.
 func (h *MemHost) deps(cfg *config.Config, dev tun.Device) (daemon.Deps, error) {
 	var deps daemon.Deps
-	for _, port := range []uint16{cfg.Ports.IKE, cfg.Ports.NATT} {
-		cs, err := h.h.Listen(port)
-		if err != nil {
-			for _, c := range deps.Conns {
-				c.Close()
-			}
-			return daemon.Deps{}, err
-		}
-		deps.Conns = append(deps.Conns, cs...)
+	var err error
+	if deps.IKEConns, err = h.h.Listen(cfg.Ports.IKE); err != nil {
+		return daemon.Deps{}, err
+	}
+	if deps.NATTConns, err = h.h.Listen(cfg.Ports.NATT); err != nil {
+		closeConns(deps)
+		return daemon.Deps{}, err
 	}
 	deps.TUN = dev
 	deps.Net = &memConfigurator{}
@@ -130,6 +129,13 @@ func (h *MemHost) deps(cfg *config.Config, dev tun.Device) (daemon.Deps, error) 
 		}
 	}
 	return deps, nil
+}
+
+// closeConns closes the sockets of deps.
+func closeConns(deps daemon.Deps) {
+	for _, c := range slices.Concat(deps.IKEConns, deps.NATTConns) {
+		c.Close()
+	}
 }
 
 // memConfigurator is the address and route configurator of an in-memory device:

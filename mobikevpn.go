@@ -116,11 +116,7 @@ func New(cfg *Config, opts Options) (*VPN, error) {
 			return nil, errors.New("mobikevpn: Options.Host needs Options.TUN (a device such as tun/memtun's)")
 		}
 		deps, err = opts.Host.deps(cfg.c, opts.TUN)
-		closeAll = func() {
-			for _, c := range deps.Conns {
-				c.Close()
-			}
-		}
+		closeAll = func() { closeConns(deps) }
 	} else {
 		if opts.TUN != nil {
 			return nil, errors.New("mobikevpn: Options.TUN is for a VPN in memory (Options.Host); on the host the VPN creates its device")

@@ -1,6 +1,8 @@
 // Package esp is the Child SA datapath: it moves packets between a TUN device and
 // UDP-encapsulated ESP (RFC 4303, RFC 3948) with in-place AEAD, anti-replay, traffic
-// selector enforcement and batched I/O, and demultiplexes IKE messages to the caller.
+// selector enforcement and batched I/O. It reads the NAT-T sockets, where ESP shares
+// the port with IKE behind the non-ESP marker, and hands those IKE messages to the
+// caller unread; the IKE port's sockets are not its business.
 package esp
 
 import (
@@ -19,13 +21,11 @@ import (
 )
 
 const (
-	// MaxIKEMessage is the largest IKE message received intact on any port (on the
-	// NAT-T port it is preceded by the 4-byte non-ESP marker).
+	// MaxIKEMessage is the largest IKE message received intact on the NAT-T port
+	// (behind the 4-byte non-ESP marker): the read buffers hold at least that.
 	MaxIKEMessage = 8192
 	// maxBatch bounds the packets handled per read.
 	maxBatch = 128
-	// ikeBatch is the batch size of sockets that only carry IKE.
-	ikeBatch = 8
 	// outHeadroom is where TUN reads start in a send buffer: room for the longest ESP
 	// header and IV, which seal writes in front of the inner packet.
 	outHeadroom = 32
@@ -43,15 +43,15 @@ const (
 type Config struct {
 	// TUN is the device inner packets are read from and written to.
 	TUN tun.Device
-	// Conns are the wildcard UDP sockets, IPv4 and IPv6, for the IKE port and the
-	// NAT-T port. At most one per address family and port.
+	// Conns are the wildcard UDP sockets of the NAT-T port, IPv4 and IPv6: every
+	// datagram on them is ESP, an IKE message behind the RFC 3948 non-ESP marker, or a
+	// NAT keepalive (see SplitNATT). At most one per address family and port. The
+	// caller may send IKE on them too (udp.Conn's writes are safe for concurrent use);
+	// the IKE port's sockets are not given here.
 	Conns []udp.Conn
-	// NATTPort is the local port on which datagrams carry ESP, the RFC 3948 non-ESP
-	// marker in front of IKE, and NAT keepalives. Datagrams on other ports are IKE.
-	NATTPort uint16
-	// OnIKE receives each IKE message (marker stripped) with the local address it
-	// arrived at and its source. pkt is owned by the callee. It is called from the
-	// receiving goroutine and must not block for long.
+	// OnIKE receives each IKE message of the NAT-T sockets (marker stripped) with the
+	// local address it arrived at and its source. pkt is owned by the callee. It is
+	// called from the receiving goroutine and must not block for long.
 	OnIKE func(pkt []byte, local, remote netip.AddrPort)
 	// Logger receives debug lines about drops (rate-limited) and errors. Nil discards.
 	Logger *slog.Logger
@@ -61,7 +61,7 @@ type Config struct {
 	// together; 0 means GOMAXPROCS (at most maxWorkers), 1 keeps the crypto on the
 	// goroutine that read the batch.
 	Workers int
-	// NoOffload turns UDP GSO and GRO off on the NAT-T sockets. By default they are
+	// NoOffload turns UDP GSO and GRO off on the sockets. By default they are
 	// used where the socket (udp.Offloader) and the kernel support them. The TUN
 	// device's own offloads are the device's business.
 	NoOffload bool
@@ -106,7 +106,6 @@ type Counters struct {
 type Datapath struct {
 	tun        tun.Device
 	conns      []*connInfo
-	nattPort   uint16
 	onIKE      func(pkt []byte, local, remote netip.AddrPort)
 	log        *slog.Logger
 	mtu        int
@@ -135,15 +134,15 @@ type Datapath struct {
 	closeOnce sync.Once
 }
 
+// connInfo is one NAT-T socket. Its writes need no lock of ours: udp.Conn serialises
+// concurrent WriteBatch calls, and the caller sends IKE on the same socket.
 type connInfo struct {
 	c     udp.Conn
 	local netip.AddrPort
 	port  uint16
 	is4   bool
-	natt  bool
-	gro   bool       // UDP GRO is on: reads may return trains of datagrams
-	gso   bool       // UDP GSO is on (for the logs)
-	wmu   sync.Mutex // one WriteBatch at a time per socket
+	gro   bool // UDP GRO is on: reads may return trains of datagrams
+	gso   bool // UDP GSO is on (for the logs)
 }
 
 // endpoint is where an outbound SA sends; it is replaced as a whole (MOBIKE).
@@ -200,9 +199,6 @@ func New(cfg Config) (*Datapath, error) {
 	if len(cfg.Conns) == 0 {
 		return nil, errors.New("esp: no sockets")
 	}
-	if cfg.NATTPort == 0 {
-		return nil, errors.New("esp: no NAT-T port")
-	}
 	mtu := cfg.MTU
 	if mtu == 0 {
 		m, err := cfg.TUN.MTU()
@@ -228,7 +224,6 @@ func New(cfg Config) (*Datapath, error) {
 		groArena:   groArenaLen,
 		splitBytes: minSplitBytes,
 		tun:        cfg.TUN,
-		nattPort:   cfg.NATTPort,
 		onIKE:      cfg.OnIKE,
 		log:        log,
 		mtu:        mtu,
@@ -239,7 +234,6 @@ func New(cfg Config) (*Datapath, error) {
 	}
 	d.outBufLen = outHeadroom + mtu + maxTailLen
 	d.inBufLen = max(maxHeadLen+mtu+maxTailLen, 4+MaxIKEMessage)
-	natt := false
 	for _, c := range cfg.Conns {
 		if c == nil {
 			return nil, errors.New("esp: nil socket")
@@ -248,14 +242,13 @@ func New(cfg Config) (*Datapath, error) {
 		if !la.Addr().IsValid() || la.Port() == 0 {
 			return nil, fmt.Errorf("esp: socket with bad local address %s", la)
 		}
-		ci := &connInfo{c: c, local: la, port: la.Port(), is4: la.Addr().Unmap().Is4(), natt: la.Port() == cfg.NATTPort}
+		ci := &connInfo{c: c, local: la, port: la.Port(), is4: la.Addr().Unmap().Is4()}
 		for _, o := range d.conns {
 			if o.is4 == ci.is4 && o.port == ci.port {
 				return nil, fmt.Errorf("esp: two sockets for %s", la)
 			}
 		}
-		natt = natt || ci.natt
-		if o, ok := c.(udp.Offloader); ok && ci.natt {
+		if o, ok := c.(udp.Offloader); ok {
 			ci.gso, ci.gro = o.SetOffload(!cfg.NoOffload, !cfg.NoOffload)
 			log.Debug("esp: socket offloads", "local", la, "gso", ci.gso, "gro", ci.gro)
 		}
@@ -264,9 +257,6 @@ func New(cfg Config) (*Datapath, error) {
 	if workers > 1 {
 		// Room for every reader's parts, and for stale entries (see fork).
 		d.jobs = make(chan *part, 2*(len(d.conns)+1)*(workers-1))
-	}
-	if !natt {
-		return nil, fmt.Errorf("esp: no socket on the NAT-T port %d", cfg.NATTPort)
 	}
 	d.in.Store(&inTable{})
 	d.out.Store(&outTable{})
@@ -362,23 +352,9 @@ func (d *Datapath) newEndpoint(local, remote netip.AddrPort) (*endpoint, error) 
 	return ep, nil
 }
 
-// SendIKE sends an IKE message from local to remote on the socket of remote's family
-// bound to local's port, with the non-ESP marker on the NAT-T port. local's address
-// is the source (unspecified lets the kernel choose).
-func (d *Datapath) SendIKE(local, remote netip.AddrPort, pkt []byte) error {
-	ep, err := d.newEndpoint(local, remote)
-	if err != nil {
-		return err
-	}
-	ci := d.conns[ep.conn]
-	buf := pkt
-	if ci.natt {
-		buf = FrameIKE(pkt)
-	}
-	return d.sendOne(ci, ep, buf)
-}
-
-// SendKeepalive sends an RFC 3948 NAT keepalive (one 0xFF byte) from local to remote.
+// SendKeepalive sends an RFC 3948 NAT keepalive (one 0xFF byte) from local to remote
+// on the NAT-T socket of remote's family bound to local's port. The datapath sends
+// the keepalives of its outbound SAs itself (SAConfig.Keepalive).
 func (d *Datapath) SendKeepalive(local, remote netip.AddrPort) error {
 	ep, err := d.newEndpoint(local, remote)
 	if err != nil {
@@ -389,9 +365,7 @@ func (d *Datapath) SendKeepalive(local, remote netip.AddrPort) error {
 
 func (d *Datapath) sendOne(ci *connInfo, ep *endpoint, buf []byte) error {
 	msgs := []udp.Message{{Buffer: buf, N: len(buf), Local: ep.src, Remote: ep.remote}}
-	ci.wmu.Lock()
 	n, err := ci.c.WriteBatch(msgs)
-	ci.wmu.Unlock()
 	if err != nil {
 		return fmt.Errorf("esp: send to %s: %w", ep.remote, err)
 	}

@@ -21,7 +21,6 @@ import (
 )
 
 const (
-	ikePort  = 500
 	nattPort = 4500
 	testMTU  = 1400
 	waitLong = 5 * time.Second
@@ -38,7 +37,7 @@ type connKey struct {
 	port uint16
 }
 
-// peer is one Datapath on a host of a memnet network, with its TUN and sockets.
+// peer is one Datapath on a host of a memnet network, with its TUN and NAT-T sockets.
 type peer struct {
 	d     *Datapath
 	tun   *memtun.Device
@@ -58,15 +57,11 @@ func newPeer(t testing.TB, n *memnet.Network, addrs ...netip.Addr) *peer {
 func newPeerCfg(t testing.TB, n *memnet.Network, mod func(*Config), addrs ...netip.Addr) *peer {
 	t.Helper()
 	p := &peer{host: n.Host(addrs...), tun: memtun.New("test", testMTU), conns: map[connKey]udp.Conn{}, ike: make(chan ikeMsg, 64)}
-	var conns []udp.Conn
-	for _, port := range []uint16{ikePort, nattPort} {
-		cs, err := p.host.Listen(port)
-		must(t, err)
-		p.conns[connKey{true, port}], p.conns[connKey{false, port}] = cs[0], cs[1]
-		conns = append(conns, cs...)
-	}
+	conns, err := p.host.Listen(nattPort)
+	must(t, err)
+	p.conns[connKey{true, nattPort}], p.conns[connKey{false, nattPort}] = conns[0], conns[1]
 	cfg := Config{
-		TUN: p.tun, Conns: conns, NATTPort: nattPort, MTU: testMTU,
+		TUN: p.tun, Conns: conns, MTU: testMTU,
 		OnIKE: func(pkt []byte, local, remote netip.AddrPort) { p.ike <- ikeMsg{pkt, local, remote} },
 	}
 	if mod != nil {
@@ -412,9 +407,23 @@ func TestInboundDrops(t *testing.T) {
 	eventually(t, "no policy", func() bool { return p.a.d.Drops().NoPolicy == 1 })
 }
 
+// sendIKE sends the IKE message pkt behind the non-ESP marker on p's NAT-T socket of
+// remote's family, as the caller of a Datapath does.
+func (p *peer) sendIKE(t testing.TB, local, remote netip.AddrPort, pkt []byte) {
+	t.Helper()
+	b := FrameIKE(pkt)
+	c := p.conns[connKey{remote.Addr().Is4(), nattPort}]
+	n, err := c.WriteBatch([]udp.Message{{Buffer: b, N: len(b), Local: local, Remote: remote}})
+	if err != nil || n != 1 {
+		t.Fatalf("sending IKE to %s: %d, %v", remote, n, err)
+	}
+}
+
+// TestIKEDemux: IKE behind the non-ESP marker on the NAT-T port is handed to OnIKE
+// without the marker, with the addresses it came with; keepalives are counted.
 func TestIKEDemux(t *testing.T) {
 	p := newPair(t, testSuites[0].keys, false, 0)
-	var raw sync.Map // the last datagram to b, by port
+	var raw sync.Map // the last datagram to b
 	p.n.SetFilter(func(pk *memnet.Packet) []memnet.Packet {
 		if pk.Dst.Addr() == bV4 {
 			raw.Store(pk.Dst.Port(), append([]byte(nil), pk.Data...))
@@ -422,51 +431,48 @@ func TestIKEDemux(t *testing.T) {
 		return []memnet.Packet{*pk}
 	})
 	p.start(t)
-	for _, port := range []uint16{nattPort, ikePort} {
-		for _, size := range []int{28, 1500, MaxIKEMessage} {
-			msg := seqBytes(size)
-			must(t, p.a.d.SendIKE(ap(aV4, port), ap(bV4, port), msg))
-			m := p.b.recvIKE(t)
-			if !bytes.Equal(m.pkt, msg) || m.local != ap(bV4, port) || m.remote != ap(aV4, port) {
-				t.Fatalf("port %d size %d: got %d bytes %s <- %s", port, size, len(m.pkt), m.local, m.remote)
-			}
-			r, _ := raw.Load(port)
-			wantLen := size
-			if port == nattPort {
-				wantLen += 4
-			}
-			if rb := r.([]byte); len(rb) != wantLen || port == nattPort && !bytes.Equal(rb[:4], []byte{0, 0, 0, 0}) {
-				t.Fatalf("port %d: on the wire %x...", port, rb[:8])
-			}
+	for _, size := range []int{28, 1500, MaxIKEMessage} {
+		msg := seqBytes(size)
+		p.a.sendIKE(t, ap(aV4, nattPort), ap(bV4, nattPort), msg)
+		m := p.b.recvIKE(t)
+		if !bytes.Equal(m.pkt, msg) || m.local != ap(bV4, nattPort) || m.remote != ap(aV4, nattPort) {
+			t.Fatalf("size %d: got %d bytes %s <- %s", size, len(m.pkt), m.local, m.remote)
 		}
-		// One byte too many is truncated and dropped.
-		must(t, p.a.d.SendIKE(ap(aV4, port), ap(bV4, port), seqBytes(MaxIKEMessage+1)))
 	}
-	eventually(t, "truncated", func() bool { return p.b.d.Drops().Truncated == 2 })
+	// One byte too many is truncated and dropped.
+	p.a.sendIKE(t, ap(aV4, nattPort), ap(bV4, nattPort), seqBytes(MaxIKEMessage+1))
+	eventually(t, "truncated", func() bool { return p.b.d.Drops().Truncated == 1 })
 
 	// IPv6, kernel-chosen source.
-	must(t, p.a.d.SendIKE(netip.AddrPortFrom(netip.IPv6Unspecified(), nattPort), ap(bV6, nattPort), []byte("v6")))
+	p.a.sendIKE(t, netip.AddrPortFrom(netip.IPv6Unspecified(), nattPort), ap(bV6, nattPort), []byte("v6"))
 	if m := p.b.recvIKE(t); string(m.pkt) != "v6" || m.remote != ap(aV6, nattPort) || m.local != ap(bV6, nattPort) {
 		t.Fatalf("v6: %+v", m)
 	}
 
-	// Keepalives: counted on the NAT-T port, IKE (for the IKE layer to ignore) on 500.
+	// Keepalives are counted, not handed up; on the wire they are one 0xFF byte.
 	must(t, p.a.d.SendKeepalive(ap(aV4, nattPort), ap(bV4, nattPort)))
 	eventually(t, "keepalive", func() bool { return p.b.d.Drops().Keepalives == 1 })
-	must(t, p.a.d.SendKeepalive(ap(aV4, ikePort), ap(bV4, ikePort)))
-	if m := p.b.recvIKE(t); !bytes.Equal(m.pkt, []byte{0xff}) {
-		t.Fatalf("0xff on port 500: %x", m.pkt)
+	if r, _ := raw.Load(uint16(nattPort)); !bytes.Equal(r.([]byte), []byte{0xff}) {
+		t.Fatalf("keepalive on the wire: %x", r)
 	}
+	must(t, p.a.d.SendKeepalive(netip.AddrPortFrom(netip.IPv6Unspecified(), nattPort), ap(bV6, nattPort)))
+	eventually(t, "IPv6 keepalive", func() bool { return p.b.d.Drops().Keepalives == 2 })
 
-	// Errors: no socket for the port, family mismatch.
+	// Errors: no socket for the port (the IKE port is not the datapath's), family
+	// mismatch, no destination.
 	for _, tc := range [][2]netip.AddrPort{
-		{ap(aV4, 501), ap(bV4, 500)},
-		{ap(aV4, 500), ap(bV6, 500)},
-		{ap(aV4, 500), {}},
+		{ap(aV4, 500), ap(bV4, 500)},
+		{ap(aV4, nattPort), ap(bV6, nattPort)},
+		{ap(aV4, nattPort), {}},
 	} {
-		if err := p.a.d.SendIKE(tc[0], tc[1], []byte("x")); err == nil {
-			t.Errorf("SendIKE(%s, %s) accepted", tc[0], tc[1])
+		if err := p.a.d.SendKeepalive(tc[0], tc[1]); err == nil {
+			t.Errorf("SendKeepalive(%s, %s) accepted", tc[0], tc[1])
 		}
+	}
+	select {
+	case m := <-p.b.ike:
+		t.Errorf("unexpected IKE message %x", m.pkt)
+	default:
 	}
 	if p.b.d.Drops().Malformed != 0 {
 		t.Errorf("drops %+v", p.b.d.Drops())
@@ -671,23 +677,22 @@ func TestConfigErrors(t *testing.T) {
 	cs, err := h.Listen(nattPort)
 	must(t, err)
 	c4 := cs[0]
-	cs, err = h.Listen(ikePort)
+	cs, err = h.Listen(nattPort + 1) // another port: allowed, one socket per family and port
 	must(t, err)
 	c4b := cs[0]
 	tn := memtun.New("test", testMTU)
 	for i, cfg := range []Config{
-		{Conns: []udp.Conn{c4}, NATTPort: nattPort},
-		{TUN: tn, NATTPort: nattPort},
-		{TUN: tn, Conns: []udp.Conn{c4}},
-		{TUN: tn, Conns: []udp.Conn{c4b}, NATTPort: nattPort},
-		{TUN: tn, Conns: []udp.Conn{c4, c4}, NATTPort: nattPort},
-		{TUN: tn, Conns: []udp.Conn{c4}, NATTPort: nattPort, MTU: 100},
+		{Conns: []udp.Conn{c4}},
+		{TUN: tn},
+		{TUN: tn, Conns: []udp.Conn{c4, c4}},
+		{TUN: tn, Conns: []udp.Conn{nil}},
+		{TUN: tn, Conns: []udp.Conn{c4}, MTU: 100},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%d: New accepted %+v", i, cfg)
 		}
 	}
-	d, err := New(Config{TUN: tn, Conns: []udp.Conn{c4, c4b}, NATTPort: nattPort})
+	d, err := New(Config{TUN: tn, Conns: []udp.Conn{c4, c4b}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -736,7 +741,7 @@ func TestDropLogRateLimited(t *testing.T) {
 	var buf syncBuffer
 	cs, err := memnet.New().Host(aV4).Listen(nattPort)
 	must(t, err)
-	d, err := New(Config{TUN: memtun.New("test", testMTU), Conns: cs, NATTPort: nattPort, Logger: newDebugLogger(&buf)})
+	d, err := New(Config{TUN: memtun.New("test", testMTU), Conns: cs, Logger: newDebugLogger(&buf)})
 	must(t, err)
 	for range 100 {
 		d.drop(dropUnknownSPI, nil)

@@ -75,7 +75,7 @@ type DropCounters struct {
 	TUNWrite     uint64 // inner packets the TUN device did not take
 	TUNRead      uint64 // failed TUN reads (including segments that did not fit)
 	ReadError    uint64 // failed socket reads
-	NoIKEHandler uint64 // IKE messages received with no Config.OnIKE
+	NoIKEHandler uint64 // IKE messages received (on the NAT-T sockets) with no Config.OnIKE
 	Keepalives   uint64 // NAT keepalives received (RFC 3948); expected, not an error
 }
 

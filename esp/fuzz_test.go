@@ -52,7 +52,7 @@ func FuzzInbound(f *testing.F) {
 	lt := &captureTUN{loopTUN: loopTUN{pkts: make([][]byte, 1)}}
 	sc := &sinkConn{local: ap(netip.IPv4Unspecified(), nattPort), batch: 1}
 	ikes, ikeLen := 0, 0
-	d, err := New(Config{TUN: lt, Conns: []udp.Conn{sc}, NATTPort: nattPort, MTU: testMTU,
+	d, err := New(Config{TUN: lt, Conns: []udp.Conn{sc}, MTU: testMTU,
 		OnIKE: func(pkt []byte, local, remote netip.AddrPort) {
 			ikes++
 			ikeLen = len(pkt)

@@ -57,10 +57,7 @@ const groBatch = 4
 func (d *Datapath) newInWorker(ci *connInfo) *inWorker {
 	n, size := min(max(ci.c.BatchSize(), 1), maxBatch), d.inBufLen
 	pkts, depth := n, pipeDepth
-	switch {
-	case !ci.natt:
-		n, size, pkts, depth = min(n, ikeBatch), MaxIKEMessage, 0, 1
-	case ci.gro:
+	if ci.gro {
 		n, size, pkts, depth = min(n, groBatch), udp.MaxGROSize, 2*maxBatch, 2
 	}
 	w := &inWorker{d: d, ci: ci, batches: make([]*inBatch, depth), tunBufs: make([][]byte, 0, pkts)}
@@ -76,21 +73,19 @@ func (d *Datapath) newInWorker(ci *connInfo) *inWorker {
 		w.batches[k] = b
 	}
 	w.pipe = newPipe(w.batches)
-	if ci.natt {
-		w.heads.init(d.groArena, pkts)
-		w.scs = make([]scratch, d.workers)
-		fns := make([]func(lo, hi int), d.workers)
-		for k := range fns {
-			sc := &w.scs[k]
-			fns[k] = func(lo, hi int) { w.openRange(sc, lo, hi) }
-		}
-		w.open0, w.parts = fns[0], newParts(fns[1:])
+	w.heads.init(d.groArena, pkts)
+	w.scs = make([]scratch, d.workers)
+	fns := make([]func(lo, hi int), d.workers)
+	for k := range fns {
+		sc := &w.scs[k]
+		fns[k] = func(lo, hi int) { w.openRange(sc, lo, hi) }
 	}
+	w.open0, w.parts = fns[0], newParts(fns[1:])
 	return w
 }
 
-// receive reads the socket in batches until it is closed; on the NAT-T port a second
-// goroutine writes the decrypted batches to the TUN device (see pipe).
+// receive reads the socket in batches until it is closed; a second goroutine writes
+// the decrypted batches to the TUN device (see pipe).
 func (d *Datapath) receive(ctx context.Context, ci *connInfo) error {
 	w := d.newInWorker(ci)
 	done := make(chan struct{})
@@ -207,10 +202,6 @@ func (w *inWorker) process(b *inBatch, n int) {
 // datagram handles one datagram: IKE and keepalives at once, ESP into the batch.
 func (w *inWorker) datagram(in *inTable, b *inBatch, p []byte, m *udp.Message) {
 	d := w.d
-	if !w.ci.natt {
-		w.ike(p, m)
-		return
-	}
 	switch kind, ike := SplitNATT(p); kind {
 	case NATTKeepalive:
 		d.drops.keepalives.Add(1)

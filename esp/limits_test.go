@@ -43,7 +43,7 @@ func limitDatapath(t *testing.T, batch, size int, out, in SAConfig) (*Datapath, 
 	}
 	lt := &loopTUN{pkts: pkts}
 	sc := &seqConn{local: ap(netip.IPv4Unspecified(), nattPort)}
-	d, err := New(Config{TUN: lt, Conns: []udp.Conn{sc}, NATTPort: nattPort, MTU: testMTU})
+	d, err := New(Config{TUN: lt, Conns: []udp.Conn{sc}, MTU: testMTU})
 	must(t, err)
 	out.SPI, out.Keys, out.LocalTS, out.RemoteTS = 0x1001, k, clientTS, netTS
 	must(t, d.InstallOutbound(1, out, ap(aV4, nattPort), ap(bV4, nattPort)))

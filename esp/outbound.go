@@ -307,8 +307,6 @@ func (r *ctrRun) flush(d *Datapath, now int64) {
 
 // writeAll sends msgs on ci, skipping (and counting) a datagram the socket refuses.
 func (d *Datapath) writeAll(ci *connInfo, msgs []udp.Message) {
-	ci.wmu.Lock()
-	defer ci.wmu.Unlock()
 	for len(msgs) > 0 {
 		n, err := ci.c.WriteBatch(msgs)
 		if n < 0 || n > len(msgs) {

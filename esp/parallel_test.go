@@ -170,7 +170,7 @@ func TestGROTrains(t *testing.T) {
 	lt := &recordTUN{}
 	tc := &trainConn{sinkConn: sinkConn{local: ap(netip.IPv4Unspecified(), nattPort), batch: 128}, trains: trains, seg: seg}
 	ikes := 0
-	d, err := New(Config{TUN: lt, Conns: []udp.Conn{tc}, NATTPort: nattPort, MTU: testMTU,
+	d, err := New(Config{TUN: lt, Conns: []udp.Conn{tc}, MTU: testMTU,
 		OnIKE: func(pkt []byte, local, remote netip.AddrPort) { ikes++ }})
 	must(t, err)
 	must(t, d.AddInbound(SAConfig{SPI: 0x1001, Keys: k, LocalTS: netTS, RemoteTS: clientTS}))

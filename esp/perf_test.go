@@ -81,7 +81,7 @@ func benchDatapath(t testing.TB, k Keys, batch, size int) (*Datapath, *loopTUN, 
 	}
 	lt := &loopTUN{pkts: pkts}
 	sc := &sinkConn{local: ap(netip.IPv4Unspecified(), nattPort), batch: batch}
-	d, err := New(Config{TUN: lt, Conns: []udp.Conn{sc}, NATTPort: nattPort, MTU: testMTU})
+	d, err := New(Config{TUN: lt, Conns: []udp.Conn{sc}, MTU: testMTU})
 	must(t, err)
 	must(t, d.InstallOutbound(1, SAConfig{SPI: 0x1001, Keys: k, LocalTS: clientTS, RemoteTS: netTS}, ap(aV4, nattPort), ap(bV4, nattPort)))
 	must(t, d.AddInbound(SAConfig{SPI: 0x1001, Keys: k, LocalTS: netTS, RemoteTS: clientTS}))

@@ -40,7 +40,7 @@ func TestTablesIncremental(t *testing.T) {
 	h := memnet.New().Host(aV4)
 	cs, err := h.Listen(nattPort)
 	must(t, err)
-	d, err := New(Config{TUN: memtun.New("test", testMTU), Conns: cs, NATTPort: nattPort})
+	d, err := New(Config{TUN: memtun.New("test", testMTU), Conns: cs})
 	must(t, err)
 	rng := rand.New(rand.NewPCG(7, 7))
 	addr := func() string { return fmt.Sprintf("10.0.%d.%d", rng.IntN(4), rng.IntN(8)) }
@@ -137,7 +137,7 @@ func TestTablesChangeCostDoesNotGrow(t *testing.T) {
 	h := memnet.New().Host(aV4)
 	cs, err := h.Listen(nattPort)
 	must(t, err)
-	d, err := New(Config{TUN: memtun.New("test", testMTU), Conns: cs, NATTPort: nattPort})
+	d, err := New(Config{TUN: memtun.New("test", testMTU), Conns: cs})
 	must(t, err)
 	keys := testSuites[0].keys
 	local := []Selector{ts(0, "198.18.0.0", "198.18.0.255")}

@@ -260,7 +260,8 @@ func (c *linuxConn) ReadBatch(msgs []Message) (int, error) {
 // WriteBatch implements Conn. With GSO on it sends each run of consecutive messages to
 // the same destination from the same source whose lengths are equal (the last may be
 // shorter) as one datagram train: one header with one iovec per message and a
-// UDP_SEGMENT cmsg, so nothing is copied.
+// UDP_SEGMENT cmsg, so nothing is copied. wmu serialises concurrent calls: they share
+// the write state.
 func (c *linuxConn) WriteBatch(msgs []Message) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

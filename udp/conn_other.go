@@ -93,6 +93,7 @@ func (c *stdConn) ReadBatch(msgs []Message) (int, error) {
 	return 1, nil
 }
 
+// WriteBatch implements Conn; wmu serialises concurrent calls.
 func (c *stdConn) WriteBatch(msgs []Message) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

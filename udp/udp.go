@@ -32,14 +32,18 @@ type Message struct {
 
 // Conn is one UDP socket of one address family, bound to a wildcard address and a port.
 // ReadBatch and WriteBatch may be called concurrently with each other; ReadBatch is
-// called by one goroutine at a time.
+// called by one goroutine at a time. WriteBatch is safe for concurrent use: an
+// implementation serialises the calls (a write lock per socket), so that several
+// writers share one socket without a lock of their own, as the ESP datapath and the
+// IKE sender share a NAT-T socket.
 type Conn interface {
 	// LocalAddr is the bound wildcard address and port (0.0.0.0:P or [::]:P).
 	LocalAddr() netip.AddrPort
 	// ReadBatch blocks until at least one datagram is available and fills up to
 	// len(msgs) of them, returning how many.
 	ReadBatch(msgs []Message) (int, error)
-	// WriteBatch sends msgs in order and returns how many were sent.
+	// WriteBatch sends msgs in order and returns how many were sent. Concurrent
+	// calls are serialised.
 	WriteBatch(msgs []Message) (int, error)
 	// BatchSize is the preferred number of messages per call.
 	BatchSize() int

@@ -1,5 +1,5 @@
-// Package daemon wires the configuration, the IKE engine, the ESP datapath, the TUN
-// device and the control socket into the running VPN.
+// Package daemon wires the configuration, the IKE engine and its sockets, the ESP
+// datapath, the TUN device and the control socket into the running VPN.
 package daemon
 
 import (
@@ -34,9 +34,15 @@ type Options struct {
 // Run owns them: it closes the device and the sockets when it ends, and Net takes back
 // what it added.
 type Deps struct {
-	TUN   tun.Device       // the daemon's TUN device
-	Net   tun.Configurator // addresses and routes on it
-	Conns []udp.Conn       // the IKE and NAT-T sockets (cfg.Ports)
+	TUN tun.Device       // the daemon's TUN device
+	Net tun.Configurator // addresses and routes on it
+	// IKEConns are the sockets of the IKE port (cfg.Ports.IKE), IPv4 and IPv6: the
+	// daemon reads them and sends IKE on them.
+	IKEConns []udp.Conn
+	// NATTConns are the sockets of the NAT-T port (cfg.Ports.NATT): the datapath reads
+	// them (ESP, and IKE behind the non-ESP marker, which it hands to the daemon); the
+	// daemon sends IKE on them too.
+	NATTConns []udp.Conn
 	// Watch reports the host's addresses and routes, at once and after every change,
 	// until ctx ends; nil: never (MOBIKE then only sees what the peer tells it).
 	Watch func(ctx context.Context, report func(netmon.Change)) error
@@ -80,7 +86,8 @@ func (t systemTimer) Stop()                 { t.t.Stop() }
 // shutdownGrace bounds how long the daemon waits for the peers to answer its Deletes.
 const shutdownGrace = 3 * time.Second
 
-// ikePacket is an IKE datagram on its way from the datapath to the engine.
+// ikePacket is an IKE datagram on its way from a socket reader (the IKE port's, or the
+// datapath's on the NAT-T port) to the engine.
 type ikePacket struct {
 	data          []byte
 	local, remote netip.AddrPort
@@ -91,6 +98,7 @@ type daemon struct {
 	log    *slog.Logger
 	engine *ike.Engine
 	dp     *esp.Datapath
+	socks  *ikeSockets // sends IKE on both ports, reads the IKE port
 	dev    tun.Device
 	devNm  string
 	netcfg tun.Configurator
@@ -160,10 +168,13 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Daemon, error) {
 		return nil, fmt.Errorf("tun: %w", err)
 	}
 	d.routes = newRouteTable(d.netcfg, d.devNm, log)
+	d.socks, err = newIKESockets(cfg.Ports.IKE, deps.IKEConns, cfg.Ports.NATT, deps.NATTConns, log.With("part", "ike"))
+	if err != nil {
+		return nil, fmt.Errorf("sockets: %w", err)
+	}
 	d.dp, err = esp.New(esp.Config{
 		TUN:       d.dev,
-		Conns:     deps.Conns,
-		NATTPort:  cfg.Ports.NATT,
+		Conns:     deps.NATTConns,
 		OnIKE:     d.onIKE,
 		Logger:    log.With("part", "esp"),
 		MTU:       cfg.TUN.MTU,
@@ -196,15 +207,24 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("tun: bringing %s up: %w", d.devNm, err)
 	}
 
+	// The datapath reads the NAT-T port, the IKE readers the IKE port; both feed ikeIn.
 	dpCtx, stopDP := context.WithCancel(context.Background())
 	dpDone := make(chan error, 1)
 	go func() { dpDone <- d.dp.Run(dpCtx) }()
+	ikeCtx, stopIKE := context.WithCancel(context.Background())
+	ikeDone := make(chan error, 1)
+	go func() { ikeDone <- d.socks.run(ikeCtx, d.onIKE) }()
 	defer func() {
 		stopDP()
-		for _, c := range d.deps.Conns {
+		stopIKE()
+		for _, c := range d.deps.IKEConns {
+			c.Close()
+		}
+		for _, c := range d.deps.NATTConns {
 			c.Close()
 		}
 		<-dpDone
+		<-ikeDone
 	}()
 
 	if d.deps.Serve != nil {
@@ -248,13 +268,14 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 
 	log.Info("mobikevpn running", "tun", d.devNm, "ike_port", cfg.Ports.IKE, "natt_port", cfg.Ports.NATT, "control", cfg.Control)
 	d.apply(d.engine.StartAll(d.clock.Now()))
-	err := d.loop(ctx, opts.Reload, dpDone)
+	err := d.loop(ctx, opts.Reload, dpDone, ikeDone)
 	d.shutdown()
 	return err
 }
 
 // loop is the engine goroutine: every IKE datagram, command and timer goes through it.
-func (d *daemon) loop(ctx context.Context, reload <-chan struct{}, dpDone <-chan error) error {
+// It ends, with an error, when the datapath or an IKE port reader stops by itself.
+func (d *daemon) loop(ctx context.Context, reload <-chan struct{}, dpDone, ikeDone <-chan error) error {
 	timer := d.clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -267,6 +288,11 @@ func (d *daemon) loop(ctx context.Context, reload <-chan struct{}, dpDone <-chan
 				err = errors.New("datapath stopped")
 			}
 			return fmt.Errorf("datapath: %w", err)
+		case err := <-ikeDone:
+			if err == nil {
+				err = errors.New("IKE port readers stopped")
+			}
+			return fmt.Errorf("IKE port: %w", err)
 		case p := <-d.ikeIn:
 			d.apply(d.engine.HandleDatagram(d.clock.Now(), p.local, p.remote, p.data))
 		case f := <-d.cmds:
@@ -346,7 +372,7 @@ func (d *daemon) inboundActivity(spi uint32) time.Time {
 	return c.Last
 }
 
-// onIKE is called by the datapath's receive goroutines.
+// onIKE is called by the IKE port's readers and the datapath's receive goroutines.
 func (d *daemon) onIKE(pkt []byte, local, remote netip.AddrPort) {
 	select {
 	case d.ikeIn <- ikePacket{data: pkt, local: local, remote: remote}:
@@ -363,7 +389,7 @@ func (d *daemon) apply(actions []ike.Action) {
 	for _, a := range actions {
 		switch a := a.(type) {
 		case ike.Send:
-			if err := d.dp.SendIKE(a.Local, a.Remote, a.Data); err != nil {
+			if err := d.socks.send(a.Local, a.Remote, a.Data); err != nil {
 				d.log.Debug("sending IKE datagram", "to", a.Remote, "err", err)
 			}
 		case ike.InstallInbound:

@@ -131,6 +131,9 @@ func (d *daemon) BriefStatus(ctx context.Context, gc bool) (*control.Status, err
 func (d *daemon) drops(m map[string]uint64) {
 	maps.Copy(m, d.engine.Drops().Map())
 	maps.Copy(m, d.dp.Drops().Map())
+	if d.socks != nil {
+		d.socks.drops(m)
+	}
 	d.mu.Lock()
 	m["ike_queue_full"] = d.ikeDrops
 	d.mu.Unlock()

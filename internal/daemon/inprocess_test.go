@@ -146,10 +146,11 @@ func startNode(t *testing.T, ctx context.Context, yaml string, host *memnet.Host
 	}
 	n := &node{dev: memtun.New("mvpn0", 1400), host: host, changes: make(chan netmon.Change, 4), done: make(chan error, 1)}
 	deps := Deps{
-		TUN:   n.dev,
-		Net:   &fakeNet{},
-		Conns: append(ike, natt...),
-		Clock: clock,
+		TUN:       n.dev,
+		Net:       &fakeNet{},
+		IKEConns:  ike,
+		NATTConns: natt,
+		Clock:     clock,
 		SourceAddr: func(remote netip.Addr) (netip.Addr, error) {
 			for _, a := range host.Addrs() {
 				if a.Is4() == remote.Is4() {

@@ -86,15 +86,11 @@ func TestVolumeLimitRekeysThroughDaemon(t *testing.T) {
 	// A datapath of our own, to inject traffic into and run.
 	dev := memtun.New("mvpn0", 1400)
 	host := memnet.New().Host(netip.MustParseAddr("198.51.100.1"))
-	c500, err := host.Listen(500)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c4500, err := host.Listen(4500)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dp, err := esp.New(esp.Config{TUN: dev, Conns: append(c500, c4500...), NATTPort: 4500, MTU: 1400, Workers: 1})
+	dp, err := esp.New(esp.Config{TUN: dev, Conns: c4500, MTU: 1400, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func newScaleGateway(t testing.TB, yaml string) *scaleGateway {
 		t.Fatal(err)
 	}
 	host := memnet.New().Host(netip.MustParseAddr("198.51.100.1"))
-	conns, err := host.Listen(500)
+	ikeConns, err := host.Listen(500)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,11 @@ func newScaleGateway(t testing.TB, yaml string) *scaleGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dp, err := esp.New(esp.Config{TUN: memtun.New("mvpn0", 1400), Conns: append(conns, natt...), NATTPort: 4500,
+	socks, err := newIKESockets(500, ikeConns, 4500, natt, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := esp.New(esp.Config{TUN: memtun.New("mvpn0", 1400), Conns: natt,
 		MTU: 1400, Logger: log.With("part", "esp"), OnIKE: func([]byte, netip.AddrPort, netip.AddrPort) {}})
 	if err != nil {
 		t.Fatal(err)
@@ -101,6 +105,7 @@ func newScaleGateway(t testing.TB, yaml string) *scaleGateway {
 		log:           log,
 		engine:        engine,
 		dp:            dp,
+		socks:         socks,
 		devNm:         "mvpn0",
 		ikeIn:         make(chan ikePacket, 1024),
 		cmds:          make(chan func(time.Time), 64),

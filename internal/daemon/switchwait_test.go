@@ -80,7 +80,10 @@ func newSwitchLab(t *testing.T, n int) *switchLab {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l.g.dp, err = esp.New(esp.Config{TUN: memtun.New("mvpn0", 1400), Conns: append(ikeConns, natt...), NATTPort: 4500,
+	if l.g.socks, err = newIKESockets(500, ikeConns, 4500, natt, log); err != nil {
+		t.Fatal(err)
+	}
+	l.g.dp, err = esp.New(esp.Config{TUN: memtun.New("mvpn0", 1400), Conns: natt,
 		MTU: 1400, Logger: log, OnIKE: func([]byte, netip.AddrPort, netip.AddrPort) {}})
 	if err != nil {
 		t.Fatal(err)

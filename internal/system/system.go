@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
@@ -53,26 +54,31 @@ func Open(cfg *config.Config, log *slog.Logger, serveControl bool) (daemon.Deps,
 		dev.Close()
 		return daemon.Deps{}, nil, err
 	}
-	var conns []udp.Conn
+	// The IKE port's sockets are the daemon's to read, the NAT-T port's the datapath's.
+	var ikeConns, nattConns []udp.Conn
 	closeAll := func() {
-		for _, c := range conns {
+		for _, c := range slices.Concat(ikeConns, nattConns) {
 			c.Close()
 		}
 		netcfg.Close()
 		dev.Close()
 	}
-	for _, port := range []uint16{cfg.Ports.IKE, cfg.Ports.NATT} {
-		cs, err := udp.Listen(port)
+	for _, l := range []struct {
+		port  uint16
+		conns *[]udp.Conn
+	}{{cfg.Ports.IKE, &ikeConns}, {cfg.Ports.NATT, &nattConns}} {
+		cs, err := udp.Listen(l.port)
 		if err != nil {
 			closeAll()
-			return daemon.Deps{}, nil, fmt.Errorf("listening on UDP port %d: %w", port, err)
+			return daemon.Deps{}, nil, fmt.Errorf("listening on UDP port %d: %w", l.port, err)
 		}
-		conns = append(conns, cs...)
+		*l.conns = cs
 	}
 	deps := daemon.Deps{
 		TUN:        dev,
 		Net:        netcfg,
-		Conns:      conns,
+		IKEConns:   ikeConns,
+		NATTConns:  nattConns,
 		SourceAddr: sourceAddr,
 		Reachable:  reachableAddrs,
 		Watch: func(ctx context.Context, report func(netmon.Change)) error {

@@ -92,7 +92,8 @@ func (c *Conn) ReadBatch(msgs []udp.Message) (int, error) {
 // WriteBatch sends msgs in order. A message that cannot be sent (a source address the
 // host does not have, a destination of the other family, ...) stops the batch: the
 // count is the index of that message and the error says why. Datagrams lost on the way
-// count as sent, as on a real network.
+// count as sent, as on a real network. Concurrent calls are serialised (by the
+// network's lock), as udp.Conn requires.
 func (c *Conn) WriteBatch(msgs []udp.Message) (int, error) {
 	n := c.host.net
 	n.mu.Lock()
