@@ -159,6 +159,12 @@ func (n *testNet) apply(ep *endpoint, actions []Action) {
 	}
 }
 
+// driver runs ep's engine (the one it has now: a test may replace it) synchronously on
+// the fake clock: HandleDatagram and Tick, no Clock, no Run.
+func (n *testNet) driver(ep *endpoint) *Driver {
+	return &Driver{Engine: ep.e, Exec: func(acts []Action) { n.apply(ep, acts) }}
+}
+
 // step delivers one datagram or fires the next timer; it reports false when nothing is
 // left to do before limit.
 func (n *testNet) step(limit time.Time) bool {
@@ -175,7 +181,7 @@ func (n *testNet) step(limit time.Time) bool {
 			return true // lost: nobody there
 		}
 		n.delivered++
-		n.apply(ep, ep.e.HandleDatagram(n.now, d.to, d.from, d.data))
+		n.driver(ep).HandleDatagram(n.now, Datagram{Local: d.to, Remote: d.from, Data: d.data})
 		return true
 	}
 	var next time.Time
@@ -191,7 +197,7 @@ func (n *testNet) step(limit time.Time) bool {
 		n.now = next
 	}
 	for _, ep := range n.eps {
-		n.apply(ep, ep.e.Tick(n.now))
+		n.driver(ep).Tick(n.now)
 	}
 	return true
 }

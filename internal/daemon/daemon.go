@@ -57,41 +57,14 @@ type Deps struct {
 	Reachable  func(remote netip.Addr) []netip.Addr
 }
 
-// Clock is the time the engine runs on, and its timer.
-type Clock interface {
-	Now() time.Time
-	NewTimer(d time.Duration) Timer
-}
+// Clock is the time the engine runs on, and its timers (the engine driver's).
+type Clock = ike.Clock
 
 // Timer is a Clock's timer.
-type Timer interface {
-	C() <-chan time.Time
-	Reset(d time.Duration)
-	Stop()
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-func (systemClock) NewTimer(d time.Duration) Timer {
-	return systemTimer{time.NewTimer(d)}
-}
-
-type systemTimer struct{ t *time.Timer }
-
-func (t systemTimer) C() <-chan time.Time   { return t.t.C }
-func (t systemTimer) Reset(d time.Duration) { t.t.Reset(d) }
-func (t systemTimer) Stop()                 { t.t.Stop() }
+type Timer = ike.Timer
 
 // shutdownGrace bounds how long the daemon waits for the peers to answer its Deletes.
 const shutdownGrace = 3 * time.Second
-
-// ikePacket is an IKE datagram on its way from a socket reader (the IKE port's, or the
-// datapath's on the NAT-T port) to the engine.
-type ikePacket struct {
-	data          []byte
-	local, remote netip.AddrPort
-}
 
 type daemon struct {
 	cfg    *config.Config
@@ -106,7 +79,7 @@ type daemon struct {
 	deps   Deps
 	clock  Clock
 
-	ikeIn chan ikePacket
+	ikeIn chan ike.Datagram
 	cmds  chan func(now time.Time)
 
 	// Owned by the engine goroutine.
@@ -149,14 +122,14 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Daemon, error) {
 		clock:         deps.Clock,
 		dev:           deps.TUN,
 		netcfg:        deps.Net,
-		ikeIn:         make(chan ikePacket, 1024),
+		ikeIn:         make(chan ike.Datagram, 1024),
 		cmds:          make(chan func(time.Time), 64),
 		waiters:       make(map[uint64][]chan ike.Event),
 		switchWaiters: make(map[uint64][]switchWait),
 		policies:      make(map[uint64][]netip.Prefix),
 	}
 	if d.clock == nil {
-		d.clock = systemClock{}
+		d.clock = ike.SystemClock{}
 	}
 	if cfg.Keylog != "" {
 		if d.keys, err = openKeylog(cfg); err != nil {
@@ -209,11 +182,19 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 
 	// The datapath reads the NAT-T port, the IKE readers the IKE port; both feed ikeIn.
 	dpCtx, stopDP := context.WithCancel(context.Background())
-	dpDone := make(chan error, 1)
-	go func() { dpDone <- d.dp.Run(dpCtx) }()
+	dpDone := make(chan struct{}) // closed when dp.Run has returned dpErr
+	var dpErr error
+	go func() {
+		defer close(dpDone)
+		dpErr = d.dp.Run(dpCtx)
+	}()
 	ikeCtx, stopIKE := context.WithCancel(context.Background())
-	ikeDone := make(chan error, 1)
-	go func() { ikeDone <- d.socks.run(ikeCtx, d.onIKE) }()
+	ikeDone := make(chan struct{}) // closed when the IKE port's readers have returned ikeErr
+	var ikeErr error
+	go func() {
+		defer close(ikeDone)
+		ikeErr = d.socks.run(ikeCtx, d.onIKE)
+	}()
 	defer func() {
 		stopDP()
 		stopIKE()
@@ -266,76 +247,44 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 		}()
 	}
 
+	// The engine goroutine: every IKE datagram, command and timer goes through it, and
+	// the end of the datapath or of the IKE port's readers, volume limits and SIGHUP.
+	drv := &ike.Driver{Engine: d.engine, Clock: d.clock, Exec: d.apply, Datagrams: d.ikeIn, Commands: d.cmds,
+		Wakes: []ike.Wake{
+			{C: dpDone, Do: func(time.Time) error {
+				err := dpErr
+				if err == nil {
+					err = errors.New("datapath stopped")
+				}
+				return fmt.Errorf("datapath: %w", err)
+			}},
+			{C: ikeDone, Do: func(time.Time) error {
+				err := ikeErr
+				if err == nil {
+					err = errors.New("IKE port readers stopped")
+				}
+				return fmt.Errorf("IKE port: %w", err)
+			}},
+			{C: d.dp.LimitsCrossed(), Do: func(now time.Time) error {
+				d.apply(d.volumeLimits(now))
+				return nil
+			}},
+			{C: opts.Reload, Do: func(time.Time) error {
+				d.reload()
+				return nil
+			}},
+		}}
+	defer drv.Close()
 	log.Info("mobikevpn running", "tun", d.devNm, "ike_port", cfg.Ports.IKE, "natt_port", cfg.Ports.NATT, "control", cfg.Control)
 	d.apply(d.engine.StartAll(d.clock.Now()))
-	err := d.loop(ctx, opts.Reload, dpDone, ikeDone)
-	d.shutdown()
-	return err
-}
-
-// loop is the engine goroutine: every IKE datagram, command and timer goes through it.
-// It ends, with an error, when the datapath or an IKE port reader stops by itself.
-func (d *daemon) loop(ctx context.Context, reload <-chan struct{}, dpDone, ikeDone <-chan error) error {
-	timer := d.clock.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		d.resetTimer(timer)
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-dpDone:
-			if err == nil {
-				err = errors.New("datapath stopped")
-			}
-			return fmt.Errorf("datapath: %w", err)
-		case err := <-ikeDone:
-			if err == nil {
-				err = errors.New("IKE port readers stopped")
-			}
-			return fmt.Errorf("IKE port: %w", err)
-		case p := <-d.ikeIn:
-			d.apply(d.engine.HandleDatagram(d.clock.Now(), p.local, p.remote, p.data))
-		case f := <-d.cmds:
-			f(d.clock.Now())
-		case <-timer.C():
-			d.apply(d.engine.Tick(d.clock.Now()))
-		case <-d.dp.LimitsCrossed():
-			d.apply(d.volumeLimits(d.clock.Now()))
-		case <-reload:
-			d.reload()
-		}
-	}
-}
-
-func (d *daemon) resetTimer(t Timer) {
-	next, ok := d.engine.NextDeadline()
-	wait := time.Hour
-	if ok {
-		wait = max(next.Sub(d.clock.Now()), 0)
-	}
-	t.Reset(wait)
-}
-
-// shutdown deletes every IKE SA at its peer and waits a little for the answers.
-func (d *daemon) shutdown() {
-	d.apply(d.engine.DeleteAll(d.clock.Now()))
-	deadline := time.NewTimer(shutdownGrace)
-	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for d.engine.Deleting() {
-		select {
-		case p := <-d.ikeIn:
-			d.apply(d.engine.HandleDatagram(d.clock.Now(), p.local, p.remote, p.data))
-		case <-tick.C:
-			d.apply(d.engine.Tick(d.clock.Now()))
-		case <-deadline.C:
-			d.log.Warn("peers did not confirm every Delete in time")
-			d.routes.removeAll()
-			return
-		}
+	err := drv.Run(ctx)
+	// Delete every IKE SA at its peer and wait a little for the answers, in real time
+	// whatever the engine's clock.
+	if !drv.Shutdown(ike.SystemClock{}, shutdownGrace) {
+		log.Warn("peers did not confirm every Delete in time")
 	}
 	d.routes.removeAll()
+	return err
 }
 
 func (d *daemon) reload() {
@@ -375,7 +324,7 @@ func (d *daemon) inboundActivity(spi uint32) time.Time {
 // onIKE is called by the IKE port's readers and the datapath's receive goroutines.
 func (d *daemon) onIKE(pkt []byte, local, remote netip.AddrPort) {
 	select {
-	case d.ikeIn <- ikePacket{data: pkt, local: local, remote: remote}:
+	case d.ikeIn <- ike.Datagram{Local: local, Remote: remote, Data: pkt}:
 	default:
 		// The engine is saturated: shed load rather than queue without bound.
 		d.mu.Lock()

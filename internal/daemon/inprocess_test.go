@@ -7,7 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
 	"github.com/mobikevpn/mobikevpn/tun/memtun"
+	"github.com/mobikevpn/mobikevpn/udp"
 	"github.com/mobikevpn/mobikevpn/udp/memnet"
 )
 
@@ -126,6 +130,7 @@ type node struct {
 	d       *Daemon
 	dev     *memtun.Device
 	host    *memnet.Host
+	conns   []udp.Conn
 	changes chan netmon.Change
 	done    chan error
 }
@@ -136,6 +141,12 @@ func startNode(t *testing.T, ctx context.Context, yaml string, host *memnet.Host
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startNodeWith(t, ctx, cfg, host, clock, Options{})
+}
+
+// startNodeWith runs a daemon on cfg with opts.
+func startNodeWith(t *testing.T, ctx context.Context, cfg *config.Config, host *memnet.Host, clock *fakeClock, opts Options) *node {
+	t.Helper()
 	ike, err := host.Listen(cfg.Ports.IKE)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +155,7 @@ func startNode(t *testing.T, ctx context.Context, yaml string, host *memnet.Host
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{dev: memtun.New("mvpn0", 1400), host: host, changes: make(chan netmon.Change, 4), done: make(chan error, 1)}
+	n := &node{dev: memtun.New("mvpn0", 1400), host: host, conns: append(ike, natt...), changes: make(chan netmon.Change, 4), done: make(chan error, 1)}
 	deps := Deps{
 		TUN:       n.dev,
 		Net:       &fakeNet{},
@@ -179,7 +190,7 @@ func startNode(t *testing.T, ctx context.Context, yaml string, host *memnet.Host
 	if n.d, err = New(cfg, log, deps); err != nil {
 		t.Fatal(err)
 	}
-	go func() { n.done <- n.d.Run(ctx, Options{}) }()
+	go func() { n.done <- n.d.Run(ctx, opts) }()
 	return n
 }
 
@@ -380,4 +391,75 @@ func TestTwoDaemonsInProcess(t *testing.T) {
 		}
 	}
 	t.Logf("two daemons in process: handshake, traffic, a switch, a MOBIKE move, a Child SA and an IKE SA rekey in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestDatapathStopEndsRun: when the datapath (the NAT-T socket's reader) or the IKE
+// port's reader stops on its own (here a socket closed under it), Run returns its
+// error instead of hanging.
+func TestDatapathStopEndsRun(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		port uint16
+		want string
+	}{{"NAT-T socket", 4500, "datapath: "}, {"IKE socket", 500, "IKE port: "}} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			clock := &fakeClock{now: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}
+			gw := startNode(t, ctx, inprocessGateway, memnet.New().Host(netip.MustParseAddr("198.51.100.1")), clock)
+			waitFor(t, "running", func() bool { gw.status(t); return true })
+			closed := 0
+			for _, conn := range gw.conns {
+				if conn.LocalAddr().Port() == c.port {
+					conn.Close()
+					closed++
+				}
+			}
+			if closed == 0 {
+				t.Fatalf("no socket on port %d", c.port)
+			}
+			select {
+			case err := <-gw.done:
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("Run: %v, want an error starting %q", err, c.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run did not return after a socket reader stopped")
+			}
+		})
+	}
+}
+
+// TestReloadThroughEngineLoop: Options.Reload (SIGHUP) reaches the engine goroutine,
+// which loads the configuration file again.
+func TestReloadThroughEngineLoop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	if err := os.WriteFile(path, []byte(inprocessGateway), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload := make(chan struct{}, 1)
+	clock := &fakeClock{now: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}
+	gw := startNodeWith(t, ctx, cfg, memnet.New().Host(netip.MustParseAddr("198.51.100.1")), clock, Options{Reload: reload})
+	current := func() *config.Config {
+		var c *config.Config
+		if err := gw.d.run(ctx, func(time.Time) { c = gw.d.cfg }); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if current() != cfg {
+		t.Fatal("not running on the configuration it was given")
+	}
+	reload <- struct{}{}
+	waitFor(t, "the configuration reloaded", func() bool { return current() != cfg })
+	cancel()
+	if err := <-gw.done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
 }

@@ -107,7 +107,7 @@ func newScaleGateway(t testing.TB, yaml string) *scaleGateway {
 		dp:            dp,
 		socks:         socks,
 		devNm:         "mvpn0",
-		ikeIn:         make(chan ikePacket, 1024),
+		ikeIn:         make(chan ike.Datagram, 1024),
 		cmds:          make(chan func(time.Time), 64),
 		waiters:       make(map[uint64][]chan ike.Event),
 		switchWaiters: make(map[uint64][]switchWait),

@@ -116,7 +116,7 @@ type sockets struct {
 	nattPort  uint16
 }
 
-func openSockets(v4 bool) (*sockets, error) {
+func openSockets(v4 bool, listen func(port uint16) ([]udp.Conn, error)) (*sockets, error) {
 	pick := func(cs []udp.Conn) udp.Conn {
 		for _, c := range cs {
 			if c.LocalAddr().Addr().Is4() == v4 {
@@ -127,11 +127,11 @@ func openSockets(v4 bool) (*sockets, error) {
 		}
 		return nil
 	}
-	a, err := udp.Listen(0)
+	a, err := listen(0)
 	if err != nil {
 		return nil, err
 	}
-	b, err := udp.Listen(0)
+	b, err := listen(0)
 	if err != nil {
 		return nil, err
 	}
@@ -148,13 +148,8 @@ func (s *sockets) close() {
 	s.natt.Close()
 }
 
-type datagram struct {
-	data          []byte
-	local, remote netip.AddrPort
-}
-
 // read feeds in with the IKE datagrams of c (the non-ESP marker stripped on NAT-T).
-func (s *sockets) read(c udp.Conn, natt bool, in chan<- datagram, stop <-chan struct{}) {
+func (s *sockets) read(c udp.Conn, natt bool, in chan<- ike.Datagram, stop <-chan struct{}) {
 	msgs := make([]udp.Message, c.BatchSize())
 	for i := range msgs {
 		msgs[i].Buffer = make([]byte, 9000)
@@ -177,7 +172,7 @@ func (s *sockets) read(c udp.Conn, natt bool, in chan<- datagram, stop <-chan st
 				d = ike
 			}
 			select {
-			case in <- datagram{data: append([]byte(nil), d...), local: m.Local, remote: m.Remote}:
+			case in <- ike.Datagram{Local: m.Local, Remote: m.Remote, Data: append([]byte(nil), d...)}:
 			case <-stop:
 				return
 			}
@@ -203,7 +198,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Flood {
 		return flood(ctx, o)
 	}
-	return handshakes(ctx, o)
+	return handshakes(ctx, o, udp.Listen)
 }
 
 // ClientConfig is the IKE configuration of the Count clients of a run: connection
@@ -257,11 +252,13 @@ func ClientConfig(o Options, ikePort, nattPort uint16) (ike.Config, error) {
 	return cfg, nil
 }
 
-func handshakes(ctx context.Context, o Options) (Result, error) {
+// handshakes runs the full handshakes on sockets that listen opens (udp.Listen; a
+// test's in-memory network).
+func handshakes(ctx context.Context, o Options, listen func(port uint16) ([]udp.Conn, error)) (Result, error) {
 	if o.Count <= 0 {
 		return Result{}, errors.New("count must be positive")
 	}
-	socks, err := openSockets(o.Target.Addr().Is4())
+	socks, err := openSockets(o.Target.Addr().Is4(), listen)
 	if err != nil {
 		return Result{}, err
 	}
@@ -274,39 +271,38 @@ func handshakes(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	in := make(chan ike.Datagram, 4096)
 	g := &generator{
 		o: o, eng: eng, socks: socks,
-		in:       make(chan datagram, 4096),
-		timer:    time.NewTimer(time.Hour),
 		ids:      make(map[string]uint64, o.Count),
 		replaced: map[uint64]bool{},
 	}
-	defer g.timer.Stop()
+	g.drv = &ike.Driver{Engine: eng, Clock: ike.SystemClock{}, Exec: g.apply, Datagrams: in}
+	defer g.drv.Close()
 	stop := make(chan struct{})
 	defer close(stop)
-	go socks.read(socks.ike, false, g.in, stop)
-	go socks.read(socks.natt, true, g.in, stop)
+	go socks.read(socks.ike, false, in, stop)
+	go socks.read(socks.natt, true, in, stop)
 
 	if err := g.establish(ctx); err != nil {
 		return g.res, err
 	}
 	// Hold the SAs (answering liveness checks), then delete them all.
-	hold := time.NewTimer(o.Hold)
-	defer hold.Stop()
-	for g.step(ctx, hold.C) == stepRan {
+	hold, endHold := context.WithTimeout(ctx, o.Hold)
+	for g.drv.Step(hold) == nil {
 	}
+	endHold()
 	g.deleteAll(ctx)
 	return g.res, nil
 }
 
-// generator drives the client engine of `mobikevpn bench`: one goroutine, like the
-// daemon's engine loop, without a datapath.
+// generator drives the client engine of `mobikevpn bench` on an ike.Driver, step by
+// step, without a datapath.
 type generator struct {
 	o     Options
 	eng   *ike.Engine
+	drv   *ike.Driver // on the system's clock; its datagrams are the sockets'
 	socks *sockets
-	in    chan datagram
-	timer *time.Timer
 	res   Result
 
 	inflight int // handshakes under way
@@ -316,33 +312,6 @@ type generator struct {
 	deleting map[uint64]bool
 	queue    []uint64        // SAs to delete
 	replaced map[uint64]bool // SAs rekeyed while being deleted
-}
-
-// The outcomes of generator.step.
-const (
-	stepRan       = iota // handled a datagram or a due timer
-	stepStopped          // the channel it watched fired
-	stepCancelled        // ctx ended
-)
-
-// step handles one datagram or due timer, or sees stop fire or ctx end.
-func (g *generator) step(ctx context.Context, stop <-chan time.Time) int {
-	if at, ok := g.eng.NextDeadline(); ok {
-		g.timer.Reset(max(time.Until(at), 0))
-	} else {
-		g.timer.Reset(time.Hour)
-	}
-	select {
-	case d := <-g.in:
-		g.apply(g.eng.HandleDatagram(time.Now(), d.local, d.remote, d.data))
-	case <-g.timer.C:
-		g.apply(g.eng.Tick(time.Now()))
-	case <-stop:
-		return stepStopped
-	case <-ctx.Done():
-		return stepCancelled
-	}
-	return stepRan
 }
 
 func (g *generator) apply(acts []ike.Action) {
@@ -403,8 +372,8 @@ func (g *generator) deletingEvent(a ike.Event) {
 // establish brings up o.Count IKE SAs, o.Concurrency at a time, within o.Timeout.
 func (g *generator) establish(ctx context.Context) error {
 	o := g.o
-	deadline := time.NewTimer(o.Timeout)
-	defer deadline.Stop()
+	deadline, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
 	start := time.Now()
 	for next := 0; g.res.Established+g.res.Failed < o.Count; {
 		for g.inflight < o.Concurrency && next < o.Count {
@@ -417,11 +386,11 @@ func (g *generator) establish(ctx context.Context) error {
 			g.inflight++
 			g.apply(acts)
 		}
-		switch g.step(ctx, deadline.C) {
-		case stepStopped:
+		if g.drv.Step(deadline) != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return fmt.Errorf("timeout: %d established, %d failed of %d", g.res.Established, g.res.Failed, o.Count)
-		case stepCancelled:
-			return ctx.Err()
 		}
 	}
 	g.res.Elapsed = time.Since(start)
@@ -439,9 +408,8 @@ func (g *generator) deleteAll(ctx context.Context) {
 	for _, id := range g.ids {
 		g.queue = append(g.queue, id)
 	}
-	progress := time.NewTimer(stall)
-	defer progress.Stop()
 	delStart := time.Now()
+	progress := delStart // when a Delete was last confirmed
 	defer func() { g.res.DeleteElapsed = time.Since(delStart) }()
 	for len(g.queue) > 0 || len(g.deleting) > 0 {
 		for len(g.deleting) < g.o.Concurrency && len(g.queue) > 0 {
@@ -456,15 +424,18 @@ func (g *generator) deleteAll(ctx context.Context) {
 			}
 		}
 		before := len(g.deleting)
-		if r := g.step(ctx, progress.C); r != stepRan {
-			if r == stepStopped {
+		stepCtx, cancel := context.WithDeadline(ctx, progress.Add(stall))
+		err := g.drv.Step(stepCtx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil { // stalled
 				g.o.Logger.Warn("deletes not confirmed", "pending", len(g.deleting), "not sent", len(g.queue))
 			}
 			g.res.NotDeleted = len(g.deleting) + len(g.queue)
 			return
 		}
 		if len(g.deleting) < before {
-			progress.Reset(stall)
+			progress = time.Now()
 		}
 	}
 }
@@ -475,7 +446,7 @@ func flood(ctx context.Context, o Options) (Result, error) {
 	if o.Rate <= 0 || o.Duration <= 0 {
 		return res, errors.New("flood needs a rate and a duration")
 	}
-	socks, err := openSockets(o.Target.Addr().Is4())
+	socks, err := openSockets(o.Target.Addr().Is4(), udp.Listen)
 	if err != nil {
 		return res, err
 	}
@@ -501,7 +472,7 @@ func flood(ctx context.Context, o Options) (Result, error) {
 		return m.Append(nil)
 	}
 	var sent, answered, cookies, echoed atomic.Uint64
-	in := make(chan datagram, 4096)
+	in := make(chan ike.Datagram, 4096)
 	stop := make(chan struct{})
 	defer close(stop)
 	go socks.read(socks.ike, false, in, stop)
@@ -509,14 +480,14 @@ func flood(ctx context.Context, o Options) (Result, error) {
 		for {
 			select {
 			case d := <-in:
-				m, err := wire.ParseMessage(d.data)
+				m, err := wire.ParseMessage(d.Data)
 				if err != nil {
 					continue
 				}
 				if c := wire.FindNotify(m.Payloads, wire.COOKIE); c != nil {
 					cookies.Add(1)
 					if o.EchoCookies {
-						socks.send(d.local, d.remote, build(m.Header.SPIi, c.Data))
+						socks.send(d.Local, d.Remote, build(m.Header.SPIi, c.Data))
 						echoed.Add(1)
 					}
 				} else if wire.Find[*wire.SA](m.Payloads) != nil {
