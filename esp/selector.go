@@ -11,7 +11,8 @@ import (
 // with 0 is OPAQUE (matches only packets whose ports are not available, such as
 // non-initial fragments). For ICMP, ICMPv6 and the IPv6 Mobility Header the "port" is
 // type<<8|code (MH: type<<8); as RFC 4301 section 4.4.1.3 says, it is checked against
-// the selector of the side that sends the packet only.
+// the selector of the side that sends the packet only. Kept apart from
+// wire.TrafficSelector because esp knows no IKE; compileSelectors turns it into sel.
 type Selector struct {
 	Proto     uint8
 	StartPort uint16

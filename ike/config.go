@@ -161,7 +161,7 @@ type ChildConfig struct {
 }
 
 // TSConfig is a configured traffic selector: either "dynamic" (the virtual IP, else the
-// outer address) or a fixed selector.
+// outer address) or a fixed selector. internal/config's ParseTS produces it directly.
 type TSConfig struct {
 	Dynamic  bool
 	Selector wire.TrafficSelector // for Dynamic only its protocol and ports are used

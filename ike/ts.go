@@ -6,29 +6,6 @@ import (
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 )
 
-// fullRange is the selector for every address of a family, any protocol and port.
-func fullRange(is4 bool) wire.TrafficSelector {
-	if is4 {
-		return wire.TrafficSelector{Type: wire.TS_IPV4_ADDR_RANGE, EndPort: 65535,
-			Start: netip.IPv4Unspecified(), End: netip.AddrFrom4([4]byte{255, 255, 255, 255})}
-	}
-	var ones [16]byte
-	for i := range ones {
-		ones[i] = 0xff
-	}
-	return wire.TrafficSelector{Type: wire.TS_IPV6_ADDR_RANGE, EndPort: 65535,
-		Start: netip.IPv6Unspecified(), End: netip.AddrFrom16(ones)}
-}
-
-func hostTS(a netip.Addr) wire.TrafficSelector {
-	a = a.Unmap()
-	t := wire.TS_IPV4_ADDR_RANGE
-	if a.Is6() {
-		t = wire.TS_IPV6_ADDR_RANGE
-	}
-	return wire.TrafficSelector{Type: t, EndPort: 65535, Start: a, End: a}
-}
-
 // resolveTS turns configured selectors into concrete ones; "dynamic" becomes one
 // selector per address in dyn (an unspecified address: its whole family).
 func resolveTS(cfgs []TSConfig, dyn []netip.Addr) []wire.TrafficSelector {
@@ -39,11 +16,9 @@ func resolveTS(cfgs []TSConfig, dyn []netip.Addr) []wire.TrafficSelector {
 			continue
 		}
 		for _, a := range dyn {
-			var s wire.TrafficSelector
+			s := wire.TSFromRange(a, a)
 			if a.IsUnspecified() {
-				s = fullRange(a.Is4())
-			} else {
-				s = hostTS(a)
+				s = wire.TSFromPrefix(netip.PrefixFrom(a, 0))
 			}
 			s.IPProtocol = c.Selector.IPProtocol
 			if c.Selector.EndPort != 0 || c.Selector.StartPort != 0 {

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -284,6 +285,48 @@ func TestTrafficSelector(t *testing.T) {
 	body := (&TS{Selectors: []TrafficSelector{sel}}).AppendBody(nil)
 	if want := hx("01000000 07000010 0000ffff 0a000001 0a000002"); !bytes.Equal(body, want) {
 		t.Errorf("%x", body)
+	}
+}
+
+func TestPrefixes(t *testing.T) {
+	cases := []struct {
+		start, end string
+		want       []string
+	}{
+		{"198.18.0.0", "198.18.0.255", []string{"198.18.0.0/24"}},
+		{"0.0.0.0", "255.255.255.255", []string{"0.0.0.0/0"}},
+		{"198.18.100.1", "198.18.100.1", []string{"198.18.100.1/32"}},
+		{"10.0.0.1", "10.0.0.6", []string{"10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"}},
+		{"2001:db8::", "2001:db8::ffff:ffff:ffff:ffff", []string{"2001:db8::/64"}},
+		{"::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", []string{"::/0"}},
+		{"255.255.255.254", "255.255.255.255", []string{"255.255.255.254/31"}},
+		{"198.18.0.5", "198.18.0.4", nil},
+		{"198.18.0.5", "2001:db8::", nil},
+	}
+	for _, c := range cases {
+		ts := TrafficSelector{Start: netip.MustParseAddr(c.start), End: netip.MustParseAddr(c.end)}
+		got := ts.Prefixes()
+		var s []string
+		for _, p := range got {
+			s = append(s, p.String())
+		}
+		if !slices.Equal(s, c.want) {
+			t.Errorf("%s-%s: %v, want %v", c.start, c.end, s, c.want)
+		}
+		// Prefix is the one-prefix case of Prefixes.
+		p, ok := ts.Prefix()
+		if ok != (len(got) == 1) || ok && p != got[0] {
+			t.Errorf("%s-%s: Prefix %v %v", c.start, c.end, p, ok)
+		}
+	}
+	// The longest decompositions there are: 2*bits-2 prefixes, up to the last address.
+	v4 := TrafficSelector{Start: netip.MustParseAddr("0.0.0.1"), End: netip.MustParseAddr("255.255.255.254")}
+	if got := v4.Prefixes(); len(got) != 62 || got[0] != netip.MustParsePrefix("0.0.0.1/32") || got[61] != netip.MustParsePrefix("255.255.255.254/32") {
+		t.Errorf("longest IPv4 range: %d prefixes %v", len(got), got)
+	}
+	v6 := TrafficSelector{Start: netip.MustParseAddr("::1"), End: netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}
+	if got := v6.Prefixes(); len(got) != 128 || got[127] != netip.MustParsePrefix("8000::/1") {
+		t.Errorf("IPv6 range to the last address: %d prefixes", len(got))
 	}
 }
 

@@ -157,16 +157,52 @@ func (ts TrafficSelector) AllPorts() bool {
 
 // Prefix returns the prefix whose addresses are exactly Start..End, if there is one.
 func (ts TrafficSelector) Prefix() (netip.Prefix, bool) {
-	if !ts.Start.IsValid() || ts.Start.BitLen() != ts.End.BitLen() {
+	if !ts.validRange() {
 		return netip.Prefix{}, false
 	}
-	for bits := 0; bits <= ts.Start.BitLen(); bits++ {
-		p := netip.PrefixFrom(ts.Start, bits)
-		if p.Masked().Addr() == ts.Start && lastAddr(p) == ts.End {
-			return p, true
-		}
+	if p := firstPrefix(ts.Start, ts.End); lastAddr(p) == ts.End {
+		return p, true
 	}
 	return netip.Prefix{}, false
+}
+
+// Prefixes returns the fewest prefixes that together cover Start..End exactly, in
+// order: at most 2*bits-2 of them; nil for an empty, mixed-family or zoned range.
+func (ts TrafficSelector) Prefixes() []netip.Prefix {
+	if !ts.validRange() {
+		return nil
+	}
+	var out []netip.Prefix
+	for start := ts.Start; ; {
+		p := firstPrefix(start, ts.End)
+		out = append(out, p)
+		last := lastAddr(p)
+		if last == ts.End {
+			return out
+		}
+		start = last.Next()
+	}
+}
+
+// validRange reports whether Start..End is a non-empty range of one family, without
+// zones (a prefix has none).
+func (ts TrafficSelector) validRange() bool {
+	return ts.Start.IsValid() && ts.Start.BitLen() == ts.End.BitLen() && ts.Start.Compare(ts.End) <= 0 &&
+		ts.Start.Zone() == "" && ts.End.Zone() == ""
+}
+
+// firstPrefix returns the largest prefix that starts at start and ends at or before
+// end (start <= end, one family).
+func firstPrefix(start, end netip.Addr) netip.Prefix {
+	n := start.BitLen()
+	for n > 0 {
+		p := netip.PrefixFrom(start, n-1).Masked()
+		if p.Addr() != start || lastAddr(p).Compare(end) > 0 {
+			break
+		}
+		n--
+	}
+	return netip.PrefixFrom(start, n)
 }
 
 // Contains reports whether address a lies in Start..End (ports and protocol aside).

@@ -1,6 +1,9 @@
 package config
 
-import ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+import (
+	"github.com/mobikevpn/mobikevpn/ike"
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+)
 
 func (p *parser) children(v val, dst *[]*Child) error {
 	fs, err := p.entries(v, "child names to their settings", 0)
@@ -29,8 +32,8 @@ func (p *parser) child(f field) (*Child, error) {
 	}
 	ch := &Child{
 		Name:         f.key,
-		LocalTS:      []TS{{Dynamic: true, EndPort: 0xffff}},
-		RemoteTS:     []TS{{Dynamic: true, EndPort: 0xffff}},
+		LocalTS:      []ike.TSConfig{dynamicTS},
+		RemoteTS:     []ike.TSConfig{dynamicTS},
 		ESPProposals: []string{"default"},
 		RekeyTime:    DefaultChildRekeyTime,
 	}
@@ -59,7 +62,7 @@ func (p *parser) child(f field) (*Child, error) {
 }
 
 // tsList reads a list of at least one traffic selector.
-func (p *parser) tsList(v val, dst *[]TS) error {
+func (p *parser) tsList(v val, dst *[]ike.TSConfig) error {
 	items, err := p.list(v, true)
 	if err != nil {
 		return err
@@ -67,7 +70,7 @@ func (p *parser) tsList(v val, dst *[]TS) error {
 	if len(items) == 0 {
 		return p.verr(v, "needs at least one traffic selector, e.g. [dynamic] or [198.18.0.0/16]")
 	}
-	out := make([]TS, 0, len(items))
+	out := make([]ike.TSConfig, 0, len(items))
 	for _, it := range items {
 		t, err := ParseTS(it.s)
 		if err != nil {

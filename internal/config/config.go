@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mobikevpn/mobikevpn/ike"
 	"github.com/mobikevpn/mobikevpn/ike/cert"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 )
@@ -208,9 +209,9 @@ type Connection struct {
 // Child is one Child SA configuration of a connection.
 type Child struct {
 	Name         string
-	LocalTS      []TS     // default [dynamic]
-	RemoteTS     []TS     // default [dynamic]
-	ESPProposals []string // default ["default"]
+	LocalTS      []ike.TSConfig // default [dynamic]; the engine's own form, see ParseTS
+	RemoteTS     []ike.TSConfig // default [dynamic]
+	ESPProposals []string       // default ["default"]
 	// ParsedESP are ESPProposals parsed, in order: what the engine uses.
 	ParsedESP []wire.Proposal
 	RekeyTime time.Duration // default 1h; 0 disables

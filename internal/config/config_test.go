@@ -8,7 +8,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"github.com/mobikevpn/mobikevpn/ike"
 	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"maps"
 	"math/big"
 	"net/netip"
@@ -48,6 +50,19 @@ func mustLoad(t *testing.T, dir string) *Config {
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func adr(s string) netip.Addr   { return netip.MustParseAddr(s) }
+
+// dynTS and rangeTS are selectors as ParseTS returns them.
+func dynTS(proto uint8, lo, hi uint16) ike.TSConfig {
+	return ike.TSConfig{Dynamic: true, Selector: wire.TrafficSelector{IPProtocol: proto, StartPort: lo, EndPort: hi}}
+}
+
+func rangeTS(start, end string, proto uint8, lo, hi uint16) ike.TSConfig {
+	typ := wire.TS_IPV6_ADDR_RANGE
+	if adr(start).Is4() {
+		typ = wire.TS_IPV4_ADDR_RANGE
+	}
+	return ike.TSConfig{Selector: wire.TrafficSelector{Type: typ, IPProtocol: proto, StartPort: lo, EndPort: hi, Start: adr(start), End: adr(end)}}
+}
 
 func TestInterfaceExample(t *testing.T) {
 	example, err := os.ReadFile("testdata/interface-example.yaml")
@@ -115,8 +130,8 @@ func TestInterfaceExample(t *testing.T) {
 		MaxChildren:            32,
 		Children: []*Child{{
 			Name:         "net",
-			LocalTS:      []TS{{Dynamic: true, EndPort: 0xffff}},
-			RemoteTS:     []TS{{Start: adr("198.18.0.0"), End: adr("198.18.255.255"), EndPort: 0xffff}},
+			LocalTS:      []ike.TSConfig{dynTS(0, 0, 0xffff)},
+			RemoteTS:     []ike.TSConfig{rangeTS("198.18.0.0", "198.18.255.255", 0, 0, 0xffff)},
 			ESPProposals: []string{"aes128gcm16", "chacha20poly1305"},
 			RekeyTime:    time.Hour,
 		}},
@@ -245,7 +260,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("remote id default %q", c.Remote.ID)
 	}
 	ch := c.Children[0]
-	dyn := []TS{{Dynamic: true, EndPort: 0xffff}}
+	dyn := []ike.TSConfig{dynTS(0, 0, 0xffff)}
 	if ch.Name != "net" || !reflect.DeepEqual(ch.LocalTS, dyn) || !reflect.DeepEqual(ch.RemoteTS, dyn) ||
 		!reflect.DeepEqual(ch.ESPProposals, []string{"default"}) || ch.RekeyTime != time.Hour {
 		t.Errorf("child defaults: %+v", ch)
@@ -370,14 +385,14 @@ connections:
 					t.Errorf("vips: %v", c.VIPs)
 				}
 				a := c.Child("a")
-				if !reflect.DeepEqual(a.LocalTS, []TS{{Dynamic: true, Proto: 17, StartPort: 53, EndPort: 53}}) {
+				if !reflect.DeepEqual(a.LocalTS, []ike.TSConfig{dynTS(17, 53, 53)}) {
 					t.Errorf("a.local_ts: %+v", a.LocalTS)
 				}
-				wantR := []TS{
-					{Start: adr("10.0.0.0"), End: adr("10.255.255.255"), EndPort: 0xffff},
-					{Start: adr("10.1.0.1"), End: adr("10.1.0.9"), Proto: 6, StartPort: 1024, EndPort: 2048},
-					{Start: adr("2001:db8::"), End: adr("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"), Proto: 58, StartPort: 128 << 8, EndPort: 128<<8 | 0xff},
-					{Dynamic: true, Proto: 17, EndPort: 0xffff},
+				wantR := []ike.TSConfig{
+					rangeTS("10.0.0.0", "10.255.255.255", 0, 0, 0xffff),
+					rangeTS("10.1.0.1", "10.1.0.9", 6, 1024, 2048),
+					rangeTS("2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", 58, 128<<8, 128<<8|0xff),
+					dynTS(17, 0, 0xffff),
 				}
 				if !reflect.DeepEqual(a.RemoteTS, wantR) {
 					t.Errorf("a.remote_ts:\n got %+v\nwant %+v", a.RemoteTS, wantR)
@@ -772,24 +787,24 @@ func TestWildcardMatch(t *testing.T) {
 func TestParseTS(t *testing.T) {
 	good := []struct {
 		in   string
-		want TS
+		want ike.TSConfig
 		str  string
 	}{
-		{"dynamic", TS{Dynamic: true, EndPort: 0xffff}, "dynamic"},
-		{"0.0.0.0/0", TS{Start: adr("0.0.0.0"), End: adr("255.255.255.255"), EndPort: 0xffff}, "0.0.0.0/0"},
-		{"::/0", TS{Start: adr("::"), End: adr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), EndPort: 0xffff}, "::/0"},
-		{"198.18.0.0/15", TS{Start: adr("198.18.0.0"), End: adr("198.19.255.255"), EndPort: 0xffff}, "198.18.0.0/15"},
-		{"192.0.2.7", TS{Start: adr("192.0.2.7"), End: adr("192.0.2.7"), EndPort: 0xffff}, "192.0.2.7/32"},
-		{"192.0.2.7-192.0.2.9", TS{Start: adr("192.0.2.7"), End: adr("192.0.2.9"), EndPort: 0xffff}, "192.0.2.7-192.0.2.9"},
-		{"192.0.2.0-192.0.2.255", TS{Start: adr("192.0.2.0"), End: adr("192.0.2.255"), EndPort: 0xffff}, "192.0.2.0/24"},
-		{"10.0.0.0/8[tcp/443]", TS{Start: adr("10.0.0.0"), End: adr("10.255.255.255"), Proto: 6, StartPort: 443, EndPort: 443}, "10.0.0.0/8[tcp/443]"},
-		{"[udp]", TS{Dynamic: true, Proto: 17, EndPort: 0xffff}, "dynamic[udp]"},
-		{"dynamic[udp/%any]", TS{Dynamic: true, Proto: 17, EndPort: 0xffff}, "dynamic[udp]"},
-		{"dynamic[%any]", TS{Dynamic: true, EndPort: 0xffff}, "dynamic"},
-		{"0.0.0.0/0[47]", TS{Start: adr("0.0.0.0"), End: adr("255.255.255.255"), Proto: 47, EndPort: 0xffff}, "0.0.0.0/0[gre]"},
-		{"0.0.0.0/0[icmp/8]", TS{Start: adr("0.0.0.0"), End: adr("255.255.255.255"), Proto: 1, StartPort: 0x800, EndPort: 0x8ff}, "0.0.0.0/0[icmp/8]"},
-		{"dynamic[udp/500-4500]", TS{Dynamic: true, Proto: 17, StartPort: 500, EndPort: 4500}, "dynamic[udp/500-4500]"},
-		{"dynamic[200/1]", TS{Dynamic: true, Proto: 200, StartPort: 1, EndPort: 1}, "dynamic[200/1]"},
+		{"dynamic", dynTS(0, 0, 0xffff), "dynamic"},
+		{"0.0.0.0/0", rangeTS("0.0.0.0", "255.255.255.255", 0, 0, 0xffff), "0.0.0.0/0"},
+		{"::/0", rangeTS("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 0, 0, 0xffff), "::/0"},
+		{"198.18.0.0/15", rangeTS("198.18.0.0", "198.19.255.255", 0, 0, 0xffff), "198.18.0.0/15"},
+		{"192.0.2.7", rangeTS("192.0.2.7", "192.0.2.7", 0, 0, 0xffff), "192.0.2.7/32"},
+		{"192.0.2.7-192.0.2.9", rangeTS("192.0.2.7", "192.0.2.9", 0, 0, 0xffff), "192.0.2.7-192.0.2.9"},
+		{"192.0.2.0-192.0.2.255", rangeTS("192.0.2.0", "192.0.2.255", 0, 0, 0xffff), "192.0.2.0/24"},
+		{"10.0.0.0/8[tcp/443]", rangeTS("10.0.0.0", "10.255.255.255", 6, 443, 443), "10.0.0.0/8[tcp/443]"},
+		{"[udp]", dynTS(17, 0, 0xffff), "dynamic[udp]"},
+		{"dynamic[udp/%any]", dynTS(17, 0, 0xffff), "dynamic[udp]"},
+		{"dynamic[%any]", dynTS(0, 0, 0xffff), "dynamic"},
+		{"0.0.0.0/0[47]", rangeTS("0.0.0.0", "255.255.255.255", 47, 0, 0xffff), "0.0.0.0/0[gre]"},
+		{"0.0.0.0/0[icmp/8]", rangeTS("0.0.0.0", "255.255.255.255", 1, 0x800, 0x8ff), "0.0.0.0/0[icmp/8]"},
+		{"dynamic[udp/500-4500]", dynTS(17, 500, 4500), "dynamic[udp/500-4500]"},
+		{"dynamic[200/1]", dynTS(200, 1, 1), "dynamic[200/1]"},
 	}
 	for _, tc := range good {
 		got, err := ParseTS(tc.in)
@@ -797,10 +812,10 @@ func TestParseTS(t *testing.T) {
 			t.Errorf("ParseTS(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
 			continue
 		}
-		if s := got.String(); s != tc.str {
+		if s := FormatTS(got); s != tc.str {
 			t.Errorf("String(%q) = %q, want %q", tc.in, s, tc.str)
 		}
-		if again, err := ParseTS(got.String()); err != nil || again != got {
+		if again, err := ParseTS(FormatTS(got)); err != nil || again != got {
 			t.Errorf("round trip of %q: %+v, %v", tc.in, again, err)
 		}
 	}

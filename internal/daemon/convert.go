@@ -85,8 +85,8 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 	for _, ch := range c.Children {
 		cc := &ike.ChildConfig{
 			Name:      ch.Name,
-			LocalTS:   tsConfigs(ch.LocalTS),
-			RemoteTS:  tsConfigs(ch.RemoteTS),
+			LocalTS:   ch.LocalTS,
+			RemoteTS:  ch.RemoteTS,
 			RekeyTime: ch.RekeyTime,
 			// Volume limits (issue 11): the datapath reports them, see daemon.volumeLimits.
 			RekeyBytes: ch.RekeyBytes, LifeBytes: ch.LifeBytes,
@@ -96,18 +96,4 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 		ic.Children = append(ic.Children, cc)
 	}
 	return ic, nil
-}
-
-func tsConfigs(ts []config.TS) []ike.TSConfig {
-	out := make([]ike.TSConfig, 0, len(ts))
-	for _, t := range ts {
-		sel := wire.TrafficSelector{IPProtocol: t.Proto, StartPort: t.StartPort, EndPort: t.EndPort, Start: t.Start, End: t.End}
-		if t.Start.Is4() {
-			sel.Type = wire.TS_IPV4_ADDR_RANGE
-		} else if t.Start.IsValid() {
-			sel.Type = wire.TS_IPV6_ADDR_RANGE
-		}
-		out = append(out, ike.TSConfig{Dynamic: t.Dynamic, Selector: sel})
-	}
-	return out
 }

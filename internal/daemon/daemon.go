@@ -464,7 +464,7 @@ func (d *daemon) installOutbound(a ike.InstallOutbound) {
 	}
 	var routes []netip.Prefix
 	for _, t := range a.RemoteTS {
-		for _, p := range rangePrefixes(t.Start, t.End) {
+		for _, p := range t.Prefixes() {
 			if p.Contains(a.Remote.Addr()) {
 				d.log.Warn("remote traffic selector covers the peer's own address: not routing it through the tunnel", "ts", p, "peer", a.Remote.Addr())
 				continue

@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -13,31 +12,6 @@ import (
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/internal/config"
 )
-
-func TestRangePrefixes(t *testing.T) {
-	cases := []struct {
-		start, end string
-		want       []string
-	}{
-		{"198.18.0.0", "198.18.0.255", []string{"198.18.0.0/24"}},
-		{"0.0.0.0", "255.255.255.255", []string{"0.0.0.0/0"}},
-		{"198.18.100.1", "198.18.100.1", []string{"198.18.100.1/32"}},
-		{"10.0.0.1", "10.0.0.6", []string{"10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"}},
-		{"2001:db8::", "2001:db8::ffff:ffff:ffff:ffff", []string{"2001:db8::/64"}},
-		{"::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", []string{"::/0"}},
-		{"198.18.0.5", "198.18.0.4", nil},
-	}
-	for _, c := range cases {
-		got := rangePrefixes(netip.MustParseAddr(c.start), netip.MustParseAddr(c.end))
-		var s []string
-		for _, p := range got {
-			s = append(s, p.String())
-		}
-		if !slices.Equal(s, c.want) {
-			t.Errorf("%s-%s: %v, want %v", c.start, c.end, s, c.want)
-		}
-	}
-}
 
 func TestKeylogLines(t *testing.T) {
 	dir := t.TempDir()
