@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -87,12 +88,15 @@ func scaleN(def int) int {
 func (l *tunnelLab) bench(args ...string) (loadgen.Result, string, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", l.prefix + "-lg", binary(l.t), "bench", "handshake", "--json",
 		"--target", "198.51.100.1", "--sources", "198.19.0.0/16", "--psk", "bench secret"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	var r loadgen.Result
 	if jerr := json.Unmarshal(out, &r); jerr != nil && err == nil {
 		err = fmt.Errorf("output %q: %v", out, jerr)
 	}
-	return r, string(out), err
+	// The generator's warnings (deletes not confirmed, ...) explain a failure.
+	return r, string(out) + stderr.String(), err
 }
 
 // cpuSeconds is a process's user+system CPU time.

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,12 +179,14 @@ func TestTimersAtScale(t *testing.T) {
 		t.Fatal("no status from the gateway")
 	}
 	resCh := make(chan loadgen.Result, 1)
+	var benchOut string
 	start := time.Now()
 	go func() {
 		r, out, err := l.bench("--count", strconv.Itoa(n), "--concurrency", "100", "--hold", hold.String())
 		if err != nil {
 			t.Errorf("bench: %v %s", err, out)
 		}
+		benchOut = out
 		resCh <- r
 	}()
 	type sample struct {
@@ -261,6 +264,67 @@ func TestTimersAtScale(t *testing.T) {
 	// None is left up. (A Delete or rekey the gateway sent while the generator deleted
 	// and left may still wait for its retransmissions to time out.)
 	if !waitFor(30*time.Second, func() bool { st := briefStatus(t, l.gwSock, false); return st != nil && st.Counts.Established == 0 }) {
-		t.Errorf("gateway still has SAs up after the clients deleted theirs: %s", countsOf(briefStatus(t, l.gwSock, false)))
+		t.Errorf("gateway still has SAs up after the clients deleted theirs: %s\ngenerator: %s\n%s",
+			countsOf(briefStatus(t, l.gwSock, false)), benchOut, leftoverSAs(t, l.gwSock, gw.output()))
 	}
+}
+
+// leftoverSAs describes the IKE SAs a gateway still has: how many in each state, and
+// the gateway's log lines about the first few established ones and the SAs they
+// replaced, so that a failure shows which exchanges they went through.
+func leftoverSAs(t *testing.T, sock, log string) string {
+	st := statusJSON(t, sock)
+	sas, _ := st["ike_sas"].([]any)
+	states := map[string]int{}
+	var ids []string
+	for _, v := range sas {
+		sa, _ := v.(map[string]any)
+		state, _ := sa["state"].(string)
+		states[state]++
+		if id, ok := sa["id"].(float64); ok && state == "established" && len(ids) < 3 {
+			ids = append(ids, strconv.Itoa(int(id)))
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "IKE SAs by state: %v\n", states)
+	lines := strings.Split(log, "\n")
+	for _, id := range ids {
+		// Follow the SA back through the rekeys that made it (new=ID names old=...).
+		chain := map[string]bool{id: true}
+		for changed := true; changed; {
+			changed = false
+			for _, ln := range lines {
+				if !strings.Contains(ln, "IKE SA rekeyed") {
+					continue
+				}
+				old, nw := logValue(ln, "old"), logValue(ln, "new")
+				if chain[nw] && !chain[old] && old != "" {
+					chain[old], changed = true, true
+				}
+			}
+		}
+		fmt.Fprintf(&b, "SA %s (and the SAs it replaced):\n", id)
+		for _, ln := range lines {
+			for _, k := range []string{"sa", "old", "new", "ours", "theirs"} {
+				if chain[logValue(ln, k)] {
+					b.WriteString("  " + ln + "\n")
+					break
+				}
+			}
+		}
+	}
+	return b.String()
+}
+
+// logValue is the value of key in a log line of key=value pairs ("" if absent).
+func logValue(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(key)+2:]
+	if j := strings.IndexByte(v, ' '); j >= 0 {
+		v = v[:j]
+	}
+	return v
 }
