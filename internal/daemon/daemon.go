@@ -4,7 +4,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -181,90 +180,31 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 	}
 
 	// The datapath reads the NAT-T port, the IKE readers the IKE port; both feed ikeIn.
-	dpCtx, stopDP := context.WithCancel(context.Background())
-	dpDone := make(chan struct{}) // closed when dp.Run has returned dpErr
-	var dpErr error
-	go func() {
-		defer close(dpDone)
-		dpErr = d.dp.Run(dpCtx)
-	}()
-	ikeCtx, stopIKE := context.WithCancel(context.Background())
-	ikeDone := make(chan struct{}) // closed when the IKE port's readers have returned ikeErr
-	var ikeErr error
-	go func() {
-		defer close(ikeDone)
-		ikeErr = d.socks.run(ikeCtx, d.onIKE)
-	}()
+	dp := startTask("datapath", d.dp.Run)
+	ikeR := startTask("IKE port", func(ctx context.Context) error { return d.socks.run(ctx, d.onIKE) })
 	defer func() {
-		stopDP()
-		stopIKE()
+		dp.stop()
+		ikeR.stop()
 		for _, c := range d.deps.IKEConns {
 			c.Close()
 		}
 		for _, c := range d.deps.NATTConns {
 			c.Close()
 		}
-		<-dpDone
-		<-ikeDone
+		<-dp.done
+		<-ikeR.done
 	}()
-
-	if d.deps.Serve != nil {
-		ctlCtx, stopCtl := context.WithCancel(context.Background())
-		ctlDone := make(chan error, 1)
-		ctlReady := make(chan struct{})
-		go func() { ctlDone <- d.deps.Serve(ctlCtx, d, ctlReady) }()
-		select {
-		case <-ctlReady:
-		case err := <-ctlDone:
-			stopCtl()
-			return fmt.Errorf("control socket: %w", err)
-		}
-		defer func() {
-			stopCtl()
-			<-ctlDone
-		}()
+	stopCtl, err := d.serveControl()
+	if err != nil {
+		return err
 	}
-
-	// Address and route changes drive MOBIKE.
-	if d.deps.Watch != nil {
-		monCtx, stopMon := context.WithCancel(context.Background())
-		defer stopMon()
-		go func() {
-			err := d.deps.Watch(monCtx, func(c netmon.Change) {
-				select {
-				case d.cmds <- func(now time.Time) {
-					d.apply(d.engine.SetLocalAddrs(now, c.Addrs))
-					if c.Routes {
-						d.apply(d.engine.RoutesChanged(now))
-					}
-				}:
-				case <-monCtx.Done():
-				}
-			})
-			if err != nil {
-				log.Warn("not watching addresses and routes: MOBIKE will not notice changes", "err", err)
-			}
-		}()
-	}
+	defer stopCtl()
+	defer d.watch()()
 
 	// The engine goroutine: every IKE datagram, command and timer goes through it, and
 	// the end of the datapath or of the IKE port's readers, volume limits and SIGHUP.
 	drv := &ike.Driver{Engine: d.engine, Clock: d.clock, Exec: d.apply, Datagrams: d.ikeIn, Commands: d.cmds,
-		Wakes: []ike.Wake{
-			{C: dpDone, Do: func(time.Time) error {
-				err := dpErr
-				if err == nil {
-					err = errors.New("datapath stopped")
-				}
-				return fmt.Errorf("datapath: %w", err)
-			}},
-			{C: ikeDone, Do: func(time.Time) error {
-				err := ikeErr
-				if err == nil {
-					err = errors.New("IKE port readers stopped")
-				}
-				return fmt.Errorf("IKE port: %w", err)
-			}},
+		Wakes: []ike.Wake{dp.wake(), ikeR.wake(),
 			{C: d.dp.LimitsCrossed(), Do: func(now time.Time) error {
 				d.apply(d.volumeLimits(now))
 				return nil
@@ -277,7 +217,7 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 	defer drv.Close()
 	log.Info("mobikevpn running", "tun", d.devNm, "ike_port", cfg.Ports.IKE, "natt_port", cfg.Ports.NATT, "control", cfg.Control)
 	d.apply(d.engine.StartAll(d.clock.Now()))
-	err := drv.Run(ctx)
+	err = drv.Run(ctx)
 	// Delete every IKE SA at its peer and wait a little for the answers, in real time
 	// whatever the engine's clock.
 	if !drv.Shutdown(ike.SystemClock{}, shutdownGrace) {
@@ -285,6 +225,84 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 	}
 	d.routes.removeAll()
 	return err
+}
+
+// task is a goroutine the daemon needs while it runs (the datapath, the IKE port's
+// readers): stop ends it, done is closed once it has returned err.
+type task struct {
+	what string
+	done chan struct{}
+	err  error
+	stop context.CancelFunc
+}
+
+func startTask(what string, run func(context.Context) error) *task {
+	ctx, stop := context.WithCancel(context.Background())
+	t := &task{what: what, done: make(chan struct{}), stop: stop}
+	go func() {
+		defer close(t.done)
+		t.err = run(ctx)
+	}()
+	return t
+}
+
+// wake ends the engine's loop with the task's error when it returns by itself.
+func (t *task) wake() ike.Wake {
+	return ike.Wake{C: t.done, Do: func(time.Time) error {
+		err := t.err
+		if err == nil {
+			err = fmt.Errorf("%s stopped", t.what)
+		}
+		return fmt.Errorf("%s: %w", t.what, err)
+	}}
+}
+
+// serveControl starts the control socket's server, if there is one, and waits until
+// it listens; the returned function stops it.
+func (d *Daemon) serveControl() (func(), error) {
+	if d.deps.Serve == nil {
+		return func() {}, nil
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { done <- d.deps.Serve(ctx, d, ready) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		stop()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return func() {
+		stop()
+		<-done
+	}, nil
+}
+
+// watch follows the host's address and route changes, which drive MOBIKE, if the
+// daemon was given a watcher; the returned function stops it.
+func (d *Daemon) watch() func() {
+	if d.deps.Watch == nil {
+		return func() {}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	go func() {
+		err := d.deps.Watch(ctx, func(c netmon.Change) {
+			select {
+			case d.cmds <- func(now time.Time) {
+				d.apply(d.engine.SetLocalAddrs(now, c.Addrs))
+				if c.Routes {
+					d.apply(d.engine.RoutesChanged(now))
+				}
+			}:
+			case <-ctx.Done():
+			}
+		})
+		if err != nil {
+			d.log.Warn("not watching addresses and routes: MOBIKE will not notice changes", "err", err)
+		}
+	}()
+	return stop
 }
 
 func (d *daemon) reload() {
