@@ -9,13 +9,9 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
-	"time"
 
 	"github.com/mobikevpn/mobikevpn/udp"
 )
-
-// maxBackoff caps the pause after repeated read errors.
-const maxBackoff = time.Second
 
 // inWorker is the state of one socket's receiving goroutines (socket reader and TUN
 // writer), allocated once.
@@ -136,35 +132,9 @@ func (d *Datapath) receive(ctx context.Context, ci *connInfo) error {
 		}
 		d.drop(dropRead, err)
 		errs++
-		if !sleep(ctx, backoff(errs)) {
+		if !udp.Backoff(ctx, errs) {
 			return nil
 		}
-	}
-}
-
-// backoff is the pause after errs consecutive read errors: none for the first few
-// (a single bad packet must not stall the path), then growing up to maxBackoff (a
-// failing device or socket must not spin).
-func backoff(errs int) time.Duration {
-	const free = 3
-	if errs <= free {
-		return 0
-	}
-	return min(time.Duration(errs-free)*10*time.Millisecond, maxBackoff)
-}
-
-// sleep waits for d or until ctx is done, and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -117,7 +117,7 @@ func (d *Datapath) send(ctx context.Context) error {
 		}
 		d.drop(dropTUNRead, err)
 		errs++
-		if !sleep(ctx, backoff(errs)) {
+		if !udp.Backoff(ctx, errs) {
 			return nil
 		}
 	}

@@ -22,8 +22,6 @@ const (
 	ikeReadSize = esp.MaxIKEMessage
 	// ikeBatch bounds the datagrams of one read of the IKE port.
 	ikeBatch = 8
-	// maxIKEBackoff caps the pause after repeated read errors.
-	maxIKEBackoff = time.Second
 )
 
 // ikeSockets carries the engine's IKE datagrams. It reads the IKE port's sockets (the
@@ -195,7 +193,7 @@ func (s *ikeSockets) receive(ctx context.Context, ci *ikeSocket, deliver func(pk
 		}
 		s.readError(ci, err)
 		errs++
-		if !pause(ctx, ikeBackoff(errs)) {
+		if !udp.Backoff(ctx, errs) {
 			return nil
 		}
 	}
@@ -216,29 +214,4 @@ func (s *ikeSockets) readError(ci *ikeSocket, err error) {
 func (s *ikeSockets) drops(m map[string]uint64) {
 	m["ike_truncated"] = s.truncated.Load()
 	m["ike_read_error"] = s.readErrors.Load()
-}
-
-// ikeBackoff is the pause after errs consecutive read errors, as the datapath's: none
-// for the first few, then growing up to maxIKEBackoff (a failing socket must not spin).
-func ikeBackoff(errs int) time.Duration {
-	const free = 3
-	if errs <= free {
-		return 0
-	}
-	return min(time.Duration(errs-free)*10*time.Millisecond, maxIKEBackoff)
-}
-
-// pause waits for d or until ctx is done, and reports whether ctx is still live.
-func pause(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
