@@ -48,6 +48,7 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 	}
 	if deleteIKE {
 		e.respond(now, sa, local, remote, h, nil)
+		e.keepDeleted(now, sa, h.MessageID, remote)
 		if sa.rekeyedTo != nil {
 			// The end of a rekey: the Child SAs live on in the new IKE SA.
 			e.removeSA(now, sa, "")
