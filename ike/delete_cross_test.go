@@ -155,6 +155,17 @@ func clientBusy(t *testing.T, n *testNet, gw, cl *endpoint) uint64 {
 	return sa.id
 }
 
+// clientRekeying has the client's own IKE SA rekey outstanding when it is asked to
+// delete (the Delete waits behind it).
+func clientRekeying(t *testing.T, n *testNet, gw, cl *endpoint) uint64 {
+	sa := onlySA(t, cl)
+	n.apply(cl, cl.e.RekeyIKE(n.now, sa.id))
+	if len(n.inflight) != 1 {
+		t.Fatalf("in flight: %s", n.describe())
+	}
+	return sa.id
+}
+
 var crossCases = []crossCase{
 	{"a-ike-rekey-request", gwRekeyIKE(0, false)},
 	{"b-ike-rekey-response", gwRekeyIKE(1, false)},
@@ -166,6 +177,7 @@ var crossCases = []crossCase{
 	{"d-old-child-delete", gwRekeyChild(2)},
 	{"e-liveness-check", gwLiveness},
 	{"queued-behind-own-request", clientBusy},
+	{"queued-behind-own-ike-rekey", clientRekeying},
 }
 
 // deletedOrReplaced reports whether the client's events say IKE SA id is gone: deleted
