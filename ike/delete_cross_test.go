@@ -83,13 +83,6 @@ func crossPair(t *testing.T, gwDPD time.Duration) (*testNet, *endpoint, *endpoin
 	return n, gw, cl
 }
 
-// deliverAll delivers what is in flight, in order, until nothing is.
-func (n *testNet) deliverAll() {
-	for len(n.inflight) > 0 {
-		n.deliverStep(crossStep{})
-	}
-}
-
 // gwRekeyIKE starts the gateway's IKE SA rekey; deliver datagrams of it are handed
 // over before the client deletes (0: the request is in flight; 1: the client's
 // response; 2: the gateway's Delete of the old SA). toNew: the client is asked to
