@@ -2,6 +2,7 @@ package ike
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -296,5 +297,75 @@ func TestDeleteCrossingGatewayExchanges(t *testing.T) {
 			explore(nil, 0)
 			t.Logf("%d orders", leaves)
 		})
+	}
+}
+
+// The answer kept for a Delete of a gone IKE SA goes only to byte-identical copies
+// from where the Delete came, at most maxDeletedAnswers times, and is forgotten after
+// deletedSALife.
+func TestDeletedSAAnswerBounds(t *testing.T) {
+	n, gw, cl := crossPair(t, 0)
+	acts, err := cl.e.Delete(n.now, onlySA(t, cl).id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.apply(cl, acts)
+	if len(n.inflight) != 1 {
+		t.Fatalf("in flight: %s", n.describe())
+	}
+	del := n.inflight[0]
+	n.deliverStep(crossStep{})
+	n.inflight = nil // the answer is lost
+	if len(gw.e.byID) != 0 {
+		t.Fatal("gateway kept the SA")
+	}
+	copyOf := func(d datagram) []Action {
+		return gw.e.HandleDatagram(n.now, d.to, d.from, d.data)
+	}
+	sends := func(acts []Action) int {
+		c := 0
+		for _, a := range acts {
+			if _, ok := a.(Send); ok {
+				c++
+			}
+		}
+		return c
+	}
+	altered := del
+	altered.data = append([]byte(nil), del.data...)
+	altered.data[len(altered.data)-1] ^= 1
+	if sends(copyOf(altered)) != 0 {
+		t.Error("an altered copy was answered")
+	}
+	elsewhere := del
+	elsewhere.from = netip.AddrPortFrom(netip.MustParseAddr("203.0.113.9"), del.from.Port())
+	if sends(copyOf(elsewhere)) != 0 {
+		t.Error("a copy from elsewhere was answered")
+	}
+	if sends(copyOf(del)) != 1 {
+		t.Fatal("the retransmitted Delete was not answered")
+	}
+	for range maxDeletedAnswers - 1 {
+		copyOf(del)
+	}
+	if sends(copyOf(del)) != 0 {
+		t.Errorf("answered more than %d times", maxDeletedAnswers)
+	}
+	// A fresh one is forgotten after deletedSALife.
+	n2, gw2, cl2 := crossPair(t, 0)
+	acts, _ = cl2.e.Delete(n2.now, onlySA(t, cl2).id)
+	n2.apply(cl2, acts)
+	del = n2.inflight[0]
+	n2.deliverStep(crossStep{})
+	n2.inflight = nil
+	if len(gw2.e.deleted) != 1 {
+		t.Fatalf("%d answers kept", len(gw2.e.deleted))
+	}
+	gw2.e.Tick(n2.now.Add(deletedSALife))
+	if len(gw2.e.deleted) != 0 || len(gw2.e.deletedOrder) != 0 {
+		t.Errorf("answers kept after deletedSALife: %d", len(gw2.e.deleted))
+	}
+	if len(gw2.e.HandleDatagram(n2.now.Add(deletedSALife), del.to, del.from, del.data)) != 0 {
+		t.Error("answered after deletedSALife")
 	}
 }
