@@ -53,6 +53,11 @@ type Engine struct {
 	timers timerHeap
 	out    []Action
 
+	// deleted keeps our answers to the peers' Deletes of IKE SAs that are gone, by our
+	// SPI, for their retransmissions; deletedOrder is the same, oldest first.
+	deleted      map[uint64]*deletedSA
+	deletedOrder []deletedRef
+
 	cookieSecret     [2][32]byte
 	cookieVersion    uint8
 	cookieRotatedAt  time.Time
@@ -199,6 +204,9 @@ func (e *Engine) handleDatagram(now time.Time, local, remote netip.AddrPort, dat
 	}
 	sa := e.sas[ourSPI]
 	if sa == nil || sa.spiI != h.SPIi || (sa.spiR != h.SPIr) || sa.initiator == h.IsInitiator() {
+		if sa == nil && e.answerDeleted(now, local, remote, data, &h, ourSPI) {
+			return
+		}
 		e.drop(&e.drops.UnknownSPI, "IKE message for unknown SA", remote, nil)
 		return
 	}

@@ -48,6 +48,7 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 	}
 	if deleteIKE {
 		e.respond(now, sa, local, remote, h, nil)
+		e.keepDeleted(now, sa, h.MessageID, remote)
 		if sa.rekeyedTo != nil {
 			// The end of a rekey: the Child SAs live on in the new IKE SA.
 			e.removeSA(now, sa, "")
@@ -100,11 +101,20 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 	}
 }
 
-// Delete deletes IKE SA id and its Child SAs, telling the peer.
+// Delete deletes IKE SA id and its Child SAs, telling the peer; for an SA the peer
+// rekeyed, the one that replaced it.
 func (e *Engine) Delete(now time.Time, id uint64) ([]Action, error) {
 	sa := e.byID[id]
 	if sa == nil {
 		return nil, fmt.Errorf("no IKE SA with id %d", id)
+	}
+	// An SA the peer rekeyed (we answered; EventRekeyed named it as Replaces) lives on
+	// in its successor: the peer deletes the old one, or it is forgotten after
+	// rekeyedSALife. A Delete of it on the wire would end only the old SA at the peer,
+	// or, should it overtake our answer to the rekey, make the peer give its rekey up
+	// (RFC 7296 2.25.2) while we keep the new SA: the successor is what goes.
+	for sa.state == stateEstablished && sa.rekeyedTo != nil && e.byID[sa.rekeyedTo.id] == sa.rekeyedTo {
+		sa = sa.rekeyedTo
 	}
 	e.deleteIKESA(now, sa, "deleted")
 	return e.take(), nil

@@ -300,6 +300,11 @@ func (e *Engine) inherit(now time.Time, old, ns *IKESA) {
 	e.armDPD(ns, now)
 	e.log.Info("IKE SA rekeyed", "old", old.id, "new", ns.id, "proposal", ns.suite.String())
 	e.emit(Event{IKESA: ns.id, Conn: ns.conn.Name, Kind: EventRekeyed, Reason: "replaces IKE SA", Replaces: old.id})
+	if old.state == stateDeleting {
+		// A Delete of old waited for our rekey of it to end (RFC 7296 2.25.2 lets that
+		// complete): the SA that carries on goes too.
+		e.deleteIKESA(now, ns, "deleted")
+	}
 	e.schedule(ns)
 }
 

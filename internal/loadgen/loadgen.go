@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -201,6 +202,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	return handshakes(ctx, o, udp.Listen)
 }
 
+// clientRetransmit is the retransmission of the clients' requests.
+var clientRetransmit = ike.Retransmit{Timeout: 2 * time.Second, Tries: 4, Base: 1.5}
+
 // ClientConfig is the IKE configuration of the Count clients of a run: connection
 // "c<n>" sends from the n-th address of Sources with identity
 // <IDPrefix><n>@bench.example.org, PSK authentication and one Child SA. The engine's
@@ -221,7 +225,7 @@ func ClientConfig(o Options, ikePort, nattPort uint16) (ike.Config, error) {
 		IKEPort:    ikePort,
 		NATTPort:   nattPort,
 		PSK:        func(string, string) ([]byte, bool) { return o.PSK, true },
-		Retransmit: ike.Retransmit{Timeout: 2 * time.Second, Tries: 4, Base: 1.5},
+		Retransmit: clientRetransmit,
 		Logger:     o.Logger,
 	}
 	for i := 0; i < o.Count; i++ {
@@ -274,8 +278,7 @@ func handshakes(ctx context.Context, o Options, listen func(port uint16) ([]udp.
 	in := make(chan ike.Datagram, 4096)
 	g := &generator{
 		o: o, eng: eng, socks: socks,
-		ids:      make(map[string]uint64, o.Count),
-		replaced: map[uint64]bool{},
+		ids: make(map[string]uint64, o.Count),
 	}
 	g.drv = &ike.Driver{Engine: eng, Clock: ike.SystemClock{}, Exec: g.apply, Datagrams: in}
 	defer g.drv.Close()
@@ -306,12 +309,13 @@ type generator struct {
 	res   Result
 
 	inflight int // handshakes under way
-	// The current IKE SA of each connection (rekeys replace it), and the SAs whose
-	// Delete is under way once the hold is over.
+	// The current IKE SA of each connection (rekeys replace it). Once the hold is
+	// over: the connections whose IKE SA's Delete is under way, and those whose Delete
+	// is still to be sent. A connection is done when its current SA goes (an event
+	// names it), whoever deleted it.
 	ids      map[string]uint64
-	deleting map[uint64]bool
-	queue    []uint64        // SAs to delete
-	replaced map[uint64]bool // SAs rekeyed while being deleted
+	deleting map[string]bool
+	queue    []string
 }
 
 func (g *generator) apply(acts []ike.Action) {
@@ -352,20 +356,30 @@ func (g *generator) event(a ike.Event) {
 
 // deletingEvent follows an event once the deletes have begun.
 func (g *generator) deletingEvent(a ike.Event) {
-	switch {
-	case (a.Kind == ike.EventDeleted || a.Kind == ike.EventFailed) && g.deleting[a.IKESA]:
-		delete(g.deleting, a.IKESA)
-		g.res.Deleted++
-	case a.Kind == ike.EventRekeyed:
-		// The gateway rekeyed an SA meanwhile: the old one goes with the rekey
-		// (silently, whatever became of our Delete), the new one is deleted in its
-		// place.
-		if old, ok := g.ids[a.Conn]; ok {
-			delete(g.deleting, old)
-			g.replaced[old] = true
+	switch a.Kind {
+	case ike.EventDeleted, ike.EventFailed:
+		if id, ok := g.ids[a.Conn]; !ok || id != a.IKESA {
+			return // an SA a rekey replaced
 		}
+		delete(g.ids, a.Conn)
+		delete(g.deleting, a.Conn)
+		if strings.HasPrefix(a.Reason, "timeout") {
+			// Our Delete (or the liveness check before it) ran out of retransmissions:
+			// the gateway never confirmed it.
+			g.res.NotDeleted++
+		} else {
+			g.res.Deleted++
+		}
+	case ike.EventRekeyed:
+		// The gateway rekeyed an SA meanwhile: the old one goes with the rekey, the new
+		// one is deleted in its place. Had our Delete already gone out, the engine
+		// deleted the new one itself (then Delete says nothing more); otherwise it is
+		// still to be sent.
 		g.ids[a.Conn] = a.IKESA
-		g.queue = append(g.queue, a.IKESA)
+		if g.deleting[a.Conn] {
+			delete(g.deleting, a.Conn)
+			g.queue = append(g.queue, a.Conn)
+		}
 	}
 }
 
@@ -400,30 +414,38 @@ func (g *generator) establish(ctx context.Context) error {
 }
 
 // deleteAll deletes the SAs, o.Concurrency at a time: a burst of thousands of Deletes
-// would only overflow socket buffers and queues. It gives up when nothing moves for a
-// while, counting what it gave up in Result.NotDeleted.
+// would only overflow socket buffers and queues. Every Delete ends within the
+// retransmission budget, confirmed or not (the engine reports either); should nothing
+// move for longer, it gives up, counting what it gave up in Result.NotDeleted.
 func (g *generator) deleteAll(ctx context.Context) {
-	const stall = 10 * time.Second
-	g.deleting = make(map[uint64]bool, g.o.Concurrency)
-	for _, id := range g.ids {
-		g.queue = append(g.queue, id)
+	stall := retransmitBudget(clientRetransmit) + 5*time.Second
+	g.deleting = make(map[string]bool, g.o.Concurrency)
+	for conn := range g.ids {
+		g.queue = append(g.queue, conn)
 	}
 	delStart := time.Now()
-	progress := delStart // when a Delete was last confirmed
+	progress := delStart // when a Delete last ended
 	defer func() { g.res.DeleteElapsed = time.Since(delStart) }()
 	for len(g.queue) > 0 || len(g.deleting) > 0 {
 		for len(g.deleting) < g.o.Concurrency && len(g.queue) > 0 {
-			id := g.queue[len(g.queue)-1]
+			conn := g.queue[len(g.queue)-1]
 			g.queue = g.queue[:len(g.queue)-1]
-			if g.replaced[id] {
+			id, ok := g.ids[conn]
+			if !ok {
+				continue // gone meanwhile (and counted then)
+			}
+			acts, err := g.eng.Delete(time.Now(), id)
+			if err != nil {
+				// Every SA that goes says so in an event: this cannot happen.
+				g.o.Logger.Warn("delete", "conn", conn, "err", err)
+				delete(g.ids, conn)
+				g.res.NotDeleted++
 				continue
 			}
-			if acts, err := g.eng.Delete(time.Now(), id); err == nil {
-				g.deleting[id] = true
-				g.apply(acts)
-			}
+			g.deleting[conn] = true
+			g.apply(acts)
 		}
-		before := len(g.deleting)
+		left := len(g.ids)
 		stepCtx, cancel := context.WithDeadline(ctx, progress.Add(stall))
 		err := g.drv.Step(stepCtx)
 		cancel()
@@ -431,13 +453,23 @@ func (g *generator) deleteAll(ctx context.Context) {
 			if ctx.Err() == nil { // stalled
 				g.o.Logger.Warn("deletes not confirmed", "pending", len(g.deleting), "not sent", len(g.queue))
 			}
-			g.res.NotDeleted = len(g.deleting) + len(g.queue)
+			g.res.NotDeleted += len(g.ids)
 			return
 		}
-		if len(g.deleting) < before {
+		if len(g.ids) < left {
 			progress = time.Now()
 		}
 	}
+}
+
+// retransmitBudget is how long a request is retransmitted before it has failed.
+func retransmitBudget(r ike.Retransmit) time.Duration {
+	d, total := float64(r.Timeout), 0.0
+	for range r.Tries + 1 {
+		total += d
+		d *= r.Base
+	}
+	return time.Duration(total)
 }
 
 // flood sends IKE_SA_INIT requests from ever new sources and SPIs at a fixed rate.

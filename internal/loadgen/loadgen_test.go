@@ -2,11 +2,16 @@ package loadgen
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/mobikevpn/mobikevpn/ike/wire"
 
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/daemon"
@@ -45,7 +50,60 @@ func (nullNet) Close() error                          { return nil }
 // TestHandshakesInMemory runs the generator's full handshakes (establish, hold,
 // delete) against a daemon, both on an in-memory network.
 func TestHandshakesInMemory(t *testing.T) {
-	const count = 24
+	runInMemory(t, gatewayYAML, 24, 5, 200*time.Millisecond)
+}
+
+// TestDeletesDuringRekeys deletes while the gateway rekeys IKE SAs and Child SAs and
+// checks liveness all the time (TestTimersAtScale's timers, shrunk): Deletes cross
+// IKE SA rekeys, Child SA rekeys and liveness checks, and an SA the gateway rekeyed is
+// deleted as its successor. Every SA goes, on both ends.
+func TestDeletesDuringRekeys(t *testing.T) {
+	yaml := strings.Replace(gatewayYAML, "remote: { auth: psk }", "remote: { auth: psk }\n    dpd_delay: 100ms\n    rekey_time: 150ms", 1)
+	yaml = strings.Replace(yaml, "esp_proposals: [aes128gcm16]", "esp_proposals: [aes128gcm16]\n        rekey_time: 120ms", 1)
+	for i := range 3 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			runInMemory(t, yaml, 40, 3, 400*time.Millisecond)
+		})
+	}
+}
+
+// TestDeleteRetransmitted loses the first four copies of one Delete: it gets through
+// with the fourth retransmission, 16.25 s after the first copy, and the generator
+// must wait for it (it gave such Deletes up after 10 s without progress, leaving the
+// gateway with their SAs).
+func TestDeleteRetransmitted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for retransmissions on the system clock")
+	}
+	var mu sync.Mutex
+	var victim uint64
+	lost := 0
+	runInMemory(t, gatewayYAML, 6, 3, 100*time.Millisecond, func(p *memnet.Packet) []memnet.Packet {
+		data := p.Data
+		if p.Dst.Port() == 4500 && len(data) >= 4 {
+			data = data[4:] // the non-ESP marker
+		}
+		h, err := wire.ParseHeader(data)
+		if err != nil || h.Exchange != wire.INFORMATIONAL || h.IsResponse() || !h.IsInitiator() || p.Dst.Port() != 4500 && p.Dst.Port() != 500 {
+			return []memnet.Packet{*p}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if victim == 0 {
+			victim = h.SPIi
+		}
+		if h.SPIi == victim && lost < 4 {
+			lost++
+			return nil
+		}
+		return []memnet.Packet{*p}
+	})
+	if lost != 4 {
+		t.Errorf("%d copies of the Delete lost, want 4", lost)
+	}
+}
+
+func runInMemory(t *testing.T, yaml string, count, concurrency int, hold time.Duration, filter ...memnet.Filter) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	net := memnet.New()
@@ -59,7 +117,7 @@ func TestHandshakesInMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse([]byte(gatewayYAML), "gw.yaml")
+	cfg, err := config.Parse([]byte(yaml), "gw.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,10 +133,10 @@ func TestHandshakesInMemory(t *testing.T) {
 		Target:      netip.AddrPortFrom(gwAddr, 500),
 		Sources:     netip.MustParsePrefix("198.19.0.0/16"),
 		Count:       count,
-		Concurrency: 5,
+		Concurrency: concurrency,
 		PSK:         []byte("bench secret"),
 		RemoteID:    "gw.example.org",
-		Hold:        200 * time.Millisecond,
+		Hold:        hold,
 		Timeout:     time.Minute,
 	}
 	if err := o.defaults(); err != nil {
@@ -87,6 +145,11 @@ func TestHandshakesInMemory(t *testing.T) {
 	var srcs []netip.Addr
 	for i := range count {
 		srcs = append(srcs, source(o.Sources, i))
+	}
+	if len(filter) > 0 {
+		// Only the deletes are filtered: the generator's first Delete goes out after
+		// the hold, and the client sends no other INFORMATIONAL request.
+		net.SetFilter(filter[0])
 	}
 	res, err := handshakes(ctx, o, net.Host(srcs...).Listen)
 	if err != nil {
@@ -99,8 +162,12 @@ func TestHandshakesInMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var states []string
+	for _, sa := range st.IKESAs {
+		states = append(states, sa.State)
+	}
 	if len(st.IKESAs) != 0 {
-		t.Errorf("gateway keeps %d IKE SAs after the deletes", len(st.IKESAs))
+		t.Errorf("gateway keeps %d IKE SAs after the deletes: %v", len(st.IKESAs), states)
 	}
 	cancel()
 	if err := <-gwDone; err != nil {
