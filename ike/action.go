@@ -3,8 +3,8 @@ package ike
 import (
 	"net/netip"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Action is something the engine asks its caller to do, in order.

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // localIdentity is the ID we present on sa: the configured one, else our address.

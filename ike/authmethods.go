@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/mobikevpn/mobikevpn/ike/cert"
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/cert"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Authentication methods of a connection's ends.

@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/cert"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/cert"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // testPKI makes a CA, optionally an intermediate, and leaves.

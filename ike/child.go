@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // cpRequest asks for virtual IPs (and DNS servers) of the families in vips.

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/cert"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/cert"
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Config is what the engine needs to know about the host and its connections.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // RFC 7296 3.15.4: a client that asks for an IPv4 and an IPv6 address (and DNS of both)

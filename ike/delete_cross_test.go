@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // The client deletes its IKE SA while an exchange of the gateway's crosses the Delete

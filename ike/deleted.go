@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // An IKE SA the peer deleted is gone as soon as we answer its Delete; should that

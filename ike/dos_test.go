@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Denial of service before authentication (issue 11): forged sources must not lock out an

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // checkChildPair asserts that the two sides installed matching halves of one Child SA.

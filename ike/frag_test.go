@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // countFragments returns how many SKF datagrams ep sent and the largest datagram.

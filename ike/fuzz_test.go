@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // FuzzResponderDatagram feeds arbitrary datagrams to a gateway that has one established

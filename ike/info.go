@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 func spiHex(spi uint32) string { return fmt.Sprintf("%08x", spi) }

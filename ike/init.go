@@ -12,9 +12,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/cert"
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/cert"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 const (

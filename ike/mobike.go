@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Mobility: the engine feeds each established IKE SA's path manager (package mobike:

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Tests of the mobility review's findings (R1, R2, R4 to R8 and the lower-severity

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Tests of issue 10's findings against RFC 4555 and draft-smyslov-ipsecme-ikev2-r-mobike:

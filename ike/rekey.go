@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"time"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // CREATE_CHILD_SA (RFC 7296 1.3): Child SA rekeying (with or without PFS), additional

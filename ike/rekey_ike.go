@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"time"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // IKE SA rekeying (RFC 7296 2.18): a new IKE SA takes over the Child SAs, the path

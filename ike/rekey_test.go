@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // makeBeforeBreak checks, after every step, that whatever either side sends is

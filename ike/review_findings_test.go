@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Found in review (B), fixed since: a hard volume limit reported while the soft limit's rekey is

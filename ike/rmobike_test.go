@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Tests for draft-smyslov-ipsecme-ikev2-r-mobike section 4, one MUST or MUST NOT each.

@@ -4,9 +4,9 @@ import (
 	"net/netip"
 	"time"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // saState is an IKE SA's position in its life.

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"time"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // The SA store: SPIs, nonces, the IKE SAs by SPI, id and peer identity, and their

@@ -3,7 +3,7 @@ package ike
 import (
 	"net/netip"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // resolveTS turns configured selectors into concrete ones; "dynamic" becomes one

@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // The message-ID window of an IKE SA (RFC 7296 2.3): our requests one at a time,

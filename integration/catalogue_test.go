@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // udpsend sends datagrams from ns (local port lport) to dst and returns the replies

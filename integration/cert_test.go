@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// copyTestdata copies ike/cert's test certificates into dir.
+// copyTestdata copies cert's test certificates into dir.
 func copyTestdata(t *testing.T, dir string, names ...string) {
 	t.Helper()
 	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join("..", "ike", "cert", "testdata", n))
+		b, err := os.ReadFile(filepath.Join("..", "cert", "testdata", n))
 		if err != nil {
 			t.Fatal(err)
 		}

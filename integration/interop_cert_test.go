@@ -20,10 +20,10 @@ import (
 // the refusals (a certificate that does not chain to the configured CA, an identity the
 // certificate does not hold) with AUTHENTICATION_FAILED and no state left.
 
-// testCred is one of ike/cert's test credentials.
+// testCred is one of cert's test credentials.
 type testCred struct {
 	name   string
-	cert   string   // leaf, in ike/cert/testdata
+	cert   string   // leaf, in cert/testdata
 	key    string   // private key
 	keyDir string   // strongSwan's folder for that key's format
 	chain  []string // intermediate CA certificates sent after the leaf
@@ -367,7 +367,7 @@ func TestInteropCertRefusals(t *testing.T) {
 		}
 	})
 	// strongSwan requires RSASSA-PSS for the IKE signature ("ike:" leaves the
-	// certificates' own signatures alone). We sign RSA with PKCS#1 v1.5 only: ike/cert
+	// certificates' own signatures alone). We sign RSA with PKCS#1 v1.5 only: cert
 	// has an RSAPSS switch, but no configuration key sets it. So strongSwan refuses our
 	// signature, cleanly.
 	t.Run("mv-client/strongswan-requires-pss", func(t *testing.T) {
@@ -483,7 +483,7 @@ func runPKI(t *testing.T, stdin []byte, args ...string) []byte {
 }
 
 // issueUnder makes with pki a new ECDSA leaf under the trusted test CA caCert/caKey
-// (ike/cert/testdata names, copied into dir): subject dn, extended key usages flags
+// (cert/testdata names, copied into dir): subject dn, extended key usages flags
 // (pki's --flag names), subjectAltNames sans. It returns the certificate and key (PEM).
 func issueUnder(t *testing.T, dir, caCert, caKey, dn string, flags []string, sans ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
@@ -501,7 +501,7 @@ func issueUnder(t *testing.T, dir, caCert, caKey, dn string, flags []string, san
 }
 
 // signCRL makes with pki a CRL of the test CA caCert/caKey (copied into dir) revoking
-// the certificates in the files revoked (ike/cert/testdata names or paths), and writes
+// the certificates in the files revoked (cert/testdata names or paths), and writes
 // it (PEM) to dir/name.
 func signCRL(t *testing.T, dir, name, caCert, caKey string, revoked ...string) {
 	t.Helper()

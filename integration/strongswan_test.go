@@ -1021,14 +1021,14 @@ func (p *proc) outputSince(mark int) string {
 	return o[mark:]
 }
 
-// certFiles reads ike/cert's test credentials for strongSwan's credential folders:
+// certFiles reads cert's test credentials for strongSwan's credential folders:
 // dst path (e.g. "x509/rsa-gw.pem") -> the content of the testdata file of the same
 // base name.
 func certFiles(t *testing.T, dsts ...string) map[string][]byte {
 	t.Helper()
 	m := map[string][]byte{}
 	for _, d := range dsts {
-		b, err := os.ReadFile(filepath.Join("..", "ike", "cert", "testdata", filepath.Base(d)))
+		b, err := os.ReadFile(filepath.Join("..", "cert", "testdata", filepath.Base(d)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // The initiator's side: it decides which addresses the SA uses (RFC 4555 3.5). It moves

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // The path manager: one per established IKE SA, a state machine without I/O. The engine

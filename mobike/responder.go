@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // The responder's side: it follows the initiator's UPDATE_SA_ADDRESSES (RFC 4555 3.5),

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/mobikevpn/mobikevpn/ike/cert"
+	"github.com/mobikevpn/mobikevpn/cert"
 )
 
 // auth reads what the local and the remote block share: auth (psk or pubkey,

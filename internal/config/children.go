@@ -1,8 +1,8 @@
 package config
 
 import (
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/ike"
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 )
 
 func (p *parser) children(v val, dst *[]*Child) error {

@@ -13,9 +13,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mobikevpn/mobikevpn/cert"
 	"github.com/mobikevpn/mobikevpn/ike"
-	"github.com/mobikevpn/mobikevpn/ike/cert"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // DefaultControl is the control socket used when neither the command line nor the

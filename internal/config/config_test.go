@@ -8,9 +8,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/ike"
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 	"maps"
 	"math/big"
 	"net/netip"
@@ -178,7 +178,7 @@ func TestInterfaceExamplePubkey(t *testing.T) {
 	}
 	// Real (test) certificates: the loader parses them.
 	read := func(f string) string {
-		b, err := os.ReadFile(filepath.Join("..", "..", "ike", "cert", "testdata", f))
+		b, err := os.ReadFile(filepath.Join("..", "..", "cert", "testdata", f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -872,7 +872,7 @@ func FuzzParse(f *testing.F) {
 
 func TestRSAPSSOption(t *testing.T) {
 	read := func(f string) string {
-		b, err := os.ReadFile(filepath.Join("..", "..", "ike", "cert", "testdata", f))
+		b, err := os.ReadFile(filepath.Join("..", "..", "cert", "testdata", f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -895,12 +895,12 @@ connections:
 	}
 }
 
-// testCRL is a CRL of ike/cert's RSA test CA listing serials (or, with forge, the same
+// testCRL is a CRL of cert's RSA test CA listing serials (or, with forge, the same
 // issuer name signed by another key), PEM.
 func testCRL(t *testing.T, forge bool, serials ...*big.Int) string {
 	t.Helper()
 	read := func(f string) []byte {
-		b, err := os.ReadFile(filepath.Join("..", "..", "ike", "cert", "testdata", f))
+		b, err := os.ReadFile(filepath.Join("..", "..", "cert", "testdata", f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -950,7 +950,7 @@ func testCRL(t *testing.T, forge bool, serials ...*big.Int) string {
 // no id, refuses an explicit "%any" unless accept_any_id says so, and takes eku and crls.
 func TestRemoteCertPolicy(t *testing.T) {
 	read := func(f string) string {
-		b, err := os.ReadFile(filepath.Join("..", "..", "ike", "cert", "testdata", f))
+		b, err := os.ReadFile(filepath.Join("..", "..", "cert", "testdata", f))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 )
 
 func (p *parser) connections(v val, cfg *Config) ([]*Connection, error) {

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // proposalsKey reads a list of at least one proposal (strongSwan syntax), each

@@ -8,11 +8,11 @@ import (
 	"strings"
 
 	"github.com/mobikevpn/mobikevpn/ike"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // The configuration's traffic selectors are the engine's ike.TSConfig ("dynamic" or a
-// wire.TrafficSelector), so that the address arithmetic is ike/wire's alone.
+// wire.TrafficSelector), so that the address arithmetic is wire's alone.
 
 // dynamicTS is "dynamic" as ParseTS returns it: local_ts's and remote_ts's default.
 var dynamicTS = ike.TSConfig{Dynamic: true, Selector: wire.TrafficSelector{EndPort: 0xffff}}

@@ -1,11 +1,11 @@
 package daemon
 
 import (
+	"github.com/mobikevpn/mobikevpn/cert"
 	"github.com/mobikevpn/mobikevpn/ike"
-	"github.com/mobikevpn/mobikevpn/ike/cert"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // ikeConfig translates the validated configuration into the IKE engine's terms.

@@ -6,10 +6,10 @@ import (
 	"os"
 	"sync"
 
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/ike"
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/internal/config"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // keylog appends IKE and ESP keys to Wireshark's ikev2_decryption_table and esp_sa

@@ -14,11 +14,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/esp"
 	"github.com/mobikevpn/mobikevpn/ike"
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/udp"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Options configure a run.

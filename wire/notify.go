@@ -53,7 +53,7 @@ func NewAddressNotify(t NotifyType, a netip.Addr) *Notify {
 	return &Notify{NotifyType: t, Data: a.Unmap().AsSlice()}
 }
 
-var errWrongNotify = errors.New("ike/wire: wrong notify type for this accessor")
+var errWrongNotify = errors.New("wire: wrong notify type for this accessor")
 
 // Address returns the address carried by an ADDITIONAL_IP4_ADDRESS (exactly 4 octets),
 // ADDITIONAL_IP6_ADDRESS (exactly 16) or SWITCH_TO_IP_ADDRESS notify (4 or 16 octets,

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 var allGroups = []uint16{wire.DH_X25519, wire.DH_ECP256, wire.DH_ECP384, wire.DH_MODP2048, wire.DH_MODP3072}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // propString renders a proposal as "IKE#1:aes128gcm16/aes256gcm16-prfsha256-x25519":

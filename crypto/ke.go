@@ -8,7 +8,7 @@ import (
 	"io"
 	"math/big"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // KeyExchange is one side of an ephemeral key exchange (RFC 7296 section 3.4).

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // MaxChain is the most certificates ParseCerts accepts from one peer.

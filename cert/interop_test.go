@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // The files under testdata were made by strongSwan 5.9.8's pki and OpenSSL 3.0; see

@@ -15,7 +15,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Credential is our certificate chain and private key.

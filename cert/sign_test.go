@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // RFC 7427 Appendix A AlgorithmIdentifiers, as printed there.

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Default proposal strings, expanded from the keyword "default". The AEAD proposal

@@ -19,7 +19,7 @@ func (e *Error) Error() string {
 	if e.Payload != PayloadNone {
 		where = e.Payload.String() + " payload"
 	}
-	return "ike/wire: " + where + ": " + e.Reason + " (" + e.Notify.String() + ")"
+	return "wire: " + where + ": " + e.Reason + " (" + e.Notify.String() + ")"
 }
 
 // syntaxErr returns an INVALID_SYNTAX *Error about payload p.

@@ -168,7 +168,7 @@ func AppendPayloads(b []byte, ps []Payload) []byte {
 		b = p.AppendBody(b)
 		n := len(b) - start
 		if n > 0xffff {
-			panic(fmt.Sprintf("ike/wire: %s payload of %d octets does not fit its length field", p.Type(), n))
+			panic(fmt.Sprintf("wire: %s payload of %d octets does not fit its length field", p.Type(), n))
 		}
 		binary.BigEndian.PutUint16(b[start+2:], uint16(n))
 	}

@@ -11,7 +11,7 @@ import (
 	"math"
 	"sync/atomic"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // SKCipher protects the SK (and SKF) payloads sent in one direction of an IKE SA

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // fuzzLeaves are the testdata leaves of each key type: RSA-3072, ECDSA P-256, Ed25519,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes independent_vectors.txt: known answers for the parts of ike/crypto that no
+"""Writes independent_vectors.txt: known answers for the parts of crypto that no
 published vector covers (AES-CBC + HMAC-SHA2 SK payloads, MODP groups 14/15, PSK AUTH,
 NAT detection hashes). Computed with Python's own pow/hmac/hashlib, pyca/cryptography
 (AES-CBC) and mpmath (the RFC 3526 primes from their defining formula), independently

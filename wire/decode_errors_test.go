@@ -96,11 +96,11 @@ func TestMalformedBodies(t *testing.T) {
 
 func TestErrorText(t *testing.T) {
 	_, err := ParseNonce(make([]byte, 15))
-	if got, want := err.Error(), "ike/wire: Nonce payload: nonce is 15 octets, want 16 to 256 (INVALID_SYNTAX)"; got != want {
+	if got, want := err.Error(), "wire: Nonce payload: nonce is 15 octets, want 16 to 256 (INVALID_SYNTAX)"; got != want {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 	_, err = ParseMessage(make([]byte, 10))
-	if got, want := err.Error(), "ike/wire: message: header is 10 octets, want at least 28 (INVALID_SYNTAX)"; got != want {
+	if got, want := err.Error(), "wire: message: header is 10 octets, want at least 28 (INVALID_SYNTAX)"; got != want {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 }

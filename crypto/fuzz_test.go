@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // fuzzCiphers returns one SKCipher per suite with fixed keys, so a corpus entry
