@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
 	"github.com/mobikevpn/mobikevpn/ike/wire"
 	"github.com/mobikevpn/mobikevpn/mobike"
 )
@@ -115,6 +116,9 @@ func TestImportedSAContinues(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.apply(b, acts)
+	if c, _ := ikecrypto.SealCounter(b.e.byID[idB].skOut); c != st.SealCounter || c == 0 {
+		t.Errorf("B's SK IV counter is at %d, A's was at %d", c, st.SealCounter)
+	}
 	if len(b.inbound) != 1 || len(b.outbound) != 1 {
 		t.Fatalf("B installed %d inbound and %d outbound SAs", len(b.inbound), len(b.outbound))
 	}
