@@ -427,8 +427,14 @@ var ErrExchangeInFlight = errors.New("exchange in flight")
 // SA installed and carrying its traffic, no path check in flight; otherwise Export
 // refuses with an error wrapping ErrExchangeInFlight that says what is under way (try
 // again once it is done). The engine must have been created with Config.Exportable if
-// the SA has Child SAs (it keeps their keys only then). The SA stays here, unchanged:
-// once the importer owns it, Forget drops it without telling the peer.
+// the SA has Child SAs (it keeps their keys only then).
+//
+// From then on this engine treats the SA as handed over, so that the importer's IV
+// counter and message IDs are the only ones in use: it seals nothing under the SA's
+// keys, drops the SA's datagrams and runs none of its timers, and a Delete (DeleteAll
+// at shutdown too) only forgets it. Its Child SAs stay in the datapath until Forget,
+// which drops the SA once the importer owns it. Should the hand-over fail, Forget it and
+// Import the same state here again. An SA exported already is not exported again.
 func (e *Engine) Export(now time.Time, id uint64) (SAState, error) {
 	sa := e.byID[id]
 	if sa == nil {
@@ -439,6 +445,9 @@ func (e *Engine) Export(now time.Time, id uint64) (SAState, error) {
 	}
 	if sa.rekeyedTo != nil {
 		return SAState{}, fmt.Errorf("ike: export: IKE SA #%d was rekeyed; its successor is #%d", id, sa.rekeyedTo.id)
+	}
+	if sa.handedOver {
+		return SAState{}, fmt.Errorf("ike: export: IKE SA #%d was exported already", id)
 	}
 	if why := sa.busy(); why != "" {
 		return SAState{}, fmt.Errorf("ike: export: IKE SA #%d: %w: %s", id, ErrExchangeInFlight, why)
@@ -507,6 +516,7 @@ func (e *Engine) Export(now time.Time, id uint64) (SAState, error) {
 	if sa.pool != nil {
 		st.Pool = sa.pool.name
 	}
+	sa.handedOver = true
 	for _, c := range sa.children {
 		st.Children = append(st.Children, ChildSAState{
 			Name:     c.cfg.Name,

@@ -305,6 +305,13 @@ func TestSAStateSecretsRedacted(t *testing.T) {
 func TestImportRefusals(t *testing.T) {
 	n, a, b, _ := clusterPair(t)
 	saA := onlySA(t, a)
+	// Export refuses an SA with an exchange in flight, and says which.
+	a.e.livenessCheck(n.now, saA)
+	n.apply(a, a.e.take())
+	if _, err := a.e.Export(n.now, saA.id); !errors.Is(err, ErrExchangeInFlight) || !strings.Contains(err.Error(), "INFORMATIONAL request (message ID") {
+		t.Errorf("export with a request in flight: %v", err)
+	}
+	n.run(10*time.Second, func() bool { return saA.pending == nil })
 	st, err := a.e.Export(n.now, saA.id)
 	if err != nil {
 		t.Fatal(err)
@@ -355,12 +362,6 @@ func TestImportRefusals(t *testing.T) {
 		t.Errorf("VIP in use: %v", err)
 	}
 
-	// Export refuses an SA with an exchange in flight, and says which.
-	a.e.livenessCheck(n.now, saA)
-	n.apply(a, a.e.take())
-	if _, err := a.e.Export(n.now, saA.id); !errors.Is(err, ErrExchangeInFlight) || !strings.Contains(err.Error(), "INFORMATIONAL request (message ID") {
-		t.Errorf("export with a request in flight: %v", err)
-	}
 	if _, err := a.e.Export(n.now, 999); err == nil || !strings.Contains(err.Error(), "no IKE SA #999") {
 		t.Errorf("export of an unknown SA: %v", err)
 	}
@@ -489,5 +490,64 @@ func TestFuzzStateSeedImports(t *testing.T) {
 	}
 	if !in || !out {
 		t.Errorf("the sequence numbers did not reach the datapath: %v", acts)
+	}
+}
+
+// TestExportHandsOver: after Export the exporter sends nothing under the SA's keys
+// (timers, the peer's requests, commands), so the importer's IV counter and message
+// IDs stay the only ones; a failed hand-over is rolled back by Forget and Import.
+func TestExportHandsOver(t *testing.T) {
+	n, a, _, cl := clusterPair(t)
+	saA, saC := onlySA(t, a), onlySA(t, cl)
+	st, err := a.e.Export(n.now, saA.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := len(a.sent)
+	// The client's liveness check reaches A and is dropped; so are its retransmissions.
+	cl.e.livenessCheck(n.now, saC)
+	n.apply(cl, cl.e.take())
+	n.run(10*time.Second, nil)
+	n.apply(a, a.e.RekeyIKE(n.now, saA.id))
+	n.apply(a, a.e.RekeyChild(n.now, saA.children[0].spiIn))
+	n.run(5*time.Second, nil)
+	if len(a.sent) != sent {
+		t.Fatalf("A sent %d datagrams for an SA it exported", len(a.sent)-sent)
+	}
+	if saC.pending == nil {
+		t.Fatal("the client's liveness check was answered")
+	}
+	if _, err := a.e.Export(n.now, saA.id); err == nil || !strings.Contains(err.Error(), "exported already") {
+		t.Fatalf("exporting again: %v", err)
+	}
+	// The hand-over failed: A takes the SA back from the state.
+	acts, err := a.e.Forget(n.now, saA.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.apply(a, acts)
+	id, acts, err := a.e.Import(n.now, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.apply(a, acts)
+	if !n.run(time.Minute, func() bool { return saC.pending == nil }) {
+		t.Fatal("the client's liveness check was never answered after the roll-back")
+	}
+	if cl.hasEvent(EventDeleted) != nil || !a.e.Established(id) {
+		t.Fatalf("after the roll-back: client events %v", cl.events)
+	}
+	checkChildPair(t, a, cl)
+	// A Delete of an exported SA (here: shutdown) forgets it without a word.
+	if _, err := a.e.Export(n.now, id); err != nil {
+		t.Fatal(err)
+	}
+	for _, act := range a.e.DeleteAll(n.now) {
+		if _, ok := act.(Send); ok {
+			t.Error("deleting an exported SA sent something")
+		}
+	}
+	if len(a.e.Status(n.now)) != 0 || a.e.Deleting() {
+		t.Error("the exported SA was not forgotten at shutdown")
 	}
 }
