@@ -245,3 +245,30 @@ func ZeroSK(c SKCipher) {
 		clear(c.integKey)
 	}
 }
+
+// SealCounter returns the last IV counter an SKCipher's Seal used, for a cipher whose
+// IVs are a counter (AES-GCM, ChaCha20-Poly1305); ok is false for one with random IVs
+// (AES-CBC), which has nothing to carry over. An IKE SA that moves to another engine
+// takes the counter along (ResumeSealCounter), so that no IV repeats under its key.
+func SealCounter(c SKCipher) (last uint64, ok bool) {
+	if a, isAEAD := c.(*aeadSK); isAEAD {
+		return a.ctr.Load(), true
+	}
+	return 0, false
+}
+
+// ResumeSealCounter makes c's next Seal use an IV beyond last: the counter of the
+// engine c's IKE SA came from (SealCounter). It never moves the counter back, and does
+// nothing for a cipher with random IVs.
+func ResumeSealCounter(c SKCipher, last uint64) {
+	a, ok := c.(*aeadSK)
+	if !ok {
+		return
+	}
+	for {
+		v := a.ctr.Load()
+		if v >= last || a.ctr.CompareAndSwap(v, last) {
+			return
+		}
+	}
+}

@@ -423,3 +423,37 @@ func TestZeroSK(t *testing.T) {
 		t.Errorf("integrity key not zeroed: %x", k)
 	}
 }
+
+// An AEAD SK cipher taken over by another engine continues its IV counter; the counter
+// never goes back, and a CBC cipher (random IVs) has none.
+func TestSealCounterResume(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 20)
+	a, err := NewSKCipher(wire.ENCR_AES_GCM_16, 128, wire.AUTH_NONE, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := a.Seal(make([]byte, 8), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, ok := SealCounter(a)
+	if !ok || last != 3 {
+		t.Fatalf("SealCounter = %d, %v; want 3", last, ok)
+	}
+	b, _ := NewSKCipher(wire.ENCR_AES_GCM_16, 128, wire.AUTH_NONE, key, nil)
+	ResumeSealCounter(b, last)
+	ResumeSealCounter(b, 1) // never back
+	msg, err := b.Seal(make([]byte, 8), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iv := msg[8:16]; !bytes.Equal(iv, []byte{0, 0, 0, 0, 0, 0, 0, 4}) {
+		t.Errorf("the resumed cipher's IV is %x, want the one after 3", iv)
+	}
+	c, _ := NewSKCipher(wire.ENCR_AES_CBC, 128, wire.AUTH_HMAC_SHA2_256_128, make([]byte, 16), make([]byte, 32))
+	if _, ok := SealCounter(c); ok {
+		t.Error("a CBC cipher reports an IV counter")
+	}
+	ResumeSealCounter(c, 5) // nothing to do, no panic
+}

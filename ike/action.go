@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"bytes"
 	"net/netip"
 
 	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
@@ -22,6 +23,10 @@ type Send struct {
 // ChildKeys are the keys of one direction of a Child SA.
 type ChildKeys struct {
 	Encr, Integ []byte
+}
+
+func (k ChildKeys) clone() ChildKeys {
+	return ChildKeys{Encr: bytes.Clone(k.Encr), Integ: bytes.Clone(k.Integ)}
 }
 
 // wipe overwrites keys the engine holds and will not hand out any more.
@@ -46,6 +51,10 @@ type InstallInbound struct {
 	Local    netip.AddrPort
 	Remote   netip.AddrPort
 	Limits   ChildLimits // volume limits to report through Engine.ChildVolume
+	// Seq (an SA imported from another engine, Engine.Import) is the highest sequence
+	// number the previous owner authenticated: the replay window starts there. 0: a new
+	// SA.
+	Seq uint64
 }
 
 // InstallOutbound asks for traffic within the selectors to be sent with SPI from Local
@@ -65,6 +74,10 @@ type InstallOutbound struct {
 	Remote    netip.AddrPort
 	Keepalive bool        // a NAT is in front of us: send NAT keepalives
 	Limits    ChildLimits // volume limits to report through Engine.ChildVolume
+	// Seq (an SA imported from another engine, Engine.Import) is the last sequence
+	// number the previous owner used or reserved: the next packet must go beyond it, or
+	// an AEAD nonce repeats under the SA's key. 0: a new SA.
+	Seq uint64
 }
 
 // RemoveInbound asks for inbound SPI to be forgotten.

@@ -63,6 +63,9 @@ type ChildSA struct {
 	outActive  bool
 	outKeys    ChildKeys
 	activateAt time.Time
+	// heldIn and heldOut are copies of its keys kept for Export (Config.Exportable
+	// only), overwritten when it goes.
+	heldIn, heldOut ChildKeys
 
 	// nonces of the exchange that created it, for collisions (RFC 7296 2.8.1).
 	ni, nr []byte
@@ -196,6 +199,9 @@ func (e *Engine) installChild(now time.Time, sa *IKESA, c *ChildSA, k ikecrypto.
 	sa.children = append(sa.children, c)
 	e.spisIn[c.spiIn] = c
 	in, out := childKeys(k, exchInitiator)
+	if e.cfg.Exportable {
+		c.heldIn, c.heldOut = in.clone(), out.clone()
+	}
 	p := e.espPath(sa)
 	c.limits = e.childLimits(c.cfg)
 	e.emit(InstallInbound{
@@ -244,6 +250,8 @@ func (e *Engine) activateOutbound(sa *IKESA, c *ChildSA) {
 func (e *Engine) retireChild(now time.Time, sa *IKESA, c *ChildSA, linger bool) {
 	sa.dropChild(c)
 	c.outKeys.wipe() // never activated: its outbound keys were never handed out
+	c.heldIn.wipe()
+	c.heldOut.wipe()
 	if c.outActive {
 		// A successor waiting for this SA's deletion takes over the flow; without one
 		// the flow ends.

@@ -70,6 +70,12 @@ type Config struct {
 	// protected from the peer (RFC 7296 2.4).
 	InboundActivity func(spi uint32) time.Time
 
+	// Exportable makes the engine keep what Export needs: a copy of each Child SA's
+	// keys, which it otherwise hands to the datapath and forgets (they are overwritten
+	// when the Child SA goes). Set when SAs may move to another engine (a gateway
+	// cluster); fixed at New, Reload keeps it.
+	Exportable bool
+
 	Rand   io.Reader // crypto/rand.Reader unless a test injects another
 	Logger *slog.Logger
 }
@@ -217,7 +223,7 @@ func (c *Config) setDefaults() {
 // SAs keep the configuration they were negotiated with. Pools that keep their name keep
 // their leases.
 func (e *Engine) Reload(cfg Config) error {
-	cfg.Rand, cfg.Logger = e.cfg.Rand, e.cfg.Logger
+	cfg.Rand, cfg.Logger, cfg.Exportable = e.cfg.Rand, e.cfg.Logger, e.cfg.Exportable
 	if cfg.SourceAddr == nil {
 		cfg.SourceAddr = e.cfg.SourceAddr
 	}

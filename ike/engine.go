@@ -210,6 +210,10 @@ func (e *Engine) handleDatagram(now time.Time, local, remote netip.AddrPort, dat
 		e.drop(&e.drops.UnknownSPI, "IKE message for unknown SA", remote, nil)
 		return
 	}
+	if sa.handedOver {
+		e.drop(&e.drops.Unexpected, "IKE message for an SA exported to another engine", remote, nil)
+		return
+	}
 	if len(data) > maxPreauthMessage && !sa.authenticated() {
 		e.drop(&e.drops.TooLarge, "message before authentication larger than the limit", remote, nil)
 		return

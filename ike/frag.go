@@ -54,6 +54,9 @@ func (e *Engine) maxIKEMessage(sa *IKESA) int {
 // sealMessage encodes and protects payloads under header h: one datagram, or several
 // SKF fragments when fragmentation was negotiated and the message is too large.
 func (e *Engine) sealMessage(sa *IKESA, h wire.Header, payloads []wire.Payload) ([][]byte, error) {
+	if sa.handedOver {
+		return nil, errHandedOver
+	}
 	inner := wire.AppendPayloads(nil, payloads)
 	innerNext := wire.PayloadNone
 	if len(payloads) > 0 {

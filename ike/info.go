@@ -153,6 +153,13 @@ func (e *Engine) Deleting() bool {
 // deleteIKESA starts the INFORMATIONAL Delete of an established SA; SAs that are not
 // established yet are just forgotten.
 func (e *Engine) deleteIKESA(now time.Time, sa *IKESA, reason string) {
+	if sa.handedOver {
+		// Exported: the peer's SA lives on where it was imported; here it is only
+		// forgotten.
+		e.log.Info("forgetting an IKE SA exported to another engine", "sa", sa.id, "reason", reason)
+		e.removeSA(now, sa, "")
+		return
+	}
 	switch sa.state {
 	case stateEstablished:
 	case stateDeleting, stateDead:

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"errors"
 	"net/netip"
 	"time"
 
@@ -107,6 +108,10 @@ type IKESA struct {
 	// sentInvalidSyntax: we answered a request of the established SA with
 	// INVALID_SYNTAX, which ends the SA (RFC 7296 2.21.3).
 	sentInvalidSyntax bool
+	// handedOver: Export gave the SA to another engine. Nothing is sealed under its
+	// keys any more, its datagrams are dropped and its timers do not run, until Forget
+	// (see Engine.Export).
+	handedOver bool
 	// pm is the path manager of an established SA: where IKE and ESP go (MOBIKE).
 	pm *mobike.Manager
 	// authLocal/authRemote are the addresses of IKE_AUTH: what "dynamic" traffic
@@ -221,8 +226,14 @@ func (sa *IKESA) header(ex wire.ExchangeType, msgID uint32, response bool) wire.
 	return h
 }
 
+// errHandedOver refuses to seal a message of an SA that Export handed over.
+var errHandedOver = errors.New("the IKE SA was exported to another engine")
+
 // seal encodes payloads into a protected message.
 func (sa *IKESA) seal(h wire.Header, payloads []wire.Payload) ([]byte, error) {
+	if sa.handedOver {
+		return nil, errHandedOver
+	}
 	inner := wire.AppendPayloads(nil, payloads)
 	innerNext := wire.PayloadNone
 	if len(payloads) > 0 {

@@ -21,6 +21,9 @@ func (e *Engine) Tick(now time.Time) []Action {
 			continue // stale entry
 		}
 		sa.wakeAt = time.Time{}
+		if sa.handedOver {
+			continue // exported: its timers run on the engine that imported it
+		}
 		e.onTimer(now, sa)
 		e.charge(sa)
 		if e.byID[sa.id] == sa {

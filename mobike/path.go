@@ -6,7 +6,10 @@ import (
 )
 
 // Path is a pair of outer endpoints: where IKE messages or ESP packets go from and to.
-type Path struct{ Local, Remote netip.AddrPort }
+type Path struct {
+	Local  netip.AddrPort `json:"local"`
+	Remote netip.AddrPort `json:"remote"`
+}
 
 // Valid reports whether both endpoints are set.
 func (p Path) Valid() bool { return p.Local.IsValid() && p.Remote.IsValid() }

@@ -461,6 +461,14 @@ func wipeKeys(k ike.ChildKeys) {
 }
 
 func (d *daemon) installOutbound(a ike.InstallOutbound) {
+	if a.Seq != 0 {
+		// An SA imported from another engine (ike.Engine.Import) must go on beyond the
+		// sequence numbers its previous owner used; the datapath cannot start there yet,
+		// and starting at 1 would repeat AEAD nonces under the SA's key.
+		d.log.Error("not installing an outbound SA that must continue at a sequence number: not supported by the datapath", "spi", fmt.Sprintf("%08x", a.SPI), "seq", a.Seq)
+		wipeKeys(a.Keys)
+		return
+	}
 	out := esp.SAConfig{SPI: a.SPI, Keys: espKeys(a.Suite, a.Keys), ESN: a.Suite.ESN,
 		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS), Limits: espLimits(a.Limits)}
 	if a.Keepalive {
