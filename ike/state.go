@@ -2,420 +2,15 @@ package ike
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
-	"strconv"
 	"time"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
-
-// The SA state: an established IKE SA and its Child SAs as a value that another engine
-// can import and carry on with (the gateway cluster hands SAs between nodes), encoded
-// as versioned JSON. See ARCHITECTURE.md ("SA state") for what it holds and omits.
-
-// SAStateVersion is the version of SAState this engine writes and the only one it
-// reads.
-const SAStateVersion = 1
-
-// Limits of a decoded state, so that a damaged one cannot make Import allocate much.
-const (
-	maxStateChildren  = 1024
-	maxStateResponse  = 256 // fragments of the cached response
-	maxStateSelectors = 64  // traffic selectors per side
-)
-
-// Secret is key material. Formatting it (fmt, any verb), logging it (slog) or
-// marshalling it to JSON shows only its length: only SAState.Encode writes the bytes
-// (base64), so seal an encoded SAState before it leaves the process.
-type Secret []byte
-
-// MarshalJSON redacts: a state or key that reaches a JSON log shows no key.
-func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
-
-func (s Secret) String() string {
-	if s == nil {
-		return "[secret: none]"
-	}
-	return "[secret: " + strconv.Itoa(len(s)) + " bytes]"
-}
-
-// GoString redacts like String.
-func (s Secret) GoString() string { return s.String() }
-
-// Format redacts whatever the verb.
-func (s Secret) Format(f fmt.State, _ rune) { io.WriteString(f, s.String()) }
-
-// LogValue redacts for slog.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-func secret(b []byte) Secret {
-	if b == nil {
-		return nil
-	}
-	return Secret(bytes.Clone(b))
-}
-
-// SAState is everything another engine needs to continue an established IKE SA and
-// its Child SAs: Engine.Export writes it, Engine.Import takes it. Times are absolute
-// (UTC). It holds the SA's keys (Secret, redacted when formatted or logged).
-type SAState struct {
-	Version int    `json:"version"` // SAStateVersion
-	Conn    string `json:"conn"`    // the connection's name; the importer must have it
-	// Exported is when Export wrote it.
-	Exported time.Time `json:"exported"`
-
-	SPIi uint64 `json:"spi_i"`
-	SPIr uint64 `json:"spi_r"`
-	// Initiator: we are this IKE SA's initiator (RFC 7296; a rekey may have swapped it).
-	// OrigInitiator: we are the MOBIKE/R-MOBIKE initiator (of the first IKE SA of the
-	// chain), the client.
-	Initiator     bool `json:"initiator"`
-	OrigInitiator bool `json:"orig_initiator"`
-
-	// Local and Remote are the IKE SA's addresses; AuthLocal and AuthRemote those of
-	// IKE_AUTH (what "dynamic" traffic selectors mean without virtual IPs).
-	Local      netip.AddrPort `json:"local"`
-	Remote     netip.AddrPort `json:"remote"`
-	AuthLocal  netip.AddrPort `json:"auth_local"`
-	AuthRemote netip.AddrPort `json:"auth_remote"`
-
-	Suite IKESuiteState `json:"suite"`
-	Keys  IKEKeysState  `json:"keys"`
-	// SealCounter is the last IV counter our outbound SK payloads used (AEAD suites;
-	// 0 otherwise): the importer continues beyond it, so no IV repeats under SK_e.
-	SealCounter uint64 `json:"seal_counter"`
-	// Ni and Nr are the nonces of the exchange that created the IKE SA (IKE_SA_INIT, or
-	// the CREATE_CHILD_SA that rekeyed its predecessor).
-	Ni []byte `json:"ni"`
-	Nr []byte `json:"nr"`
-
-	LocalID    IDState `json:"local_id"`
-	RemoteID   IDState `json:"remote_id"`
-	LocalAuth  string  `json:"local_auth"`  // the connection's auth methods when exported
-	RemoteAuth string  `json:"remote_auth"` // (psk, pubkey): the importer's must match
-
-	// NATLocal: a NAT is in front of us; NATRemote: in front of the peer (or the peer
-	// forces UDP encapsulation).
-	NATLocal  bool `json:"nat_local"`
-	NATRemote bool `json:"nat_remote"`
-	// Mobike: MOBIKE negotiated; PeerRMobike: the peer (initiator) advertised 'R';
-	// Fragmentation: RFC 7383 negotiated.
-	Mobike        bool `json:"mobike"`
-	PeerRMobike   bool `json:"peer_rmobike"`
-	Fragmentation bool `json:"fragmentation"`
-	// PeerHashes are the peer's SIGNATURE_HASH_ALGORITHMS (nil: it sent none).
-	PeerHashes []uint16 `json:"peer_hashes"`
-
-	// NextRequestID is the message ID of our next request; PeerRequestID the one we
-	// expect on the peer's next request. LastResponse is our response (or its
-	// fragments) to the peer's request PeerRequestID-1, sent again byte for byte when
-	// that request is retransmitted; LastRequestHash is SHA-256 of that request (of
-	// its first fragment), which a copy must match.
-	NextRequestID   uint32   `json:"next_request_id"`
-	PeerRequestID   uint32   `json:"peer_request_id"`
-	LastResponse    [][]byte `json:"last_response"`
-	LastRequestHash []byte   `json:"last_request_hash"`
-
-	// VIPs are the virtual IPs: ours (OrigInitiator) or leased to the peer from Pool.
-	VIPs []netip.Addr `json:"vips"`
-	DNS  []netip.Addr `json:"dns"`
-	Pool string       `json:"pool"`
-
-	Created     time.Time `json:"created"`
-	Established time.Time `json:"established"`
-	LastRecv    time.Time `json:"last_recv"` // the last authenticated message from the peer
-	RekeyAt     time.Time `json:"rekey_at"`  // the IKE SA's rekey (zero: none)
-	DPDAt       time.Time `json:"dpd_at"`    // the next liveness check (zero: none armed)
-
-	// Path is the path manager's durable state.
-	Path mobike.Snapshot `json:"path"`
-
-	Children []ChildSAState `json:"children"`
-}
-
-// IKESuiteState is an IKE SA's negotiated algorithms (IANA transform IDs).
-type IKESuiteState struct {
-	Encr        uint16 `json:"encr"`
-	EncrKeyBits uint16 `json:"encr_key_bits"`
-	Integ       uint16 `json:"integ"`
-	PRF         uint16 `json:"prf"`
-	DH          uint16 `json:"dh"`
-}
-
-// IKEKeysState are an IKE SA's keys (RFC 7296 2.14).
-type IKEKeysState struct {
-	SKd  Secret `json:"sk_d"`
-	SKai Secret `json:"sk_ai"`
-	SKar Secret `json:"sk_ar"`
-	SKei Secret `json:"sk_ei"`
-	SKer Secret `json:"sk_er"`
-	SKpi Secret `json:"sk_pi"`
-	SKpr Secret `json:"sk_pr"`
-}
-
-// IDState is an identity (ID payload type and data).
-type IDState struct {
-	Type uint8  `json:"type"`
-	Data []byte `json:"data"`
-}
-
-// ESPSuiteState is a Child SA's negotiated algorithms.
-type ESPSuiteState struct {
-	Encr        uint16 `json:"encr"`
-	EncrKeyBits uint16 `json:"encr_key_bits"`
-	Integ       uint16 `json:"integ"`
-	DH          uint16 `json:"dh"`
-	ESN         bool   `json:"esn"`
-}
-
-// ChildKeysState are the keys of one direction of a Child SA.
-type ChildKeysState struct {
-	Encr  Secret `json:"encr"`
-	Integ Secret `json:"integ"`
-}
-
-// TSState is a traffic selector.
-type TSState struct {
-	Type      uint8      `json:"type"`
-	Protocol  uint8      `json:"protocol"`
-	StartPort uint16     `json:"start_port"`
-	EndPort   uint16     `json:"end_port"`
-	Start     netip.Addr `json:"start"`
-	End       netip.Addr `json:"end"`
-}
-
-// ChildSAState is one installed Child SA.
-type ChildSAState struct {
-	Name     string         `json:"name"` // its child config's name in the connection
-	SPIIn    uint32         `json:"spi_in"`
-	SPIOut   uint32         `json:"spi_out"`
-	Suite    ESPSuiteState  `json:"suite"`
-	In       ChildKeysState `json:"in"`
-	Out      ChildKeysState `json:"out"`
-	LocalTS  []TSState      `json:"local_ts"`
-	RemoteTS []TSState      `json:"remote_ts"`
-	// Ni and Nr are the nonces of the exchange that created it.
-	Ni      []byte    `json:"ni"`
-	Nr      []byte    `json:"nr"`
-	Created time.Time `json:"created"`
-	RekeyAt time.Time `json:"rekey_at"` // zero: none
-	// Limits are its volume limits (soft ones jittered); Expired says a hard one was
-	// reached and it is being replaced.
-	Limits  LimitsState `json:"limits"`
-	Expired bool        `json:"expired"`
-	// OutSeq and InSeq are the last outbound sequence number used (or reserved) and
-	// the highest inbound one authenticated. The engine does not hold them (the
-	// datapath does): Export leaves them 0 and the caller fills them in from the
-	// datapath's counters or its reservations; Import hands them to the datapath
-	// (InstallOutbound.Seq, InstallInbound.Seq), which must go on beyond them.
-	OutSeq uint64 `json:"out_seq"`
-	InSeq  uint64 `json:"in_seq"`
-}
-
-// LimitsState are a Child SA's volume limits (0: none).
-type LimitsState struct {
-	SoftBytes   uint64 `json:"soft_bytes"`
-	SoftPackets uint64 `json:"soft_packets"`
-	HardBytes   uint64 `json:"hard_bytes"`
-	HardPackets uint64 `json:"hard_packets"`
-}
-
-// String summarises the state without secrets.
-func (s *SAState) String() string {
-	return fmt.Sprintf("IKE SA %016x_i %016x_r conn %s peer %s (%s), %d Child SAs", s.SPIi, s.SPIr, s.Conn,
-		s.RemoteID.String(), s.Remote, len(s.Children))
-}
-
-// LogValue summarises the state for slog, without secrets.
-func (s SAState) LogValue() slog.Value {
-	return slog.GroupValue(slog.Int("version", s.Version), slog.String("conn", s.Conn),
-		slog.String("spi_i", fmt.Sprintf("%016x", s.SPIi)), slog.String("spi_r", fmt.Sprintf("%016x", s.SPIr)),
-		slog.String("peer", s.RemoteID.String()), slog.Int("children", len(s.Children)))
-}
-
-// LogValue summarises a Child SA's state for slog, without secrets.
-func (c ChildSAState) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("name", c.Name), slog.String("spi_in", spiHex(c.SPIIn)),
-		slog.String("spi_out", spiHex(c.SPIOut)))
-}
-
-// String renders the identity as the engine's logs do.
-func (id IDState) String() string {
-	w := wire.ID{IDType: wire.IDType(id.Type), Data: id.Data}
-	return w.String()
-}
-
-// The encoding: SAState with its keys as plain bytes (base64). The fields of these
-// types shadow the embedded ones of the same JSON name (Go's rules for embedded
-// fields), so everything else encodes as SAState declares it.
-type (
-	stateJSON struct {
-		SAState
-		Keys     keysJSON    `json:"keys"`
-		Children []childJSON `json:"children"`
-	}
-	keysJSON struct {
-		SKd  []byte `json:"sk_d"`
-		SKai []byte `json:"sk_ai"`
-		SKar []byte `json:"sk_ar"`
-		SKei []byte `json:"sk_ei"`
-		SKer []byte `json:"sk_er"`
-		SKpi []byte `json:"sk_pi"`
-		SKpr []byte `json:"sk_pr"`
-	}
-	childJSON struct {
-		ChildSAState
-		In  childKeysJSON `json:"in"`
-		Out childKeysJSON `json:"out"`
-	}
-	childKeysJSON struct {
-		Encr  []byte `json:"encr"`
-		Integ []byte `json:"integ"`
-	}
-)
-
-func (k childKeysJSON) state() ChildKeysState {
-	return ChildKeysState{Encr: Secret(k.Encr), Integ: Secret(k.Integ)}
-}
-
-func childKeysOf(k ChildKeysState) childKeysJSON {
-	return childKeysJSON{Encr: k.Encr, Integ: k.Integ}
-}
-
-// Encode returns the state as JSON, keys included: seal the result before it leaves
-// the process.
-func (s *SAState) Encode() ([]byte, error) {
-	if s.Version != SAStateVersion {
-		return nil, fmt.Errorf("ike: SA state version %d, this engine writes version %d", s.Version, SAStateVersion)
-	}
-	j := stateJSON{SAState: *s, Keys: keysJSON{SKd: s.Keys.SKd, SKai: s.Keys.SKai, SKar: s.Keys.SKar,
-		SKei: s.Keys.SKei, SKer: s.Keys.SKer, SKpi: s.Keys.SKpi, SKpr: s.Keys.SKpr}}
-	j.SAState.Children = nil
-	if s.Children != nil {
-		j.Children = make([]childJSON, len(s.Children))
-		for i, c := range s.Children {
-			j.Children[i] = childJSON{ChildSAState: c, In: childKeysOf(c.In), Out: childKeysOf(c.Out)}
-		}
-	}
-	return json.Marshal(&j)
-}
-
-// ErrStateVersion is wrapped by DecodeSAState's error for a state of another version.
-var ErrStateVersion = errors.New("unsupported SA state version")
-
-// DecodeSAState reads a state that Encode wrote. A state of another version, with
-// fields this version does not know, or beyond the limits of a sane one is refused.
-func DecodeSAState(b []byte) (SAState, error) {
-	var v struct {
-		Version *int `json:"version"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return SAState{}, fmt.Errorf("ike: SA state: %w", err)
-	}
-	if v.Version == nil {
-		return SAState{}, errors.New("ike: SA state has no version")
-	}
-	if *v.Version != SAStateVersion {
-		return SAState{}, fmt.Errorf("ike: SA state version %d: %w (this engine reads version %d)", *v.Version, ErrStateVersion, SAStateVersion)
-	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	var j stateJSON
-	if err := d.Decode(&j); err != nil {
-		return SAState{}, fmt.Errorf("ike: SA state: %w", err)
-	}
-	s := j.SAState
-	k := j.Keys
-	s.Keys = IKEKeysState{SKd: k.SKd, SKai: k.SKai, SKar: k.SKar, SKei: k.SKei, SKer: k.SKer, SKpi: k.SKpi, SKpr: k.SKpr}
-	if j.Children != nil {
-		s.Children = make([]ChildSAState, len(j.Children))
-		for i, c := range j.Children {
-			s.Children[i] = c.ChildSAState
-			s.Children[i].In, s.Children[i].Out = c.In.state(), c.Out.state()
-		}
-	}
-	if err := s.check(); err != nil {
-		return SAState{}, err
-	}
-	return s, nil
-}
-
-// check refuses what no engine could have exported: the bounds and the fields every
-// state has. What depends on the importing engine (its configuration, its SPIs, its
-// pools) Import checks.
-func (s *SAState) check() error {
-	switch {
-	case s.Version != SAStateVersion:
-		return fmt.Errorf("ike: SA state version %d: %w (this engine reads version %d)", s.Version, ErrStateVersion, SAStateVersion)
-	case s.Conn == "":
-		return errors.New("ike: SA state names no connection")
-	case s.SPIi == 0 || s.SPIr == 0:
-		return errors.New("ike: SA state has a zero IKE SPI")
-	case len(s.Children) > maxStateChildren:
-		return fmt.Errorf("ike: SA state has %d Child SAs (at most %d)", len(s.Children), maxStateChildren)
-	case len(s.LastResponse) > maxStateResponse:
-		return fmt.Errorf("ike: SA state caches a response of %d fragments (at most %d)", len(s.LastResponse), maxStateResponse)
-	case s.LastResponse != nil && len(s.LastRequestHash) != sha256.Size:
-		return errors.New("ike: SA state caches a response without the hash of its request")
-	case !s.Local.IsValid() || !s.Remote.IsValid() || !s.Path.IKE.Valid() || !s.Path.ESP.Valid():
-		return errors.New("ike: SA state has no path (IKE and ESP addresses)")
-	}
-	for i := range s.Children {
-		c := &s.Children[i]
-		if c.SPIIn <= 255 || c.SPIOut <= 255 {
-			return fmt.Errorf("ike: SA state: Child SA %q has a reserved SPI (in %08x, out %08x)", c.Name, c.SPIIn, c.SPIOut)
-		}
-		if len(c.LocalTS) == 0 || len(c.RemoteTS) == 0 || len(c.LocalTS) > maxStateSelectors || len(c.RemoteTS) > maxStateSelectors {
-			return fmt.Errorf("ike: SA state: Child SA %q has %d local and %d remote traffic selectors", c.Name, len(c.LocalTS), len(c.RemoteTS))
-		}
-		for _, ts := range append(append([]TSState(nil), c.LocalTS...), c.RemoteTS...) {
-			if _, err := ts.selector(); err != nil {
-				return fmt.Errorf("ike: SA state: Child SA %q: %w", c.Name, err)
-			}
-		}
-	}
-	return nil
-}
-
-func tsState(ts []wire.TrafficSelector) []TSState {
-	out := make([]TSState, len(ts))
-	for i, t := range ts {
-		out[i] = TSState{Type: uint8(t.Type), Protocol: t.IPProtocol, StartPort: t.StartPort, EndPort: t.EndPort, Start: t.Start, End: t.End}
-	}
-	return out
-}
-
-func (t TSState) selector() (wire.TrafficSelector, error) {
-	ts := wire.TrafficSelector{Type: wire.TSType(t.Type), IPProtocol: t.Protocol, StartPort: t.StartPort, EndPort: t.EndPort, Start: t.Start, End: t.End}
-	var is4 bool
-	switch ts.Type {
-	case wire.TS_IPV4_ADDR_RANGE:
-		is4 = true
-	case wire.TS_IPV6_ADDR_RANGE:
-	default:
-		return ts, fmt.Errorf("traffic selector of type %d", t.Type)
-	}
-	if !ts.Start.IsValid() || !ts.End.IsValid() || ts.Start.Is4() != is4 || ts.End.Is4() != is4 || ts.End.Less(ts.Start) || ts.EndPort < ts.StartPort {
-		return ts, fmt.Errorf("malformed traffic selector %s-%s ports %d-%d", ts.Start, ts.End, ts.StartPort, ts.EndPort)
-	}
-	return ts, nil
-}
-
-func selectors(ts []TSState) []wire.TrafficSelector {
-	out := make([]wire.TrafficSelector, len(ts))
-	for i, t := range ts {
-		out[i], _ = t.selector() // checked by SAState.check
-	}
-	return out
-}
 
 // ErrExchangeInFlight is wrapped by Export's error for an SA that is in the middle of
 // an exchange.
@@ -436,32 +31,52 @@ var ErrExchangeInFlight = errors.New("exchange in flight")
 // which drops the SA once the importer owns it. Should the hand-over fail, Forget it and
 // Import the same state here again. An SA exported already is not exported again.
 func (e *Engine) Export(now time.Time, id uint64) (SAState, error) {
+	sa, path, err := e.exportable(id)
+	if err != nil {
+		return SAState{}, err
+	}
+	st := sa.exportState(now, path)
+	sa.handedOver = true
+	for _, c := range sa.children {
+		st.Children = append(st.Children, c.exportState())
+	}
+	return st, nil
+}
+
+// exportable finds the IKE SA id and checks that it can be exported (Export's rules);
+// it returns the path manager's snapshot too.
+func (e *Engine) exportable(id uint64) (*IKESA, mobike.Snapshot, error) {
 	sa := e.byID[id]
 	if sa == nil {
-		return SAState{}, fmt.Errorf("ike: export: no IKE SA #%d", id)
+		return nil, mobike.Snapshot{}, fmt.Errorf("ike: export: no IKE SA #%d", id)
 	}
 	if sa.state != stateEstablished {
-		return SAState{}, fmt.Errorf("ike: export: IKE SA #%d is %s, not established", id, sa.state)
+		return nil, mobike.Snapshot{}, fmt.Errorf("ike: export: IKE SA #%d is %s, not established", id, sa.state)
 	}
 	if sa.rekeyedTo != nil {
-		return SAState{}, fmt.Errorf("ike: export: IKE SA #%d was rekeyed; its successor is #%d", id, sa.rekeyedTo.id)
+		return nil, mobike.Snapshot{}, fmt.Errorf("ike: export: IKE SA #%d was rekeyed; its successor is #%d", id, sa.rekeyedTo.id)
 	}
 	if sa.handedOver {
-		return SAState{}, fmt.Errorf("ike: export: IKE SA #%d was exported already", id)
+		return nil, mobike.Snapshot{}, fmt.Errorf("ike: export: IKE SA #%d was exported already", id)
 	}
 	if why := sa.busy(); why != "" {
-		return SAState{}, fmt.Errorf("ike: export: IKE SA #%d: %w: %s", id, ErrExchangeInFlight, why)
+		return nil, mobike.Snapshot{}, fmt.Errorf("ike: export: IKE SA #%d: %w: %s", id, ErrExchangeInFlight, why)
 	}
 	if sa.pm == nil {
-		return SAState{}, fmt.Errorf("ike: export: IKE SA #%d has no path manager", id)
+		return nil, mobike.Snapshot{}, fmt.Errorf("ike: export: IKE SA #%d has no path manager", id)
 	}
 	path, err := sa.pm.Snapshot()
 	if err != nil {
-		return SAState{}, fmt.Errorf("ike: export: IKE SA #%d: %w: the path manager is %s", id, ErrExchangeInFlight, sa.pm.State())
+		return nil, mobike.Snapshot{}, fmt.Errorf("ike: export: IKE SA #%d: %w: the path manager is %s", id, ErrExchangeInFlight, sa.pm.State())
 	}
 	if len(sa.children) > 0 && !e.cfg.Exportable {
-		return SAState{}, fmt.Errorf("ike: export: IKE SA #%d: this engine does not keep Child SA keys (Config.Exportable is off)", id)
+		return nil, mobike.Snapshot{}, fmt.Errorf("ike: export: IKE SA #%d: this engine does not keep Child SA keys (Config.Exportable is off)", id)
 	}
+	return sa, path, nil
+}
+
+// exportState is sa's state (its Child SAs aside) at now.
+func (sa *IKESA) exportState(now time.Time, path mobike.Snapshot) SAState {
 	st := SAState{
 		Version:       SAStateVersion,
 		Conn:          sa.conn.Name,
@@ -516,26 +131,27 @@ func (e *Engine) Export(now time.Time, id uint64) (SAState, error) {
 	if sa.pool != nil {
 		st.Pool = sa.pool.name
 	}
-	sa.handedOver = true
-	for _, c := range sa.children {
-		st.Children = append(st.Children, ChildSAState{
-			Name:     c.cfg.Name,
-			SPIIn:    c.spiIn,
-			SPIOut:   c.spiOut,
-			Suite:    ESPSuiteState{Encr: c.suite.Encr, EncrKeyBits: c.suite.EncrKeyBits, Integ: c.suite.Integ, DH: c.suite.DH, ESN: c.suite.ESN},
-			In:       ChildKeysState{Encr: secret(c.heldIn.Encr), Integ: secret(c.heldIn.Integ)},
-			Out:      ChildKeysState{Encr: secret(c.heldOut.Encr), Integ: secret(c.heldOut.Integ)},
-			LocalTS:  tsState(c.localTS),
-			RemoteTS: tsState(c.remoteTS),
-			Ni:       bytes.Clone(c.ni),
-			Nr:       bytes.Clone(c.nr),
-			Created:  utc(c.created),
-			RekeyAt:  utc(c.rekeyAt),
-			Limits:   LimitsState(c.limits),
-			Expired:  c.expired,
-		})
+	return st
+}
+
+// exportState is c's state, keys included (held when the engine is Exportable).
+func (c *ChildSA) exportState() ChildSAState {
+	return ChildSAState{
+		Name:     c.cfg.Name,
+		SPIIn:    c.spiIn,
+		SPIOut:   c.spiOut,
+		Suite:    ESPSuiteState{Encr: c.suite.Encr, EncrKeyBits: c.suite.EncrKeyBits, Integ: c.suite.Integ, DH: c.suite.DH, ESN: c.suite.ESN},
+		In:       ChildKeysState{Encr: secret(c.heldIn.Encr), Integ: secret(c.heldIn.Integ)},
+		Out:      ChildKeysState{Encr: secret(c.heldOut.Encr), Integ: secret(c.heldOut.Integ)},
+		LocalTS:  tsState(c.localTS),
+		RemoteTS: tsState(c.remoteTS),
+		Ni:       bytes.Clone(c.ni),
+		Nr:       bytes.Clone(c.nr),
+		Created:  utc(c.created),
+		RekeyAt:  utc(c.rekeyAt),
+		Limits:   LimitsState(c.limits),
+		Expired:  c.expired,
 	}
-	return st, nil
 }
 
 // busy says what exchange sa is in the middle of ("": none).
@@ -599,15 +215,46 @@ func utcPath(s mobike.Snapshot) mobike.Snapshot {
 // to someone else here or in no pool of the connection, or whose keys do not fit its
 // suites. It returns the new SA's id with the actions (it differs from the exporter's).
 func (e *Engine) Import(now time.Time, st SAState) (uint64, []Action, error) {
+	pl, err := e.planImport(&st)
+	if err != nil {
+		return 0, nil, err
+	}
+	// Nothing is refused from here on.
+	sa := e.importedSA(&st, pl)
+	e.addSA(sa)
+	e.indexPeer(sa)
+	e.installImported(sa, &st, pl)
+	e.keylogIKE(sa)
+	e.log.Info("IKE SA imported", "conn", pl.conn.Name, "sa", sa.id, "peer", sa.remote, "id", sa.remoteID.String(),
+		"children", len(sa.children), "proposal", sa.suite.String())
+	e.schedule(sa)
+	return sa.id, e.take(), nil
+}
+
+// importPlan is what planImport found acceptable in a state: the connection, the
+// IKE SA's suite, PRF and keys, its Child SAs and the pools of its virtual IPs.
+type importPlan struct {
+	conn     *Conn
+	suite    ikecrypto.IKESuite
+	prf      *ikecrypto.PRF
+	keys     ikecrypto.IKEKeys
+	skI, skR ikecrypto.SKCipher
+	children []*ChildSA
+	leases   []*pool
+}
+
+// planImport checks st against this engine (Import's refusals) and prepares what
+// Import registers, changing nothing.
+func (e *Engine) planImport(st *SAState) (*importPlan, error) {
 	if err := st.check(); err != nil {
-		return 0, nil, fmt.Errorf("ike: import: %w", err)
+		return nil, fmt.Errorf("ike: import: %w", err)
 	}
 	conn := e.conns[st.Conn]
 	if conn == nil {
-		return 0, nil, fmt.Errorf("ike: import: connection %q is not configured here", st.Conn)
+		return nil, fmt.Errorf("ike: import: connection %q is not configured here", st.Conn)
 	}
 	if st.LocalAuth != conn.LocalAuth || st.RemoteAuth != conn.RemoteAuth {
-		return 0, nil, fmt.Errorf("ike: import: connection %q authenticates %s/%s here, the state says %s/%s",
+		return nil, fmt.Errorf("ike: import: connection %q authenticates %s/%s here, the state says %s/%s",
 			st.Conn, conn.LocalAuth, conn.RemoteAuth, st.LocalAuth, st.RemoteAuth)
 	}
 	ourSPI := st.SPIr
@@ -615,12 +262,12 @@ func (e *Engine) Import(now time.Time, st SAState) (uint64, []Action, error) {
 		ourSPI = st.SPIi
 	}
 	if other := e.sas[ourSPI]; other != nil {
-		return 0, nil, fmt.Errorf("ike: import: SPI collision: IKE SPI %016x is in use here (IKE SA #%d)", ourSPI, other.id)
+		return nil, fmt.Errorf("ike: import: SPI collision: IKE SPI %016x is in use here (IKE SA #%d)", ourSPI, other.id)
 	}
 	suite := ikecrypto.IKESuite{Encr: st.Suite.Encr, EncrKeyBits: st.Suite.EncrKeyBits, Integ: st.Suite.Integ, PRF: st.Suite.PRF, DH: st.Suite.DH}
 	prf, keys, skI, skR, err := importIKEKeys(suite, &st.Keys)
 	if err != nil {
-		return 0, nil, fmt.Errorf("ike: import: %w", err)
+		return nil, fmt.Errorf("ike: import: %w", err)
 	}
 	children := make([]*ChildSA, 0, len(st.Children))
 	seen := make(map[uint32]bool)
@@ -628,10 +275,10 @@ func (e *Engine) Import(now time.Time, st SAState) (uint64, []Action, error) {
 		cs := &st.Children[i]
 		c, err := importChild(conn, cs)
 		if err != nil {
-			return 0, nil, fmt.Errorf("ike: import: %w", err)
+			return nil, fmt.Errorf("ike: import: %w", err)
 		}
 		if e.spisIn[cs.SPIIn] != nil || seen[cs.SPIIn] {
-			return 0, nil, fmt.Errorf("ike: import: SPI collision: inbound ESP SPI %08x of Child SA %q is in use here", cs.SPIIn, cs.Name)
+			return nil, fmt.Errorf("ike: import: SPI collision: inbound ESP SPI %08x of Child SA %q is in use here", cs.SPIIn, cs.Name)
 		}
 		seen[cs.SPIIn] = true
 		children = append(children, c)
@@ -649,14 +296,19 @@ func (e *Engine) Import(now time.Time, st SAState) (uint64, []Action, error) {
 			}
 			switch {
 			case in == nil:
-				return 0, nil, fmt.Errorf("ike: import: virtual IP %s is in no pool of connection %q here", a, st.Conn)
+				return nil, fmt.Errorf("ike: import: virtual IP %s is in no pool of connection %q here", a, st.Conn)
 			case in.inUse[a]:
-				return 0, nil, fmt.Errorf("ike: import: virtual IP %s is leased to someone else here", a)
+				return nil, fmt.Errorf("ike: import: virtual IP %s is leased to someone else here", a)
 			}
 			leases = append(leases, in)
 		}
 	}
-	// Nothing is refused from here on.
+	return &importPlan{conn: conn, suite: suite, prf: prf, keys: keys, skI: skI, skR: skR, children: children, leases: leases}, nil
+}
+
+// importedSA builds the IKE SA of st with the parts pl prepared, and its path manager.
+func (e *Engine) importedSA(st *SAState, pl *importPlan) *IKESA {
+	conn, suite, prf, keys, skI, skR := pl.conn, pl.suite, pl.prf, pl.keys, pl.skI, pl.skR
 	sa := &IKESA{
 		conn:          conn,
 		state:         stateEstablished,
@@ -715,8 +367,12 @@ func (e *Engine) Import(now time.Time, st SAState) (uint64, []Action, error) {
 		Rand:        e.rand,
 		Tries:       e.cfg.Retransmit.Tries,
 	}, st.Path)
-	e.addSA(sa)
-	e.indexPeer(sa)
+	return sa
+}
+
+// installImported leases the imported SA's virtual IPs and installs its Child SAs.
+func (e *Engine) installImported(sa *IKESA, st *SAState, pl *importPlan) {
+	leases, children := pl.leases, pl.children
 	if len(st.VIPs) > 0 {
 		sa.vips = append([]netip.Addr(nil), st.VIPs...)
 		sa.vipDNS = append([]netip.Addr(nil), st.DNS...)
@@ -754,11 +410,6 @@ func (e *Engine) Import(now time.Time, st SAState) (uint64, []Action, error) {
 		})
 		c.outActive = true
 	}
-	e.keylogIKE(sa)
-	e.log.Info("IKE SA imported", "conn", conn.Name, "sa", sa.id, "peer", sa.remote, "id", sa.remoteID.String(),
-		"children", len(sa.children), "proposal", sa.suite.String())
-	e.schedule(sa)
-	return sa.id, e.take(), nil
 }
 
 // importIKEKeys checks an imported IKE SA's keys against its suite and makes its PRF
