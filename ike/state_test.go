@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	ikecrypto "github.com/mobikevpn/mobikevpn/ike/crypto"
-	"github.com/mobikevpn/mobikevpn/ike/wire"
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 // Tests of the SA state: an established IKE SA exported from one gateway engine (A)
