@@ -10,53 +10,28 @@ import (
 // dropReason says why a packet was not delivered.
 type dropReason uint8
 
+//go:generate stringer -type=dropReason -linecomment
+
 const (
-	dropNone dropReason = iota
-	dropMalformed
-	dropUnknownSPI
-	dropAuth
-	dropReplay
-	dropTrailer
-	dropDummy
-	dropSelector
-	dropNoPolicy
-	dropSeqExhausted
-	dropTruncated
-	dropTooBig
-	dropSend
-	dropTUNWrite
-	dropTUNRead
-	dropRead
-	dropNoIKEHandler
+	dropNone         dropReason = iota // none
+	dropMalformed                      // malformed
+	dropUnknownSPI                     // unknown SPI
+	dropAuth                           // authentication failed
+	dropReplay                         // replay
+	dropTrailer                        // bad trailer
+	dropDummy                          // dummy packet
+	dropSelector                       // outside traffic selectors
+	dropNoPolicy                       // no policy
+	dropSeqExhausted                   // sequence numbers exhausted
+	dropTruncated                      // truncated
+	dropTooBig                         // too big
+	dropSend                           // send error
+	dropTUNWrite                       // TUN write error
+	dropTUNRead                        // TUN read error
+	dropRead                           // socket read error
+	dropNoIKEHandler                   // no IKE handler
 	numDropReasons
 )
-
-var dropNames = [numDropReasons]string{
-	dropNone:         "none",
-	dropMalformed:    "malformed",
-	dropUnknownSPI:   "unknown SPI",
-	dropAuth:         "authentication failed",
-	dropReplay:       "replay",
-	dropTrailer:      "bad trailer",
-	dropDummy:        "dummy packet",
-	dropSelector:     "outside traffic selectors",
-	dropNoPolicy:     "no policy",
-	dropSeqExhausted: "sequence numbers exhausted",
-	dropTruncated:    "truncated",
-	dropTooBig:       "too big",
-	dropSend:         "send error",
-	dropTUNWrite:     "TUN write error",
-	dropTUNRead:      "TUN read error",
-	dropRead:         "socket read error",
-	dropNoIKEHandler: "no IKE handler",
-}
-
-func (r dropReason) String() string {
-	if r < numDropReasons {
-		return dropNames[r]
-	}
-	return "unknown"
-}
 
 // DropCounters counts packets the datapath did not deliver, by reason.
 type DropCounters struct {

@@ -14,27 +14,14 @@ import (
 //	traffic; it waits for its Delete) -> removed
 type childState int
 
-const (
-	childInstalled childState = iota + 1
-	childRekeying
-	childRekeyed
-	childDeleting
-)
+//go:generate stringer -type=childState -linecomment
 
-func (s childState) String() string {
-	//exhaustive:enforce
-	switch s {
-	case childInstalled:
-		return "installed"
-	case childRekeying:
-		return "rekeying"
-	case childRekeyed:
-		return "rekeyed"
-	case childDeleting:
-		return "deleting"
-	}
-	return "unknown"
-}
+const (
+	childInstalled childState = iota + 1 // installed
+	childRekeying                        // rekeying
+	childRekeyed                         // rekeyed
+	childDeleting                        // deleting
+)
 
 // lingerGrace is how long the inbound half of a replaced Child SA keeps accepting
 // packets that were already in flight (strongSwan's delete_rekeyed_delay is 5 s).

@@ -16,33 +16,16 @@ import (
 //	responder: initDone (half-open) -> established -> deleting -> (removed)
 type saState int
 
-const (
-	stateInitSent saState = iota + 1
-	stateAuthSent
-	stateInitDone
-	stateEstablished
-	stateDeleting
-	stateDead
-)
+//go:generate stringer -type=saState -linecomment
 
-func (s saState) String() string {
-	//exhaustive:enforce
-	switch s {
-	case stateInitSent:
-		return "connecting"
-	case stateAuthSent:
-		return "authenticating"
-	case stateInitDone:
-		return "half-open"
-	case stateEstablished:
-		return "established"
-	case stateDeleting:
-		return "deleting"
-	case stateDead:
-		return "dead"
-	}
-	return "unknown"
-}
+const (
+	stateInitSent    saState = iota + 1 // connecting
+	stateAuthSent                       // authenticating
+	stateInitDone                       // half-open
+	stateEstablished                    // established
+	stateDeleting                       // deleting
+	stateDead                           // dead
+)
 
 // IKESA is one IKE SA and its Child SAs.
 type IKESA struct {
