@@ -65,6 +65,19 @@ func helperMain(role string, args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		// Half-close and wait for the sink's own close, which comes once it has read
+		// everything: a socket closed with data still unacknowledged is an orphan to
+		// the kernel, which gives up on it after far fewer retransmissions
+		// (tcp_orphan_retries) and resets the connection; under 30% loss that
+		// happened (the sink read "connection reset by peer").
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		c.Close()
 		fmt.Printf("sent %d %s %.3f\n", n, hex.EncodeToString(h.Sum(nil)), time.Since(start).Seconds())
 		return 0
