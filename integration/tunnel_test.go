@@ -142,7 +142,15 @@ func (l *tunnelLab) up(cl, gw *proc) time.Duration {
 	out, err := exec.Command(binary(t), "up", "home", "--control", l.clSock).CombinedOutput()
 	took := time.Since(start)
 	if err != nil {
-		t.Fatalf("mobikevpn up home: %v\n%s\nclient log:\n%s\ngateway log:\n%s", err, out, cl.output(), gw.output())
+		// The drop counters say what neither log shows (IKE_SA_INIT retransmissions and
+		// their cached answers are not logged).
+		var drops []string
+		for _, side := range []struct{ name, sock string }{{"client", l.clSock}, {"gateway", l.gwSock}} {
+			if st := status(t, side.sock); st != nil {
+				drops = append(drops, fmt.Sprintf("%s drops: %v", side.name, st.Drops))
+			}
+		}
+		t.Fatalf("mobikevpn up home: %v\n%s\n%s\nclient log:\n%s\ngateway log:\n%s", err, out, strings.Join(drops, "\n"), cl.output(), gw.output())
 	}
 	return took
 }
