@@ -117,12 +117,13 @@ func (e *Engine) retransmit(now time.Time, sa *IKESA, r *request) bool {
 				return true
 			}
 		}
-		e.log.Info("peer not responding", "sa", sa.id, "conn", sa.conn.Name, "peer", sa.remote, "exchange", r.exchange.String())
+		e.log.Info("peer not responding", "sa", sa.id, "conn", sa.conn.Name, "peer", sa.remote, "exchange", r.exchange.String(), "retransmissions", r.tries)
 		e.peerDead(now, sa)
 		return false
 	}
 	r.tries++
 	r.nextAt = now.Add(e.retransmitDelay(r.tries))
+	e.log.Debug("retransmitting", "sa", sa.id, "exchange", r.exchange.String(), "msgid", r.msgID, "try", r.tries)
 	var probes []mobike.Path
 	var ds []mobike.Decision
 	if sa.pm != nil && sa.state == stateEstablished {

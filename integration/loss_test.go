@@ -14,7 +14,12 @@ func TestUnderLoss(t *testing.T) {
 	for _, pct := range []int{10, 30} {
 		t.Run(fmt.Sprintf("%d%%", pct), func(t *testing.T) {
 			clExtra := "    dpd_delay: 2s\n    rekey_time: 20s\n"
-			top := "retransmit: { timeout: 300ms, tries: 10, base: 1.3 }\n"
+			// An exchange fails when every copy of the request or its answer is lost:
+			// at 30% each way a round trip fails with 1-0.7*0.7 = 0.51, and with 10
+			// retransmissions an exchange with 0.51^11 = 6e-4 (over the ~25 exchanges of
+			// a run, one run in 70 failed; one did, its IKE_SA_INIT never answered in
+			// time). 30 retransmissions 400 ms apart: 0.51^31 = 9e-10, 12.4 s each.
+			top := "retransmit: { timeout: 400ms, tries: 30, base: 1 }\n"
 			l := newTunnelLab(t)
 			l.link(l.cl, "eth1", []string{"192.0.2.138/25"}, l.rt, "eth2", []string{"192.0.2.129/25"})
 			l.exec(l.cl, "ip", "route", "add", "default", "via", "192.0.2.129", "metric", "100")
