@@ -374,8 +374,7 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 // initiatorAuthFailed tells the responder that its authentication failed and forgets
 // the SA (RFC 7296 2.21.2).
 func (e *Engine) initiatorAuthFailed(now time.Time, sa *IKESA) {
-	msgID := sa.nextReqID
-	sa.nextReqID++
+	msgID := sa.win.allocID()
 	data, err := sa.seal(sa.header(wire.INFORMATIONAL, msgID, false), []wire.Payload{&wire.Notify{NotifyType: wire.AUTHENTICATION_FAILED}})
 	if err == nil {
 		e.emit(Send{Local: sa.local, Remote: sa.remote, Data: data})

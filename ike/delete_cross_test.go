@@ -130,7 +130,7 @@ func gwLiveness(t *testing.T, n *testNet, gw, cl *endpoint) uint64 {
 	if !n.run(time.Minute, func() bool { return len(n.inflight) > 0 }) {
 		t.Fatal("no liveness check")
 	}
-	if p := onlySA(t, gw).pending; p == nil || p.kind != reqDPD || len(n.inflight) != 1 {
+	if p := onlySA(t, gw).win.pending; p == nil || p.kind != reqDPD || len(n.inflight) != 1 {
 		t.Fatalf("in flight: %s", n.describe())
 	}
 	return onlySA(t, cl).id

@@ -40,7 +40,7 @@ type deletedSA struct {
 // keepDeleted keeps the answer sa just sent to the peer's Delete (request msgID, from
 // remote), before sa is removed.
 func (e *Engine) keepDeleted(now time.Time, sa *IKESA, msgID uint32, remote netip.AddrPort) {
-	if sa.lastResp == nil {
+	if sa.win.lastResp == nil {
 		return
 	}
 	e.expireDeleted(now)
@@ -50,7 +50,7 @@ func (e *Engine) keepDeleted(now time.Time, sa *IKESA, msgID uint32, remote neti
 	if e.deleted == nil {
 		e.deleted = make(map[uint64]*deletedSA)
 	}
-	d := &deletedSA{spiI: sa.spiI, spiR: sa.spiR, msgID: msgID, reqHash: sa.lastReqHash, resp: sa.lastResp,
+	d := &deletedSA{spiI: sa.spiI, spiR: sa.spiR, msgID: msgID, reqHash: sa.win.lastReqHash, resp: sa.win.lastResp,
 		from: remote, until: now.Add(deletedSALife)}
 	spi := sa.localSPI()
 	e.deleted[spi] = d

@@ -3,7 +3,6 @@ package ike
 import (
 	"net/netip"
 	"time"
-	"unsafe"
 )
 
 // Before authentication: what a peer can make us hold (messages, fragments) and
@@ -28,13 +27,7 @@ func (sa *IKESA) preauthHeld() int {
 	for _, c := range sa.initCopies {
 		n += len(c.data)
 	}
-	for _, f := range sa.frags {
-		if f != nil {
-			// The fragments, and the table of their slots (a slice header each).
-			n += f.size + cap(f.parts)*int(unsafe.Sizeof([]byte(nil)))
-		}
-	}
-	return n
+	return n + sa.win.fragBytes()
 }
 
 // charge brings Engine.preauth up to date with what sa holds now.
@@ -49,55 +42,6 @@ func (e *Engine) charge(sa *IKESA) {
 
 // PreauthBytes is what SAs that are not authenticated hold, in bytes.
 func (e *Engine) PreauthBytes() int { return e.preauth }
-
-// replayAllowed rate-limits answers to copies of an answered request (cached
-// responses), so that the cache cannot be used as a reflector: at most one answer per
-// source every replayInterval, and at most replayBurst answers per SA in any second to
-// sources other than the SA's peer. The peer's own address is not in that budget, so
-// that copies spoofed from elsewhere cannot keep its retransmissions unanswered (what
-// goes to the peer is what it asked for, at most four times a second).
-func (e *Engine) replayAllowed(now time.Time, sa *IKESA, to netip.AddrPort) bool {
-	oldest := -1
-	for i, r := range sa.replays {
-		if r.to == to && now.Sub(r.at) < replayInterval {
-			return false
-		}
-		if oldest < 0 || r.at.Before(sa.replays[oldest].at) {
-			oldest = i
-		}
-	}
-	peer := to == sa.remote
-	if !peer {
-		// The budget: replayBurst answers in any second, a ring of their times.
-		if sa.replayTimes == nil {
-			sa.replayTimes = new([replayBurst]time.Time) // only once copies come from elsewhere
-		}
-		last := sa.replayTimes[sa.replayNext]
-		if !last.IsZero() && now.Sub(last) < time.Second {
-			return false
-		}
-		sa.replayTimes[sa.replayNext] = now
-		sa.replayNext = (sa.replayNext + 1) % replayBurst
-	}
-	for i := range sa.replays {
-		if sa.replays[i].to == to {
-			sa.replays[i].at = now
-			return true
-		}
-	}
-	if len(sa.replays) < maxReplaySources {
-		sa.replays = append(sa.replays, replayStamp{to: to, at: now})
-	} else {
-		sa.replays[oldest] = replayStamp{to: to, at: now}
-	}
-	return true
-}
-
-const (
-	replayInterval   = 250 * time.Millisecond
-	replayBurst      = 10
-	maxReplaySources = 16
-)
 
 type replayStamp struct {
 	to netip.AddrPort

@@ -125,48 +125,14 @@ func (e *Engine) openMessage(sa *IKESA, data []byte, m *wire.Message, response b
 	if err != nil {
 		return nil, false, skf.Number, err
 	}
-	idx := 0
-	if response {
-		idx = 1
-	}
-	fb := sa.frags[idx]
-	switch {
-	case fb == nil || fb.msgID != m.Header.MessageID || skf.Total > fb.total:
-		// A new message, or the sender refragmented it smaller (PMTU probing, RFC 7383
-		// 2.6): start over.
-		fb = &fragBuffer{msgID: m.Header.MessageID, total: skf.Total, parts: make([][]byte, skf.Total)}
-		sa.frags[idx] = fb
-	case skf.Total < fb.total:
-		return nil, false, skf.Number, errFragmentsLost
-	}
-	if fb.parts[skf.Number-1] != nil {
-		return nil, false, skf.Number, nil // duplicate
-	}
-	limit := maxReassembly
+	limit, room := maxReassembly, -1
 	if !sa.authenticated() {
-		limit = maxPreauthMessage
-		if e.preauth+len(plain) > e.cfg.PreauthMemory {
-			return nil, false, skf.Number, errPreauthMemory
-		}
+		limit, room = maxPreauthMessage, max(e.cfg.PreauthMemory-e.preauth, 0)
 	}
-	if fb.size+len(plain) > limit {
-		sa.frags[idx] = nil
-		return nil, false, skf.Number, errTooLarge
+	whole, first, err := sa.win.addFragment(response, m.Header.MessageID, skf, plain, limit, room)
+	if whole == nil || err != nil {
+		return nil, false, skf.Number, err
 	}
-	fb.parts[skf.Number-1] = plain
-	fb.size += len(plain)
-	fb.got++
-	if skf.Number == 1 {
-		fb.innerNext = skf.InnerNext
-	}
-	if fb.got < int(fb.total) {
-		return nil, false, skf.Number, nil
-	}
-	sa.frags[idx] = nil
-	whole := make([]byte, 0, fb.size)
-	for _, p := range fb.parts {
-		whole = append(whole, p...)
-	}
-	ps, err := wire.ParsePayloads(fb.innerNext, whole)
+	ps, err := wire.ParsePayloads(first, whole)
 	return ps, err == nil, skf.Number, err
 }

@@ -78,7 +78,7 @@ func FuzzAuthenticatedRequest(f *testing.F) {
 			n = nil
 			return
 		}
-		h := csa.header(wire.ExchangeType(34+ex%4), gsa.peerReqID, false)
+		h := csa.header(wire.ExchangeType(34+ex%4), gsa.win.peerReqID, false)
 		bodyLen := csa.skOut.SealedLen(len(body))
 		data := wire.AppendSKHeader(nil, h, wire.PayloadType(first), bodyLen)
 		data, err := csa.skOut.Seal(data, body)

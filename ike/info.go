@@ -170,11 +170,11 @@ func (e *Engine) deleteIKESA(now time.Time, sa *IKESA, reason string) {
 	}
 	sa.state = stateDeleting
 	// Nothing else goes out on this SA any more.
-	sa.queue = nil
-	if sa.pending != nil {
+	sa.win.queue = nil
+	if sa.win.pending != nil {
 		// The window is busy; the Delete waits for it, but with no retransmissions of
 		// the old request beyond the usual.
-		sa.queue = append(sa.queue, e.deleteRequest(reason))
+		sa.win.queue = append(sa.win.queue, e.deleteRequest(reason))
 		return
 	}
 	e.queueRequest(now, sa, e.deleteRequest(reason))

@@ -141,7 +141,7 @@ func (e *Engine) sendInit(now time.Time, sa *IKESA, group uint16) error {
 	}
 	data := e.initMessage(sa, sa.local, sa.remote)
 	sa.initCopies = []initCopy{{local: sa.local, remote: sa.remote, data: data}}
-	sa.nextReqID = 1
+	sa.win.nextReqID = 1
 	sa.initTried++
 	e.transmit(now, sa, &request{exchange: wire.IKE_SA_INIT, msgID: 0, data: [][]byte{data}, kind: reqInit})
 	return nil
@@ -316,7 +316,7 @@ func (e *Engine) initRetransmission(now time.Time, sa *IKESA, local, remote neti
 		e.drop(&e.drops.Unexpected, "IKE_SA_INIT duplicate for an existing SA", remote, nil)
 		return
 	}
-	if !e.replayAllowed(now, sa, remote) {
+	if !sa.win.replayAllowed(now, remote, sa.remote) {
 		e.drop(&e.drops.ReplayLimited, "IKE_SA_INIT copy beyond the replay rate", remote, nil)
 		return
 	}
@@ -462,7 +462,7 @@ func (e *Engine) newHalfOpen(now time.Time, in *initRequestIn, ch initChoice) {
 	rm := wire.Message{Header: sa.header(wire.IKE_SA_INIT, 0, true), Payloads: payloads}
 	e.logMessage("sending", sa, rm.Header, local, remote, payloads)
 	sa.initResp = rm.Append(nil)
-	sa.peerReqID = 1
+	sa.win.peerReqID = 1
 	sa.halfOpenExpire = now.Add(e.cfg.HalfOpenTimeout)
 	e.addSA(sa)
 	e.initIndex[in.key] = sa
@@ -663,7 +663,7 @@ func (e *Engine) initDone(now time.Time, sa *IKESA, local, remote netip.AddrPort
 			sa.peerHashes = []uint16{}
 		}
 	}
-	sa.pending = nil
+	sa.win.pending = nil
 	sa.lastRecv = now
 	// Float to the NAT-T port (RFC 7296 2.23): we always do, since ESP only ever runs
 	// in UDP here and MOBIKE wants IKE and ESP on the same port.

@@ -146,7 +146,7 @@ func (e *Engine) applyPath(now time.Time, sa *IKESA, ds []mobike.Decision, reply
 		switch d := d.(type) {
 		case mobike.SetIKEPath:
 			sa.local, sa.remote = d.Path.Local, d.Path.Remote
-			if r := sa.pending; d.Resend && r != nil && r.data != nil {
+			if r := sa.win.pending; d.Resend && r != nil && r.data != nil {
 				// Outstanding requests continue retransmitting on the new path (RFC
 				// 4555 3.5): a copy goes there now; the count and the schedule stay,
 				// so that moves do not keep a dead peer alive.
@@ -222,7 +222,7 @@ func (e *Engine) queueCheck(now time.Time, sa *IKESA, c *mobike.Check) {
 		payloads = append([]wire.Payload{&wire.Notify{NotifyType: wire.UPDATE_SA_ADDRESSES}}, e.natDetection(sa, c.Path.Local, c.Path.Remote)...)
 		payloads = append(payloads, &wire.Notify{NotifyType: wire.COOKIE2, Data: c.Cookie2})
 	}
-	sa.queue = slices.DeleteFunc(sa.queue, func(r *request) bool { return r.kind == kind })
+	sa.win.unqueue(kind)
 	e.queueRequest(now, sa, &request{exchange: wire.INFORMATIONAL, payloads: payloads, kind: kind, check: c})
 }
 
@@ -363,7 +363,7 @@ func (e *Engine) mobikeRequest(now time.Time, sa *IKESA, at mobike.Path, m *wire
 // (draft-smyslov-ipsecme-ikev2-r-mobike 4.2), replacing a switch request that has not
 // gone out yet. Nothing changes until its UPDATE_SA_ADDRESSES arrives there.
 func (e *Engine) queueSwitch(now time.Time, sa *IKESA, to netip.Addr) {
-	sa.queue = slices.DeleteFunc(sa.queue, func(r *request) bool { return r.kind == reqSwitch })
+	sa.win.unqueue(reqSwitch)
 	e.queueRequest(now, sa, &request{
 		exchange: wire.INFORMATIONAL,
 		payloads: []wire.Payload{wire.NewAddressNotify(switchNotify(sa.conn), to)},
@@ -373,13 +373,8 @@ func (e *Engine) queueSwitch(now time.Time, sa *IKESA, to netip.Addr) {
 
 // livenessCheck queues an empty INFORMATIONAL (DPD) unless one is on its way.
 func (e *Engine) livenessCheck(now time.Time, sa *IKESA) {
-	if sa.pending != nil && sa.pending.kind == reqDPD {
+	if sa.win.has(reqDPD) {
 		return
-	}
-	for _, r := range sa.queue {
-		if r.kind == reqDPD {
-			return
-		}
 	}
 	e.queueRequest(now, sa, e.dpdRequest(sa))
 }

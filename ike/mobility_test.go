@@ -41,8 +41,8 @@ func onlySA(t *testing.T, ep *endpoint) *IKESA {
 func (n *testNet) inject(ep *endpoint, src, dst netip.AddrPort, ex wire.ExchangeType, ps ...wire.Payload) {
 	n.t.Helper()
 	sa := onlySA(n.t, ep)
-	h := sa.header(ex, sa.nextReqID, false)
-	sa.nextReqID++
+	h := sa.header(ex, sa.win.nextReqID, false)
+	sa.win.nextReqID++
 	data, err := sa.seal(h, ps)
 	if err != nil {
 		n.t.Fatal(err)
@@ -220,7 +220,7 @@ func TestReturnRoutabilityReplyFromElsewhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	csa.peerReqID = m.Header.MessageID + 1
+	csa.win.peerReqID = m.Header.MessageID + 1
 	n.inflight = append(n.inflight, datagram{from: clientAP, to: chk.from, data: data})
 	n.flush()
 	if gsa := onlySA(t, gw); gsa.pm.Verified(victim) {

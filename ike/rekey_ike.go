@@ -30,7 +30,7 @@ func (e *Engine) rekeyIKE(now time.Time, sa *IKESA, group uint16) {
 		return
 	}
 	// RFC 7296 2.25.1: not while a Child SA of ours is being created, rekeyed or closed.
-	if sa.pending != nil && sa.pending.kind != reqDPD || len(sa.queue) > 0 {
+	if sa.win.pending != nil && sa.win.pending.kind != reqDPD || len(sa.win.queue) > 0 {
 		sa.rekeyAt = now.Add(time.Second)
 		return
 	}
@@ -143,7 +143,7 @@ func (e *Engine) rekeyIKEDone(now time.Time, sa *IKESA, spi uint64, ni []byte, k
 // respondRekeyIKE answers the peer's request to rekey sa.
 func (e *Engine) respondRekeyIKE(now time.Time, sa *IKESA, reply func(...wire.Payload), m *wire.Message) {
 	// 2.25.1: not while we create, rekey or close a Child SA of it.
-	if p := sa.pending; p != nil && (p.kind == reqRekeyChild || p.kind == reqCreateChild || p.kind == reqDeleteChild) {
+	if p := sa.win.pending; p != nil && (p.kind == reqRekeyChild || p.kind == reqCreateChild || p.kind == reqDeleteChild) {
 		reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
 		return
 	}
@@ -239,8 +239,7 @@ func (e *Engine) newRekeyedSA(sa *IKESA, suite ikecrypto.IKESuite, weInitiated b
 		created:       sa.created,
 		estab:         sa.estab,
 		lastRecv:      sa.lastRecv,
-		nextReqID:     0,
-		peerReqID:     0,
+		// A new IKE SA starts its message IDs at 0 both ways (the zero window).
 	}
 	skeyseed := sa.prf.RekeySKEYSEED(sa.keys.SKd, gir, ni, nr)
 	prf, err := ikecrypto.NewPRF(suite.PRF)
@@ -316,17 +315,17 @@ func (e *Engine) inherit(now time.Time, old, ns *IKESA) {
 // old stays: its liveness check, Delete and rekey, and the path manager's checks,
 // whose NAT detection hashes old's SPIs (Rekeyed asks for them again on ns).
 func (e *Engine) moveQueue(now time.Time, old, ns *IKESA) {
-	kept := old.queue[:0]
-	for _, r := range old.queue {
+	kept := old.win.queue[:0]
+	for _, r := range old.win.queue {
 		//exhaustive:enforce
 		switch r.kind {
 		case reqRekeyChild, reqCreateChild, reqDeleteChild, reqNotify, reqSwitch:
-			ns.queue = append(ns.queue, r)
+			ns.win.queue = append(ns.win.queue, r)
 		case reqInit, reqAuth, reqDPD, reqDelete, reqRekeyIKE, reqUpdate, reqCheck:
 			kept = append(kept, r)
 		}
 	}
-	clear(old.queue[len(kept):])
-	old.queue = kept
+	clear(old.win.queue[len(kept):])
+	old.win.queue = kept
 	e.startNext(now, ns)
 }

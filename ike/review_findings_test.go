@@ -424,7 +424,7 @@ func TestUnactivatedOutboundKeysWiped(t *testing.T) {
 // fragments' bytes.
 func TestPreauthCountsFragmentSlots(t *testing.T) {
 	sa := &IKESA{state: stateInitDone}
-	sa.frags[0] = &fragBuffer{total: 128, parts: make([][]byte, 128), size: 100}
+	sa.win.frags[0] = &fragBuffer{total: 128, parts: make([][]byte, 128), size: 100}
 	if got, want := sa.preauthHeld(), 100+128*24; got < want {
 		t.Errorf("a buffer of 128 fragment slots and 100 bytes counts %d bytes, want at least %d", got, want)
 	}

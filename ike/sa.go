@@ -67,13 +67,6 @@ type IKESA struct {
 	provedCookie bool
 	// charged is what Engine.preauth counts for this SA.
 	charged int
-	// replays are the recent answers to copies of answered requests, per source;
-	// replayTimes the times of the last replayBurst answers to sources other than
-	// the peer, a ring (replayNext is the oldest).
-	replays     []replayStamp
-	replayTimes *[replayBurst]time.Time
-	replayNext  int
-
 	// natLocal: the peer saw another address than ours, a NAT is in front of us.
 	// natRemote: the peer's address is not what it says, a NAT in front of it, or a
 	// peer that forces UDP encapsulation with a NAT_DETECTION_SOURCE_IP that cannot
@@ -113,18 +106,11 @@ type IKESA struct {
 	created time.Time
 	estab   time.Time
 
-	// Message IDs: our next request's, and the peer's next expected request.
-	nextReqID    uint32
-	peerReqID    uint32
-	pending      *request   // our outstanding request
-	queue        []*request // requests waiting for the window
-	lastResp     [][]byte   // cached response (or its fragments) to the peer's request peerReqID-1
-	lastReqHash  [32]byte   // SHA-256 of the request lastResp answers (its first fragment)
-	reqFrag1Hash [32]byte   // SHA-256 of the first fragment of the request being reassembled
+	// win is the message-ID window: requests both ways, the cached answer, fragments.
+	win window
 
-	peerHashes []uint16       // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427); nil: not sent
-	frags      [2]*fragBuffer // reassembly: [0] requests, [1] responses
-	lastRecv   time.Time      // any authenticated message from the peer
+	peerHashes []uint16  // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427); nil: not sent
+	lastRecv   time.Time // any authenticated message from the peer
 
 	children []*ChildSA
 	// firstChild is the Child SA negotiated in IKE_AUTH (initiator: its config).

@@ -104,8 +104,8 @@ func (sa *IKESA) exportState(now time.Time, path mobike.Snapshot) SAState {
 		Mobike:        sa.mobike,
 		PeerRMobike:   sa.peerRMobike,
 		Fragmentation: sa.fragment,
-		NextRequestID: sa.nextReqID,
-		PeerRequestID: sa.peerReqID,
+		NextRequestID: sa.win.nextReqID,
+		PeerRequestID: sa.win.peerReqID,
 		VIPs:          append([]netip.Addr(nil), sa.vips...),
 		DNS:           append([]netip.Addr(nil), sa.vipDNS...),
 		Created:       utc(sa.created),
@@ -121,12 +121,12 @@ func (sa *IKESA) exportState(now time.Time, path mobike.Snapshot) SAState {
 	if c, ok := ikecrypto.SealCounter(sa.skOut); ok {
 		st.SealCounter = c
 	}
-	if sa.lastResp != nil {
-		st.LastResponse = make([][]byte, len(sa.lastResp))
-		for i, d := range sa.lastResp {
+	if sa.win.lastResp != nil {
+		st.LastResponse = make([][]byte, len(sa.win.lastResp))
+		for i, d := range sa.win.lastResp {
 			st.LastResponse[i] = bytes.Clone(d)
 		}
-		st.LastRequestHash = bytes.Clone(sa.lastReqHash[:])
+		st.LastRequestHash = bytes.Clone(sa.win.lastReqHash[:])
 	}
 	if sa.pool != nil {
 		st.Pool = sa.pool.name
@@ -157,13 +157,13 @@ func (c *ChildSA) exportState() ChildSAState {
 // busy says what exchange sa is in the middle of ("": none).
 func (sa *IKESA) busy() string {
 	switch {
-	case sa.pending != nil:
-		return fmt.Sprintf("our %s request (message ID %d) awaits its response", sa.pending.exchange, sa.pending.msgID)
-	case len(sa.queue) > 0:
-		return fmt.Sprintf("%d requests of ours wait to be sent", len(sa.queue))
+	case sa.win.pending != nil:
+		return fmt.Sprintf("our %s request (message ID %d) awaits its response", sa.win.pending.exchange, sa.win.pending.msgID)
+	case len(sa.win.queue) > 0:
+		return fmt.Sprintf("%d requests of ours wait to be sent", len(sa.win.queue))
 	case sa.rekeying != nil || sa.collision != nil:
 		return "an IKE SA rekey is under way"
-	case sa.frags[0] != nil || sa.frags[1] != nil:
+	case sa.win.reassembling():
 		return "a fragmented message is being reassembled"
 	case len(sa.reserved) > 0:
 		return "a Child SA is being negotiated"
@@ -335,8 +335,7 @@ func (e *Engine) importedSA(st *SAState, pl *importPlan) *IKESA {
 		created:       st.Created,
 		estab:         st.Established,
 		lastRecv:      st.LastRecv,
-		nextReqID:     st.NextRequestID,
-		peerReqID:     st.PeerRequestID,
+		win:           window{nextReqID: st.NextRequestID, peerReqID: st.PeerRequestID},
 		rekeyAt:       st.RekeyAt,
 		dpdAt:         st.DPDAt,
 	}
@@ -349,11 +348,11 @@ func (e *Engine) importedSA(st *SAState, pl *importPlan) *IKESA {
 		sa.peerHashes = append([]uint16{}, st.PeerHashes...)
 	}
 	if st.LastResponse != nil {
-		sa.lastResp = make([][]byte, len(st.LastResponse))
+		sa.win.lastResp = make([][]byte, len(st.LastResponse))
 		for i, d := range st.LastResponse {
-			sa.lastResp[i] = bytes.Clone(d)
+			sa.win.lastResp[i] = bytes.Clone(d)
 		}
-		copy(sa.lastReqHash[:], st.LastRequestHash)
+		copy(sa.win.lastReqHash[:], st.LastRequestHash)
 	}
 	role := mobike.Responder
 	if sa.origInitiator {

@@ -99,7 +99,7 @@ func TestImportedSAContinues(t *testing.T) {
 	// A's SWITCH_TO_IP_ADDRESS is answered; the client's UPDATE_SA_ADDRESSES to B's
 	// address is on its way.
 	if !n.run(10*time.Second, func() bool {
-		return saA.pending == nil && len(saA.queue) == 0 && saA.nextReqID > 0 && len(n.inflight) > 0
+		return saA.win.pending == nil && len(saA.win.queue) == 0 && saA.win.nextReqID > 0 && len(n.inflight) > 0
 	}) {
 		t.Fatal("the switch request was not answered")
 	}
@@ -107,7 +107,7 @@ func TestImportedSAContinues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.NextRequestID != saA.nextReqID || st.PeerRequestID != saA.peerReqID || st.Path.SwitchTo != gwAddr2 {
+	if st.NextRequestID != saA.win.nextReqID || st.PeerRequestID != saA.win.peerReqID || st.Path.SwitchTo != gwAddr2 {
 		t.Fatalf("exported windows %d/%d, switch to %v", st.NextRequestID, st.PeerRequestID, st.Path.SwitchTo)
 	}
 	st = roundTrip(t, st)
@@ -148,15 +148,15 @@ func TestImportedSAContinues(t *testing.T) {
 	b.e.schedule(saB)
 	n.apply(b, b.e.take())
 	n.runChecked(10*time.Second, inv)
-	if exchangesTo(b, clientAddr, wire.INFORMATIONAL, false) != reqs+1 || exchangesTo(cl, gwAddr2, wire.INFORMATIONAL, true) != resps+1 || saB.pending != nil {
-		t.Fatalf("B's liveness check: pending %v", saB.pending)
+	if exchangesTo(b, clientAddr, wire.INFORMATIONAL, false) != reqs+1 || exchangesTo(cl, gwAddr2, wire.INFORMATIONAL, true) != resps+1 || saB.win.pending != nil {
+		t.Fatalf("B's liveness check: pending %v", saB.win.pending)
 	}
 	// And the client's, answered by B.
 	saC := onlySA(t, cl)
 	cl.e.livenessCheck(n.now, saC)
 	n.apply(cl, cl.e.take())
 	n.runChecked(10*time.Second, inv)
-	if saC.pending != nil || exchangesTo(b, clientAddr, wire.INFORMATIONAL, true) < 2 {
+	if saC.win.pending != nil || exchangesTo(b, clientAddr, wire.INFORMATIONAL, true) < 2 {
 		t.Fatal("the client's liveness check was not answered by B")
 	}
 
@@ -311,7 +311,7 @@ func TestImportRefusals(t *testing.T) {
 	if _, err := a.e.Export(n.now, saA.id); !errors.Is(err, ErrExchangeInFlight) || !strings.Contains(err.Error(), "INFORMATIONAL request (message ID") {
 		t.Errorf("export with a request in flight: %v", err)
 	}
-	n.run(10*time.Second, func() bool { return saA.pending == nil })
+	n.run(10*time.Second, func() bool { return saA.win.pending == nil })
 	st, err := a.e.Export(n.now, saA.id)
 	if err != nil {
 		t.Fatal(err)
@@ -514,7 +514,7 @@ func TestExportHandsOver(t *testing.T) {
 	if len(a.sent) != sent {
 		t.Fatalf("A sent %d datagrams for an SA it exported", len(a.sent)-sent)
 	}
-	if saC.pending == nil {
+	if saC.win.pending == nil {
 		t.Fatal("the client's liveness check was answered")
 	}
 	if _, err := a.e.Export(n.now, saA.id); err == nil || !strings.Contains(err.Error(), "exported already") {
@@ -531,7 +531,7 @@ func TestExportHandsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.apply(a, acts)
-	if !n.run(time.Minute, func() bool { return saC.pending == nil }) {
+	if !n.run(time.Minute, func() bool { return saC.win.pending == nil }) {
 		t.Fatal("the client's liveness check was never answered after the roll-back")
 	}
 	if cl.hasEvent(EventDeleted) != nil || !a.e.Established(id) {

@@ -46,7 +46,7 @@ func (e *Engine) NextDeadline() (time.Time, bool) {
 }
 
 func (e *Engine) onTimer(now time.Time, sa *IKESA) {
-	if r := sa.pending; r != nil && !r.nextAt.After(now) {
+	if r := sa.win.pending; r != nil && !r.nextAt.After(now) {
 		if !e.retransmit(now, sa, r) {
 			return
 		}
@@ -64,7 +64,7 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 	if !sa.dpdAt.IsZero() && !sa.dpdAt.After(now) {
 		sa.dpdAt = time.Time{}
 		switch {
-		case sa.state != stateEstablished || sa.pending != nil || len(sa.queue) > 0:
+		case sa.state != stateEstablished || !sa.win.idle():
 			e.armDPD(sa, now)
 		case e.espAlive(sa, now):
 			// ESP from the peer arrived meanwhile: it is alive, no check needed yet.
@@ -110,7 +110,7 @@ func (e *Engine) retransmit(now time.Time, sa *IKESA, r *request) bool {
 				r.tries = 0
 				r.nextAt = now.Add(e.retransmitDelay(0))
 				e.applyPath(now, sa, ds, nil)
-				if e.byID[sa.id] != sa || sa.pending != r {
+				if e.byID[sa.id] != sa || sa.win.pending != r {
 					return e.byID[sa.id] == sa
 				}
 				e.sendReq(sa, r)
@@ -190,8 +190,8 @@ func (e *Engine) schedule(sa *IKESA) {
 			at = t
 		}
 	}
-	if sa.pending != nil {
-		consider(sa.pending.nextAt)
+	if sa.win.pending != nil {
+		consider(sa.win.pending.nextAt)
 	}
 	consider(sa.halfOpenExpire)
 	consider(sa.dpdAt)

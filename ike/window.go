@@ -2,284 +2,233 @@ package ike
 
 import (
 	"crypto/sha256"
-	"errors"
 	"net/netip"
+	"slices"
 	"time"
+	"unsafe"
 
-	"github.com/mobikevpn/mobikevpn/mobike"
 	"github.com/mobikevpn/mobikevpn/wire"
 )
 
-// The message-ID window of an IKE SA (RFC 7296 2.3): our requests one at a time,
-// retransmitted until answered; the peer's requests in order, the last answer cached and
-// sent again, byte for byte, for a retransmitted request.
+// window is the message-ID window of an IKE SA (RFC 7296 2.3): our requests one at a
+// time, retransmitted until answered; the peer's requests in order, the last answer
+// cached and sent again, byte for byte, for a retransmitted request, within a replay
+// rate; the fragments of messages being reassembled (RFC 7383). It knows nothing of
+// keys, addresses of the SA or the clock beyond the times it is given: the engine
+// seals, opens and sends (dispatch.go), and asks the window what a message means.
+type window struct {
+	nextReqID uint32     // our next request's message ID
+	peerReqID uint32     // the peer's next expected request's
+	pending   *request   // our outstanding request
+	queue     []*request // requests waiting for the window
 
-// handleResponse matches a response to our outstanding request.
-func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.AddrPort, data []byte, h *wire.Header) {
-	req := sa.pending
-	if req == nil || h.MessageID != req.msgID || h.Exchange != req.exchange {
-		e.drop(&e.drops.BadMessageID, "unexpected response", remote, nil)
-		return
-	}
-	m, err := wire.ParseMessage(data)
-	if err != nil {
-		e.drop(&e.drops.Malformed, "malformed response", remote, err)
-		return
-	}
-	payloads, complete, _, err := e.openMessage(sa, data, m, true)
-	peerSyntaxError := false
-	if e.reassemblyRefused(err, remote) {
-		return
-	}
-	if err != nil {
-		var we *wire.Error
-		if !errors.As(err, &we) {
-			e.drop(&e.drops.Decrypt, "response failed to decrypt", remote, err)
-			return
-		}
-		// Authenticated but with unparseable content: the exchange failed.
-		e.log.Info("malformed content in response", "sa", sa.id, "err", err)
-		payloads, complete = []wire.Payload{&wire.Notify{NotifyType: we.Notify}}, true
-	} else if complete {
-		peerSyntaxError = wire.FindNotify(payloads, wire.INVALID_SYNTAX) != nil
-	}
-	if !complete {
-		return // more fragments to come
-	}
-	m.Payloads = payloads
-	e.logMessage("received", sa, *h, local, remote, payloads)
-	sa.lastRecv = now
-	sa.pending = nil
-	e.armDPD(sa, now)
-	at := mobike.Path{Local: local, Remote: remote}
-	if peerSyntaxError && sa.state == stateEstablished {
-		// RFC 7296 2.21.3: INVALID_SYNTAX is fatal in both peers, no Delete needed.
-		e.log.Info("the peer found our request malformed (INVALID_SYNTAX): the IKE SA is gone", "sa", sa.id)
-		e.removeSA(now, sa, "INVALID_SYNTAX from the peer")
-		return
-	}
-	if sa.pm != nil && sa.state == stateEstablished {
-		e.applyPath(now, sa, sa.pm.Authenticated(now, at, sa.natLocal, sa.natRemote), nil)
-	}
-	switch {
-	case req.check != nil:
-		e.checkReplied(now, sa, req.check, at, m)
-	case req.onReply != nil:
-		req.onReply(e, now, sa, m)
-	}
-	if req.check == nil && sa.pm != nil && e.byID[sa.id] == sa && sa.state == stateEstablished {
-		// While probing, a reply on another pair is a hint (RFC 4555 3.10).
-		e.applyPath(now, sa, sa.pm.Reply(now, e.host(), nil, at, mobike.Reply{}), nil)
-	}
-	if e.sas[sa.localSPI()] == sa {
-		e.startNext(now, sa)
-		e.schedule(sa)
-	}
+	lastResp     [][]byte // cached response (or its fragments) to the peer's request peerReqID-1
+	lastReqHash  [32]byte // SHA-256 of the request lastResp answers (its first fragment)
+	reqFrag1Hash [32]byte // SHA-256 of the first fragment of the request being reassembled
+
+	frags [2]*fragBuffer // reassembly: [0] requests, [1] responses
+
+	// replays are the recent answers to copies of answered requests, per source;
+	// replayTimes the times of the last replayBurst answers to sources other than
+	// the peer, a ring (replayNext is the oldest).
+	replays     []replayStamp
+	replayTimes *[replayBurst]time.Time
+	replayNext  int
 }
 
-// handleRequest processes a request from the peer on an SA past IKE_SA_INIT.
-func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.AddrPort, data []byte, h *wire.Header) {
-	m, err := wire.ParseMessage(data)
-	if err != nil {
-		e.drop(&e.drops.Malformed, "malformed request", remote, err)
-		return
-	}
-	var fragNum uint16
-	if len(m.Payloads) > 0 {
-		if skf, ok := m.Payloads[len(m.Payloads)-1].(*wire.SKF); ok {
-			fragNum = skf.Number
-		}
-	}
+// reqClass is what a request's message ID means to the window.
+type reqClass uint8
+
+const (
+	reqIsNext     reqClass = iota // the request expected next: process it
+	reqIsAnswered                 // the request answered last: send the cached answer again
+	reqIsOutside                  // anything else: drop it
+)
+
+// classify says what a request with message ID msgID is.
+func (w *window) classify(msgID uint32) reqClass {
 	switch {
-	case h.MessageID+1 == sa.peerReqID && sa.lastResp != nil:
-		e.answerAgain(now, sa, local, remote, data, fragNum)
-		return
-	case h.MessageID != sa.peerReqID:
-		e.drop(&e.drops.BadMessageID, "request outside the window", remote, nil)
-		return
+	case msgID+1 == w.peerReqID && w.lastResp != nil:
+		return reqIsAnswered
+	case msgID == w.peerReqID:
+		return reqIsNext
 	}
-	payloads, complete, _, err := e.openMessage(sa, data, m, false)
-	if e.reassemblyRefused(err, remote) {
-		return
-	}
-	if err == nil && fragNum == 1 {
-		sa.reqFrag1Hash = sha256.Sum256(data)
-	}
-	if err == nil && !complete {
-		return // more fragments to come
-	}
-	if err != nil {
-		var we *wire.Error
-		if errors.As(err, &we) {
-			// Authentic but malformed content: answer with the error (RFC 7296 2.21.4);
-			// INVALID_SYNTAX ends the SA (2.21.3).
-			n := &wire.Notify{NotifyType: we.Notify, Data: we.Data}
-			e.respond(now, sa, local, remote, h, []wire.Payload{n})
-			e.endIfInvalidSyntax(now, sa)
-			return
-		}
-		e.drop(&e.drops.Decrypt, "request failed to decrypt", remote, err)
-		return
-	}
-	m.Payloads = payloads
-	e.logMessage("received", sa, *h, local, remote, payloads)
-	sa.lastRecv = now
-	if fragNum != 0 {
-		sa.lastReqHash = sa.reqFrag1Hash
+	return reqIsOutside
+}
+
+// firstFragment notes the first fragment of the request being reassembled: only an
+// identical copy of it later triggers the cached answer (RFC 7383 2.6.1).
+func (w *window) firstFragment(data []byte) { w.reqFrag1Hash = sha256.Sum256(data) }
+
+// accepted notes the request now being processed, whole (data) or reassembled from
+// fragments (fragmented: its first fragment, noted before, stands for it).
+func (w *window) accepted(data []byte, fragmented bool) {
+	if fragmented {
+		w.lastReqHash = w.reqFrag1Hash
 	} else {
-		sa.lastReqHash = sha256.Sum256(data)
-	}
-	e.armDPD(sa, now)
-	if sa.pm != nil && sa.state == stateEstablished {
-		// A new authenticated request: RFC 7296 2.23's dynamic update (without MOBIKE);
-		// with MOBIKE, an initiator addressed at an address it left says where it is.
-		at := mobike.Path{Local: local, Remote: remote}
-		ds := sa.pm.Authenticated(now, at, sa.natLocal, sa.natRemote)
-		e.applyPath(now, sa, append(ds, sa.pm.PeerRequest(now, at)...), nil)
-	}
-	switch h.Exchange {
-	case wire.IKE_AUTH:
-		if sa.state != stateInitDone || sa.initiator {
-			e.drop(&e.drops.Unexpected, "IKE_AUTH in wrong state", remote, nil)
-			return
-		}
-		e.handleAuthRequest(now, sa, local, remote, h, m)
-	case wire.INFORMATIONAL:
-		if sa.state != stateEstablished && sa.state != stateDeleting {
-			e.drop(&e.drops.Unexpected, "INFORMATIONAL before establishment", remote, nil)
-			return
-		}
-		e.handleInformational(now, sa, local, remote, h, m)
-	case wire.CREATE_CHILD_SA:
-		if sa.state != stateEstablished && sa.state != stateDeleting {
-			e.drop(&e.drops.Unexpected, "CREATE_CHILD_SA in wrong state", remote, nil)
-			return
-		}
-		e.handleCreateChildSA(now, sa, local, remote, h, m)
-	default:
-		e.drop(&e.drops.Unexpected, "unknown exchange type", remote, nil)
-	}
-	e.endIfInvalidSyntax(now, sa)
-	if e.sas[sa.localSPI()] == sa {
-		e.schedule(sa)
+		w.lastReqHash = sha256.Sum256(data)
 	}
 }
 
-// reassemblyRefused counts fragments dropped because the message would grow too large
-// or pre-authentication memory is exhausted.
-func (e *Engine) reassemblyRefused(err error, remote netip.AddrPort) bool {
-	switch {
-	case errors.Is(err, errTooLarge):
-		e.drop(&e.drops.TooLarge, "reassembled message too large", remote, err)
-	case errors.Is(err, errPreauthMemory):
-		e.drop(&e.drops.PreauthMemory, "fragment beyond the pre-authentication memory", remote, err)
-	default:
-		return false
+// isCopy reports whether data is a byte-identical copy of the request (or of the first
+// fragment of the request) answered last.
+func (w *window) isCopy(data []byte) bool { return sha256.Sum256(data) == w.lastReqHash }
+
+// answered caches resp as the answer to the peer's request msgID; the window then
+// expects msgID+1.
+func (w *window) answered(msgID uint32, resp [][]byte) {
+	w.peerReqID = msgID + 1
+	w.lastResp = resp
+}
+
+// response returns our outstanding request that a response with msgID to exchange ex
+// answers, nil when it answers none.
+func (w *window) response(msgID uint32, ex wire.ExchangeType) *request {
+	if r := w.pending; r != nil && r.msgID == msgID && r.exchange == ex {
+		return r
+	}
+	return nil
+}
+
+// allocID takes the message ID of our next request.
+func (w *window) allocID() uint32 {
+	id := w.nextReqID
+	w.nextReqID++
+	return id
+}
+
+// next takes the first queued request, with its message ID, when none is outstanding.
+func (w *window) next() *request {
+	if w.pending != nil || len(w.queue) == 0 {
+		return nil
+	}
+	r := w.queue[0]
+	w.queue = w.queue[1:]
+	r.msgID = w.allocID()
+	return r
+}
+
+// idle reports whether no request of ours is outstanding or waiting.
+func (w *window) idle() bool { return w.pending == nil && len(w.queue) == 0 }
+
+// has reports whether a request of kind is outstanding or waiting.
+func (w *window) has(kind requestKind) bool {
+	if w.pending != nil && w.pending.kind == kind {
+		return true
+	}
+	return slices.ContainsFunc(w.queue, func(r *request) bool { return r.kind == kind })
+}
+
+// unqueue forgets the waiting requests of kind (not the outstanding one).
+func (w *window) unqueue(kind requestKind) {
+	w.queue = slices.DeleteFunc(w.queue, func(r *request) bool { return r.kind == kind })
+}
+
+// replayAllowed rate-limits answers to copies of an answered request (cached
+// responses), so that the cache cannot be used as a reflector: at most one answer per
+// source every replayInterval, and at most replayBurst answers in any second to
+// sources other than the SA's peer (peer). The peer's own address is not in that
+// budget, so that copies spoofed from elsewhere cannot keep its retransmissions
+// unanswered (what goes to the peer is what it asked for, at most four times a second).
+func (w *window) replayAllowed(now time.Time, to, peer netip.AddrPort) bool {
+	oldest := -1
+	for i, r := range w.replays {
+		if r.to == to && now.Sub(r.at) < replayInterval {
+			return false
+		}
+		if oldest < 0 || r.at.Before(w.replays[oldest].at) {
+			oldest = i
+		}
+	}
+	if to != peer {
+		// The budget: replayBurst answers in any second, a ring of their times.
+		if w.replayTimes == nil {
+			w.replayTimes = new([replayBurst]time.Time) // only once copies come from elsewhere
+		}
+		last := w.replayTimes[w.replayNext]
+		if !last.IsZero() && now.Sub(last) < time.Second {
+			return false
+		}
+		w.replayTimes[w.replayNext] = now
+		w.replayNext = (w.replayNext + 1) % replayBurst
+	}
+	for i := range w.replays {
+		if w.replays[i].to == to {
+			w.replays[i].at = now
+			return true
+		}
+	}
+	if len(w.replays) < maxReplaySources {
+		w.replays = append(w.replays, replayStamp{to: to, at: now})
+	} else {
+		w.replays[oldest] = replayStamp{to: to, at: now}
 	}
 	return true
 }
 
-// endIfInvalidSyntax removes an established SA whose request we answered with
-// INVALID_SYNTAX: that error is fatal in both peers, without a Delete (RFC 7296 2.21.3).
-func (e *Engine) endIfInvalidSyntax(now time.Time, sa *IKESA) {
-	if !sa.sentInvalidSyntax || e.byID[sa.id] != sa {
-		return
+const (
+	replayInterval   = 250 * time.Millisecond
+	replayBurst      = 10
+	maxReplaySources = 16
+)
+
+// addFragment files plain, the decrypted content of fragment skf of the message msgID
+// (a response, or a request), and returns the message's inner payloads with the type
+// of the first when it is complete. limit caps the whole message; room is how many more
+// bytes may be held (the pre-authentication budget; negative: no budget).
+func (w *window) addFragment(response bool, msgID uint32, skf *wire.SKF, plain []byte, limit, room int) (whole []byte, first wire.PayloadType, err error) {
+	idx := 0
+	if response {
+		idx = 1
 	}
-	e.log.Info("we answered a malformed request with INVALID_SYNTAX: the IKE SA is gone", "sa", sa.id)
-	e.removeSA(now, sa, "INVALID_SYNTAX: the peer's request was malformed")
+	fb := w.frags[idx]
+	switch {
+	case fb == nil || fb.msgID != msgID || skf.Total > fb.total:
+		// A new message, or the sender refragmented it smaller (PMTU probing, RFC 7383
+		// 2.6): start over.
+		fb = &fragBuffer{msgID: msgID, total: skf.Total, parts: make([][]byte, skf.Total)}
+		w.frags[idx] = fb
+	case skf.Total < fb.total:
+		return nil, 0, errFragmentsLost
+	}
+	if fb.parts[skf.Number-1] != nil {
+		return nil, 0, nil // duplicate
+	}
+	if room >= 0 && len(plain) > room {
+		return nil, 0, errPreauthMemory
+	}
+	if fb.size+len(plain) > limit {
+		w.frags[idx] = nil
+		return nil, 0, errTooLarge
+	}
+	fb.parts[skf.Number-1] = plain
+	fb.size += len(plain)
+	fb.got++
+	if skf.Number == 1 {
+		fb.innerNext = skf.InnerNext
+	}
+	if fb.got < int(fb.total) {
+		return nil, 0, nil
+	}
+	w.frags[idx] = nil
+	whole = make([]byte, 0, fb.size)
+	for _, p := range fb.parts {
+		whole = append(whole, p...)
+	}
+	return whole, fb.innerNext, nil
 }
 
-// answerAgain answers a retransmitted request with the cached response, byte for
-// byte, to where this copy came from; for a fragmented request, only its first fragment
-// triggers that (RFC 7383 2.6.1). Only an identical copy of the request counts, so that
-// forged or corrupted datagrams cannot make us send, and within the replay rate.
-func (e *Engine) answerAgain(now time.Time, sa *IKESA, local, remote netip.AddrPort, data []byte, fragNum uint16) {
-	if fragNum > 1 {
-		return
+// fragBytes is what the fragments being reassembled hold: their content and the table
+// of their slots (a slice header each).
+func (w *window) fragBytes() int {
+	n := 0
+	for _, f := range w.frags {
+		if f != nil {
+			n += f.size + cap(f.parts)*int(unsafe.Sizeof([]byte(nil)))
+		}
 	}
-	if sha256.Sum256(data) != sa.lastReqHash {
-		e.drop(&e.drops.Decrypt, "altered copy of an answered request", remote, nil)
-		return
-	}
-	if !e.replayAllowed(now, sa, remote) {
-		e.drop(&e.drops.ReplayLimited, "copy of an answered request beyond the replay rate", remote, nil)
-		return
-	}
-	e.drops.Retransmits.Add(1)
-	for _, d := range sa.lastResp {
-		e.emit(Send{Local: local, Remote: remote, Data: d})
-	}
+	return n
 }
 
-// respond sends (and caches) the response to the request with header h.
-func (e *Engine) respond(now time.Time, sa *IKESA, local, remote netip.AddrPort, h *wire.Header, payloads []wire.Payload) {
-	rh := sa.header(h.Exchange, h.MessageID, true)
-	datas, err := e.sealMessage(sa, rh, payloads)
-	if err != nil {
-		e.log.Error("cannot encrypt response", "sa", sa.id, "err", err)
-		return
-	}
-	e.logMessage("sending", sa, rh, local, remote, payloads)
-	sa.peerReqID = h.MessageID + 1
-	sa.lastResp = datas
-	if (sa.state == stateEstablished || sa.state == stateDeleting) && wire.FindNotify(payloads, wire.INVALID_SYNTAX) != nil {
-		sa.sentInvalidSyntax = true
-	}
-	for _, d := range datas {
-		e.emit(Send{Local: local, Remote: remote, Data: d})
-	}
-}
-
-// queueRequest adds an exchange we want to start; it goes out when the window is free.
-func (e *Engine) queueRequest(now time.Time, sa *IKESA, r *request) {
-	sa.queue = append(sa.queue, r)
-	e.startNext(now, sa)
-	e.schedule(sa)
-}
-
-func (e *Engine) startNext(now time.Time, sa *IKESA) {
-	if sa.pending != nil || len(sa.queue) == 0 {
-		return
-	}
-	r := sa.queue[0]
-	sa.queue = sa.queue[1:]
-	r.msgID = sa.nextReqID
-	sa.nextReqID++
-	datas, err := e.sealMessage(sa, sa.header(r.exchange, r.msgID, false), r.payloads)
-	if err != nil {
-		e.log.Error("cannot encrypt request", "sa", sa.id, "err", err)
-		return
-	}
-	r.data = datas
-	p := e.reqPath(sa, r)
-	e.logMessage("sending", sa, sa.header(r.exchange, r.msgID, false), p.Local, p.Remote, r.payloads)
-	e.transmit(now, sa, r)
-}
-
-// transmit sends r for the first time and arms its retransmission.
-func (e *Engine) transmit(now time.Time, sa *IKESA, r *request) {
-	sa.pending = r
-	r.sentAt = now
-	r.tries = 0
-	r.nextAt = now.Add(e.retransmitDelay(0))
-	e.sendReq(sa, r)
-}
-
-// sendReq sends request r (or its fragments) where it goes now.
-func (e *Engine) sendReq(sa *IKESA, r *request) {
-	e.sendOn(e.reqPath(sa, r), r.data)
-}
-
-func (e *Engine) sendOn(p mobike.Path, datas [][]byte) {
-	for _, d := range datas {
-		e.emit(Send{Local: p.Local, Remote: p.Remote, Data: d})
-	}
-}
-
-func (e *Engine) retransmitDelay(n int) time.Duration {
-	d := float64(e.cfg.Retransmit.Timeout)
-	for i := 0; i < n; i++ {
-		d *= e.cfg.Retransmit.Base
-	}
-	return time.Duration(d)
-}
+// reassembling reports whether a message is being reassembled.
+func (w *window) reassembling() bool { return w.frags[0] != nil || w.frags[1] != nil }
