@@ -87,12 +87,12 @@ func (e *Engine) sendAuth(now time.Time, sa *IKESA) error {
 	if len(conn.VIPs) > 0 {
 		payloads = append(payloads, cpRequest(conn.VIPs))
 	}
-	spi, err := e.newChildSPI()
+	spi, err := e.store.newChildSPI(e.rand)
 	if err != nil {
 		return err
 	}
 	sa.firstChildIn = spi
-	e.spisIn[spi] = &ChildSA{spiIn: spi, cfg: child}
+	e.store.claimInbound(spi, &ChildSA{spiIn: spi, cfg: child})
 	var spiB [4]byte
 	binary.BigEndian.PutUint32(spiB[:], spi)
 	payloads = append(payloads, &wire.SA{Proposals: numberProposals(stripDH(child.ESPProposals), spiB[:])})
@@ -198,7 +198,7 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 	sa.estab = now
 	sa.halfOpenExpire = time.Time{}
 	e.halfOpenDone(sa)
-	e.indexPeer(sa)
+	e.store.indexPeer(sa)
 	if wire.FindNotify(m.Payloads, wire.INITIAL_CONTACT) != nil {
 		e.initialContact(now, sa)
 	}
@@ -293,7 +293,7 @@ func has(p wire.Proposal, t wire.TransformType, id uint16, keyBits uint16) bool 
 // initialContact deletes the other IKE SAs of the same peer identity on the same
 // connection without telling the peer (RFC 7296 2.4): it has forgotten them.
 func (e *Engine) initialContact(now time.Time, sa *IKESA) {
-	for _, other := range slices.Clone(e.byPeer[sa.peerKey]) {
+	for _, other := range slices.Clone(e.store.peerSAs(sa.peerKey)) {
 		if other == sa || other.conn != sa.conn || other.state != stateEstablished {
 			continue
 		}
@@ -339,7 +339,7 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	sa.remoteID = *idr
 	sa.state = stateEstablished
 	sa.estab = now
-	e.indexPeer(sa)
+	e.store.indexPeer(sa)
 	sa.initReq, sa.initResp, sa.initCopies = nil, nil, nil
 	var peerAddrs, announced []netip.Addr
 	if wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED) != nil && sa.conn.Mobike {

@@ -162,8 +162,8 @@ func TestCertificateRefusals(t *testing.T) {
 				t.Fatalf("client events %v", cl.events)
 			}
 			n.run(time.Minute, nil)
-			if len(gw.e.byID) != 0 || len(gw.outbound) != 0 || len(cl.outbound) != 0 {
-				t.Errorf("state left behind: gateway %d SAs", len(gw.e.byID))
+			if len(gw.e.store.byID) != 0 || len(gw.outbound) != 0 || len(cl.outbound) != 0 {
+				t.Errorf("state left behind: gateway %d SAs", len(gw.e.store.byID))
 			}
 		})
 	}
@@ -270,8 +270,8 @@ func wantRefused(t *testing.T, n *testNet, gw, cl *endpoint) {
 	if cl.hasEvent(EventEstablished) != nil {
 		t.Errorf("the client reported the tunnel established: %v", cl.events)
 	}
-	if len(gw.e.byID) != 0 || len(cl.e.byID) != 0 || len(gw.outbound) != 0 || len(cl.outbound) != 0 {
-		t.Errorf("state left behind: gateway %d SAs, client %d SAs, ESP out %d/%d", len(gw.e.byID), len(cl.e.byID), len(gw.outbound), len(cl.outbound))
+	if len(gw.e.store.byID) != 0 || len(cl.e.store.byID) != 0 || len(gw.outbound) != 0 || len(cl.outbound) != 0 {
+		t.Errorf("state left behind: gateway %d SAs, client %d SAs, ESP out %d/%d", len(gw.e.store.byID), len(cl.e.store.byID), len(gw.outbound), len(cl.outbound))
 	}
 }
 

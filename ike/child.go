@@ -185,7 +185,7 @@ func (e *Engine) respondChild(now time.Time, sa *IKESA, ps []wire.Payload) ([]wi
 		if err != nil {
 			continue
 		}
-		spiIn, err := e.newChildSPI()
+		spiIn, err := e.store.newChildSPI(e.rand)
 		if err != nil {
 			return nil, err.Error()
 		}

@@ -176,15 +176,14 @@ func childKeys(k ikecrypto.ChildKeys, exchInitiator bool) (in, out ChildKeys) {
 // installChild records c on sa and installs its inbound half; the outbound half too
 // unless deferOut (a rekey responder keeps sending on the old SA until it is deleted).
 func (e *Engine) installChild(now time.Time, sa *IKESA, c *ChildSA, k ikecrypto.ChildKeys, exchInitiator, deferOut bool) {
-	e.nextChildID++
-	c.id = e.nextChildID
+	c.id = e.store.newChildID()
 	if c.policy == 0 {
 		c.policy = c.id
 	}
 	c.state = childInstalled
 	c.created = now
 	sa.children = append(sa.children, c)
-	e.spisIn[c.spiIn] = c
+	e.store.claimInbound(c.spiIn, c)
 	in, out := childKeys(k, exchInitiator)
 	if e.cfg.Exportable {
 		c.heldIn, c.heldOut = in.clone(), out.clone()
@@ -253,7 +252,7 @@ func (e *Engine) retireChild(now time.Time, sa *IKESA, c *ChildSA, linger bool) 
 		sa.lingering = append(sa.lingering, lingerSPI{spi: c.spiIn, child: c.id, at: now.Add(lingerGrace)})
 	} else {
 		e.emit(RemoveInbound{IKESA: sa.id, Child: c.id, SPI: c.spiIn})
-		delete(e.spisIn, c.spiIn)
+		e.store.freeInbound(c.spiIn)
 	}
 }
 
@@ -263,7 +262,7 @@ func (e *Engine) expireLingering(now time.Time, sa *IKESA, force bool) {
 	for _, l := range sa.lingering {
 		if force || !l.at.After(now) {
 			e.emit(RemoveInbound{IKESA: sa.id, Child: l.child, SPI: l.spi})
-			delete(e.spisIn, l.spi)
+			e.store.freeInbound(l.spi)
 			continue
 		}
 		kept = append(kept, l)

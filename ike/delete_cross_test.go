@@ -260,8 +260,8 @@ func runCross(t *testing.T, c crossCase, steps []crossStep) (inflight int, done 
 	}
 	// What is left goes by a bounded timer: an SA the peer rekeyed waits rekeyedSALife
 	// for the peer's Delete, an SA being deleted its retransmissions.
-	n.run(rekeyedSALife+crossBudget, func() bool { return len(gw.e.byID) == 0 && len(cl.e.byID) == 0 })
-	if len(gw.e.byID) != 0 || len(cl.e.byID) != 0 {
+	n.run(rekeyedSALife+crossBudget, func() bool { return len(gw.e.store.byID) == 0 && len(cl.e.store.byID) == 0 })
+	if len(gw.e.store.byID) != 0 || len(cl.e.store.byID) != 0 {
 		t.Errorf("SAs left: client %v gateway %v\n  %s", allSAs(cl), allSAs(gw), strings.Join(trace, "\n  "))
 	}
 	if len(gw.outbound)+len(gw.inbound)+len(cl.outbound)+len(cl.inbound) != 0 {
@@ -316,7 +316,7 @@ func TestDeletedSAAnswerBounds(t *testing.T) {
 	del := n.inflight[0]
 	n.deliverStep(crossStep{})
 	n.inflight = nil // the answer is lost
-	if len(gw.e.byID) != 0 {
+	if len(gw.e.store.byID) != 0 {
 		t.Fatal("gateway kept the SA")
 	}
 	copyOf := func(d datagram) []Action {

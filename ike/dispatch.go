@@ -67,11 +67,11 @@ func (e *Engine) handleResponse(now time.Time, sa *IKESA, local, remote netip.Ad
 	case req.onReply != nil:
 		req.onReply(e, now, sa, m)
 	}
-	if req.check == nil && sa.pm != nil && e.byID[sa.id] == sa && sa.state == stateEstablished {
+	if req.check == nil && sa.pm != nil && e.store.live(sa) && sa.state == stateEstablished {
 		// While probing, a reply on another pair is a hint (RFC 4555 3.10).
 		e.applyPath(now, sa, sa.pm.Reply(now, e.host(), nil, at, mobike.Reply{}), nil)
 	}
-	if e.sas[sa.localSPI()] == sa {
+	if e.store.owns(sa) {
 		e.startNext(now, sa)
 		e.schedule(sa)
 	}
@@ -156,7 +156,7 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 		e.drop(&e.drops.Unexpected, "unknown exchange type", remote, nil)
 	}
 	e.endIfInvalidSyntax(now, sa)
-	if e.sas[sa.localSPI()] == sa {
+	if e.store.owns(sa) {
 		e.schedule(sa)
 	}
 }
@@ -178,7 +178,7 @@ func (e *Engine) reassemblyRefused(err error, remote netip.AddrPort) bool {
 // endIfInvalidSyntax removes an established SA whose request we answered with
 // INVALID_SYNTAX: that error is fatal in both peers, without a Delete (RFC 7296 2.21.3).
 func (e *Engine) endIfInvalidSyntax(now time.Time, sa *IKESA) {
-	if !sa.sentInvalidSyntax || e.byID[sa.id] != sa {
+	if !sa.sentInvalidSyntax || !e.store.live(sa) {
 		return
 	}
 	e.log.Info("we answered a malformed request with INVALID_SYNTAX: the IKE SA is gone", "sa", sa.id)

@@ -33,7 +33,7 @@ func (sa *IKESA) preauthHeld() int {
 // charge brings Engine.preauth up to date with what sa holds now.
 func (e *Engine) charge(sa *IKESA) {
 	held := 0
-	if e.byID[sa.id] == sa {
+	if e.store.live(sa) {
 		held = sa.preauthHeld()
 	}
 	e.preauth += held - sa.charged

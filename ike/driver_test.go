@@ -188,8 +188,8 @@ func TestDriverShutdown(t *testing.T) {
 			if !d.Shutdown(SystemClock{}, 10*time.Second) {
 				t.Fatal("answered Delete not confirmed")
 			}
-			if cl.e.Deleting() || len(cl.e.byID) != 0 || len(gw.e.byID) != 0 {
-				t.Fatalf("SAs left: client %d gateway %d", len(cl.e.byID), len(gw.e.byID))
+			if cl.e.Deleting() || len(cl.e.store.byID) != 0 || len(gw.e.store.byID) != 0 {
+				t.Fatalf("SAs left: client %d gateway %d", len(cl.e.store.byID), len(gw.e.store.byID))
 			}
 			continue
 		}

@@ -25,17 +25,8 @@ type Engine struct {
 	conns map[string]*Conn
 	pools map[string]*pool
 
-	sas  map[uint64]*IKESA // by our SPI
-	byID map[uint64]*IKESA
-	// initIndex finds responder SAs by the IKE_SA_INIT request's (SPIi, peer address),
-	// so that retransmitted requests get the cached response and late duplicates do
-	// not create new SAs.
-	initIndex map[halfOpenKey]*IKESA
-	spisIn    map[uint32]*ChildSA // inbound ESP SPIs in use
-	// byPeer finds the authenticated IKE SAs of a peer identity (by peerKey), so that
-	// INITIAL_CONTACT does not scan every SA.
-	byPeer map[uint64][]*IKESA
-	nHalf  int
+	store store // the IKE SAs and inbound ESP SPIs, indexed
+	nHalf int
 	// Half-open SAs per source block (an IPv4 address, an IPv6 /64): those whose
 	// initiator returned a COOKIE, and the others.
 	proved, unproved map[netip.Prefix]int
@@ -46,8 +37,6 @@ type Engine struct {
 	// localAddrs are the host's usable addresses (nil: not known).
 	localAddrs []netip.Addr
 
-	nextSAID       uint64
-	nextChildID    uint64
 	livenessChecks uint64 // DPD requests sent
 
 	timers timerHeap
@@ -109,13 +98,9 @@ func New(cfg Config) (*Engine, error) {
 		rand:             cfg.Rand,
 		conns:            make(map[string]*Conn),
 		pools:            make(map[string]*pool),
-		sas:              make(map[uint64]*IKESA),
-		byID:             make(map[uint64]*IKESA),
-		initIndex:        make(map[halfOpenKey]*IKESA),
+		store:            newStore(),
 		proved:           make(map[netip.Prefix]int),
 		unproved:         make(map[netip.Prefix]int),
-		spisIn:           make(map[uint32]*ChildSA),
-		byPeer:           make(map[uint64][]*IKESA),
 		cookieRotateEach: 2 * time.Minute,
 	}
 	if e.rand == nil {
@@ -189,7 +174,7 @@ func (e *Engine) handleDatagram(now time.Time, local, remote netip.AddrPort, dat
 	if h.Exchange == wire.IKE_SA_INIT {
 		if h.IsResponse() {
 			e.handleInitResponse(now, local, remote, data, &h)
-			if sa := e.sas[h.SPIi]; sa != nil {
+			if sa := e.store.bySPI(h.SPIi); sa != nil {
 				e.charge(sa)
 			}
 		} else {
@@ -202,7 +187,7 @@ func (e *Engine) handleDatagram(now time.Time, local, remote netip.AddrPort, dat
 	if !h.IsInitiator() {
 		ourSPI = h.SPIi
 	}
-	sa := e.sas[ourSPI]
+	sa := e.store.bySPI(ourSPI)
 	if sa == nil || sa.spiI != h.SPIi || (sa.spiR != h.SPIr) || sa.initiator == h.IsInitiator() {
 		if sa == nil && e.answerDeleted(now, local, remote, data, &h, ourSPI) {
 			return

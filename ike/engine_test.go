@@ -219,8 +219,8 @@ func TestInvalidKERetry(t *testing.T) {
 	if inits != 2 {
 		t.Errorf("%d IKE_SA_INIT requests, want 2", inits)
 	}
-	if gw.e.nHalf != 0 || len(gw.e.initIndex) != 1 {
-		t.Errorf("gateway keeps half-open state: %d (%d indexed)", gw.e.nHalf, len(gw.e.initIndex))
+	if gw.e.nHalf != 0 || len(gw.e.store.initIndex) != 1 {
+		t.Errorf("gateway keeps half-open state: %d (%d indexed)", gw.e.nHalf, len(gw.e.store.initIndex))
 	}
 }
 
@@ -276,7 +276,7 @@ func TestCookieUnderHalfOpenFlood(t *testing.T) {
 	}
 	// The half-open SAs of the flood expire.
 	n.run(time.Minute, func() bool { return gw.e.nHalf == 0 })
-	if gw.e.nHalf != 0 || len(gw.e.initIndex) != 1 {
+	if gw.e.nHalf != 0 || len(gw.e.store.initIndex) != 1 {
 		t.Errorf("half-open SAs did not expire: %d", gw.e.nHalf)
 	}
 	if len(gw.e.Status(n.now)) != 1 {
@@ -296,8 +296,8 @@ func TestAuthenticationFailure(t *testing.T) {
 	if len(gw.outbound) != 0 || len(cl.outbound) != 0 {
 		t.Error("a Child SA was installed despite the failure")
 	}
-	if len(gw.e.byID) != 0 || len(cl.e.byID) != 0 || gw.e.nHalf != 0 {
-		t.Errorf("state left: gateway %d SAs (%d half-open), client %d", len(gw.e.byID), gw.e.nHalf, len(cl.e.byID))
+	if len(gw.e.store.byID) != 0 || len(cl.e.store.byID) != 0 || gw.e.nHalf != 0 {
+		t.Errorf("state left: gateway %d SAs (%d half-open), client %d", len(gw.e.store.byID), gw.e.nHalf, len(cl.e.store.byID))
 	}
 }
 
@@ -315,12 +315,12 @@ func TestResponderAuthFailureSeenByInitiator(t *testing.T) {
 		}
 		return []byte("wrong"), true
 	}
-	n.run(time.Minute, func() bool { return cl.hasEvent(EventFailed) != nil && len(gw.e.byID) == 0 })
+	n.run(time.Minute, func() bool { return cl.hasEvent(EventFailed) != nil && len(gw.e.store.byID) == 0 })
 	ev := cl.hasEvent(EventFailed)
 	if ev == nil || !strings.HasPrefix(ev.Reason, "AUTHENTICATION_FAILED") {
 		t.Fatalf("client events %v", cl.events)
 	}
-	if len(gw.e.byID) != 0 {
+	if len(gw.e.store.byID) != 0 {
 		t.Errorf("gateway kept the SA after AUTHENTICATION_FAILED")
 	}
 }
@@ -333,7 +333,7 @@ func TestNoProposalChosen(t *testing.T) {
 	if ev := cl.hasEvent(EventFailed); ev == nil || ev.Reason != "NO_PROPOSAL_CHOSEN" {
 		t.Fatalf("client events %v", cl.events)
 	}
-	if len(gw.e.byID) != 0 {
+	if len(gw.e.store.byID) != 0 {
 		t.Error("gateway kept state")
 	}
 }
@@ -358,7 +358,7 @@ func TestChildFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n, gw, cl := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16", tc.mutate)
 			n.run(time.Minute, func() bool {
-				return cl.hasEvent(EventChildFailed) != nil && len(gw.e.byID) == 0 && len(cl.e.byID) == 0
+				return cl.hasEvent(EventChildFailed) != nil && len(gw.e.store.byID) == 0 && len(cl.e.store.byID) == 0
 			})
 			ev := cl.hasEvent(EventChildFailed)
 			if ev == nil || !strings.HasPrefix(ev.Reason, tc.reason) {
@@ -368,8 +368,8 @@ func TestChildFailures(t *testing.T) {
 				t.Error("Child SA installed")
 			}
 			// The client deletes the useless IKE SA; nothing stays behind.
-			if len(gw.e.byID) != 0 || len(cl.e.byID) != 0 {
-				t.Errorf("state left: gateway %d, client %d", len(gw.e.byID), len(cl.e.byID))
+			if len(gw.e.store.byID) != 0 || len(cl.e.store.byID) != 0 {
+				t.Errorf("state left: gateway %d, client %d", len(gw.e.store.byID), len(cl.e.store.byID))
 			}
 			for _, p := range gw.e.pools {
 				if len(p.inUse) != 0 {
@@ -427,10 +427,10 @@ func TestRetransmittedRequestGetsCachedResponse(t *testing.T) {
 	// The IKE_SA_INIT response is also cached byte for byte.
 	h := cl.sent[0]
 	acts := gw.e.HandleDatagram(n.now, h.to, h.from, h.data)
-	if len(acts) != 0 || len(gw.e.byID) != 1 {
+	if len(acts) != 0 || len(gw.e.store.byID) != 1 {
 		// Once IKE_AUTH arrived the initiator has the response: a late duplicate is
 		// dropped and creates nothing.
-		t.Errorf("late IKE_SA_INIT duplicate produced %d actions, %d SAs", len(acts), len(gw.e.byID))
+		t.Errorf("late IKE_SA_INIT duplicate produced %d actions, %d SAs", len(acts), len(gw.e.store.byID))
 	}
 }
 
@@ -467,12 +467,12 @@ func TestDeleteFromClient(t *testing.T) {
 	if !cl.e.Deleting() {
 		t.Error("client not waiting for the Delete response")
 	}
-	n.run(time.Minute, func() bool { return len(cl.e.byID) == 0 && len(gw.e.byID) == 0 })
-	if len(cl.e.byID) != 0 || len(gw.e.byID) != 0 {
-		t.Fatalf("SAs left: client %d gateway %d", len(cl.e.byID), len(gw.e.byID))
+	n.run(time.Minute, func() bool { return len(cl.e.store.byID) == 0 && len(gw.e.store.byID) == 0 })
+	if len(cl.e.store.byID) != 0 || len(gw.e.store.byID) != 0 {
+		t.Fatalf("SAs left: client %d gateway %d", len(cl.e.store.byID), len(gw.e.store.byID))
 	}
-	if len(cl.e.byPeer) != 0 || len(gw.e.byPeer) != 0 {
-		t.Errorf("peer index not emptied: client %d gateway %d", len(cl.e.byPeer), len(gw.e.byPeer))
+	if len(cl.e.store.byPeer) != 0 || len(gw.e.store.byPeer) != 0 {
+		t.Errorf("peer index not emptied: client %d gateway %d", len(cl.e.store.byPeer), len(gw.e.store.byPeer))
 	}
 	if len(gw.removedOut) != 1 || len(cl.removedOut) != 1 || len(gw.outbound) != 0 || len(gw.inbound) != 0 || len(cl.inbound) != 0 {
 		t.Errorf("removed: gateway %d/%d client %d/%d", len(gw.removedIn), len(gw.removedOut), len(cl.removedIn), len(cl.removedOut))
@@ -499,7 +499,7 @@ func TestDPDDetectsDeadPeer(t *testing.T) {
 	start := n.now
 	// Liveness checks are answered while the client is there.
 	n.run(35*time.Second, nil)
-	if len(gw.e.byID) != 1 {
+	if len(gw.e.store.byID) != 1 {
 		t.Fatal("gateway dropped a live peer")
 	}
 	dpds := 0
@@ -513,8 +513,8 @@ func TestDPDDetectsDeadPeer(t *testing.T) {
 	}
 	// The client vanishes.
 	n.eps = n.eps[:1]
-	n.run(time.Minute, func() bool { return len(gw.e.byID) == 0 })
-	if len(gw.e.byID) != 0 {
+	n.run(time.Minute, func() bool { return len(gw.e.store.byID) == 0 })
+	if len(gw.e.store.byID) != 0 {
 		t.Fatal("dead peer not detected")
 	}
 	if ev := gw.hasEvent(EventDeleted); ev == nil || !strings.Contains(ev.Reason, "timeout") {
@@ -580,7 +580,7 @@ func TestDPDSkippedWhileESPArrives(t *testing.T) {
 		t.Errorf("%d checks (%d counted) once ESP stopped for dpd_delay, want 1", k, gw.e.Count().LivenessChecks)
 	}
 	n.run(time.Second, nil)
-	if len(gw.e.byID) != 1 {
+	if len(gw.e.store.byID) != 1 {
 		t.Fatal("gateway dropped a live peer")
 	}
 }
@@ -621,7 +621,7 @@ func TestUnsupportedCriticalPayload(t *testing.T) {
 	if nt == nil || !bytes.Equal(nt.Data, []byte{200}) {
 		t.Fatalf("response %+v", m.Payloads)
 	}
-	if len(gw.e.byID) != 0 {
+	if len(gw.e.store.byID) != 0 {
 		t.Error("state created")
 	}
 	// Not critical: skipped, the SA proceeds.
@@ -745,9 +745,9 @@ func TestInitialContactReplacesOldSA(t *testing.T) {
 		t.Errorf("gateway has %d Child SAs installed", len(gw.outbound))
 	}
 	// The index of peers by identity holds the new SA only.
-	for _, l := range gw.e.byPeer {
-		if len(gw.e.byPeer) != 1 || len(l) != 1 || l[0].state != stateEstablished {
-			t.Errorf("peer index: %d identities, %d SAs", len(gw.e.byPeer), len(l))
+	for _, l := range gw.e.store.byPeer {
+		if len(gw.e.store.byPeer) != 1 || len(l) != 1 || l[0].state != stateEstablished {
+			t.Errorf("peer index: %d identities, %d SAs", len(gw.e.store.byPeer), len(l))
 		}
 	}
 }

@@ -22,8 +22,8 @@ func FuzzResponderDatagram(f *testing.F) {
 		remote := netip.AddrPortFrom(clientAddr, 4500)
 		gw.e.HandleDatagram(n.now, local, remote, data)
 		gw.e.HandleDatagram(n.now, netip.AddrPortFrom(gwAddr, 500), netip.AddrPortFrom(clientAddr, 500), data)
-		if len(gw.e.byID) > 1000 {
-			t.Fatalf("%d SAs", len(gw.e.byID))
+		if len(gw.e.store.byID) > 1000 {
+			t.Fatalf("%d SAs", len(gw.e.store.byID))
 		}
 	})
 }
@@ -64,14 +64,14 @@ func FuzzAuthenticatedRequest(f *testing.F) {
 	var n *testNet
 	var gw, cl *endpoint
 	f.Fuzz(func(t *testing.T, ex, first uint8, body []byte) {
-		if n == nil || len(gw.e.byID) != 1 || len(cl.e.byID) != 1 || len(gw.e.byID) > 100 {
+		if n == nil || len(gw.e.store.byID) != 1 || len(cl.e.store.byID) != 1 || len(gw.e.store.byID) > 100 {
 			n, gw, cl = mobikePair(&testing.T{}, nil)
 		}
 		var gsa, csa *IKESA
-		for _, sa := range gw.e.byID {
+		for _, sa := range gw.e.store.byID {
 			gsa = sa
 		}
-		for _, sa := range cl.e.byID {
+		for _, sa := range cl.e.store.byID {
 			csa = sa
 		}
 		if gsa == nil || csa == nil || gsa.state != stateEstablished {
@@ -87,8 +87,8 @@ func FuzzAuthenticatedRequest(f *testing.F) {
 		}
 		n.apply(gw, gw.e.HandleDatagram(n.now, gsa.local, gsa.remote, data))
 		n.run(time.Second, nil)
-		if len(gw.e.byID) > 4 || len(gw.e.spisIn) > 16 {
-			t.Fatalf("state grows: %d SAs, %d SPIs", len(gw.e.byID), len(gw.e.spisIn))
+		if len(gw.e.store.byID) > 4 || len(gw.e.store.spisIn) > 16 {
+			t.Fatalf("state grows: %d SAs, %d SPIs", len(gw.e.store.byID), len(gw.e.store.spisIn))
 		}
 	})
 }

@@ -54,7 +54,7 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 			e.removeSA(now, sa, "")
 			return
 		}
-		if ns := sa.collision; ns != nil && e.byID[ns.id] == ns {
+		if ns := sa.collision; ns != nil && e.store.live(ns) {
 			// The peer finished its rekey without seeing ours (2.8.2): its new SA
 			// inherits everything, our own attempt is forgotten.
 			sa.collision = nil
@@ -95,7 +95,7 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 	e.applyPath(now, sa, ds, nil)
 	// SWITCH_TO_IP_ADDRESS: answered (empty) first, decided after (draft 4.2). From the
 	// original initiator it is ignored: only responders ask.
-	if switchReq != nil && e.byID[sa.id] == sa {
+	if switchReq != nil && e.store.live(sa) {
 		target, err := switchReq.SwitchAddress()
 		e.applyPath(now, sa, sa.pm.SwitchRequest(now, e.host(), target, err), nil)
 	}
@@ -104,7 +104,7 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 // Delete deletes IKE SA id and its Child SAs, telling the peer; for an SA the peer
 // rekeyed, the one that replaced it.
 func (e *Engine) Delete(now time.Time, id uint64) ([]Action, error) {
-	sa := e.byID[id]
+	sa := e.store.get(id)
 	if sa == nil {
 		return nil, fmt.Errorf("no IKE SA with id %d", id)
 	}
@@ -113,7 +113,7 @@ func (e *Engine) Delete(now time.Time, id uint64) ([]Action, error) {
 	// rekeyedSALife. A Delete of it on the wire would end only the old SA at the peer,
 	// or, should it overtake our answer to the rekey, make the peer give its rekey up
 	// (RFC 7296 2.25.2) while we keep the new SA: the successor is what goes.
-	for sa.state == stateEstablished && sa.rekeyedTo != nil && e.byID[sa.rekeyedTo.id] == sa.rekeyedTo {
+	for sa.state == stateEstablished && sa.rekeyedTo != nil && e.store.live(sa.rekeyedTo) {
 		sa = sa.rekeyedTo
 	}
 	e.deleteIKESA(now, sa, "deleted")
@@ -142,7 +142,7 @@ func (e *Engine) DeleteAll(now time.Time) []Action {
 
 // Deleting reports whether Delete exchanges are still waiting for their responses.
 func (e *Engine) Deleting() bool {
-	for _, sa := range e.byID {
+	for sa := range e.store.all() {
 		if sa.state == stateDeleting {
 			return true
 		}

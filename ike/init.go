@@ -56,7 +56,7 @@ func (e *Engine) initiate(now time.Time, conn *Conn) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("connection %q: no local address to reach %s: %w", conn.Name, remoteAddr, err)
 	}
-	spi, err := e.newSPI()
+	spi, err := e.store.newSPI(e.rand)
 	if err != nil {
 		return 0, err
 	}
@@ -79,7 +79,7 @@ func (e *Engine) initiate(now time.Time, conn *Conn) (uint64, error) {
 		sa.remote = netip.AddrPortFrom(remoteAddr, conn.RemotePort)
 	}
 	group := firstGroup(conn.Proposals)
-	e.addSA(sa)
+	e.store.add(sa)
 	if err := e.sendInit(now, sa, group); err != nil {
 		e.removeSA(now, sa, "")
 		return 0, err
@@ -264,7 +264,7 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 		return
 	}
 	key := halfOpenKey{h.SPIi, remote.Addr()}
-	if sa := e.initIndex[key]; sa != nil {
+	if sa := e.store.halfOpen(key); sa != nil {
 		e.initRetransmission(now, sa, local, remote, data)
 		return
 	}
@@ -405,7 +405,7 @@ func (e *Engine) chooseInit(in *initRequestIn) (initChoice, bool) {
 // keys and answers.
 func (e *Engine) newHalfOpen(now time.Time, in *initRequestIn, ch initChoice) {
 	local, remote := in.local, in.remote
-	spiR, err := e.newSPI()
+	spiR, err := e.store.newSPI(e.rand)
 	if err != nil {
 		return
 	}
@@ -464,8 +464,8 @@ func (e *Engine) newHalfOpen(now time.Time, in *initRequestIn, ch initChoice) {
 	sa.initResp = rm.Append(nil)
 	sa.win.peerReqID = 1
 	sa.halfOpenExpire = now.Add(e.cfg.HalfOpenTimeout)
-	e.addSA(sa)
-	e.initIndex[in.key] = sa
+	e.store.add(sa)
+	e.store.indexHalfOpen(in.key, sa)
 	e.nHalf++
 	if in.proved {
 		e.proved[in.blk]++
@@ -548,7 +548,7 @@ func (e *Engine) deriveIKEKeys(sa *IKESA, gir []byte) error {
 
 // handleInitResponse is the initiator's processing of the IKE_SA_INIT response.
 func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort, data []byte, h *wire.Header) {
-	sa := e.sas[h.SPIi]
+	sa := e.store.bySPI(h.SPIi)
 	if sa == nil || !sa.initiator || sa.state != stateInitSent || h.MessageID != 0 || h.IsInitiator() {
 		e.drop(&e.drops.UnknownSPI, "IKE_SA_INIT response for no pending SA", remote, nil)
 		return

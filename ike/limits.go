@@ -56,7 +56,7 @@ func (e *Engine) ChildVolume(now time.Time, v VolumeLimit) []Action {
 
 // childForVolume finds the Child SA a VolumeLimit is about.
 func (e *Engine) childForVolume(v VolumeLimit) (*IKESA, *ChildSA) {
-	for _, sa := range e.byID {
+	for sa := range e.store.all() {
 		if v.Inbound {
 			if c := sa.childBySPIIn(v.SPI); c != nil {
 				return sa, c

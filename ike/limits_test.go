@@ -175,7 +175,7 @@ func TestPoolLeasesBounded(t *testing.T) {
 			first = cl.vips[0]
 		}
 		n.apply(cl, cl.e.DeleteAll(n.now))
-		n.run(time.Minute, func() bool { return len(gw.e.byID) == 0 })
+		n.run(time.Minute, func() bool { return len(gw.e.store.byID) == 0 })
 	}
 	pl := gw.e.pools["rw"]
 	if len(pl.inUse) != 0 {

@@ -130,7 +130,7 @@ func (e *Engine) reevaluateAll(now time.Time, why string) {
 		ds = append(ds, sa.pm.LocalGone(now, host)...)
 		ds = append(ds, sa.pm.AnnounceIfChanged(host)...)
 		e.applyPath(now, sa, ds, nil)
-		if e.byID[sa.id] == sa {
+		if e.store.live(sa) {
 			e.schedule(sa)
 		}
 	}
@@ -140,7 +140,7 @@ func (e *Engine) reevaluateAll(now time.Time, why string) {
 // the reply that produced them, if any.
 func (e *Engine) applyPath(now time.Time, sa *IKESA, ds []mobike.Decision, reply []wire.Payload) {
 	for _, d := range ds {
-		if e.byID[sa.id] != sa || sa.state == stateDeleting {
+		if !e.store.live(sa) || sa.state == stateDeleting {
 			return
 		}
 		switch d := d.(type) {

@@ -138,7 +138,7 @@ func TestMobikePathProbing(t *testing.T) {
 		t.Errorf("the sides disagree: client %v -> %v, gateway %v -> %v", c.Local, c.Remote, g.Local, g.Remote)
 	}
 	t.Logf("moved to %v <-> %v %v after the path broke", c.Local.Addr(), c.Remote.Addr(), cl.moves[0].Local.Addr())
-	if len(cl.e.byID) != 1 || len(gw.e.byID) != 1 {
+	if len(cl.e.store.byID) != 1 || len(gw.e.store.byID) != 1 {
 		t.Error("the SA did not survive")
 	}
 }
@@ -213,7 +213,7 @@ func TestMobikeDisabledNoUpdate(t *testing.T) {
 
 func TestCookie2MismatchClosesSA(t *testing.T) {
 	n, gw, cl := mobikePair(t, nil)
-	gsa := gw.e.byID[gw.e.Status(n.now)[0].ID]
+	gsa := gw.e.store.byID[gw.e.Status(n.now)[0].ID]
 	// Rewrite the gateway's answer to UPDATE_SA_ADDRESSES with another COOKIE2.
 	tampered := false
 	n.nat = func(d *datagram) {
@@ -240,11 +240,11 @@ func TestCookie2MismatchClosesSA(t *testing.T) {
 	cl.addrs = []netip.Addr{clientAddr2}
 	cl.src = clientAddr2
 	n.apply(cl, cl.e.SetLocalAddrs(n.now, cl.addrs))
-	n.run(time.Minute, func() bool { return len(cl.e.byID) == 0 })
+	n.run(time.Minute, func() bool { return len(cl.e.store.byID) == 0 })
 	if !tampered {
 		t.Fatal("no UPDATE response seen")
 	}
-	if len(cl.e.byID) != 0 {
+	if len(cl.e.store.byID) != 0 {
 		t.Error("the client kept an SA whose UPDATE response had a wrong COOKIE2")
 	}
 	if ev := cl.hasEvent(EventDeleted); ev == nil || !strings.Contains(ev.Reason, "COOKIE2") {

@@ -54,7 +54,7 @@ func TestUnansweredCheckDoesNotEndSA(t *testing.T) {
 	if !raced {
 		t.Fatal("no UPDATE_SA_ADDRESSES seen")
 	}
-	if len(gw.e.byID) != 1 {
+	if len(gw.e.store.byID) != 1 {
 		t.Fatalf("the gateway ended the IKE SA: events %v", gw.events)
 	}
 	flowsAt(t, gw, cl, clientAddr2, gwAddr)
@@ -85,8 +85,8 @@ func TestGivenUpCheckStillFindsDeadPeer(t *testing.T) {
 	}
 	n.drop = func(datagram) bool { return true } // and the client is gone
 	start, from := n.now, len(gw.sent)
-	n.run(20*time.Minute, func() bool { return len(gw.e.byID) == 0 })
-	if len(gw.e.byID) != 0 {
+	n.run(20*time.Minute, func() bool { return len(gw.e.store.byID) == 0 })
+	if len(gw.e.store.byID) != 0 {
 		t.Fatalf("the gateway keeps an SA whose peer answers nowhere: %v", gw.events)
 	}
 	if ev := gw.hasEvent(EventDeleted); ev == nil || !strings.Contains(ev.Reason, "timeout") {
@@ -222,7 +222,7 @@ func TestCheckFollowsLocalAddressChange(t *testing.T) {
 	gw.addrs = []netip.Addr{gwAddr2}
 	n.apply(gw, gw.e.SetLocalAddrs(n.now, []netip.Addr{gwAddr2}))
 	n.run(10*time.Minute, nil)
-	if len(gw.e.byID) != 1 || gw.hasEvent(EventDeleted) != nil {
+	if len(gw.e.store.byID) != 1 || gw.hasEvent(EventDeleted) != nil {
 		t.Fatalf("the gateway lost the IKE SA: %v", gw.events)
 	}
 	flowsAt(t, gw, cl, clientAddr2, gwAddr2)
@@ -241,11 +241,11 @@ func TestMovesDoNotResetRetransmissionTries(t *testing.T) {
 	n.drop = func(datagram) bool { return true } // the gateway is gone
 	start := n.now
 	var gone time.Duration
-	for i := 0; i < 20 && len(cl.e.byID) > 0; i++ {
+	for i := 0; i < 20 && len(cl.e.store.byID) > 0; i++ {
 		// The route flips every 40 s (the clock goes there even when nothing is due).
 		flip := n.now.Add(40 * time.Second)
 		n.run(40*time.Second, nil)
-		if len(cl.e.byID) == 0 {
+		if len(cl.e.store.byID) == 0 {
 			break
 		}
 		n.now = flip
@@ -257,7 +257,7 @@ func TestMovesDoNotResetRetransmissionTries(t *testing.T) {
 		n.apply(cl, cl.e.RoutesChanged(n.now))
 	}
 	gone = n.now.Sub(start)
-	if len(cl.e.byID) > 0 {
+	if len(cl.e.store.byID) > 0 {
 		t.Fatalf("after %v the client still holds the IKE SA to a gateway that never answered (the default retransmission gives up after ~165 s)", gone)
 	}
 	// The liveness check starts within dpd_delay (30 s); its retransmissions take
@@ -366,7 +366,7 @@ func TestFallbackWithFewRetransmitTries(t *testing.T) {
 				t.Fatal(err)
 			}
 			n.run(time.Minute, nil)
-			if len(cl.e.byID) != 1 || cl.hasEvent(EventDeleted) != nil {
+			if len(cl.e.store.byID) != 1 || cl.hasEvent(EventDeleted) != nil {
 				t.Fatalf("a switch to an unreachable address cost the IKE SA: %v", cl.events)
 			}
 			if cl.hasEvent(EventMoveFailed) == nil {

@@ -33,7 +33,7 @@ func onlySA(t *testing.T, ep *endpoint) *IKESA {
 	if len(st) != 1 {
 		t.Fatalf("%s has %d IKE SAs", ep.name, len(st))
 	}
-	return ep.e.byID[st[0].ID]
+	return ep.e.store.byID[st[0].ID]
 }
 
 // inject has ep's IKE SA send an authenticated request with its next message ID from src
@@ -77,7 +77,7 @@ func reseal(t *testing.T, d *datagram, sender, receiver *endpoint, edit func(*wi
 	if m.Header.IsInitiator() {
 		spi = m.Header.SPIi
 	}
-	sa := sender.e.sas[spi]
+	sa := sender.e.store.sas[spi]
 	data, err := sa.seal(m.Header, m.Payloads)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +227,7 @@ func TestReturnRoutabilityReplyFromElsewhere(t *testing.T) {
 		t.Error("a reply from another address verified the victim's")
 	}
 	espNeverTo(t, gw, victim)
-	if len(gw.e.byID) != 1 {
+	if len(gw.e.store.byID) != 1 {
 		t.Error("the SA did not survive")
 	}
 }
@@ -358,7 +358,7 @@ func TestSwitchToUnreachableTargetFallsBack(t *testing.T) {
 			recovered = n.now.Sub(start)
 		}
 	})
-	if len(cl.e.byID) != 1 || len(gw.e.byID) != 1 {
+	if len(cl.e.store.byID) != 1 || len(gw.e.store.byID) != 1 {
 		t.Fatal("the SA did not survive")
 	}
 	flowsAt(t, gw, cl, clientAddr, gwAddr)
@@ -594,7 +594,7 @@ func TestInvalidSyntaxEndsTheSA(t *testing.T) {
 		if len(messagesTo(t, gw, cl, clientAP, hasNotify(wire.INVALID_SYNTAX))) != 1 {
 			t.Fatal("no INVALID_SYNTAX response")
 		}
-		if len(gw.e.byID) != 0 {
+		if len(gw.e.store.byID) != 0 {
 			t.Error("the gateway kept the SA")
 		}
 		if ev := gw.hasEvent(EventDeleted); ev == nil || !strings.Contains(ev.Reason, "INVALID_SYNTAX") {
@@ -617,8 +617,8 @@ func TestInvalidSyntaxEndsTheSA(t *testing.T) {
 				})
 			}
 		}
-		n.run(10*time.Second, func() bool { return len(cl.e.byID) == 0 })
-		if len(cl.e.byID) != 0 {
+		n.run(10*time.Second, func() bool { return len(cl.e.store.byID) == 0 })
+		if len(cl.e.store.byID) != 0 {
 			t.Fatal("the client kept the SA after INVALID_SYNTAX")
 		}
 		if ev := cl.hasEvent(EventDeleted); ev == nil || !strings.Contains(ev.Reason, "INVALID_SYNTAX") {
@@ -905,7 +905,7 @@ func TestCookie2MismatchSeenByResponder(t *testing.T) {
 	cl.addrs = []netip.Addr{clientAddr2}
 	cl.src = clientAddr2
 	n.apply(cl, cl.e.SetLocalAddrs(n.now, cl.addrs))
-	n.run(time.Minute, func() bool { return len(gw.e.byID) == 0 })
+	n.run(time.Minute, func() bool { return len(gw.e.store.byID) == 0 })
 	if !tampered {
 		t.Fatal("no return routability reply seen")
 	}

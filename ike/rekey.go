@@ -39,11 +39,11 @@ func errorNotify(ps []wire.Payload) *wire.Notify {
 
 // reserveSPI picks an inbound SPI for a Child SA being negotiated on sa.
 func (e *Engine) reserveSPI(sa *IKESA, cfg *ChildConfig) (uint32, error) {
-	spi, err := e.newChildSPI()
+	spi, err := e.store.newChildSPI(e.rand)
 	if err != nil {
 		return 0, err
 	}
-	e.spisIn[spi] = &ChildSA{spiIn: spi, cfg: cfg}
+	e.store.claimInbound(spi, &ChildSA{spiIn: spi, cfg: cfg})
 	if sa.reserved == nil {
 		sa.reserved = make(map[uint32]bool)
 	}
@@ -54,14 +54,14 @@ func (e *Engine) reserveSPI(sa *IKESA, cfg *ChildConfig) (uint32, error) {
 func (e *Engine) releaseSPI(sa *IKESA, spi uint32) {
 	if sa.reserved[spi] {
 		delete(sa.reserved, spi)
-		delete(e.spisIn, spi)
+		e.store.freeInbound(spi)
 	}
 }
 
 // RekeyChild starts rekeying the Child SA with inbound SPI spi now; the timers do it on
 // their own otherwise.
 func (e *Engine) RekeyChild(now time.Time, spi uint32) []Action {
-	for _, sa := range e.byID {
+	for sa := range e.store.all() {
 		if c := sa.childBySPIIn(spi); c != nil {
 			e.rekeyChild(now, sa, c, 0)
 			e.schedule(sa)
@@ -513,7 +513,7 @@ func (e *Engine) respondChildCreate(now time.Time, sa *IKESA, old *ChildSA, m *w
 			}
 			kePub = kex.PublicKey()
 		}
-		spiIn, err := e.newChildSPI()
+		spiIn, err := e.store.newChildSPI(e.rand)
 		if err != nil {
 			return []wire.Payload{&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE}}, nil
 		}

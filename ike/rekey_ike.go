@@ -17,7 +17,7 @@ const rekeyedSALife = 30 * time.Second
 
 // RekeyIKE starts rekeying IKE SA id now.
 func (e *Engine) RekeyIKE(now time.Time, id uint64) []Action {
-	if sa := e.byID[id]; sa != nil {
+	if sa := e.store.get(id); sa != nil {
 		e.rekeyIKE(now, sa, 0)
 		e.schedule(sa)
 	}
@@ -37,7 +37,7 @@ func (e *Engine) rekeyIKE(now time.Time, sa *IKESA, group uint16) {
 	if group == 0 {
 		group = sa.suite.DH
 	}
-	spi, err := e.newSPI()
+	spi, err := e.store.newSPI(e.rand)
 	if err != nil {
 		return
 	}
@@ -54,7 +54,7 @@ func (e *Engine) rekeyIKE(now time.Time, sa *IKESA, group uint16) {
 	binary.BigEndian.PutUint64(spiB[:], spi)
 	offered := numberProposals(ikecrypto.PreferGroup(sa.conn.Proposals, group), spiB[:])
 	// Reserve the SPI so that nobody else takes it meanwhile.
-	e.sas[spi] = sa
+	e.store.reserveSPI(spi, sa)
 	sa.rekeySPI = spi
 	r := &request{
 		exchange: wire.CREATE_CHILD_SA,
@@ -62,9 +62,7 @@ func (e *Engine) rekeyIKE(now time.Time, sa *IKESA, group uint16) {
 		kind:     reqRekeyIKE,
 	}
 	r.onReply = func(e *Engine, now time.Time, sa *IKESA, m *wire.Message) {
-		if e.sas[spi] == sa {
-			delete(e.sas, spi)
-		}
+		e.store.releaseSPI(spi, sa)
 		sa.rekeying, sa.rekeySPI = nil, 0
 		e.rekeyIKEDone(now, sa, spi, ni, kex, offered, m)
 	}
@@ -124,7 +122,7 @@ func (e *Engine) rekeyIKEDone(now time.Time, sa *IKESA, spi uint64, ni []byte, k
 		return
 	}
 	ns.createdNonces = [2][]byte{ni, nr}
-	if collision != nil && e.byID[collision.id] == collision {
+	if collision != nil && e.store.live(collision) {
 		// Both rekeyed (2.8.2): the new SA with the lowest nonce is closed by its
 		// creator, the other inherits the Child SAs; its creator deletes the old SA.
 		if lowestNonce(ns.createdNonces, collision.createdNonces) {
@@ -180,7 +178,7 @@ func (e *Engine) respondRekeyIKE(now time.Time, sa *IKESA, reply func(...wire.Pa
 		reply(&wire.Notify{NotifyType: wire.INVALID_SYNTAX})
 		return
 	}
-	spi, err := e.newSPI()
+	spi, err := e.store.newSPI(e.rand)
 	if err != nil {
 		reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
 		return
@@ -264,8 +262,8 @@ func (e *Engine) newRekeyedSA(sa *IKESA, suite ikecrypto.IKESuite, weInitiated b
 	if weInitiated {
 		ns.skOut, ns.skIn = encI, encR
 	}
-	e.addSA(ns)
-	e.indexPeer(ns)
+	e.store.add(ns)
+	e.store.indexPeer(ns)
 	e.keylogIKE(ns)
 	return ns, nil
 }

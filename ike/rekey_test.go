@@ -64,8 +64,8 @@ func oneChildEach(t *testing.T, n *testNet, gw, cl *endpoint) {
 	if gs[0].SPIi != cs[0].SPIi || gs[0].SPIr != cs[0].SPIr {
 		t.Errorf("IKE SPIs differ: gateway %s/%s client %s/%s", gs[0].SPIi, gs[0].SPIr, cs[0].SPIi, cs[0].SPIr)
 	}
-	if len(gw.e.spisIn) != 1 || len(cl.e.spisIn) != 1 {
-		t.Errorf("SPI tables: gateway %d client %d", len(gw.e.spisIn), len(cl.e.spisIn))
+	if len(gw.e.store.spisIn) != 1 || len(cl.e.store.spisIn) != 1 {
+		t.Errorf("SPI tables: gateway %d client %d", len(gw.e.store.spisIn), len(cl.e.store.spisIn))
 	}
 }
 
@@ -219,9 +219,9 @@ func TestIKERekey(t *testing.T) {
 			}
 			// The new SA still works: a liveness check is answered, a Delete removes all.
 			n.apply(cl, cl.e.DeleteAll(n.now))
-			n.run(time.Minute, func() bool { return len(gw.e.byID) == 0 && len(cl.e.byID) == 0 })
-			if len(gw.e.byID) != 0 || len(cl.e.byID) != 0 || len(gw.outbound) != 0 || len(cl.inbound) != 0 {
-				t.Errorf("Delete on the rekeyed SA left state: %d/%d SAs", len(gw.e.byID), len(cl.e.byID))
+			n.run(time.Minute, func() bool { return len(gw.e.store.byID) == 0 && len(cl.e.store.byID) == 0 })
+			if len(gw.e.store.byID) != 0 || len(cl.e.store.byID) != 0 || len(gw.outbound) != 0 || len(cl.inbound) != 0 {
+				t.Errorf("Delete on the rekeyed SA left state: %d/%d SAs", len(gw.e.store.byID), len(cl.e.store.byID))
 			}
 			for _, p := range gw.e.pools {
 				if len(p.inUse) != 0 {
@@ -246,8 +246,8 @@ func TestIKERekeyCollision(t *testing.T) {
 			n.apply(gw, gw.e.RekeyIKE(n.now, gw.e.Status(n.now)[0].ID))
 			n.runChecked(40*time.Second, makeBeforeBreak(t, n, gw, cl))
 			oneChildEach(t, n, gw, cl)
-			if len(gw.e.byID) != 1 || len(cl.e.byID) != 1 {
-				t.Fatalf("IKE SAs after collision: gateway %d client %d", len(gw.e.byID), len(cl.e.byID))
+			if len(gw.e.store.byID) != 1 || len(cl.e.store.byID) != 1 {
+				t.Fatalf("IKE SAs after collision: gateway %d client %d", len(gw.e.store.byID), len(cl.e.store.byID))
 			}
 		})
 	}
@@ -310,7 +310,7 @@ func TestRekeyUnderLoss(t *testing.T) {
 // after rekeys can be compared (replaced inbound SAs linger out).
 func quiesce(n *testNet, inv func()) {
 	for _, ep := range n.eps {
-		for _, sa := range ep.e.byID {
+		for _, sa := range ep.e.store.byID {
 			sa.rekeyAt = time.Time{}
 			for _, c := range sa.children {
 				c.rekeyAt = time.Time{}

@@ -353,8 +353,8 @@ func TestNoRestartOfConnectionRemovedByReload(t *testing.T) {
 	}
 	n.drop = func(datagram) bool { return true } // the gateway goes away
 	n.run(2*time.Minute, nil)
-	if len(cl.e.byID) != 0 {
-		t.Errorf("the client holds %d IKE SAs for a connection the reload removed\n%s", len(cl.e.byID), clLog)
+	if len(cl.e.store.byID) != 0 {
+		t.Errorf("the client holds %d IKE SAs for a connection the reload removed\n%s", len(cl.e.store.byID), clLog)
 	}
 	if countExchanges(cl, wire.IKE_SA_INIT, false) != 1 {
 		t.Errorf("%d IKE_SA_INIT requests: the removed connection was restarted", countExchanges(cl, wire.IKE_SA_INIT, false))

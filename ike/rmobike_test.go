@@ -139,7 +139,7 @@ func decryptFor(t *testing.T, d datagram, peer *endpoint) *wire.Message {
 	if !h.IsInitiator() {
 		spi = h.SPIi
 	}
-	sa := peer.e.sas[spi]
+	sa := peer.e.store.sas[spi]
 	if sa == nil {
 		return nil
 	}
@@ -236,7 +236,7 @@ func TestSwitchAcceptPolicies(t *testing.T) {
 
 func TestSwitchMalformedIsUnacceptable(t *testing.T) {
 	n, gw, cl := mobikePair(t, func(g, c *Config) { c.Connections[0].SwitchAccept = mobike.SwitchPolicy{Any: true} })
-	sa := gw.e.byID[gw.e.Status(n.now)[0].ID]
+	sa := gw.e.store.byID[gw.e.Status(n.now)[0].ID]
 	for _, data := range [][]byte{{203, 0, 113}, {203, 0, 113, 1, 0}, make([]byte, 17)} {
 		before := countExchanges(cl, wire.INFORMATIONAL, false)
 		gw.e.queueRequest(n.now, sa, &request{exchange: wire.INFORMATIONAL, kind: reqNotify,
@@ -267,7 +267,7 @@ func TestSwitchMalformedIsUnacceptable(t *testing.T) {
 
 func TestSwitchFromInitiatorIgnored(t *testing.T) {
 	n, gw, cl := mobikePair(t, nil)
-	sa := cl.e.byID[cl.e.Status(n.now)[0].ID]
+	sa := cl.e.store.byID[cl.e.Status(n.now)[0].ID]
 	cl.e.queueRequest(n.now, sa, &request{exchange: wire.INFORMATIONAL, kind: reqNotify,
 		payloads: []wire.Payload{wire.NewAddressNotify(wire.SWITCH_TO_IP_ADDRESS, clientAddr2)}})
 	n.apply(cl, cl.e.take())
@@ -288,7 +288,7 @@ func TestSwitchAfterGatewayInitiatedIKERekey(t *testing.T) {
 	n.apply(gw, gw.e.RekeyIKE(n.now, gw.e.Status(n.now)[0].ID))
 	n.run(10*time.Second, nil)
 	gs := gw.e.Status(n.now)
-	if len(gs) != 1 || gw.e.byID[gs[0].ID].initiator != true || gs[0].Role != "responder" {
+	if len(gs) != 1 || gw.e.store.byID[gs[0].ID].initiator != true || gs[0].Role != "responder" {
 		t.Fatalf("after the gateway's rekey: %+v", gs)
 	}
 	// The gateway is now the RFC 7296 initiator of the IKE SA, but still the MOBIKE

@@ -30,7 +30,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 			for _, out := range ep.outbound {
 				secrets = append(secrets, out.Keys.Encr, out.Keys.Integ)
 			}
-			for _, sa := range ep.e.byID {
+			for _, sa := range ep.e.store.byID {
 				secrets = append(secrets, sa.keys.SKd, sa.keys.SKpi, sa.keys.SKpr)
 			}
 		}
@@ -83,8 +83,8 @@ func TestDefaultRandomnessIsCryptoRand(t *testing.T) {
 	if e.rand == nil || e.rand != cryptoRandReader() {
 		t.Fatal("the engine does not default to crypto/rand")
 	}
-	a, _ := e.newSPI()
-	b, _ := e.newSPI()
+	a, _ := e.store.newSPI(e.rand)
+	b, _ := e.store.newSPI(e.rand)
 	n1, _ := e.nonce()
 	n2, _ := e.nonce()
 	if a == b || bytes.Equal(n1, n2) || len(n1) < 16 {
@@ -98,11 +98,11 @@ func TestKeysZeroedWhenSAEnds(t *testing.T) {
 	if !n.run(time.Minute, established(gw, cl)) {
 		t.Fatal("not established")
 	}
-	sa := cl.e.byID[cl.e.Status(n.now)[0].ID]
+	sa := cl.e.store.byID[cl.e.Status(n.now)[0].ID]
 	keys := sa.keys
 	n.apply(cl, cl.e.DeleteAll(n.now))
 	n.run(10*time.Second, nil)
-	if len(cl.e.byID) != 0 {
+	if len(cl.e.store.byID) != 0 {
 		t.Fatal("not deleted")
 	}
 	for i, k := range [][]byte{keys.SKd, keys.SKai, keys.SKar, keys.SKei, keys.SKer, keys.SKpi, keys.SKpr} {

@@ -46,7 +46,7 @@ func (e *Engine) Export(now time.Time, id uint64) (SAState, error) {
 // exportable finds the IKE SA id and checks that it can be exported (Export's rules);
 // it returns the path manager's snapshot too.
 func (e *Engine) exportable(id uint64) (*IKESA, mobike.Snapshot, error) {
-	sa := e.byID[id]
+	sa := e.store.get(id)
 	if sa == nil {
 		return nil, mobike.Snapshot{}, fmt.Errorf("ike: export: no IKE SA #%d", id)
 	}
@@ -221,8 +221,8 @@ func (e *Engine) Import(now time.Time, st SAState) (uint64, []Action, error) {
 	}
 	// Nothing is refused from here on.
 	sa := e.importedSA(&st, pl)
-	e.addSA(sa)
-	e.indexPeer(sa)
+	e.store.add(sa)
+	e.store.indexPeer(sa)
 	e.installImported(sa, &st, pl)
 	e.keylogIKE(sa)
 	e.log.Info("IKE SA imported", "conn", pl.conn.Name, "sa", sa.id, "peer", sa.remote, "id", sa.remoteID.String(),
@@ -261,7 +261,7 @@ func (e *Engine) planImport(st *SAState) (*importPlan, error) {
 	if st.Initiator {
 		ourSPI = st.SPIi
 	}
-	if other := e.sas[ourSPI]; other != nil {
+	if other := e.store.bySPI(ourSPI); other != nil {
 		return nil, fmt.Errorf("ike: import: SPI collision: IKE SPI %016x is in use here (IKE SA #%d)", ourSPI, other.id)
 	}
 	suite := ikecrypto.IKESuite{Encr: st.Suite.Encr, EncrKeyBits: st.Suite.EncrKeyBits, Integ: st.Suite.Integ, PRF: st.Suite.PRF, DH: st.Suite.DH}
@@ -277,7 +277,7 @@ func (e *Engine) planImport(st *SAState) (*importPlan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ike: import: %w", err)
 		}
-		if e.spisIn[cs.SPIIn] != nil || seen[cs.SPIIn] {
+		if e.store.inbound(cs.SPIIn) != nil || seen[cs.SPIIn] {
 			return nil, fmt.Errorf("ike: import: SPI collision: inbound ESP SPI %08x of Child SA %q is in use here", cs.SPIIn, cs.Name)
 		}
 		seen[cs.SPIIn] = true
@@ -387,12 +387,11 @@ func (e *Engine) installImported(sa *IKESA, st *SAState, pl *importPlan) {
 	p := e.espPath(sa)
 	for i, c := range children {
 		cs := &st.Children[i]
-		e.nextChildID++
-		c.id = e.nextChildID
+		c.id = e.store.newChildID()
 		c.policy = c.id
 		c.state = childInstalled
 		sa.children = append(sa.children, c)
-		e.spisIn[c.spiIn] = c
+		e.store.claimInbound(c.spiIn, c)
 		in := ChildKeys{Encr: bytes.Clone(cs.In.Encr), Integ: bytes.Clone(cs.In.Integ)}
 		out := ChildKeys{Encr: bytes.Clone(cs.Out.Encr), Integ: bytes.Clone(cs.Out.Integ)}
 		if e.cfg.Exportable {
@@ -493,7 +492,7 @@ func importChild(conn *Conn, cs *ChildSAState) (*ChildSA, error) {
 // RemoveOutbound) and its virtual IPs go back to the pool; no Delete is sent and no
 // event reported.
 func (e *Engine) Forget(now time.Time, id uint64) ([]Action, error) {
-	sa := e.byID[id]
+	sa := e.store.get(id)
 	if sa == nil {
 		return nil, fmt.Errorf("ike: forget: no IKE SA #%d", id)
 	}

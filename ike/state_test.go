@@ -116,7 +116,7 @@ func TestImportedSAContinues(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.apply(b, acts)
-	if c, _ := ikecrypto.SealCounter(b.e.byID[idB].skOut); c != st.SealCounter || c == 0 {
+	if c, _ := ikecrypto.SealCounter(b.e.store.byID[idB].skOut); c != st.SealCounter || c == 0 {
 		t.Errorf("B's SK IV counter is at %d, A's was at %d", c, st.SealCounter)
 	}
 	if len(b.inbound) != 1 || len(b.outbound) != 1 {
@@ -142,7 +142,7 @@ func TestImportedSAContinues(t *testing.T) {
 	}
 
 	// A liveness check from B is answered by the client.
-	saB := b.e.byID[idB]
+	saB := b.e.store.byID[idB]
 	reqs, resps := exchangesTo(b, clientAddr, wire.INFORMATIONAL, false), exchangesTo(cl, gwAddr2, wire.INFORMATIONAL, true)
 	b.e.livenessCheck(n.now, saB)
 	b.e.schedule(saB)
@@ -341,12 +341,12 @@ func TestImportRefusals(t *testing.T) {
 		{"version", b, clone(func(s *SAState) { s.Version = 2 }), "version 2"},
 	} {
 		e := tc.into.e
-		before, spis, sas, leased := len(e.byID), len(e.spisIn), len(e.sas), len(e.pools["rw"].inUse)
+		before, spis, sas, leased := len(e.store.byID), len(e.store.spisIn), len(e.store.sas), len(e.pools["rw"].inUse)
 		_, acts, err := e.Import(n.now, tc.st)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
 		}
-		if len(acts) != 0 || len(e.byID) != before || len(e.spisIn) != spis || len(e.sas) != sas || len(e.pools["rw"].inUse) != leased {
+		if len(acts) != 0 || len(e.store.byID) != before || len(e.store.spisIn) != spis || len(e.store.sas) != sas || len(e.pools["rw"].inUse) != leased {
 			t.Errorf("%s: the refused import changed something", tc.name)
 		}
 	}

@@ -41,8 +41,8 @@ type ChildStatus struct {
 }
 
 func (e *Engine) sorted() []*IKESA {
-	out := make([]*IKESA, 0, len(e.byID))
-	for _, sa := range e.byID {
+	out := make([]*IKESA, 0, e.store.count())
+	for sa := range e.store.all() {
 		out = append(out, sa)
 	}
 	slices.SortFunc(out, func(a, b *IKESA) int {
@@ -126,7 +126,7 @@ func (e *Engine) Status(now time.Time) []SAStatus {
 
 // Established reports whether IKE SA id exists and is established.
 func (e *Engine) Established(id uint64) bool {
-	sa := e.byID[id]
+	sa := e.store.get(id)
 	return sa != nil && sa.state == stateEstablished
 }
 
@@ -144,8 +144,8 @@ type Counts struct {
 
 // Count counts the SAs; it costs a pass over them, not a Status.
 func (e *Engine) Count() Counts {
-	c := Counts{IKESAsCreated: e.nextSAID, ChildSAsCreated: e.nextChildID, LivenessChecks: e.livenessChecks}
-	for _, sa := range e.byID {
+	c := Counts{IKESAsCreated: e.store.nextSAID, ChildSAsCreated: e.store.nextChildID, LivenessChecks: e.livenessChecks}
+	for sa := range e.store.all() {
 		if sa.state == stateInitDone {
 			continue
 		}
@@ -163,7 +163,7 @@ func (e *Engine) HalfOpen() int { return e.nHalf }
 
 // HasConn reports whether any IKE SA of connection name exists.
 func (e *Engine) HasConn(name string) bool {
-	for _, sa := range e.byID {
+	for sa := range e.store.all() {
 		if sa.conn != nil && sa.conn.Name == name {
 			return true
 		}
@@ -174,7 +174,7 @@ func (e *Engine) HasConn(name string) bool {
 // ConnSA returns the newest IKE SA of connection name that is established or being
 // established, if any, and whether it is established.
 func (e *Engine) ConnSA(name string) (id uint64, established, ok bool) {
-	for _, sa := range e.byID {
+	for sa := range e.store.all() {
 		if sa.conn == nil || sa.conn.Name != name || !sa.initiator {
 			continue
 		}

@@ -17,7 +17,7 @@ func (e *Engine) Tick(now time.Time) []Action {
 	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
 		t := heap.Pop(&e.timers).(timerEntry)
 		sa := t.sa
-		if !sa.wakeAt.Equal(t.at) || e.byID[sa.id] != sa {
+		if !sa.wakeAt.Equal(t.at) || !e.store.live(sa) {
 			continue // stale entry
 		}
 		sa.wakeAt = time.Time{}
@@ -26,7 +26,7 @@ func (e *Engine) Tick(now time.Time) []Action {
 		}
 		e.onTimer(now, sa)
 		e.charge(sa)
-		if e.byID[sa.id] == sa {
+		if e.store.live(sa) {
 			e.schedule(sa)
 		}
 	}
@@ -37,7 +37,7 @@ func (e *Engine) Tick(now time.Time) []Action {
 func (e *Engine) NextDeadline() (time.Time, bool) {
 	for len(e.timers) > 0 {
 		t := e.timers[0]
-		if t.sa.wakeAt.Equal(t.at) && e.byID[t.sa.id] == t.sa {
+		if t.sa.wakeAt.Equal(t.at) && e.store.live(t.sa) {
 			return t.at, true
 		}
 		heap.Pop(&e.timers)
@@ -110,8 +110,8 @@ func (e *Engine) retransmit(now time.Time, sa *IKESA, r *request) bool {
 				r.tries = 0
 				r.nextAt = now.Add(e.retransmitDelay(0))
 				e.applyPath(now, sa, ds, nil)
-				if e.byID[sa.id] != sa || sa.win.pending != r {
-					return e.byID[sa.id] == sa
+				if !e.store.live(sa) || sa.win.pending != r {
+					return e.store.live(sa)
 				}
 				e.sendReq(sa, r)
 				return true
@@ -138,7 +138,7 @@ func (e *Engine) retransmit(now time.Time, sa *IKESA, r *request) bool {
 		e.sendOn(p, r.data)
 	}
 	e.applyPath(now, sa, ds, nil)
-	return e.byID[sa.id] == sa
+	return e.store.live(sa)
 }
 
 // armDPD schedules the next liveness check dpd_delay after the last sign of life.
@@ -260,7 +260,7 @@ func (e *Engine) restart(now time.Time, conn *Conn) {
 		e.log.Warn("restart failed", "conn", conn.Name, "err", err)
 		return
 	}
-	if sa := e.byID[id]; sa != nil {
+	if sa := e.store.get(id); sa != nil {
 		sa.restarting = true
 	}
 }
