@@ -197,7 +197,7 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 	sa.state = stateEstablished
 	sa.estab = now
 	sa.halfOpenExpire = time.Time{}
-	e.halfOpenDone(sa)
+	e.gate.closed(sa.srcBlock, sa.provedCookie)
 	e.store.indexPeer(sa)
 	if wire.FindNotify(m.Payloads, wire.INITIAL_CONTACT) != nil {
 		e.initialContact(now, sa)

@@ -25,7 +25,7 @@ var secretName = regexp.MustCompile(`(?i)(mac|icv|auth|cookie|psk|sig|tag|key)`)
 var constantTimeSites = map[string][]string{
 	"crypto": {"AuthEqual", "cbcSK.Open"}, // AUTH/PSK; SK payload ICV (CBC+HMAC)
 	"esp":    {"suite.openRaw"},           // ESP ICV (CBC+HMAC)
-	"ike":    {"Engine.cookieValid"},      // COOKIE (RFC 7296 2.6)
+	"ike":    {"cookieJar.valid"},         // COOKIE (RFC 7296 2.6)
 	"mobike": {"CheckCookie2"},            // COOKIE2 (RFC 4555 3.5)
 }
 

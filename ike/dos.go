@@ -30,31 +30,20 @@ func (sa *IKESA) preauthHeld() int {
 	return n + sa.win.fragBytes()
 }
 
-// charge brings Engine.preauth up to date with what sa holds now.
+// charge brings the pre-authentication count (admission.preauth) up to date with what sa holds now.
 func (e *Engine) charge(sa *IKESA) {
 	held := 0
 	if e.store.live(sa) {
 		held = sa.preauthHeld()
 	}
-	e.preauth += held - sa.charged
+	e.gate.preauth += held - sa.charged
 	sa.charged = held
 }
 
 // PreauthBytes is what SAs that are not authenticated hold, in bytes.
-func (e *Engine) PreauthBytes() int { return e.preauth }
+func (e *Engine) PreauthBytes() int { return e.gate.preauth }
 
 type replayStamp struct {
 	to netip.AddrPort
 	at time.Time
-}
-
-// sourceBlock is the source a peer address counts as for the half-open limits: an
-// IPv4 address, or the IPv6 prefix it is in.
-func (e *Engine) sourceBlock(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	if a.Is4() {
-		return netip.PrefixFrom(a, 32)
-	}
-	p, _ := a.Prefix(e.cfg.IPv6SourcePrefix)
-	return p
 }

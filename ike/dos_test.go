@@ -81,11 +81,11 @@ func TestIPv6SourcesAggregatedPerPrefix(t *testing.T) {
 			gw.e.HandleDatagram(n.now, local, src, req)
 		}
 	}
-	if gw.e.nHalf == 0 {
+	if gw.e.gate.nHalf == 0 {
 		t.Fatal("nothing from the /64 was answered")
 	}
-	if max := 2 * gc.BlockThreshold; gw.e.nHalf > max {
-		t.Errorf("one /64 holds %d half-open SAs (at most %d: %d unproven, %d that returned a cookie)", gw.e.nHalf, max, gc.BlockThreshold, gc.BlockThreshold)
+	if max := 2 * gc.BlockThreshold; gw.e.gate.nHalf > max {
+		t.Errorf("one /64 holds %d half-open SAs (at most %d: %d unproven, %d that returned a cookie)", gw.e.gate.nHalf, max, gc.BlockThreshold, gc.BlockThreshold)
 	}
 	// Someone else still gets in.
 	acts := gw.e.HandleDatagram(n.now, gwInit, netip.AddrPortFrom(netip.MustParseAddr("192.0.2.77"), 500), initRequest(t, 1))
@@ -142,7 +142,7 @@ func TestPreauthMessagesCapped(t *testing.T) {
 	gw := n.add("gateway", gwAddr, gatewayConfig(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16"))
 	big := &wire.Notify{NotifyType: 50001, Data: bytes.Repeat([]byte{1}, 12000)}
 	acts := gw.e.HandleDatagram(n.now, gwInit, netip.AddrPortFrom(clientAddr, 500), initRequest(t, 1, big))
-	if answered(acts) || gw.e.nHalf != 0 {
+	if answered(acts) || gw.e.gate.nHalf != 0 {
 		t.Error("a 12 kB IKE_SA_INIT was answered")
 	}
 	if gw.e.Drops().Map()["ike_too_large"] == 0 {
@@ -158,8 +158,8 @@ func TestPreauthMessagesCapped(t *testing.T) {
 	}
 	n.apply(cl, cl.e.StartAll(n.now))
 	n.run(time.Millisecond, nil)
-	if gw.e.nHalf != 1 {
-		t.Fatalf("half-open %d", gw.e.nHalf)
+	if gw.e.gate.nHalf != 1 {
+		t.Fatalf("half-open %d", gw.e.gate.nHalf)
 	}
 	csa := onlySA(t, cl)
 	if !csa.fragment {
@@ -214,7 +214,7 @@ func TestCookieThresholdZeroMeansAlways(t *testing.T) {
 	gc.CookieThreshold = 0
 	gw := n.add("gateway", gwAddr, gc)
 	acts := gw.e.HandleDatagram(n.now, gwInit, netip.AddrPortFrom(clientAddr, 500), initRequest(t, 1))
-	if cookieFor(t, acts, 1) == nil || gw.e.nHalf != 0 {
+	if cookieFor(t, acts, 1) == nil || gw.e.gate.nHalf != 0 {
 		t.Error("the first IKE_SA_INIT was not asked for a COOKIE")
 	}
 }

@@ -25,14 +25,8 @@ type Engine struct {
 	conns map[string]*Conn
 	pools map[string]*pool
 
-	store store // the IKE SAs and inbound ESP SPIs, indexed
-	nHalf int
-	// Half-open SAs per source block (an IPv4 address, an IPv6 /64): those whose
-	// initiator returned a COOKIE, and the others.
-	proved, unproved map[netip.Prefix]int
-	// preauth is what SAs that are not authenticated hold (IKE_SA_INIT messages,
-	// fragments being reassembled), in bytes.
-	preauth int
+	store store     // the IKE SAs and inbound ESP SPIs, indexed
+	gate  admission // the limits before authentication, cookies
 
 	// localAddrs are the host's usable addresses (nil: not known).
 	localAddrs []netip.Addr
@@ -46,11 +40,6 @@ type Engine struct {
 	// SPI, for their retransmissions; deletedOrder is the same, oldest first.
 	deleted      map[uint64]*deletedSA
 	deletedOrder []deletedRef
-
-	cookieSecret     [2][32]byte
-	cookieVersion    uint8
-	cookieRotatedAt  time.Time
-	cookieRotateEach time.Duration
 
 	drops Drops
 }
@@ -93,15 +82,12 @@ func (d *Drops) Map() map[string]uint64 {
 func New(cfg Config) (*Engine, error) {
 	cfg.setDefaults()
 	e := &Engine{
-		cfg:              cfg,
-		log:              cfg.Logger,
-		rand:             cfg.Rand,
-		conns:            make(map[string]*Conn),
-		pools:            make(map[string]*pool),
-		store:            newStore(),
-		proved:           make(map[netip.Prefix]int),
-		unproved:         make(map[netip.Prefix]int),
-		cookieRotateEach: 2 * time.Minute,
+		cfg:   cfg,
+		log:   cfg.Logger,
+		rand:  cfg.Rand,
+		conns: make(map[string]*Conn),
+		pools: make(map[string]*pool),
+		store: newStore(),
 	}
 	if e.rand == nil {
 		e.rand = rand.Reader
@@ -132,13 +118,9 @@ func New(cfg Config) (*Engine, error) {
 			}
 		}
 	}
-	// Both secrets: the one before the first rotation is accepted too (version 255
-	// while the version is 0), and an unfilled one would be all zeros, a secret
-	// anyone knows.
-	for i := range e.cookieSecret {
-		if _, err := io.ReadFull(e.rand, e.cookieSecret[i][:]); err != nil {
-			return nil, err
-		}
+	var err error
+	if e.gate, err = newAdmission(e.rand); err != nil {
+		return nil, err
 	}
 	return e, nil
 }

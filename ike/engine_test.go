@@ -219,8 +219,8 @@ func TestInvalidKERetry(t *testing.T) {
 	if inits != 2 {
 		t.Errorf("%d IKE_SA_INIT requests, want 2", inits)
 	}
-	if gw.e.nHalf != 0 || len(gw.e.store.initIndex) != 1 {
-		t.Errorf("gateway keeps half-open state: %d (%d indexed)", gw.e.nHalf, len(gw.e.store.initIndex))
+	if gw.e.gate.nHalf != 0 || len(gw.e.store.initIndex) != 1 {
+		t.Errorf("gateway keeps half-open state: %d (%d indexed)", gw.e.gate.nHalf, len(gw.e.store.initIndex))
 	}
 }
 
@@ -238,8 +238,8 @@ func TestCookieUnderHalfOpenFlood(t *testing.T) {
 			t.Fatalf("flood request %d: %d actions", i, len(acts))
 		}
 	}
-	if gw.e.nHalf != 5 {
-		t.Fatalf("half-open %d, want 5", gw.e.nHalf)
+	if gw.e.gate.nHalf != 5 {
+		t.Fatalf("half-open %d, want 5", gw.e.gate.nHalf)
 	}
 	// The sixth gets a COOKIE and no state.
 	src := netip.AddrPortFrom(netip.MustParseAddr("203.0.113.99"), 500)
@@ -248,7 +248,7 @@ func TestCookieUnderHalfOpenFlood(t *testing.T) {
 	if err != nil || wire.FindNotify(m.Payloads, wire.COOKIE) == nil || len(m.Payloads) != 1 {
 		t.Fatalf("flood answer is not a lone COOKIE: %v %v", m, err)
 	}
-	if gw.e.nHalf != 5 {
+	if gw.e.gate.nHalf != 5 {
 		t.Fatalf("COOKIE answer created state")
 	}
 	// A cookie made for another SPI does not pass.
@@ -275,9 +275,9 @@ func TestCookieUnderHalfOpenFlood(t *testing.T) {
 		t.Error("client never echoed a COOKIE")
 	}
 	// The half-open SAs of the flood expire.
-	n.run(time.Minute, func() bool { return gw.e.nHalf == 0 })
-	if gw.e.nHalf != 0 || len(gw.e.store.initIndex) != 1 {
-		t.Errorf("half-open SAs did not expire: %d", gw.e.nHalf)
+	n.run(time.Minute, func() bool { return gw.e.gate.nHalf == 0 })
+	if gw.e.gate.nHalf != 0 || len(gw.e.store.initIndex) != 1 {
+		t.Errorf("half-open SAs did not expire: %d", gw.e.gate.nHalf)
 	}
 	if len(gw.e.Status(n.now)) != 1 {
 		t.Errorf("gateway has %d SAs, want the client's only", len(gw.e.Status(n.now)))
@@ -296,8 +296,8 @@ func TestAuthenticationFailure(t *testing.T) {
 	if len(gw.outbound) != 0 || len(cl.outbound) != 0 {
 		t.Error("a Child SA was installed despite the failure")
 	}
-	if len(gw.e.store.byID) != 0 || len(cl.e.store.byID) != 0 || gw.e.nHalf != 0 {
-		t.Errorf("state left: gateway %d SAs (%d half-open), client %d", len(gw.e.store.byID), gw.e.nHalf, len(cl.e.store.byID))
+	if len(gw.e.store.byID) != 0 || len(cl.e.store.byID) != 0 || gw.e.gate.nHalf != 0 {
+		t.Errorf("state left: gateway %d SAs (%d half-open), client %d", len(gw.e.store.byID), gw.e.gate.nHalf, len(cl.e.store.byID))
 	}
 }
 
@@ -778,8 +778,8 @@ func TestHalfOpenLimits(t *testing.T) {
 			t.Errorf("request %d with a cookie: answered %v", i, got)
 		}
 	}
-	if gw.e.Drops().Blocked.Load() != 1 || gw.e.nHalf != 4 {
-		t.Errorf("blocked counter %d, half-open %d", gw.e.Drops().Blocked.Load(), gw.e.nHalf)
+	if gw.e.Drops().Blocked.Load() != 1 || gw.e.gate.nHalf != 4 {
+		t.Errorf("blocked counter %d, half-open %d", gw.e.Drops().Blocked.Load(), gw.e.gate.nHalf)
 	}
 	// Other addresses: one more fits under the global limit of 5, then nothing.
 	for i := 0; i < 3; i++ {
@@ -789,13 +789,13 @@ func TestHalfOpenLimits(t *testing.T) {
 			t.Errorf("request %d: %d actions", i, len(acts))
 		}
 	}
-	if gw.e.nHalf != 5 || gw.e.Drops().HalfOpenLimit.Load() != 2 {
-		t.Errorf("half-open %d, limit drops %d", gw.e.nHalf, gw.e.Drops().HalfOpenLimit.Load())
+	if gw.e.gate.nHalf != 5 || gw.e.Drops().HalfOpenLimit.Load() != 2 {
+		t.Errorf("half-open %d, limit drops %d", gw.e.gate.nHalf, gw.e.Drops().HalfOpenLimit.Load())
 	}
 	// They expire and the counts go back to zero.
 	n.run(time.Minute, nil)
-	if gw.e.nHalf != 0 || len(gw.e.proved)+len(gw.e.unproved) != 0 || gw.e.PreauthBytes() != 0 {
-		t.Errorf("after expiry: %d half-open, %d sources, %d bytes", gw.e.nHalf, len(gw.e.proved)+len(gw.e.unproved), gw.e.PreauthBytes())
+	if gw.e.gate.nHalf != 0 || len(gw.e.gate.proved)+len(gw.e.gate.unproved) != 0 || gw.e.PreauthBytes() != 0 {
+		t.Errorf("after expiry: %d half-open, %d sources, %d bytes", gw.e.gate.nHalf, len(gw.e.gate.proved)+len(gw.e.gate.unproved), gw.e.PreauthBytes())
 	}
 }
 

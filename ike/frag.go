@@ -127,7 +127,7 @@ func (e *Engine) openMessage(sa *IKESA, data []byte, m *wire.Message, response b
 	}
 	limit, room := maxReassembly, -1
 	if !sa.authenticated() {
-		limit, room = maxPreauthMessage, max(e.cfg.PreauthMemory-e.preauth, 0)
+		limit, room = maxPreauthMessage, e.gate.room(e.cfg.PreauthMemory)
 	}
 	whole, first, err := sa.win.addFragment(response, m.Header.MessageID, skf, plain, limit, room)
 	if whole == nil || err != nil {

@@ -2,7 +2,6 @@ package ike
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
@@ -324,29 +323,25 @@ func (e *Engine) initRetransmission(now time.Time, sa *IKESA, local, remote neti
 	e.emit(Send{Local: local, Remote: remote, Data: sa.initResp})
 }
 
-// admitInit applies the limits before authentication. Cookies (RFC 7296 2.6) are
-// demanded above the threshold of half-open SAs, and from a source (an IPv4 address,
-// an IPv6 /64) that already has BlockThreshold half-open SAs it did not prove it can
-// receive for: forged requests from a victim's address then cost the victim one round
-// trip, never a lockout. Only sources that returned a cookie are limited (dropped past
-// BlockThreshold), and everyone past the global limits.
+// admitInit applies the limits before authentication (admission.decide): a COOKIE to
+// return, a drop, or admitted.
 func (e *Engine) admitInit(now time.Time, in *initRequestIn) bool {
 	remote := in.remote
-	in.blk = e.sourceBlock(remote.Addr())
+	in.blk = sourceBlock(remote.Addr(), e.cfg.IPv6SourcePrefix)
 	if c := wire.FindNotify(in.m.Payloads, wire.COOKIE); c != nil {
-		if in.proved = e.cookieValid(now, c.Data, in.ni.Data, remote.Addr(), in.h.SPIi); !in.proved {
+		if in.proved = e.gate.cookies.valid(now, c.Data, in.ni.Data, remote.Addr(), in.h.SPIi); !in.proved {
 			e.drops.InvalidCookie.Add(1)
 		}
 	}
-	switch {
-	case !in.proved && (e.nHalf >= e.cfg.CookieThreshold || e.unproved[in.blk] >= e.cfg.BlockThreshold):
+	switch e.gate.decide(&e.cfg, in.blk, in.proved, len(in.data)) {
+	case demandCookie:
 		e.sendInitError(in.local, remote, in.h, &wire.Notify{NotifyType: wire.COOKIE,
-			Data: e.makeCookie(now, in.ni.Data, remote.Addr(), in.h.SPIi, e.cookieVersion)})
-	case in.proved && e.proved[in.blk] >= e.cfg.BlockThreshold:
+			Data: e.gate.cookies.make(now, in.ni.Data, remote.Addr(), in.h.SPIi)})
+	case blockedSource:
 		e.drop(&e.drops.Blocked, "IKE_SA_INIT from a source with too many half-open SAs", remote, nil)
-	case e.nHalf >= e.cfg.HalfOpenLimit:
+	case halfOpenFull:
 		e.drop(&e.drops.HalfOpenLimit, "IKE_SA_INIT beyond the half-open limit", remote, nil)
-	case e.preauth+2*len(in.data) > e.cfg.PreauthMemory:
+	case preauthFull:
 		e.drop(&e.drops.PreauthMemory, "IKE_SA_INIT beyond the pre-authentication memory", remote, nil)
 	default:
 		return true
@@ -466,12 +461,7 @@ func (e *Engine) newHalfOpen(now time.Time, in *initRequestIn, ch initChoice) {
 	sa.halfOpenExpire = now.Add(e.cfg.HalfOpenTimeout)
 	e.store.add(sa)
 	e.store.indexHalfOpen(in.key, sa)
-	e.nHalf++
-	if in.proved {
-		e.proved[in.blk]++
-	} else {
-		e.unproved[in.blk]++
-	}
+	e.gate.opened(in.blk, in.proved)
 	e.charge(sa)
 	e.emit(Send{Local: local, Remote: remote, Data: sa.initResp})
 	e.schedule(sa)
@@ -689,48 +679,4 @@ func (e *Engine) initDone(now time.Time, sa *IKESA, local, remote netip.AddrPort
 func (e *Engine) failInit(now time.Time, sa *IKESA, reason string) {
 	e.log.Info("connection failed", "conn", sa.conn.Name, "sa", sa.id, "reason", reason)
 	e.removeSA(now, sa, reason)
-}
-
-// Cookies: <version> | SHA-256(Ni | IPi | SPIi | secret) (RFC 7296 2.6). The secret
-// changes every few minutes; the previous one is still accepted.
-func (e *Engine) makeCookie(now time.Time, ni []byte, ip netip.Addr, spiI uint64, version uint8) []byte {
-	e.rotateCookieSecret(now)
-	h := sha256.New()
-	h.Write(ni)
-	a := ip.Unmap().AsSlice()
-	h.Write(a)
-	var s [8]byte
-	binary.BigEndian.PutUint64(s[:], spiI)
-	h.Write(s[:])
-	h.Write(e.cookieSecret[version&1][:])
-	return h.Sum([]byte{version})
-}
-
-func (e *Engine) cookieValid(now time.Time, cookie, ni []byte, ip netip.Addr, spiI uint64) bool {
-	e.rotateCookieSecret(now)
-	if len(cookie) != 1+sha256.Size {
-		return false
-	}
-	v := cookie[0]
-	if v != e.cookieVersion && v != e.cookieVersion-1 {
-		return false
-	}
-	return subtle.ConstantTimeCompare(cookie, e.makeCookie(now, ni, ip, spiI, v)) == 1
-}
-
-func (e *Engine) rotateCookieSecret(now time.Time) {
-	if e.cookieRotatedAt.IsZero() {
-		e.cookieRotatedAt = now
-		return
-	}
-	if now.Sub(e.cookieRotatedAt) < e.cookieRotateEach {
-		return
-	}
-	var next [32]byte
-	if _, err := io.ReadFull(e.rand, next[:]); err != nil {
-		return // keep the current secret until randomness comes back
-	}
-	e.cookieRotatedAt = now
-	e.cookieVersion++
-	e.cookieSecret[e.cookieVersion&1] = next
 }

@@ -183,13 +183,13 @@ func TestHardLimitReplacementRetriedAfterTemporaryFailure(t *testing.T) {
 }
 
 // Found in review (E), fixed since: before the first rotation of the cookie secret, cookies of
-// version 255 (cookieVersion-1 in uint8) are accepted and computed with
-// cookieSecret[1], which New never fills: all zeros. Anyone can compute such a cookie
+// version 255 (cookieJar.version-1 in uint8) are accepted and computed with
+// cookieJar.secret[1], which New never filled: all zeros. Anyone can compute such a cookie
 // for any address, so forged requests count as "proved" for the victim's source. Five
 // of them (block_threshold) and five plain ones make the victim's own cookie-proved
 // IKE_SA_INIT dropped as Blocked: the lockout the hardening is meant to prevent. The
 // window opens at the first cookie operation (rotateCookieSecret is lazy), which the
-// attacker triggers itself, and lasts cookieRotateEach (2 minutes).
+// attacker triggers itself, and lasts cookieJar.each (2 minutes).
 func TestPreviousCookieVersionNotForgeable(t *testing.T) {
 	n, gw, cl := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16", nil)
 	n.inflight = nil
@@ -202,7 +202,7 @@ func TestPreviousCookieVersionNotForgeable(t *testing.T) {
 		var s [8]byte
 		binary.BigEndian.PutUint64(s[:], spi)
 		h.Write(s[:])
-		h.Write(make([]byte, 32)) // cookieSecret[1] before any rotation
+		h.Write(make([]byte, 32)) // cookieJar.secret[1] before any rotation
 		return initRequest(t, spi, &wire.Notify{NotifyType: wire.COOKIE, Data: h.Sum([]byte{0xff})})
 	}
 	for i := 0; i < 5; i++ {
@@ -210,7 +210,7 @@ func TestPreviousCookieVersionNotForgeable(t *testing.T) {
 		gw.e.HandleDatagram(n.now, gwInit, victim, forged(uint64(6000+i)))
 	}
 	t.Logf("half-open after the forgeries: %d (proved %d, unproved %d), invalid cookies %d",
-		gw.e.nHalf, gw.e.proved[gw.e.sourceBlock(clientAddr)], gw.e.unproved[gw.e.sourceBlock(clientAddr)], gw.e.Drops().InvalidCookie.Load())
+		gw.e.gate.nHalf, gw.e.gate.proved[sourceBlock(clientAddr, gw.e.cfg.IPv6SourcePrefix)], gw.e.gate.unproved[sourceBlock(clientAddr, gw.e.cfg.IPv6SourcePrefix)], gw.e.Drops().InvalidCookie.Load())
 	n.apply(cl, cl.e.StartAll(n.now))
 	if !n.run(20*time.Second, established(gw, cl)) {
 		t.Fatalf("the victim could not connect after forged requests from its address: %v (blocked %d)", cl.events, gw.e.Drops().Blocked.Load())

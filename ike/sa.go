@@ -61,11 +61,11 @@ type IKESA struct {
 	initTried   int // number of IKE_SA_INIT attempts (new KE or cookie)
 
 	halfKey halfOpenKey // responder: the index of the half-open SA
-	// srcBlock is the source the half-open SA counts for (Engine.proved/unproved);
+	// srcBlock is the source the half-open SA counts for (admission.proved/unproved);
 	// provedCookie says its initiator returned a COOKIE.
 	srcBlock     netip.Prefix
 	provedCookie bool
-	// charged is what Engine.preauth counts for this SA.
+	// charged is what admission.preauth counts for this SA.
 	charged int
 	// natLocal: the peer saw another address than ours, a NAT is in front of us.
 	// natRemote: the peer's address is not what it says, a NAT in front of it, or a

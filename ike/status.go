@@ -159,7 +159,7 @@ func (e *Engine) Count() Counts {
 }
 
 // HalfOpen is the number of half-open (responder) IKE SAs.
-func (e *Engine) HalfOpen() int { return e.nHalf }
+func (e *Engine) HalfOpen() int { return e.gate.nHalf }
 
 // HasConn reports whether any IKE SA of connection name exists.
 func (e *Engine) HasConn(name string) bool {

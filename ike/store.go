@@ -177,7 +177,7 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 		}
 	}
 	if sa.state == stateInitDone {
-		e.halfOpenDone(sa)
+		e.gate.closed(sa.srcBlock, sa.provedCookie)
 	}
 	e.store.remove(sa)
 	wasUp := sa.state == stateEstablished || sa.state == stateDeleting
@@ -246,18 +246,4 @@ func (s *store) unindexPeer(sa *IKESA) {
 		s.byPeer[sa.peerKey] = l
 	}
 	sa.peerKey = 0
-}
-
-// halfOpenDone takes a half-open SA off the counts.
-func (e *Engine) halfOpenDone(sa *IKESA) {
-	e.nHalf--
-	counts := e.unproved
-	if sa.provedCookie {
-		counts = e.proved
-	}
-	if counts[sa.srcBlock] <= 1 {
-		delete(counts, sa.srcBlock)
-	} else {
-		counts[sa.srcBlock]--
-	}
 }
