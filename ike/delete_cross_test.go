@@ -358,12 +358,12 @@ func TestDeletedSAAnswerBounds(t *testing.T) {
 	del = n2.inflight[0]
 	n2.deliverStep(crossStep{})
 	n2.inflight = nil
-	if len(gw2.e.deleted) != 1 {
-		t.Fatalf("%d answers kept", len(gw2.e.deleted))
+	if len(gw2.e.deleted.bySPI) != 1 {
+		t.Fatalf("%d answers kept", len(gw2.e.deleted.bySPI))
 	}
 	gw2.e.Tick(n2.now.Add(deletedSALife))
-	if len(gw2.e.deleted) != 0 || len(gw2.e.deletedOrder) != 0 {
-		t.Errorf("answers kept after deletedSALife: %d", len(gw2.e.deleted))
+	if len(gw2.e.deleted.bySPI) != 0 || len(gw2.e.deleted.order) != 0 {
+		t.Errorf("answers kept after deletedSALife: %d", len(gw2.e.deleted.bySPI))
 	}
 	if len(gw2.e.HandleDatagram(n2.now.Add(deletedSALife), del.to, del.from, del.data)) != 0 {
 		t.Error("answered after deletedSALife")

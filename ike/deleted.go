@@ -37,66 +37,87 @@ type deletedSA struct {
 	answers    int
 }
 
+// deletedAnswers keeps the answers to the peers' Deletes of IKE SAs that are gone, by
+// our SPI, oldest first in order; bounded by maxDeletedSAs and deletedSALife.
+type deletedAnswers struct {
+	bySPI map[uint64]*deletedSA
+	order []deletedRef
+}
+
+// deletedRef is an entry of deletedAnswers.order: oldest first.
+type deletedRef struct {
+	spi uint64
+	d   *deletedSA
+}
+
+// keep keeps d, the answer for our SPI spi.
+func (k *deletedAnswers) keep(now time.Time, spi uint64, d *deletedSA) {
+	k.expire(now)
+	for len(k.order) >= maxDeletedSAs {
+		k.dropOldest()
+	}
+	if k.bySPI == nil {
+		k.bySPI = make(map[uint64]*deletedSA)
+	}
+	k.bySPI[spi] = d
+	k.order = append(k.order, deletedRef{spi: spi, d: d})
+}
+
+func (k *deletedAnswers) dropOldest() {
+	r := k.order[0]
+	k.order[0] = deletedRef{}
+	k.order = k.order[1:]
+	if k.bySPI[r.spi] == r.d {
+		delete(k.bySPI, r.spi)
+	}
+	if len(k.order) == 0 {
+		k.order = nil // let the backing array go
+	}
+}
+
+// expire forgets the answers kept longer than deletedSALife.
+func (k *deletedAnswers) expire(now time.Time) {
+	for len(k.order) > 0 && !k.order[0].d.until.After(now) {
+		k.dropOldest()
+	}
+}
+
+// answer returns the answer to send again for a copy (data, header h, from remote) of
+// the Delete that ended the IKE SA of our SPI ourSPI, nil when there is none: only a
+// byte-identical copy from where the Delete came, at most maxDeletedAnswers times.
+func (k *deletedAnswers) answer(now time.Time, remote netip.AddrPort, data []byte, h *wire.Header, ourSPI uint64) [][]byte {
+	k.expire(now)
+	d := k.bySPI[ourSPI]
+	if d == nil || h.IsResponse() || h.Exchange != wire.INFORMATIONAL || d.spiI != h.SPIi || d.spiR != h.SPIr ||
+		h.MessageID != d.msgID || remote != d.from || d.answers >= maxDeletedAnswers {
+		return nil
+	}
+	if sha256.Sum256(data) != d.reqHash {
+		return nil
+	}
+	d.answers++
+	return d.resp
+}
+
 // keepDeleted keeps the answer sa just sent to the peer's Delete (request msgID, from
 // remote), before sa is removed.
 func (e *Engine) keepDeleted(now time.Time, sa *IKESA, msgID uint32, remote netip.AddrPort) {
 	if sa.win.lastResp == nil {
 		return
 	}
-	e.expireDeleted(now)
-	for len(e.deletedOrder) >= maxDeletedSAs {
-		e.dropOldestDeleted()
-	}
-	if e.deleted == nil {
-		e.deleted = make(map[uint64]*deletedSA)
-	}
-	d := &deletedSA{spiI: sa.spiI, spiR: sa.spiR, msgID: msgID, reqHash: sa.win.lastReqHash, resp: sa.win.lastResp,
-		from: remote, until: now.Add(deletedSALife)}
-	spi := sa.localSPI()
-	e.deleted[spi] = d
-	e.deletedOrder = append(e.deletedOrder, deletedRef{spi: spi, d: d})
-}
-
-// deletedRef is an entry of Engine.deletedOrder: oldest first.
-type deletedRef struct {
-	spi uint64
-	d   *deletedSA
-}
-
-func (e *Engine) dropOldestDeleted() {
-	r := e.deletedOrder[0]
-	e.deletedOrder[0] = deletedRef{}
-	e.deletedOrder = e.deletedOrder[1:]
-	if e.deleted[r.spi] == r.d {
-		delete(e.deleted, r.spi)
-	}
-	if len(e.deletedOrder) == 0 {
-		e.deletedOrder = nil // let the backing array go
-	}
-}
-
-// expireDeleted forgets the answers kept longer than deletedSALife.
-func (e *Engine) expireDeleted(now time.Time) {
-	for len(e.deletedOrder) > 0 && !e.deletedOrder[0].d.until.After(now) {
-		e.dropOldestDeleted()
-	}
+	e.deleted.keep(now, sa.localSPI(), &deletedSA{spiI: sa.spiI, spiR: sa.spiR, msgID: msgID, reqHash: sa.win.lastReqHash,
+		resp: sa.win.lastResp, from: remote, until: now.Add(deletedSALife)})
 }
 
 // answerDeleted answers a retransmitted Delete of an IKE SA that is gone (request h
 // for our SPI ourSPI) with the answer kept for it; it reports whether it did.
 func (e *Engine) answerDeleted(now time.Time, local, remote netip.AddrPort, data []byte, h *wire.Header, ourSPI uint64) bool {
-	e.expireDeleted(now)
-	d := e.deleted[ourSPI]
-	if d == nil || h.IsResponse() || h.Exchange != wire.INFORMATIONAL || d.spiI != h.SPIi || d.spiR != h.SPIr ||
-		h.MessageID != d.msgID || remote != d.from || d.answers >= maxDeletedAnswers {
+	resp := e.deleted.answer(now, remote, data, h, ourSPI)
+	if resp == nil {
 		return false
 	}
-	if sha256.Sum256(data) != d.reqHash {
-		return false
-	}
-	d.answers++
 	e.drops.Retransmits.Add(1)
-	for _, b := range d.resp {
+	for _, b := range resp {
 		e.emit(Send{Local: local, Remote: remote, Data: b})
 	}
 	return true

@@ -36,10 +36,9 @@ type Engine struct {
 	timers timerHeap
 	out    []Action
 
-	// deleted keeps our answers to the peers' Deletes of IKE SAs that are gone, by our
-	// SPI, for their retransmissions; deletedOrder is the same, oldest first.
-	deleted      map[uint64]*deletedSA
-	deletedOrder []deletedRef
+	// deleted keeps our answers to the peers' Deletes of IKE SAs that are gone, for
+	// their retransmissions.
+	deleted deletedAnswers
 
 	drops Drops
 }

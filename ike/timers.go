@@ -13,7 +13,7 @@ import (
 
 // Tick runs the timers that are due at now.
 func (e *Engine) Tick(now time.Time) []Action {
-	e.expireDeleted(now)
+	e.deleted.expire(now)
 	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
 		t := heap.Pop(&e.timers).(timerEntry)
 		sa := t.sa

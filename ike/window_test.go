@@ -2,6 +2,7 @@ package ike
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"net/netip"
 	"testing"
@@ -166,5 +167,44 @@ func TestWindowReassembly(t *testing.T) {
 	}
 	if whole, _, err := w.addFragment(false, 6, frag(2, 2), make([]byte, 10), 100, 10); len(whole) != 20 || err != nil {
 		t.Errorf("within the budget: %d bytes, %v", len(whole), err)
+	}
+}
+
+func TestDeletedAnswers(t *testing.T) {
+	var k deletedAnswers
+	t0 := time.Unix(1e9, 0)
+	del := []byte("a Delete request")
+	from := netip.MustParseAddrPort("192.0.2.10:4500")
+	h := &wire.Header{SPIi: 1, SPIr: 2, Exchange: wire.INFORMATIONAL, MessageID: 3}
+	k.keep(t0, 2, &deletedSA{spiI: 1, spiR: 2, msgID: 3, reqHash: sha256.Sum256(del), resp: [][]byte{[]byte("answer")},
+		from: from, until: t0.Add(deletedSALife)})
+	other := *h
+	other.MessageID = 4
+	switch {
+	case k.answer(t0, netip.MustParseAddrPort("203.0.113.9:4500"), del, h, 2) != nil:
+		t.Error("answered a copy from elsewhere")
+	case k.answer(t0, from, []byte("a Delete requesT"), h, 2) != nil:
+		t.Error("answered an altered copy")
+	case k.answer(t0, from, del, &other, 2) != nil:
+		t.Error("answered another message ID")
+	}
+	for i := range maxDeletedAnswers {
+		if k.answer(t0.Add(time.Second), from, del, h, 2) == nil {
+			t.Fatalf("copy %d not answered", i+1)
+		}
+	}
+	if k.answer(t0.Add(time.Second), from, del, h, 2) != nil {
+		t.Error("answered beyond maxDeletedAnswers")
+	}
+	k.expire(t0.Add(deletedSALife))
+	if len(k.bySPI) != 0 || k.order != nil {
+		t.Errorf("kept after deletedSALife: %d", len(k.bySPI))
+	}
+	// Bounded: beyond maxDeletedSAs the oldest goes.
+	for spi := range uint64(maxDeletedSAs + 1) {
+		k.keep(t0, spi, &deletedSA{until: t0.Add(deletedSALife)})
+	}
+	if len(k.bySPI) != maxDeletedSAs || k.bySPI[0] != nil || k.bySPI[maxDeletedSAs] == nil {
+		t.Errorf("%d kept, oldest kept %v", len(k.bySPI), k.bySPI[0] != nil)
 	}
 }
