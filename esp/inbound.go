@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"sync/atomic"
@@ -93,7 +92,7 @@ func (d *Datapath) receive(ctx context.Context, ci *connInfo) error {
 		w.pipe.close()
 		<-done
 	}()
-	errs := 0
+	var errs udp.ReadErrors
 	for {
 		b := w.pipe.get()
 		if e := w.werr.Load(); e != nil {
@@ -120,19 +119,11 @@ func (d *Datapath) receive(ctx context.Context, ci *connInfo) error {
 		default:
 			w.pipe.push(b)
 		}
-		if err == nil {
-			errs = 0
-			continue
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
-			return fmt.Errorf("esp: socket %s closed: %w", ci.local, err)
-		}
-		d.drop(dropRead, err)
-		errs++
-		if !udp.Backoff(ctx, errs) {
+		again, fatal := errs.After(ctx, err, func(err error) { d.drop(dropRead, err) })
+		if !again {
+			if fatal != nil {
+				return fmt.Errorf("esp: socket %s closed: %w", ci.local, fatal)
+			}
 			return nil
 		}
 	}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"sync/atomic"
 
 	"github.com/mobikevpn/mobikevpn/udp"
@@ -94,30 +92,22 @@ func (d *Datapath) send(ctx context.Context) error {
 		close(w.ready)
 		<-done
 	}()
-	errs := 0
+	var errs udp.ReadErrors
 	for {
 		n, err := w.read()
 		if n > 0 {
 			w.process(n)
 			w.hand(n)
 		}
-		if err == nil {
-			errs = 0
+		if errors.Is(err, tun.ErrTooManySegments) && ctx.Err() == nil {
+			d.drop(dropTUNRead, err) // one oversized train: not a failing device
 			continue
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, tun.ErrTooManySegments) {
-			d.drop(dropTUNRead, err)
-			continue
-		}
-		if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
-			return fmt.Errorf("esp: TUN closed: %w", err)
-		}
-		d.drop(dropTUNRead, err)
-		errs++
-		if !udp.Backoff(ctx, errs) {
+		again, fatal := errs.After(ctx, err, func(err error) { d.drop(dropTUNRead, err) })
+		if !again {
+			if fatal != nil {
+				return fmt.Errorf("esp: TUN closed: %w", fatal)
+			}
 			return nil
 		}
 	}

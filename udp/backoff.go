@@ -2,6 +2,10 @@ package udp
 
 import (
 	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
 	"time"
 )
 
@@ -25,4 +29,31 @@ func Backoff(ctx context.Context, errs int) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// ReadErrors is what a reader loop (of a socket or a device) does after each read:
+// carry on after a success; stop quietly when its context ended; stop with the error
+// when the file is closed for good; else report the error and read again, pausing as
+// Backoff says when errors repeat. The zero value is ready.
+type ReadErrors struct {
+	n int // consecutive errors
+}
+
+// After takes the error of the last read (nil: it succeeded). It reports whether to
+// read again; when not, fatal is the error to stop with (nil: ctx ended). report is
+// called with each error that is neither.
+func (r *ReadErrors) After(ctx context.Context, err error, report func(error)) (again bool, fatal error) {
+	if err == nil {
+		r.n = 0
+		return true, nil
+	}
+	if ctx.Err() != nil {
+		return false, nil
+	}
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
+		return false, err
+	}
+	report(err)
+	r.n++
+	return Backoff(ctx, r.n), nil
 }

@@ -2,6 +2,11 @@ package udp
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -37,5 +42,38 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("cancelled Backoff took %v", d)
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var r ReadErrors
+	var reported []error
+	report := func(err error) { reported = append(reported, err) }
+	transient := errors.New("connection refused")
+	if again, fatal := r.After(ctx, nil, report); !again || fatal != nil {
+		t.Fatal("a successful read stops the reader")
+	}
+	for range 3 {
+		if again, fatal := r.After(ctx, transient, report); !again || fatal != nil {
+			t.Fatalf("a transient error stops the reader: %v", fatal)
+		}
+	}
+	if len(reported) != 3 || r.n != 3 {
+		t.Fatalf("%d errors reported, %d counted", len(reported), r.n)
+	}
+	r.After(ctx, nil, report)
+	if r.n != 0 {
+		t.Error("a success does not reset the count")
+	}
+	for _, err := range []error{net.ErrClosed, fmt.Errorf("read: %w", os.ErrClosed), io.EOF} {
+		if again, fatal := r.After(ctx, err, report); again || !errors.Is(fatal, err) {
+			t.Errorf("%v: again %v, fatal %v", err, again, fatal)
+		}
+	}
+	cancel()
+	if again, fatal := r.After(ctx, transient, report); again || fatal != nil || len(reported) != 3 {
+		t.Errorf("after the context ended: again %v, fatal %v, %d reported", again, fatal, len(reported))
 	}
 }

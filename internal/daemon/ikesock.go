@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -162,7 +160,7 @@ func (s *ikeSockets) run(ctx context.Context, deliver func(pkt []byte, local, re
 func (s *ikeSockets) receive(ctx context.Context, ci *ikeSocket, deliver func(pkt []byte, local, remote netip.AddrPort)) error {
 	msgs := make([]udp.Message, min(max(ci.c.BatchSize(), 1), ikeBatch))
 	slab := make([]byte, len(msgs)*ikeReadSize)
-	errs := 0
+	var errs udp.ReadErrors
 	for {
 		for i := range msgs {
 			o := i * ikeReadSize
@@ -181,19 +179,11 @@ func (s *ikeSockets) receive(ctx context.Context, ci *ikeSocket, deliver func(pk
 			// An empty datagram goes on too: the engine counts it malformed.
 			deliver(append([]byte(nil), m.Buffer[:m.N]...), local, m.Remote)
 		}
-		if err == nil {
-			errs = 0
-			continue
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
-			return fmt.Errorf("IKE socket %s closed: %w", ci.local, err)
-		}
-		s.readError(ci, err)
-		errs++
-		if !udp.Backoff(ctx, errs) {
+		again, fatal := errs.After(ctx, err, func(err error) { s.readError(ci, err) })
+		if !again {
+			if fatal != nil {
+				return fmt.Errorf("IKE socket %s closed: %w", ci.local, fatal)
+			}
 			return nil
 		}
 	}
