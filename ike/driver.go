@@ -5,38 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/mobikevpn/mobikevpn/clock"
 )
-
-// Clock is the time a Driver runs its engine on, and its timers. The daemon and the
-// load generator run on SystemClock; a test may run on a fake clock it advances.
-type Clock interface {
-	Now() time.Time
-	NewTimer(d time.Duration) Timer
-}
-
-// Timer is a Clock's timer. Reset and Stop leave no stale time in C (as time.Timer
-// since Go 1.23).
-type Timer interface {
-	C() <-chan time.Time
-	Reset(d time.Duration)
-	Stop()
-}
-
-// SystemClock is the host's clock and timers. The engine itself never reads it: a
-// Driver hands it the time.
-type SystemClock struct{}
-
-// Now implements Clock.
-func (SystemClock) Now() time.Time { return time.Now() }
-
-// NewTimer implements Clock.
-func (SystemClock) NewTimer(d time.Duration) Timer { return systemTimer{time.NewTimer(d)} }
-
-type systemTimer struct{ t *time.Timer }
-
-func (t systemTimer) C() <-chan time.Time   { return t.t.C }
-func (t systemTimer) Reset(d time.Duration) { t.t.Reset(d) }
-func (t systemTimer) Stop()                 { t.t.Stop() }
 
 // Datagram is an IKE datagram on its way to the engine: Local is the address it
 // arrived on, Remote the one it came from. For the NAT-T port, without the non-ESP
@@ -74,7 +45,7 @@ const noDeadline = time.Hour
 // fake clock; Shutdown deletes every IKE SA and waits for the peers' answers.
 type Driver struct {
 	Engine *Engine
-	Clock  Clock // the engine's time and the driver's timer: Step, Run, Shutdown need it
+	Clock  clock.Clock // the engine's time and the driver's timer: Step, Run, Shutdown need it
 	// Exec carries out a batch of the engine's actions, in order.
 	Exec func([]Action)
 	// Datagrams are the IKE datagrams received; nil: none.
@@ -87,7 +58,7 @@ type Driver struct {
 	// with a nil C never fires.
 	Wakes []Wake
 
-	timer Timer // the engine's next deadline; made by the first Step
+	timer clock.Timer // the engine's next deadline; made by the first Step
 }
 
 // HandleDatagram hands dg to the engine at now and carries out what it returns.
@@ -174,7 +145,7 @@ func (d *Driver) Run(ctx context.Context) error {
 // waits are on timers' clock, which may be another than the engine's (a daemon on a
 // fake clock still stops in real time). It reports whether every Delete was
 // confirmed in time.
-func (d *Driver) Shutdown(timers Clock, grace time.Duration) bool {
+func (d *Driver) Shutdown(timers clock.Clock, grace time.Duration) bool {
 	d.Exec(d.Engine.DeleteAll(d.Clock.Now()))
 	deadline := timers.NewTimer(grace)
 	defer deadline.Stop()

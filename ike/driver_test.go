@@ -4,82 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mobikevpn/mobikevpn/clock"
+	"github.com/mobikevpn/mobikevpn/clock/clocktest"
 )
-
-// driverClock is a Clock that moves only when the test advances it.
-type driverClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*driverTimer
-}
-
-type driverTimer struct {
-	clock  *driverClock
-	c      chan time.Time
-	at     time.Time
-	active bool
-}
-
-func (c *driverClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *driverClock) NewTimer(d time.Duration) Timer {
-	t := &driverTimer{clock: c, c: make(chan time.Time, 1)}
-	c.mu.Lock()
-	c.timers = append(c.timers, t)
-	c.mu.Unlock()
-	t.Reset(d)
-	return t
-}
-
-func (c *driverClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.fire()
-	c.mu.Unlock()
-}
-
-func (c *driverClock) fire() {
-	for _, t := range c.timers {
-		if t.active && !t.at.After(c.now) {
-			t.active = false
-			select {
-			case t.c <- c.now:
-			default:
-			}
-		}
-	}
-}
-
-func (t *driverTimer) C() <-chan time.Time { return t.c }
-
-func (t *driverTimer) Reset(d time.Duration) {
-	t.clock.mu.Lock()
-	defer t.clock.mu.Unlock()
-	select { // no stale time, as time.Timer
-	case <-t.c:
-	default:
-	}
-	t.at, t.active = t.clock.now.Add(d), true
-	t.clock.fire()
-}
-
-func (t *driverTimer) Stop() {
-	t.clock.mu.Lock()
-	defer t.clock.mu.Unlock()
-	t.active = false
-	select {
-	case <-t.c:
-	default:
-	}
-}
 
 // sends returns the Send actions of acts.
 func sends(acts []Action) []Send {
@@ -99,14 +30,14 @@ func TestDriverStep(t *testing.T) {
 	cfg.Rand = seededRand(1)
 	cfg.Retransmit = Retransmit{Timeout: 2 * time.Second, Tries: 3, Base: 2}
 	cfg.SourceAddr = func(netip.Addr) (netip.Addr, error) { return clientAddr, nil }
-	clock := &driverClock{now: t0}
+	clk := clocktest.New(t0)
 	in := make(chan Datagram, 1)
 	cmds := make(chan func(time.Time), 1)
 	wake := make(chan struct{}, 1)
 	var sent []Send
 	var woken []time.Time
 	errWake := errors.New("woken")
-	d := &Driver{Engine: mustNew(t, cfg), Clock: clock, Datagrams: in, Commands: cmds,
+	d := &Driver{Engine: mustNew(t, cfg), Clock: clk, Datagrams: in, Commands: cmds,
 		Exec: func(acts []Action) { sent = append(sent, sends(acts)...) },
 		Wakes: []Wake{{C: wake, Do: func(now time.Time) error {
 			woken = append(woken, now)
@@ -121,7 +52,7 @@ func TestDriverStep(t *testing.T) {
 		t.Fatalf("command: err %v, ran at %v, %d sent", err, cmdAt, len(sent))
 	}
 	// Nothing else is ready: the timer fires once the clock reaches the retransmission.
-	clock.Advance(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	if err := d.Step(ctx); err != nil || len(sent) != 2 || string(sent[1].Data) != string(sent[0].Data) {
 		t.Fatalf("timer: err %v, %d sent", err, len(sent))
 	}
@@ -149,7 +80,7 @@ func TestDriverStep(t *testing.T) {
 }
 
 func TestDriverTooManyWakes(t *testing.T) {
-	d := &Driver{Engine: mustNew(t, Config{}), Clock: &driverClock{now: t0}, Exec: func([]Action) {},
+	d := &Driver{Engine: mustNew(t, Config{}), Clock: clocktest.New(t0), Exec: func([]Action) {},
 		Wakes: make([]Wake, MaxWakes+1)}
 	defer d.Close()
 	defer func() {
@@ -169,23 +100,23 @@ func TestDriverShutdown(t *testing.T) {
 		if !n.run(time.Minute, established(gw, cl)) {
 			t.Fatal("not established")
 		}
-		clock := &driverClock{now: n.now}
+		clk := clocktest.New(n.now)
 		in := make(chan Datagram, 16)
 		var deletes atomic.Int32
-		d := &Driver{Engine: cl.e, Clock: clock, Datagrams: in}
+		d := &Driver{Engine: cl.e, Clock: clk, Datagrams: in}
 		d.Exec = func(acts []Action) {
 			for _, s := range sends(acts) {
 				deletes.Add(1)
 				if !answer {
 					continue
 				}
-				for _, r := range sends(gw.e.HandleDatagram(clock.Now(), s.Remote, s.Local, s.Data)) {
+				for _, r := range sends(gw.e.HandleDatagram(clk.Now(), s.Remote, s.Local, s.Data)) {
 					in <- Datagram{Local: r.Remote, Remote: r.Local, Data: r.Data}
 				}
 			}
 		}
 		if answer {
-			if !d.Shutdown(SystemClock{}, 10*time.Second) {
+			if !d.Shutdown(clock.System{}, 10*time.Second) {
 				t.Fatal("answered Delete not confirmed")
 			}
 			if cl.e.Deleting() || len(cl.e.store.byID) != 0 || len(gw.e.store.byID) != 0 {
@@ -194,7 +125,7 @@ func TestDriverShutdown(t *testing.T) {
 			continue
 		}
 		done := make(chan bool)
-		go func() { done <- d.Shutdown(clock, 10*time.Second) }()
+		go func() { done <- d.Shutdown(clk, 10*time.Second) }()
 		for deadline := time.Now().Add(10 * time.Second); ; {
 			select {
 			case ok := <-done:
@@ -210,7 +141,7 @@ func TestDriverShutdown(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatal("Shutdown did not give up")
 			}
-			clock.Advance(50 * time.Millisecond)
+			clk.Advance(50 * time.Millisecond)
 			time.Sleep(time.Millisecond)
 		}
 	}

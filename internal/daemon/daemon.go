@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mobikevpn/mobikevpn/clock"
 	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/esp"
 	"github.com/mobikevpn/mobikevpn/ike"
@@ -49,18 +50,12 @@ type Deps struct {
 	// listens; nil: no control socket (a test calls the daemon's methods).
 	Serve func(ctx context.Context, h control.Handler, ready chan<- struct{}) error
 	// Clock gives the engine its time; nil: the system's.
-	Clock Clock
+	Clock clock.Clock
 	// SourceAddr returns the local address the routing table picks to reach remote;
 	// Reachable the local addresses that can reach it (see ike.Config). nil: unknown.
 	SourceAddr func(remote netip.Addr) (netip.Addr, error)
 	Reachable  func(remote netip.Addr) []netip.Addr
 }
-
-// Clock is the time the engine runs on, and its timers (the engine driver's).
-type Clock = ike.Clock
-
-// Timer is a Clock's timer.
-type Timer = ike.Timer
 
 // shutdownGrace bounds how long the daemon waits for the peers to answer its Deletes.
 const shutdownGrace = 3 * time.Second
@@ -76,7 +71,7 @@ type daemon struct {
 	netcfg tun.Configurator
 	keys   *keylog
 	deps   Deps
-	clock  Clock
+	clock  clock.Clock
 
 	ikeIn chan ike.Datagram
 	cmds  chan func(now time.Time)
@@ -128,7 +123,7 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Daemon, error) {
 		policies:      make(map[uint64][]netip.Prefix),
 	}
 	if d.clock == nil {
-		d.clock = ike.SystemClock{}
+		d.clock = clock.System{}
 	}
 	if cfg.Keylog != "" {
 		if d.keys, err = openKeylog(cfg); err != nil {
@@ -220,7 +215,7 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 	err = drv.Run(ctx)
 	// Delete every IKE SA at its peer and wait a little for the answers, in real time
 	// whatever the engine's clock.
-	if !drv.Shutdown(ike.SystemClock{}, shutdownGrace) {
+	if !drv.Shutdown(clock.System{}, shutdownGrace) {
 		log.Warn("peers did not confirm every Delete in time")
 	}
 	d.routes.removeAll()

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mobikevpn/mobikevpn/clock/clocktest"
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
@@ -26,70 +27,6 @@ import (
 // Two complete daemons in one process, on an in-memory network and in-memory TUN
 // devices, on one fake clock: a tunnel, a switch, a MOBIKE move and rekeys end to end,
 // without root and in milliseconds (issue 12's composition root).
-
-// fakeClock is a Clock that moves only when the test advances it.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	clock  *fakeClock
-	c      chan time.Time
-	at     time.Time
-	active bool
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
-	t := &fakeTimer{clock: c, c: make(chan time.Time, 1)}
-	c.mu.Lock()
-	c.timers = append(c.timers, t)
-	c.mu.Unlock()
-	t.Reset(d)
-	return t
-}
-
-// Advance moves the time on by d and fires the timers that are due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.fire()
-	c.mu.Unlock()
-}
-
-func (c *fakeClock) fire() {
-	for _, t := range c.timers {
-		if t.active && !t.at.After(c.now) {
-			t.active = false
-			select {
-			case t.c <- c.now:
-			default:
-			}
-		}
-	}
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.c }
-
-func (t *fakeTimer) Reset(d time.Duration) {
-	t.clock.mu.Lock()
-	defer t.clock.mu.Unlock()
-	t.at, t.active = t.clock.now.Add(d), true
-	t.clock.fire()
-}
-
-func (t *fakeTimer) Stop() {
-	t.clock.mu.Lock()
-	t.active = false
-	t.clock.mu.Unlock()
-}
 
 // fakeNet records what the daemon asks of the system's addresses and routes.
 type fakeNet struct {
@@ -135,7 +72,7 @@ type node struct {
 	done    chan error
 }
 
-func startNode(t *testing.T, ctx context.Context, yaml string, host *memnet.Host, clock *fakeClock) *node {
+func startNode(t *testing.T, ctx context.Context, yaml string, host *memnet.Host, clock *clocktest.Fake) *node {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml), "in-process.yaml")
 	if err != nil {
@@ -145,7 +82,7 @@ func startNode(t *testing.T, ctx context.Context, yaml string, host *memnet.Host
 }
 
 // startNodeWith runs a daemon on cfg with opts.
-func startNodeWith(t *testing.T, ctx context.Context, cfg *config.Config, host *memnet.Host, clock *fakeClock, opts Options) *node {
+func startNodeWith(t *testing.T, ctx context.Context, cfg *config.Config, host *memnet.Host, clock *clocktest.Fake, opts Options) *node {
 	t.Helper()
 	ike, err := host.Listen(cfg.Ports.IKE)
 	if err != nil {
@@ -314,7 +251,7 @@ func TestTwoDaemonsInProcess(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	clock := &fakeClock{now: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
 	net := memnet.New()
 	gwAddr, gwAddr2 := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("203.0.113.1")
 	clAddr, clAddr2 := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.20")
@@ -405,7 +342,7 @@ func TestDatapathStopEndsRun(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			clock := &fakeClock{now: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}
+			clock := clocktest.New(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
 			gw := startNode(t, ctx, inprocessGateway, memnet.New().Host(netip.MustParseAddr("198.51.100.1")), clock)
 			waitFor(t, "running", func() bool { gw.status(t); return true })
 			closed := 0
@@ -444,7 +381,7 @@ func TestReloadThroughEngineLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	reload := make(chan struct{}, 1)
-	clock := &fakeClock{now: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
 	gw := startNodeWith(t, ctx, cfg, memnet.New().Host(netip.MustParseAddr("198.51.100.1")), clock, Options{Reload: reload})
 	current := func() *config.Config {
 		var c *config.Config

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mobikevpn/mobikevpn/clock"
 	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/esp"
 	"github.com/mobikevpn/mobikevpn/ike"
@@ -280,7 +281,7 @@ func handshakes(ctx context.Context, o Options, listen func(port uint16) ([]udp.
 		o: o, eng: eng, socks: socks,
 		ids: make(map[string]uint64, o.Count),
 	}
-	g.drv = &ike.Driver{Engine: eng, Clock: ike.SystemClock{}, Exec: g.apply, Datagrams: in}
+	g.drv = &ike.Driver{Engine: eng, Clock: clock.System{}, Exec: g.apply, Datagrams: in}
 	defer g.drv.Close()
 	stop := make(chan struct{})
 	defer close(stop)
