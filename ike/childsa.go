@@ -31,6 +31,10 @@ const lingerGrace = 5 * time.Second
 // waits for the initiator to delete it.
 const activateGrace = 5 * time.Second
 
+// Child SAs, however they were negotiated (IKE_AUTH: authchild.go; CREATE_CHILD_SA:
+// rekey.go): what the engine keeps of each, its limits, and installing it in the
+// datapath, activating its outbound half, retiring it.
+
 // ChildSA is one Child SA of an IKE SA.
 type ChildSA struct {
 	id     uint64

@@ -10,6 +10,11 @@ import (
 	"github.com/mobikevpn/mobikevpn/wire"
 )
 
+// The Child SA that IKE_AUTH creates (RFC 7296 1.2), both roles: its traffic
+// selectors and the configuration payload that comes with it (virtual IPs and DNS
+// servers from the pools, RFC 7296 2.19). The Child SA itself, once negotiated, is
+// childsa.go's: installing, activating, retiring.
+
 // cpRequest asks for virtual IPs (and DNS servers) of the families in vips.
 func cpRequest(vips []netip.Addr) *wire.CP {
 	cp := &wire.CP{CfgType: wire.CFG_REQUEST}
