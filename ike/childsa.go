@@ -8,6 +8,10 @@ import (
 	"github.com/mobikevpn/mobikevpn/wire"
 )
 
+// Child SAs, however they were negotiated (IKE_AUTH: authchild.go; CREATE_CHILD_SA:
+// rekey.go): what the engine keeps of each, its limits, and installing it in the
+// datapath, activating its outbound half, retiring it.
+
 // childState is a Child SA's position in its life.
 //
 //	installed -> rekeying (we asked to rekey it) -> rekeyed (a successor carries its
@@ -30,10 +34,6 @@ const lingerGrace = 5 * time.Second
 // activateGrace bounds how long a rekey responder keeps sending on the old SA while it
 // waits for the initiator to delete it.
 const activateGrace = 5 * time.Second
-
-// Child SAs, however they were negotiated (IKE_AUTH: authchild.go; CREATE_CHILD_SA:
-// rekey.go): what the engine keeps of each, its limits, and installing it in the
-// datapath, activating its outbound half, retiring it.
 
 // ChildSA is one Child SA of an IKE SA.
 type ChildSA struct {
