@@ -194,15 +194,7 @@ func (e *Engine) respondChild(now time.Time, sa *IKESA, ps []wire.Payload) ([]wi
 		if err != nil {
 			return nil, err.Error()
 		}
-		c := &ChildSA{
-			cfg:      cc,
-			spiIn:    spiIn,
-			spiOut:   binary.BigEndian.Uint32(chosen.SPI),
-			suite:    suite,
-			localTS:  ntsr,
-			remoteTS: ntsi,
-			created:  now,
-		}
+		c := negotiatedChild(cc, spiIn, chosen, suite, ntsr, ntsi, sa.ni, sa.nr)
 		keys, err := ikecrypto.ChildKeymat(sa.prf, sa.keys.SKd, nil, sa.ni, sa.nr, suite)
 		if err != nil {
 			return nil, err.Error()
@@ -210,7 +202,6 @@ func (e *Engine) respondChild(now time.Time, sa *IKESA, ps []wire.Payload) ([]wi
 		if len(sa.vips) > 0 {
 			e.emit(VirtualIPs{IKESA: sa.id, Local: false, Addrs: sa.vips, DNS: sa.vipDNS})
 		}
-		c.ni, c.nr = sa.ni, sa.nr
 		e.installChild(now, sa, c, keys, false, false)
 		var spiB [4]byte
 		binary.BigEndian.PutUint32(spiB[:], spiIn)
@@ -267,15 +258,7 @@ func (e *Engine) initiatorChild(now time.Time, sa *IKESA, ps []wire.Payload) str
 	if err != nil {
 		return err.Error()
 	}
-	c := &ChildSA{
-		cfg:      cc,
-		spiIn:    sa.firstChildIn,
-		spiOut:   binary.BigEndian.Uint32(got.SPI),
-		suite:    suite,
-		localTS:  tsi.Selectors,
-		remoteTS: tsr.Selectors,
-		created:  now,
-	}
+	c := negotiatedChild(cc, sa.firstChildIn, got, suite, tsi.Selectors, tsr.Selectors, nil, nil)
 	sa.firstChildIn = 0
 	if len(vips) > 0 {
 		sa.vips, sa.vipDNS = vips, dns

@@ -177,6 +177,14 @@ func childKeys(k ikecrypto.ChildKeys, exchInitiator bool) (in, out ChildKeys) {
 	return in, out
 }
 
+// negotiatedChild is a Child SA just agreed on, before installChild: its
+// configuration, our inbound SPI, the proposal with the peer's SPI, the suite, the
+// selectors (ours, the peer's) and the nonces its keys come from (nil for IKE_AUTH's).
+func negotiatedChild(cfg *ChildConfig, spiIn uint32, chosen wire.Proposal, suite ikecrypto.ESPSuite, local, remote []wire.TrafficSelector, ni, nr []byte) *ChildSA {
+	return &ChildSA{cfg: cfg, spiIn: spiIn, spiOut: binary.BigEndian.Uint32(chosen.SPI), suite: suite,
+		localTS: local, remoteTS: remote, ni: ni, nr: nr}
+}
+
 // installChild records c on sa and installs its inbound half; the outbound half too
 // unless deferOut (a rekey responder keeps sending on the old SA until it is deleted).
 func (e *Engine) installChild(now time.Time, sa *IKESA, c *ChildSA, k ikecrypto.ChildKeys, exchInitiator, deferOut bool) {

@@ -197,12 +197,18 @@ func (e *Engine) answerAgain(now time.Time, sa *IKESA, local, remote netip.AddrP
 		e.drop(&e.drops.Decrypt, "altered copy of an answered request", remote, nil)
 		return
 	}
+	e.replay(now, sa, local, remote, sa.win.lastResp, "copy of an answered request")
+}
+
+// replay sends resp, the answer to a request, again to remote, where a copy of that
+// request came from, within the replay rate (window.replayAllowed).
+func (e *Engine) replay(now time.Time, sa *IKESA, local, remote netip.AddrPort, resp [][]byte, what string) {
 	if !sa.win.replayAllowed(now, remote, sa.remote) {
-		e.drop(&e.drops.ReplayLimited, "copy of an answered request beyond the replay rate", remote, nil)
+		e.drop(&e.drops.ReplayLimited, what+" beyond the replay rate", remote, nil)
 		return
 	}
 	e.drops.Retransmits.Add(1)
-	for _, d := range sa.win.lastResp {
+	for _, d := range resp {
 		e.emit(Send{Local: local, Remote: remote, Data: d})
 	}
 }

@@ -315,12 +315,7 @@ func (e *Engine) initRetransmission(now time.Time, sa *IKESA, local, remote neti
 		e.drop(&e.drops.Unexpected, "IKE_SA_INIT duplicate for an existing SA", remote, nil)
 		return
 	}
-	if !sa.win.replayAllowed(now, remote, sa.remote) {
-		e.drop(&e.drops.ReplayLimited, "IKE_SA_INIT copy beyond the replay rate", remote, nil)
-		return
-	}
-	e.drops.Retransmits.Add(1)
-	e.emit(Send{Local: local, Remote: remote, Data: sa.initResp})
+	e.replay(now, sa, local, remote, [][]byte{sa.initResp}, "IKE_SA_INIT copy")
 }
 
 // admitInit applies the limits before authentication (admission.decide): a COOKIE to

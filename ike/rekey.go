@@ -146,16 +146,7 @@ func (e *Engine) childFromResponse(sa *IKESA, cr *childRequest, m *wire.Message)
 	if err != nil {
 		return nil, none, err.Error()
 	}
-	return &ChildSA{
-		cfg:      cr.cfg,
-		spiIn:    cr.spi,
-		spiOut:   binary.BigEndian.Uint32(got.SPI),
-		suite:    suite,
-		localTS:  tsi.Selectors,
-		remoteTS: tsr.Selectors,
-		ni:       cr.ni,
-		nr:       nr,
-	}, keys, ""
+	return negotiatedChild(cr.cfg, cr.spi, got, suite, tsi.Selectors, tsr.Selectors, cr.ni, nr), keys, ""
 }
 
 // rekeyChild asks the peer to replace c (group: the KE group to use, 0 = the usual).
@@ -526,16 +517,7 @@ func (e *Engine) respondChildCreate(now time.Time, sa *IKESA, old *ChildSA, m *w
 		if err != nil {
 			return []wire.Payload{&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN}}, nil
 		}
-		c := &ChildSA{
-			cfg:      cc,
-			spiIn:    spiIn,
-			spiOut:   binary.BigEndian.Uint32(chosen.SPI),
-			suite:    suite,
-			localTS:  ntsr,
-			remoteTS: ntsi,
-			ni:       ni,
-			nr:       nr,
-		}
+		c := negotiatedChild(cc, spiIn, chosen, suite, ntsr, ntsi, ni, nr)
 		if old != nil {
 			c.policy = old.policy
 		}
