@@ -57,15 +57,11 @@ func (e *Engine) sealMessage(sa *IKESA, h wire.Header, payloads []wire.Payload) 
 	if sa.handedOver {
 		return nil, errHandedOver
 	}
-	inner := wire.AppendPayloads(nil, payloads)
-	innerNext := wire.PayloadNone
-	if len(payloads) > 0 {
-		innerNext = payloads[0].Type()
-	}
+	inner, innerNext := encodeInner(payloads)
 	limit := e.maxIKEMessage(sa)
 	whole := wire.HeaderLen + wire.GenericHeaderLen + sa.skOut.SealedLen(len(inner))
 	if !sa.fragment || whole <= limit {
-		data, err := sa.seal(h, payloads)
+		data, err := sa.sealInner(h, inner, innerNext)
 		if err != nil {
 			return nil, err
 		}

@@ -203,11 +203,22 @@ func (sa *IKESA) seal(h wire.Header, payloads []wire.Payload) ([]byte, error) {
 	if sa.handedOver {
 		return nil, errHandedOver
 	}
-	inner := wire.AppendPayloads(nil, payloads)
-	innerNext := wire.PayloadNone
+	inner, innerNext := encodeInner(payloads)
+	return sa.sealInner(h, inner, innerNext)
+}
+
+// encodeInner encodes payloads as the content of an SK payload, and the type of the
+// first.
+func encodeInner(payloads []wire.Payload) ([]byte, wire.PayloadType) {
+	next := wire.PayloadNone
 	if len(payloads) > 0 {
-		innerNext = payloads[0].Type()
+		next = payloads[0].Type()
 	}
+	return wire.AppendPayloads(nil, payloads), next
+}
+
+// sealInner protects inner (payloads of which the first is innerNext) as one message.
+func (sa *IKESA) sealInner(h wire.Header, inner []byte, innerNext wire.PayloadType) ([]byte, error) {
 	bodyLen := sa.skOut.SealedLen(len(inner))
 	b := make([]byte, 0, wire.HeaderLen+wire.GenericHeaderLen+bodyLen)
 	b = wire.AppendSKHeader(b, h, innerNext, bodyLen)
