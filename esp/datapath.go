@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -90,6 +91,13 @@ type SAConfig struct {
 	Keepalive time.Duration
 	// Limits are the SA's volume limits, reported through LimitsCrossed.
 	Limits Limits
+	// Seq continues an SA that another datapath ran before (an SA moved between
+	// processes or hosts). Outbound: the last sequence number the other side used or
+	// reserved; the first packet here carries Seq+1, so that no (SA, sequence number)
+	// pair, and no AEAD nonce, is used twice. Inbound: the highest sequence number the
+	// other side authenticated; it and everything below it in the window count as seen,
+	// so that no packet accepted there is accepted again here. 0: a new SA.
+	Seq uint64
 }
 
 // Counters are the traffic of one SA.
@@ -417,6 +425,12 @@ func (d *Datapath) AddInbound(c SAConfig) error {
 		l4:     needsL4(local) || needsL4(remote),
 		win:    newReplayWindow(c.ReplayWindow, c.ESN),
 	}
+	if c.Seq != 0 {
+		if !c.ESN && c.Seq > math.MaxUint32 {
+			return fmt.Errorf("esp: inbound SPI %#08x: sequence number %d without ESN", c.SPI, c.Seq)
+		}
+		sa.win.startAt(c.Seq)
+	}
 	initLimits(&sa.ctr, c.Limits, c.ESN, LimitEvent{Inbound: true, SPI: c.SPI}, nil)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -471,6 +485,10 @@ func (d *Datapath) InstallOutbound(child uint64, c SAConfig, local, remote netip
 	seqSoft, last := seqBounds(c.ESN)
 	sa.seqSoft = seqSoft
 	sa.seqMax.Store(min(last, orNone(c.Limits.HardPackets)))
+	if c.Seq >= sa.seqMax.Load() {
+		return fmt.Errorf("esp: outbound SPI %#08x: sequence number %d leaves none to send with", c.SPI, c.Seq)
+	}
+	sa.seq.Store(c.Seq)
 	initLimits(&sa.ctr, c.Limits, c.ESN, LimitEvent{SPI: c.SPI, Child: child}, sa)
 	sa.ep.Store(ep)
 	sa.lastSent.Store(d.mono())
@@ -575,6 +593,43 @@ func (d *Datapath) OutboundCounters(child uint64) (Counters, bool) {
 		return Counters{}, false
 	}
 	return d.counters(&sa.ctr, sa.seq.Load()), true
+}
+
+// MinReserve is the least ReserveOutbound keeps for the SA it caps: more than the
+// goroutines that may each take one sequence number past a bound they read just before
+// it was lowered.
+const MinReserve = 1024
+
+// ReserveOutbound caps the outbound SA of child so that the sequence numbers above a
+// bound go to whoever continues the SA elsewhere (SAConfig.Seq there): this SA may
+// still send reserve packets after the last one it sent, and no more. It returns the
+// bound, the last sequence number this SA can use. The two never use the same number,
+// so no AEAD nonce repeats under the SA's key.
+func (d *Datapath) ReserveOutbound(child uint64, reserve uint64) (uint64, error) {
+	if reserve < MinReserve {
+		return 0, fmt.Errorf("esp: a reserve of %d sequence numbers, less than %d", reserve, MinReserve)
+	}
+	sa := d.out.Load().child(child)
+	if sa == nil {
+		return 0, fmt.Errorf("esp: no outbound SA for child %d", child)
+	}
+	for {
+		s, limit := sa.seq.Load(), sa.seqMax.Load()
+		if s >= limit || limit-s <= reserve {
+			return 0, fmt.Errorf("esp: outbound SPI %#08x has %d sequence numbers left, not more than the reserve %d", sa.spi, limit-min(s, limit), reserve)
+		}
+		bound := s + reserve
+		if !sa.seqMax.CompareAndSwap(limit, bound) {
+			continue
+		}
+		// Senders that read the old limit just before it was lowered take at most one
+		// number each beyond what they saw; while the SA is far from the bound now,
+		// none of them can pass it.
+		if now := sa.seq.Load(); now+MinReserve/2 > bound {
+			return 0, fmt.Errorf("esp: outbound SPI %#08x sent %d packets while it was being capped: it is stopped at %d", sa.spi, now-s, bound)
+		}
+		return bound, nil
+	}
 }
 
 // Drops returns the datapath-wide drop counters.

@@ -818,3 +818,112 @@ func TestReorderAndDuplicates(t *testing.T) {
 	}
 	p.b.expectNothing(t)
 }
+
+// An SA continued from another datapath (moved between processes): the sender goes on
+// after the sequence number it is given, the receiver accepts nothing at or below its
+// own.
+func TestContinuedSA(t *testing.T) {
+	p := newPair(t, testSuites[0].keys, false, 0)
+	const sent = 70_000 // the previous owner's last sequence number
+	must(t, p.a.d.InstallOutbound(1, SAConfig{SPI: 0x1001, Keys: p.kAB, LocalTS: clientTS, RemoteTS: netTS, Seq: sent}, ap(aV4, nattPort), ap(bV4, nattPort)))
+	p.b.d.RemoveInbound(0x1001)
+	must(t, p.b.d.AddInbound(SAConfig{SPI: 0x1001, Keys: p.kAB, LocalTS: netTS, RemoteTS: clientTS, Seq: sent - 10}))
+	p.start(t)
+	through(t, p.a, p.b, ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, []byte{1}))
+	if c, _ := p.a.d.OutboundCounters(1); c.Seq != sent+1 {
+		t.Errorf("outbound: first packet carried %d, want %d", c.Seq, sent+1)
+	}
+	if c, _ := p.b.d.InboundCounters(0x1001); c.Seq != sent+1 || c.Packets != 1 {
+		t.Errorf("inbound: %+v", c)
+	}
+	// A receiver that saw more than the sender now sends refuses what is not above it.
+	p.b.d.RemoveInbound(0x1001)
+	must(t, p.b.d.AddInbound(SAConfig{SPI: 0x1001, Keys: p.kAB, LocalTS: netTS, RemoteTS: clientTS, Seq: sent + 3}))
+	for range 2 {
+		must(t, p.a.tun.Inject(ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, nil))) // sent+2, sent+3
+	}
+	eventually(t, "replay drops", func() bool { return p.b.d.Drops().Replay == 2 })
+	through(t, p.a, p.b, ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, []byte{4})) // sent+4
+	p.b.expectNothing(t)
+
+	// No sequence number left, or one past what the SA may carry: refused.
+	if err := p.a.d.InstallOutbound(2, SAConfig{SPI: 0x1002, Keys: p.kAB, LocalTS: clientTS, RemoteTS: netTS, Seq: 1<<32 - 1}, ap(aV4, nattPort), ap(bV4, nattPort)); err == nil {
+		t.Error("an outbound SA without sequence numbers left installed")
+	}
+	if err := p.b.d.AddInbound(SAConfig{SPI: 0x1003, Keys: p.kAB, LocalTS: netTS, RemoteTS: clientTS, Seq: 1 << 32}); err == nil {
+		t.Error("an inbound SA without ESN at 2^32 installed")
+	}
+}
+
+// Moving an SA's sending elsewhere: the old datapath keeps a reserve and stops at its
+// bound; the new one starts above it. No (SA, sequence number) is sent twice.
+func TestReserveOutbound(t *testing.T) {
+	p := newPair(t, testSuites[0].keys, false, 0)
+	p.start(t)
+	for i := range 3 {
+		through(t, p.a, p.b, ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, []byte{byte(i)}))
+	}
+	if _, err := p.a.d.ReserveOutbound(1, MinReserve-1); err == nil {
+		t.Error("a reserve below MinReserve accepted")
+	}
+	if _, err := p.a.d.ReserveOutbound(7, MinReserve); err == nil {
+		t.Error("a reserve for an unknown child accepted")
+	}
+	bound, err := p.a.d.ReserveOutbound(1, MinReserve)
+	if err != nil || bound != 3+MinReserve {
+		t.Fatalf("bound %d, %v; want %d", bound, err, 3+MinReserve)
+	}
+	// The old owner sends up to the bound and drops what is beyond.
+	p.a.d.out.Load().child(1).seq.Store(bound - 1)
+	through(t, p.a, p.b, ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, []byte{9}))
+	must(t, p.a.tun.Inject(ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, nil)))
+	eventually(t, "beyond the bound dropped", func() bool { return p.a.d.Drops().SeqExhausted == 1 })
+	p.b.expectNothing(t)
+	// The new owner (here: a replacement on the same datapath) continues above it.
+	must(t, p.a.d.InstallOutbound(1, SAConfig{SPI: 0x1001, Keys: p.kAB, LocalTS: clientTS, RemoteTS: netTS, Seq: bound}, ap(aV4, nattPort), ap(bV4, nattPort)))
+	through(t, p.a, p.b, ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, []byte{10}))
+	if c, _ := p.b.d.InboundCounters(0x1001); c.Seq != bound+1 {
+		t.Errorf("the continuation sent %d, want %d", c.Seq, bound+1)
+	}
+	// Too few numbers left for the reserve.
+	p.a.d.out.Load().child(1).seq.Store(1<<32 - 1 - MinReserve)
+	if _, err := p.a.d.ReserveOutbound(1, MinReserve); err == nil {
+		t.Error("a reserve beyond the numbers left accepted")
+	}
+}
+
+// Senders racing with ReserveOutbound never take a number beyond the bound it returns.
+func TestReserveOutboundRacingSenders(t *testing.T) {
+	p := newPair(t, testSuites[0].keys, false, 0)
+	sa := p.a.d.out.Load().child(1)
+	for round := range 50 {
+		var wg sync.WaitGroup
+		var highest atomic.Uint64
+		stop := make(chan struct{})
+		for range 8 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					s, ok := sa.nextSeq()
+					if !ok {
+						return
+					}
+					for h := highest.Load(); s > h && !highest.CompareAndSwap(h, s); h = highest.Load() {
+					}
+				}
+			})
+		}
+		bound, err := p.a.d.ReserveOutbound(1, MinReserve)
+		close(stop)
+		wg.Wait()
+		if err == nil && highest.Load() > bound {
+			t.Fatalf("round %d: sequence number %d sent beyond the bound %d", round, highest.Load(), bound)
+		}
+		// Lift the cap for the next round, as a fresh SA would have it.
+		sa.seqMax.Store(1<<32 - 1)
+	}
+}

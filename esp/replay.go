@@ -44,6 +44,19 @@ func newReplayWindow(size int, esn bool) replayWindow {
 	}
 }
 
+// startAt makes a new window continue one that another datapath kept: top is the
+// highest sequence number it authenticated. Everything up to top counts as seen (which
+// of those below top it did not see is not known here: refusing them is the safe side);
+// everything above top is fresh.
+func (w *replayWindow) startAt(top uint64) {
+	for i := range w.blocks {
+		w.blocks[i] = math.MaxUint64
+	}
+	// The bits above top in its own block stand for numbers not yet received.
+	w.blocks[(top>>6)&w.mask] = math.MaxUint64 >> (63 - top&63)
+	w.top = top
+}
+
 // infer returns the full sequence number for the 32 bits on the wire. Without ESN it
 // is lo itself. With ESN it follows RFC 4303 Appendix A2.2: the high half is that of
 // the window's top, one more if lo is below the window's bottom in the same subspace,

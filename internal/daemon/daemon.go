@@ -433,8 +433,9 @@ func (d *daemon) volumeLimits(now time.Time) []ike.Action {
 }
 
 func (d *daemon) installInbound(a ike.InstallInbound) {
+	// Seq: an SA imported from another engine accepts nothing its previous owner did.
 	in := esp.SAConfig{SPI: a.SPI, Keys: espKeys(a.Suite, a.Keys), ESN: a.Suite.ESN,
-		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS), Limits: espLimits(a.Limits)}
+		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS), Limits: espLimits(a.Limits), Seq: a.Seq}
 	if err := d.dp.AddInbound(in); err != nil {
 		d.log.Error("installing inbound SA", "spi", fmt.Sprintf("%08x", a.SPI), "err", err)
 		wipeKeys(a.Keys)
@@ -456,16 +457,10 @@ func wipeKeys(k ike.ChildKeys) {
 }
 
 func (d *daemon) installOutbound(a ike.InstallOutbound) {
-	if a.Seq != 0 {
-		// An SA imported from another engine (ike.Engine.Import) must go on beyond the
-		// sequence numbers its previous owner used; the datapath cannot start there yet,
-		// and starting at 1 would repeat AEAD nonces under the SA's key.
-		d.log.Error("not installing an outbound SA that must continue at a sequence number: not supported by the datapath", "spi", fmt.Sprintf("%08x", a.SPI), "seq", a.Seq)
-		wipeKeys(a.Keys)
-		return
-	}
+	// Seq: an SA imported from another engine (ike.Engine.Import) goes on beyond the
+	// sequence numbers its previous owner used or reserved.
 	out := esp.SAConfig{SPI: a.SPI, Keys: espKeys(a.Suite, a.Keys), ESN: a.Suite.ESN,
-		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS), Limits: espLimits(a.Limits)}
+		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS), Limits: espLimits(a.Limits), Seq: a.Seq}
 	if a.Keepalive {
 		out.Keepalive = 20 * time.Second
 	}
