@@ -224,6 +224,9 @@ func (e *Engine) Import(now time.Time, st SAState) (uint64, []Action, error) {
 	e.store.add(sa)
 	e.store.indexPeer(sa)
 	e.installImported(sa, &st, pl)
+	if st.Pending != nil {
+		e.importPending(now, sa, st.Pending)
+	}
 	e.keylogIKE(sa)
 	e.log.Info("IKE SA imported", "conn", pl.conn.Name, "sa", sa.id, "peer", sa.remote, "id", sa.remoteID.String(),
 		"children", len(sa.children), "proposal", sa.suite.String())

@@ -137,7 +137,19 @@ type SAState struct {
 	// Path is the path manager's durable state.
 	Path mobike.Snapshot `json:"path"`
 
+	// Pending is a request of ours that the exporter sealed and sends, unanswered: a
+	// hand-over's switch request (Engine.Handoff). nil: none.
+	Pending *PendingState `json:"pending,omitempty"`
+
 	Children []ChildSAState `json:"children"`
+}
+
+// PendingState is a request of ours that is on its way, as sealed: the importer takes
+// its answer and sends it again, byte for byte, until that comes.
+type PendingState struct {
+	MessageID uint32   `json:"message_id"`
+	Exchange  uint8    `json:"exchange"`
+	Data      [][]byte `json:"data"` // the message, or its fragments
 }
 
 // IKESuiteState is an IKE SA's negotiated algorithms (IANA transform IDs).
@@ -366,6 +378,9 @@ func (s *SAState) check() error {
 		return errors.New("ike: SA state caches a response without the hash of its request")
 	case !s.Local.IsValid() || !s.Remote.IsValid() || !s.Path.IKE.Valid() || !s.Path.ESP.Valid():
 		return errors.New("ike: SA state has no path (IKE and ESP addresses)")
+	case s.Pending != nil && (s.Pending.MessageID+1 != s.NextRequestID || wire.ExchangeType(s.Pending.Exchange) != wire.INFORMATIONAL ||
+		len(s.Pending.Data) == 0 || len(s.Pending.Data) > maxStateResponse):
+		return errors.New("ike: SA state has a pending request that is not the INFORMATIONAL before its next message ID")
 	}
 	for i := range s.Children {
 		c := &s.Children[i]

@@ -527,3 +527,52 @@ func checkInvariants(t *testing.T, m *Manager, role Role, ike, esp Path, own, ho
 		t.Fatal("unbounded lists")
 	}
 }
+
+// A hand-over names another gateway's address, never one of ours; one that did not
+// happen leaves no trace in the switch limits.
+func TestResponderHandOff(t *testing.T) {
+	other := netip.MustParseAddr("203.0.113.9")
+	m := newResponder(Policy{LocalAddrs: []netip.Addr{r1.Addr()}, SwitchLimit: 1})
+	if _, err := m.HandOff(t0, netip.IPv4Unspecified()); err == nil {
+		t.Error("handed off to 0.0.0.0")
+	}
+	ds, err := m.HandOff(t0, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := find[SendSwitch](ds); !ok || s.To != other || m.SwitchPending() != other {
+		t.Fatalf("hand-over decisions %v, pending %v", ds, m.SwitchPending())
+	}
+	m.CancelSwitch()
+	if m.SwitchPending().IsValid() {
+		t.Error("the switch is still pending after CancelSwitch")
+	}
+	// switch_limit 1: the cancelled switch does not count.
+	if _, err := m.HandOff(t0.Add(time.Second), other); err != nil {
+		t.Errorf("after a cancelled hand-over: %v", err)
+	}
+	if _, err := m.HandOff(t0.Add(2*time.Second), other); err == nil || !strings.Contains(err.Error(), "switch_limit") {
+		t.Errorf("a second hand-over within the minute: %v", err)
+	}
+	if _, err := newInitiator(Policy{}).HandOff(t0, other); err == nil {
+		t.Error("an initiator handed off")
+	}
+}
+
+// A snapshot rehomed to the node it is handed to starts its paths there and counts
+// the address it left.
+func TestSnapshotRehome(t *testing.T) {
+	m := newResponder(Policy{})
+	s, err := m.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Rehome(r2, t0)
+	if s.IKE != (Path{r2, i1}) || s.ESP != (Path{r2, i1}) || len(s.Left) != 1 || s.Left[0].Addr != r1.Addr() {
+		t.Errorf("rehomed: %+v", s)
+	}
+	s.Rehome(r2, t0) // already home: nothing more left
+	if len(s.Left) != 1 {
+		t.Errorf("rehoming twice: %v", s.Left)
+	}
+}

@@ -51,7 +51,9 @@ func (m *Manager) Update(now time.Time, host Host, at Path, noNATs *NoNATs) (ref
 	}
 	if m.switchTo.IsValid() && at.Local.Addr() == m.switchTo {
 		ds = append(ds, Note{Kind: NoteSwitched, Msg: "switch completed", Path: at, Reason: now.Sub(m.switchSince).String()})
-		m.noteLeft(now, old.Local.Addr())
+		if old.Local.Addr() != at.Local.Addr() { // (a handed-over SA noted the gateway it left: Rehome)
+			m.noteLeft(now, old.Local.Addr())
+		}
 		m.switchTo = netip.Addr{}
 	}
 	if m.Verified(at.Remote) {
@@ -153,7 +155,29 @@ func (r *Refusal) Error() string { return r.Reason }
 // not allow switches (rmobike: false) or to (local_addrs), or SwitchLimit or SwitchHold
 // say no.
 func (m *Manager) SwitchTo(now time.Time, to netip.Addr) ([]Decision, error) {
-	to = to.Unmap()
+	return m.askSwitch(now, to.Unmap(), true)
+}
+
+// HandOff asks the initiator to move to to, the address of another gateway that the SA
+// is being handed to (another node of a cluster): SwitchTo's rules, except that to is
+// not one of ours (it is not among the connection's local_addrs).
+func (m *Manager) HandOff(now time.Time, to netip.Addr) ([]Decision, error) {
+	return m.askSwitch(now, to.Unmap(), false)
+}
+
+// CancelSwitch forgets a switch request that was never sent (a hand-over that did not
+// happen), as if it had not been asked for.
+func (m *Manager) CancelSwitch() {
+	if !m.switchTo.IsValid() {
+		return
+	}
+	if n := len(m.switches); n > 0 && m.switches[n-1].Equal(m.switchSince) {
+		m.switches = m.switches[:n-1]
+	}
+	m.switchTo, m.switchSince = netip.Addr{}, time.Time{}
+}
+
+func (m *Manager) askSwitch(now time.Time, to netip.Addr, ours bool) ([]Decision, error) {
 	switch {
 	case m.role != Responder:
 		return nil, &Refusal{"we are the MOBIKE initiator of this SA: only responders ask for switches"}
@@ -161,8 +185,10 @@ func (m *Manager) SwitchTo(now time.Time, to netip.Addr) ([]Decision, error) {
 		return nil, &Refusal{"the peer did not advertise R-MOBIKE support ('R')"}
 	case !m.pol.RMobike:
 		return nil, &Refusal{"the connection has rmobike: false"}
-	case !m.pol.localAllowed(to):
+	case ours && !m.pol.localAllowed(to):
 		return nil, &Refusal{to.String() + " is not among the connection's local_addrs"}
+	case !ours && !Usable(to):
+		return nil, &Refusal{to.String() + " is not an address a peer can move to"}
 	}
 	if why := m.switchRefusal(now, to); why != "" {
 		return nil, &Refusal{why}

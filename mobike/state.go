@@ -44,6 +44,21 @@ type Snapshot struct {
 	Left     []StampedAddr `json:"left"`
 }
 
+// Rehome makes s the state of the gateway at home that an SA is handed to (a cluster
+// node) while its peer is asked to switch there: its IKE and ESP paths start from home
+// (the peer's end unchanged), and the address it leaves counts as left by a switch at
+// now (switch_hold).
+func (s *Snapshot) Rehome(home netip.AddrPort, now time.Time) {
+	left := s.IKE.Local.Addr()
+	s.IKE.Local, s.ESP.Local = home, home
+	if left != home.Addr() {
+		s.Left = append(s.Left, StampedAddr{Addr: left.Unmap(), At: now})
+		if len(s.Left) > maxLeft {
+			s.Left = s.Left[len(s.Left)-maxLeft:]
+		}
+	}
+}
+
 // StampedAddrPort is an address and port with a time.
 type StampedAddrPort struct {
 	Addr netip.AddrPort `json:"addr"`

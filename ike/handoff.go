@@ -1,0 +1,112 @@
+package ike
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/wire"
+)
+
+// Handing an IKE SA to another gateway that shares the work (a cluster node with its
+// own address), without a new handshake (draft-smyslov-ipsecme-ikev2-r-mobike 1):
+//
+//  1. Handoff, on the gateway that has the SA (A): the SA must be quiet (Export's
+//     rules). A seals a SWITCH_TO_IP_ADDRESS request naming the other gateway's
+//     address (B) with its next message ID, the last message it seals for the SA, and
+//     exports the state with that request outstanding and the paths starting from B
+//     (mobike.Snapshot.Rehome). The request is returned, not sent.
+//  2. B imports the state (Import): it holds the request as its own outstanding one,
+//     and accepts the peer's UPDATE_SA_ADDRESSES to its address from now on.
+//  3. Only then A sends the request (the returned actions). The peer answers A (A, handed
+//     over, drops the answer) and moves to B with UPDATE_SA_ADDRESSES, which B answers.
+//     B resends the request from its own address until an answer comes: the peer's
+//     cached answer, or its first answer should A's copy have been lost.
+//  4. Until the peer has moved, A's datapath still carries the SA's ESP (the caller
+//     caps A's outbound sequence numbers below those it gives B: esp ReserveOutbound);
+//     once B reports the move, A forgets the SA (Forget).
+//
+// Should B not take the state, A, which sent nothing yet, takes the SA back (Reclaim).
+
+// Handoff hands IKE SA id (ours as responder, its peer advertised 'R') to the gateway
+// at to, as above. It returns the state for that gateway, with the Child SAs'
+// sequence numbers left for the caller (ChildSAState.OutSeq, InSeq), and the actions
+// that send the switch request, to be carried out once the other gateway imported the
+// state. From then on the SA is handed over here (Export).
+func (e *Engine) Handoff(now time.Time, id uint64, to netip.Addr) (SAState, []Action, error) {
+	sa, _, err := e.exportable(id)
+	if err != nil {
+		return SAState{}, nil, err
+	}
+	if len(e.out) > 0 {
+		return SAState{}, nil, fmt.Errorf("ike: handoff: %d actions of the engine were not taken", len(e.out))
+	}
+	ds, err := sa.pm.HandOff(now, to)
+	if err != nil {
+		return SAState{}, nil, fmt.Errorf("ike: handoff: IKE SA #%d: %w", id, err)
+	}
+	e.applyPath(now, sa, ds, nil)
+	r := sa.win.pending
+	if r == nil || r.kind != reqSwitch || r.data == nil {
+		// The switch request did not go out at once: nothing can be handed over.
+		sa.pm.CancelSwitch()
+		sa.win.unqueue(reqSwitch)
+		e.take()
+		return SAState{}, nil, fmt.Errorf("ike: handoff: IKE SA #%d: the switch request could not be sealed", id)
+	}
+	sends := e.take()
+	path, err := sa.pm.Snapshot()
+	if err != nil {
+		return SAState{}, nil, fmt.Errorf("ike: handoff: IKE SA #%d: %w", id, err)
+	}
+	st := sa.exportState(now, path)
+	home := netip.AddrPortFrom(to.Unmap(), sa.local.Port())
+	st.Local = home
+	st.Path.Rehome(home, utc(now))
+	st.Pending = &PendingState{MessageID: r.msgID, Exchange: uint8(r.exchange), Data: cloneAll(r.data)}
+	for _, c := range sa.children {
+		st.Children = append(st.Children, c.exportState())
+	}
+	sa.handedOver = true
+	e.log.Info("IKE SA handed over", "sa", sa.id, "peer", sa.remote, "to", home, "msgid", r.msgID)
+	return st, sends, nil
+}
+
+// Reclaim takes back IKE SA id, which Handoff handed over, when the switch request was
+// not sent (the other gateway did not import the state): the SA is ours again as it
+// was, the switch forgotten and its message ID free again. Sending the request before
+// or after Reclaim would give the peer two requests with one message ID.
+func (e *Engine) Reclaim(now time.Time, id uint64) ([]Action, error) {
+	sa := e.store.get(id)
+	if sa == nil {
+		return nil, fmt.Errorf("ike: reclaim: no IKE SA #%d", id)
+	}
+	r := sa.win.pending
+	if !sa.handedOver || r == nil || r.kind != reqSwitch {
+		return nil, fmt.Errorf("ike: reclaim: IKE SA #%d is not being handed over", id)
+	}
+	sa.handedOver = false
+	sa.win.pending = nil
+	sa.win.nextReqID = r.msgID
+	sa.pm.CancelSwitch()
+	e.log.Info("IKE SA taken back: the hand-over did not happen", "sa", sa.id, "peer", sa.remote)
+	e.schedule(sa)
+	return e.take(), nil
+}
+
+// importPending makes the request st.Pending, sealed by the exporter, sa's own
+// outstanding one: resent from here, byte for byte, until it is answered.
+func (e *Engine) importPending(now time.Time, sa *IKESA, p *PendingState) {
+	r := &request{exchange: wire.ExchangeType(p.Exchange), msgID: p.MessageID, data: cloneAll(p.Data), kind: reqSwitch,
+		sentAt: now, nextAt: now.Add(e.retransmitDelay(0))}
+	sa.win.pending = r
+}
+
+func cloneAll(b [][]byte) [][]byte {
+	out := make([][]byte, len(b))
+	for i, d := range b {
+		out[i] = bytes.Clone(d)
+	}
+	return out
+}
