@@ -14,9 +14,11 @@ FUZZTIME=${FUZZTIME:-3s}
 log() { printf '\n== %s\n' "$*"; }
 
 # --- packages ---------------------------------------------------------------
-# Debian/Ubuntu packages the integration tests use. Only missing ones are installed.
+# Debian/Ubuntu packages the tests use (etcd: the gateway cluster's coordination tests
+# run a real etcd server). Only missing ones are installed.
 PKGS=(iproute2 iputils-ping iperf3 nftables tcpdump tshark procps conntrack util-linux
-	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins strongswan-pki)
+	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins strongswan-pki
+	etcd-server etcd-client)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	missing=()
 	for p in "${PKGS[@]}"; do

@@ -1,0 +1,281 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Config says how a node reaches etcd and how it is known there.
+type Config struct {
+	Endpoints []string    // etcd client URLs (http://, https://, unix://)
+	TLS       *tls.Config // nil: plain
+	Prefix    string      // every key the cluster writes starts with it
+	LeaseTTL  time.Duration
+	// DialTimeout bounds connecting to etcd (default 5 s).
+	DialTimeout time.Duration
+}
+
+// Node is a member of the cluster as etcd knows it.
+type Node struct {
+	Name   string       `json:"name"`
+	Addrs  []netip.Addr `json:"addrs"`
+	IKESAs int          `json:"ike_sas"`
+}
+
+// SAKey names an IKE SA in the cluster: its SPIs, which a move does not change.
+type SAKey struct{ SPIi, SPIr uint64 }
+
+func (k SAKey) String() string { return fmt.Sprintf("%016x-%016x", k.SPIi, k.SPIr) }
+
+// ParseSAKey reads an SAKey as String writes it.
+func ParseSAKey(s string) (SAKey, error) {
+	i, r, ok := strings.Cut(s, "-")
+	if !ok || len(i) != 16 || len(r) != 16 {
+		return SAKey{}, fmt.Errorf("bad SA key %q", s)
+	}
+	a, err1 := strconv.ParseUint(i, 16, 64)
+	b, err2 := strconv.ParseUint(r, 16, 64)
+	if err := errors.Join(err1, err2); err != nil || a == 0 || b == 0 {
+		return SAKey{}, fmt.Errorf("bad SA key %q", s)
+	}
+	return SAKey{a, b}, nil
+}
+
+// Coordinator is one node's view of the cluster in etcd:
+//
+//	<prefix>nodes/<name>          the node (Node as JSON), bound to its lease
+//	<prefix>sas/<SAKey>/owner     the node that owns the SA
+//	<prefix>sas/<SAKey>/state     the SA's state, sealed with the cluster's StateKey
+//
+// Membership lives as long as the node's lease: a node that stops renewing it
+// (crashed, cut off) is gone from nodes/ after the lease's TTL. An SA has one owner;
+// ownership changes only by compare-and-swap transactions, so that no two nodes ever
+// own one SA.
+type Coordinator struct {
+	cli    *clientv3.Client
+	prefix string
+	self   Node
+	key    *StateKey
+	lease  clientv3.LeaseID
+	ttl    time.Duration
+
+	lost     chan struct{} // closed when the lease is gone
+	lostOnce sync.Once
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// ErrNameInUse is returned by Join when a live node has the same name.
+var ErrNameInUse = errors.New("a live node of the cluster has this name")
+
+// Join connects to etcd and registers self as a live node of the cluster, under a
+// lease of cfg.LeaseTTL that it keeps renewing until Close.
+func Join(ctx context.Context, cfg Config, self Node, key *StateKey) (*Coordinator, error) {
+	if self.Name == "" || strings.ContainsAny(self.Name, "/\x00") {
+		return nil, fmt.Errorf("cluster: node name %q (non-empty, no '/')", self.Name)
+	}
+	if cfg.LeaseTTL < time.Second {
+		return nil, fmt.Errorf("cluster: lease TTL %v: at least 1s", cfg.LeaseTTL)
+	}
+	dial := cfg.DialTimeout
+	if dial == 0 {
+		dial = 5 * time.Second
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, TLS: cfg.TLS, DialTimeout: dial, Context: ctx,
+		Logger: quietLogger()})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	c := &Coordinator{cli: cli, prefix: cfg.Prefix, self: self, key: key, ttl: cfg.LeaseTTL,
+		lost: make(chan struct{}), done: make(chan struct{})}
+	if err := c.register(ctx); err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Coordinator) nodeKey(name string) string { return c.prefix + "nodes/" + name }
+func (c *Coordinator) ownerKey(sa SAKey) string   { return c.prefix + "sas/" + sa.String() + "/owner" }
+func (c *Coordinator) stateKey(sa SAKey) string   { return c.prefix + "sas/" + sa.String() + "/state" }
+
+// register grants the lease, writes the node's key under it unless a live node holds
+// the name, and keeps the lease alive.
+func (c *Coordinator) register(ctx context.Context) error {
+	lease, err := c.cli.Grant(ctx, int64((c.ttl+time.Second-1)/time.Second))
+	if err != nil {
+		return fmt.Errorf("cluster: etcd lease: %w", err)
+	}
+	c.lease = lease.ID
+	val, _ := json.Marshal(c.self)
+	k := c.nodeKey(c.self.Name)
+	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, string(val), clientv3.WithLease(lease.ID))).Commit()
+	if err != nil {
+		return fmt.Errorf("cluster: registering node %q: %w", c.self.Name, err)
+	}
+	if !resp.Succeeded {
+		c.cli.Revoke(context.WithoutCancel(ctx), lease.ID)
+		return fmt.Errorf("cluster: node %q: %w", c.self.Name, ErrNameInUse)
+	}
+	kctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	c.stop = stop
+	ka, err := c.cli.KeepAlive(kctx, lease.ID)
+	if err != nil {
+		stop()
+		return fmt.Errorf("cluster: keeping the lease alive: %w", err)
+	}
+	go func() {
+		defer close(c.done)
+		for range ka {
+		}
+		// The channel closes when the lease expired, was revoked, or we stopped.
+		c.lostOnce.Do(func() { close(c.lost) })
+	}()
+	return nil
+}
+
+// Lost is closed when the node's lease is gone (not renewed in time, or revoked): the
+// node is no longer a member, and must not act as an owner.
+func (c *Coordinator) Lost() <-chan struct{} { return c.lost }
+
+// Self is the node as it registered.
+func (c *Coordinator) Self() Node { return c.self }
+
+// SetLoad updates the node's IKE SA count in its key.
+func (c *Coordinator) SetLoad(ctx context.Context, ikeSAs int) error {
+	c.self.IKESAs = ikeSAs
+	val, _ := json.Marshal(c.self)
+	_, err := c.cli.Put(ctx, c.nodeKey(c.self.Name), string(val), clientv3.WithLease(c.lease))
+	return err
+}
+
+// Nodes returns the live nodes, by name.
+func (c *Coordinator) Nodes(ctx context.Context) ([]Node, error) {
+	resp, err := c.cli.Get(ctx, c.prefix+"nodes/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	var out []Node
+	for _, kv := range resp.Kvs {
+		var n Node
+		if err := json.Unmarshal(kv.Value, &n); err != nil || n.Name != strings.TrimPrefix(string(kv.Key), c.prefix+"nodes/") {
+			continue // not a node's key as we write them
+		}
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Claim makes this node the owner of sa if it has none. It reports whether it did.
+func (c *Coordinator) Claim(ctx context.Context, sa SAKey) (bool, error) {
+	k := c.ownerKey(sa)
+	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, c.self.Name)).Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// Owner returns the node that owns sa ("": none).
+func (c *Coordinator) Owner(ctx context.Context, sa SAKey) (string, error) {
+	resp, err := c.cli.Get(ctx, c.ownerKey(sa))
+	if err != nil || len(resp.Kvs) == 0 {
+		return "", err
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
+// Transfer gives sa, owned by this node, to node to, with its state (sealed here), in
+// one transaction. It reports false, changing nothing, when this node is not the owner.
+func (c *Coordinator) Transfer(ctx context.Context, sa SAKey, to string, state []byte) (bool, error) {
+	sealed, err := c.key.Seal(c.stateKey(sa), state)
+	if err != nil {
+		return false, err
+	}
+	k := c.ownerKey(sa)
+	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", c.self.Name)).
+		Then(clientv3.OpPut(k, to), clientv3.OpPut(c.stateKey(sa), string(sealed))).Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// PutState writes sa's state (sealed here) if this node owns sa; it reports whether it
+// did.
+func (c *Coordinator) PutState(ctx context.Context, sa SAKey, state []byte) (bool, error) {
+	sealed, err := c.key.Seal(c.stateKey(sa), state)
+	if err != nil {
+		return false, err
+	}
+	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(c.ownerKey(sa)), "=", c.self.Name)).
+		Then(clientv3.OpPut(c.stateKey(sa), string(sealed))).Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// State returns sa's state, opened (nil: none written).
+func (c *Coordinator) State(ctx context.Context, sa SAKey) ([]byte, error) {
+	resp, err := c.cli.Get(ctx, c.stateKey(sa))
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, err
+	}
+	return c.key.Open(c.stateKey(sa), resp.Kvs[0].Value)
+}
+
+// Release forgets sa (owner and state) if this node owns it; it reports whether it
+// did.
+func (c *Coordinator) Release(ctx context.Context, sa SAKey) (bool, error) {
+	k := c.ownerKey(sa)
+	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", c.self.Name)).
+		Then(clientv3.OpDelete(k), clientv3.OpDelete(c.stateKey(sa))).Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// Owned returns the SAs this node owns.
+func (c *Coordinator) Owned(ctx context.Context) ([]SAKey, error) {
+	resp, err := c.cli.Get(ctx, c.prefix+"sas/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	var out []SAKey
+	for _, kv := range resp.Kvs {
+		rest, ok := strings.CutSuffix(strings.TrimPrefix(string(kv.Key), c.prefix+"sas/"), "/owner")
+		if !ok || string(kv.Value) != c.self.Name {
+			continue
+		}
+		if sa, err := ParseSAKey(rest); err == nil {
+			out = append(out, sa)
+		}
+	}
+	return out, nil
+}
+
+// Close leaves the cluster: the lease is revoked, so the node is gone from nodes/ at
+// once (its SAs keep their owner key until someone takes them), and the connection
+// closes.
+func (c *Coordinator) Close(ctx context.Context) error {
+	_, err := c.cli.Revoke(ctx, c.lease)
+	c.stop()
+	<-c.done
+	return errors.Join(err, c.cli.Close())
+}
