@@ -176,9 +176,14 @@ type inSA struct {
 	local  []sel
 	remote []sel
 	l4     bool
-	mu     sync.Mutex // guards win
+	mu     sync.Mutex // guards win, pending and hand
 	win    replayWindow
 	ctr    saCounters
+	// pending counts the packets that passed the window's check and are not yet
+	// committed or dropped (in a batch being opened); hand is set while the SA is
+	// handed to another datapath (handover.go).
+	pending int
+	hand    *handState
 }
 
 type outSA struct {
@@ -191,7 +196,8 @@ type outSA struct {
 	remote    []sel
 	l4        bool
 	seq       atomic.Uint64 // the last sequence number used
-	seqMax    atomic.Uint64 // the last sequence number it may use (lowered at a hard limit)
+	seqMax    atomic.Uint64 // the last sequence number it may use (lowered at a hard limit or by ReserveOutbound)
+	seqLimit  uint64        // seqMax as installed
 	seqSoft   uint64        // the sequence number whose use asks for a rekey
 	ep        atomic.Pointer[endpoint]
 	keepalive time.Duration
@@ -484,7 +490,8 @@ func (d *Datapath) InstallOutbound(child uint64, c SAConfig, local, remote netip
 	}
 	seqSoft, last := seqBounds(c.ESN)
 	sa.seqSoft = seqSoft
-	sa.seqMax.Store(min(last, orNone(c.Limits.HardPackets)))
+	sa.seqLimit = min(last, orNone(c.Limits.HardPackets))
+	sa.seqMax.Store(sa.seqLimit)
 	if c.Seq >= sa.seqMax.Load() {
 		return fmt.Errorf("esp: outbound SPI %#08x: sequence number %d leaves none to send with", c.SPI, c.Seq)
 	}
@@ -593,43 +600,6 @@ func (d *Datapath) OutboundCounters(child uint64) (Counters, bool) {
 		return Counters{}, false
 	}
 	return d.counters(&sa.ctr, sa.seq.Load()), true
-}
-
-// MinReserve is the least ReserveOutbound keeps for the SA it caps: more than the
-// goroutines that may each take one sequence number past a bound they read just before
-// it was lowered.
-const MinReserve = 1024
-
-// ReserveOutbound caps the outbound SA of child so that the sequence numbers above a
-// bound go to whoever continues the SA elsewhere (SAConfig.Seq there): this SA may
-// still send reserve packets after the last one it sent, and no more. It returns the
-// bound, the last sequence number this SA can use. The two never use the same number,
-// so no AEAD nonce repeats under the SA's key.
-func (d *Datapath) ReserveOutbound(child uint64, reserve uint64) (uint64, error) {
-	if reserve < MinReserve {
-		return 0, fmt.Errorf("esp: a reserve of %d sequence numbers, less than %d", reserve, MinReserve)
-	}
-	sa := d.out.Load().child(child)
-	if sa == nil {
-		return 0, fmt.Errorf("esp: no outbound SA for child %d", child)
-	}
-	for {
-		s, limit := sa.seq.Load(), sa.seqMax.Load()
-		if s >= limit || limit-s <= reserve {
-			return 0, fmt.Errorf("esp: outbound SPI %#08x has %d sequence numbers left, not more than the reserve %d", sa.spi, limit-min(s, limit), reserve)
-		}
-		bound := s + reserve
-		if !sa.seqMax.CompareAndSwap(limit, bound) {
-			continue
-		}
-		// Senders that read the old limit just before it was lowered take at most one
-		// number each beyond what they saw; while the SA is far from the bound now,
-		// none of them can pass it.
-		if now := sa.seq.Load(); now+MinReserve/2 > bound {
-			return 0, fmt.Errorf("esp: outbound SPI %#08x sent %d packets while it was being capped: it is stopped at %d", sa.spi, now-s, bound)
-		}
-		return bound, nil
-	}
 }
 
 // Drops returns the datapath-wide drop counters.

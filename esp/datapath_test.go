@@ -766,7 +766,7 @@ func TestDropSnapshot(t *testing.T) {
 	}
 	s := d.snapshot()
 	total := s.Malformed + s.UnknownSPI + s.AuthFailed + s.Replay + s.BadTrailer + s.Dummy + s.Selector + s.NoPolicy +
-		s.SeqExhausted + s.Truncated + s.TooBig + s.SendError + s.TUNWrite + s.TUNRead + s.ReadError + s.NoIKEHandler
+		s.SeqExhausted + s.Truncated + s.TooBig + s.SendError + s.TUNWrite + s.TUNRead + s.ReadError + s.NoIKEHandler + s.HandQueue
 	want := uint64(0)
 	for r := dropReason(1); r < numDropReasons; r++ {
 		want += uint64(r)

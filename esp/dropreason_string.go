@@ -25,12 +25,13 @@ func _() {
 	_ = x[dropTUNRead-14]
 	_ = x[dropRead-15]
 	_ = x[dropNoIKEHandler-16]
-	_ = x[numDropReasons-17]
+	_ = x[dropHandQueue-17]
+	_ = x[numDropReasons-18]
 }
 
-const _dropReason_name = "nonemalformedunknown SPIauthentication failedreplaybad trailerdummy packetoutside traffic selectorsno policysequence numbers exhaustedtruncatedtoo bigsend errorTUN write errorTUN read errorsocket read errorno IKE handlernumDropReasons"
+const _dropReason_name = "nonemalformedunknown SPIauthentication failedreplaybad trailerdummy packetoutside traffic selectorsno policysequence numbers exhaustedtruncatedtoo bigsend errorTUN write errorTUN read errorsocket read errorno IKE handlerhand-over queue fullnumDropReasons"
 
-var _dropReason_index = [...]uint8{0, 4, 13, 24, 45, 51, 62, 74, 99, 108, 134, 143, 150, 160, 175, 189, 206, 220, 234}
+var _dropReason_index = [...]uint8{0, 4, 13, 24, 45, 51, 62, 74, 99, 108, 134, 143, 150, 160, 175, 189, 206, 220, 240, 254}
 
 func (i dropReason) String() string {
 	idx := int(i) - 0

@@ -30,6 +30,7 @@ const (
 	dropTUNRead                        // TUN read error
 	dropRead                           // socket read error
 	dropNoIKEHandler                   // no IKE handler
+	dropHandQueue                      // hand-over queue full
 	numDropReasons
 )
 
@@ -51,6 +52,7 @@ type DropCounters struct {
 	TUNRead      uint64 // failed TUN reads (including segments that did not fit)
 	ReadError    uint64 // failed socket reads
 	NoIKEHandler uint64 // IKE messages received (on the NAT-T sockets) with no Config.OnIKE
+	HandQueue    uint64 // inbound ESP of an SA being handed over, beyond what is held for it (or held when the hand-over failed)
 	Keepalives   uint64 // NAT keepalives received (RFC 3948); expected, not an error
 }
 
@@ -81,6 +83,7 @@ func (d *drops) snapshot() DropCounters {
 		TUNRead:      d.n[dropTUNRead].Load(),
 		ReadError:    d.n[dropRead].Load(),
 		NoIKEHandler: d.n[dropNoIKEHandler].Load(),
+		HandQueue:    d.n[dropHandQueue].Load(),
 		Keepalives:   d.keepalives.Load(),
 	}
 }
@@ -125,6 +128,7 @@ func (c DropCounters) Map() map[string]uint64 {
 		"esp_tun_write":     c.TUNWrite,
 		"esp_tun_read":      c.TUNRead,
 		"esp_read_error":    c.ReadError,
+		"esp_hand_queue":    c.HandQueue,
 		"esp_keepalives_in": c.Keepalives,
 	}
 }

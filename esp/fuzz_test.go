@@ -24,7 +24,7 @@ func (c *captureTUN) Write(bufs [][]byte, offset int) (int, error) {
 
 func outcomes(d DropCounters) uint64 {
 	return d.Malformed + d.UnknownSPI + d.AuthFailed + d.Replay + d.BadTrailer + d.Dummy + d.Selector + d.NoPolicy +
-		d.SeqExhausted + d.Truncated + d.TooBig + d.SendError + d.TUNWrite + d.TUNRead + d.ReadError + d.NoIKEHandler + d.Keepalives
+		d.SeqExhausted + d.Truncated + d.TooBig + d.SendError + d.TUNWrite + d.TUNRead + d.ReadError + d.NoIKEHandler + d.HandQueue + d.Keepalives
 }
 
 // FuzzInbound feeds one datagram to the NAT-T socket's receive path of a datapath with

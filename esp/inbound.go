@@ -182,7 +182,21 @@ func (w *inWorker) datagram(in *inTable, b *inBatch, p []byte, m *udp.Message) {
 		return
 	}
 	sa.mu.Lock()
+	if h := sa.hand; h != nil {
+		ep := h.ep
+		if ep == nil {
+			h.hold(d, sa, p)
+		}
+		sa.mu.Unlock()
+		if ep != nil {
+			d.forward(sa, ep, p)
+		}
+		return
+	}
 	seq, ok := sa.win.check(binary.BigEndian.Uint32(p[4:8]))
+	if ok {
+		sa.pending++
+	}
 	sa.mu.Unlock()
 	if !ok {
 		sa.ctr.dropped.Add(1)
@@ -290,14 +304,12 @@ func (w *inWorker) writeOut(b *inBatch) {
 func (w *inWorker) finish(p *inPkt) []byte {
 	d, sa := w.d, p.sa
 	r := p.r
-	if r == dropNone {
-		sa.mu.Lock()
-		ok := sa.win.commit(p.seq)
-		sa.mu.Unlock()
-		if !ok {
-			r = dropReplay
-		}
+	sa.mu.Lock()
+	sa.pending--
+	if r == dropNone && !sa.win.commit(p.seq) {
+		r = dropReplay
 	}
+	sa.mu.Unlock()
 	var payload []byte
 	if r == dropNone {
 		var nh byte

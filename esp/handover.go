@@ -1,0 +1,189 @@
+package esp
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Handing an SA to another datapath (a cluster node that continues it, SAConfig.Seq
+// there) without a packet lost or accepted twice:
+//
+//   - Outbound: ReserveOutbound caps this SA below a bound; the other side starts above
+//     it. Both may send meanwhile (the peer may still be here); no sequence number, no
+//     AEAD nonce, is used twice. UnreserveOutbound lifts the cap if the hand-over fails.
+//   - Inbound: HandInbound stops this SA accepting packets and returns the highest
+//     sequence number it accepted, which the other side's window starts from: from that
+//     moment one window, the other side's, decides what is new. The SA's packets are
+//     held here until ForwardInbound sends them, unchanged, to the other side, and
+//     every later one after them; ResumeInbound takes the SA back instead.
+
+// MinReserve is the least ReserveOutbound keeps for the SA it caps: more than the
+// goroutines that may each take one sequence number past a bound they read just before
+// it was lowered.
+const MinReserve = 1024
+
+// Bounds of what an SA being handed over holds until ForwardInbound.
+const (
+	maxHeldPackets = 4096
+	maxHeldBytes   = 8 << 20
+)
+
+// handWait bounds how long HandInbound waits for packets already being opened.
+const handWait = 2 * time.Second
+
+// handState is an inbound SA's hand-over: the packets held, then where they go.
+type handState struct {
+	held  [][]byte
+	bytes int
+	ep    *endpoint // nil: holding
+}
+
+// hold keeps a copy of p, within the bounds (sa.mu held).
+func (h *handState) hold(d *Datapath, sa *inSA, p []byte) {
+	if len(h.held) >= maxHeldPackets || h.bytes+len(p) > maxHeldBytes {
+		sa.ctr.dropped.Add(1)
+		d.drop(dropHandQueue, nil)
+		return
+	}
+	h.held = append(h.held, append([]byte(nil), p...))
+	h.bytes += len(p)
+}
+
+// forward sends the ESP packet p of handed SA sa on to ep, unchanged.
+func (d *Datapath) forward(sa *inSA, ep *endpoint, p []byte) {
+	if err := d.sendOne(d.conns[ep.conn], ep, p); err != nil {
+		sa.ctr.dropped.Add(1)
+		d.drop(dropSend, err)
+		return
+	}
+	sa.ctr.packets.Add(1)
+	sa.ctr.bytes.Add(uint64(len(p)))
+}
+
+// HandInbound stops the inbound SA spi accepting packets: it returns the highest
+// sequence number the SA accepted, once the packets already being opened are done.
+// From then on its packets are held (at most 4096, 8 MiB) for ForwardInbound.
+func (d *Datapath) HandInbound(spi uint32) (uint64, error) {
+	sa := d.in.Load().get(spi)
+	if sa == nil {
+		return 0, fmt.Errorf("esp: no inbound SA with SPI %#08x", spi)
+	}
+	sa.mu.Lock()
+	if sa.hand != nil {
+		sa.mu.Unlock()
+		return 0, fmt.Errorf("esp: inbound SPI %#08x is being handed over already", spi)
+	}
+	sa.hand = &handState{}
+	sa.mu.Unlock()
+	deadline := time.Now().Add(handWait)
+	for {
+		sa.mu.Lock()
+		n, top := sa.pending, sa.win.top
+		sa.mu.Unlock()
+		if n == 0 {
+			return top, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("esp: inbound SPI %#08x: %d packets still being opened after %v", spi, n, handWait)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// ForwardInbound sends the packets held for the handed inbound SA spi, and every later
+// one, unchanged (ESP in UDP) from local to to, where the SA continues.
+func (d *Datapath) ForwardInbound(spi uint32, local, to netip.AddrPort) error {
+	ep, err := d.newEndpoint(local, to)
+	if err != nil {
+		return err
+	}
+	sa := d.in.Load().get(spi)
+	if sa == nil {
+		return fmt.Errorf("esp: no inbound SA with SPI %#08x", spi)
+	}
+	sa.mu.Lock()
+	h := sa.hand
+	if h == nil || h.ep != nil {
+		sa.mu.Unlock()
+		return fmt.Errorf("esp: inbound SPI %#08x is not being handed over (or is forwarded already)", spi)
+	}
+	held := h.held
+	h.held, h.bytes, h.ep = nil, 0, ep
+	sa.mu.Unlock()
+	// Packets arriving meanwhile go straight on: the other side's window takes them in
+	// any order.
+	for _, p := range held {
+		d.forward(sa, ep, p)
+	}
+	return nil
+}
+
+// ResumeInbound takes back the handed inbound SA spi (the hand-over did not happen): it
+// accepts packets again, its window as it was. The packets held meanwhile are dropped
+// (counted as HandQueue): they cannot go through the window again in order.
+func (d *Datapath) ResumeInbound(spi uint32) error {
+	sa := d.in.Load().get(spi)
+	if sa == nil {
+		return fmt.Errorf("esp: no inbound SA with SPI %#08x", spi)
+	}
+	sa.mu.Lock()
+	h := sa.hand
+	if h == nil || h.ep != nil {
+		sa.mu.Unlock()
+		return fmt.Errorf("esp: inbound SPI %#08x is not held for a hand-over", spi)
+	}
+	sa.hand = nil
+	sa.mu.Unlock()
+	for range h.held {
+		sa.ctr.dropped.Add(1)
+		d.drop(dropHandQueue, nil)
+	}
+	return nil
+}
+
+// ReserveOutbound caps the outbound SA of child so that the sequence numbers above a
+// bound go to whoever continues the SA elsewhere (SAConfig.Seq there): this SA may
+// still send reserve packets after the last one it sent, and no more. It returns the
+// bound, the last sequence number this SA can use. The two never use the same number,
+// so no AEAD nonce repeats under the SA's key.
+func (d *Datapath) ReserveOutbound(child uint64, reserve uint64) (uint64, error) {
+	if reserve < MinReserve {
+		return 0, fmt.Errorf("esp: a reserve of %d sequence numbers, less than %d", reserve, MinReserve)
+	}
+	sa := d.out.Load().child(child)
+	if sa == nil {
+		return 0, fmt.Errorf("esp: no outbound SA for child %d", child)
+	}
+	for {
+		s, limit := sa.seq.Load(), sa.seqMax.Load()
+		if s >= limit || limit-s <= reserve {
+			return 0, fmt.Errorf("esp: outbound SPI %#08x has %d sequence numbers left, not more than the reserve %d", sa.spi, limit-min(s, limit), reserve)
+		}
+		bound := s + reserve
+		if !sa.seqMax.CompareAndSwap(limit, bound) {
+			continue
+		}
+		// Senders that read the old limit just before it was lowered take at most one
+		// number each beyond what they saw; while the SA is far from the bound now,
+		// none of them can pass it.
+		if now := sa.seq.Load(); now+MinReserve/2 > bound {
+			return 0, fmt.Errorf("esp: outbound SPI %#08x sent %d packets while it was being capped: it is stopped at %d", sa.spi, now-s, bound)
+		}
+		return bound, nil
+	}
+}
+
+// UnreserveOutbound lifts the cap ReserveOutbound put at bound on the outbound SA of
+// child (the hand-over did not happen): it may use its sequence numbers to the end
+// again. A cap lowered since (a hard limit) stays.
+func (d *Datapath) UnreserveOutbound(child uint64, bound uint64) error {
+	sa := d.out.Load().child(child)
+	if sa == nil {
+		return fmt.Errorf("esp: no outbound SA for child %d", child)
+	}
+	if !sa.seqMax.CompareAndSwap(bound, sa.seqLimit) {
+		return fmt.Errorf("esp: outbound SPI %#08x is not capped at %d", sa.spi, bound)
+	}
+	return nil
+}
