@@ -1,0 +1,41 @@
+// Package cluster is a gateway node's view of its cluster in etcd: the nodes that are
+// alive, which node owns each IKE SA, and the SAs' state, sealed with the cluster's
+// key. It decides nothing about SAs itself; the daemon moves them with it.
+//
+// # Keys
+//
+//	<prefix>nodes/<name>          a live node: its addresses and load, under its lease
+//	<prefix>sas/<SAKey>/owner     the node that owns the SA (changed only by CAS)
+//	<prefix>sas/<SAKey>/state     the SA's state (ike.SAState), sealed (StateKey)
+//
+// # Moving an SA from node A to node B (the draft's cluster, section 1)
+//
+// No new handshake and nothing lost, with the peer asked to follow by
+// SWITCH_TO_IP_ADDRESS (draft-smyslov-ipsecme-ikev2-r-mobike):
+//
+//  1. A caps each Child SA's outbound sequence numbers at a bound (esp
+//     ReserveOutbound) and stops its inbound SAs accepting packets, holding them
+//     (esp HandInbound, which returns the highest sequence number accepted). A's
+//     engine seals the switch request and exports the SA with it outstanding, its
+//     paths starting from B's address (ike Engine.Handoff). The state says where B's
+//     sequence numbers start: outbound above A's bound, inbound windows at A's top.
+//  2. A gives the SA to B with its state in one transaction (Transfer: the owner key
+//     changes from A to B only if A still owns it).
+//  3. B, watching for SAs it owns but does not hold, reads the state, imports it (its
+//     engine takes the switch request as its own outstanding one) and acknowledges.
+//  4. A sends the switch request, forwards the held inbound packets and every later one
+//     to B unchanged (esp ForwardInbound), and keeps sending outbound traffic that still
+//     reaches it below its bound. The peer answers and moves to B (UPDATE_SA_ADDRESSES),
+//     which B, already holding the SA, accepts; B resends the switch request from its
+//     own address until it is answered.
+//  5. When B reports the peer arrived, A forgets the SA (its Child SAs leave its
+//     datapath after a grace for packets still on their way).
+//
+// AEAD nonces never repeat: A sends at most up to its bound, B starts above it. No
+// packet is accepted twice: A accepted up to its top and accepts nothing after it; B's
+// windows start at that top and every later packet, whether it reaches B directly or
+// through A, goes through B's windows only. Should B not acknowledge in time, A takes
+// the SA back (ike Engine.Reclaim, esp ResumeInbound and UnreserveOutbound: the packets
+// held meanwhile are lost, nothing was sent to the peer) after taking the owner key back
+// by CAS; B, finding the owner changed, drops what it imported.
+package cluster
