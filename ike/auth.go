@@ -109,7 +109,7 @@ func (e *Engine) sendAuth(now time.Time, sa *IKESA) error {
 			n.Data = []byte{wire.RMOBIKEMarker}
 		}
 		payloads = append(payloads, n)
-		sa.authAnnounced = conn.Announce.Addresses(sa.local.Addr(), conn.Announce.Candidates(e.host(), []netip.Addr{sa.remote.Addr()}))
+		sa.authAnnounced = conn.Announce.For(sa.local.Addr(), e.host(), []netip.Addr{sa.remote.Addr()})
 		if len(sa.authAnnounced) > 0 {
 			payloads = append(payloads, additionalNotifies(sa.authAnnounced)...)
 		}
@@ -208,7 +208,7 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 	if n := wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED); n != nil && conn.Mobike {
 		sa.mobike = true
 		sa.peerRMobike = n.RMOBIKE()
-		announced = conn.Announce.Addresses(local.Addr(), conn.Announce.Candidates(e.host(), []netip.Addr{remote.Addr()}))
+		announced = conn.Announce.For(local.Addr(), e.host(), []netip.Addr{remote.Addr()})
 		peerAddrs, _ = readAdditional(m.Payloads)
 	}
 	// IKE and ESP start on the addresses of IKE_AUTH (RFC 4555 3.3); the peer's is

@@ -28,8 +28,9 @@ type Engine struct {
 	store store     // the IKE SAs and inbound ESP SPIs, indexed
 	gate  admission // the limits before authentication, cookies
 
-	// localAddrs are the host's usable addresses (nil: not known).
-	localAddrs []netip.Addr
+	// localAddrs are the host's usable addresses (nil: not known); clusterAddrs those
+	// of the other nodes of the gateway's cluster.
+	localAddrs, clusterAddrs []netip.Addr
 
 	livenessChecks uint64 // DPD requests sent
 

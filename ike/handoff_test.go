@@ -11,11 +11,12 @@ import (
 )
 
 // Handing the gateway's SA from node A to node B of a cluster (Handoff): each node
-// serves only its own address and announces both.
+// serves only its own address and announces the other's as a cluster address.
 
 func nodeConfig(t testing.TB, own netip.Addr) Config {
 	cfg := clusterGateway(t)
 	cfg.Connections[0].LocalAddrs = []netip.Addr{own}
+	cfg.Connections[0].Announce = mobike.Announce{Mode: mobike.Auto}
 	return cfg
 }
 
@@ -27,6 +28,8 @@ func handoffPair(t *testing.T) (n *testNet, a, b, cl *endpoint) {
 	cc.Connections[0].SwitchAccept = mobike.SwitchPolicy{Additional: true}
 	cl = n.add("client", clientAddr, cc)
 	b = n.add("node-b", gwAddr2, nodeConfig(t, gwAddr2))
+	n.apply(a, a.e.SetClusterAddrs(n.now, []netip.Addr{gwAddr2}))
+	n.apply(b, b.e.SetClusterAddrs(n.now, []netip.Addr{gwAddr}))
 	n.apply(cl, cl.e.StartAll(n.now))
 	if !n.run(time.Minute, established(a, cl)) {
 		t.Fatalf("not established: %v %v", cl.events, a.events)
@@ -168,5 +171,26 @@ func TestHandoffRefusals(t *testing.T) {
 	}
 	if _, _, err := a.e.Handoff(n.now, 999, gwAddr2); err == nil {
 		t.Error("handed over an SA that does not exist")
+	}
+}
+
+// The other nodes' addresses are announced in IKE_AUTH, and peers hear when they
+// change.
+func TestClusterAddrsAnnounced(t *testing.T) {
+	n, a, _, cl := handoffPair(t)
+	saC := onlySA(t, cl)
+	if !slices.Contains(saC.pm.PeerAddrs(), gwAddr2) {
+		t.Fatalf("the client did not hear of node B in IKE_AUTH: %v", saC.pm.PeerAddrs())
+	}
+	third := netip.MustParseAddr("203.0.113.7")
+	n.apply(a, a.e.SetClusterAddrs(n.now, []netip.Addr{gwAddr2, third, gwAddr2}))
+	n.run(10*time.Second, func() bool { return slices.Contains(saC.pm.PeerAddrs(), third) })
+	if got := saC.pm.PeerAddrs(); !slices.Contains(got, third) || !slices.Contains(got, gwAddr2) || slices.Contains(got, gwAddr) {
+		t.Errorf("after a node joined the client knows %v", got)
+	}
+	n.apply(a, a.e.SetClusterAddrs(n.now, nil))
+	n.run(10*time.Second, func() bool { return len(saC.pm.PeerAddrs()) == 0 })
+	if got := saC.pm.PeerAddrs(); len(got) != 0 {
+		t.Errorf("with no other node the client knows %v", got)
 	}
 }

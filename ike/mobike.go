@@ -42,6 +42,20 @@ func (e *Engine) SetLocalAddrs(now time.Time, addrs []netip.Addr) []Action {
 	return e.take()
 }
 
+// SetClusterAddrs sets the addresses of the other live nodes of the gateway's cluster
+// (none: no cluster). They are announced to every peer along with ours, so that a peer
+// accepts a switch to them; peers hear the new set at once.
+func (e *Engine) SetClusterAddrs(now time.Time, addrs []netip.Addr) []Action {
+	e.clusterAddrs = nil
+	for _, a := range addrs {
+		if a = a.Unmap(); mobike.Usable(a) && !slices.Contains(e.clusterAddrs, a) {
+			e.clusterAddrs = append(e.clusterAddrs, a)
+		}
+	}
+	e.reevaluateAll(now, "cluster change")
+	return e.take()
+}
+
 // RoutesChanged makes MOBIKE initiators check that their SAs still use the source
 // address the routing table picks for their peer.
 func (e *Engine) RoutesChanged(now time.Time) []Action {
@@ -51,7 +65,7 @@ func (e *Engine) RoutesChanged(now time.Time) []Action {
 
 // host is what the path managers know of the host.
 func (e *Engine) host() mobike.Host {
-	h := mobike.Host{Addrs: e.localAddrs, Reachable: e.cfg.Reachable}
+	h := mobike.Host{Addrs: e.localAddrs, Reachable: e.cfg.Reachable, Cluster: e.clusterAddrs}
 	if e.cfg.SourceAddr != nil {
 		h.Route = func(remote netip.Addr) (netip.Addr, bool) {
 			a, err := e.cfg.SourceAddr(remote)

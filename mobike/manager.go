@@ -275,7 +275,7 @@ func (m *Manager) Rekeyed(now time.Time) []Decision {
 // auto and no local_addrs, only addresses that can reach the peer.
 func (m *Manager) Announcement(host Host) []netip.Addr {
 	peers := append([]netip.Addr{m.ike.Remote.Addr()}, m.peerAddrs...)
-	return m.pol.Announce.Addresses(m.ike.Local.Addr(), m.pol.Announce.Candidates(host, peers))
+	return m.pol.Announce.For(m.ike.Local.Addr(), host, peers)
 }
 
 // AnnounceIfChanged asks for an address update when what we would announce differs from

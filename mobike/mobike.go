@@ -88,6 +88,19 @@ func (a Announce) Candidates(host Host, peers []netip.Addr) []netip.Addr {
 	return out
 }
 
+// For returns what to announce to a peer at peers (its current address first) while
+// current is in use: the addresses of Addresses and Candidates, and the host's cluster
+// addresses after them (never current).
+func (a Announce) For(current netip.Addr, host Host, peers []netip.Addr) []netip.Addr {
+	out := a.Addresses(current, a.Candidates(host, peers))
+	for _, x := range host.Cluster {
+		if x = x.Unmap(); x != current.Unmap() && Usable(x) && !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 // SwitchPolicy is the initiator's policy for SWITCH_TO_IP_ADDRESS targets
 // (config switch_accept).
 type SwitchPolicy struct {

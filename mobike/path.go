@@ -80,6 +80,9 @@ type Host struct {
 	// Reachable lists the host's addresses that can reach remote (those on interfaces
 	// with a route toward it); nil: not known (every address counts).
 	Reachable func(remote netip.Addr) []netip.Addr
+	// Cluster are the addresses of the other live nodes of the gateway's cluster: a
+	// peer may be asked to switch to them, so they are always announced too.
+	Cluster []netip.Addr
 }
 
 func (h Host) has(a netip.Addr) bool {
