@@ -580,7 +580,7 @@ func TestSnapshotRehome(t *testing.T) {
 // The cluster's other nodes are announced besides our own addresses, whatever the
 // mode, never the address in use.
 func TestAnnounceCluster(t *testing.T) {
-	n1, n2 := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
+	n1, n2 := netip.MustParseAddr("203.0.113.51"), netip.MustParseAddr("203.0.113.52")
 	h := Host{Addrs: []netip.Addr{r1.Addr(), r2.Addr()}, Cluster: []netip.Addr{n1, n2, n1, netip.IPv4Unspecified()}}
 	got := Announce{Mode: Auto}.For(r1.Addr(), h, []netip.Addr{i1.Addr()})
 	if !slices.Equal(got, []netip.Addr{r2.Addr(), n1, n2}) {
