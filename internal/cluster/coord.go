@@ -109,6 +109,9 @@ func Join(ctx context.Context, cfg Config, self Node, key *StateKey) (*Coordinat
 func (c *Coordinator) nodeKey(name string) string { return c.prefix + "nodes/" + name }
 func (c *Coordinator) ownerKey(sa SAKey) string   { return c.prefix + "sas/" + sa.String() + "/owner" }
 func (c *Coordinator) stateKey(sa SAKey) string   { return c.prefix + "sas/" + sa.String() + "/state" }
+func (c *Coordinator) markKey(sa SAKey, m string) string {
+	return c.prefix + "sas/" + sa.String() + "/" + m
+}
 
 // register grants the lease, writes the node's key under it unless a live node holds
 // the name, and keeps the lease alive.
@@ -239,12 +242,13 @@ func (c *Coordinator) State(ctx context.Context, sa SAKey) ([]byte, error) {
 	return c.key.Open(c.stateKey(sa), resp.Kvs[0].Value)
 }
 
-// Release forgets sa (owner and state) if this node owns it; it reports whether it
+// Release forgets sa (owner, state and marks) if this node owns it; it reports whether it
 // did.
 func (c *Coordinator) Release(ctx context.Context, sa SAKey) (bool, error) {
 	k := c.ownerKey(sa)
 	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", c.self.Name)).
-		Then(clientv3.OpDelete(k), clientv3.OpDelete(c.stateKey(sa))).Commit()
+		Then(clientv3.OpDelete(k), clientv3.OpDelete(c.stateKey(sa)), clientv3.OpDelete(c.markKey(sa, markReady)),
+			clientv3.OpDelete(c.markKey(sa, markArrived))).Commit()
 	if err != nil {
 		return false, err
 	}
@@ -278,4 +282,149 @@ func (c *Coordinator) Close(ctx context.Context) error {
 	c.stop()
 	<-c.done
 	return errors.Join(err, c.cli.Close())
+}
+
+// The marks of a move (see the package doc), written by the new owner.
+const (
+	markReady   = "ready"   // it imported the SA
+	markArrived = "arrived" // the SA's peer arrived there
+)
+
+// MarkReady says that this node, the owner of sa, imported it; it reports false when
+// this node is not the owner (any more).
+func (c *Coordinator) MarkReady(ctx context.Context, sa SAKey) (bool, error) {
+	return c.mark(ctx, sa, markReady)
+}
+
+// MarkArrived says that sa's peer arrived at this node, its owner.
+func (c *Coordinator) MarkArrived(ctx context.Context, sa SAKey) (bool, error) {
+	return c.mark(ctx, sa, markArrived)
+}
+
+func (c *Coordinator) mark(ctx context.Context, sa SAKey, m string) (bool, error) {
+	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(c.ownerKey(sa)), "=", c.self.Name)).
+		Then(clientv3.OpPut(c.markKey(sa, m), c.self.Name)).Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// ClearMarks removes the marks of a finished move.
+func (c *Coordinator) ClearMarks(ctx context.Context, sa SAKey) error {
+	_, err := c.cli.Txn(ctx).Then(clientv3.OpDelete(c.markKey(sa, markReady)), clientv3.OpDelete(c.markKey(sa, markArrived))).Commit()
+	return err
+}
+
+// TakeBack makes this node the owner of sa again, which it gave to node from, as long
+// as from has not imported it (no ready mark): a move that did not happen. The state
+// given with it is deleted. It reports whether it did.
+func (c *Coordinator) TakeBack(ctx context.Context, sa SAKey, from string) (bool, error) {
+	k := c.ownerKey(sa)
+	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", from),
+		clientv3.Compare(clientv3.CreateRevision(c.markKey(sa, markReady)), "=", 0)).
+		Then(clientv3.OpPut(k, c.self.Name), clientv3.OpDelete(c.stateKey(sa))).Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// EventKind says what changed in the cluster.
+type EventKind int
+
+// Event kinds.
+const (
+	SAGiven      EventKind = iota + 1 // an SA became this node's (Transfer to it): its state is there
+	SAReady                           // an SA's owner marked it imported (Node: who)
+	SAArrived                         // an SA's peer arrived at its owner (Node: who)
+	NodesChanged                      // a node joined, left, or changed
+)
+
+// Event is a change in the cluster that concerns this node.
+type Event struct {
+	Kind EventKind
+	SA   SAKey
+	Node string
+}
+
+// watchRetry is the pause before watching again after the watch broke.
+const watchRetry = time.Second
+
+// Watch reports the changes of the cluster that concern this node until ctx ends: SAs
+// given to it, the marks of moves, membership. Should the watch break (etcd away), it
+// watches again from where it was; if etcd compacted that history meanwhile, it starts
+// from now and reports NodesChanged (the marks in between are lost: a move waiting
+// for one times out).
+func (c *Coordinator) Watch(ctx context.Context) <-chan Event {
+	out := make(chan Event, 256)
+	go func() {
+		defer close(out)
+		var rev int64
+		for ctx.Err() == nil {
+			opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithPrevKV()}
+			if rev > 0 {
+				opts = append(opts, clientv3.WithRev(rev+1))
+			}
+			for resp := range c.cli.Watch(clientv3.WithRequireLeader(ctx), c.prefix, opts...) {
+				if resp.CompactRevision > 0 {
+					rev = 0
+					c.send(ctx, out, Event{Kind: NodesChanged})
+					break
+				}
+				if resp.Err() != nil {
+					break
+				}
+				rev = resp.Header.Revision
+				for _, ev := range resp.Events {
+					if e, ok := c.classify(ev); ok && !c.send(ctx, out, e) {
+						return
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(watchRetry):
+			}
+		}
+	}()
+	return out
+}
+
+func (c *Coordinator) send(ctx context.Context, out chan<- Event, e Event) bool {
+	select {
+	case out <- e:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// classify turns an etcd event into the cluster event it means to this node, if any.
+func (c *Coordinator) classify(ev *clientv3.Event) (Event, bool) {
+	key := strings.TrimPrefix(string(ev.Kv.Key), c.prefix)
+	if strings.HasPrefix(key, "nodes/") {
+		return Event{Kind: NodesChanged}, true
+	}
+	rest, ok := strings.CutPrefix(key, "sas/")
+	if !ok || ev.Type != clientv3.EventTypePut {
+		return Event{}, false
+	}
+	id, what, ok := strings.Cut(rest, "/")
+	sa, err := ParseSAKey(id)
+	if !ok || err != nil {
+		return Event{}, false
+	}
+	val := string(ev.Kv.Value)
+	switch what {
+	case "owner":
+		if val == c.self.Name && (ev.PrevKv == nil || string(ev.PrevKv.Value) != c.self.Name) && ev.PrevKv != nil {
+			return Event{Kind: SAGiven, SA: sa, Node: val}, true
+		}
+	case markReady:
+		return Event{Kind: SAReady, SA: sa, Node: val}, true
+	case markArrived:
+		return Event{Kind: SAArrived, SA: sa, Node: val}, true
+	}
+	return Event{}, false
 }

@@ -212,3 +212,70 @@ func TestSAKeyRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The marks of a move as each side's watch sees them, and taking back a move that the
+// other side did not take.
+func TestMoveMarks(t *testing.T) {
+	needEtcd(t)
+	a := join(t, "gw-a", 5*time.Second)
+	b := join(t, "gw-b", 5*time.Second)
+	wctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	wa, wb := a.Watch(wctx), b.Watch(wctx)
+	next := func(w <-chan Event, kind EventKind) Event {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case e := <-w:
+				if e.Kind == kind {
+					return e
+				}
+			case <-timeout:
+				t.Fatalf("no event %d", kind)
+			}
+		}
+	}
+	c := join(t, "gw-c", 5*time.Second)
+	next(wa, NodesChanged)
+	sa := SAKey{5, 6}
+	a.Claim(ctx(t), sa)
+	if ok, _ := a.Transfer(ctx(t), sa, "gw-b", []byte("state")); !ok {
+		t.Fatal("transfer")
+	}
+	if e := next(wb, SAGiven); e.SA != sa {
+		t.Errorf("B was given %v", e.SA)
+	}
+	if ok, _ := c.MarkReady(ctx(t), sa); ok {
+		t.Error("C marked an SA it does not own")
+	}
+	if ok, _ := b.MarkReady(ctx(t), sa); !ok {
+		t.Fatal("B could not mark its SA ready")
+	}
+	if e := next(wa, SAReady); e.SA != sa || e.Node != "gw-b" {
+		t.Errorf("A saw %+v", e)
+	}
+	if ok, _ := a.TakeBack(ctx(t), sa, "gw-b"); ok {
+		t.Error("A took back an SA B imported")
+	}
+	b.MarkArrived(ctx(t), sa)
+	if e := next(wa, SAArrived); e.SA != sa {
+		t.Errorf("A saw %+v", e)
+	}
+	if err := a.ClearMarks(ctx(t), sa); err != nil {
+		t.Fatal(err)
+	}
+	// A move B never took: A takes it back, and its state is gone.
+	sa2 := SAKey{7, 8}
+	a.Claim(ctx(t), sa2)
+	a.Transfer(ctx(t), sa2, "gw-b", []byte("state"))
+	if ok, err := a.TakeBack(ctx(t), sa2, "gw-b"); !ok || err != nil {
+		t.Fatalf("take back: %v %v", ok, err)
+	}
+	if owner, _ := a.Owner(ctx(t), sa2); owner != "gw-a" {
+		t.Errorf("owner %q", owner)
+	}
+	if st, _ := b.State(ctx(t), sa2); st != nil {
+		t.Error("the state of a move taken back is still there")
+	}
+}

@@ -2,83 +2,36 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"github.com/mobikevpn/mobikevpn/internal/cluster/etcdtest"
 )
 
-// The tests run against a real etcd server (Debian's etcd-server, which
-// scripts/test.sh installs), started once for the package on unix sockets in a
-// temporary folder: no network traffic at all. Each test writes under its own prefix.
+// The tests run against a real etcd server (etcdtest), started once for the package.
+// Each test writes under its own prefix.
 
 var etcdEndpoint string // "" when no etcd binary is installed
 
 func TestMain(m *testing.M) {
-	stop, err := startEtcd()
-	if err != nil {
+	srv, err := etcdtest.Start()
+	switch {
+	case errors.Is(err, etcdtest.ErrNotInstalled):
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "etcd:", err)
 		os.Exit(1)
+	default:
+		etcdEndpoint = srv.Endpoint
 	}
 	code := m.Run()
-	stop()
+	if srv != nil {
+		srv.Stop()
+	}
 	os.Exit(code)
-}
-
-// startEtcd starts one etcd member in a temporary folder, listening on unix sockets.
-func startEtcd() (stop func(), err error) {
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		return func() {}, nil // tests that need it skip
-	}
-	dir, err := os.MkdirTemp("", "mobikevpn-etcd-")
-	if err != nil {
-		return nil, err
-	}
-	// etcd makes unix sockets named after the URL's host, in its working folder.
-	cmd := exec.Command(bin, "--name", "n1", "--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", "unix://localhost:2379", "--advertise-client-urls", "unix://localhost:2379",
-		"--listen-peer-urls", "unix://localhost:2380", "--initial-advertise-peer-urls", "unix://localhost:2380",
-		"--initial-cluster", "n1=unix://localhost:2380")
-	cmd.Dir = dir
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	stop = func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-		os.RemoveAll(dir)
-	}
-	endpoint := "unix://" + filepath.Join(dir, "localhost:2379")
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: time.Second, Logger: quietLogger()})
-		if err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_, err = cli.Put(ctx, "/probe", "x")
-			cancel()
-			cli.Close()
-			if err == nil {
-				etcdEndpoint = endpoint
-				return stop, nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	log, _ := os.ReadFile(filepath.Join(dir, "etcd.log"))
-	stop()
-	return nil, fmt.Errorf("did not come up in 30 s:\n%s", log)
 }
 
 func needEtcd(t *testing.T) {
