@@ -47,6 +47,23 @@ type Config struct {
 	PreauthMemory uint64
 	Datapath      Datapath
 	Connections   []*Connection // in file order
+	// Cluster makes the gateway a node of a cluster (nil: a single gateway).
+	Cluster *Cluster
+}
+
+// Cluster is the `cluster:` section: this gateway is one node of a cluster coordinated
+// through etcd.
+type Cluster struct {
+	Node  string       // this node's name, unique in the cluster
+	Addrs []netip.Addr // this node's client-facing addresses
+	// Endpoints are etcd's client URLs; Prefix starts every key the cluster writes.
+	Endpoints []string
+	Prefix    string
+	// TLSCA, TLSCert and TLSKey (files, all or none) make the etcd connection TLS with a
+	// client certificate.
+	TLSCA, TLSCert, TLSKey string
+	StateKeyFile           string        // the cluster's key for SA state written to etcd
+	LeaseTTL               time.Duration // a node that stops renewing is dead after this
 }
 
 // Datapath tunes the ESP datapath.

@@ -641,34 +641,39 @@ func TestBadConfigs(t *testing.T) {
 		{"string expected", "control: [a] #<\n", nil, "control", "expected a string, got a list"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			files := map[string]string{"gw.yaml": tc.yaml}
-			for k, v := range tc.files {
-				files[k] = v
-			}
-			dir := writeFiles(t, files)
-			path := filepath.Join(dir, "gw.yaml")
-			_, err := Load(path)
-			if err == nil {
-				t.Fatalf("Load succeeded; want error at %s", tc.key)
-			}
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("error %v is %T, not *Error", err, err)
-			}
-			wantLine := 0
-			for i, l := range strings.Split(tc.yaml, "\n") {
-				if strings.HasSuffix(l, "#<") {
-					wantLine = i + 1
-				}
-			}
-			if ce.File != path || ce.Key != tc.key || (wantLine != 0 && ce.Line != wantLine) {
-				t.Errorf("error at %s:%d: %q, want %s:%d: %q (%v)", ce.File, ce.Line, ce.Key, path, wantLine, tc.key, err)
-			}
-			if !strings.Contains(ce.Msg, tc.frag) {
-				t.Errorf("message %q lacks %q", ce.Msg, tc.frag)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { expectConfigError(t, tc.yaml, tc.files, tc.key, tc.frag) })
+	}
+}
+
+// expectConfigError loads yaml (as gw.yaml, with files beside it) and expects an error
+// at key, on the line marked "#<" (if any), whose message contains frag.
+func expectConfigError(t *testing.T, yaml string, extra map[string]string, key, frag string) {
+	t.Helper()
+	files := map[string]string{"gw.yaml": yaml}
+	for k, v := range extra {
+		files[k] = v
+	}
+	dir := writeFiles(t, files)
+	path := filepath.Join(dir, "gw.yaml")
+	_, err := Load(path)
+	if err == nil {
+		t.Fatalf("Load succeeded; want error at %s", key)
+	}
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v is %T, not *Error", err, err)
+	}
+	wantLine := 0
+	for i, l := range strings.Split(yaml, "\n") {
+		if strings.HasSuffix(l, "#<") {
+			wantLine = i + 1
+		}
+	}
+	if ce.File != path || ce.Key != key || (wantLine != 0 && ce.Line != wantLine) {
+		t.Errorf("error at %s:%d: %q, want %s:%d: %q (%v)", ce.File, ce.Line, ce.Key, path, wantLine, key, err)
+	}
+	if !strings.Contains(ce.Msg, frag) {
+		t.Errorf("message %q lacks %q", ce.Msg, frag)
 	}
 }
 

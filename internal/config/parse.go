@@ -46,7 +46,7 @@ var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // topKeys are the keys of the top level, in the order an unknown key's error lists them.
 var topKeys = []string{
 	"control", "log_level", "keylog", "ports", "tun", "updown", "secrets", "pools",
-	"cookie_threshold", "half_open_timeout", "block_threshold", "half_open_limit", "block_ipv6_prefix", "preauth_memory", "retransmit", "fragment_size", "datapath", "connections",
+	"cookie_threshold", "half_open_timeout", "block_threshold", "half_open_limit", "block_ipv6_prefix", "preauth_memory", "retransmit", "fragment_size", "datapath", "connections", "cluster",
 }
 
 func (p *parser) parse(data []byte) (*Config, error) {
@@ -152,6 +152,11 @@ func topSettings(cfg *Config) []setting {
 		{key: "connections", need: "missing; define at least one connection", read: func(p *parser, v val) (err error) {
 			cfg.Connections, err = p.connections(v, cfg)
 			return err
+		}},
+		// After connections: a node's addresses default to their local_addrs.
+		{key: "cluster", read: func(p *parser, v val) error {
+			cfg.Cluster = &Cluster{}
+			return p.cluster(v, cfg, cfg.Cluster)
 		}},
 	}
 }

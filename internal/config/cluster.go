@@ -1,0 +1,130 @@
+package config
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/internal/cluster"
+)
+
+// Cluster defaults and bounds.
+const (
+	DefaultClusterPrefix = "/mobikevpn/"
+	DefaultLeaseTTL      = 5 * time.Second
+	MinLeaseTTL          = 2 * time.Second
+	MaxLeaseTTL          = time.Minute
+)
+
+func (p *parser) cluster(v val, cfg *Config, c *Cluster) error {
+	o, err := p.object(v, "node, addrs, etcd, state_key_file, lease_ttl", "node", "addrs", "etcd", "state_key_file", "lease_ttl")
+	if err != nil {
+		return err
+	}
+	c.Prefix, c.LeaseTTL = DefaultClusterPrefix, DefaultLeaseTTL
+	return p.apply(o, []setting{
+		{key: "node", need: "missing; this node's name, unique in the cluster (e.g. gw-a)", read: func(p *parser, v val) error {
+			if err := stringKey(&c.Node)(p, v); err != nil {
+				return err
+			}
+			if strings.ContainsAny(c.Node, "/ \t\n") || len(c.Node) > 64 {
+				return p.verr(v, "%q: a node name has at most 64 characters and no '/' or spaces", c.Node)
+			}
+			return nil
+		}},
+		{key: "addrs", read: func(p *parser, v val) error {
+			items, err := p.list(v, false)
+			if err != nil {
+				return err
+			}
+			c.Addrs, err = p.addrs(items, false)
+			return err
+		}},
+		{check: func() error {
+			if len(c.Addrs) > 0 {
+				return nil
+			}
+			for _, conn := range cfg.Connections {
+				if !conn.Initiator {
+					for _, a := range conn.LocalAddrs {
+						if !slices.Contains(c.Addrs, a) {
+							c.Addrs = append(c.Addrs, a)
+						}
+					}
+				}
+			}
+			if len(c.Addrs) == 0 {
+				return p.kerr(o, "addrs", "missing, and no responder connection has local_addrs: give this node's client-facing addresses")
+			}
+			return nil
+		}},
+		{key: "etcd", need: "missing; e.g. { endpoints: [http://198.18.9.1:2379] }", read: func(p *parser, v val) error {
+			return p.etcd(v, c)
+		}},
+		{key: "state_key_file", need: "missing; a file of 32 random bytes (raw or hex), the same on every node, mode 0600",
+			read: func(p *parser, v val) error {
+				if err := fileKey(&c.StateKeyFile)(p, v); err != nil {
+					return err
+				}
+				if _, err := cluster.LoadStateKey(c.StateKeyFile); err != nil {
+					return p.verr(v, "%v", err)
+				}
+				return nil
+			}},
+		{key: "lease_ttl", read: func(p *parser, v val) error {
+			d, err := p.duration(v)
+			if err != nil {
+				return err
+			}
+			if d < MinLeaseTTL || d > MaxLeaseTTL {
+				return p.verr(v, "%v is out of range; allowed: %v..%v", d, MinLeaseTTL, MaxLeaseTTL)
+			}
+			c.LeaseTTL = d
+			return nil
+		}},
+	})
+}
+
+func (p *parser) etcd(v val, c *Cluster) error {
+	o, err := p.object(v, "endpoints, prefix, tls", "endpoints", "prefix", "tls")
+	if err != nil {
+		return err
+	}
+	return p.apply(o, []setting{
+		{key: "endpoints", need: "missing; etcd's client URLs, e.g. [http://198.18.9.1:2379]", read: func(p *parser, v val) error {
+			items, err := p.list(v, false)
+			if err != nil {
+				return err
+			}
+			for _, it := range items {
+				u, err := url.Parse(it.s)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "unix" && u.Scheme != "unixs") || (u.Host == "" && u.Path == "") {
+					return p.ierr(it, "%q is not an etcd client URL; use http://host:2379, https://host:2379 or unix:///path", it.s)
+				}
+				c.Endpoints = append(c.Endpoints, it.s)
+			}
+			return nil
+		}},
+		{key: "prefix", read: func(p *parser, v val) error {
+			if err := stringKey(&c.Prefix)(p, v); err != nil {
+				return err
+			}
+			if !strings.HasPrefix(c.Prefix, "/") || !strings.HasSuffix(c.Prefix, "/") {
+				return p.verr(v, "%q: the prefix starts and ends with '/', e.g. /mobikevpn/", c.Prefix)
+			}
+			return nil
+		}},
+		{key: "tls", read: func(p *parser, v val) error {
+			t, err := p.object(v, "ca, cert, key", "ca", "cert", "key")
+			if err != nil {
+				return err
+			}
+			return p.apply(t, []setting{
+				{key: "ca", need: "missing; the CA that signed etcd's server certificate", read: fileKey(&c.TLSCA)},
+				{key: "cert", need: "missing; this node's client certificate", read: fileKey(&c.TLSCert)},
+				{key: "key", need: "missing; the key of cert", read: fileKey(&c.TLSKey)},
+			})
+		}},
+	})
+}

@@ -1,0 +1,92 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const clusterGateway = "secrets: [{ ids: [gw.example.org, alice@example.org], psk: s }]\n" +
+	"connections:\n  rw:\n" +
+	"    local_addrs: [198.51.100.1, 2001:db8:1::1]\n" +
+	"    remote_addrs: \"%any\"\n" +
+	"    local: { auth: psk, id: gw.example.org }\n" +
+	"    remote: { auth: psk, id: \"%any\" }\n" +
+	"    children: { net: { local_ts: [198.18.0.0/16] } }\n"
+
+var stateKeyHex = strings.Repeat("ab", 32) + "\n"
+
+func TestClusterSection(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"cluster.key": stateKeyHex,
+		"gw.yaml": clusterGateway + "cluster:\n  node: gw-a\n  etcd: { endpoints: [http://198.18.9.1:2379, unix:///run/etcd.sock] }\n" +
+			"  state_key_file: cluster.key\n",
+	})
+	cfg := mustLoad(t, dir)
+	c := cfg.Cluster
+	if c == nil || c.Node != "gw-a" || c.Prefix != DefaultClusterPrefix || c.LeaseTTL != DefaultLeaseTTL ||
+		!slices.Equal(c.Endpoints, []string{"http://198.18.9.1:2379", "unix:///run/etcd.sock"}) || c.StateKeyFile != filepath.Join(dir, "cluster.key") {
+		t.Fatalf("cluster: %+v", c)
+	}
+	// The node's addresses default to the responder connections' local_addrs.
+	if !slices.Equal(c.Addrs, []netip.Addr{adr("198.51.100.1"), adr("2001:db8:1::1")}) {
+		t.Errorf("addrs: %v", c.Addrs)
+	}
+	dir = writeFiles(t, map[string]string{
+		"cluster.key": strings.Repeat("k", 32), "ca.pem": "x", "node.pem": "x", "node.key": "x",
+		"gw.yaml": clusterGateway + "cluster:\n  node: gw-b\n  addrs: [203.0.113.1]\n  lease_ttl: 3s\n" +
+			"  etcd: { endpoints: https://198.18.9.1:2379, prefix: /vpn/, tls: { ca: ca.pem, cert: node.pem, key: node.key } }\n" +
+			"  state_key_file: cluster.key\n",
+	})
+	c = mustLoad(t, dir).Cluster
+	if !slices.Equal(c.Addrs, []netip.Addr{adr("203.0.113.1")}) || c.LeaseTTL != 3*time.Second || c.Prefix != "/vpn/" ||
+		c.TLSCA != filepath.Join(dir, "ca.pem") || c.TLSCert == "" || c.TLSKey == "" {
+		t.Errorf("cluster: %+v", c)
+	}
+	if mustLoad(t, writeFiles(t, map[string]string{"gw.yaml": clusterGateway})).Cluster != nil {
+		t.Error("a cluster without a cluster section")
+	}
+}
+
+func TestClusterSectionErrors(t *testing.T) {
+	key := map[string]string{"cluster.key": stateKeyHex}
+	section := func(body string) string { return clusterGateway + "cluster:\n" + body }
+	etcd := "  etcd: { endpoints: [http://198.18.9.1:2379] }\n"
+	sk := "  state_key_file: cluster.key\n"
+	for _, tc := range []struct {
+		name, yaml string
+		files      map[string]string
+		key, frag  string
+	}{
+		{"no node", section(etcd + sk), key, "cluster.node", "missing; this node's name"},
+		{"bad node", section("  node: gw/a #<\n" + etcd + sk), key, "cluster.node", "no '/' or spaces"},
+		{"no etcd", section("  node: a\n" + sk), key, "cluster.etcd", "missing; e.g. { endpoints"},
+		{"bad endpoint", section("  node: a\n  etcd: { endpoints: [198.18.9.1:2379] } #<\n" + sk), key, "cluster.etcd.endpoints[0]", "not an etcd client URL"},
+		{"bad prefix", section("  node: a\n  etcd: { endpoints: http://e:2379, prefix: vpn } #<\n" + sk), key, "cluster.etcd.prefix", "starts and ends with '/'"},
+		{"half tls", section("  node: a\n  etcd: { endpoints: http://e:2379, tls: { ca: cluster.key } } #<\n" + sk), key, "cluster.etcd.tls.cert", "missing; this node's client certificate"},
+		{"no state key", section("  node: a\n" + etcd), key, "cluster.state_key_file", "missing; a file of 32 random bytes"},
+		{"short state key", section("  node: a\n" + etcd + "  state_key_file: short.key #<\n"), map[string]string{"short.key": "abc"},
+			"cluster.state_key_file", "a cluster state key is 32 random bytes"},
+		{"lease too short", section("  node: a\n" + etcd + sk + "  lease_ttl: 1s #<\n"), key, "cluster.lease_ttl", "out of range; allowed: 2s..1m0s"},
+		{"bad addr", section("  node: a\n  addrs: [gw-a] #<\n" + etcd + sk), key, "cluster.addrs[0]", "not an IP address"},
+		{"not built yet", section("  node: a\n" + etcd + sk + "  balance: { enabled: true } #<\n"), key, "cluster.balance",
+			"unknown key; allowed here: node, addrs, etcd, state_key_file, lease_ttl"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { expectConfigError(t, tc.yaml, tc.files, tc.key, tc.frag) })
+	}
+	// No responder with local_addrs: the addresses must be given.
+	initiatorOnly := strings.Replace(clusterGateway, "    local_addrs: [198.51.100.1, 2001:db8:1::1]\n", "", 1)
+	expectConfigError(t, initiatorOnly+"cluster:\n  node: a\n"+etcd+sk, key, "cluster.addrs", "no responder connection has local_addrs")
+	// A state key readable by others is refused.
+	dir := writeFiles(t, map[string]string{"cluster.key": stateKeyHex, "gw.yaml": section("  node: a\n" + etcd + sk)})
+	if err := os.Chmod(filepath.Join(dir, "cluster.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(filepath.Join(dir, "gw.yaml")); err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Errorf("a world-readable state key: %v", err)
+	}
+}
