@@ -110,3 +110,34 @@ func cloneAll(b [][]byte) [][]byte {
 	}
 	return out
 }
+
+// SAInfo is what the caller needs of an IKE SA to hand it over: its SPIs (its name in a
+// cluster), its role, its addresses and, per Child SA, the datapath's handles (the
+// outbound policy, the inbound SPI).
+type SAInfo struct {
+	SPIi, SPIr    uint64
+	Gateway       bool // we are the MOBIKE responder: the SA can be handed over
+	Established   bool
+	Local, Remote netip.AddrPort
+	Children      []ChildInfo
+}
+
+// ChildInfo names a Child SA's halves in the datapath.
+type ChildInfo struct {
+	Policy uint64 // InstallOutbound.Policy
+	SPIIn  uint32 // InstallInbound.SPI
+}
+
+// SAInfo returns the SAInfo of IKE SA id, false when there is none.
+func (e *Engine) SAInfo(id uint64) (SAInfo, bool) {
+	sa := e.store.get(id)
+	if sa == nil {
+		return SAInfo{}, false
+	}
+	info := SAInfo{SPIi: sa.spiI, SPIr: sa.spiR, Gateway: !sa.origInitiator, Established: sa.state == stateEstablished,
+		Local: sa.local, Remote: sa.remote}
+	for _, c := range sa.children {
+		info.Children = append(info.Children, ChildInfo{Policy: c.policy, SPIIn: c.spiIn})
+	}
+	return info, true
+}

@@ -46,6 +46,11 @@ type Request struct {
 	All    bool    `json:"all,omitempty"`
 	WaitMS int64   `json:"wait_ms,omitempty"`
 
+	// move: hand the selected SAs (SA, Peer, All, or the first Count) to the cluster
+	// node ToNode.
+	ToNode string `json:"to_node,omitempty"`
+	Count  int    `json:"count,omitempty"`
+
 	// status: only the counts, the drops and the runtime, without the list of SAs
 	// (cheap with many SAs).
 	Brief bool `json:"brief,omitempty"`
@@ -64,6 +69,8 @@ type Response struct {
 	Code     int     `json:"code,omitempty"`
 	Message  string  `json:"message,omitempty"` // human-readable result, if any
 	Status   *Status `json:"status,omitempty"`  // status
+	// Cluster answers cluster-status.
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 }
 
 // Err returns nil for an OK response, else an *Error with its message and code.

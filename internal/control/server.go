@@ -332,10 +332,12 @@ func (s *Server) dispatch(ctx context.Context, req *Request) (resp *Response) {
 			return errResponse(err)
 		}
 		return &Response{OK: true, Message: msg}
+	case CmdMove, CmdClusterStatus:
+		return s.serveCluster(ctx, *req)
 	case "":
 		return &Response{Error: "missing cmd", Code: CodeUsage}
 	}
-	return &Response{Error: fmt.Sprintf("unknown command %q; known: status, up, down, switch", req.Cmd), Code: CodeUsage}
+	return &Response{Error: fmt.Sprintf("unknown command %q; known: status, up, down, switch, move, cluster-status", req.Cmd), Code: CodeUsage}
 }
 
 func errResponse(err error) *Response {

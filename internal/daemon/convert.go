@@ -26,6 +26,8 @@ func ikeConfig(cfg *config.Config) (ike.Config, error) {
 			Base:    cfg.Retransmit.Base,
 		},
 		PSK: cfg.PSK,
+		// A cluster node hands SAs to other nodes: the engine keeps what Export needs.
+		Exportable: cfg.Cluster != nil,
 	}
 	for _, p := range cfg.Pools {
 		out.Pools = append(out.Pools, &ike.PoolConfig{Name: p.Name, Addrs: p.Addrs, DNS: p.DNS})

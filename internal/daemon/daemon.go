@@ -14,6 +14,7 @@ import (
 	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/esp"
 	"github.com/mobikevpn/mobikevpn/ike"
+	"github.com/mobikevpn/mobikevpn/internal/cluster"
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
@@ -51,6 +52,9 @@ type Deps struct {
 	Serve func(ctx context.Context, h control.Handler, ready chan<- struct{}) error
 	// Clock gives the engine its time; nil: the system's.
 	Clock clock.Clock
+	// Cluster is this node's membership of its gateway cluster (config cluster:), joined
+	// by the caller; nil without a cluster. Run leaves it when it ends.
+	Cluster *cluster.Coordinator
 	// SourceAddr returns the local address the routing table picks to reach remote;
 	// Reachable the local addresses that can reach it (see ike.Config). nil: unknown.
 	SourceAddr func(remote netip.Addr) (netip.Addr, error)
@@ -86,6 +90,8 @@ type daemon struct {
 	policies      map[uint64][]netip.Prefix // outbound flows and the routes they added
 	ikeDrops      uint64
 	mu            sync.Mutex // guards ikeDrops
+	// cl is the daemon's part in its gateway cluster; nil without one.
+	cl *clusterRole
 }
 
 // Daemon is a running VPN: the engine, the datapath, the TUN device's addresses and
@@ -124,6 +130,9 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Daemon, error) {
 	}
 	if d.clock == nil {
 		d.clock = clock.System{}
+	}
+	if deps.Cluster != nil {
+		d.cl = newClusterRole(d, deps.Cluster)
 	}
 	if cfg.Keylog != "" {
 		if d.keys, err = openKeylog(cfg); err != nil {
@@ -210,6 +219,10 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 			}},
 		}}
 	defer drv.Close()
+	if d.cl != nil {
+		stopCluster := d.startCluster()
+		defer stopCluster() // after Shutdown below: the SAs it deletes are released
+	}
 	log.Info("mobikevpn running", "tun", d.devNm, "ike_port", cfg.Ports.IKE, "natt_port", cfg.Ports.NATT, "control", cfg.Control)
 	d.apply(d.engine.StartAll(d.clock.Now()))
 	err = drv.Run(ctx)
@@ -375,6 +388,9 @@ func (d *daemon) apply(actions []ike.Action) {
 				d.log.Error("moving a flow", "local", a.Local, "remote", a.Remote, "err", err)
 			}
 		case ike.Event:
+			if d.cl != nil {
+				d.cl.onEvent(a)
+			}
 			switch a.Kind {
 			case ike.EventSwitched:
 				for _, w := range d.switchWaiters[a.IKESA] {

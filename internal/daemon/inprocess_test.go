@@ -82,7 +82,7 @@ func startNode(t *testing.T, ctx context.Context, yaml string, host *memnet.Host
 }
 
 // startNodeWith runs a daemon on cfg with opts.
-func startNodeWith(t *testing.T, ctx context.Context, cfg *config.Config, host *memnet.Host, clock *clocktest.Fake, opts Options) *node {
+func startNodeWith(t *testing.T, ctx context.Context, cfg *config.Config, host *memnet.Host, clock *clocktest.Fake, opts Options, mods ...func(*Deps)) *node {
 	t.Helper()
 	ike, err := host.Listen(cfg.Ports.IKE)
 	if err != nil {
@@ -118,6 +118,9 @@ func startNodeWith(t *testing.T, ctx context.Context, cfg *config.Config, host *
 				}
 			}
 		},
+	}
+	for _, mod := range mods {
+		mod(&deps)
 	}
 	var w io.Writer = io.Discard
 	if testing.Verbose() {

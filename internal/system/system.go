@@ -6,12 +6,17 @@ package system
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"time"
 
+	"github.com/mobikevpn/mobikevpn/internal/cluster"
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/daemon"
@@ -98,7 +103,47 @@ func Open(cfg *config.Config, log *slog.Logger, serveControl bool) (daemon.Deps,
 			return nil
 		}
 	}
+	if cfg.Cluster != nil {
+		co, err := joinCluster(cfg.Cluster)
+		if err != nil {
+			closeAll()
+			return daemon.Deps{}, nil, err
+		}
+		deps.Cluster = co
+	}
 	return deps, closeAll, nil
+}
+
+// joinCluster joins the gateway cluster of the cluster section c through etcd.
+func joinCluster(c *config.Cluster) (*cluster.Coordinator, error) {
+	key, err := cluster.LoadStateKey(c.StateKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	var tc *tls.Config
+	if c.TLSCA != "" {
+		pem, err := os.ReadFile(c.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: etcd tls: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cluster: etcd tls: %s holds no PEM certificate", c.TLSCA)
+		}
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: etcd tls: %w", err)
+		}
+		tc = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	co, err := cluster.Join(ctx, cluster.Config{Endpoints: c.Endpoints, TLS: tc, Prefix: c.Prefix, LeaseTTL: c.LeaseTTL},
+		cluster.Node{Name: c.Node, Addrs: c.Addrs}, key)
+	if err != nil {
+		return nil, err
+	}
+	return co, nil
 }
 
 // sourceAddr asks the kernel which source address it would use for remote: a connected

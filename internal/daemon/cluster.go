@@ -1,0 +1,630 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/ike"
+	"github.com/mobikevpn/mobikevpn/internal/cluster"
+	"github.com/mobikevpn/mobikevpn/internal/control"
+)
+
+// The daemon's part in a gateway cluster (config cluster:): it claims the SAs
+// established here, releases those that end, announces the other nodes' addresses to
+// its peers, imports the SAs other nodes give it, and moves SAs to other nodes as the
+// package doc of internal/cluster describes. etcd is only ever called off the engine
+// goroutine (jobs); what comes back goes through d.cmds like any command.
+
+const (
+	// moveReserve is how many outbound sequence numbers a moving SA keeps here for the
+	// traffic that still reaches this node until its peer moved (1M packets).
+	moveReserve = 1 << 20
+	// moveReadyTimeout bounds the wait for the other node to import an SA.
+	moveReadyTimeout = 10 * time.Second
+	// moveGrace is how long, after the peer arrived at the other node, this node keeps
+	// forwarding what still reaches it before it forgets the SA.
+	moveGrace = 2 * time.Second
+	// etcdTimeout bounds one etcd call.
+	etcdTimeout = 10 * time.Second
+)
+
+// clusterRole is the daemon's membership of its cluster. Its maps are owned by the
+// engine goroutine.
+type clusterRole struct {
+	d    *daemon
+	co   *cluster.Coordinator
+	jobs chan func(ctx context.Context)
+	quit chan struct{} // closed when the daemon stops: nothing goes to the engine any more
+
+	keys     map[uint64]cluster.SAKey // the IKE SAs of ours the cluster knows, by id
+	moves    map[cluster.SAKey]*move  // hand-overs from here under way
+	arriving map[cluster.SAKey]uint64 // SAs imported here whose peer has not arrived yet
+	nodes    []cluster.Node           // the live nodes, as last read
+	lost     bool                     // the node's lease is gone: no cluster operations
+}
+
+// move is a hand-over from this node under way.
+type move struct {
+	id      uint64
+	key     cluster.SAKey
+	to      cluster.Node
+	target  netip.Addr     // the other node's address the peer is asked to switch to
+	forward netip.AddrPort // where the SA's inbound ESP goes meanwhile (its NAT-T port)
+	local   netip.AddrPort // our NAT-T address it goes from
+	sends   []ike.Action   // the switch request, sent once the other node is ready
+	bounds  map[uint64]uint64
+	spis    []uint32
+	ready   bool
+	waiters []chan error // `move --wait`: the outcome (nil: the peer arrived there)
+}
+
+func newClusterRole(d *daemon, co *cluster.Coordinator) *clusterRole {
+	return &clusterRole{d: d, co: co, jobs: make(chan func(context.Context), 1024), quit: make(chan struct{}),
+		keys: make(map[uint64]cluster.SAKey), moves: make(map[cluster.SAKey]*move), arriving: make(map[cluster.SAKey]uint64)}
+}
+
+// run carries out the etcd jobs in order and follows the cluster's changes until ctx
+// ends; then it carries out the jobs still queued (the releases of the SAs deleted at
+// shutdown) for a little while.
+func (c *clusterRole) run(ctx context.Context) {
+	events := c.co.Watch(ctx)
+	c.nodesChanged()
+	defer func() {
+		deadline := time.After(shutdownGrace)
+		for {
+			select {
+			case job := <-c.jobs:
+				jctx, cancel := context.WithTimeout(context.Background(), etcdTimeout)
+				job(jctx)
+				cancel()
+			case <-deadline:
+				return
+			default:
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case job := <-c.jobs:
+			jctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+			job(jctx)
+			cancel()
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			c.event(ctx, ev)
+		case <-c.co.Lost():
+			c.d.log.Error("cluster: this node's etcd lease is gone: it is no longer a member; its SAs stay here, nothing moves")
+			c.cmd(func(time.Time) { c.lost = true })
+			<-ctx.Done()
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// async queues an etcd job.
+func (c *clusterRole) async(job func(ctx context.Context)) {
+	select {
+	case c.jobs <- job:
+	default:
+		c.d.log.Error("cluster: too many etcd operations queued; dropping one")
+	}
+}
+
+// cmd runs f on the engine goroutine, unless the daemon stopped.
+func (c *clusterRole) cmd(f func(now time.Time)) {
+	select {
+	case c.d.cmds <- f:
+	case <-c.quit:
+	}
+}
+
+// event handles a change of the cluster (on the watcher's goroutine).
+func (c *clusterRole) event(ctx context.Context, ev cluster.Event) {
+	switch ev.Kind {
+	case cluster.NodesChanged:
+		c.nodesChanged()
+	case cluster.SAGiven:
+		c.given(ctx, ev.SA)
+	case cluster.SAReady:
+		c.cmd(func(now time.Time) { c.readyThere(now, ev.SA, ev.Node) })
+	case cluster.SAArrived:
+		c.cmd(func(now time.Time) { c.arrivedThere(now, ev.SA, ev.Node) })
+	}
+}
+
+// nodesChanged reads the live nodes and announces the others' addresses to our peers.
+func (c *clusterRole) nodesChanged() {
+	c.async(func(ctx context.Context) {
+		nodes, err := c.co.Nodes(ctx)
+		if err != nil {
+			c.d.log.Warn("cluster: reading the nodes", "err", err)
+			return
+		}
+		c.cmd(func(now time.Time) {
+			c.nodes = nodes
+			var others []netip.Addr
+			for _, n := range nodes {
+				if n.Name != c.co.Self().Name {
+					others = append(others, n.Addrs...)
+				}
+			}
+			c.d.apply(c.d.engine.SetClusterAddrs(now, others))
+		})
+	})
+}
+
+// onEvent follows the engine's events for the cluster (engine goroutine).
+func (c *clusterRole) onEvent(ev ike.Event) {
+	switch ev.Kind {
+	case ike.EventEstablished:
+		c.claim(ev.IKESA)
+	case ike.EventRekeyed:
+		if old, ok := c.keys[ev.Replaces]; ok {
+			delete(c.keys, ev.Replaces)
+			c.release(old)
+		}
+		c.claim(ev.IKESA)
+	case ike.EventDeleted, ike.EventFailed:
+		if key, ok := c.keys[ev.IKESA]; ok {
+			delete(c.keys, ev.IKESA)
+			delete(c.arriving, key)
+			c.release(key)
+		}
+	case ike.EventSwitched:
+		if key, ok := c.keys[ev.IKESA]; ok && c.arriving[key] == ev.IKESA {
+			delete(c.arriving, key)
+			c.async(func(ctx context.Context) {
+				if _, err := c.co.MarkArrived(ctx, key); err != nil {
+					c.d.log.Warn("cluster: marking an SA arrived", "sa", key, "err", err)
+				}
+			})
+		}
+	}
+}
+
+// claim makes this node the owner of IKE SA id, a gateway SA established here.
+func (c *clusterRole) claim(id uint64) {
+	info, ok := c.d.engine.SAInfo(id)
+	if !ok || !info.Gateway {
+		return
+	}
+	key := cluster.SAKey{SPIi: info.SPIi, SPIr: info.SPIr}
+	c.keys[id] = key
+	n := len(c.keys)
+	c.async(func(ctx context.Context) {
+		if ok, err := c.co.Claim(ctx, key); err != nil || !ok {
+			c.d.log.Warn("cluster: claiming an SA established here", "sa", key, "claimed", ok, "err", err)
+		}
+		c.setLoad(ctx, n)
+	})
+}
+
+func (c *clusterRole) release(key cluster.SAKey) {
+	n := len(c.keys)
+	c.async(func(ctx context.Context) {
+		if _, err := c.co.Release(ctx, key); err != nil {
+			c.d.log.Warn("cluster: releasing an SA that ended", "sa", key, "err", err)
+		}
+		c.setLoad(ctx, n)
+	})
+}
+
+func (c *clusterRole) setLoad(ctx context.Context, n int) {
+	if err := c.co.SetLoad(ctx, n); err != nil {
+		c.d.log.Debug("cluster: updating the load", "err", err)
+	}
+}
+
+// given imports an SA another node gave this one (watcher goroutine).
+func (c *clusterRole) given(ctx context.Context, key cluster.SAKey) {
+	jctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	raw, err := c.co.State(jctx, key)
+	cancel()
+	if err != nil || raw == nil {
+		c.d.log.Error("cluster: an SA given to this node has no readable state", "sa", key, "err", err)
+		return
+	}
+	st, err := ike.DecodeSAState(raw)
+	clear(raw)
+	if err != nil {
+		c.d.log.Error("cluster: the state of an SA given to this node", "sa", key, "err", err)
+		return
+	}
+	c.cmd(func(now time.Time) {
+		if c.held(key) {
+			return // ours already (a move taken back)
+		}
+		id, acts, err := c.d.engine.Import(now, st)
+		if err != nil {
+			c.d.log.Error("cluster: importing an SA given to this node", "sa", key, "err", err)
+			return
+		}
+		c.d.apply(acts)
+		c.keys[id] = key
+		c.arriving[key] = id
+		n := len(c.keys)
+		c.async(func(ctx context.Context) {
+			ok, err := c.co.MarkReady(ctx, key)
+			if err != nil || !ok {
+				// The giver took it back meanwhile: it was never ours to serve.
+				c.d.log.Warn("cluster: an SA imported here is no longer this node's; dropping it", "sa", key, "err", err)
+				c.cmd(func(now time.Time) {
+					if c.keys[id] == key {
+						delete(c.keys, id)
+						delete(c.arriving, key)
+						if acts, err := c.d.engine.Forget(now, id); err == nil {
+							c.d.apply(acts)
+						}
+					}
+				})
+				return
+			}
+			c.setLoad(ctx, n)
+		})
+		c.d.log.Info("cluster: SA imported; its peer is asked to switch here", "sa", key, "id", id)
+	})
+}
+
+func (c *clusterRole) held(key cluster.SAKey) bool {
+	for _, k := range c.keys {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// startMove hands IKE SA id to node to (engine goroutine). done, if not nil, gets the
+// outcome once the peer arrived there, or why the move failed.
+func (c *clusterRole) startMove(now time.Time, id uint64, to cluster.Node, done chan error) error {
+	if c.lost {
+		return errors.New("this node lost its etcd lease")
+	}
+	info, ok := c.d.engine.SAInfo(id)
+	if !ok || !info.Gateway || !info.Established {
+		return fmt.Errorf("SA #%d is not an established SA of this gateway", id)
+	}
+	key, ok := c.keys[id]
+	if !ok {
+		return fmt.Errorf("SA #%d is not known to the cluster", id)
+	}
+	if c.moves[key] != nil {
+		return fmt.Errorf("SA #%d is being moved already", id)
+	}
+	is4 := info.Local.Addr().Unmap().Is4()
+	var target netip.Addr
+	for _, a := range to.Addrs {
+		if a.Unmap().Is4() == is4 {
+			target = a.Unmap()
+			break
+		}
+	}
+	if !target.IsValid() {
+		return fmt.Errorf("node %s has no address of the SA's family", to.Name)
+	}
+	m := &move{id: id, key: key, to: to, target: target, bounds: make(map[uint64]uint64),
+		forward: netip.AddrPortFrom(target, c.d.cfg.Ports.NATT), local: netip.AddrPortFrom(info.Local.Addr(), c.d.cfg.Ports.NATT)}
+	if done != nil {
+		m.waiters = append(m.waiters, done)
+	}
+	// The datapath first: outbound capped, inbound held, so that the state says where
+	// the other node's sequence numbers and windows start.
+	tops := make(map[uint32]uint64)
+	for _, ch := range info.Children {
+		bound, err := c.d.dp.ReserveOutbound(ch.Policy, moveReserve)
+		if err != nil {
+			c.undoDatapath(m)
+			return fmt.Errorf("SA #%d: %w (rekey it first)", id, err)
+		}
+		m.bounds[ch.Policy] = bound
+		top, err := c.d.dp.HandInbound(ch.SPIIn)
+		if err != nil {
+			c.undoDatapath(m)
+			return fmt.Errorf("SA #%d: %w", id, err)
+		}
+		m.spis = append(m.spis, ch.SPIIn)
+		tops[ch.SPIIn] = top
+	}
+	st, sends, err := c.d.engine.Handoff(now, id, target)
+	if err != nil {
+		c.undoDatapath(m)
+		return err
+	}
+	for i := range st.Children {
+		cs := &st.Children[i]
+		cs.InSeq = tops[cs.SPIIn]
+		for _, ch := range info.Children {
+			if ch.SPIIn == cs.SPIIn {
+				cs.OutSeq = m.bounds[ch.Policy]
+			}
+		}
+	}
+	enc, err := st.Encode()
+	if err != nil {
+		c.abort(now, m, err)
+		return err
+	}
+	m.sends = sends
+	c.moves[key] = m
+	c.d.log.Info("cluster: moving SA", "sa", key, "id", id, "to", to.Name, "target", target)
+	c.async(func(ctx context.Context) {
+		ok, err := c.co.Transfer(ctx, key, to.Name, enc)
+		clear(enc)
+		c.cmd(func(now time.Time) {
+			if c.moves[key] != m {
+				return
+			}
+			if err != nil || !ok {
+				c.abort(now, m, fmt.Errorf("giving SA #%d to %s in etcd: owned here %v, %v", id, to.Name, !ok, err))
+				return
+			}
+			c.after(moveReadyTimeout, func(now time.Time) { c.readyTimeout(now, m) })
+		})
+	})
+	return nil
+}
+
+// readyThere continues a move once the other node imported the SA: the held and later
+// inbound packets go there, and the peer is asked to switch.
+func (c *clusterRole) readyThere(now time.Time, key cluster.SAKey, node string) {
+	m := c.moves[key]
+	if m == nil || m.ready || node != m.to.Name {
+		return
+	}
+	m.ready = true
+	for _, spi := range m.spis {
+		if err := c.d.dp.ForwardInbound(spi, m.local, m.forward); err != nil {
+			c.d.log.Warn("cluster: forwarding a moved SA's ESP", "sa", key, "err", err)
+		}
+	}
+	c.d.apply(m.sends)
+	m.sends = nil
+	c.d.log.Info("cluster: SA taken by the other node; its peer is asked to switch there", "sa", key, "to", node)
+}
+
+// arrivedThere finishes a move once the peer arrived at the other node: after a grace
+// for what is still on its way here, the SA is forgotten.
+func (c *clusterRole) arrivedThere(now time.Time, key cluster.SAKey, node string) {
+	m := c.moves[key]
+	if m == nil || !m.ready || node != m.to.Name {
+		return
+	}
+	c.after(moveGrace, func(now time.Time) {
+		if c.moves[key] != m {
+			return
+		}
+		delete(c.moves, key)
+		delete(c.keys, m.id)
+		if acts, err := c.d.engine.Forget(now, m.id); err == nil {
+			c.d.apply(acts)
+		}
+		n := len(c.keys)
+		c.async(func(ctx context.Context) {
+			c.co.ClearMarks(ctx, key)
+			c.setLoad(ctx, n)
+		})
+		c.finish(m, nil)
+		c.d.log.Info("cluster: SA moved", "sa", key, "to", node)
+	})
+}
+
+// after runs f on the engine goroutine once the daemon's clock moved on by dur.
+func (c *clusterRole) after(dur time.Duration, f func(now time.Time)) {
+	t := c.d.clock.NewTimer(dur)
+	go func() {
+		select {
+		case <-t.C():
+			c.cmd(f)
+		case <-c.quit:
+			t.Stop()
+		}
+	}()
+}
+
+// readyTimeout takes a move back whose other node did not import the SA in time.
+func (c *clusterRole) readyTimeout(now time.Time, m *move) {
+	if c.moves[m.key] != m || m.ready {
+		return
+	}
+	c.async(func(ctx context.Context) {
+		ok, err := c.co.TakeBack(ctx, m.key, m.to.Name)
+		c.cmd(func(now time.Time) {
+			if c.moves[m.key] != m || m.ready {
+				return
+			}
+			if err != nil || !ok {
+				// It was imported after all (or etcd is away): wait for its mark.
+				c.d.log.Warn("cluster: the other node took its time importing an SA", "sa", m.key, "err", err)
+				return
+			}
+			c.abort(now, m, fmt.Errorf("%s did not import SA #%d within %v", m.to.Name, m.id, moveReadyTimeout))
+		})
+	})
+}
+
+// abort takes back a move that did not happen (nothing was sent to the peer).
+func (c *clusterRole) abort(now time.Time, m *move, why error) {
+	delete(c.moves, m.key)
+	if acts, err := c.d.engine.Reclaim(now, m.id); err == nil {
+		c.d.apply(acts)
+	}
+	c.undoDatapath(m)
+	c.d.log.Warn("cluster: move abandoned; the SA stays here", "sa", m.key, "err", why)
+	c.finish(m, why)
+}
+
+func (c *clusterRole) undoDatapath(m *move) {
+	for _, spi := range m.spis {
+		c.d.dp.ResumeInbound(spi)
+	}
+	for policy, bound := range m.bounds {
+		c.d.dp.UnreserveOutbound(policy, bound)
+	}
+}
+
+func (c *clusterRole) finish(m *move, err error) {
+	for _, w := range m.waiters {
+		w <- err
+	}
+	m.waiters = nil
+}
+
+// node returns the live node called name.
+func (c *clusterRole) node(name string) (cluster.Node, bool) {
+	i := slices.IndexFunc(c.nodes, func(n cluster.Node) bool { return n.Name == name })
+	if i < 0 {
+		return cluster.Node{}, false
+	}
+	return c.nodes[i], true
+}
+
+// nodeNames lists the live nodes but this one, for messages.
+func (c *clusterRole) nodeNames() string {
+	var out []string
+	for _, n := range c.nodes {
+		if n.Name != c.co.Self().Name {
+			out = append(out, n.Name)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
+}
+
+// startCluster runs the cluster role; the returned function stops it (after the SAs
+// were deleted at shutdown: their releases go out first) and leaves the cluster.
+func (d *daemon) startCluster() func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.cl.run(ctx)
+	}()
+	return func() {
+		close(d.cl.quit)
+		cancel()
+		<-done
+		lctx, lcancel := context.WithTimeout(context.Background(), etcdTimeout)
+		defer lcancel()
+		if err := d.cl.co.Close(lctx); err != nil {
+			d.log.Warn("cluster: leaving", "err", err)
+		}
+	}
+}
+
+// Move implements control.Mover: it hands the selected SAs to node req.ToNode and,
+// with a wait, reports once each peer arrived there or why it did not.
+func (d *daemon) Move(ctx context.Context, req control.Move) (string, error) {
+	if d.cl == nil {
+		return "", control.UsageError("move: this gateway is not a cluster node (no cluster: section)")
+	}
+	type started struct {
+		id   uint64
+		peer string
+		done chan error
+	}
+	var moving []started
+	var refused []string
+	var useErr error
+	if err := d.run(ctx, func(now time.Time) {
+		c := d.cl
+		if c.lost {
+			useErr = errors.New("move: this node lost its etcd lease")
+			return
+		}
+		to, ok := c.node(req.ToNode)
+		switch {
+		case !ok:
+			useErr = control.UsageError("move --to-node %s: no live node of that name; live: %s", req.ToNode, c.nodeNames())
+			return
+		case to.Name == c.co.Self().Name:
+			useErr = control.UsageError("move --to-node %s: that is this node", req.ToNode)
+			return
+		}
+		for _, s := range d.engine.Status(now) {
+			info, ok := d.engine.SAInfo(s.ID)
+			if !ok || !info.Gateway || (req.SA != 0 && s.ID != req.SA) || (req.Peer != "" && s.RemoteID != req.Peer) ||
+				(req.Count > 0 && len(moving) >= req.Count) {
+				continue
+			}
+			ch := make(chan error, 1)
+			if err := c.startMove(now, s.ID, to, ch); err != nil {
+				refused = append(refused, fmt.Sprintf("%s (SA #%d): %v", s.RemoteID, s.ID, err))
+				continue
+			}
+			moving = append(moving, started{id: s.ID, peer: s.RemoteID, done: ch})
+		}
+		if len(moving) == 0 && len(refused) == 0 {
+			useErr = control.UsageError("move: no SA of this gateway matches the selection")
+		}
+	}); err != nil {
+		return "", err
+	}
+	if useErr != nil {
+		return "", useErr
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "moving %d SAs to %s", len(moving), req.ToNode)
+	for _, r := range refused {
+		fmt.Fprintf(&b, "\nnot moved: %s", r)
+	}
+	if req.Wait <= 0 {
+		if len(moving) == 0 {
+			return "", &control.Error{Code: control.CodeFailed, Msg: b.String()}
+		}
+		return b.String(), nil
+	}
+	timeout := time.After(req.Wait)
+	failed := len(refused)
+	for _, m := range moving {
+		select {
+		case err := <-m.done:
+			if err != nil {
+				failed++
+				fmt.Fprintf(&b, "\nnot moved: %s (SA #%d): %v", m.peer, m.id, err)
+			} else {
+				fmt.Fprintf(&b, "\nmoved: %s (SA #%d)", m.peer, m.id)
+			}
+		case <-timeout:
+			failed++
+			fmt.Fprintf(&b, "\nnot moved within %v: %s (SA #%d)", req.Wait, m.peer, m.id)
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	if failed > 0 {
+		return "", &control.Error{Code: control.CodeFailed, Msg: b.String()}
+	}
+	return b.String(), nil
+}
+
+// ClusterStatus implements control.Mover.
+func (d *daemon) ClusterStatus(ctx context.Context) (*control.ClusterStatus, error) {
+	if d.cl == nil {
+		return nil, control.UsageError("cluster status: this gateway is not a cluster node (no cluster: section)")
+	}
+	nodes, err := d.cl.co.Nodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster status: etcd: %w", err)
+	}
+	st := &control.ClusterStatus{Self: d.cl.co.Self().Name, Nodes: []control.ClusterNode{}}
+	for _, n := range nodes {
+		cn := control.ClusterNode{Name: n.Name, Alive: true, IKESAs: n.IKESAs, Addrs: []string{}}
+		for _, a := range n.Addrs {
+			cn.Addrs = append(cn.Addrs, a.String())
+		}
+		st.Nodes = append(st.Nodes, cn)
+	}
+	return st, nil
+}

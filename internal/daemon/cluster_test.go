@@ -1,0 +1,268 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/clock/clocktest"
+	"github.com/mobikevpn/mobikevpn/internal/cluster"
+	"github.com/mobikevpn/mobikevpn/internal/cluster/etcdtest"
+	"github.com/mobikevpn/mobikevpn/internal/config"
+	"github.com/mobikevpn/mobikevpn/internal/control"
+	"github.com/mobikevpn/mobikevpn/udp"
+	"github.com/mobikevpn/mobikevpn/udp/memnet"
+)
+
+// Two gateway daemons of a cluster (a real etcd server), a client daemon, in one
+// process on an in-memory network: the client's SA moves from node A to node B with
+// SWITCH_TO_IP_ADDRESS, its SPIs unchanged, traffic through B afterwards.
+
+const clusterNodeConfig = `
+tun: { name: mvpn0, mtu: 1400, addrs: [198.18.0.1/24] }
+secrets:
+  - ids: [gw.example.org, alice@example.org]
+    psk: "in-process secret"
+connections:
+  rw:
+    local_addrs: [%s]
+    remote_addrs: ["%%any"]
+    proposals: [aes128gcm16-prfsha256-x25519]
+    switch_hold: 0s
+    local: { auth: psk, id: gw.example.org }
+    remote: { auth: psk, id: "%%any" }
+    children:
+      net:
+        local_ts: [198.18.0.0/24]
+        remote_ts: [dynamic]
+        esp_proposals: [aes128gcm16]
+cluster:
+  node: %s
+  etcd: { endpoints: [%s], prefix: %s }
+  state_key_file: %s
+`
+
+const clusterClientConfig = `
+tun: { name: mvpn0, mtu: 1400 }
+secrets:
+  - ids: [gw.example.org, alice@example.org]
+    psk: "in-process secret"
+connections:
+  home:
+    remote_addrs: [198.51.100.1]
+    proposals: [aes128gcm16-prfsha256-x25519]
+    local: { auth: psk, id: alice@example.org }
+    remote: { auth: psk, id: gw.example.org }
+    start_action: start
+    children:
+      net:
+        local_ts: [dynamic]
+        remote_ts: [198.18.0.0/24]
+        esp_proposals: [aes128gcm16]
+`
+
+func startClusterNode(t *testing.T, ctx context.Context, srv *etcdtest.Server, keyFile, prefix, name string, addr netip.Addr, net *memnet.Network, clk *clocktest.Fake) *node {
+	t.Helper()
+	cfg, err := config.Parse(fmt.Appendf(nil, clusterNodeConfig, addr, name, srv.Endpoint, prefix, keyFile), "in-process.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := cluster.LoadStateKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	co, err := cluster.Join(jctx, cluster.Config{Endpoints: []string{srv.Endpoint}, Prefix: prefix, LeaseTTL: 5 * time.Second},
+		cluster.Node{Name: name, Addrs: cfg.Cluster.Addrs}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startNodeWith(t, ctx, cfg, net.Host(addr), clk, Options{}, func(d *Deps) { d.Cluster = co })
+}
+
+func TestClusterMoveInProcess(t *testing.T) {
+	srv, err := etcdtest.Start()
+	if errors.Is(err, etcdtest.ErrNotInstalled) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	keyFile := filepath.Join(t.TempDir(), "cluster.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("5a", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := clocktest.New(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
+	net := memnet.New()
+	aAddr, bAddr, clAddr := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("192.0.2.10")
+	a := startClusterNode(t, ctx, srv, keyFile, "/move/", "gw-a", aAddr, net, clk)
+	b := startClusterNode(t, ctx, srv, keyFile, "/move/", "gw-b", bAddr, net, clk)
+	cl := startNode(t, ctx, clusterClientConfig, net.Host(clAddr), clk)
+	server := netip.MustParseAddr("198.18.0.1")
+
+	waitFor(t, "established with A, B announced", func() bool {
+		st := cl.status(t)
+		return len(st) == 1 && len(st[0].ChildSAs) == 1 && len(st[0].PeerAdditionalAddrs) == 1 && st[0].PeerAdditionalAddrs[0] == bAddr.String()
+	})
+	before := cl.status(t)[0]
+	through(t, cl, a, clAddr, server, 1)
+	through(t, a, cl, server, clAddr, 2)
+	// A claimed the SA in etcd and counts it (written a moment after the handshake).
+	waitFor(t, "A's load in the cluster status", func() bool {
+		cs, err := a.d.ClusterStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs.Self == "gw-a" && len(cs.Nodes) == 2 && cs.Nodes[0].Name == "gw-a" && cs.Nodes[0].IKESAs == 1 && cs.Nodes[1].IKESAs == 0
+	})
+
+	// Every ESP datagram from the client to A, as an attacker on the path sees them.
+	var capMu sync.Mutex
+	var captured [][]byte
+	net.SetFilter(func(p *memnet.Packet) []memnet.Packet {
+		if p.Src.Addr() == clAddr && p.Dst == netip.AddrPortFrom(aAddr, 4500) && len(p.Data) > 8 && binary.BigEndian.Uint32(p.Data) != 0 {
+			capMu.Lock()
+			captured = append(captured, bytes.Clone(p.Data))
+			capMu.Unlock()
+		}
+		return []memnet.Packet{*p}
+	})
+	// Traffic from the client all along the move, one packet a millisecond: each must
+	// come out of A or B, once.
+	const flow = 300
+	got := make(map[uint32]int)
+	var gotMu sync.Mutex
+	collect := func(n *node) {
+		for p := range n.dev.Written() {
+			if len(p) >= 32 {
+				gotMu.Lock()
+				got[binary.BigEndian.Uint32(p[28:])]++
+				gotMu.Unlock()
+			}
+		}
+	}
+	go collect(a)
+	go collect(b)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for i := range uint32(flow) {
+			cl.dev.Inject(udpPacket(clAddr, server, 1000+i))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+
+	time.Sleep(100 * time.Millisecond) // a part of the flow goes to A before the move
+
+	// The move, with the clock running (B resends the switch request; A forgets the SA
+	// after its grace).
+	done := make(chan error, 1)
+	var msg string
+	go func() {
+		var err error
+		msg, err = a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: 30 * time.Second})
+		done <- err
+	}()
+	waitFor(t, "the move", func() bool {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("move: %v (%s)", err, msg)
+			}
+			return true
+		default:
+			clk.Advance(50 * time.Millisecond)
+			return false
+		}
+	})
+	after := cl.status(t)[0]
+	if after.Remote != "198.51.100.2:4500" || after.SPIi != before.SPIi || after.SPIr != before.SPIr {
+		t.Errorf("the client's SA after the move: remote %s, SPIs %s/%s (were %s/%s)", after.Remote, after.SPIi, after.SPIr, before.SPIi, before.SPIr)
+	}
+	if len(a.status(t)) != 0 {
+		t.Errorf("A still has %d SAs", len(a.status(t)))
+	}
+	bs := b.status(t)
+	if len(bs) != 1 || bs[0].SPIi != before.SPIi || bs[0].Local != "198.51.100.2:4500" {
+		t.Fatalf("B's SAs: %+v", bs)
+	}
+	<-sent
+	waitFor(t, "the flow through the move", func() bool {
+		gotMu.Lock()
+		defer gotMu.Unlock()
+		return len(got) == flow
+	})
+	gotMu.Lock()
+	for seq, n := range got {
+		if n != 1 || seq < 1000 || seq >= 1000+flow {
+			t.Errorf("packet %d came out %d times", seq, n)
+		}
+	}
+	gotMu.Unlock()
+	// Replayed to B, nothing the client ever sent to A is accepted again.
+	capMu.Lock()
+	replays := captured
+	capMu.Unlock()
+	dropsBefore := b.drops(t)["esp_replay"]
+	attacker := net.Host(netip.MustParseAddr("198.18.9.66"))
+	ac, err := attacker.Listen(4500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range replays {
+		ac[0].WriteBatch([]udp.Message{{Buffer: d, N: len(d), Remote: netip.AddrPortFrom(bAddr, 4500)}})
+	}
+	waitFor(t, "the replays refused by B", func() bool { return b.drops(t)["esp_replay"]-dropsBefore == uint64(len(replays)) })
+	gotMu.Lock()
+	if len(got) != flow {
+		t.Errorf("a replay came through B: %d packets seen", len(got))
+	}
+	gotMu.Unlock()
+	t.Logf("%d ESP datagrams the client sent to A replayed to B: all refused", len(replays))
+	// (The collectors now hold the TUN devices' output: traffic after this is counted
+	// there.)
+	if err := cl.dev.Inject(udpPacket(clAddr, server, 3)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "traffic through B after the move", func() bool {
+		gotMu.Lock()
+		defer gotMu.Unlock()
+		return got[3] == 1
+	})
+	through(t, b, cl, server, clAddr, 4)
+	waitFor(t, "the loads after the move", func() bool {
+		cs, err := b.d.ClusterStatus(ctx)
+		return err == nil && len(cs.Nodes) == 2 && cs.Nodes[0].IKESAs == 0 && cs.Nodes[1].IKESAs == 1
+	})
+	t.Logf("%s; SA moved from A to B in process in %v", msg, time.Since(start).Round(time.Millisecond))
+	cancel()
+	for _, n := range []*node{a, b, cl} {
+		if err := <-n.done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+// drops is the node's drop counters.
+func (n *node) drops(t *testing.T) map[string]uint64 {
+	t.Helper()
+	st, err := n.d.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Drops
+}
