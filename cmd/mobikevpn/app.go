@@ -275,6 +275,31 @@ func (a *app) cliApp() *cli.App {
 				Action: a.cmdSwitch,
 			}),
 			cmd(&cli.Command{
+				Name:      "move",
+				Usage:     "hand SAs to another node of the gateway cluster; their peers are asked to switch there",
+				UsageText: "mobikevpn move --to-node NODE [--sa ID | --peer IDENTITY | --all | --count N] [--wait DURATION] (no selection: all SAs)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "to-node", Usage: "the cluster `NODE` to move to"},
+					&cli.Uint64Flag{Name: "sa", Usage: "select the IKE SA with this `ID`"},
+					&cli.StringFlag{Name: "peer", Usage: "select the SAs of the peer with this `IDENTITY`"},
+					&cli.BoolFlag{Name: "all", Usage: "select every SA"},
+					&cli.IntFlag{Name: "count", Usage: "select the first `N` SAs"},
+					&cli.DurationFlag{Name: "wait", Usage: "wait up to `DURATION` for the peers to arrive there"},
+				},
+				Action: a.cmdMove,
+			}),
+			cmd(&cli.Command{
+				Name:  "cluster",
+				Usage: "the gateway cluster",
+				Subcommands: []*cli.Command{cmd(&cli.Command{
+					Name:      "status",
+					Usage:     "show the cluster's live nodes: name, addresses, IKE SAs (this node marked)",
+					ArgsUsage: " ",
+					Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+					Action:    a.cmdClusterStatus,
+				})},
+			}),
+			cmd(&cli.Command{
 				Name:  "bench",
 				Usage: "load generators for tests",
 				Subcommands: []*cli.Command{cmd(&cli.Command{

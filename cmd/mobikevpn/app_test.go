@@ -131,6 +131,12 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"switch", "--to", "192.0.2.2", "--all", "--wait", "soon"}, "invalid value"},
 		{[]string{"switch", "--to", "192.0.2.2", "--peer", "", "--all"}, "--peer needs an IDENTITY"},
 		{[]string{"switch", "--to", "192.0.2.2", "--all", "extra"}, "switch takes no arguments"},
+		{[]string{"move", "--all"}, "move needs --to-node NODE"},
+		{[]string{"move", "--to-node", "gw-b", "--sa", "3", "--peer", "p"}, "move takes one selection, got --sa and --peer"},
+		{[]string{"move", "--to-node", "gw-b", "--count", "0"}, "move --count 0: a count is more than 0"},
+		{[]string{"move", "--to-node", "gw-b", "--wait", "0s"}, "the wait must be more than 0"},
+		{[]string{"move", "--to-node", "gw-b", "--sa", "0"}, "IKE SA ids start at 1"},
+		{[]string{"cluster", "status", "x"}, "status takes no arguments"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -462,5 +468,63 @@ func TestRunAppEntry(t *testing.T) {
 	errb.Reset()
 	if code := runApp([]string{"mobikevpn", "nope"}, &out, &errb); code != exitUsage {
 		t.Errorf("runApp nope: %d", code)
+	}
+}
+
+// moveDaemon is a cluster node's control handler that records the move it was asked.
+type moveDaemon struct {
+	fakeDaemon
+	got control.Move
+}
+
+func (d *moveDaemon) Move(ctx context.Context, req control.Move) (string, error) {
+	d.got = req
+	if req.ToNode == "gw-x" {
+		return "", control.UsageError("move --to-node gw-x: no live node of that name; live: gw-b")
+	}
+	return "moving 1 SAs to " + req.ToNode, nil
+}
+
+func (d *moveDaemon) ClusterStatus(ctx context.Context) (*control.ClusterStatus, error) {
+	return &control.ClusterStatus{Self: "gw-a", Nodes: []control.ClusterNode{
+		{Name: "gw-a", Addrs: []string{"198.51.100.1"}, Alive: true, IKESAs: 12},
+		{Name: "gw-b", Addrs: []string{"198.51.100.2", "2001:db8:1::2"}, Alive: true},
+	}}, nil
+}
+
+func TestMoveAndClusterStatus(t *testing.T) {
+	h := newHarness()
+	// A gateway that is not a cluster node.
+	sock := serve(t, &fakeDaemon{})
+	h.run("move", "--control", sock, "--to-node", "gw-b").expect(t, exitUsage, "not a cluster node")
+	h.run("cluster", "status", "--control", sock).expect(t, exitUsage, "not a cluster node")
+
+	d := &moveDaemon{}
+	sock = serve(t, d)
+	r := h.run("move", "--control", sock, "--to-node", "gw-b", "--count", "5", "--wait", "3s")
+	r.expect(t, 0, "")
+	if r.stdout != "moving 1 SAs to gw-b\n" || d.got.Count != 5 || d.got.Wait != 3*time.Second || d.got.All {
+		t.Errorf("stdout %q, daemon got %+v", r.stdout, d.got)
+	}
+	h.run("move", "--control", sock, "--to-node", "gw-b").expect(t, 0, "")
+	if !d.got.All || d.got.Count != 0 {
+		t.Errorf("no selection: daemon got %+v", d.got)
+	}
+	h.run("move", "--control", sock, "--to-node", "gw-x").expect(t, exitUsage, "no live node of that name")
+	r = h.run("cluster", "status", "--control", sock, "--json")
+	r.expect(t, 0, "")
+	var st control.ClusterStatus
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Self != "gw-a" || len(st.Nodes) != 2 || st.Nodes[0].IKESAs != 12 {
+		t.Errorf("cluster status --json: %s (%v)", r.stdout, err)
+	}
+	for _, key := range []string{`"self": "gw-a"`, `"name": "gw-b"`, `"alive": true`, `"ike_sas": 12`, `"addrs": [`} {
+		if !strings.Contains(r.stdout, key) {
+			t.Errorf("cluster status --json lacks %s:\n%s", key, r.stdout)
+		}
+	}
+	r = h.run("cluster", "status", "--control", sock)
+	r.expect(t, 0, "")
+	if !strings.Contains(r.stdout, "* gw-a") || !strings.Contains(r.stdout, "198.51.100.2, 2001:db8:1::2") {
+		t.Errorf("cluster status:\n%s", r.stdout)
 	}
 }
