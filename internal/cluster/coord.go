@@ -118,7 +118,7 @@ func (c *Coordinator) markKey(sa SAKey, m string) string {
 func (c *Coordinator) register(ctx context.Context) error {
 	lease, err := c.cli.Grant(ctx, int64((c.ttl+time.Second-1)/time.Second))
 	if err != nil {
-		return fmt.Errorf("cluster: etcd lease: %w", err)
+		return fmt.Errorf("cluster: etcd at %s: granting the node's lease: %w", strings.Join(c.cli.Endpoints(), ", "), err)
 	}
 	c.lease = lease.ID
 	val, _ := json.Marshal(c.self)

@@ -266,3 +266,89 @@ func (n *node) drops(t *testing.T) map[string]uint64 {
 	}
 	return st.Drops
 }
+
+// A move the other node does not take (it has no such connection): after the ready
+// timeout node A takes the SA back in etcd and carries on with it; the client never
+// heard of the move.
+func TestClusterMoveNotTaken(t *testing.T) {
+	srv, err := etcdtest.Start()
+	if errors.Is(err, etcdtest.ErrNotInstalled) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	keyFile := filepath.Join(t.TempDir(), "cluster.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("5a", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := clocktest.New(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
+	net := memnet.New()
+	aAddr, bAddr, clAddr := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("192.0.2.10")
+	a := startClusterNode(t, ctx, srv, keyFile, "/notaken/", "gw-a", aAddr, net, clk)
+	// Node B names its connection differently: it cannot import A's SAs.
+	cfg, err := config.Parse(fmt.Appendf(nil, strings.Replace(clusterNodeConfig, "  rw:\n", "  other:\n", 1), bAddr, "gw-b", srv.Endpoint, "/notaken/", keyFile), "in-process.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := cluster.LoadStateKey(keyFile)
+	co, err := cluster.Join(ctx, cluster.Config{Endpoints: []string{srv.Endpoint}, Prefix: "/notaken/", LeaseTTL: 5 * time.Second},
+		cluster.Node{Name: "gw-b", Addrs: cfg.Cluster.Addrs}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startNodeWith(t, ctx, cfg, net.Host(bAddr), clk, Options{}, func(d *Deps) { d.Cluster = co })
+	cl := startNode(t, ctx, clusterClientConfig, net.Host(clAddr), clk)
+	server := netip.MustParseAddr("198.18.0.1")
+	waitFor(t, "established with A, B announced", func() bool {
+		st := cl.status(t)
+		return len(st) == 1 && len(st[0].ChildSAs) == 1 && len(st[0].PeerAdditionalAddrs) == 1
+	})
+	through(t, cl, a, clAddr, server, 1)
+	done := make(chan error, 1)
+	var msg string
+	go func() {
+		var err error
+		msg, err = a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: time.Minute})
+		done <- err
+	}()
+	var moveErr error
+	waitFor(t, "the move to give up", func() bool {
+		select {
+		case moveErr = <-done:
+			return true
+		default:
+			clk.Advance(100 * time.Millisecond)
+			return false
+		}
+	})
+	var ce *control.Error
+	if !errors.As(moveErr, &ce) || ce.Code != control.CodeFailed || !strings.Contains(ce.Msg, "did not import") {
+		t.Fatalf("move: %v (%s)", moveErr, msg)
+	}
+	// The SA is A's again: in etcd, in A's engine, for the client.
+	if owner, err := co.Owner(ctx, cluster.SAKey{SPIi: parseSPI(t, cl.status(t)[0].SPIi), SPIr: parseSPI(t, cl.status(t)[0].SPIr)}); err != nil || owner != "gw-a" {
+		t.Errorf("owner in etcd: %q %v", owner, err)
+	}
+	if st := cl.status(t); len(st) != 1 || st[0].Remote != "198.51.100.1:4500" {
+		t.Errorf("the client: %+v", st)
+	}
+	if len(b.status(t)) != 0 {
+		t.Error("B holds an SA")
+	}
+	through(t, cl, a, clAddr, server, 2)
+	through(t, a, cl, server, clAddr, 3)
+	t.Logf("a move node B could not take: %v; the SA stays with A and carries traffic", moveErr)
+}
+
+func parseSPI(t *testing.T, s string) uint64 {
+	t.Helper()
+	var v uint64
+	if _, err := fmt.Sscanf(s, "%x", &v); err != nil {
+		t.Fatalf("SPI %q: %v", s, err)
+	}
+	return v
+}
