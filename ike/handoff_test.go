@@ -194,3 +194,57 @@ func TestClusterAddrsAnnounced(t *testing.T) {
 		t.Errorf("with no other node the client knows %v", got)
 	}
 }
+
+// The peer's own request in flight when the SA is handed over (its liveness check
+// reached A after A gave the SA away): A drops it, and the peer's retransmission must
+// find B once it follows the switch; the SA survives.
+func TestHandoffWithPeerRequestInFlight(t *testing.T) {
+	n, a, b, cl := handoffPair(t)
+	saA, saC := onlySA(t, a), onlySA(t, cl)
+	// The client's liveness check is held on the way to A.
+	var held []datagram
+	n.drop = func(d datagram) bool {
+		if d.from.Addr() == clientAddr && d.to.Addr() == gwAddr {
+			held = append(held, d)
+			return true
+		}
+		return false
+	}
+	cl.e.livenessCheck(n.now, saC)
+	cl.e.schedule(saC)
+	n.apply(cl, cl.e.take())
+	if len(held) != 1 {
+		t.Fatalf("%d datagrams held", len(held))
+	}
+	st, sends, err := a.e.Handoff(n.now, saA.id, gwAddr2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idB, acts, err := b.e.Import(n.now, roundTrip(t, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.apply(b, acts)
+	n.drop = nil
+	n.inflight = append(n.inflight, held...) // the check reaches A now: handed over, it drops it
+	n.apply(a, sends)
+	if !n.run(2*time.Minute, func() bool {
+		return b.hasEvent(EventSwitched) != nil && saC.win.pending == nil && b.e.store.byID[idB].win.pending == nil
+	}) {
+		t.Fatalf("not settled: client pending %v, B events %v, client events %v", saC.win.pending, b.events, cl.events)
+	}
+	if cl.hasEvent(EventDeleted) != nil || cl.hasEvent(EventFailed) != nil {
+		t.Errorf("the client lost the SA: %v", cl.events)
+	}
+	n.apply(a, mustForget(t, a, n, saA.id))
+	flowsAt(t, b, cl, clientAddr, gwAddr2)
+}
+
+func mustForget(t *testing.T, ep *endpoint, n *testNet, id uint64) []Action {
+	t.Helper()
+	acts, err := ep.e.Forget(n.now, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acts
+}
