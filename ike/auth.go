@@ -363,6 +363,7 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	e.emit(Event{IKESA: sa.id, Conn: sa.conn.Name, Kind: EventEstablished})
 	e.armDPD(sa, now)
 	e.armIKERekey(sa, now)
+	e.redirectDone(now, sa)
 	// The connection's other Child SAs come in CREATE_CHILD_SA exchanges.
 	for _, cc := range sa.conn.Children {
 		if cc != sa.firstChild {

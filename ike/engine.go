@@ -34,6 +34,9 @@ type Engine struct {
 
 	livenessChecks uint64 // DPD requests sent
 
+	// redirects are the times a connection followed a REDIRECT lately, by name.
+	redirects map[string][]time.Time
+
 	timers timerHeap
 	out    []Action
 

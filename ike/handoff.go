@@ -118,6 +118,8 @@ type SAInfo struct {
 	SPIi, SPIr    uint64
 	Gateway       bool // we are the MOBIKE responder: the SA can be handed over
 	Established   bool
+	RMobike       bool // the peer can be asked to switch (MOBIKE with 'R')
+	Redirect      bool // the peer follows redirects (RFC 5685)
 	Local, Remote netip.AddrPort
 	Children      []ChildInfo
 }
@@ -135,7 +137,7 @@ func (e *Engine) SAInfo(id uint64) (SAInfo, bool) {
 		return SAInfo{}, false
 	}
 	info := SAInfo{SPIi: sa.spiI, SPIr: sa.spiR, Gateway: !sa.origInitiator, Established: sa.state == stateEstablished,
-		Local: sa.local, Remote: sa.remote}
+		RMobike: sa.mobike && sa.peerRMobike, Redirect: sa.peerRedirect, Local: sa.local, Remote: sa.remote}
 	for _, c := range sa.children {
 		info.Children = append(info.Children, ChildInfo{Policy: c.policy, SPIIn: c.spiIn})
 	}

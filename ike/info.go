@@ -99,6 +99,10 @@ func (e *Engine) handleInformational(now time.Time, sa *IKESA, local, remote net
 		target, err := switchReq.SwitchAddress()
 		e.applyPath(now, sa, sa.pm.SwitchRequest(now, e.host(), target, err), nil)
 	}
+	// REDIRECT (RFC 5685 6): answered, then followed; only gateways send it.
+	if r := wire.FindNotify(m.Payloads, wire.REDIRECT); r != nil && sa.origInitiator && e.store.live(sa) && sa.state == stateEstablished {
+		e.followRedirect(now, sa, r)
+	}
 }
 
 // Delete deletes IKE SA id and its Child SAs, telling the peer; for an SA the peer

@@ -47,10 +47,15 @@ func (e *Engine) initiate(now time.Time, conn *Conn) (uint64, error) {
 	if len(conn.RemoteAddrs) == 0 {
 		return 0, fmt.Errorf("connection %q has no remote address to initiate to", conn.Name)
 	}
+	return e.initiateTo(now, conn, conn.RemoteAddrs[0], netip.Addr{})
+}
+
+// initiateTo starts connection conn toward remoteAddr; redirectedFrom, if valid, is the
+// gateway that redirected us there (RFC 5685).
+func (e *Engine) initiateTo(now time.Time, conn *Conn, remoteAddr, redirectedFrom netip.Addr) (uint64, error) {
 	if len(conn.Children) == 0 {
 		return 0, fmt.Errorf("connection %q has no children", conn.Name)
 	}
-	remoteAddr := conn.RemoteAddrs[0]
 	localAddr, err := e.pickLocal(conn, remoteAddr)
 	if err != nil {
 		return 0, fmt.Errorf("connection %q: no local address to reach %s: %w", conn.Name, remoteAddr, err)
@@ -60,13 +65,14 @@ func (e *Engine) initiate(now time.Time, conn *Conn) (uint64, error) {
 		return 0, err
 	}
 	sa := &IKESA{
-		conn:          conn,
-		state:         stateInitSent,
-		initiator:     true,
-		origInitiator: true,
-		spiI:          spi,
-		created:       now,
-		firstChild:    conn.Children[0],
+		conn:           conn,
+		state:          stateInitSent,
+		initiator:      true,
+		origInitiator:  true,
+		spiI:           spi,
+		created:        now,
+		firstChild:     conn.Children[0],
+		redirectedFrom: redirectedFrom,
 	}
 	// strongSwan's rule: a peer on port 500 starts there and floats to 4500 for
 	// IKE_AUTH; a peer on any other port is spoken to from our NAT-T port from the start.
@@ -162,6 +168,12 @@ func (e *Engine) initMessage(sa *IKESA, local, remote netip.AddrPort) []byte {
 	payloads = append(payloads, e.natDetection(sa, local, remote)...)
 	payloads = append(payloads, &wire.Notify{NotifyType: wire.IKEV2_FRAGMENTATION_SUPPORTED})
 	payloads = append(payloads, wire.NewSignatureHashAlgorithms(cert.SupportedHashes()...))
+	// We follow redirects (RFC 5685 4): REDIRECTED_FROM tells the gateway we were sent.
+	if sa.redirectedFrom.IsValid() {
+		payloads = append(payloads, wire.NewRedirectedFrom(sa.redirectedFrom))
+	} else {
+		payloads = append(payloads, &wire.Notify{NotifyType: wire.REDIRECT_SUPPORTED})
+	}
 	h := wire.Header{SPIi: sa.spiI, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator}
 	m := wire.Message{Header: h, Payloads: payloads}
 	e.logMessage("sending", sa, h, local, remote, payloads)
@@ -420,6 +432,8 @@ func (e *Engine) newHalfOpen(now time.Time, in *initRequestIn, ch initChoice) {
 		srcBlock: in.blk,
 
 		provedCookie: in.proved,
+		peerRedirect: wire.FindNotify(in.m.Payloads, wire.REDIRECT_SUPPORTED) != nil ||
+			wire.FindNotify(in.m.Payloads, wire.REDIRECTED_FROM) != nil,
 	}
 	// NAT detection hashes of the request use SPIr = 0.
 	sa.natLocal, sa.natRemote, _ = checkNAT(in.m.Payloads, in.h.SPIi, 0, local, remote)

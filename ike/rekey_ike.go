@@ -234,6 +234,7 @@ func (e *Engine) newRekeyedSA(sa *IKESA, suite ikecrypto.IKESuite, weInitiated b
 		authRemote:    sa.authRemote,
 		fragment:      sa.fragment,
 		peerRMobike:   sa.peerRMobike,
+		peerRedirect:  sa.peerRedirect,
 		created:       sa.created,
 		estab:         sa.estab,
 		lastRecv:      sa.lastRecv,

@@ -78,6 +78,14 @@ type IKESA struct {
 
 	mobike      bool // negotiated
 	peerRMobike bool // the peer (initiator) advertised 'R'
+	// peerRedirect (responder): the peer sent REDIRECT_SUPPORTED or REDIRECTED_FROM in
+	// IKE_SA_INIT: it follows a REDIRECT (RFC 5685).
+	peerRedirect bool
+	// redirectedFrom (initiator): this SA was started because the gateway there
+	// redirected us (REDIRECTED_FROM); replaces is the SA that redirect ends once this
+	// one is up.
+	redirectedFrom netip.Addr
+	replaces       *IKESA
 	// (The flags are kept together: the struct stays within a smaller size class.)
 	fragment   bool // IKE fragmentation negotiated (RFC 7383)
 	restarting bool // initiated to replace an SA lost to DPD or a peer's delete

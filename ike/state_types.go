@@ -109,6 +109,7 @@ type SAState struct {
 	// Fragmentation: RFC 7383 negotiated.
 	Mobike        bool `json:"mobike"`
 	PeerRMobike   bool `json:"peer_rmobike"`
+	PeerRedirect  bool `json:"peer_redirect"` // the peer follows RFC 5685 redirects
 	Fragmentation bool `json:"fragmentation"`
 	// PeerHashes are the peer's SIGNATURE_HASH_ALGORITHMS (nil: it sent none).
 	PeerHashes []uint16 `json:"peer_hashes"`

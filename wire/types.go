@@ -319,6 +319,8 @@ const (
 	MULTIPLE_AUTH_SUPPORTED             NotifyType = 16404 // RFC 4739
 	ANOTHER_AUTH_FOLLOWS                NotifyType = 16405 // RFC 4739
 	REDIRECT_SUPPORTED                  NotifyType = 16406 // RFC 5685
+	REDIRECT                            NotifyType = 16407 // RFC 5685
+	REDIRECTED_FROM                     NotifyType = 16408 // RFC 5685
 	EAP_ONLY_AUTHENTICATION             NotifyType = 16417 // RFC 5998
 	CHILDLESS_IKEV2_SUPPORTED           NotifyType = 16418 // RFC 6023
 	IKEV2_MESSAGE_ID_SYNC_SUPPORTED     NotifyType = 16420 // RFC 6311

@@ -46,6 +46,9 @@ type clusterRole struct {
 	arriving map[cluster.SAKey]uint64 // SAs imported here whose peer has not arrived yet
 	nodes    []cluster.Node           // the live nodes, as last read
 	lost     bool                     // the node's lease is gone: no cluster operations
+	// redirected are the SAs whose peers were redirected to another node (RFC 5685),
+	// by id: the channel hears when the peer deleted the SA here, its new one being up.
+	redirected map[uint64]chan error
 }
 
 // move is a hand-over from this node under way.
@@ -65,7 +68,8 @@ type move struct {
 
 func newClusterRole(d *daemon, co *cluster.Coordinator) *clusterRole {
 	return &clusterRole{d: d, co: co, jobs: make(chan func(context.Context), 1024), quit: make(chan struct{}),
-		keys: make(map[uint64]cluster.SAKey), moves: make(map[cluster.SAKey]*move), arriving: make(map[cluster.SAKey]uint64)}
+		keys: make(map[uint64]cluster.SAKey), moves: make(map[cluster.SAKey]*move), arriving: make(map[cluster.SAKey]uint64),
+		redirected: make(map[uint64]chan error)}
 }
 
 // run carries out the etcd jobs in order and follows the cluster's changes until ctx
@@ -175,6 +179,10 @@ func (c *clusterRole) onEvent(ev ike.Event) {
 		}
 		c.claim(ev.IKESA)
 	case ike.EventDeleted, ike.EventFailed:
+		if ch, ok := c.redirected[ev.IKESA]; ok {
+			delete(c.redirected, ev.IKESA)
+			ch <- nil
+		}
 		if key, ok := c.keys[ev.IKESA]; ok {
 			delete(c.keys, ev.IKESA)
 			delete(c.arriving, key)
@@ -311,6 +319,23 @@ func (c *clusterRole) startMove(now time.Time, id uint64, to cluster.Node, done 
 	}
 	if !target.IsValid() {
 		return fmt.Errorf("node %s has no address of the SA's family", to.Name)
+	}
+	if !info.RMobike {
+		// A peer that cannot be asked to switch may follow a redirect (RFC 5685): it
+		// builds a new IKE SA with the other node and deletes this one.
+		if !info.Redirect {
+			return errors.New("the peer supports neither R-MOBIKE (switch) nor redirects (RFC 5685): it stays")
+		}
+		acts, err := c.d.engine.Redirect(now, id, target)
+		if err != nil {
+			return err
+		}
+		c.d.apply(acts)
+		if done != nil {
+			c.redirected[id] = done
+		}
+		c.d.log.Info("cluster: peer redirected to another node (no R-MOBIKE)", "sa", key, "id", id, "to", to.Name)
+		return nil
 	}
 	m := &move{id: id, key: key, to: to, target: target, bounds: make(map[uint64]uint64),
 		forward: netip.AddrPortFrom(target, c.d.cfg.Ports.NATT), local: netip.AddrPortFrom(info.Local.Addr(), c.d.cfg.Ports.NATT)}
@@ -532,6 +557,7 @@ func (d *daemon) Move(ctx context.Context, req control.Move) (string, error) {
 	type started struct {
 		id   uint64
 		peer string
+		how  string // "moved" (switch), "redirected" (RFC 5685)
 		done chan error
 	}
 	var moving []started
@@ -563,7 +589,11 @@ func (d *daemon) Move(ctx context.Context, req control.Move) (string, error) {
 				refused = append(refused, fmt.Sprintf("%s (SA #%d): %v", s.RemoteID, s.ID, err))
 				continue
 			}
-			moving = append(moving, started{id: s.ID, peer: s.RemoteID, done: ch})
+			how := "moved"
+			if !info.RMobike {
+				how = "redirected"
+			}
+			moving = append(moving, started{id: s.ID, peer: s.RemoteID, how: how, done: ch})
 		}
 		if len(moving) == 0 && len(refused) == 0 {
 			useErr = control.UsageError("move: no SA of this gateway matches the selection")
@@ -594,7 +624,7 @@ func (d *daemon) Move(ctx context.Context, req control.Move) (string, error) {
 				failed++
 				fmt.Fprintf(&b, "\nnot moved: %s (SA #%d): %v", m.peer, m.id, err)
 			} else {
-				fmt.Fprintf(&b, "\nmoved: %s (SA #%d)", m.peer, m.id)
+				fmt.Fprintf(&b, "\n%s: %s (SA #%d)", m.how, m.peer, m.id)
 			}
 		case <-timeout:
 			failed++

@@ -352,3 +352,59 @@ func parseSPI(t *testing.T, s string) uint64 {
 	}
 	return v
 }
+
+// A client without R-MOBIKE cannot be asked to switch: `move` redirects it (RFC 5685)
+// and it builds a new IKE SA with node B, deleting the one with A.
+func TestClusterRedirectInProcess(t *testing.T) {
+	srv, err := etcdtest.Start()
+	if errors.Is(err, etcdtest.ErrNotInstalled) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	keyFile := filepath.Join(t.TempDir(), "cluster.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("5a", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := clocktest.New(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
+	net := memnet.New()
+	aAddr, bAddr, clAddr := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("192.0.2.10")
+	a := startClusterNode(t, ctx, srv, keyFile, "/redirect/", "gw-a", aAddr, net, clk)
+	b := startClusterNode(t, ctx, srv, keyFile, "/redirect/", "gw-b", bAddr, net, clk)
+	noR := strings.Replace(clusterClientConfig, "    start_action: start\n", "    start_action: start\n    rmobike: false\n", 1)
+	cl := startNode(t, ctx, noR, net.Host(clAddr), clk)
+	server := netip.MustParseAddr("198.18.0.1")
+	waitFor(t, "established with A", func() bool {
+		st := cl.status(t)
+		return len(st) == 1 && len(st[0].ChildSAs) == 1 && !st[0].RMobike
+	})
+	before := cl.status(t)[0]
+	msg, err := a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: 20 * time.Second})
+	if err != nil {
+		t.Fatalf("move: %v (%s)", err, msg)
+	}
+	if !strings.Contains(msg, "redirected: alice@example.org") {
+		t.Errorf("move said %q", msg)
+	}
+	waitFor(t, "the client with node B only", func() bool {
+		st := cl.status(t)
+		return len(st) == 1 && st[0].Remote == "198.51.100.2:4500" && st[0].State == "established" && len(st[0].ChildSAs) == 1
+	})
+	if after := cl.status(t)[0]; after.SPIi == before.SPIi {
+		t.Error("a redirect made no new IKE SA")
+	}
+	if len(a.status(t)) != 0 || len(b.status(t)) != 1 {
+		t.Errorf("A has %d SAs, B %d", len(a.status(t)), len(b.status(t)))
+	}
+	through(t, cl, b, clAddr, server, 1)
+	through(t, b, cl, server, clAddr, 2)
+	waitFor(t, "B owns the new SA in etcd", func() bool {
+		cs, err := b.d.ClusterStatus(ctx)
+		return err == nil && len(cs.Nodes) == 2 && cs.Nodes[0].IKESAs == 0 && cs.Nodes[1].IKESAs == 1
+	})
+	t.Logf("%s", msg)
+}
