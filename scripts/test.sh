@@ -101,8 +101,9 @@ if command -v etcd >/dev/null; then
 fi
 MOBIKEVPN_ETCD="$etcd37" go test -count=1 ./internal/cluster/...
 MOBIKEVPN_ETCD="$etcd37" go test -count=1 -run 'TestCluster' ./internal/daemon/
-log "race detector (engine, datapath, sockets, control)"
-go test -count=1 -race ./ike/ ./esp/ ./udp/... ./internal/control/
+log "race detector (engine, datapath, sockets, control, cluster)"
+go test -count=1 -race ./ike/ ./esp/ ./udp/... ./internal/control/ ./internal/cluster/...
+go test -count=1 -race -run 'TestCluster' ./internal/daemon/
 
 # --- fuzzing ------------------------------------------------------------------------
 if [ -z "${SKIP_FUZZ:-}" ]; then

@@ -153,13 +153,14 @@ func (c *Coordinator) register(ctx context.Context) error {
 // node is no longer a member, and must not act as an owner.
 func (c *Coordinator) Lost() <-chan struct{} { return c.lost }
 
-// Self is the node as it registered.
+// Self is the node as it registered (its name and addresses). Safe for concurrent use.
 func (c *Coordinator) Self() Node { return c.self }
 
 // SetLoad updates the node's IKE SA count in its key.
 func (c *Coordinator) SetLoad(ctx context.Context, ikeSAs int) error {
-	c.self.IKESAs = ikeSAs
-	val, _ := json.Marshal(c.self)
+	n := c.self // c.self stays as registered: Self is read from other goroutines
+	n.IKESAs = ikeSAs
+	val, _ := json.Marshal(n)
 	_, err := c.cli.Put(ctx, c.nodeKey(c.self.Name), string(val), clientv3.WithLease(c.lease))
 	return err
 }
