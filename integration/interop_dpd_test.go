@@ -54,11 +54,17 @@ func TestInteropDPDGateway(t *testing.T) {
 		gw := l.mvGateway(mvOpts{Conn: []string{"dpd_delay: 1s"}})
 		sw := l.swClient(swClientOpts("198.51.100.1", nil, nil))
 		sw.mustInitiate("home", "net")
-		time.Sleep(1600 * time.Millisecond)
-		ours, theirs := mvLiveness(gw.output()), swLiveness(sw.log())
+		// A check is due a second after the last message from the peer; strongSwan
+		// counts in whole seconds and a loaded machine adds its delays: wait for it.
+		var ours, theirs map[string]int
+		answered := waitFor(10*time.Second, func() bool {
+			ours, theirs = mvLiveness(gw.output()), swLiveness(sw.log())
+			return ours["sending INFORMATIONAL request"] >= 1 && ours["received INFORMATIONAL response"] >= 1 &&
+				theirs["parsed INFORMATIONAL request"] >= 1 && theirs["generating INFORMATIONAL response"] >= 1
+		})
 		t.Logf("our gateway: %v; strongSwan: %v", ours, theirs)
-		if ours["sending INFORMATIONAL request"] < 1 || ours["received INFORMATIONAL response"] < 1 || theirs["parsed INFORMATIONAL request"] < 1 || theirs["generating INFORMATIONAL response"] < 1 {
-			t.Errorf("our liveness checks were not answered")
+		if !answered {
+			t.Errorf("our liveness checks were not answered within 10 s")
 		}
 		l.trafficCheck(t, sw, "198.18.100.")
 	})
@@ -71,11 +77,15 @@ func TestInteropDPDGateway(t *testing.T) {
 		if out, err := l.mvUp(l.clSock, "home"); err != nil {
 			t.Fatalf("mobikevpn up home: %v\n%s", err, out)
 		}
-		time.Sleep(1600 * time.Millisecond)
-		ours, theirs := mvLiveness(cl.output()), swLiveness(sw.log())
+		var ours, theirs map[string]int
+		answered := waitFor(10*time.Second, func() bool {
+			ours, theirs = mvLiveness(cl.output()), swLiveness(sw.log())
+			return theirs["generating INFORMATIONAL request"] >= 1 && theirs["parsed INFORMATIONAL response"] >= 1 &&
+				ours["received INFORMATIONAL request"] >= 1 && ours["sending INFORMATIONAL response"] >= 1
+		})
 		t.Logf("our client: %v; strongSwan: %v", ours, theirs)
-		if theirs["generating INFORMATIONAL request"] < 1 || theirs["parsed INFORMATIONAL response"] < 1 || ours["received INFORMATIONAL request"] < 1 || ours["sending INFORMATIONAL response"] < 1 {
-			t.Errorf("strongSwan's liveness checks were not answered")
+		if !answered {
+			t.Errorf("strongSwan's liveness checks were not answered within 10 s")
 		}
 		l.trafficCheck(t, sw, "198.18.200.")
 	})
@@ -94,10 +104,13 @@ func TestInteropDPDRestart(t *testing.T) {
 			t.Fatalf("mobikevpn up home: %v\n%s", err, out)
 		}
 		first := mvSA(t, l.clSock)
-		time.Sleep(1600 * time.Millisecond)
-		// Our liveness checks, answered by strongSwan.
-		ours, theirs := mvLiveness(cl.output()), swLiveness(sw.log())
-		if ours["sending INFORMATIONAL request"] < 1 || ours["received INFORMATIONAL response"] < 1 || theirs["parsed INFORMATIONAL request"] < 1 {
+		// Our liveness checks, answered by strongSwan (due a second after the last
+		// message: wait for them, however loaded the machine).
+		var ours, theirs map[string]int
+		if !waitFor(10*time.Second, func() bool {
+			ours, theirs = mvLiveness(cl.output()), swLiveness(sw.log())
+			return ours["sending INFORMATIONAL request"] >= 1 && ours["received INFORMATIONAL response"] >= 1 && theirs["parsed INFORMATIONAL request"] >= 1
+		}) {
 			t.Errorf("our liveness checks were not answered: ours %v, strongSwan's %v", ours, theirs)
 		}
 		mark := len(cl.output())
@@ -149,9 +162,11 @@ func TestInteropDPDRestart(t *testing.T) {
 		sw := l.swClient(o)
 		sw.mustInitiate("home", "net")
 		first := sw.listSAs()[0].KV["initiator-spi"]
-		time.Sleep(1600 * time.Millisecond)
-		ours, theirs := mvLiveness(gw.output()), swLiveness(sw.log())
-		if theirs["generating INFORMATIONAL request"] < 1 || theirs["parsed INFORMATIONAL response"] < 1 || ours["received INFORMATIONAL request"] < 1 {
+		var ours, theirs map[string]int
+		if !waitFor(10*time.Second, func() bool {
+			ours, theirs = mvLiveness(gw.output()), swLiveness(sw.log())
+			return theirs["generating INFORMATIONAL request"] >= 1 && theirs["parsed INFORMATIONAL response"] >= 1 && ours["received INFORMATIONAL request"] >= 1
+		}) {
 			t.Errorf("strongSwan's liveness checks were not answered: strongSwan's %v, ours %v", theirs, ours)
 		}
 		mark := sw.mark()
