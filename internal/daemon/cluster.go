@@ -342,23 +342,9 @@ func (c *clusterRole) startMove(now time.Time, id uint64, to cluster.Node, done 
 	if done != nil {
 		m.waiters = append(m.waiters, done)
 	}
-	// The datapath first: outbound capped, inbound held, so that the state says where
-	// the other node's sequence numbers and windows start.
-	tops := make(map[uint32]uint64)
-	for _, ch := range info.Children {
-		bound, err := c.d.dp.ReserveOutbound(ch.Policy, moveReserve)
-		if err != nil {
-			c.undoDatapath(m)
-			return fmt.Errorf("SA #%d: %w (rekey it first)", id, err)
-		}
-		m.bounds[ch.Policy] = bound
-		top, err := c.d.dp.HandInbound(ch.SPIIn)
-		if err != nil {
-			c.undoDatapath(m)
-			return fmt.Errorf("SA #%d: %w", id, err)
-		}
-		m.spis = append(m.spis, ch.SPIIn)
-		tops[ch.SPIIn] = top
+	tops, err := c.holdDatapath(m, info)
+	if err != nil {
+		return err
 	}
 	st, sends, err := c.d.engine.Handoff(now, id, target)
 	if err != nil {
@@ -397,6 +383,29 @@ func (c *clusterRole) startMove(now time.Time, id uint64, to cluster.Node, done 
 		})
 	})
 	return nil
+}
+
+// holdDatapath prepares the datapath for moving m's SA first: each Child SA's outbound
+// half capped, its inbound half held, so that the state says where the other node's
+// sequence numbers and windows start. It returns the inbound tops by SPI.
+func (c *clusterRole) holdDatapath(m *move, info ike.SAInfo) (map[uint32]uint64, error) {
+	tops := make(map[uint32]uint64)
+	for _, ch := range info.Children {
+		bound, err := c.d.dp.ReserveOutbound(ch.Policy, moveReserve)
+		if err != nil {
+			c.undoDatapath(m)
+			return nil, fmt.Errorf("SA #%d: %w (rekey it first)", m.id, err)
+		}
+		m.bounds[ch.Policy] = bound
+		top, err := c.d.dp.HandInbound(ch.SPIIn)
+		if err != nil {
+			c.undoDatapath(m)
+			return nil, fmt.Errorf("SA #%d: %w", m.id, err)
+		}
+		m.spis = append(m.spis, ch.SPIIn)
+		tops[ch.SPIIn] = top
+	}
+	return tops, nil
 }
 
 // readyThere continues a move once the other node imported the SA: the held and later
