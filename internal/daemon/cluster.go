@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -44,7 +43,6 @@ type clusterRole struct {
 	keys     map[uint64]cluster.SAKey // the IKE SAs of ours the cluster knows, by id
 	moves    map[cluster.SAKey]*move  // hand-overs from here under way
 	arriving map[cluster.SAKey]uint64 // SAs imported here whose peer has not arrived yet
-	nodes    []cluster.Node           // the live nodes, as last read
 	lost     bool                     // the node's lease is gone: no cluster operations
 	// redirected are the SAs whose peers were redirected to another node (RFC 5685),
 	// by id: the channel hears when the peer deleted the SA here, its new one being up.
@@ -155,7 +153,6 @@ func (c *clusterRole) nodesChanged() {
 			return
 		}
 		c.cmd(func(now time.Time) {
-			c.nodes = nodes
 			var others []netip.Addr
 			for _, n := range nodes {
 				if n.Name != c.co.Self().Name {
@@ -513,27 +510,29 @@ func (c *clusterRole) finish(m *move, err error) {
 	m.waiters = nil
 }
 
-// node returns the live node called name.
-func (c *clusterRole) node(name string) (cluster.Node, bool) {
-	i := slices.IndexFunc(c.nodes, func(n cluster.Node) bool { return n.Name == name })
-	if i < 0 {
-		return cluster.Node{}, false
+// liveNode reads the live nodes from etcd (not the last list the watch delivered,
+// which may lag a node that just joined) and returns the one called name; a usage
+// error naming the live nodes if there is none.
+func (c *clusterRole) liveNode(ctx context.Context, name string) (cluster.Node, error) {
+	nodes, err := c.co.Nodes(ctx)
+	if err != nil {
+		return cluster.Node{}, fmt.Errorf("move: reading the cluster's nodes from etcd: %w", err)
 	}
-	return c.nodes[i], true
-}
-
-// nodeNames lists the live nodes but this one, for messages.
-func (c *clusterRole) nodeNames() string {
-	var out []string
-	for _, n := range c.nodes {
-		if n.Name != c.co.Self().Name {
-			out = append(out, n.Name)
+	var others []string
+	for _, n := range nodes {
+		switch {
+		case n.Name == name && name == c.co.Self().Name:
+			return cluster.Node{}, control.UsageError("move --to-node %s: that is this node", name)
+		case n.Name == name:
+			return n, nil
+		case n.Name != c.co.Self().Name:
+			others = append(others, n.Name)
 		}
 	}
-	if len(out) == 0 {
-		return "none"
+	if len(others) == 0 {
+		others = []string{"none"}
 	}
-	return strings.Join(out, ", ")
+	return cluster.Node{}, control.UsageError("move --to-node %s: no live node of that name; live: %s", name, strings.Join(others, ", "))
 }
 
 // startCluster runs the cluster role; the returned function stops it (after the SAs
@@ -572,19 +571,14 @@ func (d *daemon) Move(ctx context.Context, req control.Move) (string, error) {
 	var moving []started
 	var refused []string
 	var useErr error
+	to, err := d.cl.liveNode(ctx, req.ToNode)
+	if err != nil {
+		return "", err
+	}
 	if err := d.run(ctx, func(now time.Time) {
 		c := d.cl
 		if c.lost {
 			useErr = errors.New("move: this node lost its etcd lease")
-			return
-		}
-		to, ok := c.node(req.ToNode)
-		switch {
-		case !ok:
-			useErr = control.UsageError("move --to-node %s: no live node of that name; live: %s", req.ToNode, c.nodeNames())
-			return
-		case to.Name == c.co.Self().Name:
-			useErr = control.UsageError("move --to-node %s: that is this node", req.ToNode)
 			return
 		}
 		for _, s := range d.engine.Status(now) {

@@ -382,6 +382,7 @@ func TestClusterRedirectInProcess(t *testing.T) {
 		st := cl.status(t)
 		return len(st) == 1 && len(st[0].ChildSAs) == 1 && !st[0].RMobike
 	})
+	// (Move reads the live nodes from etcd: B joined before the client connected.)
 	before := cl.status(t)[0]
 	msg, err := a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: 20 * time.Second})
 	if err != nil {
