@@ -353,15 +353,19 @@ type Event struct {
 const watchRetry = time.Second
 
 // Watch reports the changes of the cluster that concern this node until ctx ends: SAs
-// given to it, the marks of moves, membership. Should the watch break (etcd away), it
-// watches again from where it was; if etcd compacted that history meanwhile, it starts
-// from now and reports NodesChanged (the marks in between are lost: a move waiting
-// for one times out).
+// given to it, the marks of moves, membership; every change made after Watch returned
+// (it reads etcd's revision first, when etcd answers). Should the watch break (etcd
+// away), it watches again from where it was; if etcd compacted that history meanwhile,
+// it starts from now and reports NodesChanged (the marks in between are lost: a move
+// waiting for one times out).
 func (c *Coordinator) Watch(ctx context.Context) <-chan Event {
 	out := make(chan Event, 256)
+	var rev int64
+	if resp, err := c.cli.Get(ctx, c.prefix+"nodes/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
+		rev = resp.Header.Revision
+	}
 	go func() {
 		defer close(out)
-		var rev int64
 		for ctx.Err() == nil {
 			opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithPrevKV()}
 			if rev > 0 {
