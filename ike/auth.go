@@ -192,6 +192,10 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 		e.authFailed(now, sa, local, remote, h)
 		return
 	}
+	if to, ok := e.drainTarget(remote.Addr()); ok && e.draining && sa.peerRedirect {
+		e.redirectAuth(now, sa, to, local, remote, h, authPs)
+		return
+	}
 	// The peer is authenticated. It may have floated to the NAT-T port.
 	sa.local, sa.remote = local, remote
 	sa.state = stateEstablished
@@ -337,6 +341,10 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 		return
 	}
 	sa.remoteID = *idr
+	if r := wire.FindNotify(m.Payloads, wire.REDIRECT); r != nil {
+		e.followAuthRedirect(now, sa, r)
+		return
+	}
 	sa.state = stateEstablished
 	sa.estab = now
 	e.store.indexPeer(sa)

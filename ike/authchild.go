@@ -113,11 +113,16 @@ func (e *Engine) assignVIPs(sa *IKESA, req *wire.CP) (*wire.CP, bool) {
 	return reply, true
 }
 
-// releaseVIPs gives the peer's virtual IPs of sa back to the pools they came from.
+// releaseVIPs gives the peer's virtual IPs of sa back to the pools they came from; a
+// leased pool does not keep those of an SA that lives on elsewhere (Forget).
 func (e *Engine) releaseVIPs(sa *IKESA) {
 	for _, a := range sa.vips {
 		for _, pl := range e.pools {
-			if pl.contains(a) {
+			switch {
+			case !pl.contains(a):
+			case sa.forgotten:
+				pl.drop(a)
+			default:
 				pl.release(a)
 			}
 		}

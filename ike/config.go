@@ -178,6 +178,9 @@ type PoolConfig struct {
 	Name  string
 	Addrs []netip.Prefix
 	DNS   []netip.Addr
+	// Leased: the pool hands out only the addresses granted to it (Engine.GrantVIPs),
+	// for a gateway cluster whose nodes share the pool through leases kept elsewhere.
+	Leased bool
 }
 
 func (c *Config) setDefaults() {

@@ -36,6 +36,10 @@ type Engine struct {
 
 	// redirects are the times a connection followed a REDIRECT lately, by name.
 	redirects map[string][]time.Time
+	// draining: new IKE SAs are not accepted; peers that follow redirects are sent to
+	// the first address of drainTo of their family (Drain).
+	draining bool
+	drainTo  []netip.Addr
 
 	timers timerHeap
 	out    []Action
@@ -61,6 +65,7 @@ type Drops struct {
 	ReplayLimited atomic.Uint64 // copies of answered requests beyond the replay rate (not answered)
 	TooLarge      atomic.Uint64 // messages before authentication beyond maxPreauthMessage
 	PreauthMemory atomic.Uint64 // IKE_SA_INITs and fragments beyond Config.PreauthMemory
+	Draining      atomic.Uint64 // IKE_SA_INITs while draining from peers that cannot be redirected
 }
 
 // Map returns the counters by name.
@@ -78,6 +83,7 @@ func (d *Drops) Map() map[string]uint64 {
 		"ike_replay_limited":  d.ReplayLimited.Load(),
 		"ike_too_large":       d.TooLarge.Load(),
 		"ike_preauth_memory":  d.PreauthMemory.Load(),
+		"ike_draining":        d.Draining.Load(),
 	}
 }
 

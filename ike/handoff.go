@@ -111,6 +111,23 @@ func cloneAll(b [][]byte) [][]byte {
 	return out
 }
 
+// CanHandoff reports why Handoff of IKE SA id to the gateway at to would be refused
+// for good (not R-MOBIKE, switch_hold, switch_limit), changing nothing; an exchange in
+// flight, which passes, is not among the reasons.
+func (e *Engine) CanHandoff(now time.Time, id uint64, to netip.Addr) error {
+	sa := e.store.get(id)
+	switch {
+	case sa == nil:
+		return fmt.Errorf("ike: no IKE SA #%d", id)
+	case sa.origInitiator || sa.state != stateEstablished || sa.pm == nil:
+		return fmt.Errorf("ike: IKE SA #%d is not an established SA of ours as gateway", id)
+	}
+	if err := sa.pm.CanHandOff(now, to); err != nil {
+		return fmt.Errorf("ike: handoff: IKE SA #%d: %w", id, err)
+	}
+	return nil
+}
+
 // SAInfo is what the caller needs of an IKE SA to hand it over: its SPIs (its name in a
 // cluster), its role, its addresses and, per Child SA, the datapath's handles (the
 // outbound policy, the inbound SPI).
@@ -136,7 +153,7 @@ func (e *Engine) SAInfo(id uint64) (SAInfo, bool) {
 	if sa == nil {
 		return SAInfo{}, false
 	}
-	info := SAInfo{SPIi: sa.spiI, SPIr: sa.spiR, Gateway: !sa.origInitiator, Established: sa.state == stateEstablished,
+	info := SAInfo{SPIi: sa.spiI, SPIr: sa.spiR, Gateway: !sa.origInitiator, Established: sa.state == stateEstablished && !sa.redirectedAway,
 		RMobike: sa.mobike && sa.peerRMobike, Redirect: sa.peerRedirect, Local: sa.local, Remote: sa.remote}
 	for _, c := range sa.children {
 		info.Children = append(info.Children, ChildInfo{Policy: c.policy, SPIIn: c.spiIn})

@@ -299,6 +299,10 @@ func (e *Engine) handleInitRequest(now time.Time, local, remote netip.AddrPort, 
 	if !e.admitInit(now, &in) {
 		return
 	}
+	if e.draining {
+		e.redirectInit(&in)
+		return
+	}
 	ch, ok := e.chooseInit(&in)
 	if !ok {
 		return
@@ -576,10 +580,14 @@ func (e *Engine) handleInitResponse(now time.Time, local, remote netip.AddrPort,
 }
 
 // initErrorNotify handles an IKE_SA_INIT response that is a lone error notify: COOKIE
-// and INVALID_KE_PAYLOAD make us try again, anything else is fatal. All of them could
+// and INVALID_KE_PAYLOAD make us try again, REDIRECT elsewhere, anything else is fatal. All of them could
 // be forged by an on-path attacker, so they are only believed while we wait for this
 // response (RFC 7296 2.21.1). It reports whether the response was one.
 func (e *Engine) initErrorNotify(now time.Time, sa *IKESA, m *wire.Message) bool {
+	if r := wire.FindNotify(m.Payloads, wire.REDIRECT); r != nil && wire.Find[*wire.SA](m.Payloads) == nil {
+		e.followInitRedirect(now, sa, r)
+		return true
+	}
 	if c := wire.FindNotify(m.Payloads, wire.COOKIE); c != nil && wire.Find[*wire.SA](m.Payloads) == nil {
 		if sa.cookieTries >= maxCookieTries || len(c.Data) == 0 || len(c.Data) > 64 {
 			e.failInit(now, sa, "peer keeps demanding COOKIE")

@@ -3,6 +3,7 @@ package ike
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // pool hands out virtual IPs from its prefixes; an identity gets its previous address
@@ -23,6 +24,11 @@ type pool struct {
 	released leaseList             // the leases whose address is free, least recently released first
 	cursor   map[int]netip.Addr    // per prefix: where the next search starts
 	maxFree  int                   // how many entries released may hold
+	// leased: only granted addresses are handed out; spare are those granted and
+	// free. An address released goes back to spare (it stays granted); one dropped
+	// (its SA lives on elsewhere) is no longer granted here.
+	leased bool
+	spare  map[netip.Addr]bool
 }
 
 type leaseKey struct {
@@ -92,6 +98,8 @@ func newPool(c *PoolConfig) (*pool, error) {
 		byAddr:  make(map[netip.Addr]*lease),
 		cursor:  make(map[int]netip.Addr),
 		maxFree: maxRememberedLeases,
+		leased:  c.Leased,
+		spare:   make(map[netip.Addr]bool),
 	}
 	for _, pf := range c.Addrs {
 		p.pfx = append(p.pfx, pf.Masked())
@@ -111,6 +119,9 @@ func (p *pool) hasFamily(is4 bool) bool {
 // allocate returns an address of the family for identity id, preferring want (if in
 // the pool and free) and then the address id had before.
 func (p *pool) allocate(id string, is4 bool, want netip.Addr) (netip.Addr, bool) {
+	if p.leased {
+		return p.allocateSpare(id, is4, want)
+	}
 	if want.IsValid() && !want.IsUnspecified() && want.Is4() == is4 && p.contains(want) && !p.inUse[want] && usable(want, p.prefixOf(want)) {
 		return p.take(id, want), true
 	}
@@ -137,6 +148,67 @@ func (p *pool) allocate(id string, is4 bool, want netip.Addr) (netip.Addr, bool)
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// allocateSpare is allocate of a leased pool: a spare address, preferring want and
+// then the address id had before, else the lowest.
+func (p *pool) allocateSpare(id string, is4 bool, want netip.Addr) (netip.Addr, bool) {
+	if want.Is4() == is4 && p.spare[want] {
+		return p.take(id, want), true
+	}
+	if l, ok := p.byID[leaseKey{id, is4}]; ok && p.spare[l.addr] {
+		return p.take(id, l.addr), true
+	}
+	var low netip.Addr
+	for a := range p.spare {
+		if a.Is4() == is4 && (!low.IsValid() || a.Less(low)) {
+			low = a
+		}
+	}
+	if !low.IsValid() {
+		return netip.Addr{}, false
+	}
+	return p.take(id, low), true
+}
+
+// grant makes the free addresses of addrs in the pool spare (a leased pool).
+func (p *pool) grant(addrs []netip.Addr) {
+	for _, a := range addrs {
+		a = a.Unmap()
+		if pf := p.prefixOf(a); pf.IsValid() && usable(a, pf) && !p.inUse[a] {
+			p.spare[a] = true
+		}
+	}
+}
+
+// takeBack removes up to n spare addresses of the family from the pool, the highest
+// first, and returns them.
+func (p *pool) takeBack(is4 bool, n int) []netip.Addr {
+	var out []netip.Addr
+	for a := range p.spare {
+		if a.Is4() == is4 {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return b.Compare(a) })
+	out = out[:min(n, len(out))]
+	for _, a := range out {
+		delete(p.spare, a)
+	}
+	return out
+}
+
+// drop forgets a, in use by an SA that lives on elsewhere: a leased pool no longer
+// has it; any other pool has it free again.
+func (p *pool) drop(a netip.Addr) {
+	if !p.leased {
+		p.release(a)
+		return
+	}
+	delete(p.inUse, a)
+	if l := p.byAddr[a]; l != nil {
+		p.forget(l)
+	}
 }
 
 // usable excludes the network and (IPv4) broadcast addresses.
@@ -174,6 +246,7 @@ func (p *pool) prefixOf(a netip.Addr) netip.Prefix {
 // take gives a to identity id, which remembers it; whoever had a before forgets it.
 func (p *pool) take(id string, a netip.Addr) netip.Addr {
 	p.inUse[a] = true
+	delete(p.spare, a)
 	key := leaseKey{id, a.Is4()}
 	if l := p.byAddr[a]; l != nil {
 		if l.key == key {
@@ -197,6 +270,9 @@ func (p *pool) release(a netip.Addr) {
 		return
 	}
 	delete(p.inUse, a)
+	if p.leased {
+		p.spare[a] = true
+	}
 	if l := p.byAddr[a]; l != nil {
 		p.released.push(l)
 		for p.released.n > p.maxFree {
@@ -213,4 +289,39 @@ func (p *pool) forget(l *lease) {
 	if p.byAddr[l.addr] == l {
 		delete(p.byAddr, l.addr)
 	}
+}
+
+// GrantVIPs grants pool name the addresses addrs to hand out: a pool with
+// PoolConfig.Leased hands out no others. Addresses outside the pool or in use are
+// ignored.
+func (e *Engine) GrantVIPs(name string, addrs []netip.Addr) error {
+	pl := e.pools[name]
+	if pl == nil || !pl.leased {
+		return fmt.Errorf("ike: no leased pool %q", name)
+	}
+	pl.grant(addrs)
+	return nil
+}
+
+// SpareVIPs returns how many addresses granted to pool name are free, IPv4 and IPv6.
+func (e *Engine) SpareVIPs(name string) (v4, v6 int) {
+	if pl := e.pools[name]; pl != nil {
+		for a := range pl.spare {
+			if a.Is4() {
+				v4++
+			} else {
+				v6++
+			}
+		}
+	}
+	return v4, v6
+}
+
+// ReturnVIPs takes up to n free granted addresses of the family back from pool name
+// (they are not handed out any more) and returns them.
+func (e *Engine) ReturnVIPs(name string, is4 bool, n int) []netip.Addr {
+	if pl := e.pools[name]; pl != nil {
+		return pl.takeBack(is4, n)
+	}
+	return nil
 }

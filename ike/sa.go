@@ -89,6 +89,12 @@ type IKESA struct {
 	// (The flags are kept together: the struct stays within a smaller size class.)
 	fragment   bool // IKE fragmentation negotiated (RFC 7383)
 	restarting bool // initiated to replace an SA lost to DPD or a peer's delete
+	// redirectedAway (responder): we redirected the peer in IKE_AUTH (Drain); the SA,
+	// with no Child SA, waits for the peer's Delete.
+	redirectedAway bool
+	// forgotten: Forget removes the SA, which lives on elsewhere: its virtual IPs
+	// are not this engine's to hand out again.
+	forgotten bool
 	// sentInvalidSyntax: we answered a request of the established SA with
 	// INVALID_SYNTAX, which ends the SA (RFC 7296 2.21.3).
 	sentInvalidSyntax bool

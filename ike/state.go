@@ -494,13 +494,15 @@ func importChild(conn *Conn, cs *ChildSAState) (*ChildSA, error) {
 
 // Forget drops the IKE SA id without telling the peer: for an SA another engine has
 // imported and now owns. Its Child SAs leave the datapath (RemoveInbound,
-// RemoveOutbound) and its virtual IPs go back to the pool; no Delete is sent and no
-// event reported.
+// RemoveOutbound) and its virtual IPs go back to the pool, or, of a leased pool, are
+// no longer granted here (the other engine has them); no Delete is sent and no event
+// reported.
 func (e *Engine) Forget(now time.Time, id uint64) ([]Action, error) {
 	sa := e.store.get(id)
 	if sa == nil {
 		return nil, fmt.Errorf("ike: forget: no IKE SA #%d", id)
 	}
+	sa.forgotten = true
 	e.removeSA(now, sa, "")
 	return e.take(), nil
 }

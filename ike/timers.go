@@ -57,7 +57,7 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 		return
 	}
 	if !sa.expireAt.IsZero() && !sa.expireAt.After(now) {
-		e.log.Debug("forgetting a rekeyed IKE SA the peer did not delete", "sa", sa.id)
+		e.log.Debug("forgetting an IKE SA the peer did not delete (rekeyed or redirected)", "sa", sa.id)
 		e.removeSA(now, sa, "")
 		return
 	}

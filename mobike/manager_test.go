@@ -547,9 +547,17 @@ func TestResponderHandOff(t *testing.T) {
 	if m.SwitchPending().IsValid() {
 		t.Error("the switch is still pending after CancelSwitch")
 	}
-	// switch_limit 1: the cancelled switch does not count.
+	// switch_limit 1: the cancelled switch does not count, and neither do checks.
+	for range 3 {
+		if err := m.CanHandOff(t0.Add(time.Second), other); err != nil {
+			t.Fatalf("CanHandOff after a cancelled hand-over: %v", err)
+		}
+	}
 	if _, err := m.HandOff(t0.Add(time.Second), other); err != nil {
 		t.Errorf("after a cancelled hand-over: %v", err)
+	}
+	if err := m.CanHandOff(t0.Add(2*time.Second), other); err == nil || !strings.Contains(err.Error(), "switch_limit") {
+		t.Errorf("CanHandOff of a second hand-over within the minute: %v", err)
 	}
 	if _, err := m.HandOff(t0.Add(2*time.Second), other); err == nil || !strings.Contains(err.Error(), "switch_limit") {
 		t.Errorf("a second hand-over within the minute: %v", err)

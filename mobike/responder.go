@@ -178,24 +178,38 @@ func (m *Manager) CancelSwitch() {
 }
 
 func (m *Manager) askSwitch(now time.Time, to netip.Addr, ours bool) ([]Decision, error) {
-	switch {
-	case m.role != Responder:
-		return nil, &Refusal{"we are the MOBIKE initiator of this SA: only responders ask for switches"}
-	case !m.mobike || !m.peerR:
-		return nil, &Refusal{"the peer did not advertise R-MOBIKE support ('R')"}
-	case !m.pol.RMobike:
-		return nil, &Refusal{"the connection has rmobike: false"}
-	case ours && !m.pol.localAllowed(to):
-		return nil, &Refusal{to.String() + " is not among the connection's local_addrs"}
-	case !ours && !Usable(to):
-		return nil, &Refusal{to.String() + " is not an address a peer can move to"}
-	}
-	if why := m.switchRefusal(now, to); why != "" {
-		return nil, &Refusal{why}
+	if err := m.switchCheck(now, to, ours); err != nil {
+		return nil, err
 	}
 	m.countSwitch(now)
 	m.switchTo, m.switchSince = to, now
 	return []Decision{SendSwitch{To: to}}, nil
+}
+
+// CanHandOff reports whether HandOff to to would be refused now, and why, changing
+// nothing.
+func (m *Manager) CanHandOff(now time.Time, to netip.Addr) error {
+	return m.switchCheck(now, to.Unmap(), false)
+}
+
+// switchCheck is why a switch request to to may not be sent now (nil: it may).
+func (m *Manager) switchCheck(now time.Time, to netip.Addr, ours bool) error {
+	switch {
+	case m.role != Responder:
+		return &Refusal{"we are the MOBIKE initiator of this SA: only responders ask for switches"}
+	case !m.mobike || !m.peerR:
+		return &Refusal{"the peer did not advertise R-MOBIKE support ('R')"}
+	case !m.pol.RMobike:
+		return &Refusal{"the connection has rmobike: false"}
+	case ours && !m.pol.localAllowed(to):
+		return &Refusal{to.String() + " is not among the connection's local_addrs"}
+	case !ours && !Usable(to):
+		return &Refusal{to.String() + " is not an address a peer can move to"}
+	}
+	if why := m.switchRefusal(now, to); why != "" {
+		return &Refusal{why}
+	}
+	return nil
 }
 
 // SwitchPending is the address we asked the initiator to move to, if any.

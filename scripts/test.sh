@@ -102,7 +102,7 @@ fi
 MOBIKEVPN_ETCD="$etcd37" go test -count=1 ./internal/cluster/...
 MOBIKEVPN_ETCD="$etcd37" go test -count=1 -run 'TestCluster' ./internal/daemon/
 log "race detector (engine, datapath, sockets, control, cluster)"
-go test -count=1 -race ./ike/ ./esp/ ./udp/... ./internal/control/ ./internal/cluster/...
+go test -count=1 -race ./ike/ ./esp/ ./udp/... ./internal/control/ ./internal/cluster/... ./internal/inner/
 go test -count=1 -race -run 'TestCluster' ./internal/daemon/
 
 # --- fuzzing ------------------------------------------------------------------------

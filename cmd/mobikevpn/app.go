@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -289,6 +290,15 @@ func (a *app) cliApp() *cli.App {
 				Action: a.cmdMove,
 			}),
 			cmd(&cli.Command{
+				Name:      "drain",
+				Usage:     "stop new IKE SAs on this cluster node and move every SA to the other live nodes, least loaded first",
+				UsageText: "mobikevpn drain [--wait DURATION]",
+				Flags: []cli.Flag{
+					&cli.DurationFlag{Name: "wait", Usage: "wait up to `DURATION` for the peers to arrive at the other nodes"},
+				},
+				Action: a.cmdDrain,
+			}),
+			cmd(&cli.Command{
 				Name:  "cluster",
 				Usage: "the gateway cluster",
 				Subcommands: []*cli.Command{cmd(&cli.Command{
@@ -561,22 +571,38 @@ func (a *app) cmdSwitch(c *cli.Context) error {
 		// interface.md: the selection is optional; without one, every SA is selected.
 		req.All = true
 	}
-	if c.IsSet("wait") {
-		if req.Wait = c.Duration("wait"); req.Wait <= 0 {
-			return usageErr("switch --wait %v: the wait must be more than 0", req.Wait)
-		}
+	var err error
+	if req.Wait, err = waitFlag(c, "switch"); err != nil {
+		return err
 	}
 	if _, err := req.Parse(); err != nil {
 		return usageErr("%v", err)
 	}
+	return a.controlCall(c, "switch", func(cl *control.Client) (string, error) { return cl.Switch(c.Context, req) })
+}
+
+// waitFlag reads the --wait flag of command name: more than 0 when given, 0 when not.
+func waitFlag(c *cli.Context, name string) (time.Duration, error) {
+	if !c.IsSet("wait") {
+		return 0, nil
+	}
+	w := c.Duration("wait")
+	if w <= 0 {
+		return 0, usageErr("%s --wait %v: the wait must be more than 0", name, w)
+	}
+	return w, nil
+}
+
+// controlCall runs command name against the daemon with call, progress to stderr, and
+// prints the daemon's summary.
+func (a *app) controlCall(c *cli.Context, name string, call func(cl *control.Client) (string, error)) error {
 	path, err := a.controlPath(c)
 	if err != nil {
 		return err
 	}
-	cl := &control.Client{Path: path, Progress: func(m string) { fmt.Fprintln(a.stderr, m) }}
-	msg, err := cl.Switch(c.Context, req)
+	msg, err := call(&control.Client{Path: path, Progress: func(m string) { fmt.Fprintln(a.stderr, m) }})
 	if err != nil {
-		return opErr("switch", err)
+		return opErr(name, err)
 	}
 	if msg != "" {
 		fmt.Fprintln(a.stdout, msg)

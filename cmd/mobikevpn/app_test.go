@@ -137,6 +137,8 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"move", "--to-node", "gw-b", "--wait", "0s"}, "the wait must be more than 0"},
 		{[]string{"move", "--to-node", "gw-b", "--sa", "0"}, "IKE SA ids start at 1"},
 		{[]string{"cluster", "status", "x"}, "status takes no arguments"},
+		{[]string{"drain", "x"}, "drain takes no arguments"},
+		{[]string{"drain", "--wait", "0s"}, "drain --wait 0s: the wait must be more than 0"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -474,7 +476,17 @@ func TestRunAppEntry(t *testing.T) {
 // moveDaemon is a cluster node's control handler that records the move it was asked.
 type moveDaemon struct {
 	fakeDaemon
-	got control.Move
+	got       control.Move
+	drainWait time.Duration
+	drained   bool
+}
+
+func (d *moveDaemon) Drain(ctx context.Context, wait time.Duration) (string, error) {
+	if d.drained {
+		return "", &control.Error{Code: control.CodeFailed, Msg: "draining: moving 1 SAs to gw-b\nnot moved: bob@example.org (SA #2): the peer supports neither R-MOBIKE (switch) nor redirects (RFC 5685): it stays"}
+	}
+	d.drained, d.drainWait = true, wait
+	return "draining: moving 2 SAs to gw-b", nil
 }
 
 func (d *moveDaemon) Move(ctx context.Context, req control.Move) (string, error) {
@@ -498,6 +510,7 @@ func TestMoveAndClusterStatus(t *testing.T) {
 	sock := serve(t, &fakeDaemon{})
 	h.run("move", "--control", sock, "--to-node", "gw-b").expect(t, exitUsage, "not a cluster node")
 	h.run("cluster", "status", "--control", sock).expect(t, exitUsage, "not a cluster node")
+	h.run("drain", "--control", sock).expect(t, exitUsage, "not a cluster node")
 
 	d := &moveDaemon{}
 	sock = serve(t, d)
@@ -527,4 +540,10 @@ func TestMoveAndClusterStatus(t *testing.T) {
 	if !strings.Contains(r.stdout, "* gw-a") || !strings.Contains(r.stdout, "198.51.100.2, 2001:db8:1::2") {
 		t.Errorf("cluster status:\n%s", r.stdout)
 	}
+	r = h.run("drain", "--control", sock, "--wait", "2s")
+	r.expect(t, 0, "")
+	if r.stdout != "draining: moving 2 SAs to gw-b\n" || d.drainWait != 2*time.Second {
+		t.Errorf("drain: stdout %q, wait %v", r.stdout, d.drainWait)
+	}
+	h.run("drain", "--control", sock).expect(t, exitFailed, "not moved: bob@example.org")
 }

@@ -29,27 +29,29 @@ func (a *app) cmdMove(c *cli.Context) error {
 	if c.IsSet("count") && req.Count <= 0 {
 		return usageErr("move --count %d: a count is more than 0", req.Count)
 	}
-	if c.IsSet("wait") {
-		if req.Wait = c.Duration("wait"); req.Wait <= 0 {
-			return usageErr("move --wait %v: the wait must be more than 0", req.Wait)
-		}
+	var err error
+	if req.Wait, err = waitFlag(c, "move"); err != nil {
+		return err
 	}
 	if _, err := req.Parse(); err != nil {
 		return usageErr("%v", err)
 	}
-	path, err := a.controlPath(c)
+	return a.controlCall(c, "move", func(cl *control.Client) (string, error) { return cl.Move(c.Context, req) })
+}
+
+// cmdDrain is `mobikevpn drain`.
+func (a *app) cmdDrain(c *cli.Context) error {
+	if err := a.common(c); err != nil {
+		return err
+	}
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	wait, err := waitFlag(c, "drain")
 	if err != nil {
 		return err
 	}
-	cl := &control.Client{Path: path, Progress: func(m string) { fmt.Fprintln(a.stderr, m) }}
-	msg, err := cl.Move(c.Context, req)
-	if err != nil {
-		return opErr("move", err)
-	}
-	if msg != "" {
-		fmt.Fprintln(a.stdout, msg)
-	}
-	return nil
+	return a.controlCall(c, "drain", func(cl *control.Client) (string, error) { return cl.Drain(c.Context, wait) })
 }
 
 // cmdClusterStatus is `mobikevpn cluster status`.
@@ -76,13 +78,13 @@ func (a *app) cmdClusterStatus(c *cli.Context) error {
 		_, err = a.stdout.Write(append(b, '\n'))
 		return err
 	}
-	fmt.Fprintf(a.stdout, "%-2s%-16s %-6s %7s  %s\n", "", "NODE", "ALIVE", "IKE SAS", "ADDRESSES")
+	fmt.Fprintf(a.stdout, "%-2s%-16s %-6s %-8s %7s  %s\n", "", "NODE", "ALIVE", "DRAINING", "IKE SAS", "ADDRESSES")
 	for _, n := range st.Nodes {
 		mark := ""
 		if n.Name == st.Self {
 			mark = "*"
 		}
-		fmt.Fprintf(a.stdout, "%-2s%-16s %-6v %7d  %s\n", mark, n.Name, n.Alive, n.IKESAs, strings.Join(n.Addrs, ", "))
+		fmt.Fprintf(a.stdout, "%-2s%-16s %-6v %-8v %7d  %s\n", mark, n.Name, n.Alive, n.Draining, n.IKESAs, strings.Join(n.Addrs, ", "))
 	}
 	return nil
 }

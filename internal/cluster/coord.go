@@ -31,6 +31,9 @@ type Node struct {
 	Name   string       `json:"name"`
 	Addrs  []netip.Addr `json:"addrs"`
 	IKESAs int          `json:"ike_sas"`
+	// Draining: the node takes no new IKE SAs and moves its SAs away (SetDraining); no
+	// SA is to be moved to it.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // SAKey names an IKE SA in the cluster: its SPIs, which a move does not change.
@@ -70,6 +73,9 @@ type Coordinator struct {
 	lease  clientv3.LeaseID
 	ttl    time.Duration
 
+	recMu sync.Mutex
+	rec   Node // what the node's key says (SetLoad, SetDraining)
+
 	lost     chan struct{} // closed when the lease is gone
 	lostOnce sync.Once
 	stop     context.CancelFunc
@@ -97,7 +103,7 @@ func Join(ctx context.Context, cfg Config, self Node, key *StateKey) (*Coordinat
 	if err != nil {
 		return nil, fmt.Errorf("cluster: etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
-	c := &Coordinator{cli: cli, prefix: cfg.Prefix, self: self, key: key, ttl: cfg.LeaseTTL,
+	c := &Coordinator{cli: cli, prefix: cfg.Prefix, self: self, rec: self, key: key, ttl: cfg.LeaseTTL,
 		lost: make(chan struct{}), done: make(chan struct{})}
 	if err := c.register(ctx); err != nil {
 		cli.Close()
@@ -158,9 +164,21 @@ func (c *Coordinator) Self() Node { return c.self }
 
 // SetLoad updates the node's IKE SA count in its key.
 func (c *Coordinator) SetLoad(ctx context.Context, ikeSAs int) error {
-	n := c.self // c.self stays as registered: Self is read from other goroutines
-	n.IKESAs = ikeSAs
-	val, _ := json.Marshal(n)
+	return c.putSelf(ctx, func(n *Node) { n.IKESAs = ikeSAs })
+}
+
+// SetDraining marks the node draining in its key, for good.
+func (c *Coordinator) SetDraining(ctx context.Context) error {
+	return c.putSelf(ctx, func(n *Node) { n.Draining = true })
+}
+
+// putSelf changes the node's record with f and writes it to its key; the lock is held
+// across the write, so that the last record written is the last one made.
+func (c *Coordinator) putSelf(ctx context.Context, f func(n *Node)) error {
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	f(&c.rec)
+	val, _ := json.Marshal(c.rec)
 	_, err := c.cli.Put(ctx, c.nodeKey(c.self.Name), string(val), clientv3.WithLease(c.lease))
 	return err
 }

@@ -4,7 +4,8 @@
 //
 // # Keys
 //
-//	<prefix>nodes/<name>          a live node: its addresses and load, under its lease
+//	<prefix>nodes/<name>          a live node: its addresses, load and whether it is
+//	                              draining, under its lease
 //	<prefix>sas/<SAKey>/owner     the node that owns the SA (changed only by CAS)
 //	<prefix>sas/<SAKey>/state     the SA's state (ike.SAState), sealed (StateKey)
 //
@@ -38,4 +39,9 @@
 // the SA back (ike Engine.Reclaim, esp ResumeInbound and UnreserveOutbound: the packets
 // held meanwhile are lost, nothing was sent to the peer) after taking the owner key back
 // by CAS; B, finding the owner changed, drops what it imported.
+//
+// A peer without R-MOBIKE cannot be asked to switch: it is redirected to B (RFC 5685)
+// when it follows redirects, builds a new IKE SA there (B claims it) and deletes the one
+// with A. A draining node (SetDraining) moves each of its SAs so to the least loaded
+// other node and redirects new peers in IKE_SA_INIT or IKE_AUTH.
 package cluster

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -18,7 +20,7 @@ const (
 )
 
 func (p *parser) cluster(v val, cfg *Config, c *Cluster) error {
-	o, err := p.object(v, "node, addrs, etcd, state_key_file, lease_ttl", "node", "addrs", "etcd", "state_key_file", "lease_ttl")
+	o, err := p.object(v, "node, addrs, etcd, state_key_file, lease_ttl, inner", "node", "addrs", "etcd", "state_key_file", "lease_ttl", "inner")
 	if err != nil {
 		return err
 	}
@@ -81,6 +83,60 @@ func (p *parser) cluster(v val, cfg *Config, c *Cluster) error {
 				return p.verr(v, "%v is out of range; allowed: %v..%v", d, MinLeaseTTL, MaxLeaseTTL)
 			}
 			c.LeaseTTL = d
+			return nil
+		}},
+		{key: "inner", read: func(p *parser, v val) error {
+			c.Inner = &Inner{}
+			return p.inner(v, c.Inner)
+		}},
+	})
+}
+
+func (p *parser) inner(v val, in *Inner) error {
+	o, err := p.object(v, "mode, interface, hook", "mode", "interface", "hook")
+	if err != nil {
+		return err
+	}
+	return p.apply(o, []setting{
+		{key: "mode", need: "missing; arp (or ndp) with interface, or hook with hook", read: func(p *parser, v val) error {
+			if err := stringKey(&in.Mode)(p, v); err != nil {
+				return err
+			}
+			switch in.Mode {
+			case InnerARP, InnerNDP, InnerHook:
+				return nil
+			}
+			return p.verr(v, "%q; allowed: arp, ndp, hook", in.Mode)
+		}},
+		{key: "interface", read: func(p *parser, v val) error {
+			if err := stringKey(&in.Interface)(p, v); err != nil {
+				return err
+			}
+			if _, err := net.InterfaceByName(in.Interface); err != nil {
+				return p.verr(v, "%q: no such network interface here", in.Interface)
+			}
+			return nil
+		}},
+		{key: "hook", read: func(p *parser, v val) error {
+			if err := fileKey(&in.Hook)(p, v); err != nil {
+				return err
+			}
+			if fi, err := os.Stat(in.Hook); err == nil && fi.Mode().Perm()&0o111 == 0 {
+				return p.verr(v, "%s is not executable", in.Hook)
+			}
+			return nil
+		}},
+		{check: func() error {
+			switch {
+			case in.Mode == InnerHook && in.Hook == "":
+				return p.kerr(o, "hook", "missing; mode hook runs this executable on each claim and release")
+			case in.Mode == InnerHook && in.Interface != "":
+				return p.kerr(o, "interface", "not used with mode hook")
+			case in.Mode != InnerHook && in.Interface == "":
+				return p.kerr(o, "interface", "missing; mode %s announces on this interface (the inner segment)", in.Mode)
+			case in.Mode != InnerHook && in.Hook != "":
+				return p.kerr(o, "hook", "only with mode hook")
+			}
 			return nil
 		}},
 	})

@@ -64,6 +64,23 @@ type Cluster struct {
 	TLSCA, TLSCert, TLSKey string
 	StateKeyFile           string        // the cluster's key for SA state written to etcd
 	LeaseTTL               time.Duration // a node that stops renewing is dead after this
+	// Inner says how the protected side learns which node serves a client's virtual
+	// IP (nil: it is not told).
+	Inner *Inner
+}
+
+// Inner modes.
+const (
+	InnerARP  = "arp"  // answer ARP (IPv4) and NDP (IPv6) on Interface; announce takeovers
+	InnerNDP  = "ndp"  // the same as arp
+	InnerHook = "hook" // run Hook on each claim and release
+)
+
+// Inner is `cluster.inner`: how the node announces the virtual IPs it serves.
+type Inner struct {
+	Mode      string // InnerARP, InnerNDP or InnerHook
+	Interface string // the inner segment's interface (arp, ndp)
+	Hook      string // the executable run (hook)
 }
 
 // Datapath tunes the ESP datapath.

@@ -6,11 +6,12 @@ import (
 	"time"
 )
 
-// The gateway cluster's commands: `move` and `cluster status`.
+// The gateway cluster's commands: `move`, `drain` and `cluster status`.
 
 // Cluster commands.
 const (
 	CmdMove          = "move"
+	CmdDrain         = "drain"
 	CmdClusterStatus = "cluster-status"
 )
 
@@ -79,6 +80,9 @@ func (r MoveRequest) Parse() (Move, error) {
 // the gateway is not a cluster node. The string is a summary for the client.
 type Mover interface {
 	Move(ctx context.Context, req Move) (string, error)
+	// Drain stops new IKE SAs on the node and moves every SA to the other live nodes;
+	// with a wait (more than 0) it reports once each arrived there, as Move.
+	Drain(ctx context.Context, wait time.Duration) (string, error)
 	ClusterStatus(ctx context.Context) (*ClusterStatus, error)
 }
 
@@ -90,10 +94,11 @@ type ClusterStatus struct {
 
 // ClusterNode is a node of the cluster.
 type ClusterNode struct {
-	Name   string   `json:"name"`
-	Addrs  []string `json:"addrs"`
-	Alive  bool     `json:"alive"`
-	IKESAs int      `json:"ike_sas"`
+	Name     string   `json:"name"`
+	Addrs    []string `json:"addrs"`
+	Alive    bool     `json:"alive"`
+	IKESAs   int      `json:"ike_sas"`
+	Draining bool     `json:"draining"` // `drain` ran on it: no new IKE SAs, none moved to it
 }
 
 // Move asks the daemon to hand the selected SAs to another node.
@@ -101,6 +106,20 @@ func (cl *Client) Move(ctx context.Context, req MoveRequest) (string, error) {
 	r := Request{Cmd: CmdMove, ToNode: req.ToNode, SA: req.SA, Peer: req.Peer, All: req.All, Count: req.Count}
 	if req.Wait > 0 {
 		r.WaitMS = max(req.Wait.Milliseconds(), 1)
+	}
+	resp, err := cl.Do(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	return resp.Message, nil
+}
+
+// Drain asks the daemon to drain its node, waiting up to wait (0: not) for the SAs to
+// arrive at the other nodes.
+func (cl *Client) Drain(ctx context.Context, wait time.Duration) (string, error) {
+	r := Request{Cmd: CmdDrain}
+	if wait > 0 {
+		r.WaitMS = max(wait.Milliseconds(), 1)
 	}
 	resp, err := cl.Do(ctx, r)
 	if err != nil {
@@ -133,6 +152,16 @@ func (s *Server) serveCluster(ctx context.Context, req Request) *Response {
 			return errResponse(err)
 		}
 		return &Response{OK: true, Cluster: st}
+	}
+	if req.Cmd == CmdDrain {
+		if req.WaitMS < 0 {
+			return errResponse(UsageError("drain --wait: the wait must not be negative"))
+		}
+		msg, err := mv.Drain(ctx, time.Duration(req.WaitMS)*time.Millisecond)
+		if err != nil {
+			return errResponse(err)
+		}
+		return &Response{OK: true, Message: msg}
 	}
 	m, err := MoveRequest{ToNode: req.ToNode, SA: req.SA, Peer: req.Peer, All: req.All, Count: req.Count,
 		Wait: time.Duration(req.WaitMS) * time.Millisecond}.Parse()

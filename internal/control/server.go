@@ -332,7 +332,7 @@ func (s *Server) dispatch(ctx context.Context, req *Request) (resp *Response) {
 			return errResponse(err)
 		}
 		return &Response{OK: true, Message: msg}
-	case CmdMove, CmdClusterStatus:
+	case CmdMove, CmdDrain, CmdClusterStatus:
 		return s.serveCluster(ctx, *req)
 	case "":
 		return &Response{Error: "missing cmd", Code: CodeUsage}

@@ -28,6 +28,10 @@ const (
 	// moveGrace is how long, after the peer arrived at the other node, this node keeps
 	// forwarding what still reaches it before it forgets the SA.
 	moveGrace = 2 * time.Second
+	// moveRetry paces the tries of a move whose SA is in the middle of an exchange (a
+	// liveness check, a rekey, the switch request of its last move): it moves once
+	// quiet, within moveReadyTimeout.
+	moveRetry = 100 * time.Millisecond
 	// etcdTimeout bounds one etcd call.
 	etcdTimeout = 10 * time.Second
 )
@@ -44,6 +48,8 @@ type clusterRole struct {
 	moves    map[cluster.SAKey]*move  // hand-overs from here under way
 	arriving map[cluster.SAKey]uint64 // SAs imported here whose peer has not arrived yet
 	lost     bool                     // the node's lease is gone: no cluster operations
+	draining bool                     // `drain` ran: new peers are redirected elsewhere
+	vipBusy  map[vipFamily]bool       // virtual IP claims under way
 	// redirected are the SAs whose peers were redirected to another node (RFC 5685),
 	// by id: the channel hears when the peer deleted the SA here, its new one being up.
 	redirected map[uint64]chan error
@@ -67,7 +73,7 @@ type move struct {
 func newClusterRole(d *daemon, co *cluster.Coordinator) *clusterRole {
 	return &clusterRole{d: d, co: co, jobs: make(chan func(context.Context), 1024), quit: make(chan struct{}),
 		keys: make(map[uint64]cluster.SAKey), moves: make(map[cluster.SAKey]*move), arriving: make(map[cluster.SAKey]uint64),
-		redirected: make(map[uint64]chan error)}
+		redirected: make(map[uint64]chan error), vipBusy: make(map[vipFamily]bool)}
 }
 
 // run carries out the etcd jobs in order and follows the cluster's changes until ctx
@@ -103,8 +109,16 @@ func (c *clusterRole) run(ctx context.Context) {
 			}
 			c.event(ctx, ev)
 		case <-c.co.Lost():
-			c.d.log.Error("cluster: this node's etcd lease is gone: it is no longer a member; its SAs stay here, nothing moves")
-			c.cmd(func(time.Time) { c.lost = true })
+			c.d.log.Error("cluster: this node's etcd lease is gone: it is no longer a member; its SAs stay here, nothing moves, no new client gets a virtual IP")
+			c.cmd(func(time.Time) {
+				c.lost = true
+				// The addresses it held are free for other nodes after the lease: hand
+				// out none of the spare ones any more.
+				for _, p := range c.d.cfg.Pools {
+					c.d.engine.ReturnVIPs(p.Name, true, vipScan)
+					c.d.engine.ReturnVIPs(p.Name, false, vipScan)
+				}
+			})
 			<-ctx.Done()
 			return
 		case <-ctx.Done():
@@ -160,12 +174,16 @@ func (c *clusterRole) nodesChanged() {
 				}
 			}
 			c.d.apply(c.d.engine.SetClusterAddrs(now, others))
+			if c.draining {
+				c.d.engine.Drain(c.drainTargets(nodes))
+			}
 		})
 	})
 }
 
 // onEvent follows the engine's events for the cluster (engine goroutine).
 func (c *clusterRole) onEvent(ev ike.Event) {
+	defer c.checkVIPs()
 	switch ev.Kind {
 	case ike.EventEstablished:
 		c.claim(ev.IKESA)
@@ -274,6 +292,7 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey) {
 				})
 				return
 			}
+			c.takeVIPs(ctx, &st)
 			c.setLoad(ctx, n)
 		})
 		c.d.log.Info("cluster: SA imported; its peer is asked to switch here", "sa", key, "id", id)
@@ -334,6 +353,9 @@ func (c *clusterRole) startMove(now time.Time, id uint64, to cluster.Node, done 
 		c.d.log.Info("cluster: peer redirected to another node (no R-MOBIKE)", "sa", key, "id", id, "to", to.Name)
 		return nil
 	}
+	if err := c.d.engine.CanHandoff(now, id, target); err != nil {
+		return err
+	}
 	m := &move{id: id, key: key, to: to, target: target, bounds: make(map[uint64]uint64),
 		forward: netip.AddrPortFrom(target, c.d.cfg.Ports.NATT), local: netip.AddrPortFrom(info.Local.Addr(), c.d.cfg.Ports.NATT)}
 	if done != nil {
@@ -379,6 +401,28 @@ func (c *clusterRole) startMove(now time.Time, id uint64, to cluster.Node, done 
 			c.after(moveReadyTimeout, func(now time.Time) { c.readyTimeout(now, m) })
 		})
 	})
+	return nil
+}
+
+// startMoveWhenQuiet is startMove, tried again while the SA is busy with an exchange;
+// done hears why if it never got quiet.
+func (c *clusterRole) startMoveWhenQuiet(now time.Time, id uint64, to cluster.Node, done chan error) error {
+	err := c.startMove(now, id, to, done)
+	if !errors.Is(err, ike.ErrExchangeInFlight) || done == nil {
+		return err
+	}
+	deadline := now.Add(moveReadyTimeout)
+	var retry func(now time.Time)
+	retry = func(now time.Time) {
+		switch err := c.startMove(now, id, to, done); {
+		case err == nil:
+		case errors.Is(err, ike.ErrExchangeInFlight) && now.Before(deadline):
+			c.after(moveRetry, retry)
+		default:
+			done <- err
+		}
+	}
+	c.after(moveRetry, retry)
 	return nil
 }
 
@@ -523,6 +567,8 @@ func (c *clusterRole) liveNode(ctx context.Context, name string) (cluster.Node, 
 		switch {
 		case n.Name == name && name == c.co.Self().Name:
 			return cluster.Node{}, control.UsageError("move --to-node %s: that is this node", name)
+		case n.Name == name && n.Draining:
+			return cluster.Node{}, control.UsageError("move --to-node %s: that node is draining", name)
 		case n.Name == name:
 			return n, nil
 		case n.Name != c.co.Self().Name:
@@ -538,6 +584,9 @@ func (c *clusterRole) liveNode(ctx context.Context, name string) (cluster.Node, 
 // startCluster runs the cluster role; the returned function stops it (after the SAs
 // were deleted at shutdown: their releases go out first) and leaves the cluster.
 func (d *daemon) startCluster() func() {
+	ictx, icancel := context.WithTimeout(context.Background(), etcdTimeout)
+	d.cl.initialVIPs(ictx) // the engine does not run yet
+	icancel()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -562,43 +611,28 @@ func (d *daemon) Move(ctx context.Context, req control.Move) (string, error) {
 	if d.cl == nil {
 		return "", control.UsageError("move: this gateway is not a cluster node (no cluster: section)")
 	}
-	type started struct {
-		id   uint64
-		peer string
-		how  string // "moved" (switch), "redirected" (RFC 5685)
-		done chan error
-	}
-	var moving []started
-	var refused []string
+	var moves moveSet
 	var useErr error
 	to, err := d.cl.liveNode(ctx, req.ToNode)
 	if err != nil {
 		return "", err
 	}
 	if err := d.run(ctx, func(now time.Time) {
-		c := d.cl
-		if c.lost {
+		if d.cl.lost {
 			useErr = errors.New("move: this node lost its etcd lease")
 			return
 		}
 		for _, s := range d.engine.Status(now) {
 			info, ok := d.engine.SAInfo(s.ID)
 			if !ok || !info.Gateway || (req.SA != 0 && s.ID != req.SA) || (req.Peer != "" && s.RemoteID != req.Peer) ||
-				(req.Count > 0 && len(moving) >= req.Count) {
+				(req.Count > 0 && len(moves.moving) >= req.Count) {
 				continue
 			}
-			ch := make(chan error, 1)
-			if err := c.startMove(now, s.ID, to, ch); err != nil {
-				refused = append(refused, fmt.Sprintf("%s (SA #%d): %v", s.RemoteID, s.ID, err))
-				continue
+			if err := moves.start(now, d.cl, s, info, to); err != nil {
+				moves.refuse(s, err)
 			}
-			how := "moved"
-			if !info.RMobike {
-				how = "redirected"
-			}
-			moving = append(moving, started{id: s.ID, peer: s.RemoteID, how: how, done: ch})
 		}
-		if len(moving) == 0 && len(refused) == 0 {
+		if len(moves.moving) == 0 && len(moves.refused) == 0 {
 			useErr = control.UsageError("move: no SA of this gateway matches the selection")
 		}
 	}); err != nil {
@@ -607,31 +641,72 @@ func (d *daemon) Move(ctx context.Context, req control.Move) (string, error) {
 	if useErr != nil {
 		return "", useErr
 	}
+	return moves.await(ctx, fmt.Sprintf("moving %d SAs to %s", len(moves.moving), req.ToNode), req.Wait)
+}
+
+// moveSet is the moves one command started, and the SAs it could not move.
+type moveSet struct {
+	moving  []movingSA
+	refused []string
+}
+
+// movingSA is one SA a command moves.
+type movingSA struct {
+	id   uint64
+	peer string
+	how  string // "moved" (switch), "redirected" (RFC 5685)
+	to   string // the node
+	done chan error
+}
+
+// start moves SA s to node to (engine goroutine), or says why not.
+func (ms *moveSet) start(now time.Time, c *clusterRole, s ike.SAStatus, info ike.SAInfo, to cluster.Node) error {
+	ch := make(chan error, 1)
+	if err := c.startMoveWhenQuiet(now, s.ID, to, ch); err != nil {
+		return err
+	}
+	how := "moved"
+	if !info.RMobike {
+		how = "redirected"
+	}
+	ms.moving = append(ms.moving, movingSA{id: s.ID, peer: s.RemoteID, how: how, to: to.Name, done: ch})
+	return nil
+}
+
+// refuse notes why SA s is not moved.
+func (ms *moveSet) refuse(s ike.SAStatus, err error) {
+	ms.refused = append(ms.refused, fmt.Sprintf("%s (SA #%d): %v", s.RemoteID, s.ID, err))
+}
+
+// await reports the moves under head: without a wait at once (a failure only when
+// nothing could be started), with one once each ended or the wait is over (a failure
+// naming those that did not move).
+func (ms *moveSet) await(ctx context.Context, head string, wait time.Duration) (string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "moving %d SAs to %s", len(moving), req.ToNode)
-	for _, r := range refused {
+	b.WriteString(head)
+	for _, r := range ms.refused {
 		fmt.Fprintf(&b, "\nnot moved: %s", r)
 	}
-	if req.Wait <= 0 {
-		if len(moving) == 0 {
+	if wait <= 0 {
+		if len(ms.moving) == 0 && len(ms.refused) > 0 {
 			return "", &control.Error{Code: control.CodeFailed, Msg: b.String()}
 		}
 		return b.String(), nil
 	}
-	timeout := time.After(req.Wait)
-	failed := len(refused)
-	for _, m := range moving {
+	timeout := time.After(wait)
+	failed := len(ms.refused)
+	for _, m := range ms.moving {
 		select {
 		case err := <-m.done:
 			if err != nil {
 				failed++
 				fmt.Fprintf(&b, "\nnot moved: %s (SA #%d): %v", m.peer, m.id, err)
 			} else {
-				fmt.Fprintf(&b, "\n%s: %s (SA #%d)", m.how, m.peer, m.id)
+				fmt.Fprintf(&b, "\n%s: %s (SA #%d) to %s", m.how, m.peer, m.id, m.to)
 			}
 		case <-timeout:
 			failed++
-			fmt.Fprintf(&b, "\nnot moved within %v: %s (SA #%d)", req.Wait, m.peer, m.id)
+			fmt.Fprintf(&b, "\nnot moved within %v: %s (SA #%d)", wait, m.peer, m.id)
 		case <-ctx.Done():
 			return "", ctx.Err()
 		}
@@ -653,7 +728,7 @@ func (d *daemon) ClusterStatus(ctx context.Context) (*control.ClusterStatus, err
 	}
 	st := &control.ClusterStatus{Self: d.cl.co.Self().Name, Nodes: []control.ClusterNode{}}
 	for _, n := range nodes {
-		cn := control.ClusterNode{Name: n.Name, Alive: true, IKESAs: n.IKESAs, Addrs: []string{}}
+		cn := control.ClusterNode{Name: n.Name, Alive: true, IKESAs: n.IKESAs, Draining: n.Draining, Addrs: []string{}}
 		for _, a := range n.Addrs {
 			cn.Addrs = append(cn.Addrs, a.String())
 		}

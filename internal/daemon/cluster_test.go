@@ -70,27 +70,21 @@ connections:
         esp_proposals: [aes128gcm16]
 `
 
-func startClusterNode(t *testing.T, ctx context.Context, srv *etcdtest.Server, keyFile, prefix, name string, addr netip.Addr, net *memnet.Network, clk *clocktest.Fake) *node {
-	t.Helper()
-	cfg, err := config.Parse(fmt.Appendf(nil, clusterNodeConfig, addr, name, srv.Endpoint, prefix, keyFile), "in-process.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := cluster.LoadStateKey(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	co, err := cluster.Join(jctx, cluster.Config{Endpoints: []string{srv.Endpoint}, Prefix: prefix, LeaseTTL: 5 * time.Second},
-		cluster.Node{Name: name, Addrs: cfg.Cluster.Addrs}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startNodeWith(t, ctx, cfg, net.Host(addr), clk, Options{}, func(d *Deps) { d.Cluster = co })
+// clusterLab is what the in-process cluster tests share: a real etcd server, the
+// cluster key, a fake clock and an in-memory network; they stop when the test ends.
+type clusterLab struct {
+	t       *testing.T
+	ctx     context.Context
+	srv     *etcdtest.Server
+	keyFile string
+	prefix  string
+	clk     *clocktest.Fake
+	net     *memnet.Network
+	cancel  context.CancelFunc // stops the daemons
 }
 
-func TestClusterMoveInProcess(t *testing.T) {
+func newClusterLab(t *testing.T, prefix string) *clusterLab {
+	t.Helper()
 	srv, err := etcdtest.Start()
 	if errors.Is(err, etcdtest.ErrNotInstalled) {
 		t.Skip(err)
@@ -98,20 +92,75 @@ func TestClusterMoveInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Stop()
+	t.Cleanup(srv.Stop)
 	keyFile := filepath.Join(t.TempDir(), "cluster.key")
 	if err := os.WriteFile(keyFile, []byte(strings.Repeat("5a", 32)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return &clusterLab{t: t, ctx: ctx, srv: srv, keyFile: keyFile, prefix: prefix, cancel: cancel,
+		clk: clocktest.New(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)), net: memnet.New()}
+}
+
+// node starts gateway daemon name of the cluster at addr.
+func (l *clusterLab) node(name string, addr netip.Addr) *node {
+	return l.nodeFrom(clusterNodeConfig, name, addr)
+}
+
+// nodeFrom starts gateway daemon name at addr from cfgText, which has the verbs of
+// clusterNodeConfig.
+func (l *clusterLab) nodeFrom(cfgText, name string, addr netip.Addr) *node {
+	t := l.t
+	t.Helper()
+	cfg, err := config.Parse(fmt.Appendf(nil, cfgText, addr, name, l.srv.Endpoint, l.prefix, l.keyFile), "in-process.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := cluster.LoadStateKey(l.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
 	defer cancel()
-	clk := clocktest.New(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
-	net := memnet.New()
+	co, err := cluster.Join(jctx, cluster.Config{Endpoints: []string{l.srv.Endpoint}, Prefix: l.prefix, LeaseTTL: 5 * time.Second},
+		cluster.Node{Name: name, Addrs: cfg.Cluster.Addrs}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startNodeWith(t, l.ctx, cfg, l.net.Host(addr), l.clk, Options{}, func(d *Deps) { d.Cluster = co })
+}
+
+// client starts a client daemon at addr with identity id, from cfgText (clusterClientConfig or a variant).
+func (l *clusterLab) client(cfgText, id string, addr netip.Addr) *node {
+	return startNode(l.t, l.ctx, strings.Replace(cfgText, "id: alice@example.org", "id: "+id, 1), l.net.Host(addr), l.clk)
+}
+
+// advanceUntil moves the fake clock on by step until done delivers, and returns what it
+// delivered.
+func advanceUntil[T any](t *testing.T, l *clusterLab, what string, step time.Duration, done <-chan T) T {
+	t.Helper()
+	var v T
+	waitFor(t, what, func() bool {
+		select {
+		case v = <-done:
+			return true
+		default:
+			l.clk.Advance(step)
+			return false
+		}
+	})
+	return v
+}
+
+func TestClusterMoveInProcess(t *testing.T) {
+	l := newClusterLab(t, "/move/")
+	ctx, net := l.ctx, l.net
+	start := time.Now()
 	aAddr, bAddr, clAddr := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("192.0.2.10")
-	a := startClusterNode(t, ctx, srv, keyFile, "/move/", "gw-a", aAddr, net, clk)
-	b := startClusterNode(t, ctx, srv, keyFile, "/move/", "gw-b", bAddr, net, clk)
-	cl := startNode(t, ctx, clusterClientConfig, net.Host(clAddr), clk)
+	a := l.node("gw-a", aAddr)
+	b := l.node("gw-b", bAddr)
+	cl := l.client(clusterClientConfig, "alice@example.org", clAddr)
 	server := netip.MustParseAddr("198.18.0.1")
 
 	waitFor(t, "established with A, B announced", func() bool {
@@ -177,18 +226,9 @@ func TestClusterMoveInProcess(t *testing.T) {
 		msg, err = a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: 30 * time.Second})
 		done <- err
 	}()
-	waitFor(t, "the move", func() bool {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("move: %v (%s)", err, msg)
-			}
-			return true
-		default:
-			clk.Advance(50 * time.Millisecond)
-			return false
-		}
-	})
+	if err := advanceUntil(t, l, "the move", 50*time.Millisecond, done); err != nil {
+		t.Fatalf("move: %v (%s)", err, msg)
+	}
 	after := cl.status(t)[0]
 	if after.Remote != "198.51.100.2:4500" || after.SPIi != before.SPIi || after.SPIr != before.SPIr {
 		t.Errorf("the client's SA after the move: remote %s, SPIs %s/%s (were %s/%s)", after.Remote, after.SPIi, after.SPIr, before.SPIi, before.SPIr)
@@ -249,7 +289,7 @@ func TestClusterMoveInProcess(t *testing.T) {
 		return err == nil && len(cs.Nodes) == 2 && cs.Nodes[0].IKESAs == 0 && cs.Nodes[1].IKESAs == 1
 	})
 	t.Logf("%s; SA moved from A to B in process in %v", msg, time.Since(start).Round(time.Millisecond))
-	cancel()
+	l.cancel()
 	for _, n := range []*node{a, b, cl} {
 		if err := <-n.done; err != nil {
 			t.Errorf("Run: %v", err)
@@ -271,37 +311,13 @@ func (n *node) drops(t *testing.T) map[string]uint64 {
 // timeout node A takes the SA back in etcd and carries on with it; the client never
 // heard of the move.
 func TestClusterMoveNotTaken(t *testing.T) {
-	srv, err := etcdtest.Start()
-	if errors.Is(err, etcdtest.ErrNotInstalled) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	keyFile := filepath.Join(t.TempDir(), "cluster.key")
-	if err := os.WriteFile(keyFile, []byte(strings.Repeat("5a", 32)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	clk := clocktest.New(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
-	net := memnet.New()
+	l := newClusterLab(t, "/notaken/")
+	ctx := l.ctx
 	aAddr, bAddr, clAddr := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("192.0.2.10")
-	a := startClusterNode(t, ctx, srv, keyFile, "/notaken/", "gw-a", aAddr, net, clk)
+	a := l.node("gw-a", aAddr)
 	// Node B names its connection differently: it cannot import A's SAs.
-	cfg, err := config.Parse(fmt.Appendf(nil, strings.Replace(clusterNodeConfig, "  rw:\n", "  other:\n", 1), bAddr, "gw-b", srv.Endpoint, "/notaken/", keyFile), "in-process.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := cluster.LoadStateKey(keyFile)
-	co, err := cluster.Join(ctx, cluster.Config{Endpoints: []string{srv.Endpoint}, Prefix: "/notaken/", LeaseTTL: 5 * time.Second},
-		cluster.Node{Name: "gw-b", Addrs: cfg.Cluster.Addrs}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := startNodeWith(t, ctx, cfg, net.Host(bAddr), clk, Options{}, func(d *Deps) { d.Cluster = co })
-	cl := startNode(t, ctx, clusterClientConfig, net.Host(clAddr), clk)
+	b := l.nodeFrom(strings.Replace(clusterNodeConfig, "  rw:\n", "  other:\n", 1), "gw-b", bAddr)
+	cl := l.client(clusterClientConfig, "alice@example.org", clAddr)
 	server := netip.MustParseAddr("198.18.0.1")
 	waitFor(t, "established with A, B announced", func() bool {
 		st := cl.status(t)
@@ -315,22 +331,13 @@ func TestClusterMoveNotTaken(t *testing.T) {
 		msg, err = a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: time.Minute})
 		done <- err
 	}()
-	var moveErr error
-	waitFor(t, "the move to give up", func() bool {
-		select {
-		case moveErr = <-done:
-			return true
-		default:
-			clk.Advance(100 * time.Millisecond)
-			return false
-		}
-	})
+	moveErr := advanceUntil(t, l, "the move to give up", 100*time.Millisecond, done)
 	var ce *control.Error
 	if !errors.As(moveErr, &ce) || ce.Code != control.CodeFailed || !strings.Contains(ce.Msg, "did not import") {
 		t.Fatalf("move: %v (%s)", moveErr, msg)
 	}
 	// The SA is A's again: in etcd, in A's engine, for the client.
-	if owner, err := co.Owner(ctx, cluster.SAKey{SPIi: parseSPI(t, cl.status(t)[0].SPIi), SPIr: parseSPI(t, cl.status(t)[0].SPIr)}); err != nil || owner != "gw-a" {
+	if owner, err := b.d.cl.co.Owner(ctx, cluster.SAKey{SPIi: parseSPI(t, cl.status(t)[0].SPIi), SPIr: parseSPI(t, cl.status(t)[0].SPIr)}); err != nil || owner != "gw-a" {
 		t.Errorf("owner in etcd: %q %v", owner, err)
 	}
 	if st := cl.status(t); len(st) != 1 || st[0].Remote != "198.51.100.1:4500" {
@@ -342,6 +349,11 @@ func TestClusterMoveNotTaken(t *testing.T) {
 	through(t, cl, a, clAddr, server, 2)
 	through(t, a, cl, server, clAddr, 3)
 	t.Logf("a move node B could not take: %v; the SA stays with A and carries traffic", moveErr)
+}
+
+// noRMobike is client config text without R-MOBIKE.
+func noRMobike(cfg string) string {
+	return strings.Replace(cfg, "    start_action: start\n", "    start_action: start\n    rmobike: false\n", 1)
 }
 
 func parseSPI(t *testing.T, s string) uint64 {
@@ -356,27 +368,12 @@ func parseSPI(t *testing.T, s string) uint64 {
 // A client without R-MOBIKE cannot be asked to switch: `move` redirects it (RFC 5685)
 // and it builds a new IKE SA with node B, deleting the one with A.
 func TestClusterRedirectInProcess(t *testing.T) {
-	srv, err := etcdtest.Start()
-	if errors.Is(err, etcdtest.ErrNotInstalled) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	keyFile := filepath.Join(t.TempDir(), "cluster.key")
-	if err := os.WriteFile(keyFile, []byte(strings.Repeat("5a", 32)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	clk := clocktest.New(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
-	net := memnet.New()
+	l := newClusterLab(t, "/redirect/")
+	ctx := l.ctx
 	aAddr, bAddr, clAddr := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("192.0.2.10")
-	a := startClusterNode(t, ctx, srv, keyFile, "/redirect/", "gw-a", aAddr, net, clk)
-	b := startClusterNode(t, ctx, srv, keyFile, "/redirect/", "gw-b", bAddr, net, clk)
-	noR := strings.Replace(clusterClientConfig, "    start_action: start\n", "    start_action: start\n    rmobike: false\n", 1)
-	cl := startNode(t, ctx, noR, net.Host(clAddr), clk)
+	a := l.node("gw-a", aAddr)
+	b := l.node("gw-b", bAddr)
+	cl := l.client(noRMobike(clusterClientConfig), "alice@example.org", clAddr)
 	server := netip.MustParseAddr("198.18.0.1")
 	waitFor(t, "established with A", func() bool {
 		st := cl.status(t)

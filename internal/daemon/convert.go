@@ -30,7 +30,8 @@ func ikeConfig(cfg *config.Config) (ike.Config, error) {
 		Exportable: cfg.Cluster != nil,
 	}
 	for _, p := range cfg.Pools {
-		out.Pools = append(out.Pools, &ike.PoolConfig{Name: p.Name, Addrs: p.Addrs, DNS: p.DNS})
+		// A cluster node hands out the addresses it holds in etcd only (vips.go).
+		out.Pools = append(out.Pools, &ike.PoolConfig{Name: p.Name, Addrs: p.Addrs, DNS: p.DNS, Leased: cfg.Cluster != nil})
 	}
 	for _, c := range cfg.Connections {
 		ic, err := ikeConn(c)

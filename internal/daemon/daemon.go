@@ -17,6 +17,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/cluster"
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
+	"github.com/mobikevpn/mobikevpn/internal/inner"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
 	"github.com/mobikevpn/mobikevpn/tun"
 	"github.com/mobikevpn/mobikevpn/udp"
@@ -55,6 +56,9 @@ type Deps struct {
 	// Cluster is this node's membership of its gateway cluster (config cluster:), joined
 	// by the caller; nil without a cluster. Run leaves it when it ends.
 	Cluster *cluster.Coordinator
+	// Inner announces the virtual IPs this gateway serves to the protected side
+	// (config cluster.inner); nil: nobody is told. Run closes it.
+	Inner inner.Announcer
 	// SourceAddr returns the local address the routing table picks to reach remote;
 	// Reachable the local addresses that can reach it (see ike.Config). nil: unknown.
 	SourceAddr func(remote netip.Addr) (netip.Addr, error)
@@ -92,6 +96,8 @@ type daemon struct {
 	mu            sync.Mutex // guards ikeDrops
 	// cl is the daemon's part in its gateway cluster; nil without one.
 	cl *clusterRole
+	// inner announces the peers' virtual IPs to the protected side (nil: not).
+	inner *innerWorker
 }
 
 // Daemon is a running VPN: the engine, the datapath, the TUN device's addresses and
@@ -219,6 +225,10 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 			}},
 		}}
 	defer drv.Close()
+	if deps := d.deps; deps.Inner != nil {
+		d.inner = startInner(d.daemon, deps.Inner)
+		defer d.inner.stop() // after Shutdown below: the SAs it deletes are released
+	}
 	if d.cl != nil {
 		stopCluster := d.startCluster()
 		defer stopCluster() // after Shutdown below: the SAs it deletes are released
@@ -518,7 +528,12 @@ func (d *daemon) removeOutbound(a ike.RemoveOutbound) {
 
 func (d *daemon) virtualIPs(a ike.VirtualIPs) {
 	if !a.Local {
-		return // a peer's address: routed through its Child SA's selectors
+		// A peer's address: routed through its Child SA's selectors; announced to the
+		// protected side in a cluster.
+		if d.inner != nil {
+			d.inner.announce(a.Addrs, !a.Remove)
+		}
+		return
 	}
 	if len(a.DNS) > 0 && !a.Remove {
 		d.log.Info("the peer assigned DNS servers; configure them with the updown hook or the system's resolver", "dns", a.DNS)

@@ -20,6 +20,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/daemon"
+	"github.com/mobikevpn/mobikevpn/internal/inner"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
 	"github.com/mobikevpn/mobikevpn/tun"
 	"github.com/mobikevpn/mobikevpn/udp"
@@ -110,8 +111,27 @@ func Open(cfg *config.Config, log *slog.Logger, serveControl bool) (daemon.Deps,
 			return daemon.Deps{}, nil, err
 		}
 		deps.Cluster = co
+		if in := cfg.Cluster.Inner; in != nil {
+			if deps.Inner, err = newInner(in, cfg.Cluster.Node); err != nil {
+				closeAll()
+				co.Close(context.Background())
+				return daemon.Deps{}, nil, err
+			}
+		}
 	}
 	return deps, closeAll, nil
+}
+
+// newInner makes the announcer of cluster.inner.
+func newInner(in *config.Inner, node string) (inner.Announcer, error) {
+	if in.Mode == config.InnerHook {
+		return &inner.Hook{Path: in.Hook, Node: node}, nil
+	}
+	an, err := inner.NewARP(in.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.inner: %w", err)
+	}
+	return an, nil
 }
 
 // joinCluster joins the gateway cluster of the cluster section c through etcd.

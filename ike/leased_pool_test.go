@@ -1,0 +1,110 @@
+package ike
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/mobike"
+)
+
+var (
+	vip3 = netip.MustParseAddr("198.18.100.3")
+	vip4 = netip.MustParseAddr("198.18.100.4")
+)
+
+// A leased pool hands out only what was granted to it; a released address stays
+// granted, a dropped one does not.
+func TestLeasedPool(t *testing.T) {
+	p, err := newPool(&PoolConfig{Name: "rw", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.100.0/29")}, Leased: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := p.allocate("alice", true, netip.Addr{}); ok {
+		t.Fatalf("handed out %s, nothing granted", a)
+	}
+	p.grant([]netip.Addr{vip4, vip3, netip.MustParseAddr("198.18.100.0"), netip.MustParseAddr("198.18.100.7"), netip.MustParseAddr("192.0.2.1")})
+	if len(p.spare) != 2 {
+		t.Fatalf("spare %v: the network and broadcast addresses and one outside the pool were granted", p.spare)
+	}
+	if a, _ := p.allocate("alice", true, netip.Addr{}); a != vip3 {
+		t.Errorf("alice got %s, want the lowest, %s", a, vip3)
+	}
+	if a, _ := p.allocate("bob", true, vip4); a != vip4 {
+		t.Errorf("bob got %s, asked for %s", a, vip4)
+	}
+	if a, ok := p.allocate("carol", true, netip.Addr{}); ok {
+		t.Errorf("carol got %s: none spare", a)
+	}
+	p.release(vip3)
+	if a, _ := p.allocate("alice", true, netip.Addr{}); a != vip3 {
+		t.Errorf("alice got %s back, want %s", a, vip3)
+	}
+	p.drop(vip4) // bob's SA moved to another node
+	if a, ok := p.allocate("bob", true, vip4); ok || p.inUse[vip4] {
+		t.Errorf("bob got %s here after his address left with his SA", a)
+	}
+	p.release(vip3)
+	if back := p.takeBack(true, 5); !slices.Equal(back, []netip.Addr{vip3}) || len(p.spare) != 0 {
+		t.Errorf("taken back %v, spare left %v", back, p.spare)
+	}
+}
+
+// An SA moved between two nodes with leased pools keeps its virtual IP; the node it
+// left does not hand that address out again.
+func TestLeasedPoolHandoff(t *testing.T) {
+	n := newTestNet(t)
+	leased := func(own netip.Addr) Config {
+		cfg := nodeConfig(t, own)
+		cfg.Pools[0].Leased = true
+		return cfg
+	}
+	a := n.add("node-a", gwAddr, leased(gwAddr))
+	cc := clientConfig(t, stateIKE, stateESP)
+	cc.Connections[0].SwitchAccept = mobike.SwitchPolicy{Additional: true}
+	cl := n.add("client", clientAddr, cc)
+	b := n.add("node-b", gwAddr2, leased(gwAddr2))
+	if err := a.e.GrantVIPs("rw", []netip.Addr{vip3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.e.GrantVIPs("rw", []netip.Addr{vip4}); err != nil {
+		t.Fatal(err)
+	}
+	n.apply(a, a.e.SetClusterAddrs(n.now, []netip.Addr{gwAddr2}))
+	n.apply(cl, cl.e.StartAll(n.now))
+	if !n.run(time.Minute, established(a, cl)) || !slices.Equal(cl.vips, []netip.Addr{vip3}) {
+		t.Fatalf("not established with a granted address: %v", cl.vips)
+	}
+	saA := onlySA(t, a)
+	st, sends, err := a.e.Handoff(n.now, saA.id, gwAddr2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, acts, err := b.e.Import(n.now, roundTrip(t, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.apply(b, acts)
+	n.apply(a, sends)
+	if !n.run(time.Minute, func() bool { return b.hasEvent(EventSwitched) != nil }) {
+		t.Fatal("the client did not move to B")
+	}
+	forget, err := a.e.Forget(n.now, saA.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.apply(a, forget)
+	if v4, _ := a.e.SpareVIPs("rw"); v4 != 0 {
+		t.Errorf("A has %d spare addresses after the SA left with its own", v4)
+	}
+	if v4, _ := b.e.SpareVIPs("rw"); v4 != 1 || !b.e.pools["rw"].inUse[vip3] {
+		t.Errorf("B: %d spare, %s in use %v", v4, vip3, b.e.pools["rw"].inUse[vip3])
+	}
+	if !slices.Equal(cl.vips, []netip.Addr{vip3}) {
+		t.Errorf("the client's virtual IPs after the move: %v", cl.vips)
+	}
+	if err := a.e.GrantVIPs("nope", nil); err == nil {
+		t.Error("granted to a pool that does not exist")
+	}
+}

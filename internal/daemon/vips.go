@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/ike"
+)
+
+// Virtual IP leases of a cluster node (see internal/cluster/vips.go): the engine's
+// pools are leased (ike.PoolConfig.Leased) and hand out only the addresses this node
+// holds in etcd. The node keeps vipSpare of them free per pool and family, claiming
+// more when fewer than vipLow are left and giving back those beyond vipHigh.
+
+const (
+	vipSpare = 16
+	vipLow   = 8
+	vipHigh  = 64
+	// vipScan bounds the addresses one refill tries.
+	vipScan = 1 << 16
+)
+
+// vipFamily names a pool's addresses of one family.
+type vipFamily struct {
+	pool string
+	is4  bool
+}
+
+// checkVIPs starts the refills and returns the pools need (engine goroutine).
+func (c *clusterRole) checkVIPs() {
+	if c.lost {
+		return
+	}
+	for _, p := range c.d.cfg.Pools {
+		v4, v6 := c.d.engine.SpareVIPs(p.Name)
+		for _, fam := range []struct {
+			is4   bool
+			spare int
+		}{{true, v4}, {false, v6}} {
+			f := vipFamily{p.Name, fam.is4}
+			if !hasFamily(p.Addrs, fam.is4) || c.vipBusy[f] {
+				continue
+			}
+			switch {
+			case fam.spare < vipLow:
+				c.vipBusy[f] = true
+				c.claimVIPs(f, p.Addrs, vipSpare-fam.spare)
+			case fam.spare > vipHigh:
+				back := c.d.engine.ReturnVIPs(p.Name, fam.is4, fam.spare-vipSpare)
+				c.async(func(ctx context.Context) {
+					if err := c.co.ReleaseVIPs(ctx, back); err != nil {
+						c.d.log.Warn("cluster: giving back spare virtual IPs", "pool", f.pool, "err", err)
+					}
+				})
+			}
+		}
+	}
+}
+
+// claimVIPs claims up to n addresses of family f that no node holds and grants them to
+// the engine's pool (asynchronously).
+func (c *clusterRole) claimVIPs(f vipFamily, prefixes []netip.Prefix, n int) {
+	c.async(func(ctx context.Context) {
+		got := c.claimFree(ctx, f, prefixes, n)
+		c.cmd(func(time.Time) {
+			c.vipBusy[f] = false
+			c.grantVIPs(f, got)
+		})
+	})
+}
+
+// initialVIPs claims the spare addresses of every pool before the engine runs, so that
+// the first clients get addresses.
+func (c *clusterRole) initialVIPs(ctx context.Context) {
+	for _, p := range c.d.cfg.Pools {
+		for _, is4 := range []bool{true, false} {
+			if f := (vipFamily{p.Name, is4}); hasFamily(p.Addrs, is4) {
+				c.grantVIPs(f, c.claimFree(ctx, f, p.Addrs, vipSpare))
+			}
+		}
+	}
+}
+
+func (c *clusterRole) grantVIPs(f vipFamily, got []netip.Addr) {
+	if err := c.d.engine.GrantVIPs(f.pool, got); err != nil {
+		c.d.log.Warn("cluster: granting virtual IPs", "pool", f.pool, "err", err)
+	}
+	c.d.log.Debug("cluster: virtual IPs claimed", "pool", f.pool, "ipv4", f.is4, "count", len(got))
+}
+
+// claimFree claims up to n addresses of prefixes of family f that no node holds.
+func (c *clusterRole) claimFree(ctx context.Context, f vipFamily, prefixes []netip.Prefix, n int) []netip.Addr {
+	held, err := c.co.VIPs(ctx)
+	if err != nil {
+		c.d.log.Warn("cluster: reading the virtual IP leases", "pool", f.pool, "err", err)
+		return nil
+	}
+	var got []netip.Addr
+	scanned := 0
+	for _, pf := range prefixes {
+		if pf.Addr().Is4() != f.is4 {
+			continue
+		}
+		for a := pf.Masked().Addr().Next(); pf.Contains(a) && len(got) < n && scanned < vipScan; a = a.Next() {
+			scanned++
+			if _, ok := held[a]; ok || !hostAddr(a, pf) {
+				continue
+			}
+			ok, err := c.co.ClaimVIP(ctx, a)
+			if err != nil {
+				c.d.log.Warn("cluster: claiming a virtual IP", "addr", a, "err", err)
+				return got
+			}
+			if ok {
+				got = append(got, a)
+			}
+		}
+	}
+	if len(got) < n {
+		c.d.log.Info("cluster: the pool has few free virtual IPs left in the cluster", "pool", f.pool, "ipv4", f.is4, "claimed", len(got), "wanted", n)
+	}
+	return got
+}
+
+// takeVIPs makes this node the holder of the virtual IPs of an SA imported here.
+func (c *clusterRole) takeVIPs(ctx context.Context, st *ike.SAState) {
+	if st.OrigInitiator || len(st.VIPs) == 0 {
+		return
+	}
+	if err := c.co.TakeVIPs(ctx, st.VIPs); err != nil {
+		c.d.log.Warn("cluster: taking over the virtual IPs of an SA moved here", "vips", st.VIPs, "err", err)
+	}
+}
+
+func hasFamily(prefixes []netip.Prefix, is4 bool) bool {
+	for _, pf := range prefixes {
+		if pf.Addr().Is4() == is4 {
+			return true
+		}
+	}
+	return false
+}
+
+// hostAddr excludes a prefix's network and (IPv4) broadcast addresses, as the pools do.
+func hostAddr(a netip.Addr, pf netip.Prefix) bool {
+	pf = pf.Masked()
+	if a == pf.Addr() {
+		return false
+	}
+	if a.Is4() && pf.Bits() < 31 {
+		n := a.Next() // the broadcast address is the prefix's last
+		return n.IsValid() && pf.Contains(n)
+	}
+	return true
+}

@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mobikevpn/mobikevpn/internal/control"
+)
+
+// withPool gives node config text a pool the connection assigns from.
+func withPool(cfg string) string {
+	cfg = strings.Replace(cfg, "connections:\n", "pools:\n  - name: rw\n    addrs: 198.18.100.0/27\nconnections:\n", 1)
+	return strings.Replace(cfg, "    remote: { auth: psk, id: \"%%any\" }\n", "    remote: { auth: psk, id: \"%%any\" }\n    pools: [rw]\n", 1)
+}
+
+// withVIP makes client config text ask for a virtual IPv4 address, from the gateway at gw.
+func withVIP(cfg, gw string) string {
+	cfg = strings.Replace(cfg, "    start_action: start\n", "    start_action: start\n    vips: [0.0.0.0]\n", 1)
+	return strings.Replace(cfg, "remote_addrs: [198.51.100.1]", "remote_addrs: ["+gw+"]", 1)
+}
+
+// Two nodes serving the same pool: each hands out only addresses it holds in etcd, so
+// their clients' addresses differ; an SA moved from A to B keeps its address, whose
+// lease moves to B.
+func TestClusterVIPLeasesInProcess(t *testing.T) {
+	l := newClusterLab(t, "/vips/")
+	ctx := l.ctx
+	a := l.nodeFrom(withPool(clusterNodeConfig), "gw-a", netip.MustParseAddr("198.51.100.1"))
+	b := l.nodeFrom(withPool(clusterNodeConfig), "gw-b", netip.MustParseAddr("198.51.100.2"))
+	co := a.d.cl.co
+	waitFor(t, "the spare addresses claimed", func() bool {
+		held, err := co.VIPs(ctx)
+		return err == nil && len(held) == 30
+	})
+	held, _ := co.VIPs(ctx)
+	count := map[string]int{}
+	for _, n := range held {
+		count[n]++
+	}
+	if count["gw-a"] == 0 || count["gw-b"] == 0 || count["gw-a"] > vipSpare || count["gw-b"] > vipSpare {
+		t.Fatalf("the 30 addresses of the pool are held %v", count)
+	}
+	alice := l.client(withVIP(clusterClientConfig, "198.51.100.1"), "alice@example.org", netip.MustParseAddr("192.0.2.10"))
+	bob := l.client(withVIP(clusterClientConfig, "198.51.100.2"), "bob@example.org", netip.MustParseAddr("192.0.2.11"))
+	vip := func(cl *node) string {
+		st := cl.status(t)
+		if len(st) != 1 || len(st[0].VirtualIPs) != 1 || len(st[0].ChildSAs) != 1 {
+			return ""
+		}
+		return st[0].VirtualIPs[0]
+	}
+	waitFor(t, "both clients with a virtual IP", func() bool { return vip(alice) != "" && vip(bob) != "" })
+	va, vb := netip.MustParseAddr(vip(alice)), netip.MustParseAddr(vip(bob))
+	held, _ = co.VIPs(ctx)
+	if va == vb || held[va] != "gw-a" || held[vb] != "gw-b" {
+		t.Fatalf("alice has %s (held by %s), bob %s (held by %s)", va, held[va], vb, held[vb])
+	}
+	done := make(chan error, 1)
+	var msg string
+	go func() {
+		var err error
+		msg, err = a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: 30 * time.Second})
+		done <- err
+	}()
+	if err := advanceUntil(t, l, "the move", 50*time.Millisecond, done); err != nil {
+		t.Fatalf("move: %v (%s)", err, msg)
+	}
+	if got := vip(alice); got != va.String() {
+		t.Errorf("alice's address after the move: %q, was %s", got, va)
+	}
+	waitFor(t, "alice's address held by B", func() bool {
+		held, err := co.VIPs(ctx)
+		return err == nil && held[va] == "gw-b"
+	})
+	if bs := b.status(t); len(bs) != 2 {
+		t.Errorf("B has %d SAs", len(bs))
+	}
+	t.Logf("addresses held: %v; alice %s moved to B with her address", count, va)
+}
