@@ -50,6 +50,19 @@ func TestClusterSection(t *testing.T) {
 	if mustLoad(t, writeFiles(t, map[string]string{"gw.yaml": clusterGateway})).Cluster != nil {
 		t.Error("a cluster without a cluster section")
 	}
+	base := clusterGateway + "cluster:\n  node: a\n  etcd: { endpoints: [http://198.18.9.1:2379] }\n  state_key_file: cluster.key\n"
+	dir = writeFiles(t, map[string]string{"cluster.key": stateKeyHex, "inner.sh": "#!/bin/sh\n",
+		"gw.yaml": base + "  inner: { mode: hook, hook: inner.sh }\n"})
+	if err := os.Chmod(filepath.Join(dir, "inner.sh"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if in := mustLoad(t, dir).Cluster.Inner; in == nil || in.Mode != InnerHook || in.Hook != filepath.Join(dir, "inner.sh") {
+		t.Errorf("inner hook: %+v", in)
+	}
+	dir = writeFiles(t, map[string]string{"cluster.key": stateKeyHex, "gw.yaml": base + "  inner: { mode: arp, interface: lo }\n"})
+	if in := mustLoad(t, dir).Cluster.Inner; in == nil || in.Mode != InnerARP || in.Interface != "lo" {
+		t.Errorf("inner arp: %+v", in)
+	}
 }
 
 func TestClusterSectionErrors(t *testing.T) {
@@ -73,6 +86,12 @@ func TestClusterSectionErrors(t *testing.T) {
 			"cluster.state_key_file", "a cluster state key is 32 random bytes"},
 		{"lease too short", section("  node: a\n" + etcd + sk + "  lease_ttl: 1s #<\n"), key, "cluster.lease_ttl", "out of range; allowed: 2s..1m0s"},
 		{"bad addr", section("  node: a\n  addrs: [gw-a] #<\n" + etcd + sk), key, "cluster.addrs[0]", "not an IP address"},
+		{"inner mode", section("  node: a\n" + etcd + sk + "  inner: { mode: garp, interface: lo } #<\n"), key, "cluster.inner.mode", `"garp"; allowed: arp, ndp, hook`},
+		{"inner no interface", section("  node: a\n" + etcd + sk + "  inner: { mode: arp } #<\n"), key, "cluster.inner.interface", "missing; mode arp announces on this interface"},
+		{"inner no such interface", section("  node: a\n" + etcd + sk + "  inner: { mode: ndp, interface: nonesuch0 } #<\n"), key, "cluster.inner.interface", `"nonesuch0": no such network interface here`},
+		{"inner no hook", section("  node: a\n" + etcd + sk + "  inner: { mode: hook } #<\n"), key, "cluster.inner.hook", "missing; mode hook runs this executable"},
+		{"inner hook not executable", section("  node: a\n" + etcd + sk + "  inner: { mode: hook, hook: cluster.key } #<\n"), key, "cluster.inner.hook", "is not executable"},
+		{"inner hook and interface", section("  node: a\n" + etcd + sk + "  inner: { mode: arp, interface: lo, hook: /bin/sh } #<\n"), key, "cluster.inner.hook", "only with mode hook"},
 		{"not built yet", section("  node: a\n" + etcd + sk + "  balance: { enabled: true } #<\n"), key, "cluster.balance",
 			"unknown key; allowed here: node, addrs, etcd, state_key_file, lease_ttl"},
 	} {
