@@ -140,6 +140,9 @@ type Datapath struct {
 
 	started   atomic.Bool
 	closeOnce sync.Once
+
+	// heldBytes is what every SA being handed over holds (handover.go).
+	heldBytes atomic.Int64
 }
 
 // connInfo is one NAT-T socket. Its writes need no lock of ours: udp.Conn serialises
@@ -458,6 +461,12 @@ func (d *Datapath) RemoveInbound(spi uint32) {
 		return
 	}
 	d.in.Store(old.without(spi))
+	sa.mu.Lock()
+	if h := sa.hand; h != nil && h.ep == nil {
+		h.release(d) // removed while holding: what it held is gone
+		h.held, h.bytes = nil, 0
+	}
+	sa.mu.Unlock()
 	sa.suite.wipe()
 }
 

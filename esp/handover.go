@@ -23,10 +23,14 @@ import (
 // it was lowered.
 const MinReserve = 1024
 
-// Bounds of what an SA being handed over holds until ForwardInbound.
+// Bounds of what an SA being handed over holds until ForwardInbound, and of what all
+// of them hold together. A hand-over holds for the time the other node takes to import
+// the SA (tens of milliseconds, seconds while etcd elects a leader): 64k packets cover
+// the acknowledgements of a fast TCP stream for a while.
 const (
-	maxHeldPackets = 4096
-	maxHeldBytes   = 8 << 20
+	maxHeldPackets  = 1 << 16
+	maxHeldBytes    = 16 << 20
+	maxHeldAllBytes = 64 << 20
 )
 
 // handWait bounds how long HandInbound waits for packets already being opened.
@@ -41,13 +45,21 @@ type handState struct {
 
 // hold keeps a copy of p, within the bounds (sa.mu held).
 func (h *handState) hold(d *Datapath, sa *inSA, p []byte) {
-	if len(h.held) >= maxHeldPackets || h.bytes+len(p) > maxHeldBytes {
+	if len(h.held) >= maxHeldPackets || h.bytes+len(p) > maxHeldBytes || d.heldBytes.Add(int64(len(p))) > maxHeldAllBytes {
+		if len(h.held) < maxHeldPackets && h.bytes+len(p) <= maxHeldBytes {
+			d.heldBytes.Add(-int64(len(p))) // only the global bound was hit
+		}
 		sa.ctr.dropped.Add(1)
 		d.drop(dropHandQueue, nil)
 		return
 	}
 	h.held = append(h.held, append([]byte(nil), p...))
 	h.bytes += len(p)
+}
+
+// release gives back what h held to the datapath's total (sa.mu held, or h detached).
+func (h *handState) release(d *Datapath) {
+	d.heldBytes.Add(-int64(h.bytes))
 }
 
 // forward sends the ESP packet p of handed SA sa on to ep, unchanged.
@@ -63,7 +75,8 @@ func (d *Datapath) forward(sa *inSA, ep *endpoint, p []byte) {
 
 // HandInbound stops the inbound SA spi accepting packets: it returns the highest
 // sequence number the SA accepted, once the packets already being opened are done.
-// From then on its packets are held (at most 4096, 8 MiB) for ForwardInbound.
+// From then on its packets are held (at most 64k, 16 MiB; 64 MiB for all such SAs
+// together) for ForwardInbound.
 func (d *Datapath) HandInbound(spi uint32) (uint64, error) {
 	sa := d.in.Load().get(spi)
 	if sa == nil {
@@ -98,19 +111,10 @@ func (d *Datapath) ForwardInbound(spi uint32, local, to netip.AddrPort) error {
 	if err != nil {
 		return err
 	}
-	sa := d.in.Load().get(spi)
-	if sa == nil {
-		return fmt.Errorf("esp: no inbound SA with SPI %#08x", spi)
+	sa, held, err := d.takeHeld(spi, func(sa *inSA) { sa.hand.ep = ep })
+	if err != nil {
+		return err
 	}
-	sa.mu.Lock()
-	h := sa.hand
-	if h == nil || h.ep != nil {
-		sa.mu.Unlock()
-		return fmt.Errorf("esp: inbound SPI %#08x is not being handed over (or is forwarded already)", spi)
-	}
-	held := h.held
-	h.held, h.bytes, h.ep = nil, 0, ep
-	sa.mu.Unlock()
 	// Packets arriving meanwhile go straight on: the other side's window takes them in
 	// any order.
 	for _, p := range held {
@@ -123,23 +127,35 @@ func (d *Datapath) ForwardInbound(spi uint32, local, to netip.AddrPort) error {
 // accepts packets again, its window as it was. The packets held meanwhile are dropped
 // (counted as HandQueue): they cannot go through the window again in order.
 func (d *Datapath) ResumeInbound(spi uint32) error {
-	sa := d.in.Load().get(spi)
-	if sa == nil {
-		return fmt.Errorf("esp: no inbound SA with SPI %#08x", spi)
+	sa, held, err := d.takeHeld(spi, func(sa *inSA) { sa.hand = nil })
+	if err != nil {
+		return err
 	}
-	sa.mu.Lock()
-	h := sa.hand
-	if h == nil || h.ep != nil {
-		sa.mu.Unlock()
-		return fmt.Errorf("esp: inbound SPI %#08x is not held for a hand-over", spi)
-	}
-	sa.hand = nil
-	sa.mu.Unlock()
-	for range h.held {
+	for range held {
 		sa.ctr.dropped.Add(1)
 		d.drop(dropHandQueue, nil)
 	}
 	return nil
+}
+
+// takeHeld ends the holding of the handed inbound SA spi: it takes the packets held,
+// and then, under the SA's lock, next says what becomes of the SA's packets.
+func (d *Datapath) takeHeld(spi uint32, next func(sa *inSA)) (*inSA, [][]byte, error) {
+	sa := d.in.Load().get(spi)
+	if sa == nil {
+		return nil, nil, fmt.Errorf("esp: no inbound SA with SPI %#08x", spi)
+	}
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	h := sa.hand
+	if h == nil || h.ep != nil {
+		return nil, nil, fmt.Errorf("esp: inbound SPI %#08x is not held for a hand-over (or is forwarded already)", spi)
+	}
+	held := h.held
+	h.release(d)
+	h.held, h.bytes = nil, 0
+	next(sa)
+	return sa, held, nil
 }
 
 // ReserveOutbound caps the outbound SA of child so that the sequence numbers above a

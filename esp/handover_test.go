@@ -143,4 +143,25 @@ func TestHandQueueBounded(t *testing.T) {
 	if h.bytes > maxHeldBytes || len(h.held) != 4 {
 		t.Errorf("held %d packets, %d bytes", len(h.held), h.bytes)
 	}
+	// All the SAs being handed over together hold at most maxHeldAllBytes, and give it
+	// back when they are done.
+	d := p.b.d
+	d.heldBytes.Store(0)
+	var hs []*handState
+	for range maxHeldAllBytes/maxHeldBytes + 1 {
+		h := &handState{}
+		for range 8 {
+			h.hold(d, sa, make([]byte, maxHeldBytes/8))
+		}
+		hs = append(hs, h)
+	}
+	if got := d.heldBytes.Load(); got > maxHeldAllBytes || hs[len(hs)-1].bytes != 0 || hs[0].bytes != maxHeldBytes {
+		t.Errorf("held %d bytes in all, the last SA %d, the first %d", got, hs[len(hs)-1].bytes, hs[0].bytes)
+	}
+	for _, h := range hs {
+		h.release(d)
+	}
+	if got := d.heldBytes.Load(); got != 0 {
+		t.Errorf("%d bytes still counted after every hand-over let go", got)
+	}
 }

@@ -74,9 +74,16 @@ func TestHandoff(t *testing.T) {
 				n.drop = func(d datagram) bool { return d.from.Addr() == gwAddr }
 			}
 			n.apply(a, sends)
+			sent := n.now
 			inv := makeBeforeBreak(t, n, b, cl)
 			if !n.run(time.Minute, func() bool { return b.hasEvent(EventSwitched) != nil && b.e.store.byID[idB].win.pending == nil }) {
 				t.Fatalf("the client did not move to B, or B's switch request stayed unanswered: B events %v, client events %v", b.events, cl.events)
+			}
+			// Once the client arrived, B's copy of the request is answered at once, not at
+			// its next retransmission: nothing else, not even the check of the client's
+			// address that ESP waits for, goes out before.
+			if took := n.now.Sub(sent); !lose && took > time.Second {
+				t.Errorf("B's switch request was answered %v after A sent it", took)
 			}
 			n.drop = nil
 			forget, err := a.e.Forget(n.now, saA.id)

@@ -184,7 +184,23 @@ func (e *Engine) applyPath(now time.Time, sa *IKESA, ds []mobike.Decision, reply
 			e.noteNAT(sa, reply, d.Path)
 		case mobike.Note:
 			e.pathNote(sa, d)
+			if d.Kind == mobike.NoteSwitched {
+				e.switchDone(now, sa)
+			}
 		}
+	}
+}
+
+// switchDone: the peer moved where our switch request asked (its UPDATE_SA_ADDRESSES
+// came), so it has the request and its answer is due. If the request is still
+// outstanding here (a copy handed over from another node, which got the answer), it is
+// sent again now rather than at its next retransmission: until it is answered nothing
+// else goes out on the SA, not even the check of the peer's new address that ESP
+// waits for.
+func (e *Engine) switchDone(now time.Time, sa *IKESA) {
+	if r := sa.win.pending; r != nil && r.kind == reqSwitch && r.nextAt.After(now) {
+		r.nextAt = now
+		e.schedule(sa)
 	}
 }
 

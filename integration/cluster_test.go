@@ -2,9 +2,11 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +23,8 @@ type clusterNet struct {
 	*lab
 	rt, et, srv string
 	keyFile     string
-	etcd        *proc
+	etcd        []*proc  // the members
+	endpoints   []string // their client URLs
 	nodes       map[string]*clusterNode
 }
 
@@ -59,16 +62,29 @@ func newClusterNet(t *testing.T) *clusterNet {
 		c.nodes[n.name] = &clusterNode{name: n.name, ns: ns, addr: strings.Split(n.addr, "/")[0],
 			sock: filepath.Join(c.dir, n.name+".sock")}
 	}
-	c.etcd = c.start("etcd", c.et, "etcd", "--name", "e1", "--data-dir", filepath.Join(c.dir, "etcd"),
-		"--listen-client-urls", "http://198.18.9.1:2379", "--advertise-client-urls", "http://198.18.9.1:2379",
-		"--listen-peer-urls", "http://198.18.9.1:2380", "--initial-advertise-peer-urls", "http://198.18.9.1:2380",
-		"--initial-cluster", "e1=http://198.18.9.1:2380")
+	// etcd: three members in their own namespace.
+	var peers []string
+	for i := 1; i <= 3; i++ {
+		if i > 1 {
+			c.exec(c.et, "ip", "addr", "add", fmt.Sprintf("198.18.9.%d/24", i), "dev", "eth0")
+		}
+		peers = append(peers, fmt.Sprintf("e%d=http://198.18.9.%d:2380", i, i))
+		c.endpoints = append(c.endpoints, fmt.Sprintf("http://198.18.9.%d:2379", i))
+	}
+	for i := 1; i <= 3; i++ {
+		ip := fmt.Sprintf("198.18.9.%d", i)
+		c.etcd = append(c.etcd, c.start(fmt.Sprintf("etcd-e%d", i), c.et, "etcd", "--name", fmt.Sprintf("e%d", i),
+			"--data-dir", filepath.Join(c.dir, fmt.Sprintf("etcd%d", i)),
+			"--listen-client-urls", "http://"+ip+":2379", "--advertise-client-urls", "http://"+ip+":2379",
+			"--listen-peer-urls", "http://"+ip+":2380", "--initial-advertise-peer-urls", "http://"+ip+":2380",
+			"--initial-cluster", strings.Join(peers, ","), "--initial-cluster-state", "new"))
+	}
 	c.keyFile = filepath.Join(c.dir, "cluster.key")
 	writeFile(t, c.keyFile, strings.Repeat("c3", 32)+"\n")
 	if !waitFor(30*time.Second, func() bool {
-		return exec.Command("ip", "netns", "exec", c.et, "etcdctl", "--endpoints", "http://198.18.9.1:2379", "endpoint", "health").Run() == nil
+		return exec.Command("ip", "netns", "exec", c.et, "etcdctl", "--endpoints", strings.Join(c.endpoints, ","), "endpoint", "health").Run() == nil
 	}) {
-		t.Fatalf("etcd did not come up:\n%s", c.etcd.output())
+		t.Fatalf("etcd did not come up:\n%s", c.etcd[0].output())
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -111,11 +127,11 @@ connections:
         esp_proposals: [aes128gcm16]
 cluster:
   node: %s
-  etcd: { endpoints: [http://198.18.9.1:2379] }
+  etcd: { endpoints: [%s] }
   state_key_file: %s
   lease_ttl: 3s
   inner: { mode: arp, interface: eth1 }
-`, n.sock, labPSK, n.addr, name, c.keyFile))
+`, n.sock, labPSK, n.addr, name, strings.Join(c.endpoints, ", "), c.keyFile))
 	n.p = c.start(name, n.ns, binary(c.t), "run", "-c", cfg)
 	if !waitFor(15*time.Second, func() bool { return status(c.t, n.sock) != nil }) {
 		c.t.Fatalf("node %s did not open its control socket:\n%s", name, n.p.output())
@@ -161,6 +177,30 @@ connections:
 	return ns, sock, p
 }
 
+// etcdLeader returns the index of etcd's leader among c.etcd.
+func (c *clusterNet) etcdLeader() int {
+	out := c.exec(c.et, "etcdctl", "--endpoints", strings.Join(c.endpoints, ","), "endpoint", "status", "-w", "json")
+	var sts []struct {
+		Endpoint string
+		Status   struct {
+			Header struct {
+				MemberID uint64 `json:"member_id"`
+			} `json:"header"`
+			Leader uint64 `json:"leader"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &sts); err != nil {
+		c.t.Fatalf("etcdctl endpoint status: %v\n%s", err, out)
+	}
+	for _, st := range sts {
+		if st.Status.Leader != 0 && st.Status.Header.MemberID == st.Status.Leader {
+			return slices.Index(c.endpoints, st.Endpoint)
+		}
+	}
+	c.t.Fatalf("no etcd leader:\n%s", out)
+	return -1
+}
+
 func (c *clusterNet) mobikevpn(args ...string) (string, error) {
 	out, err := exec.Command(binary(c.t), args...).CombinedOutput()
 	return string(out), err
@@ -168,12 +208,16 @@ func (c *clusterNet) mobikevpn(args ...string) (string, error) {
 
 // A client connected to node A is moved to node B with `mobikevpn move`
 // (SWITCH_TO_IP_ADDRESS) under a 50/s ping to the server and a TCP stream from the
-// server to the client: no new handshake, no ping lost, the stream intact, the virtual
-// IP kept and answered for by B on the inner segment. Then `drain` of B moves it on to
-// another node, and a new client of B is redirected in IKE_SA_INIT.
+// server to the client (behind a NAT): no new handshake, no ping lost, the stream
+// intact, the virtual IP kept and answered for by B on the inner segment, an etcd member
+// killed meanwhile. Then `drain` of B moves it on to another node, and a new client of
+// B is redirected in IKE_SA_INIT.
 func TestClusterMove(t *testing.T) {
 	c := newClusterNet(t)
 	a, b := c.nodes["gw-a"], c.nodes["gw-b"]
+	// The first client is behind a NAT: the router masquerades it towards the nodes, as
+	// a different address towards each.
+	c.exec(c.rt, "nft", "add table ip nat; add chain ip nat post { type nat hook postrouting priority 100; }; add rule ip nat post ip saddr 192.0.2.0/25 oifname { eth1, eth2, eth3 } masquerade")
 	cl, clSock, clp := c.client("cl", "192.0.2.10", "192.0.2.1", "eth4", "alice@example.org", a.addr)
 	// The client heard of the other nodes' addresses.
 	if !waitFor(10*time.Second, func() bool {
@@ -206,8 +250,16 @@ func TestClusterMove(t *testing.T) {
 	tcpDone := make(chan float64, 1)
 	go func() { tcpDone <- c.tcpTransfer(c.srv, cl, "0.0.0.0:5001", vip+":5001", 1<<30) }()
 	time.Sleep(time.Second)
+	// An etcd member (not the leader: an election would hold the SA's traffic for a
+	// second or so) is killed while the move runs; the nodes' clients, which spread
+	// their requests over all members, carry on with the two left.
+	killed := (c.etcdLeader() + 1) % len(c.etcd)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		c.etcd[killed].cmd.Process.Kill()
+	}()
 	start := time.Now()
-	out, err := c.mobikevpn("move", "--to-node", "gw-b", "--all", "--wait", "10s", "--control", a.sock)
+	out, err := c.mobikevpn("move", "--to-node", "gw-b", "--all", "--wait", "20s", "--control", a.sock)
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("move: %v\n%s", err, out)
@@ -238,8 +290,8 @@ func TestClusterMove(t *testing.T) {
 	if !waitFor(10*time.Second, func() bool { return !strings.Contains(c.exec(a.ns, "ip", "neigh", "show", "proxy"), vip) }) {
 		t.Errorf("node A still answers for %s", vip)
 	}
-	t.Logf("move of one SA from node A to node B: `move --wait` returned after %v; %s; pings: %s sent, %s answered; TCP from the server %.0f Mbit/s intact",
-		took.Round(time.Millisecond), strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), m[1], m[2], mbps)
+	t.Logf("move of one SA from node A to node B, etcd member e%d killed 20 ms into it: `move --wait` returned after %v; %s; pings: %s sent, %s answered; TCP from the server %.0f Mbit/s intact",
+		killed+1, took.Round(time.Millisecond), strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), m[1], m[2], mbps)
 
 	// drain B: the SA moves on, B takes no new client.
 	out, err = c.mobikevpn("drain", "--wait", "10s", "--control", b.sock)
@@ -274,4 +326,69 @@ func lineWith(s, sub string) string {
 		}
 	}
 	return ""
+}
+
+// strongSwan's client (no R-MOBIKE; it follows redirects by default) connected to node
+// A: `move` redirects it to B (RFC 5685 6) and it builds a new IKE SA there; `drain` of
+// B redirects it again; a new connection of it to the draining B is redirected in
+// IKE_SA_INIT (RFC 5685 4). Traffic to the server flows after each.
+func TestClusterRedirectStrongSwan(t *testing.T) {
+	c := newClusterNet(t)
+	a, b := c.nodes["gw-a"], c.nodes["gw-b"]
+	sw := c.ns("sw")
+	c.link(sw, "eth0", []string{"192.0.2.10/25"}, c.rt, "eth4", []string{"192.0.2.1/25"})
+	c.exec(sw, "ip", "route", "add", "default", "via", "192.0.2.1")
+	conn := func(name, gw string) swConn {
+		return swConn{Name: name, RemoteAddrs: []string{gw}, Proposals: []string{"aes128gcm16-prfsha256-x25519"},
+			VIPs: []string{"0.0.0.0"}, Local: swAuth{Auth: "psk", ID: "alice@example.org"}, Remote: swAuth{Auth: "psk", ID: "gw.example.org"},
+			Children: []swChild{{Name: "net", RemoteTS: []string{"198.18.1.0/24"}, ESPProposals: []string{"aes128gcm16"}}}}
+	}
+	s := startStrongSwan(c.lab, sw, "client", swOpts{Conns: []swConn{conn("home", a.addr), conn("late", b.addr)},
+		Secrets: []swSecret{{IDs: []string{"gw.example.org", "alice@example.org"}, PSK: labPSK}}})
+	s.mustInitiate("home", "net")
+	// sas is strongSwan's established IKE SAs, by remote host.
+	sas := func() map[string]int {
+		out := map[string]int{}
+		for _, sa := range s.listSAs() {
+			if sa.KV["state"] == "ESTABLISHED" && len(sa.Children) == 1 {
+				out[sa.KV["remote-host"]]++
+			}
+		}
+		return out
+	}
+	if got := sas(); got[a.addr] != 1 {
+		t.Fatalf("strongSwan's SAs: %v", got)
+	}
+	c.exec(sw, "ping", "-c1", "-W2", "198.18.1.100")
+
+	out, err := c.mobikevpn("move", "--to-node", "gw-b", "--all", "--wait", "20s", "--control", a.sock)
+	if err != nil || !strings.Contains(out, "redirected: alice@example.org") {
+		t.Fatalf("move: %v\n%s", err, out)
+	}
+	if !waitFor(10*time.Second, func() bool { got := sas(); return len(got) == 1 && got[b.addr] == 1 }) {
+		t.Fatalf("strongSwan did not follow the redirect to B: %v\n%s", sas(), lastLines(withoutVici(s.log()), 40))
+	}
+	c.exec(sw, "ping", "-c1", "-W2", "198.18.1.100")
+	if len(status(t, a.sock).IKESAs) != 0 || len(status(t, b.sock).IKESAs) != 1 {
+		t.Errorf("A has %d SAs, B %d", len(status(t, a.sock).IKESAs), len(status(t, b.sock).IKESAs))
+	}
+	t.Logf("strongSwan redirected from A to B by `move`: %s", strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "))
+
+	out, err = c.mobikevpn("drain", "--wait", "20s", "--control", b.sock)
+	if err != nil || !strings.Contains(out, "redirected: alice@example.org") {
+		t.Fatalf("drain: %v\n%s", err, out)
+	}
+	if !waitFor(10*time.Second, func() bool { got := sas(); return len(got) == 1 && got[b.addr] == 0 }) {
+		t.Fatalf("strongSwan did not leave the drained B: %v", sas())
+	}
+	c.exec(sw, "ping", "-c1", "-W2", "198.18.1.100")
+	// A new connection to the drained B: redirected in IKE_SA_INIT, up elsewhere.
+	s.mustInitiate("late", "net")
+	if got := sas(); got[b.addr] != 0 || got[a.addr]+got[c.nodes["gw-c"].addr] == 0 {
+		t.Errorf("strongSwan's SAs after connecting to the drained B: %v", got)
+	}
+	if n := strings.Count(strings.ToLower(s.log()), "redirect"); n == 0 {
+		t.Error("strongSwan's log says nothing of a redirect")
+	}
+	t.Logf("drain of B: %s; strongSwan's new connection to B went to %v", strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), sas())
 }

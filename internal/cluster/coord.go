@@ -204,12 +204,8 @@ func (c *Coordinator) Nodes(ctx context.Context) ([]Node, error) {
 // Claim makes this node the owner of sa if it has none. It reports whether it did.
 func (c *Coordinator) Claim(ctx context.Context, sa SAKey) (bool, error) {
 	k := c.ownerKey(sa)
-	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, c.self.Name)).Commit()
-	if err != nil {
-		return false, err
-	}
-	return resp.Succeeded, nil
+	return c.commit(ctx, c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, c.self.Name)), k, c.self.Name)
 }
 
 // Owner returns the node that owns sa ("": none).
@@ -229,12 +225,8 @@ func (c *Coordinator) Transfer(ctx context.Context, sa SAKey, to string, state [
 		return false, err
 	}
 	k := c.ownerKey(sa)
-	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", c.self.Name)).
-		Then(clientv3.OpPut(k, to), clientv3.OpPut(c.stateKey(sa), string(sealed))).Commit()
-	if err != nil {
-		return false, err
-	}
-	return resp.Succeeded, nil
+	return c.commit(ctx, c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", c.self.Name)).
+		Then(clientv3.OpPut(k, to), clientv3.OpPut(c.stateKey(sa), string(sealed))), k, to)
 }
 
 // PutState writes sa's state (sealed here) if this node owns sa; it reports whether it
@@ -321,12 +313,9 @@ func (c *Coordinator) MarkArrived(ctx context.Context, sa SAKey) (bool, error) {
 }
 
 func (c *Coordinator) mark(ctx context.Context, sa SAKey, m string) (bool, error) {
-	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(c.ownerKey(sa)), "=", c.self.Name)).
-		Then(clientv3.OpPut(c.markKey(sa, m), c.self.Name)).Commit()
-	if err != nil {
-		return false, err
-	}
-	return resp.Succeeded, nil
+	k := c.markKey(sa, m)
+	return c.commit(ctx, c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(c.ownerKey(sa)), "=", c.self.Name)).
+		Then(clientv3.OpPut(k, c.self.Name)), k, c.self.Name)
 }
 
 // ClearMarks removes the marks of a finished move.
@@ -340,13 +329,33 @@ func (c *Coordinator) ClearMarks(ctx context.Context, sa SAKey) error {
 // given with it is deleted. It reports whether it did.
 func (c *Coordinator) TakeBack(ctx context.Context, sa SAKey, from string) (bool, error) {
 	k := c.ownerKey(sa)
-	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", from),
+	return c.commit(ctx, c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", from),
 		clientv3.Compare(clientv3.CreateRevision(c.markKey(sa, markReady)), "=", 0)).
-		Then(clientv3.OpPut(k, c.self.Name), clientv3.OpDelete(c.stateKey(sa))).Commit()
-	if err != nil {
-		return false, err
+		Then(clientv3.OpPut(k, c.self.Name), clientv3.OpDelete(c.stateKey(sa))), k, c.self.Name)
+}
+
+// commit commits the compare-and-swap txn, which sets key to want when it succeeds, and
+// reports whether it did. When etcd fails with the transaction in flight (the member
+// it went to died), its outcome is unknown: key is read again (a linearizable read, on
+// whichever member answers, until ctx ends) and the transaction counts as done if key
+// is want. That is exact: no transaction here sets key to want unless it succeeded, and
+// one that a dead member did not get replicated is never committed.
+func (c *Coordinator) commit(ctx context.Context, txn clientv3.Txn, key, want string) (bool, error) {
+	resp, err := txn.Commit()
+	if err == nil {
+		return resp.Succeeded, nil
 	}
-	return resp.Succeeded, nil
+	for {
+		got, gerr := c.cli.Get(ctx, key)
+		if gerr == nil {
+			return len(got.Kvs) == 1 && string(got.Kvs[0].Value) == want, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("%w (and reading the outcome: %w)", err, gerr)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // EventKind says what changed in the cluster.

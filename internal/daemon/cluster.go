@@ -206,6 +206,9 @@ func (c *clusterRole) onEvent(ev ike.Event) {
 	case ike.EventSwitched:
 		if key, ok := c.keys[ev.IKESA]; ok && c.arriving[key] == ev.IKESA {
 			delete(c.arriving, key)
+			if c.d.inner != nil {
+				c.d.inner.arrived(ev.IKESA)
+			}
 			c.async(func(ctx context.Context) {
 				if _, err := c.co.MarkArrived(ctx, key); err != nil {
 					c.d.log.Warn("cluster: marking an SA arrived", "sa", key, "err", err)
@@ -253,6 +256,17 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey) {
 	jctx, cancel := context.WithTimeout(ctx, etcdTimeout)
 	raw, err := c.co.State(jctx, key)
 	cancel()
+	if err == nil && raw == nil {
+		// No state: taken back by the node that gave it (TakeBack deletes it), unless
+		// this node still owns it.
+		jctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+		owner, oerr := c.co.Owner(jctx, key)
+		cancel()
+		if oerr == nil && owner != c.co.Self().Name {
+			c.d.log.Info("cluster: an SA given to this node was taken back before it was imported", "sa", key, "owner", owner)
+			return
+		}
+	}
 	if err != nil || raw == nil {
 		c.d.log.Error("cluster: an SA given to this node has no readable state", "sa", key, "err", err)
 		return
@@ -272,9 +286,9 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey) {
 			c.d.log.Error("cluster: importing an SA given to this node", "sa", key, "err", err)
 			return
 		}
-		c.d.apply(acts)
 		c.keys[id] = key
 		c.arriving[key] = id
+		c.d.apply(acts)
 		n := len(c.keys)
 		c.async(func(ctx context.Context) {
 			ok, err := c.co.MarkReady(ctx, key)
@@ -297,6 +311,12 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey) {
 		})
 		c.d.log.Info("cluster: SA imported; its peer is asked to switch here", "sa", key, "id", id)
 	})
+}
+
+// isArriving reports whether IKE SA id was imported here and its peer is yet to arrive.
+func (c *clusterRole) isArriving(id uint64) bool {
+	key, ok := c.keys[id]
+	return ok && c.arriving[key] == id
 }
 
 func (c *clusterRole) held(key cluster.SAKey) bool {
@@ -473,6 +493,9 @@ func (c *clusterRole) arrivedThere(now time.Time, key cluster.SAKey, node string
 	m := c.moves[key]
 	if m == nil || !m.ready || node != m.to.Name {
 		return
+	}
+	if c.d.inner != nil {
+		c.d.inner.leave(m.id) // the other node answers for its addresses now
 	}
 	c.after(moveGrace, func(now time.Time) {
 		if c.moves[key] != m {

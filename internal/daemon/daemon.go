@@ -531,7 +531,7 @@ func (d *daemon) virtualIPs(a ike.VirtualIPs) {
 		// A peer's address: routed through its Child SA's selectors; announced to the
 		// protected side in a cluster.
 		if d.inner != nil {
-			d.inner.announce(a.Addrs, !a.Remove)
+			d.inner.vips(a.IKESA, a.Addrs, !a.Remove, d.cl != nil && d.cl.isArriving(a.IKESA))
 		}
 		return
 	}
