@@ -46,12 +46,16 @@ func (e *Engine) SetLocalAddrs(now time.Time, addrs []netip.Addr) []Action {
 // (none: no cluster). They are announced to every peer along with ours, so that a peer
 // accepts a switch to them; peers hear the new set at once.
 func (e *Engine) SetClusterAddrs(now time.Time, addrs []netip.Addr) []Action {
-	e.clusterAddrs = nil
+	var set []netip.Addr
 	for _, a := range addrs {
-		if a = a.Unmap(); mobike.Usable(a) && !slices.Contains(e.clusterAddrs, a) {
-			e.clusterAddrs = append(e.clusterAddrs, a)
+		if a = a.Unmap(); mobike.Usable(a) && !slices.Contains(set, a) {
+			set = append(set, a)
 		}
 	}
+	if slices.Equal(set, e.clusterAddrs) {
+		return nil // nothing changed: no SA to look at again
+	}
+	e.clusterAddrs = set
 	e.reevaluateAll(now, "cluster change")
 	return e.take()
 }

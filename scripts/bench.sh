@@ -36,6 +36,22 @@ cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 [ "$(id -u)" = 0 ] || { echo "bench.sh needs root (network namespaces, TUN devices)" >&2; exit 1; }
 
+# `bench.sh cluster`: a gateway cluster of three nodes (and three etcd members) in
+# namespaces; node A with SAS clients (default 1000) is drained to the two others, once by
+# switch hand-over and once by RFC 5685 redirect: wall time, the gateways' CPU, etcd's
+# writes, side by side (integration/bench_cluster_test.go).
+#   sudo ./scripts/bench.sh cluster
+#   SAS=200 OUT=cluster.json ./scripts/bench.sh cluster
+if [ "${1:-}" = cluster ]; then
+	out=$(realpath -m "${OUT:-bench-cluster.json}")
+	MOBIKEVPN_BENCH_CLUSTER=1 MOBIKEVPN_BENCH_SAS=${SAS:-1000} MOBIKEVPN_BENCH_OUT=$out \
+		go test -count=1 -timeout 60m -run '^TestBenchCluster$' -v ./integration/ |
+		grep -E 'bench_cluster_test.go|^(--- |ok|FAIL)'
+	rc=${PIPESTATUS[0]}
+	[ "$rc" = 0 ] && echo "wrote $out"
+	exit "$rc"
+fi
+
 ROUNDS=${ROUNDS:-3}
 TCP_TIME=${TCP_TIME:-10}
 UDP_TIME=${UDP_TIME:-5}

@@ -36,7 +36,7 @@ func (a *app) cmdBenchHandshake(c *cli.Context) error {
 		Target: ap, Sources: src,
 		Count: c.Int("count"), Concurrency: c.Int("concurrency"),
 		PSK: []byte(c.String("psk")), RemoteID: c.String("remote-id"), IDPrefix: c.String("id-prefix"),
-		Proposal: c.String("proposal"), ESP: c.String("esp"), VIP: c.Bool("vip"), Hold: c.Duration("hold"),
+		Proposal: c.String("proposal"), ESP: c.String("esp"), VIP: c.Bool("vip"), RMobike: c.Bool("rmobike"), Hold: c.Duration("hold"),
 		Flood: c.Bool("flood"), Rate: c.Int("rate"), Duration: c.Duration("duration"), EchoCookies: c.Bool("echo-cookies"),
 	}
 	if !o.Flood && (o.Count <= 0 || len(o.PSK) == 0) {

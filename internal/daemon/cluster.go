@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/ike"
@@ -41,7 +42,7 @@ const (
 type clusterRole struct {
 	d    *daemon
 	co   *cluster.Coordinator
-	jobs chan func(ctx context.Context)
+	jobs *jobQueue
 	quit chan struct{} // closed when the daemon stops: nothing goes to the engine any more
 
 	keys     map[uint64]cluster.SAKey // the IKE SAs of ours the cluster knows, by id
@@ -50,6 +51,8 @@ type clusterRole struct {
 	lost     bool                     // the node's lease is gone: no cluster operations
 	draining bool                     // `drain` ran: new peers are redirected elsewhere
 	vipBusy  map[vipFamily]bool       // virtual IP claims under way
+	// nodesQueued: a read of the nodes is queued (nodesChanged).
+	nodesQueued atomic.Bool
 	// redirected are the SAs whose peers were redirected to another node (RFC 5685),
 	// by id: the channel hears when the peer deleted the SA here, its new one being up.
 	redirected map[uint64]chan error
@@ -71,7 +74,7 @@ type move struct {
 }
 
 func newClusterRole(d *daemon, co *cluster.Coordinator) *clusterRole {
-	return &clusterRole{d: d, co: co, jobs: make(chan func(context.Context), 1024), quit: make(chan struct{}),
+	return &clusterRole{d: d, co: co, jobs: newJobQueue(), quit: make(chan struct{}),
 		keys: make(map[uint64]cluster.SAKey), moves: make(map[cluster.SAKey]*move), arriving: make(map[cluster.SAKey]uint64),
 		redirected: make(map[uint64]chan error), vipBusy: make(map[vipFamily]bool)}
 }
@@ -83,26 +86,22 @@ func (c *clusterRole) run(ctx context.Context) {
 	events := c.co.Watch(ctx)
 	c.nodesChanged()
 	defer func() {
-		deadline := time.After(shutdownGrace)
-		for {
-			select {
-			case job := <-c.jobs:
-				jctx, cancel := context.WithTimeout(context.Background(), etcdTimeout)
-				job(jctx)
-				cancel()
-			case <-deadline:
-				return
-			default:
-				return
-			}
+		deadline := time.Now().Add(shutdownGrace)
+		for job := c.jobs.pop(); job != nil && time.Now().Before(deadline); job = c.jobs.pop() {
+			jctx, cancel := context.WithDeadline(context.Background(), deadline)
+			job(jctx)
+			cancel()
 		}
 	}()
 	for {
 		select {
-		case job := <-c.jobs:
-			jctx, cancel := context.WithTimeout(ctx, etcdTimeout)
-			job(jctx)
-			cancel()
+		case <-c.jobs.wake:
+			// One job at a time: the cluster's events are taken in between.
+			if job := c.jobs.pop(); job != nil {
+				jctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+				job(jctx)
+				cancel()
+			}
 		case ev, ok := <-events:
 			if !ok {
 				return
@@ -128,13 +127,7 @@ func (c *clusterRole) run(ctx context.Context) {
 }
 
 // async queues an etcd job.
-func (c *clusterRole) async(job func(ctx context.Context)) {
-	select {
-	case c.jobs <- job:
-	default:
-		c.d.log.Error("cluster: too many etcd operations queued; dropping one")
-	}
-}
+func (c *clusterRole) async(job func(ctx context.Context)) { c.jobs.push(job) }
 
 // cmd runs f on the engine goroutine, unless the daemon stopped.
 func (c *clusterRole) cmd(f func(now time.Time)) {
@@ -159,8 +152,14 @@ func (c *clusterRole) event(ctx context.Context, ev cluster.Event) {
 }
 
 // nodesChanged reads the live nodes and announces the others' addresses to our peers.
+// Changes that come while a read is queued are covered by it (every node's load
+// change is one: a drain makes thousands).
 func (c *clusterRole) nodesChanged() {
+	if !c.nodesQueued.CompareAndSwap(false, true) {
+		return
+	}
 	c.async(func(ctx context.Context) {
+		c.nodesQueued.Store(false)
 		nodes, err := c.co.Nodes(ctx)
 		if err != nil {
 			c.d.log.Warn("cluster: reading the nodes", "err", err)
@@ -278,6 +277,10 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey) {
 		return
 	}
 	c.cmd(func(now time.Time) {
+		if m := c.moves[key]; m != nil && m.ready && c.keys[m.id] == key {
+			// Moved from here, and back before its grace ended: the old copy goes.
+			c.forgetMoved(now, m)
+		}
 		if c.held(key) {
 			return // ours already (a move taken back)
 		}
@@ -497,22 +500,27 @@ func (c *clusterRole) arrivedThere(now time.Time, key cluster.SAKey, node string
 	if c.d.inner != nil {
 		c.d.inner.leave(m.id) // the other node answers for its addresses now
 	}
+	c.finish(m, nil) // moved: `move --wait` hears it now, not after the grace
+	c.d.log.Info("cluster: SA moved", "sa", key, "to", node)
 	c.after(moveGrace, func(now time.Time) {
-		if c.moves[key] != m {
-			return
+		if c.moves[key] == m {
+			c.forgetMoved(now, m)
 		}
-		delete(c.moves, key)
-		delete(c.keys, m.id)
-		if acts, err := c.d.engine.Forget(now, m.id); err == nil {
-			c.d.apply(acts)
-		}
-		n := len(c.keys)
-		c.async(func(ctx context.Context) {
-			c.co.ClearMarks(ctx, key)
-			c.setLoad(ctx, n)
-		})
-		c.finish(m, nil)
-		c.d.log.Info("cluster: SA moved", "sa", key, "to", node)
+	})
+}
+
+// forgetMoved ends move m, whose peer arrived at the other node: the SA leaves this
+// node.
+func (c *clusterRole) forgetMoved(now time.Time, m *move) {
+	delete(c.moves, m.key)
+	delete(c.keys, m.id)
+	if acts, err := c.d.engine.Forget(now, m.id); err == nil {
+		c.d.apply(acts)
+	}
+	n, key := len(c.keys), m.key
+	c.async(func(ctx context.Context) {
+		c.co.ClearMarks(ctx, key)
+		c.setLoad(ctx, n)
 	})
 }
 
@@ -626,118 +634,6 @@ func (d *daemon) startCluster() func() {
 			d.log.Warn("cluster: leaving", "err", err)
 		}
 	}
-}
-
-// Move implements control.Mover: it hands the selected SAs to node req.ToNode and,
-// with a wait, reports once each peer arrived there or why it did not.
-func (d *daemon) Move(ctx context.Context, req control.Move) (string, error) {
-	if d.cl == nil {
-		return "", control.UsageError("move: this gateway is not a cluster node (no cluster: section)")
-	}
-	var moves moveSet
-	var useErr error
-	to, err := d.cl.liveNode(ctx, req.ToNode)
-	if err != nil {
-		return "", err
-	}
-	if err := d.run(ctx, func(now time.Time) {
-		if d.cl.lost {
-			useErr = errors.New("move: this node lost its etcd lease")
-			return
-		}
-		for _, s := range d.engine.Status(now) {
-			info, ok := d.engine.SAInfo(s.ID)
-			if !ok || !info.Gateway || (req.SA != 0 && s.ID != req.SA) || (req.Peer != "" && s.RemoteID != req.Peer) ||
-				(req.Count > 0 && len(moves.moving) >= req.Count) {
-				continue
-			}
-			if err := moves.start(now, d.cl, s, info, to); err != nil {
-				moves.refuse(s, err)
-			}
-		}
-		if len(moves.moving) == 0 && len(moves.refused) == 0 {
-			useErr = control.UsageError("move: no SA of this gateway matches the selection")
-		}
-	}); err != nil {
-		return "", err
-	}
-	if useErr != nil {
-		return "", useErr
-	}
-	return moves.await(ctx, fmt.Sprintf("moving %d SAs to %s", len(moves.moving), req.ToNode), req.Wait)
-}
-
-// moveSet is the moves one command started, and the SAs it could not move.
-type moveSet struct {
-	moving  []movingSA
-	refused []string
-}
-
-// movingSA is one SA a command moves.
-type movingSA struct {
-	id   uint64
-	peer string
-	how  string // "moved" (switch), "redirected" (RFC 5685)
-	to   string // the node
-	done chan error
-}
-
-// start moves SA s to node to (engine goroutine), or says why not.
-func (ms *moveSet) start(now time.Time, c *clusterRole, s ike.SAStatus, info ike.SAInfo, to cluster.Node) error {
-	ch := make(chan error, 1)
-	if err := c.startMoveWhenQuiet(now, s.ID, to, ch); err != nil {
-		return err
-	}
-	how := "moved"
-	if !info.RMobike {
-		how = "redirected"
-	}
-	ms.moving = append(ms.moving, movingSA{id: s.ID, peer: s.RemoteID, how: how, to: to.Name, done: ch})
-	return nil
-}
-
-// refuse notes why SA s is not moved.
-func (ms *moveSet) refuse(s ike.SAStatus, err error) {
-	ms.refused = append(ms.refused, fmt.Sprintf("%s (SA #%d): %v", s.RemoteID, s.ID, err))
-}
-
-// await reports the moves under head: without a wait at once (a failure only when
-// nothing could be started), with one once each ended or the wait is over (a failure
-// naming those that did not move).
-func (ms *moveSet) await(ctx context.Context, head string, wait time.Duration) (string, error) {
-	var b strings.Builder
-	b.WriteString(head)
-	for _, r := range ms.refused {
-		fmt.Fprintf(&b, "\nnot moved: %s", r)
-	}
-	if wait <= 0 {
-		if len(ms.moving) == 0 && len(ms.refused) > 0 {
-			return "", &control.Error{Code: control.CodeFailed, Msg: b.String()}
-		}
-		return b.String(), nil
-	}
-	timeout := time.After(wait)
-	failed := len(ms.refused)
-	for _, m := range ms.moving {
-		select {
-		case err := <-m.done:
-			if err != nil {
-				failed++
-				fmt.Fprintf(&b, "\nnot moved: %s (SA #%d): %v", m.peer, m.id, err)
-			} else {
-				fmt.Fprintf(&b, "\n%s: %s (SA #%d) to %s", m.how, m.peer, m.id, m.to)
-			}
-		case <-timeout:
-			failed++
-			fmt.Fprintf(&b, "\nnot moved within %v: %s (SA #%d)", wait, m.peer, m.id)
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
-	}
-	if failed > 0 {
-		return "", &control.Error{Code: control.CodeFailed, Msg: b.String()}
-	}
-	return b.String(), nil
 }
 
 // ClusterStatus implements control.Mover.

@@ -53,7 +53,11 @@ func TestClusterDrainInProcess(t *testing.T) {
 		}
 	}
 	waitFor(t, "the SAs on B and C", func() bool {
-		return len(a.status(t)) == 0 && len(b.status(t))+len(c.status(t)) == 3
+		if len(a.status(t)) == 0 && len(b.status(t))+len(c.status(t)) == 3 {
+			return true
+		}
+		l.clk.Advance(100 * time.Millisecond) // A forgets the SAs it moved after a grace
+		return false
 	})
 	// Least loaded first: the three spread over both.
 	if len(b.status(t)) == 0 || len(c.status(t)) == 0 {

@@ -48,21 +48,25 @@ func TestClusterHundredMoves(t *testing.T) {
 	// (the one without the SA drops it), every millisecond.
 	var got sync.Map // sequence numbers of the client's packets that came out of a node
 	var twice atomic.Int64
-	for _, n := range []*node{a, b} {
+	quit := make(chan struct{}) // the readers of the TUN devices end with the test
+	defer close(quit)
+	for _, n := range []*node{a, b, cl} {
 		go func() {
-			for p := range n.dev.Written() {
-				if len(p) >= 32 {
+			for {
+				select {
+				case p := <-n.dev.Written():
+					if n == cl || len(p) < 32 {
+						continue
+					}
 					if _, dup := got.LoadOrStore(binary.BigEndian.Uint32(p[28:]), true); dup {
 						twice.Add(1)
 					}
+				case <-quit:
+					return
 				}
 			}
 		}()
 	}
-	go func() {
-		for range cl.dev.Written() {
-		}
-	}()
 	stop := make(chan struct{})
 	var clientSent atomic.Uint32
 	var wg sync.WaitGroup

@@ -18,6 +18,7 @@ import (
 	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/esp"
 	"github.com/mobikevpn/mobikevpn/ike"
+	"github.com/mobikevpn/mobikevpn/mobike"
 	"github.com/mobikevpn/mobikevpn/udp"
 	"github.com/mobikevpn/mobikevpn/wire"
 )
@@ -36,6 +37,7 @@ type Options struct {
 	Proposal    string        // IKE proposal
 	ESP         string        // ESP proposal
 	VIP         bool          // ask for a virtual IPv4 address
+	RMobike     bool          // MOBIKE with 'R': the gateway may ask the clients to switch (and they do)
 	Hold        time.Duration // keep the SAs this long, then delete them
 	Timeout     time.Duration // give up on the whole run after this
 
@@ -251,6 +253,10 @@ func ClientConfig(o Options, ikePort, nattPort uint16) (ike.Config, error) {
 		}
 		if o.VIP {
 			c.VIPs = []netip.Addr{netip.IPv4Unspecified()}
+		}
+		if o.RMobike {
+			c.Mobike, c.RMobike = true, true
+			c.SwitchAccept = mobike.SwitchPolicy{Additional: true}
 		}
 		cfg.Connections = append(cfg.Connections, c)
 	}
