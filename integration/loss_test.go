@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mobikevpn/mobikevpn/internal/control"
 )
 
 // With 10% and 30% of the underlay's packets lost at random (nftables numgen), the
@@ -74,7 +76,15 @@ func TestUnderLoss(t *testing.T) {
 			if rekeys < 2 {
 				t.Errorf("%d Child SA rekeys completed under %d%% loss", rekeys, pct)
 			}
-			if st := status(t, l.clSock); st == nil || len(st.IKESAs) != 1 || st.IKESAs[0].State != "established" {
+			// One IKE SA, established. The IKE SA rekeys every 20 s, and under the loss
+			// the old one's Delete takes a second or more (30 tries 400 ms apart at
+			// most), during which the client has two: about one run in twenty looked
+			// in that window. Either moment is fine; the state must get there.
+			var st *control.Status
+			if !waitFor(30*time.Second, func() bool {
+				st = status(t, l.clSock)
+				return st != nil && len(st.IKESAs) == 1 && st.IKESAs[0].State == "established"
+			}) {
 				t.Errorf("client state after the run: %+v", st)
 			}
 			t.Logf("%d%% loss: handshake %v; MOBIKE move %v; %d Child SA rekeys; TCP %d KiB intact",
