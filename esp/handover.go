@@ -45,16 +45,23 @@ type handState struct {
 
 // hold keeps a copy of p, within the bounds (sa.mu held).
 func (h *handState) hold(d *Datapath, sa *inSA, p []byte) {
-	if len(h.held) >= maxHeldPackets || h.bytes+len(p) > maxHeldBytes || d.heldBytes.Add(int64(len(p))) > maxHeldAllBytes {
-		if len(h.held) < maxHeldPackets && h.bytes+len(p) <= maxHeldBytes {
-			d.heldBytes.Add(-int64(len(p))) // only the global bound was hit
-		}
+	if len(h.held) >= maxHeldPackets || h.bytes+len(p) > maxHeldBytes || !d.reserveHeld(len(p)) {
 		sa.ctr.dropped.Add(1)
 		d.drop(dropHandQueue, nil)
 		return
 	}
 	h.held = append(h.held, append([]byte(nil), p...))
 	h.bytes += len(p)
+}
+
+// reserveHeld counts n more bytes held by hand-overs, unless that would pass the bound
+// for all of them.
+func (d *Datapath) reserveHeld(n int) bool {
+	if d.heldBytes.Add(int64(n)) > maxHeldAllBytes {
+		d.heldBytes.Add(-int64(n))
+		return false
+	}
+	return true
 }
 
 // release gives back what h held to the datapath's total (sa.mu held, or h detached).

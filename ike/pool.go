@@ -211,7 +211,11 @@ func (p *pool) drop(a netip.Addr) {
 	}
 }
 
-// usable excludes the network and (IPv4) broadcast addresses.
+// HostAddr reports whether a pool may hand out a of prefix pf: not its network address,
+// nor (IPv4) its broadcast address.
+func HostAddr(a netip.Addr, pf netip.Prefix) bool { return usable(a, pf.Masked()) }
+
+// usable excludes the network and (IPv4) broadcast addresses (pf masked).
 func usable(a netip.Addr, pf netip.Prefix) bool {
 	if !a.IsValid() || a == pf.Addr() {
 		return false

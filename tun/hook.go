@@ -64,11 +64,18 @@ func (h *HookConfigurator) run(action, dev string, p netip.Prefix) error {
 			family = "4"
 		}
 	}
-	env := append(os.Environ(), "ACTION="+action, "DEV="+dev, "PREFIX="+prefix, "FAMILY="+family)
+	return RunHook(h.path, fmt.Sprintf("tun: updown hook %s %s %v", action, dev, p),
+		"ACTION="+action, "DEV="+dev, "PREFIX="+prefix, "FAMILY="+family)
+}
+
+// RunHook runs an operator's executable at path with the environment of this process
+// plus env, for at most HookTimeout. Its failure is an error beginning with what and
+// ending with the script's output (its first 512 bytes).
+func RunHook(path, what string, env ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), HookTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, h.path)
-	cmd.Env = env
+	cmd := exec.CommandContext(ctx, path)
+	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -78,9 +85,9 @@ func (h *HookConfigurator) run(action, dev string, p netip.Prefix) error {
 			msg = msg[:512] + "..."
 		}
 		if msg != "" {
-			return fmt.Errorf("tun: updown hook %s %s %v: %w: %s", action, dev, p, err, msg)
+			return fmt.Errorf("%s: %w: %s", what, err, msg)
 		}
-		return fmt.Errorf("tun: updown hook %s %s %v: %w", action, dev, p, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }

@@ -153,21 +153,29 @@ func (l *clusterLab) started(n *node) *node {
 	return n
 }
 
-// advanceUntil moves the fake clock on by step until done delivers, and returns what it
-// delivered.
-func advanceUntil[T any](t *testing.T, l *clusterLab, what string, step time.Duration, done <-chan T) T {
-	t.Helper()
-	var v T
-	waitFor(t, what, func() bool {
+// command runs op (a move or a drain by one of the lab's daemons) while the fake clock
+// moves on by step, so that the daemons' timers fire, and returns what op returned.
+func (l *clusterLab) command(what string, step time.Duration, op func() (string, error)) (string, error) {
+	type result struct {
+		msg string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		msg, err := op()
+		done <- result{msg, err}
+	}()
+	var r result
+	waitFor(l.t, what, func() bool {
 		select {
-		case v = <-done:
+		case r = <-done:
 			return true
 		default:
 			l.clk.Advance(step)
 			return false
 		}
 	})
-	return v
+	return r.msg, r.err
 }
 
 func TestClusterMoveInProcess(t *testing.T) {
@@ -243,14 +251,10 @@ func TestClusterMoveInProcess(t *testing.T) {
 
 	// The move, with the clock running (B resends the switch request; A forgets the SA
 	// after its grace).
-	done := make(chan error, 1)
-	var msg string
-	go func() {
-		var err error
-		msg, err = a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: 30 * time.Second})
-		done <- err
-	}()
-	if err := advanceUntil(t, l, "the move", 50*time.Millisecond, done); err != nil {
+	msg, err := l.command("the move", 50*time.Millisecond, func() (string, error) {
+		return a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: 30 * time.Second})
+	})
+	if err != nil {
 		t.Fatalf("move: %v (%s)", err, msg)
 	}
 	after := cl.status(t)[0]
@@ -347,14 +351,9 @@ func TestClusterMoveNotTaken(t *testing.T) {
 		return len(st) == 1 && len(st[0].ChildSAs) == 1 && len(st[0].PeerAdditionalAddrs) == 1
 	})
 	through(t, cl, a, clAddr, server, 1)
-	done := make(chan error, 1)
-	var msg string
-	go func() {
-		var err error
-		msg, err = a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: time.Minute})
-		done <- err
-	}()
-	moveErr := advanceUntil(t, l, "the move to give up", 100*time.Millisecond, done)
+	msg, moveErr := l.command("the move to give up", 100*time.Millisecond, func() (string, error) {
+		return a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: time.Minute})
+	})
 	var ce *control.Error
 	if !errors.As(moveErr, &ce) || ce.Code != control.CodeFailed || !strings.Contains(ce.Msg, "did not import") {
 		t.Fatalf("move: %v (%s)", moveErr, msg)

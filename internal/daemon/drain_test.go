@@ -37,14 +37,8 @@ func TestClusterDrainInProcess(t *testing.T) {
 		return err == nil && len(cs.Nodes) == 3 && cs.Nodes[0].IKESAs == 3
 	})
 
-	done := make(chan error, 1)
-	var msg string
-	go func() {
-		var err error
-		msg, err = a.d.Drain(ctx, 30*time.Second)
-		done <- err
-	}()
-	if err := advanceUntil(t, l, "the drain", 50*time.Millisecond, done); err != nil {
+	msg, err := l.command("the drain", 50*time.Millisecond, func() (string, error) { return a.d.Drain(ctx, 30*time.Second) })
+	if err != nil {
 		t.Fatalf("drain: %v (%s)", err, msg)
 	}
 	for _, want := range []string{"draining: moving 3 SAs to gw-b, gw-c", "moved: alice@example.org", "moved: bob@example.org", "redirected: carol@example.org"} {

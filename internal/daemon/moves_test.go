@@ -90,12 +90,10 @@ func TestClusterHundredMoves(t *testing.T) {
 		// switch_limit (5 a minute by default) holds on both sides: 13 s of the fake
 		// clock between moves.
 		l.clk.Advance(13 * time.Second)
-		done := make(chan error, 1)
-		go func() {
-			_, err := from.d.Move(l.ctx, control.Move{ToNode: names[to], All: true, Wait: 30 * time.Second})
-			done <- err
-		}()
-		if err := advanceUntil(t, l, "a move", 50*time.Millisecond, done); err != nil {
+		_, err := l.command("a move", 50*time.Millisecond, func() (string, error) {
+			return from.d.Move(l.ctx, control.Move{ToNode: names[to], All: true, Wait: 30 * time.Second})
+		})
+		if err != nil {
 			t.Fatalf("move %d from %s to %s: %v", i+1, names[from], names[to], err)
 		}
 		from, to = to, from

@@ -104,7 +104,7 @@ func (c *clusterRole) claimFree(ctx context.Context, f vipFamily, prefixes []net
 		}
 		for a := pf.Masked().Addr().Next(); pf.Contains(a) && len(got) < n && scanned < vipScan; a = a.Next() {
 			scanned++
-			if _, ok := held[a]; ok || !hostAddr(a, pf) {
+			if _, ok := held[a]; ok || !ike.HostAddr(a, pf) {
 				continue
 			}
 			ok, err := c.co.ClaimVIP(ctx, a)
@@ -140,17 +140,4 @@ func hasFamily(prefixes []netip.Prefix, is4 bool) bool {
 		}
 	}
 	return false
-}
-
-// hostAddr excludes a prefix's network and (IPv4) broadcast addresses, as the pools do.
-func hostAddr(a netip.Addr, pf netip.Prefix) bool {
-	pf = pf.Masked()
-	if a == pf.Addr() {
-		return false
-	}
-	if a.Is4() && pf.Bits() < 31 {
-		n := a.Next() // the broadcast address is the prefix's last
-		return n.IsValid() && pf.Contains(n)
-	}
-	return true
 }

@@ -57,14 +57,10 @@ func TestClusterVIPLeasesInProcess(t *testing.T) {
 	if va == vb || held[va] != "gw-a" || held[vb] != "gw-b" {
 		t.Fatalf("alice has %s (held by %s), bob %s (held by %s)", va, held[va], vb, held[vb])
 	}
-	done := make(chan error, 1)
-	var msg string
-	go func() {
-		var err error
-		msg, err = a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: 30 * time.Second})
-		done <- err
-	}()
-	if err := advanceUntil(t, l, "the move", 50*time.Millisecond, done); err != nil {
+	msg, err := l.command("the move", 50*time.Millisecond, func() (string, error) {
+		return a.d.Move(ctx, control.Move{ToNode: "gw-b", All: true, Wait: 30 * time.Second})
+	})
+	if err != nil {
 		t.Fatalf("move: %v (%s)", err, msg)
 	}
 	if got := vip(alice); got != va.String() {

@@ -6,14 +6,10 @@
 package inner
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"strings"
-	"time"
+
+	"github.com/mobikevpn/mobikevpn/tun"
 )
 
 // Announcer announces the virtual IPs this node serves. Its methods may block (they
@@ -27,9 +23,6 @@ type Announcer interface {
 	Close() error
 }
 
-// HookTimeout bounds one run of the hook.
-const HookTimeout = 30 * time.Second
-
 // Hook runs an operator's executable once per claim and release, with the environment
 // of this process plus
 //
@@ -38,7 +31,7 @@ const HookTimeout = 30 * time.Second
 //	FAMILY  4 or 6
 //	NODE    this node's name
 //
-// The executable must exit 0 on success.
+// The executable must exit 0 on success, within tun.HookTimeout.
 type Hook struct {
 	Path string
 	Node string
@@ -58,22 +51,6 @@ func (h *Hook) run(action string, a netip.Addr) error {
 	if a.Unmap().Is4() {
 		family = "4"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), HookTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, h.Path)
-	cmd.Env = append(os.Environ(), "ACTION="+action, "VIP="+a.Unmap().String(), "FAMILY="+family, "NODE="+h.Node)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(out.String())
-		if len(msg) > 512 {
-			msg = msg[:512] + "..."
-		}
-		if msg != "" {
-			return fmt.Errorf("inner hook %s %s %s: %w: %s", h.Path, action, a, err, msg)
-		}
-		return fmt.Errorf("inner hook %s %s %s: %w", h.Path, action, a, err)
-	}
-	return nil
+	return tun.RunHook(h.Path, fmt.Sprintf("inner hook %s %s %s", h.Path, action, a), "ACTION="+action,
+		"VIP="+a.Unmap().String(), "FAMILY="+family, "NODE="+h.Node)
 }
