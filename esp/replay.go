@@ -24,7 +24,23 @@ type replayWindow struct {
 	mask   uint64   // len(blocks)-1
 	size   uint64   // the window: (len(blocks)-1)*64 sequence numbers below top+1
 	esn    bool
+
+	// old is the window as it was before the last jump of more than size (nil before
+	// any, and again once top is oldKeep past oldLimit). It takes the numbers below
+	// oldLimit, the lowest this window can ever take after the jump, so that the two
+	// never both take one number: the tail of what the sender sent before the jump,
+	// arriving after it, is still taken once. Such a jump is what a client sees when
+	// a gateway cluster moves its SA to another node, which sends with numbers above
+	// the whole range the old node may still use (and the old node's last packets
+	// can arrive after the new node's first); or after a loss burst longer than the
+	// window.
+	old      *replayWindow
+	oldLimit uint64
 }
+
+// oldKeep is how far past the jump the window keeps the one before it: 64Ki packets,
+// a fraction of a second at full rate, minutes for a ping.
+const oldKeep = 1 << 16
 
 // newReplayWindow returns a window of at least size packets (0 means the default).
 func newReplayWindow(size int, esn bool) replayWindow {
@@ -55,6 +71,7 @@ func (w *replayWindow) startAt(top uint64) {
 	// The bits above top in its own block stand for numbers not yet received.
 	w.blocks[(top>>6)&w.mask] = math.MaxUint64 >> (63 - top&63)
 	w.top = top
+	w.old = nil
 }
 
 // infer returns the full sequence number for the 32 bits on the wire. Without ESN it
@@ -93,6 +110,12 @@ func (w *replayWindow) infer(lo uint32) (uint64, bool) {
 // or inside it and not yet seen. It changes nothing (RFC 4303 section 3.4.3: the window
 // moves only after the ICV is verified).
 func (w *replayWindow) check(lo uint32) (uint64, bool) {
+	if o := w.old; o != nil {
+		// Below oldLimit, as the window before the jump reads it: its to take.
+		if seq, ok := o.infer(lo); ok && seq < w.oldLimit {
+			return seq, o.fresh(seq)
+		}
+	}
 	seq, ok := w.infer(lo)
 	if !ok {
 		return 0, false
@@ -117,10 +140,19 @@ func (w *replayWindow) fresh(seq uint64) bool {
 // commit records an authenticated seq. It reports false if seq is no longer fresh
 // (another goroutine committed it, or the window moved past it since check).
 func (w *replayWindow) commit(seq uint64) bool {
+	if w.old != nil && seq < w.oldLimit {
+		return w.old.commit(seq)
+	}
 	if !w.fresh(seq) {
 		return false
 	}
 	if seq > w.top {
+		switch {
+		case w.top != 0 && seq-w.top > w.size:
+			w.keepOld(seq)
+		case w.old != nil && seq-w.oldLimit > oldKeep:
+			w.old = nil
+		}
 		cur, idx := w.top>>6, seq>>6
 		n := idx - cur
 		if n > uint64(len(w.blocks)) {
@@ -133,4 +165,17 @@ func (w *replayWindow) commit(seq uint64) bool {
 	}
 	w.blocks[(seq>>6)&w.mask] |= 1 << (seq & 63)
 	return true
+}
+
+// keepOld moves the window into w.old before a jump to seq of more than its size, and
+// starts w empty (nothing between the old top and seq was seen).
+func (w *replayWindow) keepOld(seq uint64) {
+	o := w.old
+	if o == nil {
+		o = &replayWindow{blocks: make([]uint64, len(w.blocks))}
+	}
+	o.top, o.mask, o.size, o.esn = w.top, w.mask, w.size, w.esn
+	o.blocks, w.blocks = w.blocks, o.blocks
+	clear(w.blocks)
+	w.old, w.oldLimit = o, seq-w.size+1
 }

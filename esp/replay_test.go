@@ -7,19 +7,40 @@ import (
 	"testing"
 )
 
-// naiveWindow is the reference: a set of every accepted number and the top.
+// naiveWindow is the reference: a set of every accepted number, the top, and after a
+// jump of more than the window the top before it (oldTop), which takes the numbers
+// below oldLimit within the window below it, for oldKeep numbers past the jump.
 type naiveWindow struct {
 	top  uint64
 	seen map[uint64]bool
 	size uint64
+
+	hasOld           bool
+	oldTop, oldLimit uint64
 }
 
 func (n *naiveWindow) accept(seq uint64) bool {
-	if seq == 0 || n.seen[seq] || seq <= n.top && n.top-seq >= n.size {
+	if seq == 0 || n.seen[seq] {
 		return false
 	}
+	if n.hasOld && seq < n.oldLimit {
+		if seq <= n.oldTop && n.oldTop-seq >= n.size {
+			return false
+		}
+		n.oldTop = max(n.oldTop, seq)
+	} else {
+		if seq <= n.top && n.top-seq >= n.size {
+			return false
+		}
+		switch {
+		case n.top != 0 && seq > n.top && seq-n.top > n.size:
+			n.hasOld, n.oldTop, n.oldLimit = true, n.top, seq-n.size+1
+		case n.hasOld && seq > n.top && seq-n.oldLimit > oldKeep:
+			n.hasOld = false
+		}
+		n.top = max(n.top, seq)
+	}
 	n.seen[seq] = true
-	n.top = max(n.top, seq)
 	return true
 }
 
@@ -63,12 +84,17 @@ func TestReplayVectors(t *testing.T) {
 		{W + 10 + 64*40, true},          // 16: jump of 40 blocks: every block in between cleared
 		{W + 10 + 64*40 - 64*20, true},  // 17: inside, in a cleared block
 		{W + 10 + 64*40 - 64*20, false}, // 18
-		{math.MaxUint32, true},          // 19: far ahead
-		{math.MaxUint32 - W, false},     // 20: top-W: too old
-		{math.MaxUint32 - W + 1, true},  // 21: the bottom
-		{math.MaxUint32 - 1, true},      // 22
-		{math.MaxUint32 - 1, false},     // 23
-		{W + 10 + 64*40, false},         // 24: far below
+		{math.MaxUint32, true},          // 19: far ahead: the window before it kept (top W+10+64*40)
+		{W + 10 + 64*40, false},         // 20: that window's top
+		{W + 9 + 64*40, true},           // 21: below it, never seen: the sender's tail before the jump
+		{W + 9 + 64*40, false},          // 22
+		{W + 10 + 64*40 - 64*20, false}, // 23: taken in 17, before the jump
+		{math.MaxUint32 - W + 1, true},  // 24: the bottom
+		{math.MaxUint32 - W, true},      // 25: just below it: never seen, the old window's (it moves up)
+		{math.MaxUint32 - W, false},     // 26
+		{math.MaxUint32 - 1, true},      // 27
+		{math.MaxUint32 - 1, false},     // 28
+		{W + 9 + 64*40, false},          // 29: the old window moved past it
 	}
 	for i, s := range steps {
 		seq, ok := w.check(uint32(s.seq))
@@ -291,6 +317,93 @@ func TestReplayStartAt(t *testing.T) {
 					t.Errorf("esn %v, top %d: %d accepted twice", esn, top, seq)
 				}
 			}
+		}
+	}
+}
+
+// TestReplayMovedSender is a gateway cluster moving an SA: node A sends up to some
+// number, node B continues far above (above the whole range A may still use), and A's
+// last packets reach the receiver after B's first. Each packet is taken once, in any
+// of these orders, and no replay of any of them is taken afterwards, nor a number of
+// A's that its window had passed before the move.
+func TestReplayMovedSender(t *testing.T) {
+	for _, esn := range []bool{false, true} {
+		for _, a0 := range []uint64{1, 5000, 1<<32 - 3000} {
+			if !esn && a0 > 1<<31 {
+				continue
+			}
+			w := newReplayWindow(0, esn)
+			if a0 > 1 {
+				w.startAt(a0 - 1) // an SA with a past
+			}
+			const b0 = 1 << 20 // B's numbers start this far above A's first
+			var a, b []uint64
+			for i := range uint64(3000) {
+				a = append(a, a0+i)
+			}
+			for i := range uint64(2000) {
+				b = append(b, a0+b0+i)
+			}
+			order := append(append(append(append([]uint64{}, a[:2500]...), b[:300]...), a[2500:]...), b[300:]...)
+			take := func(seq uint64) bool {
+				got, ok := w.check(uint32(seq))
+				return ok && got == seq && w.commit(got)
+			}
+			for _, seq := range order {
+				if !take(seq) {
+					t.Fatalf("esn %v a0 %d: %d refused the first time (top %d)", esn, a0, seq, w.top)
+				}
+			}
+			for _, seq := range order {
+				if take(seq) {
+					t.Fatalf("esn %v a0 %d: %d taken twice", esn, a0, seq)
+				}
+			}
+			// Below A's window before the move: too old, as without a move.
+			if take(a0 + 2999 - w.size - 10) {
+				t.Fatalf("esn %v a0 %d: a number below the old window taken", esn, a0)
+			}
+		}
+	}
+}
+
+// TestReplayOnceOnly: whatever arrives, in whatever order, with jumps, each number is
+// taken at most once (the property the window exists for; the second window must not
+// weaken it).
+func TestReplayOnceOnly(t *testing.T) {
+	for _, esn := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(11, 12))
+		w := newReplayWindow(1024, esn)
+		taken := map[uint64]bool{}
+		base := uint64(1)
+		if esn {
+			base = 1<<32 - 1<<20
+		}
+		var sent []uint64
+		for i := range 400000 {
+			var seq uint64
+			switch x := r.IntN(100); {
+			case x < 70:
+				base++
+				seq = base
+			case x < 97 && len(sent) > 0:
+				seq = sent[len(sent)-1-r.IntN(min(len(sent), 3*int(w.size)))] // late or replayed
+			default:
+				base += r.Uint64N(oldKeep + w.size)
+				seq = base
+			}
+			sent = append(sent, seq)
+			if len(sent) > 1<<16 {
+				sent = sent[1<<15:]
+			}
+			got, ok := w.check(uint32(seq))
+			if !ok || got != seq || !w.commit(got) {
+				continue
+			}
+			if taken[seq] {
+				t.Fatalf("esn %v step %d: %d taken twice", esn, i, seq)
+			}
+			taken[seq] = true
 		}
 	}
 }
