@@ -419,7 +419,10 @@ func compileSA(c SAConfig) (*suite, []sel, []sel, error) {
 	return s, local, remote, nil
 }
 
-// AddInbound installs an inbound SA, found by c.SPI (our SPI). The SPI must be free.
+// AddInbound installs an inbound SA, found by c.SPI (our SPI). The SPI must be free,
+// or its SA handed over (HandInbound): then the new SA replaces it atomically (an SA
+// of a gateway cluster coming back to this datapath before the copy it handed over was
+// removed: no packet finds neither).
 func (d *Datapath) AddInbound(c SAConfig) error {
 	s, local, remote, err := compileSA(c)
 	if err != nil {
@@ -444,10 +447,19 @@ func (d *Datapath) AddInbound(c SAConfig) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.in.Load()
-	if old.get(c.SPI) != nil {
-		return fmt.Errorf("esp: inbound SPI %#08x already installed", c.SPI)
+	prev := old.get(c.SPI)
+	if prev != nil {
+		prev.mu.Lock()
+		handed := prev.hand != nil
+		prev.mu.Unlock()
+		if !handed {
+			return fmt.Errorf("esp: inbound SPI %#08x already installed", c.SPI)
+		}
 	}
 	d.in.Store(old.with(sa))
+	if prev != nil {
+		d.retireInbound(prev)
+	}
 	return nil
 }
 
@@ -461,6 +473,11 @@ func (d *Datapath) RemoveInbound(spi uint32) {
 		return
 	}
 	d.in.Store(old.without(spi))
+	d.retireInbound(sa)
+}
+
+// retireInbound ends sa, just taken out of the table (d.mu held).
+func (d *Datapath) retireInbound(sa *inSA) {
 	sa.mu.Lock()
 	if h := sa.hand; h != nil && h.ep == nil {
 		h.release(d) // removed while holding: what it held is gone

@@ -82,6 +82,20 @@ func TestHandInbound(t *testing.T) {
 	}
 	eventually(t, "every replay refused", func() bool { return c.d.Drops().Replay-before == uint64(len(replays)) })
 	c.expectNothing(t)
+
+	// The SA comes back to b (c hands it back) while b still forwards: b's new SA
+	// replaces the forwarding one at once, starting at c's top; an SA that is not
+	// handed over is never replaced.
+	ctop, err := c.d.HandInbound(0x1001)
+	must(t, err)
+	must(t, p.b.d.AddInbound(SAConfig{SPI: 0x1001, Keys: p.kAB, LocalTS: netTS, RemoteTS: clientTS, Seq: ctop}))
+	if err := p.b.d.AddInbound(SAConfig{SPI: 0x1001, Keys: p.kAB, LocalTS: netTS, RemoteTS: clientTS}); err == nil {
+		t.Error("an SA that is not handed over was replaced")
+	}
+	through(t, p.a, p.b, ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, []byte{30}))
+	if bc, _ := p.b.d.InboundCounters(0x1001); bc.Seq != 11 || bc.Packets != 1 {
+		t.Errorf("b's inbound SA after it came back: %+v", bc)
+	}
 }
 
 // A hand-over that did not happen: the SA accepts packets again; what was held

@@ -126,6 +126,7 @@ const (
 	EventSwitched                           // the initiator moved to where we asked it to
 	EventSwitchRefused                      // we refused the responder's switch request
 	EventMoveFailed                         // a new path did not answer or was refused: the SA stays on the old one
+	EventPeerStayed                         // the peer of an SA handed over (Handoff) stays here: see Engine.HandBack
 )
 
 func (k EventKind) String() string {
@@ -149,6 +150,8 @@ func (k EventKind) String() string {
 		return "switch-refused"
 	case EventMoveFailed:
 		return "move-failed"
+	case EventPeerStayed:
+		return "peer-stayed"
 	}
 	return "unknown"
 }

@@ -188,6 +188,7 @@ func (e *Engine) handleDatagram(now time.Time, local, remote netip.AddrPort, dat
 	}
 	if sa.handedOver {
 		e.drop(&e.drops.Unexpected, "IKE message for an SA exported to another engine", remote, nil)
+		e.handedOverMessage(sa, data, &h)
 		return
 	}
 	if len(data) > maxPreauthMessage && !sa.authenticated() {

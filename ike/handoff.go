@@ -28,6 +28,8 @@ import (
 //     once B reports the move, A forgets the SA (Forget).
 //
 // Should B not take the state, A, which sent nothing yet, takes the SA back (Reclaim).
+// Should the peer not follow (it refused the switch or cannot reach B), A notices its
+// next request (EventPeerStayed) and B gives the SA back (HandBack, Import at A).
 
 // Handoff hands IKE SA id (ours as responder, its peer advertised 'R') to the gateway
 // at to, as above. It returns the state for that gateway, with the Child SAs'
@@ -82,6 +84,14 @@ func (e *Engine) Reclaim(now time.Time, id uint64) ([]Action, error) {
 	if sa == nil {
 		return nil, fmt.Errorf("ike: reclaim: no IKE SA #%d", id)
 	}
+	if sa.handedOver && sa.handingBack {
+		// A hand-back: nothing was sealed for it; a switch request it left outstanding
+		// is ours to resend again.
+		sa.handedOver, sa.handingBack = false, false
+		e.log.Info("IKE SA taken back: the hand-back did not happen", "sa", sa.id, "peer", sa.remote)
+		e.schedule(sa)
+		return e.take(), nil
+	}
 	r := sa.win.pending
 	if !sa.handedOver || r == nil || r.kind != reqSwitch {
 		return nil, fmt.Errorf("ike: reclaim: IKE SA #%d is not being handed over", id)
@@ -93,6 +103,91 @@ func (e *Engine) Reclaim(now time.Time, id uint64) ([]Action, error) {
 	e.log.Info("IKE SA taken back: the hand-over did not happen", "sa", sa.id, "peer", sa.remote)
 	e.schedule(sa)
 	return e.take(), nil
+}
+
+// HandBack gives IKE SA id back to the gateway at to that handed it here (Handoff,
+// Import) when its peer did not follow the switch request: it refused it (the draft's
+// initiator then stays and checks liveness), or could not reach this gateway. The peer
+// is still with that gateway, which resumes the SA from the returned state: its paths
+// start from to again, the switch is no longer pending (this address counts as left:
+// switch_hold), and the Child SAs' sequence numbers are left for the caller as in
+// Handoff. If the switch request's answer never reached this gateway, the request goes
+// back outstanding: the other gateway resends it, byte for byte, and gets the peer's
+// cached answer (the peer never sees one message ID with two contents). Nothing is
+// sent here; from then on the SA is handed over here, until Forget, or Reclaim should
+// the other gateway not take it.
+func (e *Engine) HandBack(now time.Time, id uint64, to netip.Addr) (SAState, error) {
+	sa := e.store.get(id)
+	if sa == nil {
+		return SAState{}, fmt.Errorf("ike: hand back: no IKE SA #%d", id)
+	}
+	if sa.origInitiator {
+		return SAState{}, fmt.Errorf("ike: hand back: IKE SA #%d is not ours as gateway", id)
+	}
+	r := sa.win.pending
+	if r != nil && r.kind == reqSwitch {
+		sa.win.pending = nil // the one request that may be outstanding
+	}
+	_, path, err := e.exportable(id)
+	sa.win.pending = r
+	if err != nil {
+		return SAState{}, err
+	}
+	st := sa.exportState(now, path)
+	home := netip.AddrPortFrom(to.Unmap(), sa.local.Port())
+	st.Local = home
+	st.Path.SwitchTo, st.Path.SwitchSince = netip.Addr{}, time.Time{}
+	st.Path.Rehome(home, utc(now))
+	if r != nil {
+		st.Pending = &PendingState{MessageID: r.msgID, Exchange: uint8(r.exchange), Data: cloneAll(r.data)}
+	}
+	for _, c := range sa.children {
+		st.Children = append(st.Children, c.exportState())
+	}
+	sa.handedOver, sa.handingBack = true, true
+	e.log.Info("IKE SA handed back: its peer did not follow the switch", "sa", sa.id, "peer", sa.remote, "to", home)
+	return st, nil
+}
+
+// handedOverMessage notes what the peer of an SA that Handoff handed over still sends
+// here (all of it is dropped): its answer to our switch request, and after it, a new
+// request of its own (authentic, unfragmented, with a message ID not seen here before
+// the answer): then the peer stays here. It refused the switch (the draft's initiator
+// then checks our liveness) or could not reach the other gateway; had it followed, its
+// next request would have been its UPDATE_SA_ADDRESSES there. A request it sent before
+// it saw the switch request, and its retransmissions, prove nothing (it follows the
+// peer to wherever it moves). EventPeerStayed tells the caller, once, which has the
+// other gateway hand the SA back (HandBack).
+func (e *Engine) handedOverMessage(sa *IKESA, data []byte, h *wire.Header) {
+	r := sa.win.pending
+	if sa.handingBack || sa.peerStayed || r == nil || r.kind != reqSwitch {
+		return
+	}
+	if h.IsResponse() && h.MessageID != r.msgID || !h.IsResponse() && h.MessageID < max(sa.win.peerReqID, sa.stayFrom) {
+		return
+	}
+	m, err := wire.ParseMessage(data)
+	if err != nil {
+		return
+	}
+	if _, err := sa.open(data, m); err != nil {
+		return
+	}
+	switch {
+	case h.IsResponse():
+		sa.switchAnswered = true
+		return
+	case !sa.switchAnswered:
+		sa.stayFrom = h.MessageID + 1 // sent before the peer saw our request
+		return
+	}
+	sa.peerStayed = true
+	e.log.Info("the peer of an IKE SA handed over stays here: it did not follow the switch", "sa", sa.id, "peer", sa.remote)
+	name := ""
+	if sa.conn != nil {
+		name = sa.conn.Name
+	}
+	e.emit(Event{IKESA: sa.id, Conn: name, Kind: EventPeerStayed, Reason: "the peer did not follow the switch request"})
 }
 
 // importPending makes the request st.Pending, sealed by the exporter, sa's own

@@ -22,10 +22,16 @@ func nodeConfig(t testing.TB, own netip.Addr) Config {
 
 func handoffPair(t *testing.T) (n *testNet, a, b, cl *endpoint) {
 	t.Helper()
+	return handoffPairWith(t, mobike.SwitchPolicy{Additional: true})
+}
+
+// handoffPairWith is handoffPair with the client's switch_accept policy.
+func handoffPairWith(t *testing.T, accept mobike.SwitchPolicy) (n *testNet, a, b, cl *endpoint) {
+	t.Helper()
 	n = newTestNet(t)
 	a = n.add("node-a", gwAddr, nodeConfig(t, gwAddr))
 	cc := clientConfig(t, stateIKE, stateESP)
-	cc.Connections[0].SwitchAccept = mobike.SwitchPolicy{Additional: true}
+	cc.Connections[0].SwitchAccept = accept
 	cl = n.add("client", clientAddr, cc)
 	b = n.add("node-b", gwAddr2, nodeConfig(t, gwAddr2))
 	n.apply(a, a.e.SetClusterAddrs(n.now, []netip.Addr{gwAddr2}))

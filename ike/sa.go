@@ -102,6 +102,14 @@ type IKESA struct {
 	// keys any more, its datagrams are dropped and its timers do not run, until Forget
 	// (see Engine.Export).
 	handedOver bool
+	// handingBack: HandBack (not Handoff) handed the SA over; Reclaim undoes it.
+	handingBack bool
+	// switchAnswered, peerStayed: after Handoff, the peer answered the switch request
+	// here, and then sent a request here (see handedOverMessage).
+	switchAnswered, peerStayed bool
+	// stayFrom: the lowest message ID of a request that counts there (one the peer
+	// sent before it saw the switch request came in before its answer).
+	stayFrom uint32
 	// pm is the path manager of an established SA: where IKE and ESP go (MOBIKE).
 	pm *mobike.Manager
 	// authLocal/authRemote are the addresses of IKE_AUTH: what "dynamic" traffic

@@ -72,6 +72,9 @@ type Coordinator struct {
 	key    *StateKey
 	lease  clientv3.LeaseID
 	ttl    time.Duration
+	// joined is etcd's revision when the node registered: Watch reports what changed
+	// after it (the node is a move's target from then on).
+	joined int64
 
 	recMu sync.Mutex
 	rec   Node // what the node's key says (SetLoad, SetDraining)
@@ -138,6 +141,7 @@ func (c *Coordinator) register(ctx context.Context) error {
 		c.cli.Revoke(context.WithoutCancel(ctx), lease.ID)
 		return fmt.Errorf("cluster: node %q: %w", c.self.Name, ErrNameInUse)
 	}
+	c.joined = resp.Header.Revision
 	kctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop = stop
 	ka, err := c.cli.KeepAlive(kctx, lease.ID)
@@ -218,7 +222,8 @@ func (c *Coordinator) Owner(ctx context.Context, sa SAKey) (string, error) {
 }
 
 // Transfer gives sa, owned by this node, to node to, with its state (sealed here), in
-// one transaction. It reports false, changing nothing, when this node is not the owner.
+// one transaction, which also clears the marks of an earlier move. It reports false,
+// changing nothing, when this node is not the owner.
 func (c *Coordinator) Transfer(ctx context.Context, sa SAKey, to string, state []byte) (bool, error) {
 	sealed, err := c.key.Seal(c.stateKey(sa), state)
 	if err != nil {
@@ -226,7 +231,16 @@ func (c *Coordinator) Transfer(ctx context.Context, sa SAKey, to string, state [
 	}
 	k := c.ownerKey(sa)
 	return c.commit(ctx, c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", c.self.Name)).
-		Then(clientv3.OpPut(k, to), clientv3.OpPut(c.stateKey(sa), string(sealed))), k, to)
+		Then(append([]clientv3.Op{clientv3.OpPut(k, to), clientv3.OpPut(c.stateKey(sa), string(sealed))}, c.deleteMarks(sa)...)...), k, to)
+}
+
+// deleteMarks deletes the marks of sa's last move (a new one starts, or the SA ends).
+func (c *Coordinator) deleteMarks(sa SAKey) []clientv3.Op {
+	ops := make([]clientv3.Op, 0, len(allMarks))
+	for _, m := range allMarks {
+		ops = append(ops, clientv3.OpDelete(c.markKey(sa, m)))
+	}
+	return ops
 }
 
 // PutState writes sa's state (sealed here) if this node owns sa; it reports whether it
@@ -258,8 +272,7 @@ func (c *Coordinator) State(ctx context.Context, sa SAKey) ([]byte, error) {
 func (c *Coordinator) Release(ctx context.Context, sa SAKey) (bool, error) {
 	k := c.ownerKey(sa)
 	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", c.self.Name)).
-		Then(clientv3.OpDelete(k), clientv3.OpDelete(c.stateKey(sa)), clientv3.OpDelete(c.markKey(sa, markReady)),
-			clientv3.OpDelete(c.markKey(sa, markArrived))).Commit()
+		Then(append([]clientv3.Op{clientv3.OpDelete(k), clientv3.OpDelete(c.stateKey(sa))}, c.deleteMarks(sa)...)...).Commit()
 	if err != nil {
 		return false, err
 	}
@@ -295,11 +308,15 @@ func (c *Coordinator) Close(ctx context.Context) error {
 	return errors.Join(err, c.cli.Close())
 }
 
-// The marks of a move (see the package doc), written by the new owner.
+// The marks of a move (see the package doc): ready and arrived written by the new
+// owner, stayed by the node that gave the SA.
 const (
 	markReady   = "ready"   // it imported the SA
 	markArrived = "arrived" // the SA's peer arrived there
+	markStayed  = "stayed"  // the SA's peer stayed with the node that gave it
 )
+
+var allMarks = []string{markReady, markArrived, markStayed}
 
 // MarkReady says that this node, the owner of sa, imported it; it reports false when
 // this node is not the owner (any more).
@@ -318,9 +335,18 @@ func (c *Coordinator) mark(ctx context.Context, sa SAKey, m string) (bool, error
 		Then(clientv3.OpPut(k, c.self.Name)), k, c.self.Name)
 }
 
+// MarkStayed says that the peer of sa, which this node gave to node owner, stayed with
+// this node (it did not follow the switch request): owner gives the SA back. It reports
+// false when owner does not own sa (any more).
+func (c *Coordinator) MarkStayed(ctx context.Context, sa SAKey, owner string) (bool, error) {
+	k := c.markKey(sa, markStayed)
+	return c.commit(ctx, c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(c.ownerKey(sa)), "=", owner)).
+		Then(clientv3.OpPut(k, c.self.Name)), k, c.self.Name)
+}
+
 // ClearMarks removes the marks of a finished move.
 func (c *Coordinator) ClearMarks(ctx context.Context, sa SAKey) error {
-	_, err := c.cli.Txn(ctx).Then(clientv3.OpDelete(c.markKey(sa, markReady)), clientv3.OpDelete(c.markKey(sa, markArrived))).Commit()
+	_, err := c.cli.Txn(ctx).Then(c.deleteMarks(sa)...).Commit()
 	return err
 }
 
@@ -363,9 +389,10 @@ type EventKind int
 
 // Event kinds.
 const (
-	SAGiven      EventKind = iota + 1 // an SA became this node's (Transfer to it): its state is there
+	SAGiven      EventKind = iota + 1 // an SA became this node's (Transfer to it): its state is there (Node: who gave it)
 	SAReady                           // an SA's owner marked it imported (Node: who)
 	SAArrived                         // an SA's peer arrived at its owner (Node: who)
+	SAStayed                          // an SA's peer stayed with the node that gave it (Node: that node)
 	NodesChanged                      // a node joined, left, or changed
 )
 
@@ -380,17 +407,14 @@ type Event struct {
 const watchRetry = time.Second
 
 // Watch reports the changes of the cluster that concern this node until ctx ends: SAs
-// given to it, the marks of moves, membership; every change made after Watch returned
-// (it reads etcd's revision first, when etcd answers). Should the watch break (etcd
-// away), it watches again from where it was; if etcd compacted that history meanwhile,
-// it starts from now and reports NodesChanged (the marks in between are lost: a move
-// waiting for one times out).
+// given to it, the marks of moves, membership; every change made after the node joined
+// (other nodes may give it SAs from then on, before it watches). Should the watch break
+// (etcd away), it watches again from where it was; if etcd compacted that history
+// meanwhile, it starts from now and reports NodesChanged (the marks in between are
+// lost: a move waiting for one times out).
 func (c *Coordinator) Watch(ctx context.Context) <-chan Event {
 	out := make(chan Event, 256)
-	var rev int64
-	if resp, err := c.cli.Get(ctx, c.prefix+"nodes/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
-		rev = resp.Header.Revision
-	}
+	rev := c.joined
 	go func() {
 		defer close(out)
 		for ctx.Err() == nil {
@@ -450,13 +474,15 @@ func (c *Coordinator) classify(ev *clientv3.Event) (Event, bool) {
 	val := string(ev.Kv.Value)
 	switch what {
 	case "owner":
-		if val == c.self.Name && (ev.PrevKv == nil || string(ev.PrevKv.Value) != c.self.Name) && ev.PrevKv != nil {
-			return Event{Kind: SAGiven, SA: sa, Node: val}, true
+		if val == c.self.Name && ev.PrevKv != nil && string(ev.PrevKv.Value) != c.self.Name {
+			return Event{Kind: SAGiven, SA: sa, Node: string(ev.PrevKv.Value)}, true
 		}
 	case markReady:
 		return Event{Kind: SAReady, SA: sa, Node: val}, true
 	case markArrived:
 		return Event{Kind: SAArrived, SA: sa, Node: val}, true
+	case markStayed:
+		return Event{Kind: SAStayed, SA: sa, Node: val}, true
 	}
 	return Event{}, false
 }

@@ -243,8 +243,8 @@ func TestMoveMarks(t *testing.T) {
 	if ok, _ := a.Transfer(ctx(t), sa, "gw-b", []byte("state")); !ok {
 		t.Fatal("transfer")
 	}
-	if e := next(wb, SAGiven); e.SA != sa {
-		t.Errorf("B was given %v", e.SA)
+	if e := next(wb, SAGiven); e.SA != sa || e.Node != "gw-a" {
+		t.Errorf("B was given %v by %q", e.SA, e.Node)
 	}
 	if ok, _ := c.MarkReady(ctx(t), sa); ok {
 		t.Error("C marked an SA it does not own")
@@ -265,6 +265,28 @@ func TestMoveMarks(t *testing.T) {
 	if err := a.ClearMarks(ctx(t), sa); err != nil {
 		t.Fatal(err)
 	}
+	// A peer that stayed with A: only while B owns the SA may A say so; B gives it back
+	// (a transfer clears the marks of the move before: the hand-back can be taken back
+	// like any move).
+	if ok, _ := a.MarkStayed(ctx(t), sa, "gw-c"); ok {
+		t.Error("A marked a peer stayed for an owner that does not own the SA")
+	}
+	b.MarkReady(ctx(t), sa)
+	if ok, err := a.MarkStayed(ctx(t), sa, "gw-b"); !ok || err != nil {
+		t.Fatalf("mark stayed: %v %v", ok, err)
+	}
+	if e := next(wb, SAStayed); e.SA != sa || e.Node != "gw-a" {
+		t.Errorf("B saw %+v", e)
+	}
+	if ok, _ := b.Transfer(ctx(t), sa, "gw-a", []byte("state back")); !ok {
+		t.Fatal("transfer back")
+	}
+	if e := next(wa, SAGiven); e.SA != sa || e.Node != "gw-b" {
+		t.Errorf("A was given %v by %q", e.SA, e.Node)
+	}
+	if ok, err := b.TakeBack(ctx(t), sa, "gw-a"); !ok || err != nil {
+		t.Errorf("B could not take back the hand-back (the marks of the move before were not cleared): %v %v", ok, err)
+	}
 	// A move B never took: A takes it back, and its state is gone.
 	sa2 := SAKey{7, 8}
 	a.Claim(ctx(t), sa2)
@@ -277,5 +299,32 @@ func TestMoveMarks(t *testing.T) {
 	}
 	if st, _ := b.State(ctx(t), sa2); st != nil {
 		t.Error("the state of a move taken back is still there")
+	}
+}
+
+// A node is a move's target as soon as it joined: an SA given to it before it watches
+// is reported when it does.
+func TestWatchFromJoin(t *testing.T) {
+	needEtcd(t)
+	a := join(t, "gw-a", 5*time.Second)
+	b := join(t, "gw-b", 5*time.Second)
+	sa := SAKey{9, 10}
+	a.Claim(ctx(t), sa)
+	if ok, _ := a.Transfer(ctx(t), sa, "gw-b", []byte("state")); !ok {
+		t.Fatal("transfer")
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	w := b.Watch(wctx)
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-w:
+			if e.Kind == SAGiven && e.SA == sa && e.Node == "gw-a" {
+				return
+			}
+		case <-timeout:
+			t.Fatal("the SA given before the watch was not reported")
+		}
 	}
 }

@@ -8,6 +8,9 @@
 //	                              draining, under its lease
 //	<prefix>sas/<SAKey>/owner     the node that owns the SA (changed only by CAS)
 //	<prefix>sas/<SAKey>/state     the SA's state (ike.SAState), sealed (StateKey)
+//	<prefix>sas/<SAKey>/ready     marks of a move under way: the new owner imported it,
+//	<prefix>sas/<SAKey>/arrived   its peer arrived there, or
+//	<prefix>sas/<SAKey>/stayed    its peer stayed with the node that gave it
 //
 // # Moving an SA from node A to node B (the draft's cluster, section 1)
 //
@@ -39,6 +42,19 @@
 // the SA back (ike Engine.Reclaim, esp ResumeInbound and UnreserveOutbound: the packets
 // held meanwhile are lost, nothing was sent to the peer) after taking the owner key back
 // by CAS; B, finding the owner changed, drops what it imported.
+//
+// A peer that does not follow the switch request (it refuses the address, or cannot
+// reach B) stays with A. A knows it when the peer's answer to the switch request and
+// then a new request of its own reach it (ike EventPeerStayed): it marks the SA
+// "stayed" (MarkStayed, only while B owns it). B, told so, or when the peer has not
+// arrived within a timeout, gives the SA back to A as in steps 1 to 4 but without a
+// switch request (ike Engine.HandBack; Transfer clears the marks of the move before):
+// A replaces its handed-over copy with B's state (message IDs, outbound sequence
+// numbers above B's bound, inbound windows at B's tops) and answers the peer's
+// retransmission; B forwards what it held to A and forgets the SA.
+//
+// A node receives what changed from the moment it joined (Watch starts at the join's
+// revision): it is a move's target from then on, before its daemon watches.
 //
 // A peer without R-MOBIKE cannot be asked to switch: it is redirected to B (RFC 5685)
 // when it follows redirects, builds a new IKE SA there (B claims it) and deletes the one

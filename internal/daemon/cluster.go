@@ -48,6 +48,7 @@ type clusterRole struct {
 	keys     map[uint64]cluster.SAKey // the IKE SAs of ours the cluster knows, by id
 	moves    map[cluster.SAKey]*move  // hand-overs from here under way
 	arriving map[cluster.SAKey]uint64 // SAs imported here whose peer has not arrived yet
+	from     map[cluster.SAKey]string // the nodes that gave them (handBack)
 	lost     bool                     // the node's lease is gone: no cluster operations
 	draining bool                     // `drain` ran: new peers are redirected elsewhere
 	vipBusy  map[vipFamily]bool       // virtual IP claims under way
@@ -70,12 +71,17 @@ type move struct {
 	bounds  map[uint64]uint64
 	spis    []uint32
 	ready   bool
+	arrived bool // the peer arrived there
+	// ret: a hand-back (handback.go) to the node the SA came from, where its peer
+	// stayed: there is no switch request, and it is done once that node imported it.
+	ret     bool
 	waiters []chan error // `move --wait`: the outcome (nil: the peer arrived there)
 }
 
 func newClusterRole(d *daemon, co *cluster.Coordinator) *clusterRole {
 	return &clusterRole{d: d, co: co, jobs: newJobQueue(), quit: make(chan struct{}),
 		keys: make(map[uint64]cluster.SAKey), moves: make(map[cluster.SAKey]*move), arriving: make(map[cluster.SAKey]uint64),
+		from:       make(map[cluster.SAKey]string),
 		redirected: make(map[uint64]chan error), vipBusy: make(map[vipFamily]bool)}
 }
 
@@ -143,11 +149,13 @@ func (c *clusterRole) event(ctx context.Context, ev cluster.Event) {
 	case cluster.NodesChanged:
 		c.nodesChanged()
 	case cluster.SAGiven:
-		c.given(ctx, ev.SA)
+		c.given(ctx, ev.SA, ev.Node)
 	case cluster.SAReady:
 		c.cmd(func(now time.Time) { c.readyThere(now, ev.SA, ev.Node) })
 	case cluster.SAArrived:
 		c.cmd(func(now time.Time) { c.arrivedThere(now, ev.SA, ev.Node) })
+	case cluster.SAStayed:
+		c.cmd(func(now time.Time) { c.peerStayed(now, ev.SA, ev.Node) })
 	}
 }
 
@@ -200,11 +208,15 @@ func (c *clusterRole) onEvent(ev ike.Event) {
 		if key, ok := c.keys[ev.IKESA]; ok {
 			delete(c.keys, ev.IKESA)
 			delete(c.arriving, key)
+			delete(c.from, key)
 			c.release(key)
 		}
+	case ike.EventPeerStayed:
+		c.stayedHere(ev.IKESA)
 	case ike.EventSwitched:
 		if key, ok := c.keys[ev.IKESA]; ok && c.arriving[key] == ev.IKESA {
 			delete(c.arriving, key)
+			delete(c.from, key)
 			if c.d.inner != nil {
 				c.d.inner.arrived(ev.IKESA)
 			}
@@ -250,8 +262,9 @@ func (c *clusterRole) setLoad(ctx context.Context, n int) {
 	}
 }
 
-// given imports an SA another node gave this one (watcher goroutine).
-func (c *clusterRole) given(ctx context.Context, key cluster.SAKey) {
+// given imports an SA node giver gave this one (watcher goroutine): a move here, or a
+// hand-back of an SA moved from here whose peer stayed (handback.go).
+func (c *clusterRole) given(ctx context.Context, key cluster.SAKey, giver string) {
 	jctx, cancel := context.WithTimeout(ctx, etcdTimeout)
 	raw, err := c.co.State(jctx, key)
 	cancel()
@@ -277,21 +290,32 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey) {
 		return
 	}
 	c.cmd(func(now time.Time) {
+		back := false
+		var forget []ike.Action
 		if m := c.moves[key]; m != nil && m.ready && c.keys[m.id] == key {
-			// Moved from here, and back before its grace ended: the old copy goes.
-			c.forgetMoved(now, m)
+			// Moved from here, and back before its grace ended (the old copy goes), or
+			// handed back because its peer never left.
+			if back = !m.arrived; back {
+				c.finish(m, fmt.Errorf("its peer did not follow the switch to %s; the SA is back on this node", m.to.Name))
+			}
+			forget = c.dropMoved(now, m)
 		}
 		if c.held(key) {
+			c.d.apply(forget)
 			return // ours already (a move taken back)
 		}
 		id, acts, err := c.d.engine.Import(now, st)
 		if err != nil {
+			c.d.apply(forget)
 			c.d.log.Error("cluster: importing an SA given to this node", "sa", key, "err", err)
 			return
 		}
 		c.keys[id] = key
-		c.arriving[key] = id
-		c.d.apply(acts)
+		if !back {
+			c.arriving[key], c.from[key] = id, giver
+			c.after(moveArriveTimeout, func(now time.Time) { c.notArrived(now, key, id) })
+		}
+		c.d.apply(comeBack(forget, acts))
 		n := len(c.keys)
 		c.async(func(ctx context.Context) {
 			ok, err := c.co.MarkReady(ctx, key)
@@ -302,6 +326,7 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey) {
 					if c.keys[id] == key {
 						delete(c.keys, id)
 						delete(c.arriving, key)
+						delete(c.from, key)
 						if acts, err := c.d.engine.Forget(now, id); err == nil {
 							c.d.apply(acts)
 						}
@@ -312,7 +337,11 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey) {
 			c.takeVIPs(ctx, &st)
 			c.setLoad(ctx, n)
 		})
-		c.d.log.Info("cluster: SA imported; its peer is asked to switch here", "sa", key, "id", id)
+		if back {
+			c.d.log.Info("cluster: SA handed back: its peer stayed here", "sa", key, "id", id, "from", giver)
+		} else {
+			c.d.log.Info("cluster: SA imported; its peer is asked to switch here", "sa", key, "id", id)
+		}
 	})
 }
 
@@ -348,6 +377,10 @@ func (c *clusterRole) startMove(now time.Time, id uint64, to cluster.Node, done 
 	if c.moves[key] != nil {
 		return fmt.Errorf("SA #%d is being moved already", id)
 	}
+	if c.arriving[key] == id {
+		// Its peer is still with the node it came from (and may stay there).
+		return fmt.Errorf("SA #%d: %w: it was moved here and its peer has not arrived yet", id, ike.ErrExchangeInFlight)
+	}
 	is4 := info.Local.Addr().Unmap().Is4()
 	var target netip.Addr
 	for _, a := range to.Addrs {
@@ -379,8 +412,16 @@ func (c *clusterRole) startMove(now time.Time, id uint64, to cluster.Node, done 
 	if err := c.d.engine.CanHandoff(now, id, target); err != nil {
 		return err
 	}
-	m := &move{id: id, key: key, to: to, target: target, bounds: make(map[uint64]uint64),
-		forward: netip.AddrPortFrom(target, c.d.cfg.Ports.NATT), local: netip.AddrPortFrom(info.Local.Addr(), c.d.cfg.Ports.NATT)}
+	return c.handOver(now, &move{id: id, key: key, to: to, target: target}, info, done)
+}
+
+// handOver gives the SA of m to m.to (engine goroutine): by Handoff, whose switch
+// request goes out once m.to imported it, or, for a hand-back (m.ret), by HandBack.
+func (c *clusterRole) handOver(now time.Time, m *move, info ike.SAInfo, done chan error) error {
+	id, key, to := m.id, m.key, m.to
+	m.bounds = make(map[uint64]uint64)
+	m.forward = netip.AddrPortFrom(m.target, c.d.cfg.Ports.NATT)
+	m.local = netip.AddrPortFrom(info.Local.Addr(), c.d.cfg.Ports.NATT)
 	if done != nil {
 		m.waiters = append(m.waiters, done)
 	}
@@ -388,7 +429,13 @@ func (c *clusterRole) startMove(now time.Time, id uint64, to cluster.Node, done 
 	if err != nil {
 		return err
 	}
-	st, sends, err := c.d.engine.Handoff(now, id, target)
+	var st ike.SAState
+	var sends []ike.Action
+	if m.ret {
+		st, err = c.d.engine.HandBack(now, id, m.target)
+	} else {
+		st, sends, err = c.d.engine.Handoff(now, id, m.target)
+	}
 	if err != nil {
 		c.undoDatapath(m)
 		return err
@@ -409,7 +456,11 @@ func (c *clusterRole) startMove(now time.Time, id uint64, to cluster.Node, done 
 	}
 	m.sends = sends
 	c.moves[key] = m
-	c.d.log.Info("cluster: moving SA", "sa", key, "id", id, "to", to.Name, "target", target)
+	if m.ret {
+		c.d.log.Info("cluster: handing SA back", "sa", key, "id", id, "to", to.Name, "target", m.target)
+	} else {
+		c.d.log.Info("cluster: moving SA", "sa", key, "id", id, "to", to.Name, "target", m.target)
+	}
 	c.async(func(ctx context.Context) {
 		ok, err := c.co.Transfer(ctx, key, to.Name, enc)
 		clear(enc)
@@ -485,6 +536,12 @@ func (c *clusterRole) readyThere(now time.Time, key cluster.SAKey, node string) 
 			c.d.log.Warn("cluster: forwarding a moved SA's ESP", "sa", key, "err", err)
 		}
 	}
+	if m.ret {
+		// The peer is there already: the hand-back is done.
+		c.d.log.Info("cluster: SA taken back by the node its peer stayed with", "sa", key, "to", node)
+		c.moveDone(m)
+		return
+	}
 	c.d.apply(m.sends)
 	m.sends = nil
 	c.d.log.Info("cluster: SA taken by the other node; its peer is asked to switch there", "sa", key, "to", node)
@@ -497,13 +554,20 @@ func (c *clusterRole) arrivedThere(now time.Time, key cluster.SAKey, node string
 	if m == nil || !m.ready || node != m.to.Name {
 		return
 	}
+	c.d.log.Info("cluster: SA moved", "sa", key, "to", node)
+	c.moveDone(m)
+}
+
+// moveDone ends move m once the peer is with the other node: after a grace for what
+// is still on its way here, the SA is forgotten.
+func (c *clusterRole) moveDone(m *move) {
+	m.arrived = true
 	if c.d.inner != nil {
 		c.d.inner.leave(m.id) // the other node answers for its addresses now
 	}
 	c.finish(m, nil) // moved: `move --wait` hears it now, not after the grace
-	c.d.log.Info("cluster: SA moved", "sa", key, "to", node)
 	c.after(moveGrace, func(now time.Time) {
-		if c.moves[key] == m {
+		if c.moves[m.key] == m {
 			c.forgetMoved(now, m)
 		}
 	})
@@ -512,16 +576,50 @@ func (c *clusterRole) arrivedThere(now time.Time, key cluster.SAKey, node string
 // forgetMoved ends move m, whose peer arrived at the other node: the SA leaves this
 // node.
 func (c *clusterRole) forgetMoved(now time.Time, m *move) {
+	c.d.apply(c.dropMoved(now, m))
+}
+
+// dropMoved is forgetMoved, returning the engine's actions for the caller to apply.
+func (c *clusterRole) dropMoved(now time.Time, m *move) []ike.Action {
 	delete(c.moves, m.key)
 	delete(c.keys, m.id)
-	if acts, err := c.d.engine.Forget(now, m.id); err == nil {
-		c.d.apply(acts)
-	}
+	acts, _ := c.d.engine.Forget(now, m.id)
 	n, key := len(c.keys), m.key
 	c.async(func(ctx context.Context) {
 		c.co.ClearMarks(ctx, key)
 		c.setLoad(ctx, n)
 	})
+	return acts
+}
+
+// comeBack orders the actions of forgetting the handed-over copy of an SA (forget) and
+// of importing the SA again (imp) so that no packet finds neither: the copy's inbound
+// SAs are replaced by the import's (esp AddInbound replaces a handed-over SA), its
+// outbound flows removed once the import's are installed; the rest (its virtual IPs
+// released before they are claimed again) in order.
+func comeBack(forget, imp []ike.Action) []ike.Action {
+	spis, policies := make(map[uint32]bool), make(map[uint64]bool)
+	for _, a := range imp {
+		if in, ok := a.(ike.InstallInbound); ok {
+			spis[in.SPI] = true
+		} else if o, ok := a.(ike.InstallOutbound); ok {
+			policies[o.Policy] = true
+		}
+	}
+	var out, later []ike.Action
+	for _, a := range forget {
+		if in, ok := a.(ike.RemoveInbound); ok && spis[in.SPI] {
+			continue // replaced by the import's
+		}
+		if o, ok := a.(ike.RemoveOutbound); ok {
+			if !policies[o.Policy] {
+				later = append(later, a)
+			}
+			continue
+		}
+		out = append(out, a)
+	}
+	return append(append(out, imp...), later...)
 }
 
 // after runs f on the engine goroutine once the daemon's clock moved on by dur.
@@ -566,6 +664,9 @@ func (c *clusterRole) abort(now time.Time, m *move, why error) {
 	}
 	c.undoDatapath(m)
 	c.d.log.Warn("cluster: move abandoned; the SA stays here", "sa", m.key, "err", why)
+	if m.ret {
+		c.arriving[m.key], c.from[m.key] = m.id, m.to.Name // its peer may still come
+	}
 	c.finish(m, why)
 }
 

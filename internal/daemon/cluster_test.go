@@ -154,7 +154,8 @@ func (l *clusterLab) started(n *node) *node {
 }
 
 // command runs op (a move or a drain by one of the lab's daemons) while the fake clock
-// moves on by step, so that the daemons' timers fire, and returns what op returned.
+// moves on by step every few milliseconds, so that the daemons' timers fire, and
+// returns what op returned.
 func (l *clusterLab) command(what string, step time.Duration, op func() (string, error)) (string, error) {
 	type result struct {
 		msg string
@@ -166,12 +167,18 @@ func (l *clusterLab) command(what string, step time.Duration, op func() (string,
 		done <- result{msg, err}
 	}()
 	var r result
+	polls := 0
 	waitFor(l.t, what, func() bool {
 		select {
 		case r = <-done:
 			return true
 		default:
-			l.clk.Advance(step)
+			// Every fifth poll (about 5 ms): the fake clock runs at most ten times as
+			// fast as real time with a step of 50 ms, so that a timeout of the
+			// daemons' (10 s to import an SA) is a second of real time at least.
+			if polls++; polls%5 == 0 {
+				l.clk.Advance(step)
+			}
 			return false
 		}
 	})

@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,7 +24,9 @@ func TestClusterHundredMoves(t *testing.T) {
 	l := newClusterLab(t, "/hundred/")
 	aAddr, bAddr, clAddr := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("192.0.2.10")
 	a, b := l.node("gw-a", aAddr), l.node("gw-b", bAddr)
-	cl := l.client(clusterClientConfig, "alice@example.org", clAddr)
+	// The client would refuse to go back to an address it left within switch_hold
+	// (30 s by default): the moves come faster.
+	cl := l.client(strings.Replace(clusterClientConfig, "    start_action: start\n", "    start_action: start\n    switch_hold: 0s\n", 1), "alice@example.org", clAddr)
 	waitFor(t, "established with A, B announced", func() bool {
 		st := cl.status(t)
 		return len(st) == 1 && len(st[0].ChildSAs) == 1 && len(st[0].PeerAdditionalAddrs) == 1
