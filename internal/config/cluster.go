@@ -17,14 +17,18 @@ const (
 	DefaultLeaseTTL      = 5 * time.Second
 	MinLeaseTTL          = 2 * time.Second
 	MaxLeaseTTL          = time.Minute
+	// DefaultBalanceInterval and DefaultBalanceSkew are cluster.balance's defaults.
+	DefaultBalanceInterval = 10 * time.Second
+	DefaultBalanceSkew     = 0.2
 )
 
 func (p *parser) cluster(v val, cfg *Config, c *Cluster) error {
-	o, err := p.object(v, "node, addrs, etcd, state_key_file, lease_ttl, inner", "node", "addrs", "etcd", "state_key_file", "lease_ttl", "inner")
+	o, err := p.object(v, "node, addrs, etcd, state_key_file, lease_ttl, inner, balance", "node", "addrs", "etcd", "state_key_file", "lease_ttl", "inner", "balance")
 	if err != nil {
 		return err
 	}
 	c.Prefix, c.LeaseTTL = DefaultClusterPrefix, DefaultLeaseTTL
+	c.Balance = Balance{Interval: DefaultBalanceInterval, MaxSkew: DefaultBalanceSkew}
 	return p.apply(o, []setting{
 		{key: "node", need: "missing; this node's name, unique in the cluster (e.g. gw-a)", read: func(p *parser, v val) error {
 			if err := stringKey(&c.Node)(p, v); err != nil {
@@ -89,6 +93,41 @@ func (p *parser) cluster(v val, cfg *Config, c *Cluster) error {
 			c.Inner = &Inner{}
 			return p.inner(v, c.Inner)
 		}},
+		{key: "balance", read: func(p *parser, v val) error {
+			return p.balance(v, &c.Balance)
+		}},
+	})
+}
+
+func (p *parser) balance(v val, b *Balance) error {
+	o, err := p.object(v, "enabled, interval, max_skew", "enabled", "interval", "max_skew")
+	if err != nil {
+		return err
+	}
+	return p.apply(o, []setting{
+		{key: "enabled", read: func(p *parser, v val) error {
+			if err := boolKey(&b.Enabled)(p, v); err != nil {
+				return err
+			}
+			if b.Enabled {
+				// Balancing comes with failover (issue 14); until then it is refused
+				// rather than silently not done.
+				return p.verr(v, "balancing is not available in this version; set false or leave the key out (move and drain move SAs by hand)")
+			}
+			return nil
+		}},
+		{key: "interval", read: func(p *parser, v val) error {
+			d, err := p.duration(v)
+			if err != nil {
+				return err
+			}
+			if d < time.Second || d > time.Hour {
+				return p.verr(v, "%v is out of range; allowed: 1s..1h", d)
+			}
+			b.Interval = d
+			return nil
+		}},
+		{key: "max_skew", read: floatKey(&b.MaxSkew, 0.01, 10)},
 	})
 }
 

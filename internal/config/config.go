@@ -67,6 +67,16 @@ type Cluster struct {
 	// Inner says how the protected side learns which node serves a client's virtual
 	// IP (nil: it is not told).
 	Inner *Inner
+	// Balance: keeping the nodes' loads within MaxSkew of the mean, checked every
+	// Interval (not built yet: Enabled is refused).
+	Balance Balance
+}
+
+// Balance is cluster.balance.
+type Balance struct {
+	Enabled  bool
+	Interval time.Duration
+	MaxSkew  float64
 }
 
 // Inner modes.
