@@ -26,6 +26,7 @@ type clusterNet struct {
 	etcd        []*proc  // the members
 	endpoints   []string // their client URLs
 	nodes       map[string]*clusterNode
+	pool        string // the nodes' pool of virtual IPs
 }
 
 type clusterNode struct {
@@ -40,11 +41,15 @@ var clusterNodes = []struct{ name, addr, rt string }{
 	{"gw-c", "198.51.100.129/25", "198.51.100.254/25"},
 }
 
-func newClusterNet(t *testing.T) *clusterNet {
+func newClusterNet(t *testing.T) *clusterNet { return newClusterNetPool(t, "198.18.1.128/25") }
+
+// newClusterNetPool is newClusterNet with the nodes' pool of virtual IPs (within the
+// inner segment 198.18.1.0/24, or beyond it for clients that send nothing).
+func newClusterNetPool(t *testing.T, pool string) *clusterNet {
 	if _, err := exec.LookPath("etcd"); err != nil {
 		t.Skip("etcd is not installed (scripts/test.sh installs Debian's etcd-server)")
 	}
-	c := &clusterNet{lab: newLab(t), nodes: make(map[string]*clusterNode)}
+	c := &clusterNet{lab: newLab(t), nodes: make(map[string]*clusterNode), pool: pool}
 	c.rt, c.et, c.srv = c.ns("rt"), c.ns("et"), c.ns("srv")
 	c.exec(c.rt, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	c.link(c.et, "eth0", []string{"198.18.9.1/24"}, c.rt, "eth9", []string{"198.18.9.254/24"})
@@ -111,7 +116,7 @@ secrets:
     psk: %q
 pools:
   - name: rw
-    addrs: 198.18.1.128/25
+    addrs: %s
 connections:
   rw:
     local_addrs: [%s]
@@ -131,7 +136,7 @@ cluster:
   state_key_file: %s
   lease_ttl: 3s
   inner: { mode: arp, interface: eth1 }
-`, n.sock, labPSK, n.addr, name, strings.Join(c.endpoints, ", "), c.keyFile))
+`, n.sock, labPSK, c.pool, n.addr, name, strings.Join(c.endpoints, ", "), c.keyFile))
 	n.p = c.start(name, n.ns, binary(c.t), "run", "-c", cfg)
 	if !waitFor(15*time.Second, func() bool { return status(c.t, n.sock) != nil }) {
 		c.t.Fatalf("node %s did not open its control socket:\n%s", name, n.p.output())
@@ -142,6 +147,11 @@ cluster:
 // its interface eth) with identity id, connected to the node at gw, and waits for its
 // SA.
 func (c *clusterNet) client(name, addr, rtAddr, eth, id, gw string) (ns, sock string, p *proc) {
+	return c.clientWith(name, addr, rtAddr, eth, id, gw, "")
+}
+
+// clientWith is client with extra lines in the client's connection (indented by 4).
+func (c *clusterNet) clientWith(name, addr, rtAddr, eth, id, gw, extra string) (ns, sock string, p *proc) {
 	ns = c.ns(name)
 	c.link(ns, "eth0", []string{addr + "/25"}, c.rt, eth, []string{rtAddr + "/25"})
 	c.exec(ns, "ip", "route", "add", "default", "via", rtAddr)
@@ -161,12 +171,12 @@ connections:
     remote: { auth: psk, id: gw.example.org }
     vips: [0.0.0.0]
     start_action: start
-    children:
+%s    children:
       net:
         local_ts: [dynamic]
         remote_ts: [198.18.1.0/24]
         esp_proposals: [aes128gcm16]
-`, sock, labPSK, gw, id))
+`, sock, labPSK, gw, id, extra))
 	p = c.start(name, ns, binary(c.t), "run", "-c", cfg)
 	if !waitFor(20*time.Second, func() bool {
 		st := status(c.t, sock)

@@ -54,6 +54,12 @@ type clusterRole struct {
 	vipBusy  map[vipFamily]bool       // virtual IP claims under way
 	// nodesQueued: a read of the nodes is queued (nodesChanged).
 	nodesQueued atomic.Bool
+	// load is len(keys) as the engine goroutine last saw it, loadQueued says a write of
+	// it to etcd is queued (loadChanged), loadWritten is the last one written (etcd
+	// jobs only).
+	load        atomic.Int64
+	loadQueued  atomic.Bool
+	loadWritten int64
 	// redirected are the SAs whose peers were redirected to another node (RFC 5685),
 	// by id: the channel hears when the peer deleted the SA here, its new one being up.
 	redirected map[uint64]chan error
@@ -82,7 +88,7 @@ func newClusterRole(d *daemon, co *cluster.Coordinator) *clusterRole {
 	return &clusterRole{d: d, co: co, jobs: newJobQueue(), quit: make(chan struct{}),
 		keys: make(map[uint64]cluster.SAKey), moves: make(map[cluster.SAKey]*move), arriving: make(map[cluster.SAKey]uint64),
 		from:       make(map[cluster.SAKey]string),
-		redirected: make(map[uint64]chan error), vipBusy: make(map[vipFamily]bool)}
+		redirected: make(map[uint64]chan error), vipBusy: make(map[vipFamily]bool), loadWritten: -1}
 }
 
 // run carries out the etcd jobs in order and follows the cluster's changes until ctx
@@ -192,7 +198,9 @@ func (c *clusterRole) nodesChanged() {
 func (c *clusterRole) onEvent(ev ike.Event) {
 	defer c.checkVIPs()
 	switch ev.Kind {
-	case ike.EventEstablished:
+	case ike.EventEstablished, ike.EventChildFailed:
+		// (An IKE SA up without its first Child SA, which the peer may create later,
+		// is this node's too: counted, movable, released when it ends.)
 		c.claim(ev.IKESA)
 	case ike.EventRekeyed:
 		if old, ok := c.keys[ev.Replaces]; ok {
@@ -237,29 +245,43 @@ func (c *clusterRole) claim(id uint64) {
 	}
 	key := cluster.SAKey{SPIi: info.SPIi, SPIr: info.SPIr}
 	c.keys[id] = key
-	n := len(c.keys)
 	c.async(func(ctx context.Context) {
 		if ok, err := c.co.Claim(ctx, key); err != nil || !ok {
 			c.d.log.Warn("cluster: claiming an SA established here", "sa", key, "claimed", ok, "err", err)
 		}
-		c.setLoad(ctx, n)
 	})
+	c.loadChanged()
 }
 
 func (c *clusterRole) release(key cluster.SAKey) {
-	n := len(c.keys)
 	c.async(func(ctx context.Context) {
 		if _, err := c.co.Release(ctx, key); err != nil {
 			c.d.log.Warn("cluster: releasing an SA that ended", "sa", key, "err", err)
 		}
-		c.setLoad(ctx, n)
 	})
+	c.loadChanged()
 }
 
-func (c *clusterRole) setLoad(ctx context.Context, n int) {
-	if err := c.co.SetLoad(ctx, n); err != nil {
-		c.d.log.Debug("cluster: updating the load", "err", err)
+// loadChanged writes the node's load (its IKE SAs) to etcd after a change (engine
+// goroutine). The changes that come while a write is queued are covered by it: a
+// drain of a thousand SAs makes a few writes, not two thousand.
+func (c *clusterRole) loadChanged() {
+	c.load.Store(int64(len(c.keys)))
+	if !c.loadQueued.CompareAndSwap(false, true) {
+		return
 	}
+	c.async(func(ctx context.Context) {
+		c.loadQueued.Store(false)
+		n := c.load.Load()
+		if n == c.loadWritten {
+			return
+		}
+		if err := c.co.SetLoad(ctx, int(n)); err != nil {
+			c.d.log.Debug("cluster: updating the load", "err", err)
+			return
+		}
+		c.loadWritten = n
+	})
 }
 
 // given imports an SA node giver gave this one (watcher goroutine): a move here, or a
@@ -311,12 +333,12 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey, giver string
 			return
 		}
 		c.keys[id] = key
+		c.loadChanged()
 		if !back {
 			c.arriving[key], c.from[key] = id, giver
 			c.after(moveArriveTimeout, func(now time.Time) { c.notArrived(now, key, id) })
 		}
 		c.d.apply(comeBack(forget, acts))
-		n := len(c.keys)
 		c.async(func(ctx context.Context) {
 			ok, err := c.co.MarkReady(ctx, key)
 			if err != nil || !ok {
@@ -327,6 +349,7 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey, giver string
 						delete(c.keys, id)
 						delete(c.arriving, key)
 						delete(c.from, key)
+						c.loadChanged()
 						if acts, err := c.d.engine.Forget(now, id); err == nil {
 							c.d.apply(acts)
 						}
@@ -335,7 +358,6 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey, giver string
 				return
 			}
 			c.takeVIPs(ctx, &st)
-			c.setLoad(ctx, n)
 		})
 		if back {
 			c.d.log.Info("cluster: SA handed back: its peer stayed here", "sa", key, "id", id, "from", giver)
@@ -584,11 +606,8 @@ func (c *clusterRole) dropMoved(now time.Time, m *move) []ike.Action {
 	delete(c.moves, m.key)
 	delete(c.keys, m.id)
 	acts, _ := c.d.engine.Forget(now, m.id)
-	n, key := len(c.keys), m.key
-	c.async(func(ctx context.Context) {
-		c.co.ClearMarks(ctx, key)
-		c.setLoad(ctx, n)
-	})
+	// (The move's marks stay until the SA's next move or its end clears them.)
+	c.loadChanged()
 	return acts
 }
 
