@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -191,6 +192,18 @@ func benchClusterDrain(t *testing.T, method string, n int) clusterBenchResult {
 	}
 	if r.Moved != n || r.Established != n {
 		t.Errorf("%s: %d of %d moved, %d SAs on B and C", method, r.Moved, n, r.Established)
+	}
+	if os.Getenv("MOBIKEVPN_PROFILE_DIR") != "" {
+		// The nodes write their CPU profiles when they stop.
+		for _, name := range []string{"gw-a", "gw-b", "gw-c"} {
+			p := c.nodes[name].p
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(20 * time.Second):
+				t.Errorf("%s did not stop", name)
+			}
+		}
 	}
 	t.Logf("%s (%s): %d SAs drained in %v; gateways' CPU %.2f s; etcd writes %d; sample flow: %d of %d pings lost, virtual IP kept %v",
 		method, client, r.Moved, took.Round(time.Millisecond), r.CPUSeconds, r.EtcdWrites, r.PingsLost, r.PingsSent, r.VIPKept)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -137,7 +138,12 @@ cluster:
   lease_ttl: 3s
   inner: { mode: arp, interface: eth1 }
 `, n.sock, labPSK, c.pool, n.addr, name, strings.Join(c.endpoints, ", "), c.keyFile))
-	n.p = c.start(name, n.ns, binary(c.t), "run", "-c", cfg)
+	args := []string{binary(c.t), "run", "-c", cfg}
+	if dir := os.Getenv("MOBIKEVPN_PROFILE_DIR"); dir != "" {
+		// A CPU profile of each node (for developers), written when it stops.
+		args = append([]string{"env", "MOBIKEVPN_CPUPROFILE=" + filepath.Join(dir, name+".prof")}, args...)
+	}
+	n.p = c.start(name, n.ns, args...)
 	if !waitFor(15*time.Second, func() bool { return status(c.t, n.sock) != nil }) {
 		c.t.Fatalf("node %s did not open its control socket:\n%s", name, n.p.output())
 	}

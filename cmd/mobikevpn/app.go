@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +33,10 @@ const (
 
 // envControl names the control socket when --control is not given.
 const envControl = "MOBIKEVPN_CONTROL"
+
+// envCPUProfile names a file that `run` writes a CPU profile of the daemon to (for
+// developers: go tool pprof).
+const envCPUProfile = "MOBIKEVPN_CPUPROFILE"
 
 // exitError carries an exit code and the message to print (if any).
 type exitError struct {
@@ -468,6 +473,18 @@ func (a *app) cmdRun(c *cli.Context) error {
 	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 	ctx, reload, stop := a.signals(c.Context)
 	defer stop()
+	if path := a.getenv(envCPUProfile); path != "" {
+		// For developers: where the daemon's CPU goes (go tool pprof).
+		f, err := os.Create(path)
+		if err != nil {
+			return failed("%s: %v", envCPUProfile, err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return failed("%s: %v", envCPUProfile, err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := a.runDaemon(ctx, cfg, log, daemon.Options{Reload: reload}); err != nil {
 		// What the daemon refuses of the configuration when it starts (e.g. the key log
 		// folder's permissions) is bad configuration too.

@@ -91,29 +91,45 @@ func newClusterRole(d *daemon, co *cluster.Coordinator) *clusterRole {
 		redirected: make(map[uint64]chan error), vipBusy: make(map[vipFamily]bool), loadWritten: -1}
 }
 
-// run carries out the etcd jobs in order and follows the cluster's changes until ctx
-// ends; then it carries out the jobs still queued (the releases of the SAs deleted at
-// shutdown) for a little while.
+// run carries out the etcd jobs (jobQueue: in order by key, several keys at once) and
+// follows the cluster's changes until ctx ends; then it carries out the jobs still
+// queued (the releases of the SAs deleted at shutdown) for a little while.
 func (c *clusterRole) run(ctx context.Context) {
 	events := c.co.Watch(ctx)
 	c.nodesChanged()
+	finished := make(chan string, maxJobs)
+	running := 0
 	defer func() {
+		for ; running > 0; running-- {
+			c.jobs.done(<-finished)
+		}
 		deadline := time.Now().Add(shutdownGrace)
-		for job := c.jobs.pop(); job != nil && time.Now().Before(deadline); job = c.jobs.pop() {
+		for jb, ok := c.jobs.pop(); ok && time.Now().Before(deadline); jb, ok = c.jobs.pop() {
 			jctx, cancel := context.WithDeadline(context.Background(), deadline)
-			job(jctx)
+			jb.run(jctx)
 			cancel()
+			c.jobs.done(jb.key)
 		}
 	}()
 	for {
 		select {
 		case <-c.jobs.wake:
-			// One job at a time: the cluster's events are taken in between.
-			if job := c.jobs.pop(); job != nil {
-				jctx, cancel := context.WithTimeout(ctx, etcdTimeout)
-				job(jctx)
-				cancel()
+			for running < maxJobs {
+				jb, ok := c.jobs.pop()
+				if !ok {
+					break
+				}
+				running++
+				go func() {
+					jctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+					jb.run(jctx)
+					cancel()
+					finished <- jb.key
+				}()
 			}
+		case key := <-finished:
+			running--
+			c.jobs.done(key)
 		case ev, ok := <-events:
 			if !ok {
 				return
@@ -138,8 +154,18 @@ func (c *clusterRole) run(ctx context.Context) {
 	}
 }
 
-// async queues an etcd job.
-func (c *clusterRole) async(job func(ctx context.Context)) { c.jobs.push(job) }
+// async queues an etcd job of key (see jobQueue).
+func (c *clusterRole) async(key string, job func(ctx context.Context)) { c.jobs.push(key, job) }
+
+// saJob is the job key of SA key.
+func saJob(key cluster.SAKey) string { return "sa/" + key.String() }
+
+// Job keys of the node's own records.
+const (
+	jobNodes = "nodes"
+	jobLoad  = "load"
+	jobVIPs  = "vips"
+)
 
 // cmd runs f on the engine goroutine, unless the daemon stopped.
 func (c *clusterRole) cmd(f func(now time.Time)) {
@@ -172,7 +198,7 @@ func (c *clusterRole) nodesChanged() {
 	if !c.nodesQueued.CompareAndSwap(false, true) {
 		return
 	}
-	c.async(func(ctx context.Context) {
+	c.async(jobNodes, func(ctx context.Context) {
 		c.nodesQueued.Store(false)
 		nodes, err := c.co.Nodes(ctx)
 		if err != nil {
@@ -228,7 +254,7 @@ func (c *clusterRole) onEvent(ev ike.Event) {
 			if c.d.inner != nil {
 				c.d.inner.arrived(ev.IKESA)
 			}
-			c.async(func(ctx context.Context) {
+			c.async(saJob(key), func(ctx context.Context) {
 				if _, err := c.co.MarkArrived(ctx, key); err != nil {
 					c.d.log.Warn("cluster: marking an SA arrived", "sa", key, "err", err)
 				}
@@ -245,7 +271,7 @@ func (c *clusterRole) claim(id uint64) {
 	}
 	key := cluster.SAKey{SPIi: info.SPIi, SPIr: info.SPIr}
 	c.keys[id] = key
-	c.async(func(ctx context.Context) {
+	c.async(saJob(key), func(ctx context.Context) {
 		if ok, err := c.co.Claim(ctx, key); err != nil || !ok {
 			c.d.log.Warn("cluster: claiming an SA established here", "sa", key, "claimed", ok, "err", err)
 		}
@@ -254,7 +280,7 @@ func (c *clusterRole) claim(id uint64) {
 }
 
 func (c *clusterRole) release(key cluster.SAKey) {
-	c.async(func(ctx context.Context) {
+	c.async(saJob(key), func(ctx context.Context) {
 		if _, err := c.co.Release(ctx, key); err != nil {
 			c.d.log.Warn("cluster: releasing an SA that ended", "sa", key, "err", err)
 		}
@@ -270,7 +296,7 @@ func (c *clusterRole) loadChanged() {
 	if !c.loadQueued.CompareAndSwap(false, true) {
 		return
 	}
-	c.async(func(ctx context.Context) {
+	c.async(jobLoad, func(ctx context.Context) {
 		c.loadQueued.Store(false)
 		n := c.load.Load()
 		if n == c.loadWritten {
@@ -339,7 +365,7 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey, giver string
 			c.after(moveArriveTimeout, func(now time.Time) { c.notArrived(now, key, id) })
 		}
 		c.d.apply(comeBack(forget, acts))
-		c.async(func(ctx context.Context) {
+		c.async(saJob(key), func(ctx context.Context) {
 			ok, err := c.co.MarkReady(ctx, key)
 			if err != nil || !ok {
 				// The giver took it back meanwhile: it was never ours to serve.
@@ -483,7 +509,7 @@ func (c *clusterRole) handOver(now time.Time, m *move, info ike.SAInfo, done cha
 	} else {
 		c.d.log.Info("cluster: moving SA", "sa", key, "id", id, "to", to.Name, "target", m.target)
 	}
-	c.async(func(ctx context.Context) {
+	c.async(saJob(key), func(ctx context.Context) {
 		ok, err := c.co.Transfer(ctx, key, to.Name, enc)
 		clear(enc)
 		c.cmd(func(now time.Time) {
@@ -659,7 +685,7 @@ func (c *clusterRole) readyTimeout(now time.Time, m *move) {
 	if c.moves[m.key] != m || m.ready {
 		return
 	}
-	c.async(func(ctx context.Context) {
+	c.async(saJob(m.key), func(ctx context.Context) {
 		ok, err := c.co.TakeBack(ctx, m.key, m.to.Name)
 		c.cmd(func(now time.Time) {
 			if c.moves[m.key] != m || m.ready {

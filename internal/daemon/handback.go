@@ -39,7 +39,7 @@ func (c *clusterRole) stayedHere(id uint64) {
 	}
 	to := m.to.Name
 	c.d.log.Info("cluster: the peer of an SA handed to another node stayed here; asking for it back", "sa", key, "node", to)
-	c.async(func(ctx context.Context) {
+	c.async(saJob(key), func(ctx context.Context) {
 		if ok, err := c.co.MarkStayed(ctx, key, to); err != nil || !ok {
 			c.d.log.Warn("cluster: telling the other node that an SA's peer stayed here", "sa", key, "node", to, "owner", ok, "err", err)
 		}
@@ -68,7 +68,7 @@ func (c *clusterRole) handBack(now time.Time, key cluster.SAKey, id uint64, why 
 	delete(c.from, key)
 	c.d.log.Warn("cluster: handing an SA back to the node it came from", "sa", key, "id", id, "to", giver, "why", why)
 	deadline := now.Add(moveReadyTimeout)
-	c.async(func(ctx context.Context) {
+	c.async(saJob(key), func(ctx context.Context) {
 		nodes, err := c.co.Nodes(ctx)
 		c.cmd(func(now time.Time) {
 			if c.keys[id] != key {

@@ -48,7 +48,7 @@ func (c *clusterRole) checkVIPs() {
 				c.claimVIPs(f, p.Addrs, vipSpare-fam.spare)
 			case fam.spare > vipHigh:
 				back := c.d.engine.ReturnVIPs(p.Name, fam.is4, fam.spare-vipSpare)
-				c.async(func(ctx context.Context) {
+				c.async(jobVIPs, func(ctx context.Context) {
 					if err := c.co.ReleaseVIPs(ctx, back); err != nil {
 						c.d.log.Warn("cluster: giving back spare virtual IPs", "pool", f.pool, "err", err)
 					}
@@ -61,7 +61,7 @@ func (c *clusterRole) checkVIPs() {
 // claimVIPs claims up to n addresses of family f that no node holds and grants them to
 // the engine's pool (asynchronously).
 func (c *clusterRole) claimVIPs(f vipFamily, prefixes []netip.Prefix, n int) {
-	c.async(func(ctx context.Context) {
+	c.async(jobVIPs, func(ctx context.Context) {
 		got := c.claimFree(ctx, f, prefixes, n)
 		c.cmd(func(time.Time) {
 			c.vipBusy[f] = false
