@@ -274,11 +274,21 @@ func TestClusterMove(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		c.etcd[killed].cmd.Process.Kill()
 	}()
+	// IKE on the client's wire (not its ESP: UDP 4500 with the non-ESP marker).
+	capt := c.startCapture("move", cl, "eth0", "udp port 500 or (udp port 4500 and udp[8:4] = 0)")
 	start := time.Now()
 	out, err := c.mobikevpn("move", "--to-node", "gw-b", "--all", "--wait", "20s", "--control", a.sock)
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("move: %v\n%s", err, out)
+	}
+	capt.stop()
+	exchanges := map[string]int{}
+	for _, ln := range strings.Split(strings.TrimSpace(capt.tshark("-T", "fields", "-e", "isakmp.exchangetype")), "\n") {
+		exchanges[strings.TrimSpace(ln)]++
+	}
+	if exchanges["34"] != 0 || exchanges["37"] < 4 {
+		t.Errorf("IKE on the client's wire during the move, by exchange type: %v (want no IKE_SA_INIT (34), and the switch and the update (37))", exchanges)
 	}
 	po := <-pingOut
 	mbps := <-tcpDone // fails the test itself if the stream broke or was corrupted
@@ -315,8 +325,8 @@ func TestClusterMove(t *testing.T) {
 	if !waitFor(10*time.Second, func() bool { return !strings.Contains(c.exec(a.ns, "ip", "neigh", "show", "proxy"), vip) }) {
 		t.Errorf("node A still answers for %s", vip)
 	}
-	t.Logf("move of one SA from node A to node B, etcd member e%d killed 20 ms into it: `move --wait` returned after %v; %s; pings: %s sent, %s answered; TCP from the server %.0f Mbit/s intact",
-		killed+1, took.Round(time.Millisecond), strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), m[1], m[2], mbps)
+	t.Logf("move of one SA from node A to node B, etcd member e%d killed 20 ms into it: `move --wait` returned after %v; %s; pings: %s sent, %s answered; TCP from the server %.0f Mbit/s intact; IKE messages on the client's wire by exchange type: %v",
+		killed+1, took.Round(time.Millisecond), strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), m[1], m[2], mbps, exchanges)
 
 	// drain B: the SA moves on, B takes no new client.
 	out, err = c.mobikevpn("drain", "--wait", "10s", "--control", b.sock)
