@@ -37,9 +37,11 @@ export PATH="/usr/local/go/bin:$PATH"
 [ "$(id -u)" = 0 ] || { echo "bench.sh needs root (network namespaces, TUN devices)" >&2; exit 1; }
 
 # `bench.sh cluster`: a gateway cluster of three nodes (and three etcd members) in
-# namespaces; node A with SAS clients (default 1000) is drained to the two others, once by
-# switch hand-over and once by RFC 5685 redirect: wall time, the gateways' CPU, etcd's
-# writes, side by side (integration/bench_cluster_test.go).
+# namespaces; node A with SAS clients (default 1000) is drained to the two others: by
+# switch hand-over, by RFC 5685 redirect of our load generator, by redirect of strongSwan
+# clients (one charon, a connection each): wall time, the gateways' CPU, etcd's writes,
+# pings lost on a sample flow (one of our clients), side by side
+# (integration/bench_cluster_test.go).
 #   sudo ./scripts/bench.sh cluster
 #   SAS=200 OUT=cluster.json ./scripts/bench.sh cluster
 if [ "${1:-}" = cluster ]; then
