@@ -637,36 +637,6 @@ func (c *clusterRole) dropMoved(now time.Time, m *move) []ike.Action {
 	return acts
 }
 
-// comeBack orders the actions of forgetting the handed-over copy of an SA (forget) and
-// of importing the SA again (imp) so that no packet finds neither: the copy's inbound
-// SAs are replaced by the import's (esp AddInbound replaces a handed-over SA), its
-// outbound flows removed once the import's are installed; the rest (its virtual IPs
-// released before they are claimed again) in order.
-func comeBack(forget, imp []ike.Action) []ike.Action {
-	spis, policies := make(map[uint32]bool), make(map[uint64]bool)
-	for _, a := range imp {
-		if in, ok := a.(ike.InstallInbound); ok {
-			spis[in.SPI] = true
-		} else if o, ok := a.(ike.InstallOutbound); ok {
-			policies[o.Policy] = true
-		}
-	}
-	var out, later []ike.Action
-	for _, a := range forget {
-		if in, ok := a.(ike.RemoveInbound); ok && spis[in.SPI] {
-			continue // replaced by the import's
-		}
-		if o, ok := a.(ike.RemoveOutbound); ok {
-			if !policies[o.Policy] {
-				later = append(later, a)
-			}
-			continue
-		}
-		out = append(out, a)
-	}
-	return append(append(out, imp...), later...)
-}
-
 // after runs f on the engine goroutine once the daemon's clock moved on by dur.
 func (c *clusterRole) after(dur time.Duration, f func(now time.Time)) {
 	t := c.d.clock.NewTimer(dur)
