@@ -127,6 +127,7 @@ const (
 	EventSwitchRefused                      // we refused the responder's switch request
 	EventMoveFailed                         // a new path did not answer or was refused: the SA stays on the old one
 	EventPeerStayed                         // the peer of an SA handed over (Handoff) stays here: see Engine.HandBack
+	EventVIPWanted                          // an IKE_AUTH waits for a leased pool's address: see Engine.WantedVIPs
 )
 
 func (k EventKind) String() string {
@@ -152,6 +153,8 @@ func (k EventKind) String() string {
 		return "move-failed"
 	case EventPeerStayed:
 		return "peer-stayed"
+	case EventVIPWanted:
+		return "vip-wanted"
 	}
 	return "unknown"
 }

@@ -196,6 +196,12 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 		e.redirectAuth(now, sa, to, local, remote, h, authPs)
 		return
 	}
+	if e.vipWait(conn, m.Payloads) {
+		// Nothing changed yet that the retransmission would not do again.
+		e.drop(&e.drops.VIPWait, "IKE_AUTH waits for a virtual IP: not answered yet, its retransmission will find one", remote, nil)
+		e.emit(Event{IKESA: sa.id, Conn: conn.Name, Kind: EventVIPWanted})
+		return
+	}
 	// The peer is authenticated. It may have floated to the NAT-T port.
 	sa.local, sa.remote = local, remote
 	sa.state = stateEstablished

@@ -38,6 +38,48 @@ func cpRequest(vips []netip.Addr) *wire.CP {
 	return cp
 }
 
+// vipWait reports whether an IKE_AUTH request that ps carries should wait for a virtual
+// IP: it asks for addresses, and none of the families asked for can be served now,
+// though one of them may soon: its leased pools have no spare address, and the caller
+// has not said they are dry. The request is then left unanswered (the caller gets more
+// addresses, EventVIPWanted) and its retransmission finds one, rather than failing a
+// burst of peers beyond the spare addresses a cluster node keeps. Each family that
+// waits is counted (WantedVIPs).
+func (e *Engine) vipWait(conn *Conn, ps []wire.Payload) bool {
+	cp := wire.Find[*wire.CP](ps)
+	if cp == nil || cp.CfgType != wire.CFG_REQUEST || len(conn.Pools) == 0 {
+		return false
+	}
+	var waiting []*pool
+	var fams []bool
+	for _, at := range cp.Attrs {
+		var is4 bool
+		switch at.Type {
+		case wire.INTERNAL_IP4_ADDRESS:
+			is4 = true
+		case wire.INTERNAL_IP6_ADDRESS:
+		default:
+			continue
+		}
+		for _, name := range conn.Pools {
+			pl := e.pools[name]
+			if !pl.hasFamily(is4) {
+				continue
+			}
+			if !pl.leased || pl.canAllocate(is4) {
+				return false // served now (or never by waiting)
+			}
+			if !pl.dry[famIndex(is4)] {
+				waiting, fams = append(waiting, pl), append(fams, is4)
+			}
+		}
+	}
+	for i, pl := range waiting {
+		pl.wanted[famIndex(fams[i])]++
+	}
+	return len(waiting) > 0
+}
+
 // assignVIPs serves a CFG_REQUEST from the connection's pools: every address family
 // asked for that a pool can serve gets an address; families no pool has, or whose pools
 // are exhausted, are left out (RFC 7296 3.15.4: a responder ignores what it does not

@@ -66,6 +66,7 @@ type Drops struct {
 	TooLarge      atomic.Uint64 // messages before authentication beyond maxPreauthMessage
 	PreauthMemory atomic.Uint64 // IKE_SA_INITs and fragments beyond Config.PreauthMemory
 	Draining      atomic.Uint64 // IKE_SA_INITs while draining from peers that cannot be redirected
+	VIPWait       atomic.Uint64 // IKE_AUTHs not answered yet: their virtual IP is not in hand (PoolConfig.Leased)
 }
 
 // Map returns the counters by name.
@@ -84,6 +85,7 @@ func (d *Drops) Map() map[string]uint64 {
 		"ike_too_large":       d.TooLarge.Load(),
 		"ike_preauth_memory":  d.PreauthMemory.Load(),
 		"ike_draining":        d.Draining.Load(),
+		"ike_vip_wait":        d.VIPWait.Load(),
 	}
 }
 

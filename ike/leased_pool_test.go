@@ -3,10 +3,12 @@ package ike
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/mobike"
+	"github.com/mobikevpn/mobikevpn/wire"
 )
 
 var (
@@ -106,5 +108,49 @@ func TestLeasedPoolHandoff(t *testing.T) {
 	}
 	if err := a.e.GrantVIPs("nope", nil); err == nil {
 		t.Error("granted to a pool that does not exist")
+	}
+}
+
+// A peer asking for a virtual IP when a leased pool has none spare: its IKE_AUTH is
+// not answered (counted, EventVIPWanted, WantedVIPs) until addresses are granted, and
+// its retransmission then finds one. Once the caller says the pool is dry, a peer is
+// refused at once (INTERNAL_ADDRESS_FAILURE) instead.
+func TestLeasedPoolWait(t *testing.T) {
+	n := newTestNet(t)
+	cfg := nodeConfig(t, gwAddr)
+	cfg.Pools[0].Leased = true
+	a := n.add("node-a", gwAddr, cfg)
+	cl := n.add("client", clientAddr, clientConfig(t, stateIKE, stateESP))
+	n.apply(cl, cl.e.StartAll(n.now))
+	if !n.run(2*time.Second, func() bool { return a.hasEvent(EventVIPWanted) != nil }) {
+		t.Fatalf("no EventVIPWanted: %v", a.events)
+	}
+	if v4, _ := a.e.WantedVIPs("rw"); v4 != 1 || a.e.Drops().Map()["ike_vip_wait"] != 1 {
+		t.Fatalf("wanted %d, ike_vip_wait %d", v4, a.e.Drops().Map()["ike_vip_wait"])
+	}
+	if countExchanges(a, wire.IKE_AUTH, true) != 0 {
+		t.Fatal("the IKE_AUTH that waits was answered")
+	}
+	if err := a.e.GrantVIPs("rw", []netip.Addr{vip3}); err != nil {
+		t.Fatal(err)
+	}
+	if v4, _ := a.e.WantedVIPs("rw"); v4 != 0 {
+		t.Errorf("wanted %d after the grant", v4)
+	}
+	if !n.run(time.Minute, established(a, cl)) || !slices.Equal(cl.vips, []netip.Addr{vip3}) {
+		t.Fatalf("not established with the granted address after the retransmission: %v %v", cl.vips, cl.events)
+	}
+	// A second client, with the pool dry: refused at once.
+	a.e.PoolDry("rw", true, true)
+	cc := clientConfig(t, stateIKE, stateESP)
+	cc.Connections[0].LocalID = "bob@example.org"
+	bob := n.add("bob", netip.MustParseAddr("192.0.2.11"), cc)
+	n.apply(bob, bob.e.StartAll(n.now))
+	if !n.run(2*time.Second, func() bool { return bob.hasEvent(EventChildFailed) != nil }) ||
+		!strings.Contains(bob.hasEvent(EventChildFailed).Reason, "INTERNAL_ADDRESS_FAILURE") {
+		t.Fatalf("bob was not refused a virtual IP at once: %v", bob.events)
+	}
+	if got := a.e.Drops().Map()["ike_vip_wait"]; got != 1 {
+		t.Errorf("ike_vip_wait %d after the dry pool's refusal", got)
 	}
 }

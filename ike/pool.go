@@ -29,6 +29,18 @@ type pool struct {
 	// (its SA lives on elsewhere) is no longer granted here.
 	leased bool
 	spare  map[netip.Addr]bool
+	// wanted counts, per family (index 1: IPv4), the IKE_AUTHs left unanswered since
+	// the last grant for want of a spare address; dry says the last attempt to get
+	// more found none (Engine.PoolDry): the peers are refused then, not kept waiting.
+	wanted [2]int
+	dry    [2]bool
+}
+
+func famIndex(is4 bool) int {
+	if is4 {
+		return 1
+	}
+	return 0
 }
 
 type leaseKey struct {
@@ -152,6 +164,16 @@ func (p *pool) allocate(id string, is4 bool, want netip.Addr) (netip.Addr, bool)
 
 // allocateSpare is allocate of a leased pool: a spare address, preferring want and
 // then the address id had before, else the lowest.
+// canAllocate reports whether a leased pool has a spare address of the family.
+func (p *pool) canAllocate(is4 bool) bool {
+	for a := range p.spare {
+		if a.Is4() == is4 {
+			return true
+		}
+	}
+	return false
+}
+
 func (p *pool) allocateSpare(id string, is4 bool, want netip.Addr) (netip.Addr, bool) {
 	if want.Is4() == is4 && p.spare[want] {
 		return p.take(id, want), true
@@ -304,7 +326,27 @@ func (e *Engine) GrantVIPs(name string, addrs []netip.Addr) error {
 		return fmt.Errorf("ike: no leased pool %q", name)
 	}
 	pl.grant(addrs)
+	pl.wanted = [2]int{}
 	return nil
+}
+
+// WantedVIPs returns how many IKE_AUTHs wait for an address of pool name (leased), of
+// each family, since addresses were last granted to it: what the caller should get
+// besides its usual spare ones.
+func (e *Engine) WantedVIPs(name string) (v4, v6 int) {
+	if pl := e.pools[name]; pl != nil {
+		return pl.wanted[1], pl.wanted[0]
+	}
+	return 0, 0
+}
+
+// PoolDry says whether the caller found no more addresses for pool name (leased) of a
+// family: with none spare, peers asking for one are then refused at once
+// (INTERNAL_ADDRESS_FAILURE) instead of waiting for a grant.
+func (e *Engine) PoolDry(name string, is4, dry bool) {
+	if pl := e.pools[name]; pl != nil {
+		pl.dry[famIndex(is4)] = dry
+	}
 }
 
 // SpareVIPs returns how many addresses granted to pool name are free, IPv4 and IPv6.

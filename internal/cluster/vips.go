@@ -43,6 +43,42 @@ func (c *Coordinator) ClaimVIP(ctx context.Context, a netip.Addr) (bool, error) 
 	return resp.Succeeded, nil
 }
 
+// ClaimVIPs makes this node the holder of those of addrs that no node holds, in
+// transactions of up to 64 addresses (one that fails, some address being taken
+// meanwhile, is tried again address by address), and returns them.
+func (c *Coordinator) ClaimVIPs(ctx context.Context, addrs []netip.Addr) ([]netip.Addr, error) {
+	var got []netip.Addr
+	for len(addrs) > 0 {
+		batch := addrs[:min(len(addrs), 64)]
+		addrs = addrs[len(batch):]
+		var cmps []clientv3.Cmp
+		var puts []clientv3.Op
+		for _, a := range batch {
+			k := c.vipKey(a)
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+			puts = append(puts, clientv3.OpPut(k, c.self.Name, clientv3.WithLease(c.lease)))
+		}
+		resp, err := c.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
+		if err != nil {
+			return got, err
+		}
+		if resp.Succeeded {
+			got = append(got, batch...)
+			continue
+		}
+		for _, a := range batch {
+			ok, err := c.ClaimVIP(ctx, a)
+			if err != nil {
+				return got, err
+			}
+			if ok {
+				got = append(got, a)
+			}
+		}
+	}
+	return got, nil
+}
+
 // TakeVIPs makes this node the holder of addrs, whoever held them: the addresses of an
 // SA moved here (its old node holds them until then and hands them out no more).
 func (c *Coordinator) TakeVIPs(ctx context.Context, addrs []netip.Addr) error {

@@ -77,6 +77,47 @@ func TestVIPLeases(t *testing.T) {
 	t.Logf("%d addresses claimed by two racing nodes: %d and %d, none twice", n, len(won[0]), len(won[1]))
 }
 
+// Two nodes claiming the same 300 addresses in batches (ClaimVIPs): every address goes
+// to one of them, and a batch with an address taken meanwhile still gets the rest.
+func TestClaimVIPsBatches(t *testing.T) {
+	needEtcd(t)
+	a, b := join(t, "gw-a", 5*time.Second), join(t, "gw-b", 5*time.Second)
+	addrs := make([]netip.Addr, 300)
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom4([4]byte{198, 18, byte(110 + i/250), byte(1 + i%250)})
+	}
+	// B holds one address in the middle of A's first batch already.
+	if ok, _ := b.ClaimVIP(ctx(t), addrs[10]); !ok {
+		t.Fatal("B's claim")
+	}
+	var won [2][]netip.Addr
+	var wg sync.WaitGroup
+	for i, c := range []*Coordinator{a, b} {
+		wg.Go(func() {
+			got, err := c.ClaimVIPs(context.Background(), addrs)
+			if err != nil {
+				t.Error(err)
+			}
+			won[i] = got
+		})
+	}
+	wg.Wait()
+	held, err := a.VIPs(ctx(t))
+	if err != nil || len(won[0])+len(won[1]) != len(addrs)-1 {
+		t.Fatalf("won %d + %d of %d (%v)", len(won[0]), len(won[1]), len(addrs)-1, err)
+	}
+	for i, name := range []string{"gw-a", "gw-b"} {
+		for _, x := range won[i] {
+			if held[x] != name {
+				t.Fatalf("%s claimed %s, held by %q", name, x, held[x])
+			}
+		}
+	}
+	if held[addrs[10]] != "gw-b" || len(held) != len(addrs) {
+		t.Errorf("%d held; %s by %q", len(held), addrs[10], held[addrs[10]])
+	}
+}
+
 // A draining node says so in its key, and the load written after keeps the mark.
 func TestDrainingMark(t *testing.T) {
 	needEtcd(t)

@@ -420,8 +420,8 @@ func (d *daemon) apply(actions []ike.Action) {
 					d.switchWaiters[a.IKESA] = append(d.switchWaiters[a.IKESA], ws...)
 				}
 				continue
-			case ike.EventMoved, ike.EventSwitchRefused, ike.EventMoveFailed:
-				continue // logged by the engine; nobody waits for these
+			case ike.EventMoved, ike.EventSwitchRefused, ike.EventMoveFailed, ike.EventPeerStayed, ike.EventVIPWanted:
+				continue // logged by the engine (the cluster's were seen above); nobody waits for these
 			}
 			for _, w := range d.waiters[a.IKESA] {
 				w <- a

@@ -34,18 +34,21 @@ func (c *clusterRole) checkVIPs() {
 	}
 	for _, p := range c.d.cfg.Pools {
 		v4, v6 := c.d.engine.SpareVIPs(p.Name)
+		w4, w6 := c.d.engine.WantedVIPs(p.Name)
 		for _, fam := range []struct {
-			is4   bool
-			spare int
-		}{{true, v4}, {false, v6}} {
+			is4           bool
+			spare, wanted int
+		}{{true, v4, w4}, {false, v6, w6}} {
 			f := vipFamily{p.Name, fam.is4}
 			if !hasFamily(p.Addrs, fam.is4) || c.vipBusy[f] {
 				continue
 			}
 			switch {
-			case fam.spare < vipLow:
+			case fam.spare < vipLow || fam.wanted > 0:
+				// As many as the peers waiting for one (a burst of handshakes: their
+				// IKE_AUTHs are answered on retransmission), and the usual spare.
 				c.vipBusy[f] = true
-				c.claimVIPs(f, p.Addrs, vipSpare-fam.spare)
+				c.claimVIPs(f, p.Addrs, min(vipSpare+fam.wanted, vipScan)-fam.spare)
 			case fam.spare > vipHigh:
 				back := c.d.engine.ReturnVIPs(p.Name, fam.is4, fam.spare-vipSpare)
 				c.async(jobVIPs, func(ctx context.Context) {
@@ -62,10 +65,13 @@ func (c *clusterRole) checkVIPs() {
 // the engine's pool (asynchronously).
 func (c *clusterRole) claimVIPs(f vipFamily, prefixes []netip.Prefix, n int) {
 	c.async(jobVIPs, func(ctx context.Context) {
-		got := c.claimFree(ctx, f, prefixes, n)
+		got, dry := c.claimFree(ctx, f, prefixes, n)
 		c.cmd(func(time.Time) {
 			c.vipBusy[f] = false
 			c.grantVIPs(f, got)
+			// None to be had in the cluster: peers are refused rather than kept waiting
+			// (until an address comes back here, or a later claim finds one).
+			c.d.engine.PoolDry(f.pool, f.is4, dry && len(got) == 0)
 		})
 	})
 }
@@ -76,7 +82,8 @@ func (c *clusterRole) initialVIPs(ctx context.Context) {
 	for _, p := range c.d.cfg.Pools {
 		for _, is4 := range []bool{true, false} {
 			if f := (vipFamily{p.Name, is4}); hasFamily(p.Addrs, is4) {
-				c.grantVIPs(f, c.claimFree(ctx, f, p.Addrs, vipSpare))
+				got, _ := c.claimFree(ctx, f, p.Addrs, vipSpare)
+				c.grantVIPs(f, got)
 			}
 		}
 	}
@@ -89,38 +96,40 @@ func (c *clusterRole) grantVIPs(f vipFamily, got []netip.Addr) {
 	c.d.log.Debug("cluster: virtual IPs claimed", "pool", f.pool, "ipv4", f.is4, "count", len(got))
 }
 
-// claimFree claims up to n addresses of prefixes of family f that no node holds.
-func (c *clusterRole) claimFree(ctx context.Context, f vipFamily, prefixes []netip.Prefix, n int) []netip.Addr {
+// claimFree claims up to n addresses of prefixes of family f that no node holds;
+// dry says the prefixes have no more (when etcd did not fail).
+func (c *clusterRole) claimFree(ctx context.Context, f vipFamily, prefixes []netip.Prefix, n int) (got []netip.Addr, dry bool) {
 	held, err := c.co.VIPs(ctx)
 	if err != nil {
 		c.d.log.Warn("cluster: reading the virtual IP leases", "pool", f.pool, "err", err)
-		return nil
+		return nil, false
 	}
-	var got []netip.Addr
-	scanned := 0
+	var free []netip.Addr
+	scanned, complete := 0, true
 	for _, pf := range prefixes {
 		if pf.Addr().Is4() != f.is4 {
 			continue
 		}
-		for a := pf.Masked().Addr().Next(); pf.Contains(a) && len(got) < n && scanned < vipScan; a = a.Next() {
+		a := pf.Masked().Addr().Next()
+		for ; pf.Contains(a) && len(free) < n && scanned < vipScan; a = a.Next() {
 			scanned++
-			if _, ok := held[a]; ok || !ike.HostAddr(a, pf) {
-				continue
-			}
-			ok, err := c.co.ClaimVIP(ctx, a)
-			if err != nil {
-				c.d.log.Warn("cluster: claiming a virtual IP", "addr", a, "err", err)
-				return got
-			}
-			if ok {
-				got = append(got, a)
+			if _, ok := held[a]; !ok && ike.HostAddr(a, pf) {
+				free = append(free, a)
 			}
 		}
+		if pf.Contains(a) {
+			complete = false // stopped before the prefix's end
+		}
+	}
+	got, err = c.co.ClaimVIPs(ctx, free)
+	if err != nil {
+		c.d.log.Warn("cluster: claiming virtual IPs", "pool", f.pool, "err", err)
+		return got, false
 	}
 	if len(got) < n {
 		c.d.log.Info("cluster: the pool has few free virtual IPs left in the cluster", "pool", f.pool, "ipv4", f.is4, "claimed", len(got), "wanted", n)
 	}
-	return got
+	return got, complete && len(got) < n
 }
 
 // takeVIPs makes this node the holder of the virtual IPs of an SA imported here.

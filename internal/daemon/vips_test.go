@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"fmt"
+	"github.com/mobikevpn/mobikevpn/udp/memnet"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,4 +77,55 @@ func TestClusterVIPLeasesInProcess(t *testing.T) {
 		t.Errorf("B has %d SAs", len(bs))
 	}
 	t.Logf("addresses held: %v; alice %s moved to B with her address", count, va)
+}
+
+// A burst of clients asking for virtual IPs, more than the spare addresses a node keeps
+// (vipSpare): those beyond wait (their IKE_AUTH is answered on retransmission) while the
+// node claims as many as they need; every one gets its own address, none is refused.
+func TestClusterVIPBurst(t *testing.T) {
+	const clients = 3 * vipSpare
+	l := newClusterLab(t, "/vipburst/")
+	a := l.nodeFrom(strings.Replace(withPool(clusterNodeConfig), "198.18.100.0/27", "198.18.100.0/24", 1), "gw-a", netip.MustParseAddr("198.51.100.1"))
+	waitFor(t, "the spare addresses claimed", func() bool {
+		held, err := a.d.cl.co.VIPs(l.ctx)
+		return err == nil && len(held) == vipSpare
+	})
+	// The clients' first messages are held back until all are started, then go at once.
+	var hold atomic.Bool
+	hold.Store(true)
+	l.net.SetFilter(func(p *memnet.Packet) []memnet.Packet {
+		if hold.Load() && p.Dst.Addr() == netip.MustParseAddr("198.51.100.1") {
+			return nil
+		}
+		return []memnet.Packet{*p}
+	})
+	var cls []*node
+	for i := range clients {
+		cls = append(cls, l.client(withVIP(clusterClientConfig, "198.51.100.1"), fmt.Sprintf("c%d@example.org", i),
+			netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)})))
+	}
+	hold.Store(false)
+	vips := map[string]bool{}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		clear(vips)
+		for _, cl := range cls {
+			if st := cl.status(t); len(st) == 1 && len(st[0].VirtualIPs) == 1 && len(st[0].ChildSAs) == 1 {
+				vips[st[0].VirtualIPs[0]] = true
+			}
+		}
+		if len(vips) == clients {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d clients up with their own virtual IP; A's drops %v", len(vips), clients, nonzero(a.drops(t)))
+		}
+		// The clients' retransmissions (the fake clock at ten times real time: the
+		// half-open SAs, 30 s, outlast the node's claims).
+		l.clk.Advance(time.Second)
+		time.Sleep(100 * time.Millisecond)
+	}
+	// (How many waited depends on how fast the node claimed more meanwhile: the wait
+	// itself is ike's TestLeasedPoolWait.)
+	waited := a.drops(t)["ike_vip_wait"]
+	t.Logf("%d clients at once, %d spare addresses: all up with their own address; %d IKE_AUTHs waited for one", clients, vipSpare, waited)
 }
