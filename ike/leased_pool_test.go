@@ -125,17 +125,17 @@ func TestLeasedPoolWait(t *testing.T) {
 	if !n.run(2*time.Second, func() bool { return a.hasEvent(EventVIPWanted) != nil }) {
 		t.Fatalf("no EventVIPWanted: %v", a.events)
 	}
-	if v4, _ := a.e.WantedVIPs("rw"); v4 != 1 || a.e.Drops().Map()["ike_vip_wait"] != 1 {
+	if v4 := a.e.WantedVIPs("rw", true); v4 != 1 || a.e.Drops().Map()["ike_vip_wait"] != 1 {
 		t.Fatalf("wanted %d, ike_vip_wait %d", v4, a.e.Drops().Map()["ike_vip_wait"])
+	}
+	if v4, v6 := a.e.WantedVIPs("rw", true), a.e.WantedVIPs("rw", false); v4 != 0 || v6 != 0 {
+		t.Fatalf("wanted %d, %d after they were taken", v4, v6)
 	}
 	if countExchanges(a, wire.IKE_AUTH, true) != 0 {
 		t.Fatal("the IKE_AUTH that waits was answered")
 	}
 	if err := a.e.GrantVIPs("rw", []netip.Addr{vip3}); err != nil {
 		t.Fatal(err)
-	}
-	if v4, _ := a.e.WantedVIPs("rw"); v4 != 0 {
-		t.Errorf("wanted %d after the grant", v4)
 	}
 	if !n.run(time.Minute, established(a, cl)) || !slices.Equal(cl.vips, []netip.Addr{vip3}) {
 		t.Fatalf("not established with the granted address after the retransmission: %v %v", cl.vips, cl.events)

@@ -29,8 +29,8 @@ type pool struct {
 	// (its SA lives on elsewhere) is no longer granted here.
 	leased bool
 	spare  map[netip.Addr]bool
-	// wanted counts, per family (index 1: IPv4), the IKE_AUTHs left unanswered since
-	// the last grant for want of a spare address; dry says the last attempt to get
+	// wanted counts, per family (index 1: IPv4), the IKE_AUTHs left unanswered for
+	// want of a spare address (since WantedVIPs); dry says the last attempt to get
 	// more found none (Engine.PoolDry): the peers are refused then, not kept waiting.
 	wanted [2]int
 	dry    [2]bool
@@ -326,18 +326,20 @@ func (e *Engine) GrantVIPs(name string, addrs []netip.Addr) error {
 		return fmt.Errorf("ike: no leased pool %q", name)
 	}
 	pl.grant(addrs)
-	pl.wanted = [2]int{}
 	return nil
 }
 
-// WantedVIPs returns how many IKE_AUTHs wait for an address of pool name (leased), of
-// each family, since addresses were last granted to it: what the caller should get
-// besides its usual spare ones.
-func (e *Engine) WantedVIPs(name string) (v4, v6 int) {
-	if pl := e.pools[name]; pl != nil {
-		return pl.wanted[1], pl.wanted[0]
+// WantedVIPs returns how many IKE_AUTHs waited for an address of pool name (leased) of
+// the family since the last call, and forgets them: what the caller should get besides
+// its usual spare ones. (A peer's retransmissions count again.)
+func (e *Engine) WantedVIPs(name string, is4 bool) int {
+	pl := e.pools[name]
+	if pl == nil {
+		return 0
 	}
-	return 0, 0
+	n := pl.wanted[famIndex(is4)]
+	pl.wanted[famIndex(is4)] = 0
+	return n
 }
 
 // PoolDry says whether the caller found no more addresses for pool name (leased) of a

@@ -27,9 +27,9 @@ func TestClusterDrainInProcess(t *testing.T) {
 		l.client(noRMobike(clusterClientConfig), "carol@example.org", netip.MustParseAddr("192.0.2.12")),
 	}
 	for _, cl := range clients {
-		waitFor(t, "the clients established with A", func() bool {
+		waitFor(t, "the clients established with A, told of B and C (else they refuse to switch there)", func() bool {
 			st := cl.status(t)
-			return len(st) == 1 && len(st[0].ChildSAs) == 1 && st[0].Remote == "198.51.100.1:4500"
+			return len(st) == 1 && len(st[0].ChildSAs) == 1 && st[0].Remote == "198.51.100.1:4500" && len(st[0].PeerAdditionalAddrs) == 2
 		})
 	}
 	waitFor(t, "A's load in etcd", func() bool {

@@ -100,6 +100,7 @@ func TestClusterHundredMoves(t *testing.T) {
 			t.Fatalf("move %d from %s to %s: %v", i+1, names[from], names[to], err)
 		}
 		from, to = to, from
+		time.Sleep(10 * time.Millisecond) // traffic through each hand-over (a move takes a few ms)
 	}
 	took := time.Since(start)
 	close(stop)

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"time"
 
@@ -34,21 +36,21 @@ func (c *clusterRole) checkVIPs() {
 	}
 	for _, p := range c.d.cfg.Pools {
 		v4, v6 := c.d.engine.SpareVIPs(p.Name)
-		w4, w6 := c.d.engine.WantedVIPs(p.Name)
 		for _, fam := range []struct {
-			is4           bool
-			spare, wanted int
-		}{{true, v4, w4}, {false, v6, w6}} {
+			is4   bool
+			spare int
+		}{{true, v4}, {false, v6}} {
 			f := vipFamily{p.Name, fam.is4}
 			if !hasFamily(p.Addrs, fam.is4) || c.vipBusy[f] {
 				continue
 			}
+			wanted := c.d.engine.WantedVIPs(p.Name, fam.is4)
 			switch {
-			case fam.spare < vipLow || fam.wanted > 0:
+			case fam.spare < vipLow || wanted > 0:
 				// As many as the peers waiting for one (a burst of handshakes: their
 				// IKE_AUTHs are answered on retransmission), and the usual spare.
 				c.vipBusy[f] = true
-				c.claimVIPs(f, p.Addrs, min(vipSpare+fam.wanted, vipScan)-fam.spare)
+				c.claimVIPs(f, p.Addrs, max(min(vipSpare+wanted, vipScan)-fam.spare, 1))
 			case fam.spare > vipHigh:
 				back := c.d.engine.ReturnVIPs(p.Name, fam.is4, fam.spare-vipSpare)
 				c.async(jobVIPs, func(ctx context.Context) {
@@ -72,6 +74,9 @@ func (c *clusterRole) claimVIPs(f vipFamily, prefixes []netip.Prefix, n int) {
 			// None to be had in the cluster: peers are refused rather than kept waiting
 			// (until an address comes back here, or a later claim finds one).
 			c.d.engine.PoolDry(f.pool, f.is4, dry && len(got) == 0)
+			if len(got) > 0 {
+				c.checkVIPs() // more may have been wanted meanwhile
+			}
 		})
 	})
 }
@@ -110,14 +115,23 @@ func (c *clusterRole) claimFree(ctx context.Context, f vipFamily, prefixes []net
 		if pf.Addr().Is4() != f.is4 {
 			continue
 		}
-		a := pf.Masked().Addr().Next()
-		for ; pf.Contains(a) && len(free) < n && scanned < vipScan; a = a.Next() {
+		// From a random place in the prefix, round to it: nodes claiming at once do
+		// not all go for the same addresses.
+		size := uint64(vipScan)
+		if bits := pf.Addr().BitLen() - pf.Bits(); bits <= 16 {
+			size = 1 << bits
+		} else {
+			complete = false // scanned in part only
+		}
+		start, i := rand.Uint64N(size), uint64(0)
+		for ; i < size && len(free) < n && scanned < vipScan; i++ {
 			scanned++
+			a := addrPlus(pf.Masked().Addr(), (start+i)%size)
 			if _, ok := held[a]; !ok && ike.HostAddr(a, pf) {
 				free = append(free, a)
 			}
 		}
-		if pf.Contains(a) {
+		if i < size {
 			complete = false // stopped before the prefix's end
 		}
 	}
@@ -149,4 +163,16 @@ func hasFamily(prefixes []netip.Prefix, is4 bool) bool {
 		}
 	}
 	return false
+}
+
+// addrPlus is a plus n (carried within the last 64 bits).
+func addrPlus(a netip.Addr, n uint64) netip.Addr {
+	if a.Is4() {
+		b := a.As4()
+		binary.BigEndian.PutUint32(b[:], binary.BigEndian.Uint32(b[:])+uint32(n))
+		return netip.AddrFrom4(b)
+	}
+	b := a.As16()
+	binary.BigEndian.PutUint64(b[8:], binary.BigEndian.Uint64(b[8:])+n)
+	return netip.AddrFrom16(b)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/mobikevpn/mobikevpn/udp/memnet"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -54,7 +55,10 @@ func TestClusterVIPLeasesInProcess(t *testing.T) {
 		}
 		return st[0].VirtualIPs[0]
 	}
-	waitFor(t, "both clients with a virtual IP", func() bool { return vip(alice) != "" && vip(bob) != "" })
+	waitFor(t, "both clients with a virtual IP, alice told of node B (else she refuses to switch there)", func() bool {
+		st := alice.status(t)
+		return vip(alice) != "" && vip(bob) != "" && len(st) == 1 && slices.Contains(st[0].PeerAdditionalAddrs, "198.51.100.2")
+	})
 	va, vb := netip.MustParseAddr(vip(alice)), netip.MustParseAddr(vip(bob))
 	held, _ = co.VIPs(ctx)
 	if va == vb || held[va] != "gw-a" || held[vb] != "gw-b" {
