@@ -28,15 +28,7 @@ func TestHandBack(t *testing.T) {
 			n, a, b, cl := handoffPairWith(t, mobike.SwitchPolicy{}) // the client refuses every switch
 			saA, saC := onlySA(t, a), onlySA(t, cl)
 			spiI, spiR := saA.spiI, saA.spiR
-			st, sends, err := a.e.Handoff(n.now, saA.id, gwAddr2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			idB, acts, err := b.e.Import(n.now, roundTrip(t, st))
-			if err != nil {
-				t.Fatal(err)
-			}
-			n.apply(b, acts)
+			idB, sends := handOver(t, n, a, b, saA.id)
 			if aLost {
 				n.drop = func(d datagram) bool { return d.from.Addr() == gwAddr && d.to.Addr() == clientAddr }
 			}
@@ -104,60 +96,16 @@ func TestHandBack(t *testing.T) {
 	}
 }
 
-// A peer's request that was on its way to A when A handed the SA over (before the
-// peer saw the switch request) does not count as the peer staying.
-func TestHandoffPeerStayedNotBeforeAnswer(t *testing.T) {
-	n, a, b, cl := handoffPair(t)
-	saA, saC := onlySA(t, a), onlySA(t, cl)
-	var held []datagram
-	n.drop = func(d datagram) bool {
-		if d.from.Addr() == clientAddr && d.to.Addr() == gwAddr {
-			held = append(held, d)
-			return true
-		}
-		return false
-	}
-	cl.e.livenessCheck(n.now, saC)
-	cl.e.schedule(saC)
-	n.apply(cl, cl.e.take())
-	st, sends, err := a.e.Handoff(n.now, saA.id, gwAddr2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, acts, err := b.e.Import(n.now, roundTrip(t, st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.apply(b, acts)
-	n.drop = nil
-	n.inflight = append(n.inflight, held...)
-	n.apply(a, sends)
-	if !n.run(2*time.Minute, func() bool { return b.hasEvent(EventSwitched) != nil }) {
-		t.Fatalf("the client did not move to B: %v", cl.events)
-	}
-	if a.hasEvent(EventPeerStayed) != nil {
-		t.Error("A reported that a peer which moved stayed")
-	}
-}
-
 // A hand-back the first node did not take: B takes the SA back and carries on.
 func TestHandBackReclaimed(t *testing.T) {
 	n, a, b, _ := handoffPair(t)
 	saA := onlySA(t, a)
-	st, _, err := a.e.Handoff(n.now, saA.id, gwAddr2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idB, acts, err := b.e.Import(n.now, roundTrip(t, st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.apply(b, acts)
+	idB, _ := handOver(t, n, a, b, saA.id)
 	if _, err := b.e.HandBack(n.now, idB, gwAddr); err != nil {
 		t.Fatal(err)
 	}
 	saB := b.e.store.byID[idB]
-	acts, err = b.e.Reclaim(n.now, idB)
+	acts, err := b.e.Reclaim(n.now, idB)
 	if err != nil {
 		t.Fatal(err)
 	}

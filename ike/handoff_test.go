@@ -43,6 +43,23 @@ func handoffPairWith(t *testing.T, accept mobike.SwitchPolicy) (n *testNet, a, b
 	return n, a, b, cl
 }
 
+// handOver hands IKE SA id of a to b (Handoff, the state through its encoding,
+// Import) and returns b's id for it and a's actions that send the switch request
+// (not carried out).
+func handOver(t *testing.T, n *testNet, a, b *endpoint, id uint64) (uint64, []Action) {
+	t.Helper()
+	st, sends, err := a.e.Handoff(n.now, id, gwAddr2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idB, acts, err := b.e.Import(n.now, roundTrip(t, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.apply(b, acts)
+	return idB, sends
+}
+
 // switchRequests counts the SWITCH_TO_IP_ADDRESS requests (INFORMATIONAL requests) ep
 // sent to the client.
 func switchRequests(ep *endpoint) int { return exchangesTo(ep, clientAddr, wire.INFORMATIONAL, false) }
@@ -210,7 +227,8 @@ func TestClusterAddrsAnnounced(t *testing.T) {
 
 // The peer's own request in flight when the SA is handed over (its liveness check
 // reached A after A gave the SA away): A drops it, and the peer's retransmission must
-// find B once it follows the switch; the SA survives.
+// find B once it follows the switch; the SA survives, and A does not take the request
+// for the peer staying.
 func TestHandoffWithPeerRequestInFlight(t *testing.T) {
 	n, a, b, cl := handoffPair(t)
 	saA, saC := onlySA(t, a), onlySA(t, cl)
@@ -229,15 +247,7 @@ func TestHandoffWithPeerRequestInFlight(t *testing.T) {
 	if len(held) != 1 {
 		t.Fatalf("%d datagrams held", len(held))
 	}
-	st, sends, err := a.e.Handoff(n.now, saA.id, gwAddr2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idB, acts, err := b.e.Import(n.now, roundTrip(t, st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.apply(b, acts)
+	idB, sends := handOver(t, n, a, b, saA.id)
 	n.drop = nil
 	n.inflight = append(n.inflight, held...) // the check reaches A now: handed over, it drops it
 	n.apply(a, sends)
@@ -248,6 +258,11 @@ func TestHandoffWithPeerRequestInFlight(t *testing.T) {
 	}
 	if cl.hasEvent(EventDeleted) != nil || cl.hasEvent(EventFailed) != nil {
 		t.Errorf("the client lost the SA: %v", cl.events)
+	}
+	// The check sent before the client saw the switch request, and its retransmission
+	// after its answer, do not count as the client staying with A.
+	if a.hasEvent(EventPeerStayed) != nil {
+		t.Error("A reported that a peer which moved stayed")
 	}
 	n.apply(a, mustForget(t, a, n, saA.id))
 	flowsAt(t, b, cl, clientAddr, gwAddr2)

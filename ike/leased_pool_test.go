@@ -79,15 +79,7 @@ func TestLeasedPoolHandoff(t *testing.T) {
 		t.Fatalf("not established with a granted address: %v", cl.vips)
 	}
 	saA := onlySA(t, a)
-	st, sends, err := a.e.Handoff(n.now, saA.id, gwAddr2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, acts, err := b.e.Import(n.now, roundTrip(t, st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.apply(b, acts)
+	_, sends := handOver(t, n, a, b, saA.id)
 	n.apply(a, sends)
 	if !n.run(time.Minute, func() bool { return b.hasEvent(EventSwitched) != nil }) {
 		t.Fatal("the client did not move to B")

@@ -143,20 +143,13 @@ func benchClusterDrain(t *testing.T, method string, n int) clusterBenchResult {
 		return s
 	}
 	// The sample flow, from a second before the drain to a second after it.
-	ping := exec.CommandContext(ctx, "ip", "netns", "exec", cl, "ping", "-i", "0.02", "-W", "1", "198.18.1.100")
-	var pingOut strings.Builder
-	ping.Stdout = &pingOut
-	if err := ping.Start(); err != nil {
-		t.Fatal(err)
-	}
+	ping := c.startFlow(cl, "198.18.1.100", 20*time.Millisecond)
 	time.Sleep(time.Second)
 	cpu0, raft0 := cpu(), c.etcdRaftIndex()
 	start := time.Now()
 	out, err := c.mobikevpn("drain", "--wait", "10m", "--control", a.sock)
 	took := time.Since(start)
-	time.Sleep(time.Second)
-	ping.Process.Signal(interruptSignal)
-	ping.Wait()
+	replies := ping.stop()
 	// The work a drain sets off goes on after it returned (A forgets the SAs after a
 	// grace, the nodes write their loads and releases): counted once it is done.
 	onBC := func() int {
@@ -174,12 +167,9 @@ func benchClusterDrain(t *testing.T, method string, n int) clusterBenchResult {
 	if st := status(t, clSock); st != nil && len(st.IKESAs) == 1 && len(st.IKESAs[0].VirtualIPs) == 1 {
 		r.VIPKept = st.IKESAs[0].VirtualIPs[0] == vip
 	}
-	if m := countsRe.FindStringSubmatch(pingOut.String()); m != nil {
-		r.PingsSent, _ = strconv.Atoi(m[1])
-		got, _ := strconv.Atoi(m[2])
-		r.PingsLost = r.PingsSent - got
-	} else {
-		t.Errorf("the sample flow's ping said: %s", pingOut.String())
+	r.PingsSent, r.PingsLost = ping.sent, ping.sent-len(replies)
+	if ping.sent == 0 {
+		t.Error("the sample flow's ping sent nothing")
 	}
 	if err != nil {
 		var notMoved []string

@@ -17,6 +17,7 @@ type flow struct {
 	cmd     *exec.Cmd
 	replies chan reply
 	all     []reply
+	sent    int // from ping's summary, once stopped
 	done    chan struct{}
 }
 
@@ -40,6 +41,9 @@ func (l *lab) startFlow(ns, dst string, interval time.Duration) *flow {
 		defer close(f.done)
 		s := bufio.NewScanner(out)
 		for s.Scan() {
+			if m := countsRe.FindStringSubmatch(s.Text()); m != nil {
+				f.sent, _ = strconv.Atoi(m[1])
+			}
 			m := pingLine.FindStringSubmatch(s.Text())
 			if m == nil {
 				continue
@@ -54,7 +58,7 @@ func (l *lab) startFlow(ns, dst string, interval time.Duration) *flow {
 	return f
 }
 
-// stop ends the flow and returns the replies.
+// stop ends the flow and returns the replies (f.sent is then how many were sent).
 func (f *flow) stop() []reply {
 	time.Sleep(1200 * time.Millisecond) // let the last replies in
 	f.cmd.Process.Signal(interruptSignal)

@@ -344,12 +344,6 @@ func (c *Coordinator) MarkStayed(ctx context.Context, sa SAKey, owner string) (b
 		Then(clientv3.OpPut(k, c.self.Name)), k, c.self.Name)
 }
 
-// ClearMarks removes the marks of a finished move.
-func (c *Coordinator) ClearMarks(ctx context.Context, sa SAKey) error {
-	_, err := c.cli.Txn(ctx).Then(c.deleteMarks(sa)...).Commit()
-	return err
-}
-
 // TakeBack makes this node the owner of sa again, which it gave to node from, as long
 // as from has not imported it (no ready mark): a move that did not happen. The state
 // given with it is deleted. It reports whether it did.

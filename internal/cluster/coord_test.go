@@ -262,9 +262,6 @@ func TestMoveMarks(t *testing.T) {
 	if e := next(wa, SAArrived); e.SA != sa {
 		t.Errorf("A saw %+v", e)
 	}
-	if err := a.ClearMarks(ctx(t), sa); err != nil {
-		t.Fatal(err)
-	}
 	// A peer that stayed with A: only while B owns the SA may A say so; B gives it back
 	// (a transfer clears the marks of the move before: the hand-back can be taken back
 	// like any move).

@@ -429,14 +429,7 @@ func (c *clusterRole) startMove(now time.Time, id uint64, to cluster.Node, done 
 		// Its peer is still with the node it came from (and may stay there).
 		return fmt.Errorf("SA #%d: %w: it was moved here and its peer has not arrived yet", id, ike.ErrExchangeInFlight)
 	}
-	is4 := info.Local.Addr().Unmap().Is4()
-	var target netip.Addr
-	for _, a := range to.Addrs {
-		if a.Unmap().Is4() == is4 {
-			target = a.Unmap()
-			break
-		}
-	}
+	target := familyAddr(to, info.Local.Addr())
 	if !target.IsValid() {
 		return fmt.Errorf("node %s has no address of the SA's family", to.Name)
 	}
@@ -546,6 +539,16 @@ func (c *clusterRole) startMoveWhenQuiet(now time.Time, id uint64, to cluster.No
 	}
 	c.after(moveRetry, retry)
 	return nil
+}
+
+// familyAddr is node's first address of like's family (invalid: none).
+func familyAddr(node cluster.Node, like netip.Addr) netip.Addr {
+	for _, a := range node.Addrs {
+		if a.Unmap().Is4() == like.Unmap().Is4() {
+			return a.Unmap()
+		}
+	}
+	return netip.Addr{}
 }
 
 // holdDatapath prepares the datapath for moving m's SA first: each Child SA's outbound

@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -187,7 +189,7 @@ func (l *clusterLab) command(what string, step time.Duration, op func() (string,
 
 func TestClusterMoveInProcess(t *testing.T) {
 	l := newClusterLab(t, "/move/")
-	ctx, clk, net := l.ctx, l.clk, l.net
+	ctx, clk := l.ctx, l.clk
 	start := time.Now()
 	aAddr, bAddr, clAddr := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("192.0.2.10")
 	a := l.node("gw-a", aAddr)
@@ -212,39 +214,11 @@ func TestClusterMoveInProcess(t *testing.T) {
 	})
 
 	// Every ESP datagram from the client to A, as an attacker on the path sees them.
-	var capMu sync.Mutex
-	var captured [][]byte
-	net.SetFilter(func(p *memnet.Packet) []memnet.Packet {
-		if p.Src.Addr() == clAddr && p.Dst == netip.AddrPortFrom(aAddr, 4500) && len(p.Data) > 8 && binary.BigEndian.Uint32(p.Data) != 0 {
-			capMu.Lock()
-			captured = append(captured, bytes.Clone(p.Data))
-			capMu.Unlock()
-		}
-		return []memnet.Packet{*p}
-	})
+	tap := l.tapESP(clAddr, aAddr)
 	// Traffic from the client all along the move, one packet a millisecond: each must
 	// come out of A or B, once.
 	const flow = 300
-	got := make(map[uint32]int)
-	var gotMu sync.Mutex
-	quit := make(chan struct{}) // the collectors end with the test
-	defer close(quit)
-	collect := func(n *node) {
-		for {
-			select {
-			case p := <-n.dev.Written():
-				if len(p) >= 32 {
-					gotMu.Lock()
-					got[binary.BigEndian.Uint32(p[28:])]++
-					gotMu.Unlock()
-				}
-			case <-quit:
-				return
-			}
-		}
-	}
-	go collect(a)
-	go collect(b)
+	out := countOut(t, a, b)
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
@@ -281,48 +255,25 @@ func TestClusterMoveInProcess(t *testing.T) {
 		t.Fatalf("B's SAs: %+v", bs)
 	}
 	<-sent
-	waitFor(t, "the flow through the move", func() bool {
-		gotMu.Lock()
-		defer gotMu.Unlock()
-		return len(got) == flow
-	})
-	gotMu.Lock()
-	for seq, n := range got {
+	waitFor(t, "the flow through the move", func() bool { return len(out.counts()) == flow })
+	for seq, n := range out.counts() {
 		if n != 1 || seq < 1000 || seq >= 1000+flow {
 			t.Errorf("packet %d came out %d times", seq, n)
 		}
 	}
-	gotMu.Unlock()
 	// Replayed to B, nothing the client ever sent to A is accepted again.
-	capMu.Lock()
-	replays := captured
-	capMu.Unlock()
-	dropsBefore := b.drops(t)["esp_replay"]
-	attacker := net.Host(netip.MustParseAddr("198.18.9.66"))
-	ac, err := attacker.Listen(4500)
-	if err != nil {
-		t.Fatal(err)
+	replays := tap.datagrams()
+	l.replayESP(t, b, bAddr, replays)
+	if n := len(out.counts()); n != flow {
+		t.Errorf("a replay came through B: %d packets seen", n)
 	}
-	for _, d := range replays {
-		ac[0].WriteBatch([]udp.Message{{Buffer: d, N: len(d), Remote: netip.AddrPortFrom(bAddr, 4500)}})
-	}
-	waitFor(t, "the replays refused by B", func() bool { return b.drops(t)["esp_replay"]-dropsBefore == uint64(len(replays)) })
-	gotMu.Lock()
-	if len(got) != flow {
-		t.Errorf("a replay came through B: %d packets seen", len(got))
-	}
-	gotMu.Unlock()
 	t.Logf("%d ESP datagrams the client sent to A replayed to B: all refused", len(replays))
 	// (The collectors now hold the TUN devices' output: traffic after this is counted
 	// there.)
 	if err := cl.dev.Inject(udpPacket(clAddr, server, 3)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "traffic through B after the move", func() bool {
-		gotMu.Lock()
-		defer gotMu.Unlock()
-		return got[3] == 1
-	})
+	waitFor(t, "traffic through B after the move", func() bool { return out.counts()[3] == 1 })
 	through(t, b, cl, server, clAddr, 4)
 	waitFor(t, "the loads after the move", func() bool {
 		cs, err := b.d.ClusterStatus(ctx)
@@ -434,4 +385,86 @@ func TestClusterRedirectInProcess(t *testing.T) {
 		return err == nil && len(cs.Nodes) == 2 && cs.Nodes[0].IKESAs == 0 && cs.Nodes[1].IKESAs == 1
 	})
 	t.Logf("%s", msg)
+}
+
+// espTap records every ESP datagram from src to dst's NAT-T port on the lab's network,
+// as an attacker on the path sees them.
+type espTap struct {
+	mu  sync.Mutex
+	got [][]byte
+}
+
+func (l *clusterLab) tapESP(src, dst netip.Addr) *espTap {
+	tap := &espTap{}
+	l.net.SetFilter(func(p *memnet.Packet) []memnet.Packet {
+		if p.Src.Addr() == src && p.Dst == netip.AddrPortFrom(dst, 4500) && len(p.Data) > 8 && binary.BigEndian.Uint32(p.Data) != 0 {
+			tap.mu.Lock()
+			tap.got = append(tap.got, bytes.Clone(p.Data))
+			tap.mu.Unlock()
+		}
+		return []memnet.Packet{*p}
+	})
+	return tap
+}
+
+func (tap *espTap) datagrams() [][]byte {
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	return slices.Clone(tap.got)
+}
+
+// replayESP sends datagrams to n at addr (its NAT-T port) from an attacker's address,
+// and waits until n dropped every one as a replay.
+func (l *clusterLab) replayESP(t *testing.T, n *node, addr netip.Addr, datagrams [][]byte) {
+	t.Helper()
+	before := n.drops(t)["esp_replay"]
+	ac, err := l.net.Host(netip.MustParseAddr("198.18.9.66")).Listen(4500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range datagrams {
+		ac[0].WriteBatch([]udp.Message{{Buffer: d, N: len(d), Remote: netip.AddrPortFrom(addr, 4500)}})
+	}
+	waitFor(t, "the replays refused", func() bool { return n.drops(t)["esp_replay"]-before == uint64(len(datagrams)) })
+}
+
+// tunCount counts the test datagrams (udpPacket's sequence numbers) that come out of
+// nodes' TUN devices; it holds their output until the test ends.
+type tunCount struct {
+	mu  sync.Mutex
+	got map[uint32]int
+}
+
+func countOut(t *testing.T, nodes ...*node) *tunCount {
+	c := &tunCount{got: make(map[uint32]int)}
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() {
+			for {
+				select {
+				case p := <-n.dev.Written():
+					if len(p) >= 32 {
+						c.mu.Lock()
+						c.got[binary.BigEndian.Uint32(p[28:])]++
+						c.mu.Unlock()
+					}
+				case <-quit:
+					return
+				}
+			}
+		})
+	}
+	t.Cleanup(func() {
+		close(quit)
+		wg.Wait()
+	})
+	return c
+}
+
+// counts is a copy of the counts by sequence number.
+func (c *tunCount) counts() map[uint32]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.got)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/ike"
@@ -95,13 +94,7 @@ func (c *clusterRole) tryHandBack(now time.Time, key cluster.SAKey, id uint64, n
 	if !ok {
 		return
 	}
-	var target netip.Addr
-	for _, a := range node.Addrs {
-		if a.Unmap().Is4() == info.Local.Addr().Unmap().Is4() {
-			target = a.Unmap()
-			break
-		}
-	}
+	target := familyAddr(node, info.Local.Addr())
 	err := errors.New("it has no address of the SA's family")
 	if target.IsValid() {
 		err = c.handOver(now, &move{id: id, key: key, to: node, target: target, ret: true}, info, nil)

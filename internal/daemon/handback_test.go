@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -14,8 +12,6 @@ import (
 	"github.com/mobikevpn/mobikevpn/ike"
 	"github.com/mobikevpn/mobikevpn/internal/cluster"
 	"github.com/mobikevpn/mobikevpn/internal/control"
-	"github.com/mobikevpn/mobikevpn/udp"
-	"github.com/mobikevpn/mobikevpn/udp/memnet"
 )
 
 // refusing makes client config text refuse every switch request (switch_accept: []).
@@ -47,42 +43,10 @@ func TestClusterMoveRefused(t *testing.T) {
 	through(t, a, cl, server, vip, 2)
 
 	// Every ESP datagram from the client to A, as an attacker on the path sees them.
-	var capMu sync.Mutex
-	var captured [][]byte
-	l.net.SetFilter(func(p *memnet.Packet) []memnet.Packet {
-		if p.Src.Addr() == clAddr && p.Dst == netip.AddrPortFrom(aAddr, 4500) && len(p.Data) > 8 && binary.BigEndian.Uint32(p.Data) != 0 {
-			capMu.Lock()
-			captured = append(captured, bytes.Clone(p.Data))
-			capMu.Unlock()
-		}
-		return []memnet.Packet{*p}
-	})
+	tap := l.tapESP(clAddr, aAddr)
 	// The client's traffic all along, one packet a millisecond: A forwards it to B
 	// while the SA is away, B takes it. Each must come out of A or B, once.
-	got := make(map[uint32]int)
-	var gotMu sync.Mutex
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, n := range []*node{a, b} {
-		wg.Go(func() {
-			for {
-				select {
-				case p := <-n.dev.Written():
-					if len(p) >= 32 {
-						gotMu.Lock()
-						got[binary.BigEndian.Uint32(p[28:])]++
-						gotMu.Unlock()
-					}
-				case <-quit:
-					return
-				}
-			}
-		})
-	}
-	defer func() {
-		close(quit)
-		wg.Wait()
-	}()
+	out := countOut(t, a, b)
 	stopFlow := make(chan struct{})
 	var flow sync.WaitGroup
 	var last uint32
@@ -130,12 +94,8 @@ func TestClusterMoveRefused(t *testing.T) {
 	if held, err := a.d.cl.co.VIPs(ctx); err != nil || held[vip] != "gw-a" {
 		t.Errorf("virtual IP %s held by %q in etcd (%v)", vip, held[vip], err)
 	}
-	waitFor(t, "the flow through the refused move", func() bool {
-		gotMu.Lock()
-		defer gotMu.Unlock()
-		return got[last] == 1
-	})
-	gotMu.Lock()
+	waitFor(t, "the flow through the refused move", func() bool { return out.counts()[last] == 1 })
+	got := out.counts()
 	lost := 0
 	for i := uint32(100); i <= last; i++ {
 		switch got[i] {
@@ -146,7 +106,6 @@ func TestClusterMoveRefused(t *testing.T) {
 			t.Errorf("packet %d came out %d times", i, got[i])
 		}
 	}
-	gotMu.Unlock()
 	if lost != 0 {
 		t.Errorf("%d of the client's %d packets lost in the refused move (drops: A %v, B %v)", lost, last-99, nonzero(a.drops(t)), nonzero(b.drops(t)))
 	}
@@ -158,37 +117,18 @@ func TestClusterMoveRefused(t *testing.T) {
 		if err := cl.dev.Inject(udpPacket(vip, server, seq)); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the client's packet through A", func() bool {
-			gotMu.Lock()
-			defer gotMu.Unlock()
-			return got[seq] == 1
-		})
+		waitFor(t, "the client's packet through A", func() bool { return out.counts()[seq] == 1 })
 	}
 	fromClient(3)
 	through(t, a, cl, server, vip, 4)
 	// Replayed to A, nothing the client ever sent is accepted again (A's windows start
 	// where B's ended).
-	capMu.Lock()
-	replays := captured
-	capMu.Unlock()
-	dropsBefore := a.drops(t)["esp_replay"]
-	gotMu.Lock()
-	seen := len(got)
-	gotMu.Unlock()
-	attacker := l.net.Host(netip.MustParseAddr("198.18.9.66"))
-	ac, err := attacker.Listen(4500)
-	if err != nil {
-		t.Fatal(err)
+	replays := tap.datagrams()
+	seen := len(out.counts())
+	l.replayESP(t, a, aAddr, replays)
+	if n := len(out.counts()); n != seen {
+		t.Errorf("a replay came through A: %d packets seen, %d before", n, seen)
 	}
-	for _, d := range replays {
-		ac[0].WriteBatch([]udp.Message{{Buffer: d, N: len(d), Remote: netip.AddrPortFrom(aAddr, 4500)}})
-	}
-	waitFor(t, "the replays refused by A", func() bool { return a.drops(t)["esp_replay"]-dropsBefore == uint64(len(replays)) })
-	gotMu.Lock()
-	if len(got) != seen {
-		t.Errorf("a replay came through A: %d packets seen, %d before", len(got), seen)
-	}
-	gotMu.Unlock()
 	if len(replays) < 10 {
 		t.Errorf("only %d ESP datagrams captured", len(replays))
 	}
