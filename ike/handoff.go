@@ -233,7 +233,10 @@ type SAInfo struct {
 	RMobike       bool // the peer can be asked to switch (MOBIKE with 'R')
 	Redirect      bool // the peer follows redirects (RFC 5685)
 	Local, Remote netip.AddrPort
-	Children      []ChildInfo
+	// ESPRemote is where its ESP goes: Remote, unless the peer's new address is being
+	// checked (RFC 4555 return routability) before ESP follows it there.
+	ESPRemote netip.AddrPort
+	Children  []ChildInfo
 }
 
 // ChildInfo names a Child SA's halves in the datapath.
@@ -249,7 +252,8 @@ func (e *Engine) SAInfo(id uint64) (SAInfo, bool) {
 		return SAInfo{}, false
 	}
 	info := SAInfo{SPIi: sa.spiI, SPIr: sa.spiR, Gateway: !sa.origInitiator, Established: sa.state == stateEstablished && !sa.redirectedAway,
-		RMobike: sa.mobike && sa.peerRMobike, Redirect: sa.peerRedirect, Local: sa.local, Remote: sa.remote}
+		RMobike: sa.mobike && sa.peerRMobike, Redirect: sa.peerRedirect, Local: sa.local, Remote: sa.remote,
+		ESPRemote: e.espPath(sa).Remote}
 	for _, c := range sa.children {
 		info.Children = append(info.Children, ChildInfo{Policy: c.policy, SPIIn: c.spiIn})
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as a small TCP tool that runs inside a namespace
@@ -57,6 +59,10 @@ func helperMain(role string, args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		if err := pace(c, os.Getenv("MOBIKEVPN_TCP_PACING")); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		h := sha256.New()
 		r := rand.NewChaCha8([32]byte{42})
 		w := io.MultiWriter(c, h)
@@ -93,6 +99,12 @@ func helperMain(role string, args []string) int {
 // that they arrive intact. It returns the throughput in Mbit/s.
 func (l *lab) tcpTransfer(srcNS, dstNS, listen, dial string, n int64) float64 {
 	l.t.Helper()
+	return l.tcpTransferEnv(srcNS, dstNS, listen, dial, n)
+}
+
+// tcpTransferEnv is tcpTransfer with env added to the source's environment.
+func (l *lab) tcpTransferEnv(srcNS, dstNS, listen, dial string, n int64, env ...string) float64 {
+	l.t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		l.t.Fatal(err)
@@ -110,7 +122,7 @@ func (l *lab) tcpTransfer(srcNS, dstNS, listen, dial string, n int64) float64 {
 		l.t.Fatalf("sink did not start: %q %v", buf, err)
 	}
 	src := exec.Command("ip", "netns", "exec", srcNS, self, dial, strconv.FormatInt(n, 10))
-	src.Env = append(os.Environ(), "MOBIKEVPN_HELPER=tcpsource")
+	src.Env = append(append(os.Environ(), "MOBIKEVPN_HELPER=tcpsource"), env...)
 	srcOut, err := src.Output()
 	if err != nil {
 		l.t.Fatalf("tcp source: %v", err)
@@ -127,6 +139,37 @@ func (l *lab) tcpTransfer(srcNS, dstNS, listen, dial string, n int64) float64 {
 	}
 	secs, _ := strconv.ParseFloat(sent[3], 64)
 	return float64(n) * 8 / secs / 1e6
+}
+
+// pace caps the sending rate of TCP connection c at rate bytes per second
+// (SO_MAX_PACING_RATE: the kernel's TCP pacing); "" leaves it uncapped.
+func pace(c net.Conn, rate string) error {
+	if rate == "" {
+		return nil
+	}
+	v, err := strconv.Atoi(rate)
+	if err != nil {
+		return fmt.Errorf("MOBIKEVPN_TCP_PACING=%q: %w", rate, err)
+	}
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, v)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// tcpTransferPaced is tcpTransfer at no more than rate bytes per second: a stream that
+// does not fill the path's queues, so that what it shares the path with is lost only
+// by what the test does, not by congestion.
+func (l *lab) tcpTransferPaced(srcNS, dstNS, listen, dial string, n int64, rate int) float64 {
+	l.t.Helper()
+	return l.tcpTransferEnv(srcNS, dstNS, listen, dial, n, "MOBIKEVPN_TCP_PACING="+strconv.Itoa(rate))
 }
 
 // interruptSignal ends a ping so that it prints its summary.

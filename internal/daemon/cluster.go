@@ -49,6 +49,9 @@ type clusterRole struct {
 	moves    map[cluster.SAKey]*move  // hand-overs from here under way
 	arriving map[cluster.SAKey]uint64 // SAs imported here whose peer has not arrived yet
 	from     map[cluster.SAKey]string // the nodes that gave them (handBack)
+	// espWait: SAs imported here whose peer arrived while its ESP waits for the check of
+	// the peer's new address (switched), by id.
+	espWait map[uint64]cluster.SAKey
 	lost     bool                     // the node's lease is gone: no cluster operations
 	draining bool                     // `drain` ran: new peers are redirected elsewhere
 	vipBusy  map[vipFamily]bool       // virtual IP claims under way
@@ -87,7 +90,7 @@ type move struct {
 func newClusterRole(d *daemon, co *cluster.Coordinator) *clusterRole {
 	return &clusterRole{d: d, co: co, jobs: newJobQueue(), quit: make(chan struct{}),
 		keys: make(map[uint64]cluster.SAKey), moves: make(map[cluster.SAKey]*move), arriving: make(map[cluster.SAKey]uint64),
-		from:       make(map[cluster.SAKey]string),
+		from:       make(map[cluster.SAKey]string), espWait: make(map[uint64]cluster.SAKey),
 		redirected: make(map[uint64]chan error), vipBusy: make(map[vipFamily]bool), loadWritten: -1}
 }
 
@@ -243,23 +246,13 @@ func (c *clusterRole) onEvent(ev ike.Event) {
 			delete(c.keys, ev.IKESA)
 			delete(c.arriving, key)
 			delete(c.from, key)
+			delete(c.espWait, ev.IKESA)
 			c.release(key)
 		}
 	case ike.EventPeerStayed:
 		c.stayedHere(ev.IKESA)
 	case ike.EventSwitched:
-		if key, ok := c.keys[ev.IKESA]; ok && c.arriving[key] == ev.IKESA {
-			delete(c.arriving, key)
-			delete(c.from, key)
-			if c.d.inner != nil {
-				c.d.inner.arrived(ev.IKESA)
-			}
-			c.async(saJob(key), func(ctx context.Context) {
-				if _, err := c.co.MarkArrived(ctx, key); err != nil {
-					c.d.log.Warn("cluster: marking an SA arrived", "sa", key, "err", err)
-				}
-			})
-		}
+		c.switched(ev.IKESA)
 	}
 }
 

@@ -397,6 +397,9 @@ func (d *daemon) apply(actions []ike.Action) {
 			if err := d.dp.SetEndpoints(a.Policy, a.Local, a.Remote); err != nil {
 				d.log.Error("moving a flow", "local", a.Local, "remote", a.Remote, "err", err)
 			}
+			if d.cl != nil {
+				d.cl.espMoved(a.IKESA)
+			}
 		case ike.Event:
 			if d.cl != nil {
 				d.cl.onEvent(a)

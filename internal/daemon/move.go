@@ -126,3 +126,49 @@ func (ms *moveSet) await(ctx context.Context, head string, wait time.Duration) (
 	}
 	return b.String(), nil
 }
+
+// switched: the peer of IKE SA id arrived here where it was asked to switch (engine
+// goroutine). If the SA was imported here, its peer is here from now on: this node
+// claims its virtual IPs on the inner side and tells the node it came from, which
+// releases them and forgets the SA after a grace. Both wait until the SA's ESP goes to
+// the peer's new address: until the check of that address answered (RFC 4555 3.5;
+// behind a NAT it is not the one the other node sent to), the traffic the protected
+// side sends here could not reach the peer, while the other node still reaches it.
+func (c *clusterRole) switched(id uint64) {
+	key, ok := c.keys[id]
+	if !ok || c.arriving[key] != id {
+		return
+	}
+	delete(c.arriving, key)
+	delete(c.from, key)
+	if info, ok := c.d.engine.SAInfo(id); ok && info.ESPRemote != info.Remote {
+		c.espWait[id] = key
+		return
+	}
+	c.arrived(id, key)
+}
+
+// espMoved: the ESP of IKE SA id goes somewhere else now (engine goroutine); a peer
+// that arrived while ESP waited for it (switched) is here now.
+func (c *clusterRole) espMoved(id uint64) {
+	key, ok := c.espWait[id]
+	if !ok {
+		return
+	}
+	if info, ok := c.d.engine.SAInfo(id); ok && info.ESPRemote == info.Remote {
+		delete(c.espWait, id)
+		c.arrived(id, key)
+	}
+}
+
+// arrived: the peer of IKE SA id (key), imported here, arrived and its ESP goes there.
+func (c *clusterRole) arrived(id uint64, key cluster.SAKey) {
+	if c.d.inner != nil {
+		c.d.inner.arrived(id)
+	}
+	c.async(saJob(key), func(ctx context.Context) {
+		if _, err := c.co.MarkArrived(ctx, key); err != nil {
+			c.d.log.Warn("cluster: marking an SA arrived", "sa", key, "err", err)
+		}
+	})
+}
