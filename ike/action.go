@@ -18,6 +18,11 @@ type Action interface{ action() }
 type Send struct {
 	Local, Remote netip.AddrPort
 	Data          []byte
+	// Persist is the IKE SA (of ours as gateway) whose state this message shows the
+	// peer for the first time (a response, or a request's first transmission; not a
+	// retransmission): a cluster node writes the SA's Snapshot before it sends it, so
+	// that whoever continues the SA knows everything the peer saw. 0: nothing new.
+	Persist uint64
 }
 
 // ChildKeys are the keys of one direction of a Child SA.

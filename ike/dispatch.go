@@ -226,8 +226,12 @@ func (e *Engine) respond(now time.Time, sa *IKESA, local, remote netip.AddrPort,
 	if (sa.state == stateEstablished || sa.state == stateDeleting) && wire.FindNotify(payloads, wire.INVALID_SYNTAX) != nil {
 		sa.sentInvalidSyntax = true
 	}
+	persist := uint64(0)
+	if !sa.origInitiator {
+		persist = sa.id
+	}
 	for _, d := range datas {
-		e.emit(Send{Local: local, Remote: remote, Data: d})
+		e.emit(Send{Local: local, Remote: remote, Data: d, Persist: persist})
 	}
 }
 
@@ -260,17 +264,22 @@ func (e *Engine) transmit(now time.Time, sa *IKESA, r *request) {
 	r.sentAt = now
 	r.tries = 0
 	r.nextAt = now.Add(e.retransmitDelay(0))
-	e.sendReq(sa, r)
+	persist := uint64(0)
+	if !sa.origInitiator {
+		persist = sa.id
+	}
+	e.sendOn(e.reqPath(sa, r), r.data, persist)
 }
 
 // sendReq sends request r (or its fragments) where it goes now.
 func (e *Engine) sendReq(sa *IKESA, r *request) {
-	e.sendOn(e.reqPath(sa, r), r.data)
+	e.sendOn(e.reqPath(sa, r), r.data, 0)
 }
 
-func (e *Engine) sendOn(p mobike.Path, datas [][]byte) {
+// sendOn sends datas on p; persist: see Send.Persist.
+func (e *Engine) sendOn(p mobike.Path, datas [][]byte, persist uint64) {
 	for _, d := range datas {
-		e.emit(Send{Local: p.Local, Remote: p.Remote, Data: d})
+		e.emit(Send{Local: p.Local, Remote: p.Remote, Data: d, Persist: persist})
 	}
 }
 

@@ -320,7 +320,7 @@ func (e *Engine) moveQueue(now time.Time, old, ns *IKESA) {
 		switch r.kind {
 		case reqRekeyChild, reqCreateChild, reqDeleteChild, reqNotify, reqSwitch:
 			ns.win.queue = append(ns.win.queue, r)
-		case reqInit, reqAuth, reqDPD, reqDelete, reqRekeyIKE, reqUpdate, reqCheck:
+		case reqInit, reqAuth, reqDPD, reqDelete, reqRekeyIKE, reqUpdate, reqCheck, reqOpaque:
 			kept = append(kept, r)
 		}
 	}

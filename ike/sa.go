@@ -191,6 +191,7 @@ const (
 	reqUpdate // UPDATE_SA_ADDRESSES
 	reqCheck  // return routability check
 	reqSwitch
+	reqOpaque // sealed by another node (a snapshot's pending request): its answer ends it
 )
 
 func (sa *IKESA) localSPI() uint64 {

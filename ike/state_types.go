@@ -151,6 +151,10 @@ type PendingState struct {
 	MessageID uint32   `json:"message_id"`
 	Exchange  uint8    `json:"exchange"`
 	Data      [][]byte `json:"data"` // the message, or its fragments
+	// Opaque: not a hand-over's switch request but any request of a Snapshot: the
+	// importer resends it and takes its answer only as the end of the exchange (it
+	// holds none of what the exchange needs: its nonces, its key exchange).
+	Opaque bool `json:"opaque,omitempty"`
 }
 
 // IKESuiteState is an IKE SA's negotiated algorithms (IANA transform IDs).
@@ -230,6 +234,10 @@ type ChildSAState struct {
 	// (InstallOutbound.Seq, InstallInbound.Seq), which must go on beyond them.
 	OutSeq uint64 `json:"out_seq"`
 	InSeq  uint64 `json:"in_seq"`
+	// OutLease is the last outbound sequence number the owner may use before it writes
+	// a higher one (a cluster's reservation for failover: whoever continues the SA from
+	// this state starts above it); 0: none. The engine does not hold it either.
+	OutLease uint64 `json:"out_lease,omitempty"`
 }
 
 // LimitsState are a Child SA's volume limits (0: none).
@@ -379,9 +387,9 @@ func (s *SAState) check() error {
 		return errors.New("ike: SA state caches a response without the hash of its request")
 	case !s.Local.IsValid() || !s.Remote.IsValid() || !s.Path.IKE.Valid() || !s.Path.ESP.Valid():
 		return errors.New("ike: SA state has no path (IKE and ESP addresses)")
-	case s.Pending != nil && (s.Pending.MessageID+1 != s.NextRequestID || wire.ExchangeType(s.Pending.Exchange) != wire.INFORMATIONAL ||
+	case s.Pending != nil && (s.Pending.MessageID+1 != s.NextRequestID || !pendingExchange(s.Pending) ||
 		len(s.Pending.Data) == 0 || len(s.Pending.Data) > maxStateResponse):
-		return errors.New("ike: SA state has a pending request that is not the INFORMATIONAL before its next message ID")
+		return errors.New("ike: SA state has a pending request that is not the INFORMATIONAL (or, opaque, CREATE_CHILD_SA) before its next message ID")
 	}
 	for i := range s.Children {
 		c := &s.Children[i]
@@ -430,4 +438,11 @@ func selectors(ts []TSState) []wire.TrafficSelector {
 		out[i], _ = t.selector() // checked by SAState.check
 	}
 	return out
+}
+
+// pendingExchange reports whether p's exchange may be pending in a state: a hand-over's
+// switch request is INFORMATIONAL; a snapshot's request may be a CREATE_CHILD_SA too.
+func pendingExchange(p *PendingState) bool {
+	x := wire.ExchangeType(p.Exchange)
+	return x == wire.INFORMATIONAL || p.Opaque && x == wire.CREATE_CHILD_SA
 }

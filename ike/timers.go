@@ -135,7 +135,7 @@ func (e *Engine) retransmit(now time.Time, sa *IKESA, r *request) bool {
 	}
 	e.sendReq(sa, r)
 	for _, p := range probes {
-		e.sendOn(p, r.data)
+		e.sendOn(p, r.data, 0)
 	}
 	e.applyPath(now, sa, ds, nil)
 	return e.store.live(sa)

@@ -80,6 +80,14 @@ func (m *Manager) Snapshot() (Snapshot, error) {
 	if m.probing || m.update != nil || m.rr != nil {
 		return Snapshot{}, ErrCheckInFlight
 	}
+	return m.Durable(), nil
+}
+
+// Durable returns the manager's durable state as it is, a check in flight or not: for
+// a copy kept in case this node dies, from which another continues without the check
+// (the peer's answer to it is only the answer to a request there; a peer that moved
+// tells the new owner so again).
+func (m *Manager) Durable() Snapshot {
 	s := Snapshot{
 		IKE:           m.ike,
 		ESP:           m.esp,
@@ -99,7 +107,7 @@ func (m *Manager) Snapshot() (Snapshot, error) {
 	for _, l := range m.left {
 		s.Left = append(s.Left, StampedAddr{Addr: l.v, At: l.at})
 	}
-	return s, nil
+	return s
 }
 
 // Restore returns the manager of an IKE SA taken over with state s. cfg gives the

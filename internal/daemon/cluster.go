@@ -51,10 +51,10 @@ type clusterRole struct {
 	from     map[cluster.SAKey]string // the nodes that gave them (handBack)
 	// espWait: SAs imported here whose peer arrived while its ESP waits for the check of
 	// the peer's new address (switched), by id.
-	espWait map[uint64]cluster.SAKey
-	lost     bool                     // the node's lease is gone: no cluster operations
-	draining bool                     // `drain` ran: new peers are redirected elsewhere
-	vipBusy  map[vipFamily]bool       // virtual IP claims under way
+	espWait  map[uint64]cluster.SAKey
+	lost     bool               // the node's lease is gone: no cluster operations
+	draining bool               // `drain` ran: new peers are redirected elsewhere
+	vipBusy  map[vipFamily]bool // virtual IP claims under way
 	// nodesQueued: a read of the nodes is queued (nodesChanged).
 	nodesQueued atomic.Bool
 	// load is len(keys) as the engine goroutine last saw it, loadQueued says a write of
@@ -90,7 +90,7 @@ type move struct {
 func newClusterRole(d *daemon, co *cluster.Coordinator) *clusterRole {
 	return &clusterRole{d: d, co: co, jobs: newJobQueue(), quit: make(chan struct{}),
 		keys: make(map[uint64]cluster.SAKey), moves: make(map[cluster.SAKey]*move), arriving: make(map[cluster.SAKey]uint64),
-		from:       make(map[cluster.SAKey]string), espWait: make(map[uint64]cluster.SAKey),
+		from: make(map[cluster.SAKey]string), espWait: make(map[uint64]cluster.SAKey),
 		redirected: make(map[uint64]chan error), vipBusy: make(map[vipFamily]bool), loadWritten: -1}
 }
 
