@@ -98,6 +98,10 @@ type SAConfig struct {
 	// other side authenticated; it and everything below it in the window count as seen,
 	// so that no packet accepted there is accepted again here. 0: a new SA.
 	Seq uint64
+	// Lease, if not 0, is the last outbound sequence number the SA may use until
+	// LeaseOutbound raises it: what a cluster node has reserved for it in the shared
+	// store, above which whoever continues the SA after this node starts.
+	Lease uint64
 }
 
 // Counters are the traffic of one SA.
@@ -200,7 +204,9 @@ type outSA struct {
 	l4        bool
 	seq       atomic.Uint64 // the last sequence number used
 	seqMax    atomic.Uint64 // the last sequence number it may use (lowered at a hard limit or by ReserveOutbound)
-	seqLimit  uint64        // seqMax as installed
+	seqLimit  uint64        // seqMax as installed, without a lease
+	// leaseCap is the cap its lease put on seqMax (LeaseOutbound; 0: no lease).
+	leaseCap atomic.Uint64
 	seqSoft   uint64        // the sequence number whose use asks for a rekey
 	ep        atomic.Pointer[endpoint]
 	keepalive time.Duration
@@ -518,6 +524,10 @@ func (d *Datapath) InstallOutbound(child uint64, c SAConfig, local, remote netip
 	sa.seqSoft = seqSoft
 	sa.seqLimit = min(last, orNone(c.Limits.HardPackets))
 	sa.seqMax.Store(sa.seqLimit)
+	if c.Lease != 0 {
+		sa.leaseCap.Store(min(c.Lease, sa.seqLimit))
+		sa.seqMax.Store(sa.leaseCap.Load())
+	}
 	if c.Seq >= sa.seqMax.Load() {
 		return fmt.Errorf("esp: outbound SPI %#08x: sequence number %d leaves none to send with", c.SPI, c.Seq)
 	}

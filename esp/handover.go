@@ -205,8 +205,43 @@ func (d *Datapath) UnreserveOutbound(child uint64, bound uint64) error {
 	if sa == nil {
 		return fmt.Errorf("esp: no outbound SA for child %d", child)
 	}
-	if !sa.seqMax.CompareAndSwap(bound, sa.seqLimit) {
+	if !sa.seqMax.CompareAndSwap(bound, sa.limit()) {
 		return fmt.Errorf("esp: outbound SPI %#08x is not capped at %d", sa.spi, bound)
 	}
 	return nil
+}
+
+// limit is the last sequence number sa may use when nothing else caps it: its installed
+// limit, or its lease's cap.
+func (sa *outSA) limit() uint64 {
+	if c := sa.leaseCap.Load(); c != 0 {
+		return c
+	}
+	return sa.seqLimit
+}
+
+// LeaseOutbound sets the lease of the outbound SA of child (SAConfig.Lease) to upTo,
+// once the reservation up to it is in the shared store: the SA may use sequence numbers
+// up to upTo from now on. A cap lowered meanwhile (ReserveOutbound, a hard limit) is
+// not raised. It returns the sequence number last used.
+func (d *Datapath) LeaseOutbound(child uint64, upTo uint64) (uint64, error) {
+	sa := d.out.Load().child(child)
+	if sa == nil {
+		return 0, fmt.Errorf("esp: no outbound SA for child %d", child)
+	}
+	next := min(upTo, sa.seqLimit)
+	for {
+		prev := sa.leaseCap.Load()
+		if next <= prev {
+			return sa.seq.Load(), nil // never lowered: the store has it already
+		}
+		if !sa.leaseCap.CompareAndSwap(prev, next) {
+			continue
+		}
+		// Raise the cap only from where the previous lease left it.
+		if prev != 0 {
+			sa.seqMax.CompareAndSwap(prev, next)
+		}
+		return sa.seq.Load(), nil
+	}
 }

@@ -179,3 +179,48 @@ func TestHandQueueBounded(t *testing.T) {
 		t.Errorf("%d bytes still counted after every hand-over let go", got)
 	}
 }
+
+// A leased outbound SA (a cluster's failover reservation) sends up to its lease and
+// drops what is beyond until LeaseOutbound raises it; a move's cap and a lifted move
+// cap respect the lease.
+func TestLeaseOutbound(t *testing.T) {
+	p := newPair(t, testSuites[0].keys, false, 0)
+	p.start(t)
+	const lease = 2 * MinReserve
+	must(t, p.a.d.InstallOutbound(1, SAConfig{SPI: 0x1001, Keys: p.kAB, LocalTS: clientTS, RemoteTS: netTS, Seq: 0, Lease: lease},
+		ap(aV4, nattPort), ap(bV4, nattPort)))
+	sa := p.a.d.out.Load().child(1)
+	sa.seq.Store(lease - 1)
+	through(t, p.a, p.b, ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, []byte{1}))
+	must(t, p.a.tun.Inject(ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, nil)))
+	eventually(t, "beyond the lease dropped", func() bool { return p.a.d.Drops().SeqExhausted == 1 })
+	p.b.expectNothing(t)
+	if _, err := p.a.d.LeaseOutbound(7, lease); err == nil {
+		t.Error("a lease for an unknown child accepted")
+	}
+	// A lower lease changes nothing; a higher one lets it go on.
+	if last, err := p.a.d.LeaseOutbound(1, lease-10); err != nil || last != lease || sa.seqMax.Load() != lease {
+		t.Fatalf("lowered lease: last %d, cap %d, %v", last, sa.seqMax.Load(), err)
+	}
+	if _, err := p.a.d.LeaseOutbound(1, 100*MinReserve); err != nil {
+		t.Fatal(err)
+	}
+	through(t, p.a, p.b, ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, []byte{2}))
+	// A move caps it below the lease; a new lease meanwhile does not lift that cap,
+	// and lifting the move's cap goes back to the lease, not to the SA's end.
+	bound, err := p.a.d.ReserveOutbound(1, MinReserve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.a.d.LeaseOutbound(1, 200*MinReserve); err != nil || sa.seqMax.Load() != bound {
+		t.Fatalf("a lease lifted a move's cap: cap %d, bound %d, %v", sa.seqMax.Load(), bound, err)
+	}
+	must(t, p.a.d.UnreserveOutbound(1, bound))
+	if got := sa.seqMax.Load(); got != 200*MinReserve {
+		t.Errorf("after the move's cap was lifted: cap %d, want the lease %d", got, 200*MinReserve)
+	}
+	// A lease never goes beyond the SA's own end.
+	if _, err := p.a.d.LeaseOutbound(1, 1<<40); err != nil || sa.seqMax.Load() != 1<<32-1 {
+		t.Errorf("a lease beyond the 32-bit sequence space: cap %d, %v", sa.seqMax.Load(), err)
+	}
+}

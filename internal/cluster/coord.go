@@ -480,3 +480,52 @@ func (c *Coordinator) classify(ev *clientv3.Event) (Event, bool) {
 	}
 	return Event{}, false
 }
+
+// Owners returns the owner of every SA the cluster knows.
+func (c *Coordinator) Owners(ctx context.Context) (map[SAKey]string, error) {
+	resp, err := c.cli.Get(ctx, c.prefix+"sas/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[SAKey]string)
+	for _, kv := range resp.Kvs {
+		rest, ok := strings.CutSuffix(strings.TrimPrefix(string(kv.Key), c.prefix+"sas/"), "/owner")
+		if !ok {
+			continue
+		}
+		if sa, err := ParseSAKey(rest); err == nil {
+			out[sa] = string(kv.Value)
+		}
+	}
+	return out, nil
+}
+
+// StateRev returns sa's state, opened, with the revision that wrote it (for TakeOver);
+// nil and 0 when there is none.
+func (c *Coordinator) StateRev(ctx context.Context, sa SAKey) ([]byte, int64, error) {
+	resp, err := c.cli.Get(ctx, c.stateKey(sa))
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, 0, err
+	}
+	st, err := c.key.Open(c.stateKey(sa), resp.Kvs[0].Value)
+	return st, resp.Kvs[0].ModRevision, err
+}
+
+// TakeOver makes this node the owner of sa, owned by node dead, which is gone, with
+// state (sealed here) replacing the one written at revision rev, and makes it the
+// holder of vips, the SA's virtual IPs (under its lease), in one transaction. It
+// reports false, changing nothing, when dead no longer owns sa or its state changed
+// since rev: another survivor took it first.
+func (c *Coordinator) TakeOver(ctx context.Context, sa SAKey, dead string, rev int64, state []byte, vips []netip.Addr) (bool, error) {
+	sealed, err := c.key.Seal(c.stateKey(sa), state)
+	if err != nil {
+		return false, err
+	}
+	k := c.ownerKey(sa)
+	ops := append([]clientv3.Op{clientv3.OpPut(k, c.self.Name), clientv3.OpPut(c.stateKey(sa), string(sealed))}, c.deleteMarks(sa)...)
+	for _, a := range vips {
+		ops = append(ops, clientv3.OpPut(c.vipKey(a), c.self.Name, clientv3.WithLease(c.lease)))
+	}
+	return c.commit(ctx, c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", dead),
+		clientv3.Compare(clientv3.ModRevision(c.stateKey(sa)), "=", rev)).Then(ops...), k, c.self.Name)
+}

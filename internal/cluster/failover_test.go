@@ -1,0 +1,131 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The survivors' shares of a dead node's SAs even out their loads and cover every SA
+// once.
+func TestDivide(t *testing.T) {
+	var orphans []SAKey
+	for i := range 300 {
+		orphans = append(orphans, SAKey{uint64(i + 1), 7})
+	}
+	for _, tc := range []struct {
+		name  string
+		live  []Node
+		loads map[string]int // after the take-over
+	}{
+		{"even", []Node{{Name: "gw-b", IKESAs: 100}, {Name: "gw-c", IKESAs: 100}}, map[string]int{"gw-b": 250, "gw-c": 250}},
+		{"uneven", []Node{{Name: "gw-b", IKESAs: 300}, {Name: "gw-c", IKESAs: 0}}, map[string]int{"gw-b": 300, "gw-c": 300}},
+		{"one far above the mean", []Node{{Name: "gw-b", IKESAs: 900}, {Name: "gw-c", IKESAs: 0}}, map[string]int{"gw-b": 900, "gw-c": 300}},
+		{"draining", []Node{{Name: "gw-b", IKESAs: 10, Draining: true}, {Name: "gw-c", IKESAs: 10}, {Name: "gw-d"}},
+			map[string]int{"gw-b": 10, "gw-c": 155, "gw-d": 155}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seen := map[SAKey]string{}
+			for _, n := range tc.live {
+				share := Divide(orphans, tc.live, n.Name)
+				for _, sa := range share {
+					if other, ok := seen[sa]; ok {
+						t.Fatalf("%v given to %s and %s", sa, other, n.Name)
+					}
+					seen[sa] = n.Name
+				}
+				if got := n.IKESAs + len(share); got != tc.loads[n.Name] {
+					t.Errorf("%s: load %d after the take-over, want %d", n.Name, got, tc.loads[n.Name])
+				}
+			}
+			if len(seen) != len(orphans) {
+				t.Errorf("%d of %d SAs given out", len(seen), len(orphans))
+			}
+		})
+	}
+	if got := Divide(orphans, []Node{{Name: "gw-b", Draining: true}}, "gw-b"); got != nil {
+		t.Errorf("a draining node's share: %d SAs", len(got))
+	}
+}
+
+// Two survivors race for all 1000 SAs of a dead node (each tries every one, the worst
+// case): none is taken twice, none left, and the state each winner wrote is there.
+func TestTakeOverRace(t *testing.T) {
+	needEtcd(t)
+	dead := join(t, "gw-a", 5*time.Second)
+	const n = 1000
+	var sas []SAKey
+	for i := range n {
+		sa := SAKey{uint64(i + 1), 9}
+		sas = append(sas, sa)
+		if ok, err := dead.Claim(ctx(t), sa); err != nil || !ok {
+			t.Fatalf("claim: %v %v", ok, err)
+		}
+		if ok, err := dead.PutState(ctx(t), sa, []byte("state of gw-a")); err != nil || !ok {
+			t.Fatalf("state: %v %v", ok, err)
+		}
+	}
+	dead.Close(ctx(t)) // its lease goes: the node is gone, its SAs orphaned
+	nodes := []*Coordinator{join(t, "gw-b", 5*time.Second), join(t, "gw-c", 5*time.Second)}
+	owners, err := nodes[0].Owners(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := nodes[0].Nodes(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := Orphans(owners, live); len(o) != 1 || len(o["gw-a"]) != n {
+		t.Fatalf("orphans: %d owners, %d of gw-a's", len(o), len(o["gw-a"]))
+	}
+	won := make([][]bool, len(nodes))
+	var wg sync.WaitGroup
+	for i, c := range nodes {
+		won[i] = make([]bool, n)
+		for part := range 4 {
+			wg.Go(func() {
+				for j := part; j < n; j += 4 {
+					_, rev, err := c.StateRev(context.Background(), sas[j])
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					ok, err := c.TakeOver(context.Background(), sas[j], "gw-a", rev, []byte("state of "+c.self.Name), nil)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					won[i][j] = ok
+				}
+			})
+		}
+	}
+	wg.Wait()
+	counts := [2]int{}
+	for j := range n {
+		switch {
+		case won[0][j] && won[1][j]:
+			t.Fatalf("SA %d taken by both", j)
+		case !won[0][j] && !won[1][j]:
+			t.Fatalf("SA %d taken by neither", j)
+		case won[0][j]:
+			counts[0]++
+		default:
+			counts[1]++
+		}
+	}
+	for i, c := range nodes {
+		owned, err := c.Owned(ctx(t))
+		if err != nil || len(owned) != counts[i] {
+			t.Errorf("%s owns %d by etcd, won %d take-overs (%v)", c.self.Name, len(owned), counts[i], err)
+		}
+		for _, sa := range owned[:min(len(owned), 20)] {
+			if st, err := c.State(ctx(t), sa); err != nil || string(st) != fmt.Sprintf("state of %s", c.self.Name) {
+				t.Errorf("%v: state %q (%v)", sa, st, err)
+			}
+		}
+	}
+	t.Logf("1000 SAs of a dead node taken over by two racing survivors: %d and %d, none twice, none left", counts[0], counts[1])
+}
