@@ -194,20 +194,20 @@ type inSA struct {
 }
 
 type outSA struct {
-	child     uint64
-	order     uint64 // installation order; a replacement keeps its predecessor's
-	spi       uint32
-	suite     *suite
-	esn       bool
-	local     []sel
-	remote    []sel
-	l4        bool
-	seq       atomic.Uint64 // the last sequence number used
-	seqMax    atomic.Uint64 // the last sequence number it may use (lowered at a hard limit or by ReserveOutbound)
-	seqLimit  uint64        // seqMax as installed, without a lease
+	child    uint64
+	order    uint64 // installation order; a replacement keeps its predecessor's
+	spi      uint32
+	suite    *suite
+	esn      bool
+	local    []sel
+	remote   []sel
+	l4       bool
+	seq      atomic.Uint64 // the last sequence number used
+	seqMax   atomic.Uint64 // the last sequence number it may use (lowered at a hard limit or by ReserveOutbound)
+	seqLimit uint64        // seqMax as installed, without a lease
 	// leaseCap is the cap its lease put on seqMax (LeaseOutbound; 0: no lease).
-	leaseCap atomic.Uint64
-	seqSoft   uint64        // the sequence number whose use asks for a rekey
+	leaseCap  atomic.Uint64
+	seqSoft   uint64 // the sequence number whose use asks for a rekey
 	ep        atomic.Pointer[endpoint]
 	keepalive time.Duration
 	lastSent  atomic.Int64 // mono() of the last ESP packet or keepalive sent
