@@ -83,6 +83,10 @@ type InstallOutbound struct {
 	// number the previous owner used or reserved: the next packet must go beyond it, or
 	// an AEAD nonce repeats under the SA's key. 0: a new SA.
 	Seq uint64
+	// Lease (ChildSAState.OutLease of an imported SA) is the last sequence number its
+	// owner reserved for it in a cluster: the datapath sends no further until the
+	// caller reserves more. 0: none.
+	Lease uint64
 }
 
 // RemoveInbound asks for inbound SPI to be forgotten.

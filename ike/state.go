@@ -409,7 +409,7 @@ func (e *Engine) installImported(sa *IKESA, st *SAState, pl *importPlan) {
 		e.emit(InstallOutbound{
 			IKESA: sa.id, Child: c.id, Policy: c.policy, Name: c.cfg.Name, SPI: c.spiOut, Suite: c.suite,
 			Keys: out, LocalTS: c.localTS, RemoteTS: c.remoteTS, Local: p.Local, Remote: p.Remote,
-			Keepalive: sa.natLocal, Limits: c.limits, Seq: cs.OutSeq,
+			Keepalive: sa.natLocal, Limits: c.limits, Seq: cs.OutSeq, Lease: cs.OutLease,
 		})
 		c.outActive = true
 	}

@@ -52,6 +52,7 @@ type clusterRole struct {
 	// espWait: SAs imported here whose peer arrived while its ESP waits for the check of
 	// the peer's new address (switched), by id.
 	espWait  map[uint64]cluster.SAKey
+	fo       *failover          // snapshots, leases, take-overs (failover.go)
 	lost     bool               // the node's lease is gone: no cluster operations
 	draining bool               // `drain` ran: new peers are redirected elsewhere
 	vipBusy  map[vipFamily]bool // virtual IP claims under way
@@ -90,7 +91,7 @@ type move struct {
 func newClusterRole(d *daemon, co *cluster.Coordinator) *clusterRole {
 	return &clusterRole{d: d, co: co, jobs: newJobQueue(), quit: make(chan struct{}),
 		keys: make(map[uint64]cluster.SAKey), moves: make(map[cluster.SAKey]*move), arriving: make(map[cluster.SAKey]uint64),
-		from: make(map[cluster.SAKey]string), espWait: make(map[uint64]cluster.SAKey),
+		from: make(map[cluster.SAKey]string), espWait: make(map[uint64]cluster.SAKey), fo: newFailover(),
 		redirected: make(map[uint64]chan error), vipBusy: make(map[vipFamily]bool), loadWritten: -1}
 }
 
@@ -100,6 +101,8 @@ func newClusterRole(d *daemon, co *cluster.Coordinator) *clusterRole {
 func (c *clusterRole) run(ctx context.Context) {
 	events := c.co.Watch(ctx)
 	c.nodesChanged()
+	c.after(leaseTick, c.leaseTick)
+	c.after(orphanSweep, c.sweepOrphans)
 	finished := make(chan string, maxJobs)
 	running := 0
 	defer func() {
@@ -208,6 +211,7 @@ func (c *clusterRole) nodesChanged() {
 			c.d.log.Warn("cluster: reading the nodes", "err", err)
 			return
 		}
+		c.noteNodes(nodes)
 		c.cmd(func(now time.Time) {
 			var others []netip.Addr
 			for _, n := range nodes {
@@ -247,6 +251,8 @@ func (c *clusterRole) onEvent(ev ike.Event) {
 			delete(c.arriving, key)
 			delete(c.from, key)
 			delete(c.espWait, ev.IKESA)
+			delete(c.fo.snapAt, ev.IKESA)
+			delete(c.fo.snapIn, ev.IKESA)
 			c.release(key)
 		}
 	case ike.EventPeerStayed:
@@ -479,7 +485,8 @@ func (c *clusterRole) handOver(now time.Time, m *move, info ike.SAInfo, done cha
 		cs.InSeq = tops[cs.SPIIn]
 		for _, ch := range info.Children {
 			if ch.SPIIn == cs.SPIIn {
-				cs.OutSeq = m.bounds[ch.Policy]
+				// The other node's first lease, written with the state.
+				cs.OutSeq, cs.OutLease = m.bounds[ch.Policy], m.bounds[ch.Policy]+leaseChunk
 			}
 		}
 	}

@@ -238,6 +238,9 @@ func TestClusterMoveInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatalf("move: %v (%s)", err, msg)
 	}
+	// The move is done once the client's UPDATE_SA_ADDRESSES reached B; B's answer,
+	// which moves the client's own view, goes once B's snapshot is written.
+	waitFor(t, "the client to see its SA at B", func() bool { return cl.status(t)[0].Remote == "198.51.100.2:4500" })
 	after := cl.status(t)[0]
 	if after.Remote != "198.51.100.2:4500" || after.SPIi != before.SPIi || after.SPIr != before.SPIr {
 		t.Errorf("the client's SA after the move: remote %s, SPIs %s/%s (were %s/%s)", after.Remote, after.SPIi, after.SPIr, before.SPIi, before.SPIr)

@@ -371,12 +371,20 @@ func (d *daemon) onIKE(pkt []byte, local, remote netip.AddrPort) {
 
 // apply carries out the engine's actions.
 func (d *daemon) apply(actions []ike.Action) {
+	var persist []ike.Send
+	defer func() {
+		if len(persist) > 0 {
+			d.cl.persist(persist) // after the batch's events: an SA established in it is claimed
+		}
+	}()
 	for _, a := range actions {
 		switch a := a.(type) {
 		case ike.Send:
-			if err := d.socks.send(a.Local, a.Remote, a.Data); err != nil {
-				d.log.Debug("sending IKE datagram", "to", a.Remote, "err", err)
+			if a.Persist != 0 && d.cl != nil {
+				persist = append(persist, a)
+				continue
 			}
+			d.send(a)
 		case ike.InstallInbound:
 			d.installInbound(a)
 		case ike.InstallOutbound:
@@ -485,11 +493,21 @@ func wipeKeys(k ike.ChildKeys) {
 	clear(k.Integ)
 }
 
+// send sends an IKE datagram.
+func (d *daemon) send(a ike.Send) {
+	if err := d.socks.send(a.Local, a.Remote, a.Data); err != nil {
+		d.log.Debug("sending IKE datagram", "to", a.Remote, "err", err)
+	}
+}
+
 func (d *daemon) installOutbound(a ike.InstallOutbound) {
 	// Seq: an SA imported from another engine (ike.Engine.Import) goes on beyond the
 	// sequence numbers its previous owner used or reserved.
 	out := esp.SAConfig{SPI: a.SPI, Keys: espKeys(a.Suite, a.Keys), ESN: a.Suite.ESN,
 		LocalTS: espSelectors(a.LocalTS), RemoteTS: espSelectors(a.RemoteTS), Limits: espLimits(a.Limits), Seq: a.Seq}
+	if d.cl != nil {
+		out.Lease = d.cl.installLease(a) // failover.go
+	}
 	if a.Keepalive {
 		out.Keepalive = 20 * time.Second
 	}
@@ -523,6 +541,9 @@ func (d *daemon) installOutbound(a ike.InstallOutbound) {
 
 func (d *daemon) removeOutbound(a ike.RemoveOutbound) {
 	d.dp.RemoveOutbound(a.Policy)
+	if d.cl != nil {
+		d.cl.dropLease(a.Policy)
+	}
 	for _, p := range d.policies[a.Policy] {
 		d.routes.remove(p)
 	}

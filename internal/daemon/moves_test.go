@@ -99,6 +99,11 @@ func TestClusterHundredMoves(t *testing.T) {
 		if err != nil {
 			t.Fatalf("move %d from %s to %s: %v", i+1, names[from], names[to], err)
 		}
+		// The move is done once the client's UPDATE_SA_ADDRESSES reached the new node;
+		// the client itself moves on its answer, which waits for the new node's
+		// snapshot: the next clock step, which ends the old node's grace, comes after.
+		addr := map[*node]string{a: aAddr.String(), b: bAddr.String()}[to] + ":4500"
+		waitFor(t, "the client to see its SA moved", func() bool { return cl.status(t)[0].Remote == addr })
 		from, to = to, from
 		time.Sleep(10 * time.Millisecond) // traffic through each hand-over (a move takes a few ms)
 	}
