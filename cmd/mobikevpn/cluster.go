@@ -78,6 +78,9 @@ func (a *app) cmdClusterStatus(c *cli.Context) error {
 		_, err = a.stdout.Write(append(b, '\n'))
 		return err
 	}
+	if st.Etcd != "" && st.Etcd != "ok" {
+		fmt.Fprintf(a.stdout, "etcd: %s\n", st.Etcd)
+	}
 	fmt.Fprintf(a.stdout, "%-2s%-16s %-6s %-8s %7s  %s\n", "", "NODE", "ALIVE", "DRAINING", "IKE SAS", "ADDRESSES")
 	for _, n := range st.Nodes {
 		mark := ""

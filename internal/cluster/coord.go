@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -66,12 +67,12 @@ func ParseSAKey(s string) (SAKey, error) {
 // ownership changes only by compare-and-swap transactions, so that no two nodes ever
 // own one SA.
 type Coordinator struct {
-	cli    *clientv3.Client
-	prefix string
-	self   Node
-	key    *StateKey
-	lease  clientv3.LeaseID
-	ttl    time.Duration
+	cli     *clientv3.Client
+	prefix  string
+	self    Node
+	key     *StateKey
+	leaseID atomic.Int64 // clientv3.LeaseID: the node's lease (a new one after Reattach)
+	ttl     time.Duration
 	// joined is etcd's revision when the node registered: Watch reports what changed
 	// after it (the node is a move's target from then on).
 	joined int64
@@ -79,11 +80,17 @@ type Coordinator struct {
 	recMu sync.Mutex
 	rec   Node // what the node's key says (SetLoad, SetDraining)
 
-	lost     chan struct{} // closed when the lease is gone
-	lostOnce sync.Once
-	stop     context.CancelFunc
-	done     chan struct{}
+	kaMu sync.Mutex
+	lost chan struct{}      // closed when the lease is gone (kaMu)
+	stop context.CancelFunc // ends the keep-alive (kaMu)
+	done chan struct{}      // closed when the keep-alive ended (kaMu)
 }
+
+// LeaseID is the node's lease in etcd (another after Reattach).
+func (c *Coordinator) LeaseID() int64 { return c.leaseID.Load() }
+
+// lease is the node's lease.
+func (c *Coordinator) lease() clientv3.LeaseID { return clientv3.LeaseID(c.leaseID.Load()) }
 
 // ErrNameInUse is returned by Join when a live node has the same name.
 var ErrNameInUse = errors.New("a live node of the cluster has this name")
@@ -106,8 +113,7 @@ func Join(ctx context.Context, cfg Config, self Node, key *StateKey) (*Coordinat
 	if err != nil {
 		return nil, fmt.Errorf("cluster: etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
-	c := &Coordinator{cli: cli, prefix: cfg.Prefix, self: self, rec: self, key: key, ttl: cfg.LeaseTTL,
-		lost: make(chan struct{}), done: make(chan struct{})}
+	c := &Coordinator{cli: cli, prefix: cfg.Prefix, self: self, rec: self, key: key, ttl: cfg.LeaseTTL}
 	if err := c.register(ctx); err != nil {
 		cli.Close()
 		return nil, err
@@ -122,46 +128,86 @@ func (c *Coordinator) markKey(sa SAKey, m string) string {
 	return c.prefix + "sas/" + sa.String() + "/" + m
 }
 
-// register grants the lease, writes the node's key under it unless a live node holds
-// the name, and keeps the lease alive.
+// register grants a lease, writes the node's key (its record as it is) under it
+// unless a live node holds the name, and keeps the lease alive.
 func (c *Coordinator) register(ctx context.Context) error {
 	lease, err := c.cli.Grant(ctx, int64((c.ttl+time.Second-1)/time.Second))
 	if err != nil {
 		return fmt.Errorf("cluster: etcd at %s: granting the node's lease: %w", strings.Join(c.cli.Endpoints(), ", "), err)
 	}
-	c.lease = lease.ID
-	val, _ := json.Marshal(c.self)
+	c.recMu.Lock()
+	val, _ := json.Marshal(c.rec)
+	c.recMu.Unlock()
 	k := c.nodeKey(c.self.Name)
 	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, string(val), clientv3.WithLease(lease.ID))).Commit()
 	if err != nil {
+		c.cli.Revoke(context.WithoutCancel(ctx), lease.ID)
 		return fmt.Errorf("cluster: registering node %q: %w", c.self.Name, err)
 	}
 	if !resp.Succeeded {
 		c.cli.Revoke(context.WithoutCancel(ctx), lease.ID)
 		return fmt.Errorf("cluster: node %q: %w", c.self.Name, ErrNameInUse)
 	}
-	c.joined = resp.Header.Revision
+	if c.joined == 0 {
+		c.joined = resp.Header.Revision
+	}
+	c.leaseID.Store(int64(lease.ID))
+	return c.keepAlive(ctx)
+}
+
+// keepAlive keeps the node's lease alive until it is gone (not renewed within its TTL:
+// etcd unreachable, or the lease expired or was revoked) or Close.
+func (c *Coordinator) keepAlive(ctx context.Context) error {
 	kctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	c.stop = stop
-	ka, err := c.cli.KeepAlive(kctx, lease.ID)
+	ka, err := c.cli.KeepAlive(kctx, c.lease())
 	if err != nil {
 		stop()
 		return fmt.Errorf("cluster: keeping the lease alive: %w", err)
 	}
+	lost, done := make(chan struct{}), make(chan struct{})
+	c.kaMu.Lock()
+	c.lost, c.stop, c.done = lost, stop, done
+	c.kaMu.Unlock()
 	go func() {
-		defer close(c.done)
+		defer close(done)
 		for range ka {
 		}
 		// The channel closes when the lease expired, was revoked, or we stopped.
-		c.lostOnce.Do(func() { close(c.lost) })
+		close(lost)
 	}()
 	return nil
 }
 
 // Lost is closed when the node's lease is gone (not renewed in time, or revoked): the
-// node is no longer a member, and must not act as an owner.
-func (c *Coordinator) Lost() <-chan struct{} { return c.lost }
+// node is no longer a member, and must not act as an owner until Reattach.
+func (c *Coordinator) Lost() <-chan struct{} {
+	c.kaMu.Lock()
+	defer c.kaMu.Unlock()
+	return c.lost
+}
+
+// Reattach makes the node a member again after its lease was lost (Lost): if etcd still
+// has the lease (etcd itself was away: its leader renews every lease when it comes
+// back), the node keeps it and nothing changed; otherwise the lease expired (the node
+// was cut off while the others were not) and the node joins again under a new lease
+// (fresh: the other nodes may have taken its SAs over meanwhile, and the keys under the
+// old lease, its virtual IPs, are gone).
+func (c *Coordinator) Reattach(ctx context.Context) (fresh bool, err error) {
+	ttl, err := c.cli.TimeToLive(ctx, c.lease())
+	if err != nil {
+		return false, err
+	}
+	c.kaMu.Lock()
+	stop, done := c.stop, c.done
+	c.kaMu.Unlock()
+	stop()
+	<-done
+	if ttl.TTL > 0 {
+		return false, c.keepAlive(ctx)
+	}
+	return true, c.register(ctx)
+}
 
 // Self is the node as it registered (its name and addresses). Safe for concurrent use.
 func (c *Coordinator) Self() Node { return c.self }
@@ -183,7 +229,7 @@ func (c *Coordinator) putSelf(ctx context.Context, f func(n *Node)) error {
 	defer c.recMu.Unlock()
 	f(&c.rec)
 	val, _ := json.Marshal(c.rec)
-	_, err := c.cli.Put(ctx, c.nodeKey(c.self.Name), string(val), clientv3.WithLease(c.lease))
+	_, err := c.cli.Put(ctx, c.nodeKey(c.self.Name), string(val), clientv3.WithLease(c.lease()))
 	return err
 }
 
@@ -302,9 +348,12 @@ func (c *Coordinator) Owned(ctx context.Context) ([]SAKey, error) {
 // once (its SAs keep their owner key until someone takes them), and the connection
 // closes.
 func (c *Coordinator) Close(ctx context.Context) error {
-	_, err := c.cli.Revoke(ctx, c.lease)
-	c.stop()
-	<-c.done
+	_, err := c.cli.Revoke(ctx, c.lease())
+	c.kaMu.Lock()
+	stop, done := c.stop, c.done
+	c.kaMu.Unlock()
+	stop()
+	<-done
 	return errors.Join(err, c.cli.Close())
 }
 
@@ -524,7 +573,7 @@ func (c *Coordinator) TakeOver(ctx context.Context, sa SAKey, dead string, rev i
 	k := c.ownerKey(sa)
 	ops := append([]clientv3.Op{clientv3.OpPut(k, c.self.Name), clientv3.OpPut(c.stateKey(sa), string(sealed))}, c.deleteMarks(sa)...)
 	for _, a := range vips {
-		ops = append(ops, clientv3.OpPut(c.vipKey(a), c.self.Name, clientv3.WithLease(c.lease)))
+		ops = append(ops, clientv3.OpPut(c.vipKey(a), c.self.Name, clientv3.WithLease(c.lease())))
 	}
 	return c.commit(ctx, c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", dead),
 		clientv3.Compare(clientv3.ModRevision(c.stateKey(sa)), "=", rev)).Then(ops...), k, c.self.Name)

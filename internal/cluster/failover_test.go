@@ -129,3 +129,47 @@ func TestTakeOverRace(t *testing.T) {
 	}
 	t.Logf("1000 SAs of a dead node taken over by two racing survivors: %d and %d, none twice, none left", counts[0], counts[1])
 }
+
+// A node whose lease was lost joins again: under the same lease while etcd still has
+// it (etcd was away), under a new one once it expired (the node was cut off).
+func TestReattach(t *testing.T) {
+	needEtcd(t)
+	c := join(t, "gw-a", time.Second)
+	first := c.lease()
+	fresh, err := c.Reattach(ctx(t))
+	if err != nil || fresh || c.lease() != first {
+		t.Fatalf("reattach with the lease alive: fresh %v, lease %x (was %x), %v", fresh, c.lease(), first, err)
+	}
+	time.Sleep(2500 * time.Millisecond) // beyond the TTL: the lease is kept alive again
+	select {
+	case <-c.Lost():
+		t.Fatal("the lease was lost after reattaching to it")
+	default:
+	}
+	// The lease expires at etcd (as for a node cut off longer than its TTL).
+	if _, err := c.cli.Revoke(ctx(t), first); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lease's loss was not noticed")
+	}
+	if nodes, err := c.Nodes(ctx(t)); err != nil || len(nodes) != 0 {
+		t.Fatalf("nodes with the lease gone: %v %v", nodes, err)
+	}
+	if err := c.SetLoad(ctx(t), 7); err == nil {
+		t.Error("the node's key written under a lease that is gone")
+	}
+	fresh, err = c.Reattach(ctx(t))
+	if err != nil || !fresh || c.lease() == first {
+		t.Fatalf("reattach with the lease gone: fresh %v, lease %x (was %x), %v", fresh, c.lease(), first, err)
+	}
+	nodes, err := c.Nodes(ctx(t))
+	if err != nil || len(nodes) != 1 || nodes[0].Name != "gw-a" {
+		t.Fatalf("nodes after joining again: %v %v", nodes, err)
+	}
+	if err := c.SetLoad(ctx(t), 7); err != nil {
+		t.Errorf("the node's key under its new lease: %v", err)
+	}
+}

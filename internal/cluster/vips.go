@@ -36,7 +36,7 @@ func (c *Coordinator) VIPs(ctx context.Context) (map[netip.Addr]string, error) {
 func (c *Coordinator) ClaimVIP(ctx context.Context, a netip.Addr) (bool, error) {
 	k := c.vipKey(a)
 	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, c.self.Name, clientv3.WithLease(c.lease))).Commit()
+		Then(clientv3.OpPut(k, c.self.Name, clientv3.WithLease(c.lease()))).Commit()
 	if err != nil {
 		return false, err
 	}
@@ -56,7 +56,7 @@ func (c *Coordinator) ClaimVIPs(ctx context.Context, addrs []netip.Addr) ([]neti
 		for _, a := range batch {
 			k := c.vipKey(a)
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
-			puts = append(puts, clientv3.OpPut(k, c.self.Name, clientv3.WithLease(c.lease)))
+			puts = append(puts, clientv3.OpPut(k, c.self.Name, clientv3.WithLease(c.lease())))
 		}
 		resp, err := c.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
 		if err != nil {
@@ -83,7 +83,7 @@ func (c *Coordinator) ClaimVIPs(ctx context.Context, addrs []netip.Addr) ([]neti
 // SA moved here (its old node holds them until then and hands them out no more).
 func (c *Coordinator) TakeVIPs(ctx context.Context, addrs []netip.Addr) error {
 	for _, a := range addrs {
-		if _, err := c.cli.Put(ctx, c.vipKey(a), c.self.Name, clientv3.WithLease(c.lease)); err != nil {
+		if _, err := c.cli.Put(ctx, c.vipKey(a), c.self.Name, clientv3.WithLease(c.lease())); err != nil {
 			return err
 		}
 	}

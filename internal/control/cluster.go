@@ -90,6 +90,9 @@ type Mover interface {
 type ClusterStatus struct {
 	Self  string        `json:"self"`
 	Nodes []ClusterNode `json:"nodes"`
+	// Etcd is "ok", or what is wrong with this node's etcd: unreachable (the nodes are
+	// then this node alone, as it knows itself), or its lease lost (no member).
+	Etcd string `json:"etcd"`
 }
 
 // ClusterNode is a node of the cluster.

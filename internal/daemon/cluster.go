@@ -51,11 +51,15 @@ type clusterRole struct {
 	from     map[cluster.SAKey]string // the nodes that gave them (handBack)
 	// espWait: SAs imported here whose peer arrived while its ESP waits for the check of
 	// the peer's new address (switched), by id.
-	espWait  map[uint64]cluster.SAKey
-	fo       *failover          // snapshots, leases, take-overs (failover.go)
-	lost     bool               // the node's lease is gone: no cluster operations
-	draining bool               // `drain` ran: new peers are redirected elsewhere
-	vipBusy  map[vipFamily]bool // virtual IP claims under way
+	espWait map[uint64]cluster.SAKey
+	fo      *failover // snapshots, leases, take-overs (failover.go)
+	lost    bool      // the node's lease is gone: no cluster operations (fencing.go)
+	lostAt  time.Time // since when
+	// offline is lost for the etcd jobs; etcdDown: a snapshot could not be written
+	// lately (etcd away): messages do not wait for snapshots (failover.go).
+	offline, etcdDown atomic.Bool
+	draining          bool               // `drain` ran: new peers are redirected elsewhere
+	vipBusy           map[vipFamily]bool // virtual IP claims under way
 	// nodesQueued: a read of the nodes is queued (nodesChanged).
 	nodesQueued atomic.Bool
 	// load is len(keys) as the engine goroutine last saw it, loadQueued says a write of
@@ -105,6 +109,7 @@ func (c *clusterRole) run(ctx context.Context) {
 	c.after(orphanSweep, c.sweepOrphans)
 	finished := make(chan string, maxJobs)
 	running := 0
+	lost, back := c.co.Lost(), make(chan bool, 1)
 	defer func() {
 		for ; running > 0; running-- {
 			c.jobs.done(<-finished)
@@ -141,19 +146,12 @@ func (c *clusterRole) run(ctx context.Context) {
 				return
 			}
 			c.event(ctx, ev)
-		case <-c.co.Lost():
-			c.d.log.Error("cluster: this node's etcd lease is gone: it is no longer a member; its SAs stay here, nothing moves, no new client gets a virtual IP")
-			c.cmd(func(time.Time) {
-				c.lost = true
-				// The addresses it held are free for other nodes after the lease: hand
-				// out none of the spare ones any more.
-				for _, p := range c.d.cfg.Pools {
-					c.d.engine.ReturnVIPs(p.Name, true, vipScan)
-					c.d.engine.ReturnVIPs(p.Name, false, vipScan)
-				}
-			})
-			<-ctx.Done()
-			return
+		case <-lost:
+			lost = nil // until it is back (fencing.go)
+			c.leaseLost(ctx, back)
+		case fresh := <-back:
+			lost = c.co.Lost()
+			c.leaseBack(fresh)
 		case <-ctx.Done():
 			return
 		}
@@ -760,17 +758,5 @@ func (d *daemon) ClusterStatus(ctx context.Context) (*control.ClusterStatus, err
 	if d.cl == nil {
 		return nil, control.UsageError("cluster status: this gateway is not a cluster node (no cluster: section)")
 	}
-	nodes, err := d.cl.co.Nodes(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("cluster status: etcd: %w", err)
-	}
-	st := &control.ClusterStatus{Self: d.cl.co.Self().Name, Nodes: []control.ClusterNode{}}
-	for _, n := range nodes {
-		cn := control.ClusterNode{Name: n.Name, Alive: true, IKESAs: n.IKESAs, Draining: n.Draining, Addrs: []string{}}
-		for _, a := range n.Addrs {
-			cn.Addrs = append(cn.Addrs, a.String())
-		}
-		st.Nodes = append(st.Nodes, cn)
-	}
-	return st, nil
+	return d.cl.status(ctx), nil
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/ike"
@@ -95,6 +96,14 @@ func (c *clusterRole) persist(sends []ike.Send) {
 			c.d.send(s)
 			continue
 		}
+		if c.etcdDown.Load() {
+			// etcd is away: the peer is served at once, the snapshot follows when it can.
+			c.d.send(s)
+			if !fo.writing[id] && len(fo.held[id]) == 0 && !slices.Contains(due, id) {
+				due = append(due, id)
+			}
+			continue
+		}
 		if fo.writing[id] {
 			fo.next[id] = append(fo.next[id], s)
 			continue
@@ -131,12 +140,17 @@ func (c *clusterRole) writeSnapshot(id uint64) {
 			delete(fo.writing, id)
 			switch {
 			case err != nil:
-				c.d.log.Debug("cluster: snapshot not written; the messages waiting for it go anyway", "sa", key, "err", err)
+				if !c.etcdDown.Swap(true) {
+					c.d.log.Warn("cluster: etcd does not answer: IKE messages no longer wait for their SAs' snapshots", "err", err)
+				}
 				c.sendHeld(id, nil)
 			case !owner && c.keys[id] == key && c.moves[key] == nil:
 				// Another node owns it now: it took it over while this one was cut off.
 				c.fenced(now, id, key)
 			default:
+				if c.etcdDown.Swap(false) {
+					c.d.log.Warn("cluster: etcd answers again: snapshots are written before IKE messages go")
+				}
 				fo.snapAt[id], fo.snapIn[id] = now, sum
 				c.sendHeld(id, leases)
 			}
@@ -266,7 +280,7 @@ func (c *clusterRole) noteNodes(nodes []cluster.Node) {
 		alive[n.Name] = true
 	}
 	for name := range fo.alive {
-		if !alive[name] {
+		if !alive[name] && name != c.co.Self().Name { // (this node's own key gone: its lease is, see fencing.go)
 			gone = true
 			c.d.log.Warn("cluster: a node is gone (its lease expired or it left): taking over its SAs", "node", name)
 		}
@@ -290,6 +304,9 @@ func (c *clusterRole) sweepOrphans(time.Time) {
 // them: any it finds), and at startup (own) those still owned by this node's name from
 // before it restarted (jobs goroutine).
 func (c *clusterRole) takeOrphans(ctx context.Context, own, all bool) {
+	if c.offline.Load() {
+		return // no member: nothing is taken over
+	}
 	owners, err := c.co.Owners(ctx)
 	if err != nil {
 		c.d.log.Warn("cluster: reading the SAs' owners", "err", err)
@@ -310,6 +327,9 @@ func (c *clusterRole) takeOrphans(ctx context.Context, own, all bool) {
 		}
 	}
 	for dead, sas := range orphans {
+		if dead == self && !own {
+			continue // this node's lease is gone: it takes nothing over (fencing.go)
+		}
 		share := sas
 		if !all && dead != self {
 			share = cluster.Divide(sas, nodes, self)

@@ -8,6 +8,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/ike"
 	"github.com/mobikevpn/mobikevpn/internal/cluster"
 	"github.com/mobikevpn/mobikevpn/udp/memnet"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Failover in process: node A dies (nothing reaches it or leaves it any more, its
@@ -115,4 +116,51 @@ func TestClusterFailoverInProcess(t *testing.T) {
 func parseSPI32(t *testing.T, s string) uint32 {
 	t.Helper()
 	return uint32(parseSPI(t, s))
+}
+
+// Fencing: node A's lease expires while A runs (it was cut off from etcd): B takes the
+// SA over and the client follows B; A, joining again under a new lease, finds the SA
+// owned by B and drops it, without a word to the client.
+func TestClusterFencingInProcess(t *testing.T) {
+	l := newClusterLab(t, "/fencing/")
+	aAddr, bAddr, clAddr := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("192.0.2.10")
+	a := l.node("gw-a", aAddr)
+	b := l.node("gw-b", bAddr)
+	cl := l.client(clusterClientConfig, "alice@example.org", clAddr)
+	server := netip.MustParseAddr("198.18.0.1")
+	waitFor(t, "established with A, B announced", func() bool {
+		st := cl.status(t)
+		return len(st) == 1 && len(st[0].ChildSAs) == 1 && len(st[0].PeerAdditionalAddrs) == 1
+	})
+	before := cl.status(t)[0]
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{l.srv.Endpoint}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	old := a.d.cl.co.LeaseID()
+	if _, err := cli.Revoke(l.ctx, clientv3.LeaseID(old)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.command("B's take-over and A's fencing", 50*time.Millisecond, func() (string, error) {
+		for {
+			if s := cl.status(t); len(s) == 1 && s[0].Remote == bAddr.String()+":4500" && len(b.status(t)) == 1 && len(a.status(t)) == 0 &&
+				a.d.cl.co.LeaseID() != old {
+				return "", nil
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cl.status(t)[0]; s.SPIi != before.SPIi || s.SPIr != before.SPIr {
+		t.Errorf("the client after the take-over: %+v (was %s/%s)", s, before.SPIi, before.SPIr)
+	}
+	through(t, cl, b, clAddr, server, 1)
+	through(t, b, cl, server, clAddr, 2)
+	waitFor(t, "A a member again, etcd ok", func() bool {
+		cs, err := a.d.ClusterStatus(l.ctx)
+		return err == nil && cs.Etcd == "ok" && len(cs.Nodes) == 2
+	})
 }
