@@ -25,8 +25,9 @@ type clusterNet struct {
 	*lab
 	rt, et, srv string
 	keyFile     string
-	etcd        []*proc  // the members
-	endpoints   []string // their client URLs
+	etcd        []*proc    // the members
+	etcdArgs    [][]string // how each was started (restartEtcd)
+	endpoints   []string   // their client URLs
 	nodes       map[string]*clusterNode
 	pool        string // the nodes' pool of virtual IPs
 }
@@ -80,11 +81,13 @@ func newClusterNetPool(t *testing.T, pool string) *clusterNet {
 	}
 	for i := 1; i <= 3; i++ {
 		ip := fmt.Sprintf("198.18.9.%d", i)
-		c.etcd = append(c.etcd, c.start(fmt.Sprintf("etcd-e%d", i), c.et, "etcd", "--name", fmt.Sprintf("e%d", i),
+		args := []string{"etcd", "--name", fmt.Sprintf("e%d", i),
 			"--data-dir", filepath.Join(c.dir, fmt.Sprintf("etcd%d", i)),
-			"--listen-client-urls", "http://"+ip+":2379", "--advertise-client-urls", "http://"+ip+":2379",
-			"--listen-peer-urls", "http://"+ip+":2380", "--initial-advertise-peer-urls", "http://"+ip+":2380",
-			"--initial-cluster", strings.Join(peers, ","), "--initial-cluster-state", "new"))
+			"--listen-client-urls", "http://" + ip + ":2379", "--advertise-client-urls", "http://" + ip + ":2379",
+			"--listen-peer-urls", "http://" + ip + ":2380", "--initial-advertise-peer-urls", "http://" + ip + ":2380",
+			"--initial-cluster", strings.Join(peers, ","), "--initial-cluster-state", "new"}
+		c.etcdArgs = append(c.etcdArgs, args)
+		c.etcd = append(c.etcd, c.start(fmt.Sprintf("etcd-e%d", i), c.et, args...))
 	}
 	c.keyFile = filepath.Join(c.dir, "cluster.key")
 	writeFile(t, c.keyFile, strings.Repeat("c3", 32)+"\n")
@@ -472,4 +475,29 @@ func nonZero(m map[string]uint64) map[string]uint64 {
 		}
 	}
 	return out
+}
+
+// restartEtcd starts member i (0-based) again, on its data (after it was killed).
+func (c *clusterNet) restartEtcd(i int) {
+	c.etcd[i] = c.start(fmt.Sprintf("etcd-e%d-again", i+1), c.et, c.etcdArgs[i]...)
+}
+
+// clusterStatus is a node's `cluster status --json`.
+func (c *clusterNet) clusterStatus(n *clusterNode) (st struct {
+	Self  string `json:"self"`
+	Etcd  string `json:"etcd"`
+	Nodes []struct {
+		Name   string `json:"name"`
+		IKESAs int    `json:"ike_sas"`
+	} `json:"nodes"`
+}) {
+	out, err := c.mobikevpn("cluster", "status", "--json", "--control", n.sock)
+	if err != nil {
+		c.t.Logf("cluster status of %s: %v\n%s", n.name, err, out)
+		return st
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		c.t.Fatalf("cluster status of %s: %v\n%s", n.name, err, out)
+	}
+	return st
 }

@@ -58,6 +58,7 @@ type clusterRole struct {
 	// offline is lost for the etcd jobs; etcdDown: a snapshot could not be written
 	// lately (etcd away): messages do not wait for snapshots (failover.go).
 	offline, etcdDown atomic.Bool
+	quietUntil        atomic.Int64       // unix ns: no take-overs before it (fencing.go)
 	draining          bool               // `drain` ran: new peers are redirected elsewhere
 	vipBusy           map[vipFamily]bool // virtual IP claims under way
 	// nodesQueued: a read of the nodes is queued (nodesChanged).

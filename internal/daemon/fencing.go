@@ -67,8 +67,22 @@ func (c *clusterRole) leaseLost(ctx context.Context, back chan<- bool) {
 
 // leaseBack: the node is a member again (run's goroutine); fresh: under a new lease,
 // after the others may have taken its SAs over.
+//
+// When etcd was away for every node, all of them come back within a second or two
+// (each tries every reattachRetry), those whose leases expired meanwhile under new
+// ones: none takes over the SAs of nodes gone from the nodes' keys for a while
+// (rejoinQuiet), so that those that are merely slower to come back keep theirs; then
+// what is orphaned is taken over as usual.
 func (c *clusterRole) leaseBack(fresh bool) {
 	c.etcdDown.Store(false)
+	quiet := c.d.cfg.Cluster.LeaseTTL + 3*reattachRetry
+	c.quietUntil.Store(c.d.clock.Now().Add(quiet).UnixNano())
+	c.after(quiet, func(time.Time) {
+		c.async(jobOrphans, func(ctx context.Context) { c.takeOrphans(ctx, false, false) })
+		c.after(orphanGrace, func(time.Time) {
+			c.async(jobOrphans, func(ctx context.Context) { c.takeOrphans(ctx, false, true) })
+		})
+	})
 	if !fresh {
 		c.d.log.Warn("cluster: this node is a member again under its lease (etcd was away)")
 		c.cmd(func(time.Time) { c.lost = false })
