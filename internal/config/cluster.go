@@ -105,17 +105,7 @@ func (p *parser) balance(v val, b *Balance) error {
 		return err
 	}
 	return p.apply(o, []setting{
-		{key: "enabled", read: func(p *parser, v val) error {
-			if err := boolKey(&b.Enabled)(p, v); err != nil {
-				return err
-			}
-			if b.Enabled {
-				// Balancing comes with failover (issue 14); until then it is refused
-				// rather than silently not done.
-				return p.verr(v, "balancing is not available in this version; set false or leave the key out (move and drain move SAs by hand)")
-			}
-			return nil
-		}},
+		{key: "enabled", read: boolKey(&b.Enabled)},
 		{key: "interval", read: func(p *parser, v val) error {
 			d, err := p.duration(v)
 			if err != nil {

@@ -40,12 +40,12 @@ func TestClusterSection(t *testing.T) {
 		"cluster.key": strings.Repeat("k", 32), "ca.pem": "x", "node.pem": "x", "node.key": "x",
 		"gw.yaml": clusterGateway + "cluster:\n  node: gw-b\n  addrs: [203.0.113.1]\n  lease_ttl: 3s\n" +
 			"  etcd: { endpoints: https://198.18.9.1:2379, prefix: /vpn/, tls: { ca: ca.pem, cert: node.pem, key: node.key } }\n" +
-			"  state_key_file: cluster.key\n  balance: { enabled: false, interval: 30s, max_skew: 0.5 }\n",
+			"  state_key_file: cluster.key\n  balance: { enabled: true, interval: 30s, max_skew: 0.5 }\n",
 	})
 	c = mustLoad(t, dir).Cluster
 	if !slices.Equal(c.Addrs, []netip.Addr{adr("203.0.113.1")}) || c.LeaseTTL != 3*time.Second || c.Prefix != "/vpn/" ||
 		c.TLSCA != filepath.Join(dir, "ca.pem") || c.TLSCert == "" || c.TLSKey == "" ||
-		c.Balance != (Balance{Interval: 30 * time.Second, MaxSkew: 0.5}) {
+		c.Balance != (Balance{Enabled: true, Interval: 30 * time.Second, MaxSkew: 0.5}) {
 		t.Errorf("cluster: %+v", c)
 	}
 	if mustLoad(t, writeFiles(t, map[string]string{"gw.yaml": clusterGateway})).Cluster != nil {
@@ -93,8 +93,7 @@ func TestClusterSectionErrors(t *testing.T) {
 		{"inner no hook", section("  node: a\n" + etcd + sk + "  inner: { mode: hook } #<\n"), key, "cluster.inner.hook", "missing; mode hook runs this executable"},
 		{"inner hook not executable", section("  node: a\n" + etcd + sk + "  inner: { mode: hook, hook: cluster.key } #<\n"), key, "cluster.inner.hook", "is not executable"},
 		{"inner hook and interface", section("  node: a\n" + etcd + sk + "  inner: { mode: arp, interface: lo, hook: /bin/sh } #<\n"), key, "cluster.inner.hook", "only with mode hook"},
-		{"not built yet", section("  node: a\n" + etcd + sk + "  balance: { enabled: true } #<\n"), key, "cluster.balance.enabled",
-			"balancing is not available in this version"},
+		{"balance enabled", section("  node: a\n" + etcd + sk + "  balance: { enabled: maybe } #<\n"), key, "cluster.balance.enabled", ""},
 		{"balance interval", section("  node: a\n" + etcd + sk + "  balance: { enabled: false, interval: 0s } #<\n"), key, "cluster.balance.interval",
 			"out of range; allowed: 1s..1h"},
 		{"balance skew", section("  node: a\n" + etcd + sk + "  balance: { max_skew: -1 } #<\n"), key, "cluster.balance.max_skew", ""},

@@ -108,6 +108,9 @@ func (c *clusterRole) run(ctx context.Context) {
 	c.nodesChanged()
 	c.after(leaseTick, c.leaseTick)
 	c.after(orphanSweep, c.sweepOrphans)
+	if b := c.d.cfg.Cluster.Balance; b.Enabled {
+		c.after(b.Interval, c.balanceTick)
+	}
 	finished := make(chan string, maxJobs)
 	running := 0
 	lost, back := c.co.Lost(), make(chan bool, 1)

@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,4 +165,58 @@ func TestClusterFencingInProcess(t *testing.T) {
 		cs, err := a.d.ClusterStatus(l.ctx)
 		return err == nil && cs.Etcd == "ok" && len(cs.Nodes) == 2
 	})
+}
+
+// Balancing: node A has all six clients; node B joins with balancing on and receives
+// its share by planned moves (the clients keep their SAs), and then nothing moves any
+// more.
+func TestClusterBalanceInProcess(t *testing.T) {
+	l := newClusterLab(t, "/balance/")
+	aAddr, bAddr := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
+	balanced := strings.Replace(clusterNodeConfig, "cluster:\n", "cluster:\n  balance: { enabled: true, interval: 1s }\n", 1)
+	a := l.nodeFrom(balanced, "gw-a", aAddr)
+	var clients []*node
+	for i := range 6 {
+		clients = append(clients, l.client(noSwitchHold(clusterClientConfig), fmt.Sprintf("c%d@example.org", i), netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)})))
+	}
+	waitFor(t, "six clients with A", func() bool {
+		for _, cl := range clients {
+			if st := cl.status(t); len(st) != 1 || len(st[0].ChildSAs) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	b := l.nodeFrom(balanced, "gw-b", bAddr)
+	_, err := l.command("B to receive its share", 200*time.Millisecond, func() (string, error) {
+		for len(b.status(t)) != 3 || len(a.status(t)) != 3 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return "", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onB := 0
+	for _, cl := range clients {
+		if st := cl.status(t); len(st) == 1 && st[0].Remote == bAddr.String()+":4500" {
+			onB++
+		}
+	}
+	if onB != 3 {
+		t.Errorf("%d clients see their SA with B", onB)
+	}
+	// Balanced: rounds go by and nothing moves.
+	for range 20 {
+		l.clk.Advance(time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(a.status(t)) != 3 || len(b.status(t)) != 3 {
+		t.Errorf("after more rounds: A %d SAs, B %d", len(a.status(t)), len(b.status(t)))
+	}
+}
+
+// noSwitchHold is client config text that follows switches back at once.
+func noSwitchHold(cfg string) string {
+	return strings.Replace(cfg, "    start_action: start\n", "    start_action: start\n    switch_hold: 0s\n", 1)
 }
