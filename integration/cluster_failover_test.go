@@ -29,7 +29,9 @@ func (c *clusterNet) startGens(ctx context.Context, gens []failoverGen) (lg stri
 		c.exec(c.rt, "ip", "route", "add", g.sources, "via", "192.0.2.10")
 		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", lg, binary(t), "bench", "handshake", "--target", c.nodes[g.node].addr,
 			"--sources", g.sources, "--count", strconv.Itoa(g.count), "--concurrency", "20", "--psk", labPSK,
-			"--remote-id", "gw.example.org", "--rmobike", "--hold", "30m")
+			"--remote-id", "gw.example.org", "--rmobike", "--hold", "30m",
+			// Identities of their own: a new SA's INITIAL_CONTACT deletes the others of its identity.
+			"--id-prefix", g.node+"-")
 		out := &strings.Builder{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
@@ -62,25 +64,36 @@ func saKeys(t *testing.T, sock string) map[string]bool {
 // survives.
 func TestClusterFailover(t *testing.T) {
 	const ttl = 3 * time.Second // clusterNet's lease_ttl
-	c := newClusterNet(t)
+	c := newClusterNetWith(t, "198.18.1.128/25", "  balance: { enabled: true, interval: 1s }\n")
 	a, b, cc := c.nodes["gw-a"], c.nodes["gw-b"], c.nodes["gw-c"]
 	// r1: 'R', no NAT, on A. r2: behind a NAT, on A (liveness checks every 5 s). r3: on B.
 	c.exec(c.rt, "nft", "add table ip nat; add chain ip nat post { type nat hook postrouting priority 100; }; add rule ip nat post ip saddr 198.19.1.0/25 oifname { eth1, eth2, eth3 } masquerade")
-	r1, r1Sock, _ := c.client("r1", "192.0.2.130", "192.0.2.129", "eth5", "r1@example.org", a.addr)
-	r2, r2Sock, _ := c.clientWith("r2", "198.19.1.10", "198.19.1.1", "eth6", "r2@example.org", a.addr, "    dpd_delay: 5s\n")
-	r3, r3Sock, _ := c.client("r3", "198.19.2.10", "198.19.2.1", "eth7", "r3@example.org", b.addr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const perNode = 99
 	_, genOut := c.startGens(ctx, []failoverGen{{"gw-a", "198.18.64.0/22", perNode}, {"gw-b", "198.18.68.0/22", perNode}, {"gw-c", "198.18.72.0/22", perNode}})
+	// (Balancing may move a few load-generator SAs while they come up unevenly.)
+	loads := func() [3]int { return [3]int{len(saKeys(t, a.sock)), len(saKeys(t, b.sock)), len(saKeys(t, cc.sock))} }
+	last, stable := loads(), time.Now()
 	if !waitFor(3*time.Minute, func() bool {
-		return len(saKeys(t, a.sock)) == perNode+2 && len(saKeys(t, b.sock)) == perNode+1 && len(saKeys(t, cc.sock)) == perNode
+		if l := loads(); l != last {
+			last, stable = l, time.Now()
+		}
+		return last[0]+last[1]+last[2] == 3*perNode && time.Since(stable) > 3*time.Second
 	}) {
-		t.Fatalf("the nodes do not have their SAs: A %d, B %d, C %d\n%s", len(saKeys(t, a.sock)), len(saKeys(t, b.sock)), len(saKeys(t, cc.sock)), genOut[0])
+		t.Fatalf("the nodes do not have their SAs: %v\n%s", loads(), genOut[0])
 	}
-	for _, sock := range []string{r1Sock, r2Sock, r3Sock} {
+	// The real clients come last: the loads are even, nothing moves for them.
+	r1, r1Sock, _ := c.client("r1", "192.0.2.130", "192.0.2.129", "eth5", "r1@example.org", a.addr)
+	r2, r2Sock, _ := c.clientWith("r2", "198.19.1.10", "198.19.1.1", "eth6", "r2@example.org", a.addr, "    dpd_delay: 5s\n")
+	r3, r3Sock, _ := c.client("r3", "198.19.2.10", "198.19.2.1", "eth7", "r3@example.org", b.addr)
+
+	for sock, at := range map[string]string{r1Sock: a.addr, r2Sock: a.addr, r3Sock: b.addr} {
 		if !waitFor(10*time.Second, func() bool { return len(status(t, sock).IKESAs[0].PeerAdditionalAddrs) == 2 }) {
 			t.Fatalf("a client was not told of the other nodes: %+v", status(t, sock).IKESAs[0])
+		}
+		if st := status(t, sock).IKESAs[0]; !strings.HasPrefix(st.Remote, at+":") {
+			t.Fatalf("a real client is not with its node %s: %+v", at, st)
 		}
 	}
 	time.Sleep(time.Second) // the snapshots and loads are in etcd
@@ -188,6 +201,29 @@ func TestClusterFailover(t *testing.T) {
 	if fromA < len(onA)*3/10 || len(onA)-fromA < len(onA)*3/10 {
 		t.Errorf("A's %d SAs went %d to B and %d to C", len(onA), fromA, len(onA)-fromA)
 	}
+	// A comes back, empty (a node added later): the others give it its share by planned
+	// moves (not before the gateways' switch_hold, 30 s, since their SAs left A's
+	// address).
+	time.Sleep(time.Until(killed.Add(32 * time.Second)))
+	c.exec(a.ns, "ip", "link", "set", "eth0", "up")
+	c.exec(a.ns, "ip", "link", "set", "eth1", "up")
+	c.exec(a.ns, "ip", "route", "replace", "default", "via", "198.51.100.126")
+	c.startNode("gw-a")
+	joined := time.Now()
+	total := len(saKeys(t, b.sock)) + len(saKeys(t, cc.sock))
+	if !waitFor(time.Minute, func() bool { return len(saKeys(t, a.sock)) >= total*8/30 }) {
+		t.Errorf("node A, back, has %d of %d SAs", len(saKeys(t, a.sock)), total)
+	}
+	share := time.Since(joined)
+	time.Sleep(3 * time.Second) // balanced: nothing more moves
+	after := loads()
+	for _, l := range after {
+		if float64(l) > float64(total)/3*1.2+1 || float64(l) < float64(total)/3*0.8-1 {
+			t.Errorf("loads after balancing: %v (of %d)", after, total)
+			break
+		}
+	}
+	t.Logf("node A back, empty: it had its share after %v, loads %v", share.Round(time.Millisecond), after)
 	t.Logf("node A (%d SAs) killed: taken over in median %v, p99 %v, last %v (lease TTL %v), %d to B and %d to C, none twice; the 'R' client switched after %v, the one behind a NAT found a survivor after %v; %s; TCP from the server to r1 intact (%.1f Mbit/s)",
 		len(onA), median.Round(time.Millisecond), p99.Round(time.Millisecond), worst.Round(time.Millisecond), ttl, fromA, len(onA)-fromA,
 		moved["r1"].Round(time.Millisecond), moved["r2"].Round(time.Millisecond), strings.Join(lossNote, "; "), mbps)

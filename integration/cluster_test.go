@@ -30,6 +30,7 @@ type clusterNet struct {
 	endpoints   []string   // their client URLs
 	nodes       map[string]*clusterNode
 	pool        string // the nodes' pool of virtual IPs
+	extra       string // more lines of the nodes' cluster: sections
 }
 
 type clusterNode struct {
@@ -49,10 +50,16 @@ func newClusterNet(t *testing.T) *clusterNet { return newClusterNetPool(t, "198.
 // newClusterNetPool is newClusterNet with the nodes' pool of virtual IPs (within the
 // inner segment 198.18.1.0/24, or beyond it for clients that send nothing).
 func newClusterNetPool(t *testing.T, pool string) *clusterNet {
+	return newClusterNetWith(t, pool, "")
+}
+
+// newClusterNetWith is newClusterNetPool with extra lines in the nodes' cluster:
+// sections (indented by 2).
+func newClusterNetWith(t *testing.T, pool, extra string) *clusterNet {
 	if _, err := exec.LookPath("etcd"); err != nil {
 		t.Skip("etcd is not installed (scripts/test.sh installs Debian's etcd-server)")
 	}
-	c := &clusterNet{lab: newLab(t), nodes: make(map[string]*clusterNode), pool: pool}
+	c := &clusterNet{lab: newLab(t), nodes: make(map[string]*clusterNode), pool: pool, extra: extra}
 	c.rt, c.et, c.srv = c.ns("rt"), c.ns("et"), c.ns("srv")
 	c.exec(c.rt, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	c.link(c.et, "eth0", []string{"198.18.9.1/24"}, c.rt, "eth9", []string{"198.18.9.254/24"})
@@ -141,7 +148,7 @@ cluster:
   state_key_file: %s
   lease_ttl: 3s
   inner: { mode: arp, interface: eth1 }
-`, n.sock, labPSK, c.pool, n.addr, name, strings.Join(c.endpoints, ", "), c.keyFile))
+%s`, n.sock, labPSK, c.pool, n.addr, name, strings.Join(c.endpoints, ", "), c.keyFile, c.extra))
 	args := []string{binary(c.t), "run", "-c", cfg}
 	if dir := os.Getenv("MOBIKEVPN_PROFILE_DIR"); dir != "" {
 		// A CPU profile of each node (for developers), written when it stops.

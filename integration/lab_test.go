@@ -154,6 +154,14 @@ func (l *lab) cleanup() {
 	for _, p := range l.procs {
 		p.kill()
 	}
+	if dir := os.Getenv("MOBIKEVPN_KEEP_LOGS"); dir != "" && l.t.Failed() {
+		// For developers: the whole logs of a failed test's processes.
+		for _, p := range l.procs {
+			if b, err := os.ReadFile(p.log); err == nil {
+				os.WriteFile(filepath.Join(dir, l.prefix+"-"+p.name+".log"), b, 0o644)
+			}
+		}
+	}
 	for _, n := range l.nss {
 		exec.Command("ip", "netns", "del", n).Run()
 	}

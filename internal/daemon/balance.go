@@ -51,6 +51,7 @@ func (c *clusterRole) rebalance(now time.Time, nodes []cluster.Node, plan map[st
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
+	slices.Reverse(ids) // the newest first: SAs that have been somewhere long stay there
 	next := 0
 	moved := map[string]int{}
 	for _, n := range nodes {
