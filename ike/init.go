@@ -31,6 +31,20 @@ func (e *Engine) Initiate(now time.Time, name string) (uint64, []Action, error) 
 	return id, e.take(), err
 }
 
+// InitiateTo is Initiate toward remote, which must be one of the connection's
+// remote_addrs: a client starting again with another gateway of its list.
+func (e *Engine) InitiateTo(now time.Time, name string, remote netip.Addr) (uint64, []Action, error) {
+	conn := e.conns[name]
+	if conn == nil {
+		return 0, nil, fmt.Errorf("no connection named %q", name)
+	}
+	if !slices.Contains(conn.RemoteAddrs, remote) {
+		return 0, nil, fmt.Errorf("connection %q: %v is not among its remote addresses", name, remote)
+	}
+	id, err := e.initiateTo(now, conn, remote, netip.Addr{})
+	return id, e.take(), err
+}
+
 // StartAll initiates every connection whose start_action is "start".
 func (e *Engine) StartAll(now time.Time) []Action {
 	for _, c := range e.cfg.Connections {

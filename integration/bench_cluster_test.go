@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -261,4 +262,161 @@ func strongSwanVersion(t *testing.T) string {
 		return "(version unknown)"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// The failover benchmark (scripts/bench.sh cluster, MOBIKEVPN_BENCH_FAILOVER=1): node A
+// of three with N load-generator clients is killed (SIGKILL, its links down), and its
+// clients are served by the survivors again: by take-over from etcd (method
+// "failover": the survivors continue the SAs and ask the clients to switch), or by the
+// clients themselves (method "reconnect", the nodes with failover off, as a cluster
+// without shared state: each client's liveness check finds A dead and it builds a new
+// SA with B or C). Measured: the time from the kill until each client's SA is served by
+// a survivor (taken over; or up again there), its median, p99 and last; the
+// survivors' CPU and etcd's writes until then; and, for the take-over, a sample client
+// of ours pinging 50 times a second: pings lost.
+type failoverBenchResult struct {
+	Method     string  `json:"method"` // failover | reconnect
+	SAs        int     `json:"sas"`
+	Served     int     `json:"served"`
+	Median     float64 `json:"median_s"`
+	P99        float64 `json:"p99_s"`
+	Last       float64 `json:"last_s"`
+	CPUSeconds float64 `json:"survivors_cpu_seconds"`
+	EtcdWrites uint64  `json:"etcd_writes"`
+	NewSAs     bool    `json:"new_handshakes"`
+	PingsSent  int     `json:"sample_pings_sent,omitempty"`
+	PingsLost  int     `json:"sample_pings_lost,omitempty"`
+	Note       string  `json:"note"`
+}
+
+func TestBenchClusterFailover(t *testing.T) {
+	if os.Getenv("MOBIKEVPN_BENCH_FAILOVER") == "" {
+		t.Skip("a benchmark: MOBIKEVPN_BENCH_FAILOVER=1 (scripts/bench.sh cluster) runs it")
+	}
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("MOBIKEVPN_BENCH_SAS")); err == nil && v > 0 {
+		n = v
+	}
+	var results []failoverBenchResult
+	for _, method := range []string{"failover", "reconnect"} {
+		t.Run(method, func(t *testing.T) { results = append(results, benchClusterFailover(t, method, n)) })
+	}
+	for _, r := range results {
+		t.Logf("  %-9s %4d of %d served again: median %6.2f s, p99 %6.2f s, last %6.2f s; survivors' CPU %6.2f s, etcd writes %6d; sample flow: %d of %d pings lost (%s)",
+			r.Method, r.Served, r.SAs, r.Median, r.P99, r.Last, r.CPUSeconds, r.EtcdWrites, r.PingsLost, r.PingsSent, r.Note)
+	}
+	if out := os.Getenv("MOBIKEVPN_BENCH_FAILOVER_OUT"); out != "" && len(results) == 2 {
+		b, _ := json.MarshalIndent(map[string]any{"sas": n, "results": results,
+			"ratios": map[string]float64{"median": results[1].Median / results[0].Median, "p99": results[1].P99 / results[0].P99,
+				"cpu": results[1].CPUSeconds / results[0].CPUSeconds, "etcd_writes": float64(results[1].EtcdWrites) / float64(results[0].EtcdWrites)}}, "", "  ")
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// benchClusterFailover runs one failover measurement on a fresh cluster.
+func benchClusterFailover(t *testing.T, method string, n int) failoverBenchResult {
+	const dpd = 10 * time.Second
+	extra := ""
+	if method == "reconnect" {
+		extra = "  failover: false\n"
+	}
+	c := newClusterNetWith(t, "198.18.16.0/20", extra)
+	c.exec(c.srv, "ip", "route", "add", "198.18.16.0/20", "dev", "br0")
+	a, b, cc := c.nodes["gw-a"], c.nodes["gw-b"], c.nodes["gw-c"]
+	var ping *flow
+	if method == "failover" {
+		cl, _, _ := c.client("cl", "192.0.2.130", "192.0.2.129", "eth5", "alice@example.org", a.addr)
+		ping = c.startFlow(cl, "198.18.1.100", 20*time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lg := c.ns("lg")
+	c.link(lg, "eth0", []string{"192.0.2.10/25"}, c.rt, "eth4", []string{"192.0.2.1/25"})
+	c.exec(lg, "ip", "route", "add", "default", "via", "192.0.2.1")
+	c.exec(lg, "ip", "route", "add", "local", "198.18.64.0/20", "dev", "lo")
+	c.exec(c.rt, "ip", "route", "add", "198.18.64.0/20", "via", "192.0.2.10")
+	args := []string{"netns", "exec", lg, binary(t), "bench", "handshake", "--target", a.addr, "--sources", "198.18.64.0/20",
+		"--count", strconv.Itoa(n), "--concurrency", "100", "--psk", labPSK, "--remote-id", "gw.example.org", "--hold", "30m", "--id-prefix", "a-"}
+	if method == "failover" {
+		args = append(args, "--rmobike")
+	} else {
+		args = append(args, "--dpd", dpd.String(), "--reconnect", b.addr+","+cc.addr)
+	}
+	gen := exec.CommandContext(ctx, "ip", args...)
+	var genOut strings.Builder
+	gen.Stdout, gen.Stderr = &genOut, &genOut
+	if err := gen.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); gen.Wait() }()
+	want := n
+	if method == "failover" {
+		want = n + 1
+	}
+	if !waitFor(10*time.Minute, func() bool { st := status(t, a.sock); return st != nil && len(st.IKESAs) == want }) {
+		t.Fatalf("node A does not have the %d SAs: %d\n%s", want, len(status(t, a.sock).IKESAs), genOut.String())
+	}
+	time.Sleep(3 * time.Second) // the snapshots and loads are in etcd
+	// A's SAs, by SPIs and by the client's identity.
+	bySPI, byID := map[string]string{}, map[string]bool{}
+	for _, sa := range status(t, a.sock).IKESAs {
+		bySPI[sa.SPIi+"-"+sa.SPIr] = sa.RemoteID
+		byID[sa.RemoteID] = true
+	}
+	pids := []int{b.p.cmd.Process.Pid, cc.p.cmd.Process.Pid}
+	cpu := func() float64 { return cpuSeconds(pids[0]) + cpuSeconds(pids[1]) }
+	cpu0, raft0 := cpu(), c.etcdRaftIndex()
+	a.p.cmd.Process.Kill()
+	killed := time.Now()
+	c.exec(a.ns, "ip", "link", "set", "eth0", "down")
+	c.exec(a.ns, "ip", "link", "set", "eth1", "down")
+	served := map[string]time.Duration{}
+	waitFor(5*time.Minute, func() bool {
+		at := time.Since(killed)
+		for _, node := range []*clusterNode{b, cc} {
+			st := status(t, node.sock)
+			if st == nil {
+				continue
+			}
+			for _, sa := range st.IKESAs {
+				id := sa.RemoteID
+				if method == "failover" {
+					id = bySPI[sa.SPIi+"-"+sa.SPIr] // the same SA, taken over
+				} else if sa.State != "established" || !byID[id] {
+					id = ""
+				}
+				if _, seen := served[id]; id != "" && !seen {
+					served[id] = at
+				}
+			}
+		}
+		return len(served) == want
+	})
+	took := time.Since(killed)
+	time.Sleep(3 * time.Second) // what the failover set off settles
+	r := failoverBenchResult{Method: method, SAs: want, Served: len(served), CPUSeconds: cpu() - cpu0, EtcdWrites: c.etcdRaftIndex() - raft0,
+		NewSAs: method == "reconnect"}
+	var times []time.Duration
+	for _, d := range served {
+		times = append(times, d)
+	}
+	slices.Sort(times)
+	if len(times) > 0 {
+		r.Median, r.P99, r.Last = times[len(times)/2].Seconds(), times[len(times)*99/100].Seconds(), times[len(times)-1].Seconds()
+	}
+	if method == "failover" {
+		r.Note = "taken over from etcd (3 s lease TTL), the clients asked to switch: same SAs"
+		rs := ping.stop()
+		r.PingsSent, r.PingsLost = ping.sent, ping.sent-len(rs)
+	} else {
+		r.Note = fmt.Sprintf("the clients' liveness checks (%v, retransmitted 4 times from 2 s) find A dead, new handshakes with B or C", dpd)
+	}
+	if r.Served != want {
+		t.Errorf("%s: %d of %d SAs served again within %v", method, r.Served, want, took.Round(time.Second))
+	}
+	t.Logf("%s: %d of %d served again, median %.2f s, p99 %.2f s, last %.2f s; survivors' CPU %.2f s, etcd writes %d; sample pings lost %d of %d",
+		method, r.Served, want, r.Median, r.P99, r.Last, r.CPUSeconds, r.EtcdWrites, r.PingsLost, r.PingsSent)
+	return r
 }

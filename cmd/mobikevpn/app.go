@@ -320,7 +320,7 @@ func (a *app) cliApp() *cli.App {
 				Subcommands: []*cli.Command{cmd(&cli.Command{
 					Name:      "handshake",
 					Usage:     "establish many IKE SAs (or flood IKE_SA_INIT) against a gateway from many source addresses",
-					UsageText: "mobikevpn bench handshake --target ADDR[:PORT] --sources PREFIX (--count N [--concurrency C] [--vip] [--rmobike] [--hold D] | --flood --rate R --duration D) [--psk SECRET] [--json]",
+					UsageText: "mobikevpn bench handshake --target ADDR[:PORT] --sources PREFIX (--count N [--concurrency C] [--vip] [--rmobike] [--hold D] [--dpd D [--reconnect ADDRS]] | --flood --rate R --duration D) [--psk SECRET] [--json]",
 					Flags: []cli.Flag{
 						&cli.StringFlag{Name: "target", Usage: "the gateway `ADDR[:PORT]` (port 500 by default)"},
 						&cli.StringFlag{Name: "sources", Usage: "`PREFIX` of source addresses the host accepts (e.g. an AnyIP route)"},
@@ -334,6 +334,8 @@ func (a *app) cliApp() *cli.App {
 						&cli.BoolFlag{Name: "vip", Usage: "ask for a virtual IPv4 address"},
 						&cli.BoolFlag{Name: "rmobike", Usage: "MOBIKE with R-MOBIKE: follow the gateway's switch requests"},
 						&cli.DurationFlag{Name: "hold", Usage: "keep the SAs for `DURATION`, then delete them"},
+						&cli.DurationFlag{Name: "dpd", Usage: "the clients check the gateway's liveness after `DURATION` of silence"},
+						&cli.StringFlag{Name: "reconnect", Usage: "`ADDRS` (comma-separated): a client whose SA died starts a new one with one of these gateways"},
 						&cli.BoolFlag{Name: "flood", Usage: "send only IKE_SA_INIT requests, keep no state"},
 						&cli.IntFlag{Name: "rate", Usage: "flood: requests per second"},
 						&cli.DurationFlag{Name: "duration", Usage: "flood: for how long"},

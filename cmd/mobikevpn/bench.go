@@ -39,6 +39,16 @@ func (a *app) cmdBenchHandshake(c *cli.Context) error {
 		Proposal: c.String("proposal"), ESP: c.String("esp"), VIP: c.Bool("vip"), RMobike: c.Bool("rmobike"), Hold: c.Duration("hold"),
 		Flood: c.Bool("flood"), Rate: c.Int("rate"), Duration: c.Duration("duration"), EchoCookies: c.Bool("echo-cookies"),
 	}
+	o.DPD = c.Duration("dpd")
+	if v := c.String("reconnect"); v != "" {
+		for _, s := range strings.Split(v, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(s))
+			if err != nil || a.Is4() != ap.Addr().Is4() {
+				return usageErr("bench handshake --reconnect %q: not an address of the target's family", s)
+			}
+			o.Reconnect = append(o.Reconnect, a)
+		}
+	}
 	if !o.Flood && (o.Count <= 0 || len(o.PSK) == 0) {
 		return usageErr("bench handshake needs --count N and --psk SECRET (or --flood)")
 	}

@@ -23,11 +23,11 @@ const (
 )
 
 func (p *parser) cluster(v val, cfg *Config, c *Cluster) error {
-	o, err := p.object(v, "node, addrs, etcd, state_key_file, lease_ttl, inner, balance", "node", "addrs", "etcd", "state_key_file", "lease_ttl", "inner", "balance")
+	o, err := p.object(v, "node, addrs, etcd, state_key_file, lease_ttl, inner, balance, failover", "node", "addrs", "etcd", "state_key_file", "lease_ttl", "inner", "balance", "failover")
 	if err != nil {
 		return err
 	}
-	c.Prefix, c.LeaseTTL = DefaultClusterPrefix, DefaultLeaseTTL
+	c.Prefix, c.LeaseTTL, c.Failover = DefaultClusterPrefix, DefaultLeaseTTL, true
 	c.Balance = Balance{Interval: DefaultBalanceInterval, MaxSkew: DefaultBalanceSkew}
 	return p.apply(o, []setting{
 		{key: "node", need: "missing; this node's name, unique in the cluster (e.g. gw-a)", read: func(p *parser, v val) error {
@@ -96,6 +96,7 @@ func (p *parser) cluster(v val, cfg *Config, c *Cluster) error {
 		{key: "balance", read: func(p *parser, v val) error {
 			return p.balance(v, &c.Balance)
 		}},
+		{key: "failover", read: boolKey(&c.Failover)},
 	})
 }
 

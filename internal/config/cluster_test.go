@@ -36,16 +36,19 @@ func TestClusterSection(t *testing.T) {
 	if !slices.Equal(c.Addrs, []netip.Addr{adr("198.51.100.1"), adr("2001:db8:1::1")}) {
 		t.Errorf("addrs: %v", c.Addrs)
 	}
+	if !c.Failover {
+		t.Error("failover is off by default")
+	}
 	dir = writeFiles(t, map[string]string{
 		"cluster.key": strings.Repeat("k", 32), "ca.pem": "x", "node.pem": "x", "node.key": "x",
 		"gw.yaml": clusterGateway + "cluster:\n  node: gw-b\n  addrs: [203.0.113.1]\n  lease_ttl: 3s\n" +
 			"  etcd: { endpoints: https://198.18.9.1:2379, prefix: /vpn/, tls: { ca: ca.pem, cert: node.pem, key: node.key } }\n" +
-			"  state_key_file: cluster.key\n  balance: { enabled: true, interval: 30s, max_skew: 0.5 }\n",
+			"  state_key_file: cluster.key\n  balance: { enabled: true, interval: 30s, max_skew: 0.5 }\n  failover: false\n",
 	})
 	c = mustLoad(t, dir).Cluster
 	if !slices.Equal(c.Addrs, []netip.Addr{adr("203.0.113.1")}) || c.LeaseTTL != 3*time.Second || c.Prefix != "/vpn/" ||
 		c.TLSCA != filepath.Join(dir, "ca.pem") || c.TLSCert == "" || c.TLSKey == "" ||
-		c.Balance != (Balance{Enabled: true, Interval: 30 * time.Second, MaxSkew: 0.5}) {
+		c.Balance != (Balance{Enabled: true, Interval: 30 * time.Second, MaxSkew: 0.5}) || c.Failover {
 		t.Errorf("cluster: %+v", c)
 	}
 	if mustLoad(t, writeFiles(t, map[string]string{"gw.yaml": clusterGateway})).Cluster != nil {
@@ -97,6 +100,7 @@ func TestClusterSectionErrors(t *testing.T) {
 		{"balance interval", section("  node: a\n" + etcd + sk + "  balance: { enabled: false, interval: 0s } #<\n"), key, "cluster.balance.interval",
 			"out of range; allowed: 1s..1h"},
 		{"balance skew", section("  node: a\n" + etcd + sk + "  balance: { max_skew: -1 } #<\n"), key, "cluster.balance.max_skew", ""},
+		{"failover", section("  node: a\n" + etcd + sk + "  failover: maybe #<\n"), key, "cluster.failover", ""},
 		{"balance key", section("  node: a\n" + etcd + sk + "  balance: { rate: 5 } #<\n"), key, "cluster.balance.rate",
 			"unknown key; allowed here: enabled, interval, max_skew"},
 	} {

@@ -68,8 +68,11 @@ type Cluster struct {
 	// IP (nil: it is not told).
 	Inner *Inner
 	// Balance: keeping the nodes' loads within MaxSkew of the mean, checked every
-	// Interval (not built yet: Enabled is refused).
+	// Interval.
 	Balance Balance
+	// Failover: the node takes over SAs of nodes that died (default true; false: their
+	// clients reconnect, as to a cluster without state sharing).
+	Failover bool
 }
 
 // Balance is cluster.balance.

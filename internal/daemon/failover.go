@@ -304,7 +304,7 @@ func (c *clusterRole) sweepOrphans(time.Time) {
 // them: any it finds), and at startup (own) those still owned by this node's name from
 // before it restarted (jobs goroutine).
 func (c *clusterRole) takeOrphans(ctx context.Context, own, all bool) {
-	if c.offline.Load() || c.d.clock.Now().UnixNano() < c.quietUntil.Load() {
+	if !c.d.cfg.Cluster.Failover || c.offline.Load() || c.d.clock.Now().UnixNano() < c.quietUntil.Load() {
 		return // no member, or just back (fencing.go): nothing is taken over
 	}
 	owners, err := c.co.Owners(ctx)

@@ -39,7 +39,13 @@ type Options struct {
 	VIP         bool          // ask for a virtual IPv4 address
 	RMobike     bool          // MOBIKE with 'R': the gateway may ask the clients to switch (and they do)
 	Hold        time.Duration // keep the SAs this long, then delete them
-	Timeout     time.Duration // give up on the whole run after this
+	// DPD is the clients' liveness check delay (0: none). Reconnect are gateways a
+	// client whose SA died (its liveness check unanswered) starts a new SA with,
+	// client n first with the (n mod len)-th: a cluster without shared state, whose
+	// clients find another node when theirs fails.
+	DPD       time.Duration
+	Reconnect []netip.Addr
+	Timeout   time.Duration // give up on the whole run after this
 
 	// Flood (IKE_SA_INIT only, no state on our side).
 	Flood       bool
@@ -58,6 +64,7 @@ type Result struct {
 	PerSecond   float64       `json:"handshakes_per_s"`
 	// After the hold: IKE SAs whose Delete the gateway confirmed (or that it deleted
 	// itself), and those given up on; how long the deletes took.
+	Reconnected   int           `json:"reconnected"` // new SAs after one died (Reconnect)
 	Deleted       int           `json:"deleted"`
 	NotDeleted    int           `json:"not_deleted"`
 	DeleteElapsed time.Duration `json:"delete_elapsed_ns"`
@@ -235,7 +242,8 @@ func ClientConfig(o Options, ikePort, nattPort uint16) (ike.Config, error) {
 		c := &ike.Conn{
 			Name:        fmt.Sprintf("c%d", i),
 			LocalAddrs:  []netip.Addr{source(o.Sources, i)},
-			RemoteAddrs: []netip.Addr{o.Target.Addr()},
+			RemoteAddrs: append([]netip.Addr{o.Target.Addr()}, o.Reconnect...),
+			DPDDelay:    o.DPD,
 			RemotePort:  o.Target.Port(),
 			Proposals:   ikeProps,
 			Encap:       true,
@@ -297,6 +305,7 @@ func handshakes(ctx context.Context, o Options, listen func(port uint16) ([]udp.
 	if err := g.establish(ctx); err != nil {
 		return g.res, err
 	}
+	g.established = true
 	// Hold the SAs (answering liveness checks), then delete them all.
 	hold, endHold := context.WithTimeout(ctx, o.Hold)
 	for g.drv.Step(hold) == nil {
@@ -323,6 +332,10 @@ type generator struct {
 	ids      map[string]uint64
 	deleting map[string]bool
 	queue    []string
+	// established says the handshakes are done (the hold runs): an SA that dies then
+	// is started again with a Reconnect gateway; tries counts them per connection.
+	established bool
+	tries       map[string]int
 }
 
 func (g *generator) apply(acts []ike.Action) {
@@ -347,17 +360,44 @@ func (g *generator) apply(acts []ike.Action) {
 func (g *generator) event(a ike.Event) {
 	switch a.Kind {
 	case ike.EventEstablished:
+		g.ids[a.Conn] = a.IKESA
+		if g.established {
+			g.res.Reconnected++
+			return
+		}
 		g.res.Established++
 		g.inflight--
-		g.ids[a.Conn] = a.IKESA
 	case ike.EventRekeyed:
 		g.ids[a.Conn] = a.IKESA
 	case ike.EventDeleted:
 		delete(g.ids, a.Conn)
+		g.reconnect(a.Conn)
 	case ike.EventFailed, ike.EventChildFailed:
+		if g.established {
+			g.reconnect(a.Conn) // a new SA that failed: the next gateway
+			return
+		}
 		g.res.Failed++
 		g.inflight--
 		g.o.Logger.Debug("handshake failed", "reason", a.Reason)
+	}
+}
+
+// reconnect starts connection conn again with its next Reconnect gateway, once the
+// handshakes are done.
+func (g *generator) reconnect(conn string) {
+	if !g.established || len(g.o.Reconnect) == 0 {
+		return
+	}
+	var n int
+	fmt.Sscanf(conn, "c%d", &n)
+	if g.tries == nil {
+		g.tries = make(map[string]int)
+	}
+	to := g.o.Reconnect[(n+g.tries[conn])%len(g.o.Reconnect)]
+	g.tries[conn]++
+	if _, acts, err := g.eng.InitiateTo(time.Now(), conn, to); err == nil {
+		g.apply(acts)
 	}
 }
 
