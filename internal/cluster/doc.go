@@ -7,7 +7,8 @@
 //	<prefix>nodes/<name>          a live node: its addresses, load and whether it is
 //	                              draining, under its lease
 //	<prefix>sas/<SAKey>/owner     the node that owns the SA (changed only by CAS)
-//	<prefix>sas/<SAKey>/state     the SA's state (ike.SAState), sealed (StateKey)
+//	<prefix>sas/<SAKey>/state     the SA's state (ike.SAState), sealed (StateKey): given
+//	                              with a move, and the owner's snapshot for failover
 //	<prefix>sas/<SAKey>/ready     marks of a move under way: the new owner imported it,
 //	<prefix>sas/<SAKey>/arrived   its peer arrived there, or
 //	<prefix>sas/<SAKey>/stayed    its peer stayed with the node that gave it
@@ -52,6 +53,27 @@
 // A replaces its handed-over copy with B's state (message IDs, outbound sequence
 // numbers above B's bound, inbound windows at B's tops) and answers the peer's
 // retransmission; B forwards what it held to A and forgets the SA.
+//
+// # A node dies (failover)
+//
+// The owner keeps a snapshot of each SA in its state key (ike Engine.Snapshot, written
+// before the peer sees anything newer: see internal/daemon/failover.go), with a lease
+// of outbound sequence numbers per Child SA that it does not send beyond before it has
+// written a higher one. When a node's lease expires (SIGKILL, power cut, cut off), its
+// key under nodes/ goes; every survivor reads the owners (Owners, Orphans), takes over
+// its share (Divide: filling the survivors up to the mean load) and, a little later,
+// whatever is still orphaned, each SA by one transaction (TakeOver: the owner key still
+// the dead node's and the state unchanged since it was read, the new owner, its state
+// with new leases above the dead node's, and the SA's virtual IPs written at once): no
+// SA is taken twice. The survivor continues the SA from its own address (ike
+// Engine.TakeOver). A node cut off from etcd that finds its lease gone joins again
+// (Reattach) and drops the SAs another node owns now; until then its leases stop its
+// datapath short of the successor's sequence numbers.
+//
+// # Balancing
+//
+// With cluster.balance on, each node compares the loads in the nodes' keys with their
+// mean (BalancePlan) and moves SAs as for `move`.
 //
 // A node receives what changed from the moment it joined (Watch starts at the join's
 // revision): it is a move's target from then on, before its daemon watches.

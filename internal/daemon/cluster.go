@@ -241,6 +241,7 @@ func (c *clusterRole) onEvent(ev ike.Event) {
 		if old, ok := c.keys[ev.Replaces]; ok {
 			delete(c.keys, ev.Replaces)
 			c.release(old)
+			c.fo.rekeyed[ev.Replaces] = ev.IKESA
 		}
 		c.claim(ev.IKESA)
 	case ike.EventDeleted, ike.EventFailed:

@@ -373,7 +373,7 @@ func (d *daemon) onIKE(pkt []byte, local, remote netip.AddrPort) {
 func (d *daemon) apply(actions []ike.Action) {
 	var persist []ike.Send
 	defer func() {
-		if len(persist) > 0 {
+		if d.cl != nil {
 			d.cl.persist(persist) // after the batch's events: an SA established in it is claimed
 		}
 	}()

@@ -77,21 +77,28 @@ type failover struct {
 	snapAt  map[uint64]time.Time  // by IKE SA id: the last snapshot written
 	snapIn  map[uint64]uint64     // by IKE SA id: the sum of its inbound tops then
 	alive   map[string]bool       // the live nodes at the last read (nodes job); nil: none yet
+	// rekeyed maps an IKE SA rekeyed in the batch being applied to its successor: the
+	// rekey's answer, sent on the old SA, waits for the new SA's first snapshot.
+	rekeyed map[uint64]uint64
 }
 
 func newFailover() *failover {
 	return &failover{held: make(map[uint64][]ike.Send), next: make(map[uint64][]ike.Send), writing: make(map[uint64]bool),
 		leases: make(map[uint64]uint64), want: make(map[uint64]uint64), snapAt: make(map[uint64]time.Time),
-		snapIn: make(map[uint64]uint64)}
+		snapIn: make(map[uint64]uint64), rekeyed: make(map[uint64]uint64)}
 }
 
 // persist sends the messages that show peers something new once their SAs' snapshots
 // are in etcd (engine goroutine).
 func (c *clusterRole) persist(sends []ike.Send) {
 	fo := c.fo
+	defer clear(fo.rekeyed)
 	var due []uint64
 	for _, s := range sends {
 		id := s.Persist
+		if next, ok := fo.rekeyed[id]; ok {
+			id = next
+		}
 		if _, ok := c.keys[id]; !ok || c.lost {
 			c.d.send(s)
 			continue

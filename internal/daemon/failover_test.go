@@ -78,6 +78,19 @@ func TestClusterFailoverInProcess(t *testing.T) {
 		through(t, cl, a, clAddr, server, 10+i)
 		through(t, a, cl, server, clAddr, 20+i)
 	}
+	// A rekeys the IKE SA: the new SA's snapshot is in etcd before the client knows it
+	// (the rekey's last message waits for it), so it is the new SA that B takes over.
+	old := cl.status(t)[0].SPIi
+	saA := a.status(t)[0].ID
+	if err := a.d.run(l.ctx, func(now time.Time) { a.d.apply(a.d.engine.RekeyIKE(now, saA)) }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the IKE SA rekeyed", func() bool { s := cl.status(t); return len(s) == 1 && s[0].SPIi != old && len(a.status(t)) == 1 })
+	before = cl.status(t)[0]
+	key = cluster.SAKey{SPIi: parseSPI(t, before.SPIi), SPIr: parseSPI(t, before.SPIr)}
+	if st := l.stateOf(b.d.cl.co, key); len(st.Children) != 1 {
+		t.Fatalf("the rekeyed SA's snapshot: %d Child SAs", len(st.Children))
+	}
 
 	l.kill(a, aAddr)
 	// B finds A gone (its key expired), takes the SA over and asks the client over.
