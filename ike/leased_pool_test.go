@@ -146,3 +146,28 @@ func TestLeasedPoolWait(t *testing.T) {
 		t.Errorf("ike_vip_wait %d after the dry pool's refusal", got)
 	}
 }
+
+// An address another gateway took (it took over the SA that has it) is no longer spare
+// here; one in use here is reported (handed out twice).
+func TestRevokeVIP(t *testing.T) {
+	n := newTestNet(t)
+	cfg := nodeConfig(t, gwAddr)
+	cfg.Pools[0].Leased = true
+	gw := n.add("gw", gwAddr, cfg)
+	if err := gw.e.GrantVIPs("rw", []netip.Addr{vip3, vip4}); err != nil {
+		t.Fatal(err)
+	}
+	if spare, inUse := gw.e.RevokeVIP(vip3); !spare || inUse {
+		t.Errorf("revoking a spare address: spare %v, in use %v", spare, inUse)
+	}
+	if v4, _ := gw.e.SpareVIPs("rw"); v4 != 1 {
+		t.Errorf("%d spare addresses left, want 1", v4)
+	}
+	if spare, _ := gw.e.RevokeVIP(vip3); spare {
+		t.Error("an address revoked twice")
+	}
+	gw.e.pools["rw"].take("alice", vip4)
+	if spare, inUse := gw.e.RevokeVIP(vip4); spare || !inUse {
+		t.Errorf("revoking an address in use: spare %v, in use %v", spare, inUse)
+	}
+}

@@ -373,3 +373,22 @@ func (e *Engine) ReturnVIPs(name string, is4 bool, n int) []netip.Addr {
 	}
 	return nil
 }
+
+// RevokeVIP takes address a back from the spare addresses of every leased pool: another
+// gateway holds it now (it took over the SA that has it). It reports whether a was
+// spare here, and whether it is in use here (by a peer of this engine: then it was
+// handed out twice, which the caller reports).
+func (e *Engine) RevokeVIP(a netip.Addr) (spare, inUse bool) {
+	a = a.Unmap()
+	for _, pl := range e.pools {
+		if !pl.leased {
+			continue
+		}
+		if pl.spare[a] {
+			delete(pl.spare, a)
+			spare = true
+		}
+		inUse = inUse || pl.inUse[a]
+	}
+	return spare, inUse
+}

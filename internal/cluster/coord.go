@@ -437,6 +437,7 @@ const (
 	SAArrived                         // an SA's peer arrived at its owner (Node: who)
 	SAStayed                          // an SA's peer stayed with the node that gave it (Node: that node)
 	NodesChanged                      // a node joined, left, or changed
+	VIPTaken                          // a virtual IP this node held is another's now (Node: whose; Addr)
 )
 
 // Event is a change in the cluster that concerns this node.
@@ -444,6 +445,7 @@ type Event struct {
 	Kind EventKind
 	SA   SAKey
 	Node string
+	Addr netip.Addr // VIPTaken
 }
 
 // watchRetry is the pause before watching again after the watch broke.
@@ -504,6 +506,16 @@ func (c *Coordinator) classify(ev *clientv3.Event) (Event, bool) {
 	key := strings.TrimPrefix(string(ev.Kv.Key), c.prefix)
 	if strings.HasPrefix(key, "nodes/") {
 		return Event{Kind: NodesChanged}, true
+	}
+	if a, ok := strings.CutPrefix(key, "vips/"); ok {
+		// Another node took an address this one held: it moved or took over the SA
+		// that has it (TakeVIPs, TakeOver).
+		addr, err := netip.ParseAddr(a)
+		if err != nil || ev.Type != clientv3.EventTypePut || ev.PrevKv == nil ||
+			string(ev.PrevKv.Value) != c.self.Name || string(ev.Kv.Value) == c.self.Name {
+			return Event{}, false
+		}
+		return Event{Kind: VIPTaken, Node: string(ev.Kv.Value), Addr: addr}, true
 	}
 	rest, ok := strings.CutPrefix(key, "sas/")
 	if !ok || ev.Type != clientv3.EventTypePut {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -171,5 +172,45 @@ func TestReattach(t *testing.T) {
 	}
 	if err := c.SetLoad(ctx(t), 7); err != nil {
 		t.Errorf("the node's key under its new lease: %v", err)
+	}
+}
+
+// A node that takes over an SA takes its virtual IPs with it, whoever held them: a node
+// that had claimed one as spare meanwhile is told (VIPTaken).
+func TestVIPTaken(t *testing.T) {
+	needEtcd(t)
+	a := join(t, "gw-a", 5*time.Second)
+	b := join(t, "gw-b", 5*time.Second)
+	addr := netip.MustParseAddr("198.18.5.7")
+	if ok, err := a.ClaimVIP(ctx(t), addr); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	w := a.Watch(wctx)
+	sa := SAKey{11, 12}
+	if ok, err := b.Claim(ctx(t), sa); err != nil || !ok {
+		t.Fatal(err)
+	}
+	_, rev, _ := b.StateRev(ctx(t), sa)
+	if ok, err := b.TakeOver(ctx(t), sa, "gw-b", rev, []byte("state"), []netip.Addr{addr}); err != nil || !ok {
+		t.Fatalf("take over: %v %v", ok, err)
+	}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-w:
+			if e.Kind == VIPTaken {
+				if e.Addr != addr || e.Node != "gw-b" {
+					t.Fatalf("VIPTaken %v by %s", e.Addr, e.Node)
+				}
+				if vips, err := b.VIPs(ctx(t)); err != nil || vips[addr] != "gw-b" {
+					t.Errorf("the address's holder: %v %v", vips, err)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("the node that held the address was not told")
+		}
 	}
 }

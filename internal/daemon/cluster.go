@@ -196,6 +196,8 @@ func (c *clusterRole) event(ctx context.Context, ev cluster.Event) {
 		c.cmd(func(now time.Time) { c.arrivedThere(now, ev.SA, ev.Node) })
 	case cluster.SAStayed:
 		c.cmd(func(now time.Time) { c.peerStayed(now, ev.SA, ev.Node) })
+	case cluster.VIPTaken:
+		c.cmd(func(time.Time) { c.vipTaken(ev.Addr, ev.Node) })
 	}
 }
 

@@ -176,3 +176,16 @@ func addrPlus(a netip.Addr, n uint64) netip.Addr {
 	binary.BigEndian.PutUint64(b[8:], binary.BigEndian.Uint64(b[8:])+n)
 	return netip.AddrFrom16(b)
 }
+
+// vipTaken: node took address a, which this node held (engine goroutine): with an SA
+// moved from here, or taken over from a node that died, whose address this node had
+// claimed as spare meanwhile (its key was free between the death and the take-over): a
+// spare one is handed out no more.
+func (c *clusterRole) vipTaken(a netip.Addr, node string) {
+	spare, inUse := c.d.engine.RevokeVIP(a)
+	if spare {
+		c.d.log.Info("cluster: a spare virtual IP is another node's now (an SA that has it lives there)", "vip", a, "node", node)
+	} else if inUse {
+		c.d.log.Debug("cluster: a virtual IP in use here is another node's now (its SA moved there)", "vip", a, "node", node)
+	}
+}
