@@ -544,21 +544,43 @@ func (c *Coordinator) classify(ev *clientv3.Event) (Event, bool) {
 
 // Owners returns the owner of every SA the cluster knows.
 func (c *Coordinator) Owners(ctx context.Context) (map[SAKey]string, error) {
+	owners, _, err := c.OwnersStates(ctx)
+	return owners, err
+}
+
+// SealedState is an SA's state as etcd has it, with the revision that wrote it.
+type SealedState struct {
+	data []byte
+	Rev  int64
+}
+
+// OwnersStates is Owners with every SA's state as read in the same request (for
+// TakeOver without reading each again: OpenState).
+func (c *Coordinator) OwnersStates(ctx context.Context) (map[SAKey]string, map[SAKey]SealedState, error) {
 	resp, err := c.cli.Get(ctx, c.prefix+"sas/", clientv3.WithPrefix())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make(map[SAKey]string)
+	owners, states := make(map[SAKey]string), make(map[SAKey]SealedState)
 	for _, kv := range resp.Kvs {
-		rest, ok := strings.CutSuffix(strings.TrimPrefix(string(kv.Key), c.prefix+"sas/"), "/owner")
-		if !ok {
+		id, what, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), c.prefix+"sas/"), "/")
+		sa, err := ParseSAKey(id)
+		if !ok || err != nil {
 			continue
 		}
-		if sa, err := ParseSAKey(rest); err == nil {
-			out[sa] = string(kv.Value)
+		switch what {
+		case "owner":
+			owners[sa] = string(kv.Value)
+		case "state":
+			states[sa] = SealedState{data: kv.Value, Rev: kv.ModRevision}
 		}
 	}
-	return out, nil
+	return owners, states, nil
+}
+
+// OpenState opens the state of sa that OwnersStates read.
+func (c *Coordinator) OpenState(sa SAKey, s SealedState) ([]byte, error) {
+	return c.key.Open(c.stateKey(sa), s.data)
 }
 
 // StateRev returns sa's state, opened, with the revision that wrote it (for TakeOver);

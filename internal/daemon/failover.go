@@ -314,7 +314,7 @@ func (c *clusterRole) takeOrphans(ctx context.Context, own, all bool) {
 	if !c.d.cfg.Cluster.Failover || c.offline.Load() || c.d.clock.Now().UnixNano() < c.quietUntil.Load() {
 		return // no member, or just back (fencing.go): nothing is taken over
 	}
-	owners, err := c.co.Owners(ctx)
+	owners, states, err := c.co.OwnersStates(ctx)
 	if err != nil {
 		c.d.log.Warn("cluster: reading the SAs' owners", "err", err)
 		return
@@ -345,16 +345,20 @@ func (c *clusterRole) takeOrphans(ctx context.Context, own, all bool) {
 			c.d.log.Info("cluster: taking over SAs of a node that is gone", "node", dead, "sas", len(share), "of", len(sas))
 		}
 		for _, sa := range share {
-			c.async(saJob(sa), func(ctx context.Context) { c.takeOver(ctx, sa, dead) })
+			sealed := states[sa]
+			c.async(saJob(sa), func(ctx context.Context) { c.takeOver(ctx, sa, dead, sealed) })
 		}
 	}
 }
 
-// takeOver takes SA sa of node dead over (jobs goroutine): its state with new leases and
-// this node as owner in one transaction, then the engine continues it.
-func (c *clusterRole) takeOver(ctx context.Context, sa cluster.SAKey, dead string) {
-	raw, rev, err := c.co.StateRev(ctx, sa)
-	if err != nil || raw == nil {
+// takeOver takes SA sa of node dead over (jobs goroutine): its state (sealed, as read
+// with the owners) with new leases and this node as owner in one transaction, then the
+// engine continues it. Should the state have changed since it was read, another node
+// took it first.
+func (c *clusterRole) takeOver(ctx context.Context, sa cluster.SAKey, dead string, sealed cluster.SealedState) {
+	rev := sealed.Rev
+	raw, err := c.co.OpenState(sa, sealed)
+	if rev == 0 || err != nil || raw == nil {
 		c.d.log.Warn("cluster: an orphaned SA has no readable state", "sa", sa, "node", dead, "err", err)
 		return
 	}
