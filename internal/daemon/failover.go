@@ -80,6 +80,9 @@ type failover struct {
 	// rekeyed maps an IKE SA rekeyed in the batch being applied to its successor: the
 	// rekey's answer, sent on the old SA, waits for the new SA's first snapshot.
 	rekeyed map[uint64]uint64
+	// afterPersist runs once the batch's snapshots are queued (persist): etcd jobs of
+	// an SA that must come after its snapshot.
+	afterPersist []func()
 }
 
 func newFailover() *failover {
@@ -122,6 +125,11 @@ func (c *clusterRole) persist(sends []ike.Send) {
 	}
 	for _, id := range due {
 		c.writeSnapshot(id)
+	}
+	after := fo.afterPersist
+	fo.afterPersist = nil
+	for _, f := range after {
+		f()
 	}
 }
 

@@ -162,13 +162,18 @@ func (c *clusterRole) espMoved(id uint64) {
 }
 
 // arrived: the peer of IKE SA id (key), imported here, arrived and its ESP goes there.
+// The node it came from is told once our answer to the peer's UPDATE_SA_ADDRESSES is
+// on its way (after this batch's snapshot, failover.go): the peer sends its ESP there
+// until it has that answer, and the node forgets the SA a grace after it is told.
 func (c *clusterRole) arrived(id uint64, key cluster.SAKey) {
 	if c.d.inner != nil {
 		c.d.inner.arrived(id)
 	}
-	c.async(saJob(key), func(ctx context.Context) {
-		if _, err := c.co.MarkArrived(ctx, key); err != nil {
-			c.d.log.Warn("cluster: marking an SA arrived", "sa", key, "err", err)
-		}
+	c.fo.afterPersist = append(c.fo.afterPersist, func() {
+		c.async(saJob(key), func(ctx context.Context) {
+			if _, err := c.co.MarkArrived(ctx, key); err != nil {
+				c.d.log.Warn("cluster: marking an SA arrived", "sa", key, "err", err)
+			}
+		})
 	})
 }
