@@ -192,7 +192,7 @@ func (e *Engine) handedOverMessage(sa *IKESA, data []byte, h *wire.Header) {
 
 // importPending makes the request st.Pending, sealed by the exporter, sa's own
 // outstanding one: resent from here, byte for byte, until it is answered.
-func (e *Engine) importPending(now time.Time, sa *IKESA, p *PendingState) *request {
+func (e *Engine) importPending(now time.Time, sa *IKESA, p *PendingState) {
 	kind := reqSwitch
 	if p.Opaque {
 		kind = reqOpaque
@@ -200,7 +200,6 @@ func (e *Engine) importPending(now time.Time, sa *IKESA, p *PendingState) *reque
 	r := &request{exchange: wire.ExchangeType(p.Exchange), msgID: p.MessageID, data: cloneAll(p.Data), kind: kind,
 		sentAt: now, nextAt: now.Add(e.retransmitDelay(0))}
 	sa.win.pending = r
-	return r
 }
 
 func cloneAll(b [][]byte) [][]byte {

@@ -93,18 +93,13 @@ func (e *Engine) TakeOver(now time.Time, st SAState, home netip.AddrPort) (uint6
 		p.Opaque = true
 		st.Pending = &p
 	}
-	pl, err := e.planImport(&st)
+	sa, pl, err := e.importState(now, &st)
 	if err != nil {
 		return 0, nil, err
 	}
-	sa := e.importedSA(&st, pl)
-	e.store.add(sa)
-	e.store.indexPeer(sa)
-	e.installImported(sa, &st, pl)
-	if st.Pending != nil {
-		e.sendReq(sa, e.importPending(now, sa, st.Pending))
+	if r := sa.win.pending; r != nil {
+		e.sendReq(sa, r) // the dead node's request, resent from here at once
 	}
-	e.keylogIKE(sa)
 	e.log.Info("IKE SA taken over", "conn", pl.conn.Name, "sa", sa.id, "peer", sa.remote, "id", sa.remoteID.String(),
 		"children", len(sa.children), "home", home)
 	if ds, err := sa.pm.HandOff(now, home.Addr()); err == nil {

@@ -216,23 +216,33 @@ func utcPath(s mobike.Snapshot) mobike.Snapshot {
 // to someone else here or in no pool of the connection, or whose keys do not fit its
 // suites. It returns the new SA's id with the actions (it differs from the exporter's).
 func (e *Engine) Import(now time.Time, st SAState) (uint64, []Action, error) {
-	pl, err := e.planImport(&st)
+	sa, pl, err := e.importState(now, &st)
 	if err != nil {
 		return 0, nil, err
 	}
-	// Nothing is refused from here on.
-	sa := e.importedSA(&st, pl)
-	e.store.add(sa)
-	e.store.indexPeer(sa)
-	e.installImported(sa, &st, pl)
-	if st.Pending != nil {
-		e.importPending(now, sa, st.Pending)
-	}
-	e.keylogIKE(sa)
 	e.log.Info("IKE SA imported", "conn", pl.conn.Name, "sa", sa.id, "peer", sa.remote, "id", sa.remoteID.String(),
 		"children", len(sa.children), "proposal", sa.suite.String())
 	e.schedule(sa)
 	return sa.id, e.take(), nil
+}
+
+// importState checks st (Import's refusals) and registers its SA: its virtual IPs and
+// Child SAs installed, its pending request (if any) its own outstanding one, its key
+// log line written. Nothing is refused once it registers anything.
+func (e *Engine) importState(now time.Time, st *SAState) (*IKESA, *importPlan, error) {
+	pl, err := e.planImport(st)
+	if err != nil {
+		return nil, nil, err
+	}
+	sa := e.importedSA(st, pl)
+	e.store.add(sa)
+	e.store.indexPeer(sa)
+	e.installImported(sa, st, pl)
+	if st.Pending != nil {
+		e.importPending(now, sa, st.Pending)
+	}
+	e.keylogIKE(sa)
+	return sa, pl, nil
 }
 
 // importPlan is what planImport found acceptable in a state: the connection, the

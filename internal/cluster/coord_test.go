@@ -140,19 +140,7 @@ func TestClaimRace(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	counts := [2]int{}
-	for j := range n {
-		switch {
-		case won[0][j] && won[1][j]:
-			t.Fatalf("SA %d claimed by both", j)
-		case !won[0][j] && !won[1][j]:
-			t.Fatalf("SA %d claimed by neither", j)
-		case won[0][j]:
-			counts[0]++
-		default:
-			counts[1]++
-		}
-	}
+	counts := tally(t, won, "claimed")
 	for i, c := range nodes {
 		owned, err := c.Owned(ctx(t))
 		if err != nil || len(owned) != counts[i] {
@@ -324,4 +312,24 @@ func TestWatchFromJoin(t *testing.T) {
 			t.Fatal("the SA given before the watch was not reported")
 		}
 	}
+}
+
+// tally counts the SAs each of two racing nodes won, failing the test for one won by
+// both or by neither.
+func tally(t *testing.T, won [][]bool, what string) [2]int {
+	t.Helper()
+	counts := [2]int{}
+	for j := range won[0] {
+		switch {
+		case won[0][j] && won[1][j]:
+			t.Fatalf("SA %d %s by both", j, what)
+		case !won[0][j] && !won[1][j]:
+			t.Fatalf("SA %d %s by neither", j, what)
+		case won[0][j]:
+			counts[0]++
+		default:
+			counts[1]++
+		}
+	}
+	return counts
 }

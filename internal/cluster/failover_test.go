@@ -104,19 +104,7 @@ func TestTakeOverRace(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	counts := [2]int{}
-	for j := range n {
-		switch {
-		case won[0][j] && won[1][j]:
-			t.Fatalf("SA %d taken by both", j)
-		case !won[0][j] && !won[1][j]:
-			t.Fatalf("SA %d taken by neither", j)
-		case won[0][j]:
-			counts[0]++
-		default:
-			counts[1]++
-		}
-	}
+	counts := tally(t, won, "taken")
 	for i, c := range nodes {
 		owned, err := c.Owned(ctx(t))
 		if err != nil || len(owned) != counts[i] {
