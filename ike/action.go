@@ -106,7 +106,8 @@ type RemoveOutbound struct {
 // (responder) for an IKE SA; Remove is set when they are released.
 type VirtualIPs struct {
 	IKESA  uint64
-	Local  bool // the addresses are ours (put them on the TUN device)
+	Conn   string // the SA's connection
+	Local  bool   // the addresses are ours (put them on the TUN device)
 	Addrs  []netip.Addr
 	DNS    []netip.Addr
 	Remove bool

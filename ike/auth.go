@@ -353,6 +353,7 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	}
 	sa.state = stateEstablished
 	sa.estab = now
+	e.connUp(sa) // keepup.go
 	e.store.indexPeer(sa)
 	sa.initReq, sa.initResp, sa.initCopies = nil, nil, nil
 	var peerAddrs, announced []netip.Addr

@@ -247,7 +247,7 @@ func (e *Engine) respondChild(now time.Time, sa *IKESA, ps []wire.Payload) ([]wi
 			return nil, err.Error()
 		}
 		if len(sa.vips) > 0 {
-			e.emit(VirtualIPs{IKESA: sa.id, Local: false, Addrs: sa.vips, DNS: sa.vipDNS})
+			e.emit(VirtualIPs{IKESA: sa.id, Conn: connName(sa), Local: false, Addrs: sa.vips, DNS: sa.vipDNS})
 		}
 		e.installChild(now, sa, c, keys, false, false)
 		var spiB [4]byte
@@ -309,7 +309,7 @@ func (e *Engine) initiatorChild(now time.Time, sa *IKESA, ps []wire.Payload) str
 	sa.firstChildIn = 0
 	if len(vips) > 0 {
 		sa.vips, sa.vipDNS = vips, dns
-		e.emit(VirtualIPs{IKESA: sa.id, Local: true, Addrs: vips, DNS: dns})
+		e.emit(VirtualIPs{IKESA: sa.id, Conn: connName(sa), Local: true, Addrs: vips, DNS: dns})
 	}
 	c.ni, c.nr = sa.ni, sa.nr
 	e.installChild(now, sa, c, keys, true, false)

@@ -105,7 +105,10 @@ func (e *Engine) checkPeerAuth(sa *IKESA, conn *Conn, ps []wire.Payload, id *wir
 		}
 		// The identity we expect must be in the peer's certificate too (a peer may
 		// present its DN while we name it by a subjectAltName, or the reverse).
-		if want, byAddr, ok := expectedPeerID(conn, sa.remote.Addr()); ok && !cert.IDMatches(&want, leaf) {
+		if want, byAddr, ok := expectedPeerID(conn, sa.remote.Addr(), sa.host); ok && !cert.IDMatches(&want, leaf) {
+			if sa.host != "" && want.IDType == wire.ID_FQDN {
+				return fmt.Errorf("the certificate of %s does not carry the gateway's host name %s as a DNS subjectAltName", subjectOf(leaf), sa.host)
+			}
 			if byAddr {
 				return fmt.Errorf("the certificate of %s does not carry the peer's address %s as an IP subjectAltName "+
 					"(the connection names no remote id, so the peer's address is its identity)", subjectOf(leaf), want.String())
@@ -131,9 +134,13 @@ func subjectOf(c *x509.Certificate) string {
 // with concrete remote addresses (a client), the peer's address (byAddr), unless the
 // connection accepts any certificate of its CAs (RemotePolicy.AnyID). A connection that
 // accepts any peer address (a gateway) expects no particular identity (ok false).
-func expectedPeerID(conn *Conn, peer netip.Addr) (id wire.ID, byAddr, ok bool) {
+func expectedPeerID(conn *Conn, peer netip.Addr, host string) (id wire.ID, byAddr, ok bool) {
 	if !anyID(conn.RemoteID) {
 		return wire.IDFromString(conn.RemoteID), false, true
+	}
+	if conn.RemoteAuth == AuthPubkey && host != "" && !conn.RemotePolicy.AnyID {
+		// Reached by a host name: the certificate must be for that name.
+		return wire.ID{IDType: wire.ID_FQDN, Data: []byte(host)}, false, true
 	}
 	if conn.RemoteAuth == AuthPubkey && len(conn.RemoteAddrs) > 0 && !conn.RemotePolicy.AnyID && peer.IsValid() {
 		return addrID(peer), true, true

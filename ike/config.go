@@ -98,6 +98,9 @@ type Conn struct {
 	Name        string
 	LocalAddrs  []netip.Addr // initiator: source (empty = route lookup); responder: addresses it accepts on (empty = all)
 	RemoteAddrs []netip.Addr // initiator: the peer; responder: accepted peers (empty = any)
+	// RemoteHosts (initiator): the peer's host names, resolved before each attempt to
+	// keep the connection up (hosts.go); their addresses follow RemoteAddrs.
+	RemoteHosts []string
 	RemotePort  uint16
 
 	Proposals []wire.Proposal // IKE proposals in preference order

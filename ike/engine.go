@@ -42,7 +42,13 @@ type Engine struct {
 	drainTo  []netip.Addr
 
 	timers timerHeap
-	out    []Action
+	// retries are the kept-up connections that are not up (keepup.go).
+	retries map[string]*connRetry
+	// resolving are the kept-up connections waiting for their host names, hostAddrs
+	// what those resolved to (hosts.go).
+	resolving map[string]bool
+	hostAddrs map[string]resolvedHosts
+	out       []Action
 
 	// deleted keeps our answers to the peers' Deletes of IKE SAs that are gone, for
 	// their retransmissions.

@@ -120,6 +120,7 @@ func (e *Engine) Delete(now time.Time, id uint64) ([]Action, error) {
 	for sa.state == stateEstablished && sa.rekeyedTo != nil && e.store.live(sa.rekeyedTo) {
 		sa = sa.rekeyedTo
 	}
+	e.stopKeepingUp(sa)
 	e.deleteIKESA(now, sa, "deleted")
 	return e.take(), nil
 }
@@ -129,6 +130,7 @@ func (e *Engine) DeleteConn(now time.Time, name string) (int, []Action) {
 	n := 0
 	for _, sa := range e.sorted() {
 		if sa.conn != nil && sa.conn.Name == name {
+			e.stopKeepingUp(sa)
 			e.deleteIKESA(now, sa, "deleted")
 			n++
 		}
@@ -138,7 +140,9 @@ func (e *Engine) DeleteConn(now time.Time, name string) (int, []Action) {
 
 // DeleteAll deletes every IKE SA (shutdown).
 func (e *Engine) DeleteAll(now time.Time) []Action {
+	e.retries = nil
 	for _, sa := range e.sorted() {
+		sa.restarting = false
 		e.deleteIKESA(now, sa, "shutdown")
 	}
 	return e.take()

@@ -38,7 +38,7 @@ func (e *Engine) InitiateTo(now time.Time, name string, remote netip.Addr) (uint
 	if conn == nil {
 		return 0, nil, fmt.Errorf("no connection named %q", name)
 	}
-	if !slices.Contains(conn.RemoteAddrs, remote) {
+	if !slices.Contains(e.peerAddrs(conn), remote) {
 		return 0, nil, fmt.Errorf("connection %q: %v is not among its remote addresses", name, remote)
 	}
 	id, err := e.initiateTo(now, conn, remote, netip.Addr{})
@@ -49,19 +49,21 @@ func (e *Engine) InitiateTo(now time.Time, name string, remote netip.Addr) (uint
 func (e *Engine) StartAll(now time.Time) []Action {
 	for _, c := range e.cfg.Connections {
 		if c.StartAction == "start" {
-			if _, err := e.initiate(now, c); err != nil {
-				e.log.Warn("cannot start connection", "conn", c.Name, "err", err)
-			}
+			e.keepUp(now, c, "start") // keepup.go
 		}
 	}
 	return e.take()
 }
 
 func (e *Engine) initiate(now time.Time, conn *Conn) (uint64, error) {
-	if len(conn.RemoteAddrs) == 0 {
+	addrs := e.peerAddrs(conn)
+	if len(addrs) == 0 {
+		if len(conn.RemoteHosts) > 0 {
+			return 0, fmt.Errorf("connection %q: its host names %v are not resolved", conn.Name, conn.RemoteHosts)
+		}
 		return 0, fmt.Errorf("connection %q has no remote address to initiate to", conn.Name)
 	}
-	return e.initiateTo(now, conn, conn.RemoteAddrs[0], netip.Addr{})
+	return e.initiateTo(now, conn, addrs[0], netip.Addr{})
 }
 
 // initiateTo starts connection conn toward remoteAddr; redirectedFrom, if valid, is the
@@ -87,6 +89,7 @@ func (e *Engine) initiateTo(now time.Time, conn *Conn, remoteAddr, redirectedFro
 		created:        now,
 		firstChild:     conn.Children[0],
 		redirectedFrom: redirectedFrom,
+		host:           e.hostOf(conn, remoteAddr),
 	}
 	// strongSwan's rule: a peer on port 500 starts there and floats to 4500 for
 	// IKE_AUTH; a peer on any other port is spoken to from our NAT-T port from the start.
@@ -208,7 +211,7 @@ const maxInitCopies = 8
 // addresses when retransmitting it, so that a gateway given several addresses is
 // reachable through any of them.
 func (e *Engine) rotateInit(sa *IKESA, r *request) {
-	addrs := sa.conn.RemoteAddrs
+	addrs := e.peerAddrs(sa.conn)
 	if len(addrs) < 2 || len(sa.initCopies) >= maxInitCopies {
 		return
 	}
@@ -221,6 +224,7 @@ func (e *Engine) rotateInit(sa *IKESA, r *request) {
 		}
 		sa.local = netip.AddrPortFrom(local, sa.local.Port())
 		sa.remote = netip.AddrPortFrom(next, sa.remote.Port())
+		sa.host = e.hostOf(sa.conn, next)
 		data := e.initMessage(sa, sa.local, sa.remote)
 		sa.initCopies = append(sa.initCopies, initCopy{local: sa.local, remote: sa.remote, data: data})
 		r.data = [][]byte{data}

@@ -39,6 +39,7 @@ func (e *Engine) SetLocalAddrs(now time.Time, addrs []netip.Addr) []Action {
 		}
 	}
 	e.reevaluateAll(now, "address change")
+	e.resumeHeld(now) // keepup.go
 	return e.take()
 }
 
@@ -64,6 +65,7 @@ func (e *Engine) SetClusterAddrs(now time.Time, addrs []netip.Addr) []Action {
 // address the routing table picks for their peer.
 func (e *Engine) RoutesChanged(now time.Time) []Action {
 	e.reevaluateAll(now, "route change")
+	e.resumeHeld(now) // keepup.go
 	return e.take()
 }
 
@@ -80,7 +82,7 @@ func (e *Engine) host() mobike.Host {
 }
 
 // mobilityPolicy is a connection's configuration for its SAs' path managers.
-func mobilityPolicy(c *Conn) mobike.Policy {
+func (e *Engine) mobilityPolicy(c *Conn) mobike.Policy {
 	return mobike.Policy{
 		Announce:     c.Announce,
 		SwitchAccept: c.SwitchAccept,
@@ -88,7 +90,7 @@ func mobilityPolicy(c *Conn) mobike.Policy {
 		SwitchLimit:  c.SwitchLimit,
 		SwitchHold:   c.SwitchHold,
 		LocalAddrs:   c.LocalAddrs,
-		RemoteAddrs:  c.RemoteAddrs,
+		RemoteAddrs:  e.peerAddrs(c), // hosts.go
 	}
 }
 
@@ -109,7 +111,7 @@ func (e *Engine) startPathManager(sa *IKESA, peerAddrs, announced []netip.Addr) 
 	sa.authLocal, sa.authRemote = sa.local, sa.remote
 	sa.pm = mobike.New(mobike.Config{
 		Role:        role,
-		Policy:      mobilityPolicy(sa.conn),
+		Policy:      e.mobilityPolicy(sa.conn),
 		Mobike:      sa.mobike,
 		PeerRMobike: sa.peerRMobike,
 		Path:        mobike.Path{Local: sa.local, Remote: sa.remote},

@@ -88,7 +88,10 @@ type IKESA struct {
 	replaces       *IKESA
 	// (The flags are kept together: the struct stays within a smaller size class.)
 	fragment   bool // IKE fragmentation negotiated (RFC 7383)
-	restarting bool // initiated to replace an SA lost to DPD or a peer's delete
+	restarting bool // initiated to keep its connection up (keepup.go)
+	held       bool // its requests are held: the host has no route to the peer (keepup.go)
+	// host is the gateway's host name the initiator reached it by (hosts.go), or "".
+	host string
 	// redirectedAway (responder): we redirected the peer in IKE_AUTH (Drain); the SA,
 	// with no Child SA, waits for the peer's Delete.
 	redirectedAway bool

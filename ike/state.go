@@ -375,7 +375,7 @@ func (e *Engine) importedSA(st *SAState, pl *importPlan) *IKESA {
 	}
 	sa.pm = mobike.Restore(mobike.Config{
 		Role:        role,
-		Policy:      mobilityPolicy(conn),
+		Policy:      e.mobilityPolicy(conn),
 		Mobike:      sa.mobike,
 		PeerRMobike: sa.peerRMobike,
 		Rand:        e.rand,
@@ -397,7 +397,7 @@ func (e *Engine) installImported(sa *IKESA, st *SAState, pl *importPlan) {
 				sa.pool = leases[i]
 			}
 		}
-		e.emit(VirtualIPs{IKESA: sa.id, Local: sa.origInitiator, Addrs: sa.vips, DNS: sa.vipDNS})
+		e.emit(VirtualIPs{IKESA: sa.id, Conn: connName(sa), Local: sa.origInitiator, Addrs: sa.vips, DNS: sa.vipDNS})
 	}
 	p := e.espPath(sa)
 	for i, c := range children {

@@ -169,7 +169,7 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 	if len(sa.vips) > 0 {
 		// Ours (we are the original initiator) or the peer's, whatever a rekey made of
 		// the RFC 7296 roles.
-		e.emit(VirtualIPs{IKESA: sa.id, Local: sa.origInitiator, Addrs: sa.vips, Remove: true})
+		e.emit(VirtualIPs{IKESA: sa.id, Conn: connName(sa), Local: sa.origInitiator, Addrs: sa.vips, Remove: true})
 		if sa.origInitiator {
 			sa.vips = nil
 		} else {
@@ -199,6 +199,9 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 			kind = EventDeleted
 		}
 		e.emit(Event{IKESA: sa.id, Conn: name, Kind: kind, Reason: reason})
+	}
+	if !wasUp {
+		e.attemptFailed(now, sa, reason) // keepup.go
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 // Tick runs the timers that are due at now.
 func (e *Engine) Tick(now time.Time) []Action {
 	e.deleted.expire(now)
+	e.runRetries(now)
 	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
 		t := heap.Pop(&e.timers).(timerEntry)
 		sa := t.sa
@@ -35,14 +36,18 @@ func (e *Engine) Tick(now time.Time) []Action {
 
 // NextDeadline returns when Tick should be called next, if any timer is armed.
 func (e *Engine) NextDeadline() (time.Time, bool) {
+	at, ok := e.retryDeadline()
 	for len(e.timers) > 0 {
 		t := e.timers[0]
 		if t.sa.wakeAt.Equal(t.at) && e.store.live(t.sa) {
-			return t.at, true
+			if !ok || t.at.Before(at) {
+				at, ok = t.at, true
+			}
+			break
 		}
 		heap.Pop(&e.timers)
 	}
-	return time.Time{}, false
+	return at, ok
 }
 
 func (e *Engine) onTimer(now time.Time, sa *IKESA) {
@@ -103,6 +108,9 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 // a responder's return routability check up (mobike.Manager.Exhausted) or the peer
 // dead. It reports whether sa is still there.
 func (e *Engine) retransmit(now time.Time, sa *IKESA, r *request) bool {
+	if e.holdOffline(now, sa, r) { // keepup.go
+		return true
+	}
 	if r.tries >= e.cfg.Retransmit.Tries {
 		if sa.pm != nil && sa.state == stateEstablished {
 			if ds, again := sa.pm.Exhausted(now, r.check); again {
@@ -233,12 +241,9 @@ func (e *Engine) peerDead(now time.Time, sa *IKESA) {
 	case wasUp && conn.DPDAction == "restart":
 		e.log.Info("restarting connection after DPD failure", "conn", conn.Name)
 		e.restart(now, conn)
-	case !wasUp && sa.restarting:
-		// A restart attempt found the peer still away: keep trying, paced by the
-		// retransmission schedule.
-		e.log.Info("peer still unreachable; trying again", "conn", conn.Name)
-		e.restart(now, conn)
 	}
+	// An attempt to keep the connection up that found the peer away is tried again
+	// after a backoff (removeSA, keepup.go).
 }
 
 // currentConn is the connection of c's name in the configuration as it is now (a
@@ -255,14 +260,7 @@ func (e *Engine) currentConn(c *Conn) *Conn {
 // an SA established before a reload restarts with the reloaded identities, proposals
 // and CRLs, or not at all once its connection is gone.
 func (e *Engine) restart(now time.Time, conn *Conn) {
-	id, err := e.initiate(now, conn)
-	if err != nil {
-		e.log.Warn("restart failed", "conn", conn.Name, "err", err)
-		return
-	}
-	if sa := e.store.get(id); sa != nil {
-		sa.restarting = true
-	}
+	e.keepUp(now, conn, "restart")
 }
 
 // timerHeap orders SA wake-ups; stale entries are skipped when popped.

@@ -113,6 +113,14 @@ func (l *lab) ns(name string) string {
 	n := l.prefix + "-" + name
 	l.run("ip", "netns", "add", n)
 	l.nss = append(l.nss, n)
+	// Its own resolv.conf, which ip netns exec mounts over /etc/resolv.conf: a client
+	// applies the DNS servers its gateway assigns there (dns: apply), not on the host.
+	if err := os.MkdirAll("/etc/netns/"+n, 0o755); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := os.WriteFile("/etc/netns/"+n+"/resolv.conf", []byte("# mobikevpn integration test "+n+"\nnameserver 192.0.2.53\n"), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
 	l.exec(n, "ip", "link", "set", "lo", "up")
 	// IPv6 addresses usable at once, no duplicate address detection delays.
 	l.exec(n, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
@@ -164,6 +172,7 @@ func (l *lab) cleanup() {
 	}
 	for _, n := range l.nss {
 		exec.Command("ip", "netns", "del", n).Run()
+		os.RemoveAll("/etc/netns/" + n)
 	}
 }
 

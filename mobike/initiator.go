@@ -394,3 +394,14 @@ func (m *Manager) PeerRequest(now time.Time, at Path) []Decision {
 	ds := []Decision{Note{Kind: NoteInfo, Msg: "the peer sends to an address of ours the SA left: telling it where we are", Path: at}}
 	return append(ds, m.reissueOn(m.ike, "the peer used an address we left")...)
 }
+
+// Resume is the initiator's return after the host was offline (no route to the peer):
+// it tells the responder where the SA is now with an UPDATE_SA_ADDRESSES on the path
+// the routing table picks (its NAT mapping, or our address, may be new), even when that
+// is the path it had.
+func (m *Manager) Resume(now time.Time, why string) []Decision {
+	if m.role != Initiator || !m.mobike {
+		return nil
+	}
+	return m.commit(now, m.ike, why)
+}

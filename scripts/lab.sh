@@ -33,6 +33,7 @@ lab_cleanup() {
 	done
 	for n in cl rt gw; do
 		ip netns del "$LAB-$n" 2>/dev/null || true
+		rm -rf "/etc/netns/$LAB-$n"
 	done
 	[ -n "${LAB_KEEP:-}" ] || rm -rf "$LAB_DIR"
 }
@@ -52,6 +53,10 @@ lab_create() {
 	local n
 	for n in cl rt gw; do
 		ip netns add "$LAB-$n"
+		# Its own resolv.conf (ip netns exec mounts it over /etc/resolv.conf): a client
+		# applies the DNS servers its gateway assigns there, not on the host.
+		mkdir -p "/etc/netns/$LAB-$n"
+		printf '# mobikevpn lab %s\nnameserver 192.0.2.53\n' "$LAB-$n" >"/etc/netns/$LAB-$n/resolv.conf"
 		lab_ns $n ip link set lo up
 		lab_ns $n sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
 			net.ipv6.conf.default.router_solicitations=0

@@ -18,6 +18,10 @@ type NetlinkConfigurator struct {
 	mu      sync.Mutex
 	h       *netlink.Handle
 	changes []change
+	// policy, when set, puts the routes in their own table (policy_linux.go); rules
+	// are the address families whose rule is installed.
+	policy *PolicyRouting
+	rules  []int
 }
 
 func newNativeConfigurator() (Configurator, error) { return NewNetlinkConfigurator() }
@@ -72,8 +76,8 @@ func addrOf(p netip.Prefix) *netlink.Addr {
 	return &netlink.Addr{IPNet: ipNet(p), Flags: unix.IFA_F_NODAD}
 }
 
-func routeOf(l netlink.Link, p netip.Prefix) *netlink.Route {
-	return &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipNet(p), Scope: netlink.SCOPE_LINK}
+func routeOf(l netlink.Link, p netip.Prefix, table int) *netlink.Route {
+	return &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipNet(p), Scope: netlink.SCOPE_LINK, Table: table}
 }
 
 // AddAddress assigns p to dev.
@@ -90,7 +94,16 @@ func (c *NetlinkConfigurator) AddRoute(dev string, p netip.Prefix) error {
 		return err
 	}
 	p = p.Masked()
-	return c.add(change{route: true, dev: dev, p: p}, func(l netlink.Link) error { return c.h.RouteAdd(routeOf(l, p)) })
+	return c.add(change{route: true, dev: dev, p: p}, func(l netlink.Link) error {
+		if err := c.h.RouteAdd(routeOf(l, p, c.table())); err != nil {
+			return err
+		}
+		fam := unix.AF_INET6
+		if p.Addr().Is4() {
+			fam = unix.AF_INET
+		}
+		return c.ensureRule(fam)
+	})
 }
 
 func (c *NetlinkConfigurator) add(ch change, do func(netlink.Link) error) error {
@@ -153,7 +166,7 @@ func (c *NetlinkConfigurator) undo(ch change) error {
 		return fmt.Errorf("tun: remove %v: %w", ch, err)
 	}
 	if ch.route {
-		err = c.h.RouteDel(routeOf(l, ch.p))
+		err = c.h.RouteDel(routeOf(l, ch.p, c.table()))
 	} else {
 		err = c.h.AddrDel(l, addrOf(ch.p))
 	}
@@ -176,6 +189,9 @@ func (c *NetlinkConfigurator) Close() error {
 		errs = append(errs, c.undo(ch))
 	}
 	c.changes = nil
+	if c.policy != nil {
+		errs = append(errs, c.removeRules())
+	}
 	c.h.Close()
 	c.h = nil
 	return errors.Join(errs...)

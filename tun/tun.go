@@ -93,6 +93,19 @@ func NewConfigurator(hook string) (Configurator, error) {
 	return newNativeConfigurator()
 }
 
+// PolicyRouting is where a configurator that routes by policy (Linux:
+// NetlinkConfigurator.UsePolicyRouting) puts its routes: Table, consulted for every
+// packet without Mark, by a rule of Priority (before the main table's 32766).
+type PolicyRouting struct {
+	Table    int
+	Mark     uint32
+	Priority int
+}
+
+// DefaultPolicyRouting is the daemon's: table and mark 4555 (RFC 4555, MOBIKE), the
+// rule at priority 4555.
+var DefaultPolicyRouting = PolicyRouting{Table: 4555, Mark: 4555, Priority: 4555}
+
 // change is one thing a Configurator did, for undoing.
 type change struct {
 	route bool

@@ -520,3 +520,17 @@ func parseControl(oob []byte) (dst netip.Addr, seg int) {
 	}
 	return dst, seg
 }
+
+// SetMark implements Marker: SO_MARK (needs CAP_NET_ADMIN).
+func (c *linuxConn) SetMark(mark uint32) error {
+	var serr error
+	if err := c.rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return os.NewSyscallError("setsockopt SO_MARK", serr)
+	}
+	return nil
+}

@@ -235,3 +235,28 @@ func unsafeBytes(u []uint64) []byte {
 func sockaddrBytes(sa *unix.RawSockaddrInet6, n uint32) []byte {
 	return append([]byte(nil), (*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(sa))[:n]...)
 }
+
+// TestSetMark: SO_MARK is set on the socket (read back with getsockopt).
+func TestSetMark(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_NET_ADMIN) for SO_MARK")
+	}
+	c, err := ListenAddr(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := SetMark(c, 4555); err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	var gerr error
+	if err := c.(*linuxConn).rc.Control(func(fd uintptr) {
+		got, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK)
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if got != 4555 {
+		t.Fatalf("SO_MARK %d, want 4555", got)
+	}
+}

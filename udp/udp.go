@@ -3,7 +3,10 @@
 // SAs leave from the right address.
 package udp
 
-import "net/netip"
+import (
+	"fmt"
+	"net/netip"
+)
 
 // Message is one datagram in a batch.
 //
@@ -52,6 +55,22 @@ type Conn interface {
 }
 
 // Offloader is implemented by the Conns that can use UDP segmentation offloads (Linux):
+// Marker is a Conn whose packets can carry a firewall mark (Linux SO_MARK), so that
+// policy routing and packet filters tell them from everything else (the daemon's
+// IKE and ESP in a full tunnel).
+type Marker interface {
+	SetMark(mark uint32) error
+}
+
+// SetMark marks every packet c sends with mark; a Conn that cannot is an error.
+func SetMark(c Conn, mark uint32) error {
+	m, ok := c.(Marker)
+	if !ok {
+		return fmt.Errorf("udp: %T cannot mark its packets (SO_MARK is Linux only)", c)
+	}
+	return m.SetMark(mark)
+}
+
 // GSO lets one send carry many datagrams, GRO lets one read return many.
 type Offloader interface {
 	// SetOffload turns GSO on writes and GRO on reads on or off and reports which are

@@ -203,8 +203,11 @@ type Connection struct {
 	LocalAddrs  []netip.Addr // empty: any
 	RemoteAddrs []netip.Addr // concrete peer addresses; empty when RemoteAny
 	RemoteAny   bool         // remote_addrs is %any or empty: accept any peer address
-	RemotePort  uint16       // default Ports.IKE
-	Proposals   []string     // IKE proposals, strongSwan syntax; default ["default"]
+	// RemoteHosts are the host names in remote_addrs (an initiator's), resolved before
+	// each attempt; all their A and AAAA records are candidates.
+	RemoteHosts []string
+	RemotePort  uint16   // default Ports.IKE
+	Proposals   []string // IKE proposals, strongSwan syntax; default ["default"]
 	// IKEProposals are Proposals parsed, in order: what the engine uses.
 	IKEProposals []wire.Proposal
 	Mobike       bool // default true
@@ -251,6 +254,14 @@ type Connection struct {
 	// Initiator reports that remote_addrs is a concrete list, so that this end can
 	// initiate the connection.
 	Initiator bool
+
+	// KillSwitch (kill_switch, a client's): nothing toward the tunnel's remote
+	// selectors leaves through the underlay but IKE/ESP to the gateway, whether the
+	// tunnel is up or not.
+	KillSwitch bool
+	// DNS (dns, a client's): "apply" (default) configures the DNS servers the gateway
+	// assigns while the SA is up; "ignore" does not.
+	DNS string
 }
 
 // Child is one Child SA configuration of a connection.

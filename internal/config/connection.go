@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -40,6 +41,7 @@ var connectionKeys = []string{
 	"local_addrs", "remote_addrs", "remote_port", "proposals", "mobike", "rmobike",
 	"additional_addrs", "switch_accept", "switch_limit", "switch_hold", "rmobike_notify", "encap", "dpd_delay", "dpd_action", "close_action",
 	"rekey_time", "pools", "vips", "local", "remote", "start_action", "children", "max_children",
+	"kill_switch", "dns",
 }
 
 func (p *parser) connection(f field, cfg *Config) (*Connection, error) {
@@ -68,6 +70,7 @@ func (p *parser) connection(f field, cfg *Config) (*Connection, error) {
 		RekeyTime:              DefaultIKERekeyTime,
 		StartAction:            "none",
 		MaxChildren:            DefaultMaxChildren,
+		DNS:                    "apply",
 	}
 	if err := p.apply(o, p.connectionSettings(o, c, cfg)); err != nil {
 		return nil, err
@@ -96,6 +99,14 @@ func (p *parser) connectionSettings(o *obj, c *Connection, cfg *Config) []settin
 		{key: "dpd_delay", read: durationKey(&c.DPDDelay)},
 		{key: "rekey_time", read: durationKey(&c.RekeyTime)},
 		{key: "dpd_action", read: enumKey(&c.DPDAction, "clear", "restart", "none")},
+		{check: func() error {
+			if !o.has("dpd_action") && c.Initiator {
+				c.DPDAction = "restart" // a client stays up by itself
+			}
+			return nil
+		}},
+		{key: "kill_switch", read: clientKey(c, "kill_switch", boolKey(&c.KillSwitch))},
+		{key: "dns", read: clientKey(c, "dns", enumKey(&c.DNS, "apply", "ignore"))},
 		{key: "close_action", read: enumKey(&c.CloseAction, "none", "restart")},
 		{key: "pools", read: func(p *parser, v val) error { return p.connectionPools(v, c, cfg) }},
 		{key: "vips", read: into((*parser).vips, c)},
@@ -147,10 +158,10 @@ func (p *parser) remoteAddrs(v val, c *Connection) error {
 				return p.ierr(it, "%%any must be the only entry; give either %%any or a list of addresses")
 			}
 		}
-		if c.RemoteAddrs, err = p.addrs(items, false); err != nil {
+		if c.RemoteAddrs, c.RemoteHosts, err = p.addrsOrHosts(items); err != nil {
 			return err
 		}
-		c.RemoteAny = len(c.RemoteAddrs) == 0
+		c.RemoteAny = len(c.RemoteAddrs) == 0 && len(c.RemoteHosts) == 0
 	}
 	c.Initiator = !c.RemoteAny
 	return nil
@@ -326,4 +337,65 @@ func (p *parser) startAction(v val, c *Connection) error {
 		return p.verr(v, "a responder (remote_addrs %%any or empty) cannot start the connection; set remote_addrs to the peer's address(es) or use start_action: none")
 	}
 	return nil
+}
+
+// clientKey reads a key only a client (a connection with remote_addrs) may have.
+func clientKey(c *Connection, key string, read reader) reader {
+	return func(p *parser, v val) error {
+		if !c.Initiator {
+			return p.verr(v, "%s is a client setting: the connection has no remote_addrs to connect to", key)
+		}
+		return read(p, v)
+	}
+}
+
+// addrsOrHosts parses remote_addrs: unique addresses and host names (an item that is
+// not an address must be a valid DNS name).
+func (p *parser) addrsOrHosts(items []item) ([]netip.Addr, []string, error) {
+	var addrs []netip.Addr
+	var hosts []string
+	for _, it := range items {
+		if _, err := netip.ParseAddr(it.s); err != nil && !strings.ContainsAny(it.s, ":/") {
+			h := strings.ToLower(strings.TrimSuffix(it.s, "."))
+			if !validHostName(h) {
+				return nil, nil, p.ierr(it, "%q is neither an IP address nor a valid host name", it.s)
+			}
+			if slices.Contains(hosts, h) {
+				return nil, nil, p.ierr(it, "%s is listed twice", h)
+			}
+			hosts = append(hosts, h)
+			continue
+		}
+		a, err := p.addr(it, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		if slices.Contains(addrs, a) {
+			return nil, nil, p.ierr(it, "%s is listed twice", a)
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs, hosts, nil
+}
+
+// validHostName reports whether h is a DNS host name (RFC 1123): dot-separated labels
+// of letters, digits and inner hyphens, at most 63 octets each and 253 in all, not all
+// digits in the last label.
+func validHostName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	labels := strings.Split(h, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.Trim(last, "0123456789") != ""
 }

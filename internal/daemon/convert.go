@@ -48,6 +48,7 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 		Name:        c.Name,
 		LocalAddrs:  c.LocalAddrs,
 		RemoteAddrs: c.RemoteAddrs,
+		RemoteHosts: c.RemoteHosts,
 		RemotePort:  c.RemotePort,
 		Mobike:      c.Mobike,
 		RMobike:     c.RMobike,

@@ -63,6 +63,16 @@ type Deps struct {
 	// Reachable the local addresses that can reach it (see ike.Config). nil: unknown.
 	SourceAddr func(remote netip.Addr) (netip.Addr, error)
 	Reachable  func(remote netip.Addr) []netip.Addr
+	// PolicyRouting: Net routes through its own table, which the daemon's marked IKE
+	// and ESP sockets bypass, so a remote selector may cover the gateway's address (a
+	// full tunnel). Without it such a selector is not routed.
+	PolicyRouting bool
+	// DNS configures the DNS servers the gateways assign (client.go); nil: they are
+	// only logged. KillSwitch is the kill switch; nil: none (kill_switch refused by
+	// the caller). LookupHost resolves a gateway's host name; nil: none.
+	DNS        HostDNS
+	KillSwitch KillSwitch
+	LookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // shutdownGrace bounds how long the daemon waits for the peers to answer its Deletes.
@@ -98,6 +108,8 @@ type daemon struct {
 	cl *clusterRole
 	// inner announces the peers' virtual IPs to the protected side (nil: not).
 	inner *innerWorker
+	// client is the host's DNS and kill switch of a client (client.go).
+	client clientHost
 }
 
 // Daemon is a running VPN: the engine, the datapath, the TUN device's addresses and
@@ -233,6 +245,11 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 		stopCluster := d.startCluster()
 		defer stopCluster() // after Shutdown below: the SAs it deletes are released
 	}
+	stopClient, err := d.startClient() // client.go
+	if err != nil {
+		return err
+	}
+	defer stopClient() // after Shutdown below: the kill switch stays until the SAs are gone
 	log.Info("mobikevpn running", "tun", d.devNm, "ike_port", cfg.Ports.IKE, "natt_port", cfg.Ports.NATT, "control", cfg.Control)
 	d.apply(d.engine.StartAll(d.clock.Now()))
 	err = drv.Run(ctx)
@@ -395,6 +412,8 @@ func (d *daemon) apply(actions []ike.Action) {
 			d.removeOutbound(a)
 		case ike.VirtualIPs:
 			d.virtualIPs(a)
+		case ike.Resolve:
+			d.resolveHosts(a) // client.go
 		case ike.IKEKeysLog:
 			if d.keys != nil {
 				if err := d.keys.ikeSA(a); err != nil {
@@ -528,7 +547,7 @@ func (d *daemon) installOutbound(a ike.InstallOutbound) {
 	var routes []netip.Prefix
 	for _, t := range a.RemoteTS {
 		for _, p := range t.Prefixes() {
-			if p.Contains(a.Remote.Addr()) {
+			if p.Contains(a.Remote.Addr()) && !d.deps.PolicyRouting {
 				d.log.Warn("remote traffic selector covers the peer's own address: not routing it through the tunnel", "ts", p, "peer", a.Remote.Addr())
 				continue
 			}
@@ -559,9 +578,7 @@ func (d *daemon) virtualIPs(a ike.VirtualIPs) {
 		}
 		return
 	}
-	if len(a.DNS) > 0 && !a.Remove {
-		d.log.Info("the peer assigned DNS servers; configure them with the updown hook or the system's resolver", "dns", a.DNS)
-	}
+	d.clientVIPs(a) // client.go
 	for _, v := range a.Addrs {
 		p := netip.PrefixFrom(v, v.BitLen())
 		if a.Remove {

@@ -14,9 +14,15 @@ import (
 // without a default route, a container bridge) is left out: announcing it to a peer
 // (MOBIKE's ADDITIONAL_IP*_ADDRESS) would only give it a path that cannot work. Only
 // global unicast addresses of dst's family count.
-func Reachable(dst netip.Addr) ([]netip.Addr, error) { return reachable(netlink.Handle{}, dst) }
+func Reachable(dst netip.Addr) ([]netip.Addr, error) { return reachable(netlink.Handle{}, dst, 0) }
 
-func reachable(h netlink.Handle, dst netip.Addr) ([]netip.Addr, error) {
+// ReachableMarked is Reachable for packets carrying mark (the daemon's IKE and ESP,
+// which policy routing keeps out of the tunnel's own table).
+func ReachableMarked(dst netip.Addr, mark uint32) ([]netip.Addr, error) {
+	return reachable(netlink.Handle{}, dst, mark)
+}
+
+func reachable(h netlink.Handle, dst netip.Addr, mark uint32) ([]netip.Addr, error) {
 	dst = dst.Unmap()
 	family := unix.AF_INET6
 	if dst.Is4() {
@@ -45,7 +51,7 @@ func reachable(h netlink.Handle, dst netip.Addr) ([]netip.Addr, error) {
 			add(nh.LinkIndex)
 		}
 	}
-	if rs, err := h.RouteGet(dst.AsSlice()); err == nil {
+	if rs, err := h.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{Mark: mark}); err == nil {
 		for _, r := range rs {
 			add(r.LinkIndex)
 		}

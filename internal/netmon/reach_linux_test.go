@@ -55,7 +55,7 @@ func TestReachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	got, err := reachable(*h, netip.MustParseAddr("198.51.100.1"))
+	got, err := reachable(*h, netip.MustParseAddr("198.51.100.1"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,10 +64,10 @@ func TestReachable(t *testing.T) {
 	}
 	// No IPv6 route beyond the on-link prefix: nothing reaches an IPv6 gateway elsewhere,
 	// while a neighbour on the prefix is reached from up0.
-	if got, _ := reachable(*h, netip.MustParseAddr("2001:db8:2::1")); len(got) != 0 {
+	if got, _ := reachable(*h, netip.MustParseAddr("2001:db8:2::1"), 0); len(got) != 0 {
 		t.Errorf("reachable toward 2001:db8:2::1: %v, want none", got)
 	}
-	if got, _ := reachable(*h, netip.MustParseAddr("2001:db8:1::1")); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("2001:db8:1::10")}) {
+	if got, _ := reachable(*h, netip.MustParseAddr("2001:db8:1::1"), 0); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("2001:db8:1::10")}) {
 		t.Errorf("reachable toward 2001:db8:1::1: %v", got)
 	}
 }

@@ -21,3 +21,6 @@ func Reachable(dst netip.Addr) ([]netip.Addr, error) {
 	}
 	return out, nil
 }
+
+// ReachableMarked is Reachable: there are no packet marks here.
+func ReachableMarked(dst netip.Addr, _ uint32) ([]netip.Addr, error) { return Reachable(dst) }

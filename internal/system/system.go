@@ -92,6 +92,10 @@ func Open(cfg *config.Config, log *slog.Logger, serveControl bool) (daemon.Deps,
 			return netmon.WatchLog(ctx, name, log.With("part", "netmon"), report)
 		},
 	}
+	if err := openClient(cfg, log, netcfg, slices.Concat(ikeConns, nattConns), &deps); err != nil { // client.go
+		closeAll()
+		return daemon.Deps{}, nil, err
+	}
 	if serveControl {
 		ctl := cfg.Control
 		if ctl == "" {
