@@ -258,3 +258,178 @@ func TestClientKillSwitch(t *testing.T) {
 	}
 	_ = gw
 }
+
+// TestClientDNSAndHostName: the client names its gateway by a host name (resolved from
+// its hosts file to two addresses, a dead one and the gateway's: both are tried), and
+// applies the DNS server the gateway assigns (dns: apply, the default): a query for a
+// name only that server knows is answered through the tunnel. On exit the
+// resolv.conf is restored byte for byte; after SIGKILL the next start restores it.
+func TestClientDNSAndHostName(t *testing.T) {
+	l := newClientLab(t)
+	self, _ := os.Executable()
+	l.exec(l.gw, "ip", "addr", "add", "198.18.0.53/32", "dev", "lo")
+	dns := l.start("dns", l.gw, "env", "MOBIKEVPN_HELPER=dnsserver", self, "198.18.0.53:53", "www.example.test", inet4)
+	if !waitFor(5*time.Second, func() bool { return strings.Contains(dns.output(), "listening") }) {
+		t.Fatalf("dns server: %s", dns.output())
+	}
+	resolvConf := "/etc/netns/" + l.cl + "/resolv.conf"
+	orig, err := os.ReadFile(resolvConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, "/etc/netns/"+l.cl+"/hosts", "198.51.100.77 vpn.example.test\n198.51.100.1 vpn.example.test\n")
+	writeFile(t, l.gwCfg, l.fullTunnelGateway(""))
+	cfg := strings.Replace(l.fullTunnelClient("vpn.example.test", ""), "start_action: none", "start_action: start", 1)
+	writeFile(t, l.clCfg, cfg)
+	gw, cl := l.runDaemons()
+	if !waitFor(30*time.Second, func() bool { return installedChild(t, l.clSock) }) {
+		t.Fatalf("the client did not connect to vpn.example.test:\n%s", cl.output())
+	}
+	if st := status(t, l.clSock); !strings.HasPrefix(st.IKESAs[0].Remote, "198.51.100.1:") {
+		t.Errorf("connected to %s, want vpn.example.test's live address 198.51.100.1", st.IKESAs[0].Remote)
+	}
+	if !strings.Contains(cl.output(), "resolved the gateway's host names") {
+		t.Errorf("the client's log does not show the resolution")
+	}
+	applied, _ := os.ReadFile(resolvConf)
+	if !strings.Contains(string(applied), "nameserver 198.18.0.53") {
+		t.Fatalf("resolv.conf with the tunnel up:\n%s", applied)
+	}
+	out := l.exec(l.cl, "getent", "hosts", "www.example.test")
+	if !strings.Contains(out, inet4) {
+		t.Fatalf("getent hosts www.example.test: %q", out)
+	}
+	if !strings.Contains(dns.output(), "query www.example.test. TypeA from 198.18.100.") {
+		t.Errorf("the DNS server did not get the query from the virtual IP (through the tunnel):\n%s", dns.output())
+	}
+	t.Logf("www.example.test resolved through the tunnel: %s", strings.TrimSpace(out))
+	cl.signal(syscall.SIGTERM)
+	if _, ok := cl.wait(10 * time.Second); !ok {
+		t.Fatal("client did not exit")
+	}
+	if after, _ := os.ReadFile(resolvConf); string(after) != string(orig) {
+		t.Fatalf("resolv.conf not restored on exit:\n%s\nwant:\n%s", after, orig)
+	}
+	// Killed: the next start puts the original back before anything else.
+	cl2 := l.start("client2", l.cl, binary(t), "run", "-c", l.clCfg)
+	if !waitFor(30*time.Second, func() bool {
+		b, _ := os.ReadFile(resolvConf)
+		return strings.Contains(string(b), "nameserver 198.18.0.53")
+	}) {
+		t.Fatalf("second client did not apply the DNS server:\n%s", cl2.output())
+	}
+	cl2.signal(syscall.SIGKILL)
+	cl2.wait(5 * time.Second)
+	writeFile(t, l.clCfg, strings.Replace(cfg, "    start_action: start\n", "    start_action: none\n    dns: ignore\n", 1))
+	cl3 := l.start("client3", l.cl, binary(t), "run", "-c", l.clCfg)
+	if !waitFor(10*time.Second, func() bool { return status(t, l.clSock) != nil }) {
+		t.Fatalf("third client did not start:\n%s", cl3.output())
+	}
+	if after, _ := os.ReadFile(resolvConf); string(after) != string(orig) {
+		t.Errorf("resolv.conf not restored at the start after SIGKILL:\n%s", after)
+	}
+	if !strings.Contains(cl3.output(), "restored the DNS configuration a previous run left behind") {
+		t.Errorf("the third client's log does not say it restored resolv.conf")
+	}
+	_ = gw
+}
+
+// TestClientOfflineTwoMinutes: the laptop's only link goes down for two minutes (lid
+// closed) under a ping through the full tunnel, then comes back with its routes (as
+// DHCP would bring them). Nobody touches the client: its SA was held, not lost, and
+// resumes by MOBIKE at once (the gateway kept it: its liveness check gives up after
+// about 170 s). The figure is the time from the routes' return to the first reply.
+func TestClientOfflineTwoMinutes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two minutes offline")
+	}
+	l := newClientLab(t)
+	writeFile(t, l.gwCfg, l.fullTunnelGateway(""))
+	writeFile(t, l.clCfg, strings.Replace(l.fullTunnelClient("198.51.100.1", ""), "start_action: none", "start_action: start", 1))
+	gw, cl := l.runDaemons()
+	if !waitFor(20*time.Second, func() bool { return installedChild(t, l.clSock) }) {
+		t.Fatalf("the client did not connect:\n%s", cl.output())
+	}
+	before := status(t, l.clSock).IKESAs[0]
+	f := l.startFlow(l.cl, inet4, 200*time.Millisecond)
+	time.Sleep(2 * time.Second)
+	// The IPv6 address stays while the link is down (as the IPv4 one does); without it
+	// the test would have to play SLAAC.
+	l.exec(l.cl, "sysctl", "-qw", "net.ipv6.conf.eth0.keep_addr_on_down=1")
+	l.exec(l.cl, "ip", "link", "set", "eth0", "down")
+	time.Sleep(2 * time.Minute)
+	l.exec(l.cl, "ip", "link", "set", "eth0", "up")
+	l.exec(l.cl, "ip", "route", "add", "default", "via", "192.0.2.1", "dev", "eth0")
+	back := time.Now()
+	// IPv6 takes a moment to put the link's prefix back.
+	if !waitFor(10*time.Second, func() bool {
+		return exec.Command("ip", "netns", "exec", l.cl, "ip", "-6", "route", "add", "default", "via", "2001:db8:1::1", "dev", "eth0").Run() == nil
+	}) {
+		t.Fatal("no IPv6 default route after the link came back")
+	}
+	var first time.Time
+	if !waitFor(60*time.Second, func() bool {
+		for _, r := range f.all {
+			if r.at.After(back) {
+				first = r.at
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no ping through the tunnel within 60 s of the network's return:\nclient:\n%s", lastLines(withoutControl(cl.output()), 60))
+	}
+	f.stop()
+	after := status(t, l.clSock).IKESAs
+	resumed := len(after) == 1 && after[0].SPIi == before.SPIi
+	how := "re-created"
+	if resumed {
+		how = "resumed by MOBIKE (same IKE SA)"
+	}
+	t.Logf("two minutes offline: traffic through the tunnel again %v after the network came back; SA %s",
+		first.Sub(back).Round(time.Millisecond), how)
+	if !resumed {
+		t.Errorf("the SA was %s; the gateway still had it, MOBIKE should have resumed it (before %s, after %+v)", how, before.SPIi, after)
+	}
+	if gs := status(t, l.gwSock).IKESAs; len(gs) != 1 {
+		t.Errorf("the gateway has %d IKE SAs, want 1", len(gs))
+	}
+	if !strings.Contains(cl.output(), "holding the SA until the network is back") || !strings.Contains(cl.output(), "network back: resuming the SA") {
+		t.Errorf("the client's log does not show the SA held and resumed")
+	}
+	_ = gw
+}
+
+// TestInteropFullTunnel: our full-tunnel client against a strongSwan gateway (its
+// pool 198.18.200.0/24, local_ts 0.0.0.0/0): the client's traffic to a host in no
+// split selector goes through strongSwan, none around it.
+func TestInteropFullTunnel(t *testing.T) {
+	l := newClientLab(t)
+	l.exec(l.rt, "ip", "route", "add", "198.18.200.0/24", "via", "198.51.100.1")
+	l.nft(l.inet, `table inet count2 {
+		chain in { type filter hook input priority 0;
+			ip saddr 198.18.200.0/24 counter comment "tunnel4"
+		}
+	}`)
+	o := swGatewayOpts(nil, nil)
+	o.Conns[0].Children[0].LocalTS = []string{"0.0.0.0/0"}
+	startStrongSwan(l.lab, l.gw, "gateway", o)
+	writeFile(t, l.clCfg, strings.Replace(l.fullTunnelClient("198.51.100.1", ""), `vips: [0.0.0.0, "::"]`, "vips: [0.0.0.0]", 1))
+	cl := l.start("client", l.cl, binary(t), "run", "-c", l.clCfg)
+	if !waitFor(10*time.Second, func() bool { return status(t, l.clSock) != nil }) {
+		t.Fatalf("client did not start:\n%s", cl.output())
+	}
+	if out, err := exec.Command(binary(t), "up", "home", "--control", l.clSock).CombinedOutput(); err != nil {
+		t.Fatalf("up: %v\n%s\n%s", err, out, cl.output())
+	}
+	out, err := exec.Command("ip", "netns", "exec", l.cl, "ping", "-c", "3", "-i", "0.2", "-W", "2", inet4).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ping %s through strongSwan: %v\n%s", inet4, err, out)
+	}
+	c := l.nftCounters(l.inet, "inet count2")
+	leaked, _ := l.counts()
+	if c["tunnel4"] < 3 || leaked != 0 {
+		t.Fatalf("inet got %d pings from strongSwan's pool and %d from the client's own addresses, want 3 and 0", c["tunnel4"], leaked)
+	}
+	t.Logf("full tunnel through strongSwan: %d pings to %s came from the pool, none around it", c["tunnel4"], inet4)
+}

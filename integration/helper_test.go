@@ -91,6 +91,9 @@ func helperMain(role string, args []string) int {
 	if role == "udpsend" {
 		return udpsendMain(args)
 	}
+	if role == "dnsserver" {
+		return dnsserverMain(args)
+	}
 	fmt.Fprintln(os.Stderr, "unknown helper", role)
 	return 2
 }

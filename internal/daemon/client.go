@@ -246,3 +246,35 @@ func (d *daemon) conn(name string) *config.Connection {
 	}
 	return nil
 }
+
+// resolveForUp resolves the host names of connection name, if it has any, before a
+// person's `up` initiates it: every `up` looks them up afresh.
+func (d *daemon) resolveForUp(ctx context.Context, name string) error {
+	var hosts []string
+	if err := d.run(ctx, func(time.Time) {
+		if c := d.cfg.Connection(name); c != nil {
+			hosts = slices.Clone(c.RemoteHosts)
+		}
+	}); err != nil || len(hosts) == 0 {
+		return err
+	}
+	if d.deps.LookupHost == nil {
+		return fmt.Errorf("connection %q: no resolver for its host names %v", name, hosts)
+	}
+	found := make(map[string][]netip.Addr)
+	var errs []error
+	for _, h := range hosts {
+		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+		addrs, err := d.deps.LookupHost(rctx, h)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		found[h] = addrs
+	}
+	if len(found) == 0 {
+		return fmt.Errorf("connection %q: resolving %v: %w", name, hosts, errors.Join(errs...))
+	}
+	return d.run(ctx, func(now time.Time) { d.apply(d.engine.Resolved(now, name, found, nil)) })
+}

@@ -142,6 +142,9 @@ func (d *daemon) drops(m map[string]uint64) {
 // Up implements control.Handler: it returns once the IKE SA and its first Child SA are
 // established, or with the reason they are not.
 func (d *daemon) Up(ctx context.Context, name string) error {
+	if err := d.resolveForUp(ctx, name); err != nil { // client.go
+		return err
+	}
 	events := make(chan ike.Event, 1)
 	var initErr error
 	up := false
