@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -51,6 +52,7 @@ func openClient(cfg *config.Config, log *slog.Logger, netcfg tun.Configurator, c
 			}
 		}
 		deps.PolicyRouting = true
+		warnStrictRPFilter(log)
 		deps.SourceAddr = func(remote netip.Addr) (netip.Addr, error) { return markedSourceAddr(remote, p.Mark) }
 		deps.Reachable = func(remote netip.Addr) []netip.Addr {
 			addrs, err := netmon.ReachableMarked(remote, p.Mark)
@@ -171,4 +173,18 @@ func markedSourceAddr(remote netip.Addr, mark uint32) (netip.Addr, error) {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
+
+// warnStrictRPFilter warns when strict reverse path filtering is on: the kernel then
+// checks an arriving packet's source against the routes an unmarked packet would take,
+// and drops the gateway's IKE and ESP once the tunnel's routes cover its address.
+func warnStrictRPFilter(log *slog.Logger) {
+	for _, key := range []string{"all", "default"} {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + key + "/rp_filter")
+		if err == nil && strings.TrimSpace(string(b)) == "1" {
+			log.Warn("strict reverse path filtering is on: a full tunnel (or selectors covering the gateway) will drop the gateway's packets; "+
+				"set net.ipv4.conf.all.rp_filter and net.ipv4.conf.default.rp_filter to 2 (loose)", "sysctl", "net.ipv4.conf."+key+".rp_filter")
+			return
+		}
+	}
 }
