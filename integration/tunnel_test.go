@@ -286,6 +286,7 @@ func checkStatus(t *testing.T, m map[string]any, role, name, local, remote, loca
 		"name": name, "role": role, "state": "established", "local": local, "remote": remote,
 		"local_id": localID, "remote_id": remoteID, "proposal": "aes128gcm16-prfsha256-x25519",
 		"mobike": true, "rmobike": true, "nat_local": false, "encap": true,
+		"udp_encap": "forced", // no NAT on the path: forced by encap, not "behind NAT"
 	}
 	for k, v := range want {
 		if sa[k] != v {

@@ -230,20 +230,25 @@ type Runtime struct {
 
 // IKESA describes one IKE SA.
 type IKESA struct {
-	ID                  uint64   `json:"id"`
-	Name                string   `json:"name"`
-	Role                string   `json:"role"`  // initiator or responder
-	State               string   `json:"state"` // e.g. connecting, established, rekeying, deleting
-	Local               string   `json:"local"` // current outer endpoint, IPv6 as [addr]:port
-	Remote              string   `json:"remote"`
-	LocalID             string   `json:"local_id"`
-	RemoteID            string   `json:"remote_id"`
-	SPIi                string   `json:"spi_i"` // hex
-	SPIr                string   `json:"spi_r"`
-	Proposal            string   `json:"proposal"`
-	NATLocal            bool     `json:"nat_local"`
-	NATRemote           bool     `json:"nat_remote"`
-	Encap               bool     `json:"encap"` // UDP encapsulation forced (fake NAT-D) by this end
+	ID        uint64 `json:"id"`
+	Name      string `json:"name"`
+	Role      string `json:"role"`  // initiator or responder
+	State     string `json:"state"` // e.g. connecting, established, rekeying, deleting
+	Local     string `json:"local"` // current outer endpoint, IPv6 as [addr]:port
+	Remote    string `json:"remote"`
+	LocalID   string `json:"local_id"`
+	RemoteID  string `json:"remote_id"`
+	SPIi      string `json:"spi_i"` // hex
+	SPIr      string `json:"spi_r"`
+	Proposal  string `json:"proposal"`
+	NATLocal  bool   `json:"nat_local"`
+	NATRemote bool   `json:"nat_remote"`
+	Encap     bool   `json:"encap"` // UDP encapsulation forced (fake NAT-D) by this end
+	// UDPEncap says why ESP is in UDP: "nat" (a NAT detected in front of us),
+	// "forced" (this end forces it, no NAT detected here), "peer" (only the peer's
+	// NAT detection differs: a NAT in front of it, or it forces encapsulation), or
+	// "none" (none of these: the userspace datapath encapsulates all the same).
+	UDPEncap            string   `json:"udp_encap"`
 	Mobike              bool     `json:"mobike"`
 	RMobike             bool     `json:"rmobike"`
 	PeerAdditionalAddrs []string `json:"peer_additional_addrs"`

@@ -537,7 +537,7 @@ func TestJSONNames(t *testing.T) {
 	var a, b map[string]any
 	json.Unmarshal(example, &a)
 	json.Unmarshal(out, &b)
-	extensions := []string{"encap"}
+	extensions := []string{"encap", "udp_encap"}
 	for _, sa := range b["ike_sas"].([]any) {
 		for _, k := range extensions {
 			if _, ok := sa.(map[string]any)[k]; !ok {
@@ -582,7 +582,7 @@ func TestFormatStatus(t *testing.T) {
 	}
 	want := `home #3: established, initiator, up 42s
   local:       192.0.2.10:4500 (alice@example.org)
-  remote:      [2001:db8::1]:4500 (gw.example.org), behind NAT
+  remote:      [2001:db8::1]:4500 (gw.example.org), NAT detection differs (a NAT in front of it, or it forces UDP encapsulation)
   ike:         aes128gcm16-prfsha256-x25519, spi_i 8f2c, spi_r 11aa
   mobike:      yes, rmobike yes
   peer addrs:  203.0.113.1
@@ -643,4 +643,31 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("re-decode of %s: %+v %v", b, again, err)
 		}
 	})
+}
+
+// TestEncapReason (issue 16): forced encapsulation without a NAT is not reported as a
+// NAT; a NAT in front of us wins; the peer's differing NAT detection alone says so.
+func TestEncapReason(t *testing.T) {
+	for _, tc := range []struct {
+		natLocal, natRemote, encap bool
+		want                       string
+	}{
+		{false, false, false, "none"},
+		{false, true, true, "forced"}, // both ends force: the peer's fake NAT-D too
+		{true, true, true, "nat"},
+		{false, true, false, "peer"},
+	} {
+		if got := EncapReason(tc.natLocal, tc.natRemote, tc.encap); got != tc.want {
+			t.Errorf("EncapReason(%v, %v, %v) = %q, want %q", tc.natLocal, tc.natRemote, tc.encap, got, tc.want)
+		}
+	}
+	var buf bytes.Buffer
+	st := sampleStatus()
+	st.IKESAs[0].NATRemote, st.IKESAs[0].Encap = true, true
+	if err := FormatStatus(&buf, st); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "behind") {
+		t.Errorf("forced encapsulation shown as a NAT:\n%s", buf.String())
+	}
 }

@@ -22,8 +22,8 @@ func FormatStatus(w io.Writer, s *Status) error {
 		}
 		fmt.Fprintf(tw, "%s #%d: %s, %s, up %s\n", sa.Name, sa.ID, sa.State, sa.Role,
 			(time.Duration(sa.EstablishedS) * time.Second).String())
-		fmt.Fprintf(tw, "  local:\t%s (%s)%s\n", dash(sa.Local), dash(sa.LocalID), natNote(sa.NATLocal))
-		fmt.Fprintf(tw, "  remote:\t%s (%s)%s\n", dash(sa.Remote), dash(sa.RemoteID), natNote(sa.NATRemote))
+		fmt.Fprintf(tw, "  local:\t%s (%s)%s\n", dash(sa.Local), dash(sa.LocalID), localNAT(sa))
+		fmt.Fprintf(tw, "  remote:\t%s (%s)%s\n", dash(sa.Remote), dash(sa.RemoteID), remoteNAT(sa))
 		if sa.Encap {
 			fmt.Fprintf(tw, "  encap:\tUDP encapsulation forced\n")
 		}
@@ -79,9 +79,22 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func natNote(b bool) string {
-	if b {
-		return ", behind NAT"
+// localNAT is what the NAT detection says of our side: a NAT in front of us shows in
+// the peer's NAT_DETECTION_DESTINATION_IP, whatever either end forces.
+func localNAT(sa IKESA) string {
+	if sa.NATLocal {
+		return ", behind a NAT (detected)"
+	}
+	return ""
+}
+
+// remoteNAT is what it says of the peer's side: its NAT_DETECTION_SOURCE_IP does not
+// match its address when a NAT is in front of it, and also when it forces UDP
+// encapsulation (a fake NAT-D, as strongSwan's encap=yes and our encap: true send); the
+// two cannot be told apart, so it says both.
+func remoteNAT(sa IKESA) string {
+	if sa.NATRemote {
+		return ", NAT detection differs (a NAT in front of it, or it forces UDP encapsulation)"
 	}
 	return ""
 }
@@ -91,4 +104,17 @@ func tsList(ts []string) string {
 		return "-"
 	}
 	return strings.Join(ts, ",")
+}
+
+// EncapReason is IKESA.UDPEncap for an SA's NAT detection and encap setting.
+func EncapReason(natLocal, natRemote, encap bool) string {
+	switch {
+	case natLocal:
+		return "nat"
+	case encap:
+		return "forced"
+	case natRemote:
+		return "peer"
+	}
+	return "none"
 }

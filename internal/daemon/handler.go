@@ -60,6 +60,7 @@ func (d *daemon) Status(ctx context.Context) (*control.Status, error) {
 			NATLocal:            s.NATLocal,
 			NATRemote:           s.NATRemote,
 			Encap:               s.Encap,
+			UDPEncap:            control.EncapReason(s.NATLocal, s.NATRemote, s.Encap),
 			Mobike:              s.Mobike,
 			RMobike:             s.RMobike,
 			PeerAdditionalAddrs: []string{},
