@@ -231,14 +231,18 @@ func (a *app) cliApp() *cli.App {
 		HideVersion:    true,
 		Writer:         a.stdout,
 		ErrWriter:      a.stderr,
-		Flags:          commonFlags(),
+		Flags:          append(commonFlags(), &cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "print version, commit and Go version"}),
 		OnUsageError:   onUsage,
 		ExitErrHandler: func(*cli.Context, error) {}, // never os.Exit inside the library
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usageErr("unknown command %q; commands: run, status, up, down, switch, version\nRun 'mobikevpn --help' for usage.", c.Args().First())
+			if c.Bool("version") && c.NArg() == 0 {
+				fmt.Fprint(a.stdout, versionText(version, commit, buildInfo()))
+				return nil
 			}
-			return usageErr("missing command; commands: run, status, up, down, switch, version\nRun 'mobikevpn --help' for usage.")
+			if c.NArg() > 0 {
+				return usageErr("unknown command %q; commands: run, check, status, up, down, switch, version\nRun 'mobikevpn --help' for usage.", c.Args().First())
+			}
+			return usageErr("missing command; commands: run, check, status, up, down, switch, version\nRun 'mobikevpn --help' for usage.")
 		},
 		Commands: []*cli.Command{
 			cmd(&cli.Command{
@@ -246,6 +250,12 @@ func (a *app) cliApp() *cli.App {
 				Usage:     "run the daemon in the foreground",
 				ArgsUsage: " ",
 				Action:    a.cmdRun,
+			}),
+			cmd(&cli.Command{
+				Name:      "check",
+				Usage:     "validate the configuration and everything it references, start nothing (exit 0 or 2)",
+				ArgsUsage: " ",
+				Action:    a.cmdCheck,
 			}),
 			cmd(&cli.Command{
 				Name:      "status",
@@ -472,7 +482,7 @@ func (a *app) cmdRun(c *cli.Context) error {
 	if cfg.Control == "" {
 		cfg.Control = config.DefaultControl
 	}
-	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(a.stderr, cfg.LogFormat, level)
 	ctx, reload, stop := a.signals(c.Context)
 	defer stop()
 	if path := a.getenv(envCPUProfile); path != "" {
@@ -671,4 +681,14 @@ func versionCommit(ver, com string, bi *debug.BuildInfo) (string, string) {
 func versionText(ver, com string, bi *debug.BuildInfo) string {
 	ver, com = versionCommit(ver, com, bi)
 	return fmt.Sprintf("mobikevpn %s\ncommit: %s\ngo: %s %s/%s\n", ver, com, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// newLogger is the daemon's logger: log_format text (the default) or json, one
+// record per line on w.
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -547,3 +547,63 @@ func TestMoveAndClusterStatus(t *testing.T) {
 	}
 	h.run("drain", "--control", sock).expect(t, exitFailed, "not moved: bob@example.org")
 }
+
+// TestCheck: `check -c FILE` validates without starting anything: exit 0 with a
+// summary, or 2 with run's message; an updown hook that cannot run is found too.
+func TestCheck(t *testing.T) {
+	h := newHarness()
+	good := writeConfig(t, goodConfig)
+	r := h.run("check", "-c", good)
+	r.expect(t, exitOK, "")
+	if !strings.Contains(r.stdout, good+": configuration OK: 1 connections (0 initiating)") {
+		t.Errorf("check stdout %q", r.stdout)
+	}
+	bad := writeConfig(t, "tun:\n  name: mvpn0\n  mtu: 100\n")
+	h.run("check", "-c", bad).expect(t, exitUsage, bad+":3: tun.mtu: 100 is out of range; allowed: 576..9000")
+	h.run("check").expect(t, exitUsage, "check needs the configuration")
+	hook := filepath.Join(t.TempDir(), "updown")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noexec := writeConfig(t, "updown: "+hook+"\n"+goodConfig)
+	h.run("check", "-c", noexec).expect(t, exitUsage, "updown: "+hook+" is not executable")
+	if h.daemonCfg != nil {
+		t.Error("check started the daemon")
+	}
+}
+
+// TestVersionFlag: --version (and -V) print what `version` prints.
+func TestVersionFlag(t *testing.T) {
+	want := newHarness().run("version").stdout
+	for _, f := range []string{"--version", "-V"} {
+		r := newHarness().run(f)
+		r.expect(t, exitOK, "")
+		if r.stdout != want {
+			t.Errorf("%s: %q, want %q", f, r.stdout, want)
+		}
+	}
+}
+
+// TestLogFormat: log_format json gives one JSON object per line, text the key=value
+// lines; a bad value is a configuration error naming the key.
+func TestLogFormat(t *testing.T) {
+	var buf bytes.Buffer
+	newLogger(&buf, "json", slog.LevelInfo).Info("IKE SA established", "sa", 1, "id", "alice@example.org")
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil || rec["msg"] != "IKE SA established" || rec["id"] != "alice@example.org" || rec["sa"] != float64(1) {
+		t.Errorf("json log line %q: %v %v", buf.String(), rec, err)
+	}
+	buf.Reset()
+	newLogger(&buf, "text", slog.LevelInfo).Info("IKE SA established", "sa", 1)
+	if !strings.Contains(buf.String(), `msg="IKE SA established" sa=1`) {
+		t.Errorf("text log line %q", buf.String())
+	}
+	h := newHarness()
+	cfg := writeConfig(t, "log_format: json\n"+goodConfig)
+	h.run("run", "-c", cfg).expect(t, exitOK, "")
+	if h.daemonCfg == nil || h.daemonCfg.LogFormat != "json" {
+		t.Fatalf("daemon config: %+v", h.daemonCfg)
+	}
+	bad := writeConfig(t, "log_format: xml\n"+goodConfig)
+	h.run("check", "-c", bad).expect(t, exitUsage, "log_format")
+}

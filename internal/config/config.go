@@ -27,6 +27,7 @@ type Config struct {
 	Path            string // the file loaded, absolute
 	Control         string // control socket path (absolute); "" means not set: use DefaultControl
 	LogLevel        string // debug, info, warn or error
+	LogFormat       string // text (default) or json: the logs' slog handler
 	Keylog          string // folder for Wireshark key files (absolute), or ""
 	Ports           Ports
 	TUN             TUN

@@ -45,7 +45,7 @@ var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // topKeys are the keys of the top level, in the order an unknown key's error lists them.
 var topKeys = []string{
-	"control", "log_level", "keylog", "ports", "tun", "updown", "secrets", "pools",
+	"control", "log_level", "log_format", "keylog", "ports", "tun", "updown", "secrets", "pools",
 	"cookie_threshold", "half_open_timeout", "block_threshold", "half_open_limit", "block_ipv6_prefix", "preauth_memory", "retransmit", "fragment_size", "datapath", "connections", "cluster",
 }
 
@@ -60,6 +60,7 @@ func (p *parser) parse(data []byte) (*Config, error) {
 	}
 	cfg := &Config{
 		LogLevel:        DefaultLogLevel,
+		LogFormat:       "text",
 		Ports:           Ports{IKE: DefaultIKEPort, NATT: DefaultNATTPort},
 		TUN:             TUN{Name: DefaultTUNName, MTU: DefaultMTU},
 		CookieThreshold: DefaultCookieThreshold,
@@ -124,6 +125,7 @@ func topSettings(cfg *Config) []setting {
 			return nil
 		}},
 		{key: "log_level", read: enumKey(&cfg.LogLevel, "debug", "info", "warn", "error")},
+		{key: "log_format", read: enumKey(&cfg.LogFormat, "text", "json")},
 		{key: "keylog", read: pathKey(&cfg.Keylog)},
 		{key: "updown", read: fileKey(&cfg.Updown)},
 		{key: "ports", read: into((*parser).ports, &cfg.Ports)},
