@@ -497,7 +497,16 @@ func (a *app) cmdRun(c *cli.Context) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := a.runDaemon(ctx, cfg, log, daemon.Options{Reload: reload}); err != nil {
+	opts := daemon.Options{Reload: reload}
+	if n := newNotifier(a.getenv("NOTIFY_SOCKET"), monotonic); n != nil { // sdnotify.go
+		opts.Notify = func(state string) {
+			if err := n.notify(state); err != nil {
+				log.Warn("telling the service manager", "state", state, "err", err)
+			}
+		}
+		opts.Watchdog = watchdogInterval(a.getenv("WATCHDOG_USEC"), a.getenv("WATCHDOG_PID"), os.Getpid())
+	}
+	if err := a.runDaemon(ctx, cfg, log, opts); err != nil {
 		// What the daemon refuses of the configuration when it starts (e.g. the key log
 		// folder's permissions) is bad configuration too.
 		var ce *config.Error

@@ -200,3 +200,52 @@ func TestUpResolvesHostName(t *testing.T) {
 		t.Fatalf("status after up: %+v", st)
 	}
 }
+
+// TestNotifyStates: the daemon tells its service manager READY=1 once it serves,
+// RELOADING=1 and READY=1 around a reload, WATCHDOG=1 while its engine answers, and
+// STOPPING=1 when it shuts down.
+func TestNotifyStates(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := clocktest.New(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
+	cfg, err := config.Parse([]byte(inprocessGateway), "in-process.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var states []string
+	seen := func(s string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(states, s)
+	}
+	reload := make(chan struct{}, 1)
+	nctx, stop := context.WithCancel(ctx)
+	n := startNodeWith(t, nctx, cfg, memnet.New().Host(netip.MustParseAddr("198.51.100.1")), clk, Options{
+		Reload:   reload,
+		Watchdog: 50 * time.Millisecond,
+		Notify: func(s string) {
+			mu.Lock()
+			states = append(states, s)
+			mu.Unlock()
+		},
+	})
+	waitFor(t, "READY=1 and WATCHDOG=1", func() bool { return seen("READY=1") && seen("WATCHDOG=1") })
+	reload <- struct{}{}
+	waitFor(t, "RELOADING=1", func() bool { return seen("RELOADING=1") })
+	stop()
+	select {
+	case <-n.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not stop")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if states[0] != "READY=1" || states[len(states)-1] != "STOPPING=1" {
+		t.Errorf("states %v: want READY=1 first, STOPPING=1 last", states)
+	}
+	i := slices.Index(states, "RELOADING=1")
+	if i < 0 || i+1 >= len(states) || !slices.Contains(states[i+1:], "READY=1") {
+		t.Errorf("states %v: want READY=1 after RELOADING=1", states)
+	}
+}

@@ -28,6 +28,20 @@ import (
 type Options struct {
 	// Reload delivers SIGHUP: reload the configuration file.
 	Reload <-chan struct{}
+	// Notify tells the service manager how the daemon stands, in systemd's sd_notify
+	// words: "READY=1" once it serves, "RELOADING=1" and "READY=1" around a reload,
+	// "STOPPING=1" when it shuts down, "WATCHDOG=1" (see Watchdog). nil: nobody.
+	Notify func(state string)
+	// Watchdog, when set, has Notify("WATCHDOG=1") sent every Watchdog/2 as long as
+	// the engine's goroutine answers (systemd's WATCHDOG_USEC).
+	Watchdog time.Duration
+}
+
+// notify sends state to opts.Notify, if any.
+func (o Options) notify(state string) {
+	if o.Notify != nil {
+		o.Notify(state)
+	}
 }
 
 // Deps are the parts of the system the daemon runs on. The command line opens the real
@@ -232,7 +246,9 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 				return nil
 			}},
 			{C: opts.Reload, Do: func(time.Time) error {
+				opts.notify("RELOADING=1")
 				d.reload()
+				opts.notify("READY=1")
 				return nil
 			}},
 		}}
@@ -252,7 +268,10 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 	defer stopClient() // after Shutdown below: the kill switch stays until the SAs are gone
 	log.Info("mobikevpn running", "tun", d.devNm, "ike_port", cfg.Ports.IKE, "natt_port", cfg.Ports.NATT, "control", cfg.Control)
 	d.apply(d.engine.StartAll(d.clock.Now()))
+	opts.notify("READY=1")
+	defer d.watchdog(opts)()
 	err = drv.Run(ctx)
+	opts.notify("STOPPING=1")
 	// Delete every IKE SA at its peer and wait a little for the answers, in real time
 	// whatever the engine's clock.
 	if !drv.Shutdown(clock.System{}, shutdownGrace) {
@@ -586,5 +605,37 @@ func (d *daemon) virtualIPs(a ike.VirtualIPs) {
 		} else {
 			d.routes.addAddress(p)
 		}
+	}
+}
+
+// watchdog sends WATCHDOG=1 every opts.Watchdog/2 while the engine's goroutine runs
+// the daemon's commands; the returned function stops it.
+func (d *daemon) watchdog(opts Options) func() {
+	if opts.Watchdog <= 0 || opts.Notify == nil {
+		return func() {}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(opts.Watchdog / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			rctx, cancel := context.WithTimeout(ctx, opts.Watchdog/2)
+			err := d.run(rctx, func(time.Time) {}) // the engine goroutine answers
+			cancel()
+			if err == nil {
+				opts.Notify("WATCHDOG=1")
+			}
+		}
+	}()
+	return func() {
+		stop()
+		<-done
 	}
 }
