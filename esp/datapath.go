@@ -133,7 +133,8 @@ type Datapath struct {
 	in        atomic.Pointer[inTable]
 	out       atomic.Pointer[outTable]
 	mu        sync.Mutex // serialises changes to in and out
-	nextOrder uint64     // installation order of outbound SAs; guarded by mu
+	retired   retiredTraffic
+	nextOrder uint64 // installation order of outbound SAs; guarded by mu
 
 	drops drops
 	kick  chan struct{} // wakes the keepalive goroutine when an SA with keepalives is installed
@@ -484,6 +485,7 @@ func (d *Datapath) RemoveInbound(spi uint32) {
 
 // retireInbound ends sa, just taken out of the table (d.mu held).
 func (d *Datapath) retireInbound(sa *inSA) {
+	d.retired.add(true, &sa.ctr)
 	sa.mu.Lock()
 	if h := sa.hand; h != nil && h.ep == nil {
 		h.release(d) // removed while holding: what it held is gone
@@ -549,6 +551,7 @@ func (d *Datapath) InstallOutbound(child uint64, c SAConfig, local, remote netip
 	e.add(sa)
 	d.out.Store(e.t)
 	if o != nil {
+		d.retired.add(false, &o.ctr)
 		o.suite.wipe() // the replaced SA is removed
 	}
 	if sa.keepalive > 0 {
@@ -570,6 +573,7 @@ func (d *Datapath) RemoveOutbound(child uint64) {
 	e := editOut(old)
 	e.remove(o)
 	d.out.Store(e.t)
+	d.retired.add(false, &o.ctr)
 	o.suite.wipe()
 }
 
@@ -640,6 +644,42 @@ func (d *Datapath) OutboundCounters(child uint64) (Counters, bool) {
 
 // Drops returns the datapath-wide drop counters.
 func (d *Datapath) Drops() DropCounters { return d.drops.snapshot() }
+
+// retiredTraffic is what the SAs removed so far carried (d.mu held to change it).
+type retiredTraffic struct {
+	inBytes, inPackets, outBytes, outPackets uint64
+}
+
+func (r *retiredTraffic) add(in bool, c *saCounters) {
+	if in {
+		r.inBytes += c.bytes.Load()
+		r.inPackets += c.packets.Load()
+	} else {
+		r.outBytes += c.bytes.Load()
+		r.outPackets += c.packets.Load()
+	}
+}
+
+// Totals returns the inner bytes and packets of every SA since the datapath started,
+// removed and replaced ones included (for counters that must only grow: metrics).
+func (d *Datapath) Totals() (in, out Counters) {
+	d.mu.Lock() // the tables and what their removed SAs carried, at one moment
+	r, it, ot := d.retired, d.in.Load(), d.out.Load()
+	d.mu.Unlock()
+	in = Counters{Bytes: r.inBytes, Packets: r.inPackets}
+	out = Counters{Bytes: r.outBytes, Packets: r.outPackets}
+	for _, m := range it.shards {
+		for _, sa := range m {
+			in.Bytes += sa.ctr.bytes.Load()
+			in.Packets += sa.ctr.packets.Load()
+		}
+	}
+	ot.each(func(sa *outSA) {
+		out.Bytes += sa.ctr.bytes.Load()
+		out.Packets += sa.ctr.packets.Load()
+	})
+	return in, out
+}
 
 func (d *Datapath) wakeKeepalives() {
 	select {

@@ -519,6 +519,13 @@ func TestRekeyMidStream(t *testing.T) {
 	if _, ok := p.b.d.InboundCounters(0x1001); ok {
 		t.Fatal("old SA still there")
 	}
+	// The totals keep what the removed and the replaced SAs carried (metrics).
+	if in, _ := p.b.d.Totals(); in.Packets != total || in.Bytes != old.Bytes+cur.Bytes {
+		t.Fatalf("b's inbound totals %+v, want %d packets, %d bytes", in, total, old.Bytes+cur.Bytes)
+	}
+	if _, out := p.a.d.Totals(); out.Packets != total {
+		t.Fatalf("a's outbound totals %+v, want %d packets", out, total)
+	}
 	through(t, p.a, p.b, ipv4Packet("10.0.0.2", "10.1.0.1", protoUDP, 1, 2, nil))
 }
 

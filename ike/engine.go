@@ -33,6 +33,7 @@ type Engine struct {
 	localAddrs, clusterAddrs []netip.Addr
 
 	livenessChecks uint64 // DPD requests sent
+	stats          struct{ childRekeys, cookiesSent, switchesSent uint64 }
 
 	// redirects are the times a connection followed a REDIRECT lately, by name.
 	redirects map[string][]time.Time

@@ -364,6 +364,7 @@ func (e *Engine) admitInit(now time.Time, in *initRequestIn) bool {
 	}
 	switch e.gate.decide(&e.cfg, in.blk, in.proved, len(in.data)) {
 	case demandCookie:
+		e.stats.cookiesSent++
 		e.sendInitError(in.local, remote, in.h, &wire.Notify{NotifyType: wire.COOKIE,
 			Data: e.gate.cookies.make(now, in.ni.Data, remote.Addr(), in.h.SPIi)})
 	case blockedSource:

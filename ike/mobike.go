@@ -399,6 +399,7 @@ func (e *Engine) mobikeRequest(now time.Time, sa *IKESA, at mobike.Path, m *wire
 // (draft-smyslov-ipsecme-ikev2-r-mobike 4.2), replacing a switch request that has not
 // gone out yet. Nothing changes until its UPDATE_SA_ADDRESSES arrives there.
 func (e *Engine) queueSwitch(now time.Time, sa *IKESA, to netip.Addr) {
+	e.stats.switchesSent++
 	sa.win.unqueue(reqSwitch)
 	e.queueRequest(now, sa, &request{
 		exchange: wire.INFORMATIONAL,

@@ -253,6 +253,7 @@ func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childR
 		b.outKeys.wipe()
 	}
 	e.installChild(now, sa, n, keys, true, false)
+	e.stats.childRekeys++
 	e.log.Info("Child SA rekeyed", "sa", sa.id, "child", c.cfg.Name, "old_spi_in", spiHex(c.spiIn), "new_spi_in", spiHex(n.spiIn))
 	if !stillOurs {
 		// The peer deleted c meanwhile (2.25.1): n simply carries the flow on.
@@ -524,6 +525,9 @@ func (e *Engine) respondChildCreate(now time.Time, sa *IKESA, old *ChildSA, m *w
 		// A rekey responder keeps sending on the old SA until the initiator deletes it
 		// (or activateGrace passes): the initiator switches first.
 		e.installChild(now, sa, c, keys, false, old != nil)
+		if old != nil {
+			e.stats.childRekeys++
+		}
 		chosen.SPI = spiBytes(spiIn)
 		out := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.Nonce{Data: nr}}
 		if kePub != nil {

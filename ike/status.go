@@ -140,15 +140,23 @@ type Counts struct {
 	IKESAsCreated   uint64 // IKE SAs created (half-open ones and rekeys included)
 	ChildSAsCreated uint64 // Child SAs installed (rekeys included)
 	LivenessChecks  uint64 // liveness checks (DPD) sent
+	ChildRekeys     uint64 // Child SAs rekeyed (either end starting it)
+	CookiesSent     uint64 // IKE_SA_INITs answered with a COOKIE demand
+	SwitchesSent    uint64 // SWITCH_TO_IP_ADDRESS requests queued
+	// ByState counts the IKE SAs (half-open ones apart) by connection and state.
+	ByState map[[2]string]int
 }
 
 // Count counts the SAs; it costs a pass over them, not a Status.
 func (e *Engine) Count() Counts {
-	c := Counts{IKESAsCreated: e.store.nextSAID, ChildSAsCreated: e.store.nextChildID, LivenessChecks: e.livenessChecks}
+	c := Counts{IKESAsCreated: e.store.nextSAID, ChildSAsCreated: e.store.nextChildID, LivenessChecks: e.livenessChecks,
+		ChildRekeys: e.stats.childRekeys, CookiesSent: e.stats.cookiesSent, SwitchesSent: e.stats.switchesSent,
+		ByState: make(map[[2]string]int)}
 	for sa := range e.store.all() {
 		if sa.state == stateInitDone {
 			continue
 		}
+		c.ByState[[2]string{connName(sa), sa.state.String()}]++
 		c.IKESAs++
 		if sa.state == stateEstablished {
 			c.Established++

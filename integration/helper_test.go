@@ -94,6 +94,9 @@ func helperMain(role string, args []string) int {
 	if role == "dnsserver" {
 		return dnsserverMain(args)
 	}
+	if role == "httpget" {
+		return httpgetMain(args)
+	}
 	fmt.Fprintln(os.Stderr, "unknown helper", role)
 	return 2
 }

@@ -9,6 +9,7 @@ import (
 // dpd_action default (restart; a gateway's stays clear).
 func TestClientKeys(t *testing.T) {
 	dir := writeFiles(t, map[string]string{"gw.yaml": `
+metrics: { listen: "[::1]:9520" }
 secrets: [{ ids: [gw.example.org, alice@example.org], psk: s }]
 connections:
   home:
@@ -24,6 +25,9 @@ connections:
     children: { net: {} }
 `})
 	cfg := mustLoad(t, dir)
+	if cfg.Metrics != "[::1]:9520" {
+		t.Errorf("metrics.listen %q", cfg.Metrics)
+	}
 	var home, rw *Connection
 	for _, c := range cfg.Connections {
 		switch c.Name {

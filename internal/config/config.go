@@ -28,6 +28,7 @@ type Config struct {
 	Control         string // control socket path (absolute); "" means not set: use DefaultControl
 	LogLevel        string // debug, info, warn or error
 	LogFormat       string // text (default) or json: the logs' slog handler
+	Metrics         string // metrics.listen: the Prometheus endpoint's address, or "" (off)
 	Keylog          string // folder for Wireshark key files (absolute), or ""
 	Ports           Ports
 	TUN             TUN

@@ -599,6 +599,8 @@ func TestBadConfigs(t *testing.T) {
 			nil, "connections.home.remote_addrs[0]", `"198.51.100.300" is neither an IP address nor a valid host name`},
 		{"remote host twice", head + "connections:\n  home:\n    remote_addrs: [vpn.example.org,\n      VPN.example.org.] #<\n",
 			nil, "connections.home.remote_addrs[1]", "vpn.example.org is listed twice"},
+		{"metrics bad listen", conn(ok) + "metrics: { listen: localhost:9520 } #<\n", nil, "metrics.listen", "is not an address and port"},
+		{"metrics no listen", conn(ok) + "metrics: {} #<\n", nil, "metrics.listen", "missing; e.g. listen: 127.0.0.1:9520"},
 		{"kill_switch on responder", head + "connections:\n  home:\n    kill_switch: true #<\n", nil, "connections.home.kill_switch", "kill_switch is a client setting"},
 		{"dns bad", head + "connections:\n  home:\n    remote_addrs: [198.51.100.1]\n    dns: maybe #<\n", nil, "connections.home.dns", "use one of: apply, ignore"},
 		{"remote any mixed", head + "connections:\n  home:\n    remote_addrs: [198.51.100.1, \"%any\"] #<\n", nil, "connections.home.remote_addrs[1]", "%any must be the only entry"},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -46,7 +47,7 @@ var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // topKeys are the keys of the top level, in the order an unknown key's error lists them.
 var topKeys = []string{
 	"control", "log_level", "log_format", "keylog", "ports", "tun", "updown", "secrets", "pools",
-	"cookie_threshold", "half_open_timeout", "block_threshold", "half_open_limit", "block_ipv6_prefix", "preauth_memory", "retransmit", "fragment_size", "datapath", "connections", "cluster",
+	"metrics", "cookie_threshold", "half_open_timeout", "block_threshold", "half_open_limit", "block_ipv6_prefix", "preauth_memory", "retransmit", "fragment_size", "datapath", "connections", "cluster",
 }
 
 func (p *parser) parse(data []byte) (*Config, error) {
@@ -155,6 +156,7 @@ func topSettings(cfg *Config) []setting {
 			cfg.Connections, err = p.connections(v, cfg)
 			return err
 		}},
+		{key: "metrics", read: into((*parser).metrics, &cfg.Metrics)},
 		// After connections: a node's addresses default to their local_addrs.
 		{key: "cluster", read: func(p *parser, v val) error {
 			cfg.Cluster = &Cluster{}
@@ -249,5 +251,27 @@ func (p *parser) retransmit(v val, r *Retransmit) error {
 		{key: "timeout", read: positiveDurationKey(&r.Timeout, "4s")},
 		{key: "tries", read: intKey(&r.Tries, 0, 30)},
 		{key: "base", read: floatKey(&r.Base, 1, 10)},
+	})
+}
+
+// metrics reads metrics: { listen: HOST:PORT }.
+func (p *parser) metrics(v val, dst *string) error {
+	o, err := p.object(v, "listen", "listen")
+	if err != nil {
+		return err
+	}
+	return p.apply(o, []setting{
+		{key: "listen", need: "missing; e.g. listen: 127.0.0.1:9520", read: func(p *parser, v val) error {
+			s, err := p.str(v)
+			if err != nil {
+				return err
+			}
+			ap, err := netip.ParseAddrPort(s)
+			if err != nil || ap.Port() == 0 {
+				return p.verr(v, "%q is not an address and port, e.g. 127.0.0.1:9520 or [::1]:9520", s)
+			}
+			*dst = ap.String()
+			return nil
+		}},
 	})
 }

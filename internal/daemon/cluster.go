@@ -63,6 +63,9 @@ type clusterRole struct {
 	vipBusy           map[vipFamily]bool // virtual IP claims under way
 	// nodesQueued: a read of the nodes is queued (nodesChanged).
 	nodesQueued atomic.Bool
+	// For the metrics: the live nodes last read, SAs moved away, imported, taken over.
+	nodesAlive                    atomic.Int64
+	movesOut, movesIn, failedOver atomic.Uint64
 	// load is len(keys) as the engine goroutine last saw it, loadQueued says a write of
 	// it to etcd is queued (loadChanged), loadWritten is the last one written (etcd
 	// jobs only).
@@ -216,6 +219,7 @@ func (c *clusterRole) nodesChanged() {
 			return
 		}
 		c.noteNodes(nodes)
+		c.nodesAlive.Store(int64(len(nodes)))
 		c.cmd(func(now time.Time) {
 			var others []netip.Addr
 			for _, n := range nodes {
@@ -364,6 +368,7 @@ func (c *clusterRole) given(ctx context.Context, key cluster.SAKey, giver string
 		}
 		c.keys[id] = key
 		c.loadChanged()
+		c.movesIn.Add(1)
 		if !back {
 			c.arriving[key], c.from[key] = id, giver
 			c.after(moveArriveTimeout, func(now time.Time) { c.notArrived(now, key, id) })
@@ -618,6 +623,7 @@ func (c *clusterRole) arrivedThere(now time.Time, key cluster.SAKey, node string
 // is still on its way here, the SA is forgotten.
 func (c *clusterRole) moveDone(m *move) {
 	m.arrived = true
+	c.movesOut.Add(1)
 	if c.d.inner != nil {
 		c.d.inner.leave(m.id) // the other node answers for its addresses now
 	}

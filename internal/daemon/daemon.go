@@ -18,6 +18,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/inner"
+	"github.com/mobikevpn/mobikevpn/internal/metrics"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
 	"github.com/mobikevpn/mobikevpn/tun"
 	"github.com/mobikevpn/mobikevpn/udp"
@@ -87,6 +88,9 @@ type Deps struct {
 	DNS        HostDNS
 	KillSwitch KillSwitch
 	LookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Metrics serves gather's snapshots (config metrics:) until ctx ends and closes
+	// ready once it listens; nil: no metrics endpoint.
+	Metrics func(ctx context.Context, gather func(context.Context) (*metrics.Snapshot, error), ready chan<- struct{}) error
 }
 
 // shutdownGrace bounds how long the daemon waits for the peers to answer its Deletes.
@@ -124,6 +128,8 @@ type daemon struct {
 	inner *innerWorker
 	// client is the host's DNS and kill switch of a client (client.go).
 	client clientHost
+	// stats counts the engine's events for the metrics (metrics.go).
+	stats eventStats
 }
 
 // Daemon is a running VPN: the engine, the datapath, the TUN device's addresses and
@@ -235,6 +241,11 @@ func (d *Daemon) Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer stopCtl()
+	stopMetrics, err := d.serveMetrics() // metrics.go
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	defer d.watch()()
 
 	// The engine goroutine: every IKE datagram, command and timer goes through it, and
@@ -447,6 +458,7 @@ func (d *daemon) apply(actions []ike.Action) {
 				d.cl.espMoved(a.IKESA)
 			}
 		case ike.Event:
+			d.stats.count(a) // metrics.go
 			if d.cl != nil {
 				d.cl.onEvent(a)
 			}

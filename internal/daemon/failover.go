@@ -421,6 +421,7 @@ func (c *clusterRole) tookOver(now time.Time, key cluster.SAKey, dead string, st
 	}
 	c.keys[id] = key
 	c.loadChanged()
+	c.failedOver.Add(1)
 	c.d.apply(acts)
 	c.d.log.Info("cluster: SA taken over from a node that is gone", "sa", key, "id", id, "node", dead, "peer", st.Remote)
 	for _, cs := range st.Children {

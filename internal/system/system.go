@@ -21,6 +21,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/control"
 	"github.com/mobikevpn/mobikevpn/internal/daemon"
 	"github.com/mobikevpn/mobikevpn/internal/inner"
+	"github.com/mobikevpn/mobikevpn/internal/metrics"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
 	"github.com/mobikevpn/mobikevpn/tun"
 	"github.com/mobikevpn/mobikevpn/udp"
@@ -95,6 +96,12 @@ func Open(cfg *config.Config, log *slog.Logger, serveControl bool) (daemon.Deps,
 	if err := openClient(cfg, log, netcfg, slices.Concat(ikeConns, nattConns), &deps); err != nil { // client.go
 		closeAll()
 		return daemon.Deps{}, nil, err
+	}
+	if cfg.Metrics != "" {
+		mlog := log.With("part", "metrics")
+		deps.Metrics = func(ctx context.Context, gather func(context.Context) (*metrics.Snapshot, error), ready chan<- struct{}) error {
+			return metrics.Serve(ctx, cfg.Metrics, gather, mlog, ready)
+		}
 	}
 	if serveControl {
 		ctl := cfg.Control
