@@ -207,3 +207,14 @@ func (e *Engine) resume(now time.Time, sa *IKESA) {
 		e.sendReq(sa, r)
 	}
 }
+
+// StartConns initiates the named connections and keeps them up (a reload that added
+// connections with start_action: start).
+func (e *Engine) StartConns(now time.Time, names []string) []Action {
+	for _, name := range names {
+		if c := e.conns[name]; c != nil && !e.connActive(name) {
+			e.keepUp(now, c, "start")
+		}
+	}
+	return e.take()
+}

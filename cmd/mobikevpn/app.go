@@ -240,9 +240,9 @@ func (a *app) cliApp() *cli.App {
 				return nil
 			}
 			if c.NArg() > 0 {
-				return usageErr("unknown command %q; commands: run, check, status, up, down, switch, version\nRun 'mobikevpn --help' for usage.", c.Args().First())
+				return usageErr("unknown command %q; commands: run, check, reload, status, up, down, switch, pki, completion, man, version\nRun 'mobikevpn --help' for usage.", c.Args().First())
 			}
-			return usageErr("missing command; commands: run, check, status, up, down, switch, version\nRun 'mobikevpn --help' for usage.")
+			return usageErr("missing command; commands: run, check, reload, status, up, down, switch, pki, completion, man, version\nRun 'mobikevpn --help' for usage.")
 		},
 		Commands: []*cli.Command{
 			cmd(&cli.Command{
@@ -258,11 +258,18 @@ func (a *app) cliApp() *cli.App {
 				Action:    a.cmdCheck,
 			}),
 			cmd(&cli.Command{
+				Name:      "reload",
+				Usage:     "ask the running daemon to reload its configuration file (as SIGHUP) and print what changed and what needs a restart",
+				ArgsUsage: " ",
+				Action:    a.cmdReload,
+			}),
+			cmd(&cli.Command{
 				Name:      "status",
 				Usage:     "show the IKE SAs and Child SAs of the running daemon",
 				ArgsUsage: " ",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
-				Action:    a.cmdStatus,
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+					&cli.BoolFlag{Name: "brief", Usage: "counts and drop counters only, no list of SAs (cheap on a gateway with many)"}},
+				Action: a.cmdStatus,
 			}),
 			cmd(&cli.Command{
 				Name:      "up",
@@ -355,6 +362,9 @@ func (a *app) cliApp() *cli.App {
 					Action: a.cmdBenchHandshake,
 				})},
 			}),
+			a.pkiCommand(cmd),
+			a.completionCommand(cmd),
+			a.manCommand(cmd),
 			cmd(&cli.Command{
 				Name:      "version",
 				Usage:     "print version, commit and Go version",
@@ -539,7 +549,12 @@ func (a *app) cmdStatus(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := control.StatusOf(c.Context, path)
+	var st *control.Status
+	if c.Bool("brief") {
+		st, err = control.BriefStatusOf(c.Context, path, false)
+	} else {
+		st, err = control.StatusOf(c.Context, path)
+	}
 	if err != nil {
 		return opErr("status", err)
 	}
@@ -550,6 +565,9 @@ func (a *app) cmdStatus(c *cli.Context) error {
 		}
 		_, err = a.stdout.Write(append(b, '\n'))
 		return err
+	}
+	if c.Bool("brief") {
+		return control.FormatBrief(a.stdout, st)
 	}
 	return control.FormatStatus(a.stdout, st)
 }
@@ -700,4 +718,25 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// cmdReload is `mobikevpn reload`: exit 0 with the daemon's report, 1 when the new
+// file is refused (the old configuration stays in force).
+func (a *app) cmdReload(c *cli.Context) error {
+	if err := a.common(c); err != nil {
+		return err
+	}
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	path, err := a.controlPath(c)
+	if err != nil {
+		return err
+	}
+	msg, err := (&control.Client{Path: path}).Reload(c.Context)
+	if err != nil {
+		return opErr("reload", err)
+	}
+	fmt.Fprintln(a.stdout, msg)
+	return nil
 }

@@ -339,6 +339,18 @@ func TestStatus(t *testing.T) {
 		t.Errorf("table:\n%s\nwant\n%s", r.stdout, table.String())
 	}
 
+	// --brief: no list of SAs.
+	r = h.run("status", "--brief", "--control", sock)
+	r.expect(t, 0, "")
+	if strings.Contains(r.stdout, "home #3") || !strings.Contains(r.stdout, "drops:") {
+		t.Errorf("status --brief:\n%s", r.stdout)
+	}
+	r = h.run("status", "--brief", "--json", "--control", sock)
+	r.expect(t, 0, "")
+	if !strings.Contains(r.stdout, `"ike_sas": []`) {
+		t.Errorf("status --brief --json:\n%s", r.stdout)
+	}
+
 	// The socket from the environment, and from the config.
 	h.env[envControl] = sock
 	h.run("status").expect(t, 0, "")
@@ -606,4 +618,33 @@ func TestLogFormat(t *testing.T) {
 	}
 	bad := writeConfig(t, "log_format: xml\n"+goodConfig)
 	h.run("check", "-c", bad).expect(t, exitUsage, "log_format")
+}
+
+// reloadingDaemon answers reload requests: a report, or a refused file.
+type reloadingDaemon struct {
+	fakeDaemon
+	refuse bool
+}
+
+func (d *reloadingDaemon) Reload(context.Context) (string, error) {
+	if d.refuse {
+		return "", errors.New("reload failed; the running configuration stays: gw.yaml:3: tun.mtu: 100 is out of range")
+	}
+	return "reloaded gw.yaml\nneeds a restart to take effect (the old values stay in force): tun", nil
+}
+
+// TestReload: `mobikevpn reload` prints the daemon's report (exit 0), or its refusal
+// of the new file (exit 1).
+func TestReload(t *testing.T) {
+	d := &reloadingDaemon{}
+	sock := serve(t, d)
+	h := newHarness()
+	r := h.run("reload", "--control", sock)
+	r.expect(t, exitOK, "")
+	if !strings.Contains(r.stdout, "needs a restart to take effect (the old values stay in force): tun") {
+		t.Errorf("reload stdout %q", r.stdout)
+	}
+	d.refuse = true
+	h.run("reload", "--control", sock).expect(t, exitFailed, "reload: reload failed; the running configuration stays: gw.yaml:3")
+	h.run("reload", "extra", "--control", sock).expect(t, exitUsage, "")
 }

@@ -154,3 +154,12 @@ func Up(ctx context.Context, path, name string) error {
 func Down(ctx context.Context, path, name string) error {
 	return (&Client{Path: path}).Down(ctx, name)
 }
+
+// Reload asks the daemon to reload its configuration file and returns its report.
+func (cl *Client) Reload(ctx context.Context) (string, error) {
+	resp, err := cl.Do(ctx, Request{Cmd: CmdReload})
+	if err != nil {
+		return "", err
+	}
+	return resp.Message, nil
+}

@@ -30,6 +30,7 @@ const (
 	CmdUp     = "up"
 	CmdDown   = "down"
 	CmdSwitch = "switch"
+	CmdReload = "reload"
 )
 
 // Request is what a client sends: one JSON object on one line.
@@ -181,6 +182,13 @@ func (r SwitchRequest) Parse() (Switch, error) {
 	}
 	s.Wait = r.Wait
 	return s, nil
+}
+
+// Reloader is implemented by handlers that reload their configuration file on
+// request (as SIGHUP does): the report says what changed and what needs a restart; an
+// error says why the new file was refused (the old one stays in force).
+type Reloader interface {
+	Reload(ctx context.Context) (string, error)
 }
 
 // Switcher is implemented by handlers that support the switch command; for others the

@@ -223,9 +223,13 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := cl.Switch(ctx, SwitchRequest{To: "192.0.2.2", All: true}); !errors.As(err, &ce) || ce.Msg != "switch: not supported yet" {
 		t.Errorf("Switch: %#v", err)
 	}
-	resp, err := Do(ctx, path, Request{Cmd: "reload"})
-	if !errors.As(err, &ce) || ce.Code != CodeUsage || resp == nil || resp.OK || !strings.Contains(resp.Error, `unknown command "reload"`) {
+	resp, err := Do(ctx, path, Request{Cmd: "rekey"})
+	if !errors.As(err, &ce) || ce.Code != CodeUsage || resp == nil || resp.OK || !strings.Contains(resp.Error, `unknown command "rekey"`) {
 		t.Errorf("unknown cmd: %+v %v", resp, err)
+	}
+	// reload against a handler without Reloader.
+	if _, err := cl.Reload(ctx); !errors.As(err, &ce) || ce.Code != CodeFailed || ce.Msg != "reload: not supported by this daemon" {
+		t.Errorf("Reload: %#v", err)
 	}
 	if _, err := Do(ctx, path, Request{Cmd: "up"}); !errors.As(err, &ce) || ce.Code != CodeUsage || !strings.Contains(ce.Msg, "missing the connection name") {
 		t.Errorf("up without name: %v", err)
@@ -669,5 +673,25 @@ func TestEncapReason(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "behind") {
 		t.Errorf("forced encapsulation shown as a NAT:\n%s", buf.String())
+	}
+}
+
+func TestFormatBrief(t *testing.T) {
+	var buf bytes.Buffer
+	st := &Status{Counts: &Counts{IKESAs: 12, Established: 11, ChildSAs: 12, IKESAsCreated: 14, ChildSAsCreated: 20, LivenessChecks: 3},
+		HalfOpen: 2, Drops: map[string]uint64{"esp_replay": 4, "ike_decrypt": 0, "esp_no_policy": 1},
+		Runtime: &Runtime{HeapLiveBytes: 1000, TotalBytes: 5000, Goroutines: 9}}
+	if err := FormatBrief(&buf, st); err != nil {
+		t.Fatal(err)
+	}
+	want := `ike sas:     12 (11 established), 2 half-open
+child sas:   12
+since start: 14 IKE SAs, 20 Child SAs created, 3 liveness checks
+drops:       esp_no_policy 1
+             esp_replay 4
+memory:      1000 bytes live heap, 5000 mapped, 9 goroutines
+`
+	if buf.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", buf.String(), want)
 	}
 }

@@ -118,3 +118,35 @@ func EncapReason(natLocal, natRemote, encap bool) string {
 	}
 	return "none"
 }
+
+// FormatBrief prints a brief status (Request.Brief): the counts, the non-zero drop
+// counters and the memory, one line each.
+func FormatBrief(w io.Writer, s *Status) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	if c := s.Counts; c != nil {
+		fmt.Fprintf(tw, "ike sas:\t%d (%d established), %d half-open\n", c.IKESAs, c.Established, s.HalfOpen)
+		fmt.Fprintf(tw, "child sas:\t%d\n", c.ChildSAs)
+		fmt.Fprintf(tw, "since start:\t%d IKE SAs, %d Child SAs created, %d liveness checks\n", c.IKESAsCreated, c.ChildSAsCreated, c.LivenessChecks)
+	}
+	var names []string
+	for k, v := range s.Drops {
+		if v > 0 {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		fmt.Fprintf(tw, "drops:\tnone\n")
+	}
+	for i, k := range names {
+		label := ""
+		if i == 0 {
+			label = "drops:"
+		}
+		fmt.Fprintf(tw, "%s\t%s %d\n", label, k, s.Drops[k])
+	}
+	if r := s.Runtime; r != nil {
+		fmt.Fprintf(tw, "memory:\t%d bytes live heap, %d mapped, %d goroutines\n", r.HeapLiveBytes, r.TotalBytes, r.Goroutines)
+	}
+	return tw.Flush()
+}

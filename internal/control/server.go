@@ -332,12 +332,22 @@ func (s *Server) dispatch(ctx context.Context, req *Request) (resp *Response) {
 			return errResponse(err)
 		}
 		return &Response{OK: true, Message: msg}
+	case CmdReload:
+		r, ok := s.h.(Reloader)
+		if !ok {
+			return &Response{Error: "reload: not supported by this daemon", Code: CodeFailed}
+		}
+		msg, err := r.Reload(ctx)
+		if err != nil {
+			return errResponse(err)
+		}
+		return &Response{OK: true, Message: msg}
 	case CmdMove, CmdDrain, CmdClusterStatus:
 		return s.serveCluster(ctx, *req)
 	case "":
 		return &Response{Error: "missing cmd", Code: CodeUsage}
 	}
-	return &Response{Error: fmt.Sprintf("unknown command %q; known: status, up, down, switch, move, cluster-status", req.Cmd), Code: CodeUsage}
+	return &Response{Error: fmt.Sprintf("unknown command %q; known: status, up, down, switch, reload, move, cluster-status", req.Cmd), Code: CodeUsage}
 }
 
 func errResponse(err error) *Response {

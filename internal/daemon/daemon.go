@@ -370,31 +370,6 @@ func (d *Daemon) watch() func() {
 	return stop
 }
 
-func (d *daemon) reload() {
-	cfg, err := config.Load(d.cfg.Path)
-	if err != nil {
-		d.log.Error("reload failed; keeping the running configuration", "err", err)
-		return
-	}
-	icfg, err := ikeConfig(cfg)
-	if err != nil {
-		d.log.Error("reload failed; keeping the running configuration", "err", err)
-		return
-	}
-	useKeylog, err := d.reloadKeylog(cfg)
-	if err != nil {
-		d.log.Error("reload failed; keeping the running configuration", "err", err)
-		return
-	}
-	if err := d.engine.Reload(icfg); err != nil {
-		d.log.Error("reload failed; keeping the running configuration", "err", err)
-		return
-	}
-	useKeylog()
-	d.cfg = cfg
-	d.log.Info("configuration reloaded: new SAs use it, established ones keep theirs", "file", cfg.Path)
-}
-
 // inboundActivity is when the inbound SA with our SPI spi last accepted a packet.
 func (d *daemon) inboundActivity(spi uint32) time.Time {
 	if d.dp == nil {
