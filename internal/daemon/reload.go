@@ -35,7 +35,11 @@ func (d *daemon) Reload(ctx context.Context) (string, error) {
 
 // reload is SIGHUP's: it logs what Reload would report.
 func (d *daemon) reload() {
-	msg, err := d.reloadNow(d.clock.Now())
+	now := time.Now()
+	if d.clock != nil {
+		now = d.clock.Now()
+	}
+	msg, err := d.reloadNow(now)
 	if err != nil {
 		d.log.Error("reload failed; keeping the running configuration", "err", err)
 		return
