@@ -177,6 +177,10 @@ type Event struct {
 	Reason string
 	// Replaces (EventRekeyed) is the IKE SA the new one replaces.
 	Replaces uint64
+	// PeerID and Peer are the SA's peer identity (once authenticated) and address, for
+	// the event log.
+	PeerID string
+	Peer   netip.AddrPort
 }
 
 func (Send) action()            {}

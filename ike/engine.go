@@ -146,7 +146,23 @@ func New(cfg Config) (*Engine, error) {
 // Drops returns the engine's drop counters (safe to read from any goroutine).
 func (e *Engine) Drops() *Drops { return &e.drops }
 
-func (e *Engine) emit(a Action) { e.out = append(e.out, a) }
+func (e *Engine) emit(a Action) {
+	if ev, ok := a.(Event); ok && ev.PeerID == "" && !ev.Peer.IsValid() {
+		if sa := e.store.get(ev.IKESA); sa != nil {
+			ev.PeerID, ev.Peer = peerIDString(sa), sa.remote
+			a = ev
+		}
+	}
+	e.out = append(e.out, a)
+}
+
+// peerIDString is sa's peer identity as status shows it, "" before it is known.
+func peerIDString(sa *IKESA) string {
+	if len(sa.remoteID.Data) == 0 {
+		return ""
+	}
+	return sa.remoteID.String()
+}
 
 func (e *Engine) take() []Action {
 	out := e.out

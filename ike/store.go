@@ -198,7 +198,7 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 		if wasUp {
 			kind = EventDeleted
 		}
-		e.emit(Event{IKESA: sa.id, Conn: name, Kind: kind, Reason: reason})
+		e.emit(Event{IKESA: sa.id, Conn: name, Kind: kind, Reason: reason, PeerID: peerIDString(sa), Peer: sa.remote})
 	}
 	if !wasUp {
 		e.attemptFailed(now, sa, reason) // keepup.go

@@ -434,6 +434,7 @@ func (d *daemon) apply(actions []ike.Action) {
 			}
 		case ike.Event:
 			d.stats.count(a) // metrics.go
+			d.logEvent(a)
 			if d.cl != nil {
 				d.cl.onEvent(a)
 			}

@@ -132,3 +132,26 @@ func (d *Daemon) serveMetrics() (func(), error) {
 		<-done
 	}, nil
 }
+
+// logEvent writes the one structured line per state change of an SA: msg "sa event"
+// with the event, the SA's id, connection, peer identity and address, and why (with
+// log_format: json, one object a program can follow).
+func (d *daemon) logEvent(a ike.Event) {
+	if a.Kind == ike.EventVIPWanted {
+		return // a wait, not a change
+	}
+	attrs := []any{"event", a.Kind.String(), "sa", a.IKESA, "conn", a.Conn}
+	if a.PeerID != "" {
+		attrs = append(attrs, "peer_id", a.PeerID)
+	}
+	if a.Peer.IsValid() {
+		attrs = append(attrs, "peer", a.Peer.String())
+	}
+	if a.Reason != "" {
+		attrs = append(attrs, "reason", a.Reason)
+	}
+	if a.Replaces != 0 {
+		attrs = append(attrs, "replaces", a.Replaces)
+	}
+	d.log.Info("sa event", attrs...)
+}

@@ -1,7 +1,10 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
@@ -86,3 +89,24 @@ func TestMetricsInProcess(t *testing.T) {
 }
 
 func ikeFailed(reason string) ike.Event { return ike.Event{Kind: ike.EventFailed, Reason: reason} }
+
+// TestLogEvent: one structured line per SA state change, with the SA's id, connection,
+// peer identity and address and the reason.
+func TestLogEvent(t *testing.T) {
+	var buf bytes.Buffer
+	d := &daemon{log: slog.New(slog.NewJSONHandler(&buf, nil))}
+	d.logEvent(ike.Event{IKESA: 7, Conn: "rw", Kind: ike.EventDeleted, Reason: "deleted by peer", PeerID: "alice@example.org",
+		Peer: netip.MustParseAddrPort("192.0.2.10:4500")})
+	d.logEvent(ike.Event{IKESA: 8, Conn: "rw", Kind: ike.EventVIPWanted})
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatalf("%q: %v", buf.String(), err)
+	}
+	want := map[string]any{"msg": "sa event", "event": "deleted", "sa": float64(7), "conn": "rw",
+		"peer_id": "alice@example.org", "peer": "192.0.2.10:4500", "reason": "deleted by peer"}
+	for k, v := range want {
+		if rec[k] != v {
+			t.Errorf("%s = %v, want %v (%s)", k, rec[k], v, buf.String())
+		}
+	}
+}
