@@ -175,24 +175,47 @@ func TestDebPackage(t *testing.T) {
 		}
 	}
 
-	// Unpacked: the binary says what it is and accepts the default configuration.
+	// Installed with dpkg into a clean root (its own, empty package database; the
+	// maintainer scripts run, outside the root since it has no shell): the binary, run
+	// inside the root with chroot, says what it is and accepts the default
+	// configuration.
 	root := t.TempDir()
-	if out, err := exec.Command("dpkg-deb", "-x", debPath, root).CombinedOutput(); err != nil {
-		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
+	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(root, "var/lib/dpkg/status"), "")
+	if out, err := exec.Command("dpkg", "--root="+root, "--force-script-chrootless", "-i", debPath).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -i into a clean root: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("dpkg", "--root="+root, "-s", "mobikevpn").CombinedOutput(); err != nil || !strings.Contains(string(out), "Status: install ok installed") {
+		t.Fatalf("dpkg -s: %v\n%s", err, out)
 	}
 	bin := filepath.Join(root, "usr/bin/mobikevpn")
 	conf := filepath.Join(root, "etc/mobikevpn/mobikevpn.yaml")
 	if fi, err := os.Stat(conf); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("unpacked %s: %v %v", conf, fi.Mode(), err)
+		t.Errorf("installed %s: %v %v", conf, fi.Mode(), err)
 	}
-	version, err := exec.Command(bin, "version").CombinedOutput()
+	defer func() {
+		// Purged: nothing of the package is left in the root but dpkg's own files.
+		if out, err := exec.Command("dpkg", "--root="+root, "--force-script-chrootless", "-P", "mobikevpn").CombinedOutput(); err != nil {
+			t.Errorf("dpkg -P: %v\n%s", err, out)
+		}
+		for _, p := range []string{"usr/bin/mobikevpn", "etc/mobikevpn", "lib/systemd/system/mobikevpn.service"} {
+			if _, err := os.Stat(filepath.Join(root, p)); err == nil {
+				t.Errorf("%s left after purge", p)
+			}
+		}
+	}()
+	version, err := exec.Command("chroot", root, "/usr/bin/mobikevpn", "version").CombinedOutput()
 	lines := strings.Split(strings.TrimSpace(string(version)), "\n")
 	if err != nil || len(lines) != 3 || lines[0] != "mobikevpn "+pkgVersion ||
 		(lines[1] != "commit: "+wantCommit && lines[1] != "commit: "+wantCommit+"-dirty") {
 		t.Errorf("mobikevpn version: %v\n%s\nwant mobikevpn %s, commit: %s[-dirty]", err, version, pkgVersion, wantCommit)
 	}
-	if out, err := exec.Command(bin, "check", "-c", conf).CombinedOutput(); err != nil {
-		t.Errorf("mobikevpn check -c %s: %v\n%s", conf, err, out)
+	if out, err := exec.Command("chroot", root, "/usr/bin/mobikevpn", "check", "-c", "/etc/mobikevpn/mobikevpn.yaml").CombinedOutput(); err != nil {
+		t.Errorf("mobikevpn check -c /etc/mobikevpn/mobikevpn.yaml (in the root): %v\n%s", err, out)
 	}
 	// A static binary: no interpreter, so it runs on any Linux of its architecture.
 	if out, err := exec.Command("file", bin).Output(); err == nil && !strings.Contains(string(out), "statically linked") {
