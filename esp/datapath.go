@@ -646,25 +646,70 @@ func (d *Datapath) OutboundCounters(child uint64) (Counters, bool) {
 func (d *Datapath) Drops() DropCounters { return d.drops.snapshot() }
 
 // retiredTraffic is what the SAs removed so far carried (d.mu held to change it).
+// A packet a worker took with an SA just before it was removed or replaced may still
+// count on it: the counters of SAs retired in the last retiredSettle are read afresh
+// at each Totals, and only folded into the sums after that.
 type retiredTraffic struct {
 	inBytes, inPackets, outBytes, outPackets uint64
+	recent                                   []retiredSA
 }
 
+type retiredSA struct {
+	in bool
+	c  *saCounters
+	at time.Time
+}
+
+// retiredSettle is how long after its removal an SA's counters may still move.
+const retiredSettle = 2 * time.Second
+
 func (r *retiredTraffic) add(in bool, c *saCounters) {
-	if in {
-		r.inBytes += c.bytes.Load()
-		r.inPackets += c.packets.Load()
-	} else {
-		r.outBytes += c.bytes.Load()
-		r.outPackets += c.packets.Load()
+	now := time.Now()
+	r.foldOld(now) // bounded whether or not anyone asks for Totals
+	r.recent = append(r.recent, retiredSA{in: in, c: c, at: now})
+}
+
+// foldOld folds the SAs retired more than retiredSettle before now (recent is in the
+// order they were retired).
+func (r *retiredTraffic) foldOld(now time.Time) {
+	n := 0
+	for n < len(r.recent) && now.Sub(r.recent[n].at) > retiredSettle {
+		r.fold(r.recent[n])
+		n++
 	}
+	if n > 0 {
+		clear(r.recent[:n])
+		r.recent = r.recent[n:]
+	}
+}
+
+// fold adds a retired SA's counters to the sums.
+func (r *retiredTraffic) fold(x retiredSA) {
+	if x.in {
+		r.inBytes += x.c.bytes.Load()
+		r.inPackets += x.c.packets.Load()
+	} else {
+		r.outBytes += x.c.bytes.Load()
+		r.outPackets += x.c.packets.Load()
+	}
+}
+
+// settle folds the SAs retired more than retiredSettle ago and returns a copy of the
+// sums with the others' counters added as they are now (d.mu held).
+func (r *retiredTraffic) settle(now time.Time) retiredTraffic {
+	r.foldOld(now)
+	out := retiredTraffic{inBytes: r.inBytes, inPackets: r.inPackets, outBytes: r.outBytes, outPackets: r.outPackets}
+	for _, x := range r.recent {
+		out.fold(x)
+	}
+	return out
 }
 
 // Totals returns the inner bytes and packets of every SA since the datapath started,
 // removed and replaced ones included (for counters that must only grow: metrics).
 func (d *Datapath) Totals() (in, out Counters) {
 	d.mu.Lock() // the tables and what their removed SAs carried, at one moment
-	r, it, ot := d.retired, d.in.Load(), d.out.Load()
+	r, it, ot := d.retired.settle(time.Now()), d.in.Load(), d.out.Load()
 	d.mu.Unlock()
 	in = Counters{Bytes: r.inBytes, Packets: r.inPackets}
 	out = Counters{Bytes: r.outBytes, Packets: r.outPackets}

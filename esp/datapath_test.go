@@ -934,3 +934,27 @@ func TestReserveOutboundRacingSenders(t *testing.T) {
 		sa.seqMax.Store(1<<32 - 1)
 	}
 }
+
+// TestRetiredTrafficSettles: a retired SA's counters are read afresh until they
+// settle (a packet in flight still counts), then folded into the sums; the list of
+// recent ones stays bounded without any Totals call.
+func TestRetiredTrafficSettles(t *testing.T) {
+	var r retiredTraffic
+	var c saCounters
+	c.packets.Store(10)
+	r.add(false, &c)
+	c.packets.Add(1) // a packet in flight on the retired SA
+	if got := r.settle(time.Now()); got.outPackets != 11 {
+		t.Fatalf("recent: %d packets, want 11", got.outPackets)
+	}
+	if got := r.settle(time.Now().Add(3 * time.Second)); got.outPackets != 11 || len(r.recent) != 0 {
+		t.Fatalf("settled: %d packets, %d recent", got.outPackets, len(r.recent))
+	}
+	for range 1000 {
+		r.recent = append(r.recent, retiredSA{c: &saCounters{}, at: time.Now().Add(-time.Hour)})
+	}
+	r.add(true, &saCounters{})
+	if len(r.recent) != 1 {
+		t.Fatalf("%d retired SAs kept, want the one just added", len(r.recent))
+	}
+}
