@@ -539,13 +539,7 @@ func opErr(what string, err error) error {
 }
 
 func (a *app) cmdStatus(c *cli.Context) error {
-	if err := a.common(c); err != nil {
-		return err
-	}
-	if err := noArgs(c); err != nil {
-		return err
-	}
-	path, err := a.controlPath(c)
+	path, err := a.noArgsControl(c)
 	if err != nil {
 		return err
 	}
@@ -723,13 +717,7 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 // cmdReload is `mobikevpn reload`: exit 0 with the daemon's report, 1 when the new
 // file is refused (the old configuration stays in force).
 func (a *app) cmdReload(c *cli.Context) error {
-	if err := a.common(c); err != nil {
-		return err
-	}
-	if err := noArgs(c); err != nil {
-		return err
-	}
-	path, err := a.controlPath(c)
+	path, err := a.noArgsControl(c)
 	if err != nil {
 		return err
 	}
@@ -739,4 +727,16 @@ func (a *app) cmdReload(c *cli.Context) error {
 	}
 	fmt.Fprintln(a.stdout, msg)
 	return nil
+}
+
+// noArgsControl is the start of a command that takes no arguments and talks to the
+// daemon: the common flags, no arguments, the control socket's path.
+func (a *app) noArgsControl(c *cli.Context) (string, error) {
+	if err := a.common(c); err != nil {
+		return "", err
+	}
+	if err := noArgs(c); err != nil {
+		return "", err
+	}
+	return a.controlPath(c)
 }

@@ -56,13 +56,7 @@ func (a *app) cmdDrain(c *cli.Context) error {
 
 // cmdClusterStatus is `mobikevpn cluster status`.
 func (a *app) cmdClusterStatus(c *cli.Context) error {
-	if err := a.common(c); err != nil {
-		return err
-	}
-	if err := noArgs(c); err != nil {
-		return err
-	}
-	path, err := a.controlPath(c)
+	path, err := a.noArgsControl(c)
 	if err != nil {
 		return err
 	}

@@ -142,33 +142,14 @@ func (d *daemon) startClient() (func(), error) {
 // background and hands the answer to the engine.
 func (d *daemon) resolveHosts(a ike.Resolve) {
 	h := &d.client
-	lookup := d.deps.LookupHost
-	if lookup == nil || h.ctx == nil {
+	if d.deps.LookupHost == nil || h.ctx == nil {
 		d.apply(d.engine.Resolved(d.clock.Now(), a.Conn, nil, errors.New("no resolver")))
 		return
 	}
 	h.resolve.Add(1)
 	go func() {
 		defer h.resolve.Done()
-		ctx, cancel := context.WithTimeout(h.ctx, resolveTimeout)
-		defer cancel()
-		found := make(map[string][]netip.Addr)
-		var errs []error
-		for _, host := range a.Hosts {
-			addrs, err := lookup(ctx, host)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			found[host] = addrs
-		}
-		err := errors.Join(errs...)
-		if len(found) > 0 {
-			err = nil // some names resolved: use them
-			if len(errs) > 0 {
-				d.log.Warn("some of the gateway's host names did not resolve", "conn", a.Conn, "err", errors.Join(errs...))
-			}
-		}
+		found, err := d.lookupAll(h.ctx, a.Conn, a.Hosts)
 		d.log.Info("resolved the gateway's host names", "conn", a.Conn, "addrs", found, "err", err)
 		select {
 		case d.cmds <- func(now time.Time) { d.apply(d.engine.Resolved(now, a.Conn, found, err)) }:
@@ -188,7 +169,7 @@ func (d *daemon) clientVIPs(a ike.VirtualIPs) {
 		delete(h.vips, a.IKESA)
 	} else {
 		h.vips[a.IKESA] = a.Addrs
-		if c := d.conn(a.Conn); len(a.DNS) > 0 && c != nil && c.DNS == "apply" {
+		if c := d.cfg.Connection(a.Conn); len(a.DNS) > 0 && c != nil && c.DNS == "apply" {
 			h.dns[a.IKESA] = a.DNS
 		} else if len(a.DNS) > 0 {
 			d.log.Info("the peer assigned DNS servers; not applied (dns: ignore)", "dns", a.DNS)
@@ -237,16 +218,6 @@ func (d *daemon) applyDNS() {
 	h.applied = servers
 }
 
-// conn is the configured connection name, or nil.
-func (d *daemon) conn(name string) *config.Connection {
-	for _, c := range d.cfg.Connections {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
-
 // resolveForUp resolves the host names of connection name, if it has any, before a
 // person's `up` initiates it: every `up` looks them up afresh.
 func (d *daemon) resolveForUp(ctx context.Context, name string) error {
@@ -261,20 +232,34 @@ func (d *daemon) resolveForUp(ctx context.Context, name string) error {
 	if d.deps.LookupHost == nil {
 		return fmt.Errorf("connection %q: no resolver for its host names %v", name, hosts)
 	}
+	found, err := d.lookupAll(ctx, name, hosts)
+	if err != nil {
+		return fmt.Errorf("connection %q: resolving %v: %w", name, hosts, err)
+	}
+	return d.run(ctx, func(now time.Time) { d.apply(d.engine.Resolved(now, name, found, nil)) })
+}
+
+// lookupAll resolves the host names of connection conn (at most resolveTimeout in
+// all): every address found, by name; an error only when none resolved (those that
+// did not are logged).
+func (d *daemon) lookupAll(ctx context.Context, conn string, hosts []string) (map[string][]netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
 	found := make(map[string][]netip.Addr)
 	var errs []error
-	for _, h := range hosts {
-		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-		addrs, err := d.deps.LookupHost(rctx, h)
-		cancel()
+	for _, host := range hosts {
+		addrs, err := d.deps.LookupHost(ctx, host)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		found[h] = addrs
+		found[host] = addrs
 	}
 	if len(found) == 0 {
-		return fmt.Errorf("connection %q: resolving %v: %w", name, hosts, errors.Join(errs...))
+		return nil, errors.Join(errs...)
 	}
-	return d.run(ctx, func(now time.Time) { d.apply(d.engine.Resolved(now, name, found, nil)) })
+	if len(errs) > 0 {
+		d.log.Warn("some of the gateway's host names did not resolve", "conn", conn, "err", errors.Join(errs...))
+	}
+	return found, nil
 }

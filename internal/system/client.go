@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/mobikevpn/mobikevpn/internal/config"
 	"github.com/mobikevpn/mobikevpn/internal/daemon"
@@ -156,23 +155,6 @@ func lookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
 		addrs[i] = a.Unmap()
 	}
 	return addrs, nil
-}
-
-// markedSourceAddr is sourceAddr for packets carrying mark (policy routing).
-func markedSourceAddr(remote netip.Addr, mark uint32) (netip.Addr, error) {
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) { serr = setMark(fd, mark) }); err != nil {
-			return err
-		}
-		return serr
-	}}
-	c, err := d.Dial("udp", netip.AddrPortFrom(remote, 9).String())
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
 }
 
 // warnStrictRPFilter warns when strict reverse path filtering is on: the kernel then

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/mobikevpn/mobikevpn/internal/cluster"
@@ -179,8 +180,21 @@ func joinCluster(c *config.Cluster) (*cluster.Coordinator, error) {
 
 // sourceAddr asks the kernel which source address it would use for remote: a connected
 // UDP socket sends nothing but has its local address chosen by the routing table.
-func sourceAddr(remote netip.Addr) (netip.Addr, error) {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 9)))
+func sourceAddr(remote netip.Addr) (netip.Addr, error) { return markedSourceAddr(remote, 0) }
+
+// markedSourceAddr is sourceAddr for packets carrying mark (policy routing; 0: none).
+func markedSourceAddr(remote netip.Addr, mark uint32) (netip.Addr, error) {
+	var d net.Dialer
+	if mark != 0 {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = setMark(fd, mark) }); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	c, err := d.Dial("udp", netip.AddrPortFrom(remote, 9).String())
 	if err != nil {
 		return netip.Addr{}, err
 	}
