@@ -65,6 +65,7 @@ func (e *Engine) sendAuth(now time.Time, sa *IKESA) error {
 	conn := sa.conn
 	child := sa.firstChild
 	sa.localID = localIdentity(conn, sa.local.Addr())
+	var err error
 	payloads := []wire.Payload{&wire.ID{Initiator: true, IDType: sa.localID.IDType, Data: sa.localID.Data}}
 	if !anyID(conn.RemoteID) {
 		r := wire.IDFromString(conn.RemoteID)
@@ -76,8 +77,13 @@ func (e *Engine) sendAuth(now time.Time, sa *IKESA) error {
 	} else {
 		peerID = wire.IDFromString(conn.RemoteID)
 	}
-	authPs, err := e.ourAuth(sa, sa.initReq, sa.nr, sa.keys.SKpi, &peerID)
-	if err != nil {
+	var authPs []wire.Payload
+	if IsEAP(conn.LocalAuth) {
+		// No AUTH yet: EAP follows (eapauth.go).
+		if err := e.startEAPPeer(sa); err != nil {
+			return err
+		}
+	} else if authPs, err = e.ourAuth(sa, sa.initReq, sa.nr, sa.keys.SKpi, &peerID); err != nil {
 		return err
 	}
 	if cr := certReq(conn.RemoteCAs); cr != nil {
@@ -103,6 +109,9 @@ func (e *Engine) sendAuth(now time.Time, sa *IKESA) error {
 		&wire.TS{Initiator: false, Selectors: tsr},
 		&wire.Notify{NotifyType: wire.INITIAL_CONTACT},
 	)
+	if conn.EAPOnly && conn.LocalAuth == AuthEAPTLS {
+		payloads = append(payloads, &wire.Notify{NotifyType: wire.EAP_ONLY_AUTHENTICATION})
+	}
 	if conn.Mobike {
 		n := &wire.Notify{NotifyType: wire.MOBIKE_SUPPORTED}
 		if conn.RMobike {
@@ -159,17 +168,21 @@ func stripDH(props []wire.Proposal) []wire.Proposal {
 
 // handleAuthRequest is the responder's IKE_AUTH.
 func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip.AddrPort, h *wire.Header, m *wire.Message) {
+	if sa.eap != nil {
+		e.continueEAP(now, sa, local, remote, h, m) // eapauth.go
+		return
+	}
 	idi := wire.FindID(m.Payloads, true)
 	idr := wire.FindID(m.Payloads, false)
 	auth := wire.Find[*wire.Auth](m.Payloads)
-	if idi == nil || auth == nil {
+	if idi == nil {
 		e.respond(now, sa, local, remote, h, []wire.Payload{&wire.Notify{NotifyType: wire.INVALID_SYNTAX}})
 		e.removeSA(now, sa, "")
 		return
 	}
-	if wire.Find[*wire.EAP](m.Payloads) != nil {
-		e.log.Info("EAP is not supported", "peer", remote)
-		e.authFailed(now, sa, local, remote, h)
+	if auth == nil {
+		// No AUTH: the initiator wants to authenticate with EAP (RFC 7296 2.16).
+		e.startEAP(now, sa, local, remote, h, m, idi, idr)
 		return
 	}
 	conn := e.matchAuthConn(sa, local.Addr(), remote.Addr(), idi, idr, auth.Method)
@@ -192,11 +205,19 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 		e.authFailed(now, sa, local, remote, h)
 		return
 	}
+	e.completeAuth(now, sa, local, remote, h, m.Payloads, authPs)
+}
+
+// completeAuth answers the IKE_AUTH request of a peer now authenticated on sa.conn:
+// reqPs are the payloads of its (first) IKE_AUTH request, authPs our AUTH (and
+// certificates).
+func (e *Engine) completeAuth(now time.Time, sa *IKESA, local, remote netip.AddrPort, h *wire.Header, reqPs []wire.Payload, authPs []wire.Payload) {
+	conn := sa.conn
 	if to, ok := e.drainTarget(remote.Addr()); ok && e.draining && sa.peerRedirect {
 		e.redirectAuth(now, sa, to, local, remote, h, authPs)
 		return
 	}
-	if e.vipWait(conn, m.Payloads) {
+	if e.vipWait(conn, reqPs) {
 		// Nothing changed yet that the retransmission would not do again.
 		e.drop(&e.drops.VIPWait, "IKE_AUTH waits for a virtual IP: not answered yet, its retransmission will find one", remote, nil)
 		e.emit(Event{IKESA: sa.id, Conn: conn.Name, Kind: EventVIPWanted})
@@ -209,22 +230,27 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 	sa.halfOpenExpire = time.Time{}
 	e.gate.closed(sa.srcBlock, sa.provedCookie)
 	e.store.indexPeer(sa)
-	if wire.FindNotify(m.Payloads, wire.INITIAL_CONTACT) != nil {
+	if wire.FindNotify(reqPs, wire.INITIAL_CONTACT) != nil {
 		e.initialContact(now, sa)
 	}
-	out := []wire.Payload{&wire.ID{Initiator: false, IDType: sa.localID.IDType, Data: sa.localID.Data}}
+	var out []wire.Payload
+	if sa.eap == nil {
+		// After EAP the IDr went in the first response; the last carries AUTH only
+		// (RFC 7296 1.2).
+		out = append(out, &wire.ID{Initiator: false, IDType: sa.localID.IDType, Data: sa.localID.Data})
+	}
 	out = append(out, authPs...)
 	var announced, peerAddrs []netip.Addr
-	if n := wire.FindNotify(m.Payloads, wire.MOBIKE_SUPPORTED); n != nil && conn.Mobike {
+	if n := wire.FindNotify(reqPs, wire.MOBIKE_SUPPORTED); n != nil && conn.Mobike {
 		sa.mobike = true
 		sa.peerRMobike = n.RMOBIKE()
 		announced = conn.Announce.For(local.Addr(), e.host(), []netip.Addr{remote.Addr()})
-		peerAddrs, _ = readAdditional(m.Payloads)
+		peerAddrs, _ = readAdditional(reqPs)
 	}
 	// IKE and ESP start on the addresses of IKE_AUTH (RFC 4555 3.3); the peer's is
 	// verified by the exchange itself.
 	e.startPathManager(sa, peerAddrs, announced)
-	childPayloads, childErr := e.respondChild(now, sa, m.Payloads)
+	childPayloads, childErr := e.respondChild(now, sa, reqPs)
 	out = append(out, childPayloads...)
 	if sa.mobike {
 		out = append(out, &wire.Notify{NotifyType: wire.MOBIKE_SUPPORTED})
@@ -233,10 +259,11 @@ func (e *Engine) handleAuthRequest(now time.Time, sa *IKESA, local, remote netip
 		}
 	}
 	e.respond(now, sa, local, remote, h, out)
-	// The IKE_SA_INIT messages were only kept for AUTH.
+	// The IKE_SA_INIT messages were only kept for AUTH, the EAP state until now.
 	sa.initReq, sa.initResp = nil, nil
+	sa.endEAP()
 	e.keylogIKE(sa)
-	e.log.Info("IKE SA established", "conn", conn.Name, "sa", sa.id, "peer", remote, "id", idi.String(), "proposal", sa.suite.String())
+	e.log.Info("IKE SA established", "conn", conn.Name, "sa", sa.id, "peer", remote, "id", sa.remoteID.String(), "proposal", sa.suite.String())
 	if childErr != "" {
 		e.emit(Event{IKESA: sa.id, Conn: conn.Name, Kind: EventChildFailed, Reason: childErr})
 	} else {
@@ -326,9 +353,17 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 			wire.INTERNAL_ADDRESS_FAILURE, wire.FAILED_CP_REQUIRED, wire.INVALID_SELECTORS:
 			// Child SA errors: handled below once the IKE SA is authenticated.
 		default:
-			e.failInit(now, sa, n.NotifyType.String())
+			reason := n.NotifyType.String()
+			if sa.eap != nil && n.NotifyType == wire.AUTHENTICATION_FAILED {
+				reason += ": the gateway refused our EAP credentials (" + sa.conn.LocalAuth + ")"
+			}
+			e.failInit(now, sa, reason)
 			return
 		}
+	}
+	if sa.eap != nil {
+		e.eapAuthResponse(now, sa, m) // eapauth.go
+		return
 	}
 	idr := wire.FindID(m.Payloads, false)
 	auth := wire.Find[*wire.Auth](m.Payloads)
@@ -347,6 +382,12 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 		return
 	}
 	sa.remoteID = *idr
+	e.authEstablished(now, sa, m)
+}
+
+// authEstablished completes the initiator's IKE_AUTH once the responder is
+// authenticated (as sa.remoteID): m is the last IKE_AUTH response.
+func (e *Engine) authEstablished(now time.Time, sa *IKESA, m *wire.Message) {
 	if r := wire.FindNotify(m.Payloads, wire.REDIRECT); r != nil {
 		e.followAuthRedirect(now, sa, r)
 		return
@@ -366,9 +407,10 @@ func (e *Engine) handleAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 		}
 	}
 	sa.authAnnounced = nil
+	sa.endEAP()
 	e.startPathManager(sa, peerAddrs, announced)
 	e.keylogIKE(sa)
-	e.log.Info("IKE SA established", "conn", sa.conn.Name, "sa", sa.id, "peer", sa.remote, "id", idr.String(), "proposal", sa.suite.String())
+	e.log.Info("IKE SA established", "conn", sa.conn.Name, "sa", sa.id, "peer", sa.remote, "id", sa.remoteID.String(), "proposal", sa.suite.String())
 	if reason := e.initiatorChild(now, sa, m.Payloads); reason != "" {
 		e.log.Info("first Child SA failed; deleting the IKE SA", "sa", sa.id, "reason", reason)
 		e.emit(Event{IKESA: sa.id, Conn: sa.conn.Name, Kind: EventChildFailed, Reason: reason})

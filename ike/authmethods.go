@@ -15,7 +15,17 @@ import (
 const (
 	AuthPSK    = "psk"
 	AuthPubkey = "pubkey"
+	// EAP (eapauth.go): the client's end authenticates with EAP-MSCHAPv2 or EAP-TLS;
+	// the gateway's remote end runs them, or passes EAP to RADIUS servers.
+	AuthEAPMSCHAPv2 = "eap-mschapv2"
+	AuthEAPTLS      = "eap-tls"
+	AuthEAPRadius   = "eap-radius"
 )
+
+// IsEAP reports whether an end's authentication method is one of EAP's.
+func IsEAP(auth string) bool {
+	return auth == AuthEAPMSCHAPv2 || auth == AuthEAPTLS || auth == AuthEAPRadius
+}
 
 // signedOctets are what AUTH covers for the sender of msg1 (RFC 7296 2.15).
 func (sa *IKESA) signedOctets(msg1, peerNonce, skp []byte, id *wire.ID) []byte {
@@ -148,8 +158,12 @@ func expectedPeerID(conn *Conn, peer netip.Addr, host string) (id wire.ID, byAdd
 	return wire.ID{}, false, false
 }
 
-// authMethodFits reports whether an AUTH method can satisfy a connection's remote auth.
+// authMethodFits reports whether an AUTH method can satisfy a connection's remote auth;
+// m 0 is an IKE_AUTH request without AUTH, which asks for EAP.
 func authMethodFits(conn *Conn, m wire.AuthMethod) bool {
+	if m == 0 || IsEAP(conn.RemoteAuth) {
+		return m == 0 && IsEAP(conn.RemoteAuth)
+	}
 	if m == wire.AuthSharedKey {
 		return conn.RemoteAuth == AuthPSK
 	}

@@ -26,6 +26,9 @@ type Config struct {
 	// PSK returns the pre-shared key for a pair of identities, as the configuration's
 	// secrets section decides.
 	PSK func(localID, remoteID string) ([]byte, bool)
+	// EAPSecret returns the EAP password of an EAP identity (secrets of type eap): a
+	// client's own, or a user's on a gateway that runs EAP-MSCHAPv2 itself.
+	EAPSecret func(id string) ([]byte, bool)
 
 	// SourceAddr returns the local address the host would use to reach remote (a route
 	// lookup). Used by initiators whose connection names no local address.
@@ -130,11 +133,19 @@ type Conn struct {
 
 	LocalID  string // empty: the certificate's subject, else the outer address
 	RemoteID string // "%any" or empty accepts any identity
-	// LocalAuth/RemoteAuth are AuthPSK or AuthPubkey.
+	// LocalAuth/RemoteAuth are AuthPSK, AuthPubkey, or (initiator's local, responder's
+	// remote) one of EAP's (IsEAP).
 	LocalAuth  string
 	RemoteAuth string
 	// LocalCred is our certificate chain and key (pubkey); RemoteCAs the CAs the peer's
 	// certificate must chain to (pubkey).
+	// EAPID (initiator with EAP) is our EAP identity; empty: our IKE identity.
+	EAPID string
+	// EAPOnly: EAP-only authentication of the responder (RFC 5998) with EAP-TLS, whose
+	// TLS server certificate then proves the gateway instead of an IKE signature. An
+	// initiator asks for it (EAP_ONLY_AUTHENTICATION) and accepts a first IKE_AUTH
+	// response without AUTH; a responder skips its AUTH when asked.
+	EAPOnly   bool
 	LocalCred *cert.Credential
 	RemoteCAs []*x509.Certificate
 	// RemotePolicy is what the peer's certificate must satisfy besides RemoteCAs (pubkey):

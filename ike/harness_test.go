@@ -44,6 +44,10 @@ type endpoint struct {
 	sent       []datagram
 	// espTo is every destination an outbound flow was installed or moved to, in order.
 	espTo []netip.AddrPort
+	// aaa answers the engine's AAARequests (EAP-RADIUS), delivered at the next step;
+	// nil: they stay unanswered. aaaReqs are the requests seen.
+	aaa     func(AAARequest) AAAAnswer
+	aaaReqs []AAARequest
 }
 
 type testNet struct {
@@ -62,6 +66,8 @@ type testNet struct {
 	delivered int
 	// lost holds datagrams sent to addresses nobody in the test has (third parties).
 	lost []datagram
+	// later are answers (AAAAnswered) delivered before the next datagram.
+	later []func()
 }
 
 func newTestNet(t *testing.T) *testNet {
@@ -146,6 +152,12 @@ func (n *testNet) apply(ep *endpoint, actions []Action) {
 			}
 		case IKEKeysLog:
 			ep.keylogs = append(ep.keylogs, a)
+		case AAARequest:
+			ep.aaaReqs = append(ep.aaaReqs, a)
+			if ep.aaa != nil {
+				ans := ep.aaa(a)
+				n.later = append(n.later, func() { n.apply(ep, ep.e.AAAAnswered(n.now, a.IKESA, a.Seq, ans)) })
+			}
 		case UpdateEndpoints:
 			o, ok := ep.outbound[a.Policy]
 			if !ok {
@@ -168,6 +180,12 @@ func (n *testNet) driver(ep *endpoint) *Driver {
 // step delivers one datagram or fires the next timer; it reports false when nothing is
 // left to do before limit.
 func (n *testNet) step(limit time.Time) bool {
+	if len(n.later) > 0 {
+		f := n.later[0]
+		n.later = n.later[1:]
+		f()
+		return true
+	}
 	if len(n.inflight) > 0 {
 		i := 0
 		if n.reorder {

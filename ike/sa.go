@@ -113,6 +113,8 @@ type IKESA struct {
 	// stayFrom: the lowest message ID of a request that counts there (one the peer
 	// sent before it saw the switch request came in before its answer).
 	stayFrom uint32
+	// eap is the EAP conversation while IKE_AUTH runs one (eapauth.go).
+	eap *eapState
 	// pm is the path manager of an established SA: where IKE and ESP go (MOBIKE).
 	pm *mobike.Manager
 	// authLocal/authRemote are the addresses of IKE_AUTH: what "dynamic" traffic

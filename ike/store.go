@@ -179,6 +179,7 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 	if sa.state == stateInitDone {
 		e.gate.closed(sa.srcBlock, sa.provedCookie)
 	}
+	sa.endEAP()
 	e.store.remove(sa)
 	wasUp := sa.state == stateEstablished || sa.state == stateDeleting
 	sa.state = stateDead

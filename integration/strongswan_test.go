@@ -51,12 +51,14 @@ var swPluginList = []string{
 	"random", "nonce", "openssl", "pem", "pkcs1", "pkcs8", "x509", "pubkey",
 	"revocation", "constraints", "gmp", "aes", "sha1", "sha2", "hmac", "kdf", "gcm",
 	"kernel-libipsec", "kernel-netlink", "socket-default", "vici", "attr",
+	"eap-identity", "eap-mschapv2", "eap-tls",
 }
 
 // swSecret is a PSK for a set of identities.
 type swSecret struct {
 	IDs []string
 	PSK string
+	EAP bool // an EAP secret (swanctl's eap-<name> section): PSK is the password
 }
 
 // swPool is a swanctl address pool.
@@ -281,7 +283,11 @@ func swanctlConf(o swOpts) string {
 	}
 	line(0, "secrets {")
 	for i, s := range secrets {
-		line(1, "ike-%d {", i+1)
+		if s.EAP {
+			line(1, "eap-%d {", i+1)
+		} else {
+			line(1, "ike-%d {", i+1)
+		}
 		for j, id := range s.IDs {
 			line(2, "id-%d = %q", j+1, id)
 		}
@@ -304,7 +310,8 @@ func startStrongSwan(l *lab, ns, name string, o swOpts) *strongswan {
 	for _, p := range swPluginList {
 		if _, err := os.Stat(filepath.Join(swPlugins, "libstrongswan-"+p+".so")); err != nil {
 			pkg := map[string]string{"openssl": "libstrongswan-standard-plugins", "gcm": "libstrongswan-standard-plugins",
-				"kernel-libipsec": "libcharon-extra-plugins", "vici": "strongswan-swanctl"}[p]
+				"kernel-libipsec": "libcharon-extra-plugins", "vici": "strongswan-swanctl",
+				"eap-identity": "libcharon-extra-plugins", "eap-tls": "libcharon-extra-plugins", "eap-mschapv2": "libcharon-extauth-plugins"}[p]
 			if pkg == "" {
 				pkg = "libstrongswan or strongswan-libcharon"
 			}
@@ -649,6 +656,8 @@ type mvOpts struct {
 	Children []string
 	// GatewayAddrs are the gateway's local_addrs; default 198.51.100.1, 2001:db8:2::1.
 	GatewayAddrs []string
+	// Secrets are more entries of secrets (YAML flow maps), e.g. EAP passwords.
+	Secrets []string
 }
 
 // mvAuth returns o's authentication rounds, or the PSK defaults given.
@@ -677,6 +686,14 @@ func mvDefault(xs, def []string) []string {
 	return xs
 }
 
+func prefixAll(xs []string, p string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = p + x
+	}
+	return out
+}
+
 func mvIndent(xs []string, n int) string {
 	var b strings.Builder
 	for _, x := range xs {
@@ -694,7 +711,7 @@ tun: { name: mvpn0, mtu: 1400, addrs: [198.18.0.1/24, "2001:db8:ff::1/64"] }
 %ssecrets:
   - ids: [gw.example.org, alice@example.org]
     psk: %q
-pools:
+%spools:
   - name: rw
     addrs: [198.18.100.0/24, "2001:db8:100::/64"]
     dns: [198.18.0.53]
@@ -711,7 +728,7 @@ connections:
         local_ts: %s
         remote_ts: %s
         esp_proposals: %s
-%s%s`, l.gwSock, mvIndent(o.Top, 0), labPSK,
+%s%s`, l.gwSock, mvIndent(o.Top, 0), labPSK, mvIndent(prefixAll(o.Secrets, "- "), 2),
 		mvYAMLList(mvDefault(o.GatewayAddrs, []string{"198.51.100.1", "2001:db8:2::1"})),
 		mvYAMLList(mvDefault(o.Proposals, []string{"aes128gcm16-prfsha256-x25519"})),
 		local, remote, mvIndent(o.Conn, 4),
@@ -734,7 +751,7 @@ tun: { name: mvpn0, mtu: 1400 }
 %ssecrets:
   - ids: [gw.example.org, alice@example.org]
     psk: %q
-connections:
+%sconnections:
   home:
     remote_addrs: [%q]
     proposals: %s
@@ -746,7 +763,7 @@ connections:
         local_ts: %s
         remote_ts: %s
         esp_proposals: %s
-%s%s`, l.clSock, mvIndent(o.Top, 0), labPSK, gateway,
+%s%s`, l.clSock, mvIndent(o.Top, 0), labPSK, mvIndent(prefixAll(o.Secrets, "- "), 2), gateway,
 		mvYAMLList(mvDefault(o.Proposals, []string{"aes128gcm16-prfsha256-x25519"})),
 		vips, local, remote, mvIndent(o.Conn, 4),
 		mvYAMLList(mvDefault(o.LocalTS, []string{"dynamic"})),

@@ -10,18 +10,19 @@ import (
 	"github.com/mobikevpn/mobikevpn/cert"
 )
 
-// auth reads what the local and the remote block share: auth (psk or pubkey,
-// required) into method and id with readID; then, with psk, the settings psk and a
-// check that none of pubkey's keys is given, with pubkey, the settings pubkey.
-func (p *parser) auth(o *obj, method *string, readID reader, psk, pubkey []setting) error {
+// auth reads what the local and the remote block share: auth (one of methods,
+// required) into method and id with readID; then, with psk (or eap-mschapv2,
+// eap-radius), the settings psk and a check that none of pubkey's keys is given,
+// with pubkey (or eap-tls), the settings pubkey.
+func (p *parser) auth(o *obj, method *string, methods []string, readID reader, psk, pubkey []setting) error {
 	err := p.apply(o, []setting{
-		{key: "auth", need: "missing; use psk or pubkey", read: enumKey(method, AuthPSK, AuthPubkey)},
+		{key: "auth", need: "missing; use " + strings.Join(methods, ", "), read: enumKey(method, methods...)},
 		{key: "id", read: readID},
 	})
 	if err != nil {
 		return err
 	}
-	if *method == AuthPubkey {
+	if *method == AuthPubkey || *method == AuthEAPTLS {
 		return p.apply(o, pubkey)
 	}
 	if err := p.apply(o, psk); err != nil {
@@ -29,14 +30,15 @@ func (p *parser) auth(o *obj, method *string, readID reader, psk, pubkey []setti
 	}
 	for _, s := range pubkey {
 		if s.check == nil && o.has(s.key) {
-			return p.kerr(o, s.key, "only used with auth: pubkey")
+			return p.kerr(o, s.key, "only used with auth: pubkey or eap-tls")
 		}
 	}
 	return nil
 }
 
-func (p *parser) localAuth(v val, a *LocalAuth) error {
-	o, err := p.object(v, "auth, id, certs, key, rsa_pss", "auth", "id", "certs", "key", "rsa_pss")
+// localAuth parses the local block of connection c.
+func (p *parser) localAuth(v val, a *LocalAuth, c *Connection, cfg *Config) error {
+	o, err := p.object(v, "auth, id, eap_id, certs, key, rsa_pss", "auth", "id", "eap_id", "certs", "key", "rsa_pss")
 	if err != nil {
 		return err
 	}
@@ -50,12 +52,17 @@ func (p *parser) localAuth(v val, a *LocalAuth) error {
 		return nil
 	}
 	psk := []setting{
-		{key: "id", need: "missing; psk authentication needs our identity, e.g. id: alice@example.org"},
+		{check: func() error {
+			if a.Auth == AuthPSK && !o.has("id") {
+				return p.kerr(o, "id", "missing; psk authentication needs our identity, e.g. id: alice@example.org")
+			}
+			return nil
+		}},
 	}
 	pubkey := []setting{
-		{key: "certs", need: "missing; pubkey authentication needs our certificate, e.g. certs: [gw.pem]",
+		{key: "certs", need: "missing; " + a.Auth + " authentication needs our certificate, e.g. certs: [gw.pem]",
 			read: fileListKey(&a.Certs, "needs at least one certificate file")},
-		{key: "key", need: "missing; pubkey authentication needs our private key, e.g. key: gw.key", read: func(p *parser, v val) (err error) {
+		{key: "key", need: "missing; " + a.Auth + " authentication needs our private key, e.g. key: gw.key", read: func(p *parser, v val) (err error) {
 			if err := fileKey(&a.Key)(p, v); err != nil {
 				return err
 			}
@@ -66,12 +73,52 @@ func (p *parser) localAuth(v val, a *LocalAuth) error {
 		}},
 		{key: "rsa_pss", read: func(p *parser, v val) error { return boolKey(&a.Cred.RSAPSS)(p, v) }},
 	}
-	return p.auth(o, &a.Auth, readID, psk, pubkey)
+	methods := []string{AuthPSK, AuthPubkey, AuthEAPMSCHAPv2, AuthEAPTLS}
+	if err := p.auth(o, &a.Auth, methods, readID, psk, pubkey); err != nil {
+		return err
+	}
+	return p.localEAP(o, a, c, cfg)
+}
+
+// localEAP checks a client's EAP settings in local block o: eap_id, and the
+// password of eap-mschapv2 in secrets.
+func (p *parser) localEAP(o *obj, a *LocalAuth, c *Connection, cfg *Config) error {
+	eap := a.Auth == AuthEAPMSCHAPv2 || a.Auth == AuthEAPTLS
+	if v, ok := o.get("eap_id"); ok {
+		if !eap {
+			return p.kerr(o, "eap_id", "only used with auth: eap-mschapv2 or eap-tls")
+		}
+		if err := stringKey(&a.EAPID)(p, v); err != nil {
+			return err
+		}
+		if len(a.EAPID) > 253 || a.EAPID == AnyID {
+			return p.verr(v, "an EAP identity must be a concrete name of at most 253 bytes")
+		}
+	}
+	if !eap {
+		return nil
+	}
+	if !c.Initiator {
+		return p.kerr(o, "auth", "%s: only a client (with remote_addrs) authenticates itself with EAP; a gateway proves itself with pubkey (or psk) and asks its clients for EAP with remote: { auth: %s }", a.Auth, a.Auth)
+	}
+	id := a.EAPID
+	if id == "" {
+		id = a.ID
+	}
+	if id == "" && a.Auth == AuthEAPMSCHAPv2 {
+		return p.kerr(o, "eap_id", "missing; eap-mschapv2 needs our user name, e.g. eap_id: alice")
+	}
+	if a.Auth == AuthEAPMSCHAPv2 {
+		if _, ok := cfg.EAPSecret(id); !ok {
+			return p.kerr(o, "auth", "eap-mschapv2 for %q, but no entry in secrets of type eap has that id; add { type: eap, ids: [%s], secret: \"...\" }", id, id)
+		}
+	}
+	return nil
 }
 
 // remoteAuth parses the remote block of connection c (whose remote_addrs are parsed).
-func (p *parser) remoteAuth(v val, a *RemoteAuth, c *Connection) error {
-	o, err := p.object(v, "auth, id, cacerts, accept_any_id, eku, crls", "auth", "id", "cacerts", "accept_any_id", "eku", "crls")
+func (p *parser) remoteAuth(v val, a *RemoteAuth, c *Connection, cfg *Config) error {
+	o, err := p.object(v, "auth, id, cacerts, accept_any_id, eku, crls, eap_only", "auth", "id", "cacerts", "accept_any_id", "eku", "crls", "eap_only")
 	if err != nil {
 		return err
 	}
@@ -99,7 +146,41 @@ func (p *parser) remoteAuth(v val, a *RemoteAuth, c *Connection) error {
 		{key: "eku", read: into((*parser).eku, a)},
 		{key: "crls", read: into((*parser).crls, a)},
 	}
-	return p.auth(o, &a.Auth, stringKey(&a.ID), nil, pubkey)
+	methods := []string{AuthPSK, AuthPubkey, AuthEAPMSCHAPv2, AuthEAPTLS, AuthEAPRadius}
+	if err := p.auth(o, &a.Auth, methods, stringKey(&a.ID), nil, pubkey); err != nil {
+		return err
+	}
+	return p.remoteEAP(o, a, c, cfg)
+}
+
+// remoteEAP checks a gateway's EAP methods in remote block o: only a gateway asks
+// for EAP, which needs a radius section with eap-radius, and proves itself with
+// pubkey or psk.
+func (p *parser) remoteEAP(o *obj, a *RemoteAuth, c *Connection, cfg *Config) error {
+	if v, ok := o.get("eap_only"); ok {
+		if err := boolKey(&a.EAPOnly)(p, v); err != nil {
+			return err
+		}
+		if c.Initiator && c.Local.Auth != AuthEAPTLS {
+			return p.verr(v, "EAP-only authentication of the gateway (RFC 5998) needs local: { auth: eap-tls }: only EAP-TLS proves the gateway")
+		}
+		if !c.Initiator && a.Auth != AuthEAPTLS {
+			return p.verr(v, "EAP-only authentication (RFC 5998) is offered with auth: eap-tls only: its TLS certificate proves the gateway")
+		}
+	}
+	if a.Auth != AuthEAPMSCHAPv2 && a.Auth != AuthEAPTLS && a.Auth != AuthEAPRadius {
+		return nil
+	}
+	if c.Initiator {
+		return p.kerr(o, "auth", "%s: a client authenticates its gateway with pubkey or psk (EAP-only authentication of the gateway, RFC 5998, is not supported); the gateway's clients use EAP with local: { auth: %s }", a.Auth, a.Auth)
+	}
+	if a.Auth == AuthEAPTLS && c.Local.Auth != AuthPubkey {
+		return p.kerr(o, "auth", "eap-tls: the gateway's TLS certificate is its local one; use local: { auth: pubkey, certs: [...], key: ... }")
+	}
+	if a.Auth == AuthEAPRadius && cfg.Radius == nil {
+		return p.kerr(o, "auth", "eap-radius needs the RADIUS servers: add a top-level radius: { servers: [{ addr: 198.18.0.5:1812, secret: \"...\" }] }")
+	}
+	return nil
 }
 
 // anyGateway refuses id: "%any" in the remote block (o) of a client authenticating its

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -24,16 +25,18 @@ const DefaultControl = "/run/mobikevpn/mobikevpn.sock"
 
 // Config is a loaded and validated configuration file.
 type Config struct {
-	Path            string // the file loaded, absolute
-	Control         string // control socket path (absolute); "" means not set: use DefaultControl
-	LogLevel        string // debug, info, warn or error
-	LogFormat       string // text (default) or json: the logs' slog handler
-	Metrics         string // metrics.listen: the Prometheus endpoint's address, or "" (off)
-	Keylog          string // folder for Wireshark key files (absolute), or ""
-	Ports           Ports
-	TUN             TUN
-	Updown          string // hook script (absolute path), or ""
-	Secrets         []Secret
+	Path      string // the file loaded, absolute
+	Control   string // control socket path (absolute); "" means not set: use DefaultControl
+	LogLevel  string // debug, info, warn or error
+	LogFormat string // text (default) or json: the logs' slog handler
+	Metrics   string // metrics.listen: the Prometheus endpoint's address, or "" (off)
+	Keylog    string // folder for Wireshark key files (absolute), or ""
+	Ports     Ports
+	TUN       TUN
+	Updown    string // hook script (absolute path), or ""
+	Secrets   []Secret
+	// Radius is the RADIUS servers of EAP-RADIUS (nil: none configured).
+	Radius          *Radius
 	Pools           []Pool
 	CookieThreshold int           // half-open IKE SAs above which COOKIEs are required
 	HalfOpenTimeout time.Duration // how long a half-open IKE SA is kept
@@ -126,6 +129,21 @@ type TUN struct {
 type Secret struct {
 	IDs []string
 	PSK []byte
+	// EAP (type: eap) is an EAP password for the identities in IDs (then PSK is nil).
+	EAP []byte
+}
+
+// Radius is the `radius:` section: the servers EAP-RADIUS passes EAP to.
+type Radius struct {
+	Servers []RadiusServer // tried in order
+	Timeout time.Duration  // per try (default 2s)
+	Tries   int            // per server (default 3)
+}
+
+// RadiusServer is one RADIUS server and the secret shared with it.
+type RadiusServer struct {
+	Addr   netip.AddrPort
+	Secret []byte
 }
 
 // Pool is a virtual IP address pool handed out by configuration payloads.
@@ -159,8 +177,11 @@ type AdditionalAddrs struct {
 
 // Authentication methods.
 const (
-	AuthPSK    = "psk"
-	AuthPubkey = "pubkey"
+	AuthPSK         = "psk"
+	AuthPubkey      = "pubkey"
+	AuthEAPMSCHAPv2 = "eap-mschapv2"
+	AuthEAPTLS      = "eap-tls"
+	AuthEAPRadius   = "eap-radius"
 )
 
 // AnyID is the identity wildcard.
@@ -168,16 +189,19 @@ const AnyID = "%any"
 
 // LocalAuth is how this end authenticates itself.
 type LocalAuth struct {
-	Auth  string           // AuthPSK or AuthPubkey
+	Auth  string           // AuthPSK, AuthPubkey, AuthEAPMSCHAPv2 or AuthEAPTLS (a client)
 	ID    string           // IKE identity; with pubkey "" means the first certificate's subject
-	Certs []string         // pubkey: certificate files (absolute paths), first is ours
-	Key   string           // pubkey: private key file (absolute path)
-	Cred  *cert.Credential // pubkey: the loaded chain and key
+	EAPID string           // EAP identity (eap_id; EAP only); "" means ID
+	Certs []string         // pubkey, eap-tls: certificate files (absolute paths), first is ours
+	Key   string           // pubkey, eap-tls: private key file (absolute path)
+	Cred  *cert.Credential // pubkey, eap-tls: the loaded chain and key
 }
 
 // RemoteAuth is how the peer must authenticate.
 type RemoteAuth struct {
-	Auth string // AuthPSK or AuthPubkey
+	// Auth is AuthPSK or AuthPubkey; on a gateway also AuthEAPMSCHAPv2, AuthEAPTLS
+	// (with CACerts and the other pubkey settings) or AuthEAPRadius.
+	Auth string
 	// ID is the expected identity; AnyID ("%any") when not given. With pubkey on an
 	// initiator (concrete remote_addrs), AnyID means the peer's address, which its
 	// certificate must carry as an IP subjectAltName, unless AcceptAnyID; an explicit
@@ -197,6 +221,10 @@ type RemoteAuth struct {
 	// CRLs the loaded lists.
 	CRLFiles []string
 	CRLs     []*x509.RevocationList
+	// EAPOnly (eap_only) is EAP-only authentication of the gateway (RFC 5998) with
+	// EAP-TLS: a client asks for it and accepts a gateway proved by its TLS
+	// certificate alone (with cacerts, id, eku, crls); a gateway grants it when asked.
+	EAPOnly bool
 }
 
 // Connection is one entry of `connections`.
@@ -321,6 +349,9 @@ func (c *Config) Pool(name string) *Pool {
 func (c *Config) PSK(localID, remoteID string) ([]byte, bool) {
 	best, bestScore := -1, 0
 	for i, s := range c.Secrets {
+		if s.PSK == nil {
+			continue // an EAP secret
+		}
 		my, other := idsMatch(s.IDs, localID), idsMatch(s.IDs, remoteID)
 		if my == matchNone && other == matchNone {
 			continue
@@ -333,6 +364,17 @@ func (c *Config) PSK(localID, remoteID string) ([]byte, bool) {
 		return nil, false
 	}
 	return bytes.Clone(c.Secrets[best].PSK), true
+}
+
+// EAPSecret returns a copy of the EAP password of identity id: the first secret of
+// type eap that lists id (compared exactly) or lists no ids.
+func (c *Config) EAPSecret(id string) ([]byte, bool) {
+	for _, s := range c.Secrets {
+		if s.EAP != nil && (len(s.IDs) == 0 || slices.Contains(s.IDs, id)) {
+			return bytes.Clone(s.EAP), true
+		}
+	}
+	return nil, false
 }
 
 // Error is a problem in a configuration file.

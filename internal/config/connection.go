@@ -111,8 +111,8 @@ func (p *parser) connectionSettings(o *obj, c *Connection, cfg *Config) []settin
 		{key: "pools", read: func(p *parser, v val) error { return p.connectionPools(v, c, cfg) }},
 		{key: "vips", read: into((*parser).vips, c)},
 		{key: "max_children", read: intKey(&c.MaxChildren, 1, MaxMaxChildren)},
-		{key: "local", need: "missing; e.g. local: { auth: psk, id: alice@example.org }", read: into((*parser).localAuth, &c.Local)},
-		{key: "remote", need: "missing; e.g. remote: { auth: psk, id: gw.example.org }", read: func(p *parser, v val) error { return p.remoteAuth(v, &c.Remote, c) }},
+		{key: "local", need: "missing; e.g. local: { auth: psk, id: alice@example.org }", read: func(p *parser, v val) error { return p.localAuth(v, &c.Local, c, cfg) }},
+		{key: "remote", need: "missing; e.g. remote: { auth: psk, id: gw.example.org }", read: func(p *parser, v val) error { return p.remoteAuth(v, &c.Remote, c, cfg) }},
 		{key: "start_action", read: into((*parser).startAction, c)},
 		{key: "children", need: "missing; a connection needs at least one child, e.g. children: { net: { remote_ts: [0.0.0.0/0] } }", read: into((*parser).children, &c.Children)},
 		{check: func() error {

@@ -46,7 +46,7 @@ var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // topKeys are the keys of the top level, in the order an unknown key's error lists them.
 var topKeys = []string{
-	"control", "log_level", "log_format", "keylog", "ports", "tun", "updown", "secrets", "pools",
+	"control", "log_level", "log_format", "keylog", "ports", "tun", "updown", "secrets", "radius", "pools",
 	"metrics", "cookie_threshold", "half_open_timeout", "block_threshold", "half_open_limit", "block_ipv6_prefix", "preauth_memory", "retransmit", "fragment_size", "datapath", "connections", "cluster",
 }
 
@@ -152,6 +152,10 @@ func topSettings(cfg *Config) []setting {
 		{key: "fragment_size", read: intKey(&cfg.FragmentSize, 576, 65535)},
 		{key: "retransmit", read: into((*parser).retransmit, &cfg.Retransmit)},
 		{key: "datapath", read: into((*parser).datapath, &cfg.Datapath)},
+		{key: "radius", read: func(p *parser, v val) error {
+			cfg.Radius = &Radius{}
+			return p.radius(v, cfg.Radius)
+		}},
 		{key: "connections", need: "missing; define at least one connection", read: func(p *parser, v val) (err error) {
 			cfg.Connections, err = p.connections(v, cfg)
 			return err

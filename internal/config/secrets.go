@@ -26,12 +26,19 @@ func (p *parser) secrets(v val, dst *[]Secret) error {
 	return nil
 }
 
-// secret reads one entry of secrets.
+// secret reads one entry of secrets: a pre-shared key (type psk, the default), or an
+// EAP password (type eap, with secret).
 func (p *parser) secret(e val) (Secret, error) {
 	var s Secret
-	o, err := p.object(e, "ids, psk or psk_file", "ids", "psk", "psk_file")
+	o, err := p.object(e, "type, ids, psk, psk_file or secret", "type", "ids", "psk", "psk_file", "secret")
 	if err != nil {
 		return s, err
+	}
+	typ := "psk"
+	if v, ok := o.get("type"); ok {
+		if typ, err = p.oneOf(v, "psk", "eap"); err != nil {
+			return s, err
+		}
 	}
 	if v, ok := o.get("ids"); ok {
 		items, err := p.list(v, false)
@@ -41,6 +48,12 @@ func (p *parser) secret(e val) (Secret, error) {
 		for _, it := range items {
 			s.IDs = append(s.IDs, it.s)
 		}
+	}
+	if typ == "eap" {
+		return s, p.eapSecret(o, e, &s)
+	}
+	if o.has("secret") {
+		return s, p.kerr(o, "secret", "only used with type: eap; a pre-shared key is psk or psk_file")
 	}
 	vp, hasPSK := o.get("psk")
 	vf, hasFile := o.get("psk_file")
@@ -63,6 +76,27 @@ func (p *parser) secret(e val) (Secret, error) {
 		}
 	}
 	return s, nil
+}
+
+// eapSecret reads the password of a secret of type eap (entry e, mapping o).
+func (p *parser) eapSecret(o *obj, e val, s *Secret) error {
+	for _, k := range []string{"psk", "psk_file"} {
+		if o.has(k) {
+			return p.kerr(o, k, "not used with type: eap; the EAP password is secret")
+		}
+	}
+	v, ok := o.get("secret")
+	if !ok {
+		return p.verr(e, "missing secret: the EAP password of the ids")
+	}
+	str, err := p.scalar(v, "a string")
+	if err != nil {
+		return err
+	}
+	if s.EAP, err = decodeSecret(str); err != nil {
+		return p.verr(v, "%v", strings.Replace(err.Error(), "a pre-shared key", "an EAP password", 1))
+	}
+	return nil
 }
 
 // pskFile reads a psk_file: the key is the file's content without trailing line ends.

@@ -48,6 +48,7 @@ type clientHost struct {
 	applied []netip.Addr            // the servers applied now
 	killOn  bool
 	resolve sync.WaitGroup // resolutions under way
+	aaa     sync.WaitGroup // RADIUS exchanges under way (eap.go), on a gateway
 	stop    context.CancelFunc
 	ctx     context.Context
 }
@@ -124,6 +125,7 @@ func (d *daemon) startClient() (func(), error) {
 	return func() {
 		h.stop()
 		h.resolve.Wait()
+		h.aaa.Wait()
 		if dns := d.deps.DNS; dns != nil && len(h.applied) > 0 {
 			if err := dns.Revert(); err != nil {
 				d.log.Warn("restoring the host's DNS", "err", err)

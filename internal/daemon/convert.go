@@ -25,7 +25,8 @@ func ikeConfig(cfg *config.Config) (ike.Config, error) {
 			Tries:   cfg.Retransmit.Tries,
 			Base:    cfg.Retransmit.Base,
 		},
-		PSK: cfg.PSK,
+		PSK:       cfg.PSK,
+		EAPSecret: cfg.EAPSecret,
 		// A cluster node hands SAs to other nodes: the engine keeps what Export needs.
 		Exportable: cfg.Cluster != nil,
 	}
@@ -58,6 +59,8 @@ func ikeConn(c *config.Connection) (*ike.Conn, error) {
 		CloseAction: c.CloseAction,
 		RekeyTime:   c.RekeyTime,
 		LocalID:     c.Local.ID,
+		EAPID:       c.Local.EAPID,
+		EAPOnly:     c.Remote.EAPOnly,
 		RemoteID:    c.Remote.ID,
 		LocalAuth:   c.Local.Auth,
 		RemoteAuth:  c.Remote.Auth,

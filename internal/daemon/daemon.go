@@ -88,6 +88,8 @@ type Deps struct {
 	DNS        HostDNS
 	KillSwitch KillSwitch
 	LookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
+	// AAA passes EAP to the RADIUS servers of EAP-RADIUS; nil: none configured.
+	AAA AAA
 	// Metrics serves gather's snapshots (config metrics:) until ctx ends and closes
 	// ready once it listens; nil: no metrics endpoint.
 	Metrics func(ctx context.Context, gather func(context.Context) (*metrics.Snapshot, error), ready chan<- struct{}) error
@@ -419,6 +421,8 @@ func (d *daemon) apply(actions []ike.Action) {
 			d.virtualIPs(a)
 		case ike.Resolve:
 			d.resolveHosts(a) // client.go
+		case ike.AAARequest:
+			d.aaaRequest(a) // eap.go
 		case ike.IKEKeysLog:
 			if d.keys != nil {
 				if err := d.keys.ikeSA(a); err != nil {

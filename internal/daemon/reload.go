@@ -99,7 +99,7 @@ func configChanges(old, cfg *config.Config) (applied, restart []string) {
 		{"tun", old.TUN, cfg.TUN}, {"ports", old.Ports, cfg.Ports}, {"control", old.Control, cfg.Control},
 		{"log_level", old.LogLevel, cfg.LogLevel}, {"log_format", old.LogFormat, cfg.LogFormat},
 		{"metrics", old.Metrics, cfg.Metrics}, {"datapath", old.Datapath, cfg.Datapath},
-		{"updown", old.Updown, cfg.Updown}, {"cluster", old.Cluster, cfg.Cluster},
+		{"updown", old.Updown, cfg.Updown}, {"cluster", old.Cluster, cfg.Cluster}, {"radius", old.Radius, cfg.Radius},
 	}
 	for _, k := range restartKeys {
 		if !reflect.DeepEqual(k.a, k.b) {

@@ -350,7 +350,7 @@ func (g *generator) apply(acts []ike.Action) {
 				g.event(a)
 			}
 		case ike.InstallInbound, ike.InstallOutbound, ike.RemoveInbound, ike.RemoveOutbound,
-			ike.UpdateEndpoints, ike.VirtualIPs, ike.IKEKeysLog, ike.Resolve:
+			ike.UpdateEndpoints, ike.VirtualIPs, ike.IKEKeysLog, ike.Resolve, ike.AAARequest:
 			// No datapath here: only handshakes are measured.
 		}
 	}

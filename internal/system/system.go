@@ -24,6 +24,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/internal/inner"
 	"github.com/mobikevpn/mobikevpn/internal/metrics"
 	"github.com/mobikevpn/mobikevpn/internal/netmon"
+	"github.com/mobikevpn/mobikevpn/internal/radius"
 	"github.com/mobikevpn/mobikevpn/tun"
 	"github.com/mobikevpn/mobikevpn/udp"
 )
@@ -104,6 +105,16 @@ func Open(cfg *config.Config, log *slog.Logger, serveControl bool) (daemon.Deps,
 			return metrics.Serve(ctx, cfg.Metrics, gather, mlog, ready)
 		}
 	}
+	if cfg.Radius != nil {
+		rc, err := newRadius(cfg.Radius, log.With("part", "radius"))
+		if err != nil {
+			closeAll()
+			return daemon.Deps{}, nil, err
+		}
+		deps.AAA = rc
+		closeSockets := closeAll
+		closeAll = func() { closeSockets(); rc.Close() }
+	}
 	if serveControl {
 		ctl := cfg.Control
 		if ctl == "" {
@@ -132,6 +143,19 @@ func Open(cfg *config.Config, log *slog.Logger, serveControl bool) (daemon.Deps,
 		}
 	}
 	return deps, closeAll, nil
+}
+
+// newRadius makes the RADIUS client of the radius section.
+func newRadius(r *config.Radius, log *slog.Logger) (*radius.Client, error) {
+	rc := radius.Config{Timeout: r.Timeout, Tries: r.Tries, Logger: log}
+	for _, s := range r.Servers {
+		rc.Servers = append(rc.Servers, radius.Server{Addr: s.Addr, Secret: s.Secret})
+	}
+	c, err := radius.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("radius: %w", err)
+	}
+	return c, nil
 }
 
 // newInner makes the announcer of cluster.inner.
