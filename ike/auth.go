@@ -432,12 +432,18 @@ func (e *Engine) authEstablished(now time.Time, sa *IKESA, m *wire.Message) {
 // initiatorAuthFailed tells the responder that its authentication failed and forgets
 // the SA (RFC 7296 2.21.2).
 func (e *Engine) initiatorAuthFailed(now time.Time, sa *IKESA) {
+	e.initiatorGivesUp(now, sa, "AUTHENTICATION_FAILED: the peer's authentication did not verify")
+}
+
+// initiatorGivesUp sends AUTHENTICATION_FAILED, so that the responder frees its
+// half-open SA at once, and fails the SA for reason.
+func (e *Engine) initiatorGivesUp(now time.Time, sa *IKESA, reason string) {
 	msgID := sa.win.allocID()
 	data, err := sa.seal(sa.header(wire.INFORMATIONAL, msgID, false), []wire.Payload{&wire.Notify{NotifyType: wire.AUTHENTICATION_FAILED}})
 	if err == nil {
 		e.emit(Send{Local: sa.local, Remote: sa.remote, Data: data})
 	}
-	e.failInit(now, sa, "AUTHENTICATION_FAILED: the peer's authentication did not verify")
+	e.failInit(now, sa, reason)
 }
 
 func (e *Engine) keylogIKE(sa *IKESA) {

@@ -141,6 +141,14 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 		}
 		e.handleAuthRequest(now, sa, local, remote, h, m)
 	case wire.INFORMATIONAL:
+		if sa.state == stateInitDone && !sa.initiator && wire.FindNotify(m.Payloads, wire.AUTHENTICATION_FAILED) != nil {
+			// The initiator gave up authenticating (RFC 7296 2.21.2: our AUTH, or its
+			// EAP method, failed at its end): the half-open SA goes now.
+			e.log.Info("the peer gave up IKE_AUTH (AUTHENTICATION_FAILED)", "sa", sa.id, "peer", remote)
+			e.respond(now, sa, local, remote, h, nil)
+			e.removeSA(now, sa, "AUTHENTICATION_FAILED from the peer")
+			return
+		}
 		if sa.state != stateEstablished && sa.state != stateDeleting {
 			e.drop(&e.drops.Unexpected, "INFORMATIONAL before establishment", remote, nil)
 			return

@@ -169,6 +169,12 @@ func TestEAPTLS(t *testing.T) {
 			if cl.hasEvent(EventFailed) == nil || gw.hasEvent(EventEstablished) != nil {
 				t.Fatalf("client events %v, gateway events %v", cl.events, gw.events)
 			}
+			// Whoever gave up told the other: the gateway holds nothing a second later
+			// (long before the half-open timeout).
+			n.run(time.Second, func() bool { return len(gw.e.store.byID) == 0 })
+			if len(gw.e.store.byID) != 0 {
+				t.Errorf("the gateway still holds %d SAs after the client gave up", len(gw.e.store.byID))
+			}
 			checkNothingLeft(t, n, gw, cl)
 		})
 	}

@@ -149,7 +149,9 @@ func (e *Engine) eapAuthResponse(now time.Time, sa *IKESA, m *wire.Message) {
 	}
 	resp, status, err := st.peer.Handle(p.Data)
 	if err != nil {
-		e.failInit(now, sa, "EAP: "+err.Error())
+		// The gateway (or its TLS certificate, or its MSCHAPv2 answer) failed our
+		// checks, or it broke the method: we give up, and say so.
+		e.initiatorGivesUp(now, sa, "EAP: "+err.Error())
 		return
 	}
 	var out []wire.Payload
