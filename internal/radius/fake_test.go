@@ -219,4 +219,3 @@ func (f *fakeServer) serve() {
 		}
 	}
 }
-
