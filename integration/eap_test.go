@@ -263,6 +263,9 @@ func TestEAPRadius(t *testing.T) {
 		if strings.Contains(gw.output(), radiusKey) {
 			t.Error("the gateway logged the RADIUS secret")
 		}
+		if drops, _ := statusJSON(t, l.gwSock)["drops"].(map[string]any); drops == nil || drops["radius_dropped"] != 0.0 {
+			t.Errorf("status drops: radius_dropped %v, want 0", drops["radius_dropped"])
+		}
 	})
 	t.Run("accepted/sw-client", func(t *testing.T) {
 		l := newInteropLab(t)

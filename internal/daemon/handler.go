@@ -135,6 +135,10 @@ func (d *daemon) drops(m map[string]uint64) {
 	if d.socks != nil {
 		d.socks.drops(m)
 	}
+	if r, ok := d.deps.AAA.(interface{ Drops() uint64 }); ok {
+		// RADIUS answers that did not verify (authenticators, source, identifier).
+		m["radius_dropped"] = r.Drops()
+	}
 	d.mu.Lock()
 	m["ike_queue_full"] = d.ikeDrops
 	d.mu.Unlock()
