@@ -69,6 +69,7 @@ func FuzzParseProposal(f *testing.F) {
 		"aes128gcm16-aes128-sha256-x25519", "aes128gcm16-x25519-none-esn-noesn",
 		"chacha20poly1305-prfsha512-curve25519,aes192-sha384-ecp384", "aes-sha2_512-modp3072",
 		"aes128--x", "esn", "",
+		"aes128ctr-sha1-prfsha1-modp1024", "aes128ccm8-aes256gcm12-aes192ccm-sha-modp1536-none",
 	} {
 		f.Add(s, false)
 		f.Add(s, true)

@@ -21,7 +21,8 @@ type KeyExchange interface {
 }
 
 // NewKeyExchange generates an ephemeral key for group: x25519 (RFC 8031), ecp256 and
-// ecp384 (RFC 5903), modp2048 and modp3072 (RFC 3526). The private key is drawn from
+// ecp384 (RFC 5903), modp2048 and modp3072 (RFC 3526), and the legacy modp1024 (RFC
+// 2409 section 6.2) and modp1536 (RFC 3526 section 2). The private key is drawn from
 // rand (nil means crypto/rand.Reader), so a fixed reader gives a fixed key in tests.
 func NewKeyExchange(group uint16, rand io.Reader) (KeyExchange, error) {
 	if rand == nil {
@@ -44,7 +45,7 @@ func NewKeyExchange(group uint16, rand io.Reader) (KeyExchange, error) {
 			}
 		}
 		return nil, errors.New("ikecrypto: randomness source gives no valid private key")
-	case wire.DH_MODP2048, wire.DH_MODP3072:
+	case wire.DH_MODP1024, wire.DH_MODP1536, wire.DH_MODP2048, wire.DH_MODP3072:
 		return newMODP(group, rand)
 	}
 	return nil, fmt.Errorf("ikecrypto: unsupported key exchange method %d", group)
@@ -74,7 +75,7 @@ func newKeyExchangeFromPrivate(group uint16, priv []byte) (KeyExchange, error) {
 			return nil, err
 		}
 		return &ecKE{group: group, priv: k}, nil
-	case wire.DH_MODP2048, wire.DH_MODP3072:
+	case wire.DH_MODP1024, wire.DH_MODP1536, wire.DH_MODP2048, wire.DH_MODP3072:
 		return newMODPFromExponent(group, new(big.Int).SetBytes(priv))
 	}
 	return nil, fmt.Errorf("ikecrypto: unsupported key exchange method %d", group)
@@ -124,26 +125,41 @@ func (k *ecKE) SharedSecret(peer []byte) ([]byte, error) {
 	return s, nil
 }
 
-// RFC 3526 primes; the generator is 2 for both.
+// The primes of the MODP groups: RFC 2409 section 6.2 (group 2), RFC 3526 sections 2
+// to 4 (groups 5, 14, 15). The generator is 2 for all of them.
 const (
+	modp1024Hex = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381FFFFFFFFFFFFFFFF"
+	modp1536Hex = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA237327FFFFFFFFFFFFFFFF"
 	modp2048Hex = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3BE39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA051015728E5A8AACAA68FFFFFFFFFFFFFFFF"
 	modp3072Hex = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3BE39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA051015728E5A8AAAC42DAD33170D04507A33A85521ABDF1CBA64ECFB850458DBEF0A8AEA71575D060C7DB3970F85A6E1E4C7ABF5AE8CDB0933D71E8C94E04A25619DCEE3D2261AD2EE6BF12FFA06D98A0864D87602733EC86A64521F2B18177B200CBBE117577A615D6C770988C0BAD946E208E24FA074E5AB3143DB5BFCE0FD108E4B82D120A93AD2CAFFFFFFFFFFFFFFFF"
 )
 
 // modpExponentBits is the length of our private exponents: twice the 128-bit
 // strength we aim for, well above RFC 3526's estimates for these groups (section 8).
+// For the legacy 1024 and 1536-bit groups the modulus, not the exponent, limits the
+// strength, to well below 128 bits (RFC 3526 section 8, RFC 8247 section 2.4).
 const modpExponentBits = 512
 
 func modpPrime(group uint16) *big.Int {
-	h := modp2048Hex
-	if group == wire.DH_MODP3072 {
+	var h string
+	switch group {
+	case wire.DH_MODP1024:
+		h = modp1024Hex
+	case wire.DH_MODP1536:
+		h = modp1536Hex
+	case wire.DH_MODP2048:
+		h = modp2048Hex
+	case wire.DH_MODP3072:
 		h = modp3072Hex
+	default:
+		return nil
 	}
 	p, _ := new(big.Int).SetString(h, 16)
 	return p
 }
 
-// modpKE is finite-field Diffie-Hellman over an RFC 3526 group with math/big.
+// modpKE is finite-field Diffie-Hellman over an RFC 2409 or RFC 3526 group with
+// math/big.
 // math/big is not constant time; the exponent is ephemeral (used for one exchange),
 // which limits what a timing observer can learn, but prefer the elliptic curve
 // groups.
@@ -165,6 +181,9 @@ func newMODP(group uint16, rand io.Reader) (KeyExchange, error) {
 
 func newMODPFromExponent(group uint16, x *big.Int) (KeyExchange, error) {
 	p := modpPrime(group)
+	if p == nil {
+		return nil, fmt.Errorf("ikecrypto: %d is not a MODP group", group)
+	}
 	if x.Sign() <= 0 || x.Cmp(p) >= 0 {
 		return nil, errors.New("ikecrypto: MODP exponent out of range")
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/mobikevpn/mobikevpn/wire"
 )
 
-var allGroups = []uint16{wire.DH_X25519, wire.DH_ECP256, wire.DH_ECP384, wire.DH_MODP2048, wire.DH_MODP3072}
+var allGroups = []uint16{wire.DH_X25519, wire.DH_ECP256, wire.DH_ECP384, wire.DH_MODP2048, wire.DH_MODP3072, wire.DH_MODP1024, wire.DH_MODP1536}
 
 // RFC 7748 6.1 and RFC 8031 Appendix A.
 func TestX25519RFC8031(t *testing.T) {
@@ -205,14 +205,15 @@ func TestMODPIndependent(t *testing.T) {
 	}
 }
 
-// The RFC 3526 primes are p = 2^n - 2^(n-64) - 1 + 2^64 * (floor(2^(n-130) pi) + c).
+// The RFC 3526 primes, and RFC 2409's 1024-bit one, are
+// p = 2^n - 2^(n-64) - 1 + 2^64 * (floor(2^(n-130) pi) + c).
 // Recompute them from pi (Machin's formula in fixed point) to check the constants.
 func TestMODPPrimesFromPi(t *testing.T) {
 	for _, c := range []struct {
 		group uint16
 		n     uint
 		add   int64
-	}{{wire.DH_MODP2048, 2048, 124476}, {wire.DH_MODP3072, 3072, 1690314}} {
+	}{{wire.DH_MODP2048, 2048, 124476}, {wire.DH_MODP3072, 3072, 1690314}, {wire.DH_MODP1024, 1024, 129093}, {wire.DH_MODP1536, 1536, 741804}} {
 		k := c.n - 130
 		const guard = 64
 		pi := piFixed(k + guard)
@@ -287,6 +288,7 @@ func TestKeyExchangeAgreement(t *testing.T) {
 	sizes := map[uint16][2]int{ // KE data, shared secret
 		wire.DH_X25519: {32, 32}, wire.DH_ECP256: {64, 32}, wire.DH_ECP384: {96, 48},
 		wire.DH_MODP2048: {256, 256}, wire.DH_MODP3072: {384, 384},
+		wire.DH_MODP1024: {128, 128}, wire.DH_MODP1536: {192, 192},
 	}
 	for _, g := range allGroups {
 		if !GroupSupported(g) {
@@ -338,7 +340,7 @@ func TestKeyExchangeAgreement(t *testing.T) {
 	if _, err := NewKeyExchange(wire.DH_MODP2048, bytes.NewReader(nil)); err == nil {
 		t.Error("empty randomness accepted")
 	}
-	for _, g := range []uint16{1, 2, 5, 21, 30} {
+	for _, g := range []uint16{1, 16, 21, 22, 30} {
 		if GroupSupported(g) {
 			t.Errorf("GroupSupported(%d)", g)
 		}
@@ -375,7 +377,7 @@ func TestECPRejectsInvalidPoints(t *testing.T) {
 }
 
 func TestMODPRejectsBadValues(t *testing.T) {
-	for _, g := range []uint16{wire.DH_MODP2048, wire.DH_MODP3072} {
+	for _, g := range []uint16{wire.DH_MODP2048, wire.DH_MODP3072, wire.DH_MODP1024, wire.DH_MODP1536} {
 		kx, _ := NewKeyExchange(g, nil)
 		p := modpPrime(g)
 		size := lookupDH(g).keLen
@@ -404,5 +406,39 @@ func TestMODPRejectsBadValues(t *testing.T) {
 		if _, err := newKeyExchangeFromPrivate(g, nil); err == nil {
 			t.Errorf("group %d: zero exponent accepted", g)
 		}
+	}
+}
+
+// The legacy groups 2 and 5: the primes as strongSwan's table has them (RFC 2409
+// section 6.2, RFC 3526 section 2) and strongSwan's two-party known answers.
+func TestMODPLegacyGroups(t *testing.T) {
+	primes, kats := 0, 0
+	for _, r := range readRecords(t, "modp1024_modp1536_examples.txt") {
+		g, _ := strconv.Atoi(r["group"])
+		group := uint16(g)
+		switch r["kind"] {
+		case "prime":
+			if p := new(big.Int).SetBytes(r.hex(t, "prime")); p.Cmp(modpPrime(group)) != 0 {
+				t.Errorf("group %d: prime differs", group)
+			}
+			if len(r.hex(t, "prime")) != lookupDH(group).keLen {
+				t.Errorf("group %d: KE length %d", group, lookupDH(group).keLen)
+			}
+			primes++
+		case "kat":
+			checkKAT(t, group, r.hex(t, "private_i"), r.hex(t, "public_i"), r.hex(t, "private_r"), r.hex(t, "public_r"), r.hex(t, "shared"))
+			kats++
+		}
+	}
+	if primes != 2 || kats != 2 {
+		t.Fatalf("%d primes, %d known answers", primes, kats)
+	}
+	for g, name := range map[uint16]string{wire.DH_MODP1024: "modp1024", wire.DH_MODP1536: "modp1536"} {
+		if !GroupSupported(g) || dhName(g) != name {
+			t.Errorf("group %d: supported %v, name %q", g, GroupSupported(g), dhName(g))
+		}
+	}
+	if _, err := newMODPFromExponent(wire.DH_X25519, big.NewInt(5)); err == nil {
+		t.Error("a MODP key for X25519")
 	}
 }

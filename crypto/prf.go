@@ -7,7 +7,8 @@ import (
 	"hash"
 )
 
-// PRF is an IKEv2 pseudorandom function, HMAC with a SHA-2 hash (RFC 4868). Its
+// PRF is an IKEv2 pseudorandom function, HMAC with a SHA-2 hash (RFC 4868) or, as a
+// legacy algorithm, with SHA-1 (RFC 2104). Its
 // preferred key size, which sizes SK_d, SK_pi and SK_pr, is its output size.
 // A PRF holds no secret and is safe for concurrent use.
 type PRF struct {
@@ -16,7 +17,8 @@ type PRF struct {
 	size int
 }
 
-// NewPRF returns the PRF with transform ID id (PRF_HMAC_SHA2_256/384/512).
+// NewPRF returns the PRF with transform ID id (PRF_HMAC_SHA2_256/384/512, or the
+// legacy PRF_HMAC_SHA1).
 func NewPRF(id uint16) (*PRF, error) {
 	a := lookupPRF(id)
 	if a == nil {
@@ -85,7 +87,8 @@ func (p *PRF) RekeySKEYSEED(skdOld, gir, ni, nr []byte) []byte {
 }
 
 // IKEKeys are the keys of an IKE SA. SKai and SKar are empty with an AEAD; SKei and
-// SKer then include the 4-octet salt at their end.
+// SKer then include the salt at their end (4 octets, 3 for AES-CCM), as they include
+// the 4-octet nonce with AES-CTR.
 type IKEKeys struct {
 	SKd, SKai, SKar, SKei, SKer, SKpi, SKpr []byte
 }
@@ -94,7 +97,7 @@ type IKEKeys struct {
 // prf+(SKEYSEED, Ni | Nr | SPIi | SPIr) (RFC 7296 section 2.14). prf is the PRF of
 // suite s; its Size gives the lengths of SK_d, SK_pi and SK_pr, while s gives the
 // encryption and integrity key lengths (RFC 5282 section 7.1 and RFC 7634 section 3
-// for the salt).
+// for the salt, RFC 5930 section 3 for the AES-CTR nonce).
 func DeriveIKEKeys(prf *PRF, s IKESuite, skeyseed, ni, nr []byte, spii, spir uint64) (IKEKeys, error) {
 	encrLen, integLen, err := s.keyLengths()
 	if err != nil {
@@ -130,7 +133,9 @@ func DeriveIKEKeys(prf *PRF, s IKESuite, skeyseed, ni, nr []byte, spii, spir uin
 
 // ChildKeys are a Child SA's keys. EncrI and IntegI protect traffic from the
 // initiator to the responder, EncrR and IntegR the other direction. With an AEAD the
-// integrity keys are empty and the encryption keys end with the 4-octet salt.
+// integrity keys are empty and the encryption keys end with the salt (4 octets, 3 for
+// AES-CCM: RFC 4309 section 7.1); with AES-CTR they end with the 4-octet nonce (RFC
+// 3686 section 5.1).
 type ChildKeys struct {
 	EncrI, IntegI, EncrR, IntegR []byte
 }

@@ -61,7 +61,7 @@ func TestRFC4868(t *testing.T) {
 }
 
 func TestNewPRF(t *testing.T) {
-	for id, size := range map[uint16]int{wire.PRF_HMAC_SHA2_256: 32, wire.PRF_HMAC_SHA2_384: 48, wire.PRF_HMAC_SHA2_512: 64} {
+	for id, size := range map[uint16]int{wire.PRF_HMAC_SHA2_256: 32, wire.PRF_HMAC_SHA2_384: 48, wire.PRF_HMAC_SHA2_512: 64, wire.PRF_HMAC_SHA1: 20} {
 		p, err := NewPRF(id)
 		if err != nil {
 			t.Fatal(err)
@@ -70,7 +70,7 @@ func TestNewPRF(t *testing.T) {
 			t.Errorf("PRF %d: size %d id %d", id, p.Size(), p.ID())
 		}
 	}
-	for _, id := range []uint16{0, 1, 2, 4, 8} { // MD5, SHA1, AES-XCBC, ...: not implemented
+	for _, id := range []uint16{0, 1, 3, 4, 8} { // MD5, Tiger, AES-XCBC, ...: not implemented
 		if _, err := NewPRF(id); err == nil {
 			t.Errorf("NewPRF(%d) succeeded", id)
 		}
@@ -254,7 +254,8 @@ func TestDeriveIKEKeysLayout(t *testing.T) {
 }
 
 // Wycheproof HMAC-SHA2: full tags through the PRF, truncated tags through the
-// integrity algorithms.
+// integrity algorithms. HMAC-SHA1 has no 96-bit groups; it is covered by
+// TestWycheproofHMACSHA1.
 func TestWycheproofHMAC(t *testing.T) {
 	for _, c := range []struct {
 		file  string

@@ -26,18 +26,27 @@ type keyword struct {
 	keyBits uint16
 }
 
+// icvAliases are strongSwan's names of the AES-GCM and AES-CCM ICV lengths in bits,
+// and the ones without a length, which mean 16 octets.
+var icvAliases = map[string]string{"": "16", "64": "8", "96": "12", "128": "16"}
+
 // lookupKeyword resolves a strongSwan proposal keyword (lower case) against the
 // algorithm table, including strongSwan's aliases.
 func lookupKeyword(name string) (keyword, bool) {
+	for _, mode := range []string{"gcm", "ccm"} { // aes128gcm, aes256ccm64, ...
+		for _, bits := range []string{"128", "192", "256"} {
+			if rest, ok := strings.CutPrefix(name, "aes"+bits+mode); ok {
+				if octets, ok := icvAliases[rest]; ok {
+					name = "aes" + bits + mode + octets
+				}
+			}
+		}
+	}
 	switch name { // strongSwan aliases
 	case "aes":
 		name = "aes128"
-	case "aes128gcm", "aes128gcm128":
-		name = "aes128gcm16"
-	case "aes192gcm", "aes192gcm128":
-		name = "aes192gcm16"
-	case "aes256gcm", "aes256gcm128":
-		name = "aes256gcm16"
+	case "sha":
+		name = "sha1"
 	case "sha2_256":
 		name = "sha256"
 	case "sha2_384":

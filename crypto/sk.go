@@ -15,9 +15,9 @@ import (
 )
 
 // SKCipher protects the SK (and SKF) payloads sent in one direction of an IKE SA
-// (RFC 7296 section 3.14, RFC 5282, RFC 7634, RFC 7383). The body of an SK payload is
-// IV | ciphertext | ICV, where the ciphertext covers the inner payloads, padding and
-// the Pad Length octet. Implementations are safe for concurrent use.
+// (RFC 7296 section 3.14, RFC 5282, RFC 7634, RFC 7383, RFC 5930). The body of an SK
+// payload is IV | ciphertext | ICV, where the ciphertext covers the inner payloads,
+// padding and the Pad Length octet. Implementations are safe for concurrent use.
 type SKCipher interface {
 	// SealedLen returns the length of the SK payload body (IV, ciphertext including
 	// padding and Pad Length, ICV) that protects plainLen octets of inner payloads.
@@ -37,8 +37,8 @@ var ErrSKAuth = errors.New("ikecrypto: SK payload integrity check failed")
 
 // NewSKCipher returns the SKCipher for one direction: the encryption transform encr
 // with key length encrKeyBits (0 for ChaCha20-Poly1305), the integrity transform
-// integ (AUTH_NONE with an AEAD), and the keys SK_e (with the salt for an AEAD) and
-// SK_a (empty with an AEAD).
+// integ (AUTH_NONE with an AEAD), and the keys SK_e (with the salt of an AEAD or the
+// nonce of AES-CTR at its end) and SK_a (empty with an AEAD).
 func NewSKCipher(encr uint16, encrKeyBits int, integ uint16, encKey, integKey []byte) (SKCipher, error) {
 	enc := lookupEncr(encr, encrKeyBits)
 	if enc == nil {
@@ -63,11 +63,13 @@ func NewSKCipher(encr uint16, encrKeyBits int, integ uint16, encKey, integKey []
 	if len(integKey) != in.keyLen {
 		return nil, fmt.Errorf("ikecrypto: %s needs a %d-octet key, got %d", in.name, in.keyLen, len(integKey))
 	}
-	b, err := aes.NewCipher(encKey)
+	b, err := aes.NewCipher(encKey[:enc.keyLen])
 	if err != nil {
 		return nil, err
 	}
-	return &cbcSK{alg: enc, block: b, integ: in, integKey: append([]byte(nil), integKey...)}, nil
+	c := &cbcSK{alg: enc, block: b, integ: in, integKey: append([]byte(nil), integKey...)}
+	copy(c.nonce[:], encKey[enc.keyLen:])
+	return c, nil
 }
 
 // ivSealer is implemented by the SK ciphers for known-answer tests that need a
@@ -88,9 +90,9 @@ func grow(b []byte, n int) (all, tail []byte) {
 	return all, all[len(b):]
 }
 
-// aeadSK is the SK payload with AES-GCM or ChaCha20-Poly1305. The 8-octet IV is a
-// per-cipher counter, so it never repeats under one key (RFC 5282 section 3.1, RFC
-// 7634 section 2); no padding is added beyond the Pad Length octet.
+// aeadSK is the SK payload with AES-GCM, AES-CCM or ChaCha20-Poly1305. The 8-octet IV
+// is a per-cipher counter, so it never repeats under one key (RFC 5282 section 3.1,
+// RFC 7634 section 2); no padding is added beyond the Pad Length octet.
 //
 // It keeps only the key and builds the AEAD for each message: IKE messages are rare,
 // and a gateway with many IKE SAs saves the expanded key schedules (about 750 octets
@@ -114,15 +116,24 @@ func (c *aeadSK) SealedLen(plainLen int) int {
 }
 
 func (c *aeadSK) Seal(aad, plaintext []byte) ([]byte, error) {
+	iv, err := nextIV(&c.ctr)
+	if err != nil {
+		return nil, err
+	}
+	return c.sealWithIV(aad, plaintext, iv[:]), nil
+}
+
+// nextIV takes the next 8-octet IV of a counter: each value once, the first being 1.
+func nextIV(ctr *atomic.Uint64) ([8]byte, error) {
+	var iv [8]byte
 	for {
-		v := c.ctr.Load()
+		v := ctr.Load()
 		if v == math.MaxUint64 {
-			return nil, errors.New("ikecrypto: SK IV counter exhausted; rekey the IKE SA")
+			return iv, errors.New("ikecrypto: SK IV counter exhausted; rekey the IKE SA")
 		}
-		if c.ctr.CompareAndSwap(v, v+1) {
-			var iv [8]byte
+		if ctr.CompareAndSwap(v, v+1) {
 			appendUint64(iv[:0], v+1)
-			return c.sealWithIV(aad, plaintext, iv[:]), nil
+			return iv, nil
 		}
 	}
 }
@@ -159,14 +170,21 @@ func stripPadding(pt []byte) ([]byte, error) {
 	return pt[: len(pt)-1-padLen : len(pt)-1-padLen], nil
 }
 
-// cbcSK is the SK payload with AES-CBC and HMAC-SHA2 (RFC 7296 section 3.14): the
-// ICV is the truncated HMAC of everything from the IKE header through the
-// ciphertext. IVs come from crypto/rand, so they are unpredictable.
+// cbcSK is the SK payload with a cipher and a separate integrity algorithm (RFC 7296
+// section 3.14), AES-CBC or AES-CTR (the name is the first of them, which the ike
+// package's constant-time check refers to): the ICV is the truncated HMAC of
+// everything from the IKE header through the ciphertext. AES-CBC takes its 16-octet
+// IVs from crypto/rand, so they are unpredictable; AES-CTR (RFC 5930) needs IVs that
+// never repeat under a key, not unpredictable ones, and takes its 8-octet IVs from a
+// counter, with the counter block nonce | IV | block counter from 1 (RFC 3686 section
+// 4) and no padding.
 type cbcSK struct {
 	alg      *encrAlg
 	block    cipher.Block
+	nonce    [4]byte // AES-CTR: the nonce from the end of SK_e
 	integ    *integAlg
 	integKey []byte
+	ctr      atomic.Uint64 // AES-CTR: last IV used
 }
 
 func (c *cbcSK) SealedLen(plainLen int) int {
@@ -174,13 +192,20 @@ func (c *cbcSK) SealedLen(plainLen int) int {
 }
 
 // paddedLen is the ciphertext length: plaintext plus Pad Length octet, rounded up to
-// the block size.
+// the block size (1 for AES-CTR).
 func (c *cbcSK) paddedLen(plainLen int) int {
 	b := c.alg.block
 	return (plainLen + 1 + b - 1) / b * b
 }
 
 func (c *cbcSK) Seal(aad, plaintext []byte) ([]byte, error) {
+	if c.alg.mode == modeCTR {
+		iv, err := nextIV(&c.ctr)
+		if err != nil {
+			return nil, err
+		}
+		return c.sealWithIV(aad, plaintext, iv[:]), nil
+	}
 	var iv [aes.BlockSize]byte
 	if _, err := cryptorand.Read(iv[:]); err != nil {
 		return nil, err
@@ -196,10 +221,26 @@ func (c *cbcSK) sealWithIV(aad, plaintext, iv []byte) []byte {
 	copy(body, iv)
 	clear(ct[len(plaintext):]) // padding octets are zero; the last one is the Pad Length
 	ct[n-1] = byte(n - 1 - len(plaintext))
-	cipher.NewCBCEncrypter(c.block, iv).CryptBlocks(ct, ct)
+	c.crypt(ct, iv, true)
 	icvAt := len(aad) + c.alg.ivLen + n
 	copy(msg[icvAt:], c.mac(msg[:icvAt]))
 	return msg
+}
+
+// crypt encrypts or decrypts buf in place with the IV iv.
+func (c *cbcSK) crypt(buf, iv []byte, encrypt bool) {
+	switch {
+	case c.alg.mode == modeCTR:
+		var cb [aes.BlockSize]byte
+		copy(cb[:4], c.nonce[:])
+		copy(cb[4:12], iv)
+		cb[15] = 1
+		cipher.NewCTR(c.block, cb[:]).XORKeyStream(buf, buf)
+	case encrypt:
+		cipher.NewCBCEncrypter(c.block, iv).CryptBlocks(buf, buf)
+	default:
+		cipher.NewCBCDecrypter(c.block, iv).CryptBlocks(buf, buf)
+	}
 }
 
 // mac returns the truncated HMAC of data.
@@ -207,7 +248,8 @@ func (c *cbcSK) mac(data ...[]byte) []byte {
 	return integMAC(c.integ, c.integKey, data...)
 }
 
-// integMAC computes an integrity algorithm's ICV: HMAC truncated to icvLen (RFC 4868).
+// integMAC computes an integrity algorithm's ICV: HMAC truncated to icvLen (RFC 4868,
+// RFC 2404).
 func integMAC(in *integAlg, key []byte, data ...[]byte) []byte {
 	m := hmac.New(in.hash, key)
 	for _, d := range data {
@@ -230,7 +272,8 @@ func (c *cbcSK) Open(aad, body []byte) ([]byte, error) {
 		return nil, ErrSKAuth
 	}
 	pt := make([]byte, ctLen)
-	cipher.NewCBCDecrypter(c.block, body[:ivLen]).CryptBlocks(pt, body[ivLen:ivLen+ctLen])
+	copy(pt, body[ivLen:ivLen+ctLen])
+	c.crypt(pt, body[:ivLen], false)
 	return stripPadding(pt)
 }
 
@@ -243,16 +286,32 @@ func ZeroSK(c SKCipher) {
 		clear(c.key)
 	case *cbcSK:
 		clear(c.integKey)
+		clear(c.nonce[:])
 	}
 }
 
+// ivCounter returns the IV counter of a cipher whose IVs are a counter (the AEADs,
+// AES-CTR), or nil for one with random IVs (AES-CBC).
+func ivCounter(c SKCipher) *atomic.Uint64 {
+	switch c := c.(type) {
+	case *aeadSK:
+		return &c.ctr
+	case *cbcSK:
+		if c.alg.mode == modeCTR {
+			return &c.ctr
+		}
+	}
+	return nil
+}
+
 // SealCounter returns the last IV counter an SKCipher's Seal used, for a cipher whose
-// IVs are a counter (AES-GCM, ChaCha20-Poly1305); ok is false for one with random IVs
-// (AES-CBC), which has nothing to carry over. An IKE SA that moves to another engine
-// takes the counter along (ResumeSealCounter), so that no IV repeats under its key.
+// IVs are a counter (AES-GCM, AES-CCM, ChaCha20-Poly1305, AES-CTR); ok is false for
+// one with random IVs (AES-CBC), which has nothing to carry over. An IKE SA that
+// moves to another engine takes the counter along (ResumeSealCounter), so that no IV
+// repeats under its key.
 func SealCounter(c SKCipher) (last uint64, ok bool) {
-	if a, isAEAD := c.(*aeadSK); isAEAD {
-		return a.ctr.Load(), true
+	if ctr := ivCounter(c); ctr != nil {
+		return ctr.Load(), true
 	}
 	return 0, false
 }
@@ -261,13 +320,13 @@ func SealCounter(c SKCipher) (last uint64, ok bool) {
 // engine c's IKE SA came from (SealCounter). It never moves the counter back, and does
 // nothing for a cipher with random IVs.
 func ResumeSealCounter(c SKCipher, last uint64) {
-	a, ok := c.(*aeadSK)
-	if !ok {
+	ctr := ivCounter(c)
+	if ctr == nil {
 		return
 	}
 	for {
-		v := a.ctr.Load()
-		if v >= last || a.ctr.CompareAndSwap(v, last) {
+		v := ctr.Load()
+		if v >= last || ctr.CompareAndSwap(v, last) {
 			return
 		}
 	}

@@ -396,7 +396,13 @@ func TestNewSKCipherErrors(t *testing.T) {
 		"cbc bad key":        {wire.ENCR_AES_CBC, 256, wire.AUTH_HMAC_SHA2_256_128, 16, 32},
 		"cbc 64-bit":         {wire.ENCR_AES_CBC, 64, wire.AUTH_HMAC_SHA2_256_128, 8, 32},
 		"3des":               {3, 0, wire.AUTH_HMAC_SHA2_256_128, 24, 32},
-		"sha1 integ":         {wire.ENCR_AES_CBC, 128, 2, 16, 20},
+		"md5 integ":          {wire.ENCR_AES_CBC, 128, wire.AUTH_HMAC_MD5_96, 16, 16},
+		"sha1 bad key":       {wire.ENCR_AES_CBC, 128, wire.AUTH_HMAC_SHA1_96, 16, 32},
+		"ctr no nonce":       {wire.ENCR_AES_CTR, 128, wire.AUTH_HMAC_SHA1_96, 16, 20},
+		"ctr no integ":       {wire.ENCR_AES_CTR, 128, wire.AUTH_NONE, 20, 0},
+		"ccm with integ":     {wire.ENCR_AES_CCM_8, 128, wire.AUTH_HMAC_SHA1_96, 19, 20},
+		"ccm 4-octet salt":   {wire.ENCR_AES_CCM_16, 128, wire.AUTH_NONE, 20, 0},
+		"gcm8 no salt":       {wire.ENCR_AES_GCM_8, 256, wire.AUTH_NONE, 32, 0},
 	} {
 		if _, err := NewSKCipher(c.encr, c.bits, c.integ, make([]byte, c.ekey), make([]byte, c.ikey)); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -141,8 +141,8 @@ func (s ESPSuite) keyLengths() (int, int, error) {
 	return suiteKeyLengths(s.Encr, s.EncrKeyBits, s.Integ)
 }
 
-// KeyLengths returns the octets of SK_ei/SK_er (including the AEAD salt) and of
-// SK_ai/SK_ar (0 with an AEAD). Both are 0 for a suite this package does not implement.
+// KeyLengths returns the octets of SK_ei/SK_er (including the AEAD salt or the AES-CTR
+// nonce) and of SK_ai/SK_ar (0 with an AEAD). Both are 0 for a suite this package does not implement.
 func (s IKESuite) KeyLengths() (encr, integ int) {
 	encr, integ, err := s.keyLengths()
 	if err != nil {
@@ -152,7 +152,8 @@ func (s IKESuite) KeyLengths() (encr, integ int) {
 }
 
 // KeyLengths returns the octets of each direction's encryption key (including the
-// 4-octet salt of an AEAD) and integrity key (0 with an AEAD). Both are 0 for a suite
+// salt of an AEAD, 4 octets or 3 for AES-CCM, or the 4-octet nonce of AES-CTR) and
+// integrity key (0 with an AEAD). Both are 0 for a suite
 // this package does not implement.
 func (s ESPSuite) KeyLengths() (encr, integ int) {
 	encr, integ, err := s.keyLengths()
@@ -173,8 +174,8 @@ func isAEAD(encr, keyBits uint16) bool {
 	return e != nil && e.aead
 }
 
-// String returns the strongSwan name of the suite, e.g. "aes128gcm16-prfsha256-x25519"
-// or "aes256-sha256-prfsha256-modp2048".
+// String returns the strongSwan name of the suite, e.g. "aes128gcm16-prfsha256-x25519",
+// "aes256-sha256-prfsha256-modp2048" or "aes128ctr-sha1-prfsha1-modp1024".
 func (s IKESuite) String() string {
 	parts := []string{encrName(s.Encr, s.EncrKeyBits)}
 	if s.Integ != wire.AUTH_NONE {

@@ -171,6 +171,15 @@ var testSuites = []struct {
 	{"aes128cbc-sha256", Keys{Encr: EncrAESCBC, EncrKeyBits: 128, EncrKey: seqBytes(16), Integ: IntegHMACSHA2_256128, IntegKey: seqBytes(32)}},
 	{"aes256cbc-sha384", Keys{Encr: EncrAESCBC, EncrKeyBits: 256, EncrKey: seqBytes(32), Integ: IntegHMACSHA2_384192, IntegKey: seqBytes(48)}},
 	{"aes256cbc-sha512", Keys{Encr: EncrAESCBC, EncrKeyBits: 256, EncrKey: seqBytes(32), Integ: IntegHMACSHA2_512256, IntegKey: seqBytes(64)}},
+	// The transforms old gateways ask for (issue 18).
+	{"aes128gcm8", Keys{Encr: EncrAESGCM8, EncrKeyBits: 128, EncrKey: seqBytes(20)}},
+	{"aes256gcm12", Keys{Encr: EncrAESGCM12, EncrKeyBits: 256, EncrKey: seqBytes(36)}},
+	{"aes128ccm8", Keys{Encr: EncrAESCCM8, EncrKeyBits: 128, EncrKey: seqBytes(19)}},
+	{"aes192ccm12", Keys{Encr: EncrAESCCM12, EncrKeyBits: 192, EncrKey: seqBytes(27)}},
+	{"aes256ccm16", Keys{Encr: EncrAESCCM16, EncrKeyBits: 256, EncrKey: seqBytes(35)}},
+	{"aes128ctr-sha1", Keys{Encr: EncrAESCTR, EncrKeyBits: 128, EncrKey: seqBytes(20), Integ: IntegHMACSHA1_96, IntegKey: seqBytes(20)}},
+	{"aes256ctr-sha256", Keys{Encr: EncrAESCTR, EncrKeyBits: 256, EncrKey: seqBytes(36), Integ: IntegHMACSHA2_256128, IntegKey: seqBytes(32)}},
+	{"aes128cbc-sha1", Keys{Encr: EncrAESCBC, EncrKeyBits: 128, EncrKey: seqBytes(16), Integ: IntegHMACSHA1_96, IntegKey: seqBytes(20)}},
 }
 
 func seqBytes(n int) []byte {
@@ -401,7 +410,7 @@ func TestNewSuiteErrors(t *testing.T) {
 		{Encr: EncrChaCha20Poly1305, EncrKey: seqBytes(32)},                          // salt missing
 		{Encr: EncrChaCha20Poly1305, EncrKeyBits: 128, EncrKey: seqBytes(36)},        // bits
 		{Encr: EncrAESCBC, EncrKey: seqBytes(16)},                                    // no integrity
-		{Encr: EncrAESCBC, EncrKey: seqBytes(16), Integ: 2, IntegKey: seqBytes(20)},  // HMAC-SHA1 not offered
+		{Encr: EncrAESCBC, EncrKey: seqBytes(16), Integ: 1, IntegKey: seqBytes(16)},  // HMAC-MD5 not offered
 		{Encr: EncrAESCBC, EncrKey: seqBytes(16), Integ: IntegHMACSHA2_256128},       // no integrity key
 		{Encr: EncrAESCBC, EncrKey: seqBytes(15), Integ: 12, IntegKey: seqBytes(32)}, // key length
 		{Encr: 3, EncrKey: seqBytes(24)},                                             // 3DES

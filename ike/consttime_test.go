@@ -23,10 +23,13 @@ var secretName = regexp.MustCompile(`(?i)(mac|icv|auth|cookie|psk|sig|tag|key)`)
 // (relative to the module root) and Recv.Name or Name; each must call subtle.ConstantTimeCompare
 // (or hmac.Equal) itself.
 var constantTimeSites = map[string][]string{
-	"crypto": {"AuthEqual", "cbcSK.Open"}, // AUTH/PSK; SK payload ICV (CBC+HMAC)
-	"esp":    {"suite.openRaw"},           // ESP ICV (CBC+HMAC)
-	"ike":    {"cookieJar.valid"},         // COOKIE (RFC 7296 2.6)
-	"mobike": {"CheckCookie2"},            // COOKIE2 (RFC 4555 3.5)
+	// AUTH/PSK; SK payload ICV (CBC or CTR with HMAC); AES-CCM and AES-GCM with an
+	// 8-octet ICV (written here, not by the standard library).
+	"crypto": {"AuthEqual", "cbcSK.Open", "ccm.Open", "gcmShortTag.Open"},
+	// ESP ICV (CBC or CTR with HMAC), AES-GCM with 8 octets, AES-CCM.
+	"esp":    {"suite.openRaw", "suite.openGCM8", "ccm.open"},
+	"ike":    {"cookieJar.valid"}, // COOKIE (RFC 7296 2.6)
+	"mobike": {"CheckCookie2"},    // COOKIE2 (RFC 4555 3.5)
 }
 
 // funcName is Recv.Name for a method, else Name.

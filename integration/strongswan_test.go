@@ -51,7 +51,7 @@ var swPluginList = []string{
 	"random", "nonce", "openssl", "pem", "pkcs1", "pkcs8", "x509", "pubkey",
 	"revocation", "constraints", "gmp", "aes", "sha1", "sha2", "hmac", "kdf", "gcm",
 	"kernel-libipsec", "kernel-netlink", "socket-default", "vici", "attr",
-	"eap-identity", "eap-mschapv2", "eap-tls",
+	"eap-identity", "eap-mschapv2", "eap-tls", "ccm", "ctr",
 }
 
 // swSecret is a PSK for a set of identities.
@@ -311,7 +311,7 @@ func startStrongSwan(l *lab, ns, name string, o swOpts) *strongswan {
 		if _, err := os.Stat(filepath.Join(swPlugins, "libstrongswan-"+p+".so")); err != nil {
 			pkg := map[string]string{"openssl": "libstrongswan-standard-plugins", "gcm": "libstrongswan-standard-plugins",
 				"kernel-libipsec": "libcharon-extra-plugins", "vici": "strongswan-swanctl",
-				"eap-identity": "libcharon-extra-plugins", "eap-tls": "libcharon-extra-plugins", "eap-mschapv2": "libcharon-extauth-plugins"}[p]
+				"eap-identity": "libcharon-extra-plugins", "ccm": "libstrongswan-extra-plugins", "ctr": "libstrongswan-extra-plugins", "eap-tls": "libcharon-extra-plugins", "eap-mschapv2": "libcharon-extauth-plugins"}[p]
 			if pkg == "" {
 				pkg = "libstrongswan or strongswan-libcharon"
 			}

@@ -111,6 +111,9 @@ const (
 	ENCR_NULL              uint16 = 11
 	ENCR_AES_CBC           uint16 = 12
 	ENCR_AES_CTR           uint16 = 13
+	ENCR_AES_CCM_8         uint16 = 14
+	ENCR_AES_CCM_12        uint16 = 15
+	ENCR_AES_CCM_16        uint16 = 16
 	ENCR_AES_GCM_8         uint16 = 18
 	ENCR_AES_GCM_12        uint16 = 19
 	ENCR_AES_GCM_16        uint16 = 20

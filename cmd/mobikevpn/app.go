@@ -493,6 +493,9 @@ func (a *app) cmdRun(c *cli.Context) error {
 		cfg.Control = config.DefaultControl
 	}
 	log := newLogger(a.stderr, cfg.LogFormat, level)
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration: " + w)
+	}
 	ctx, reload, stop := a.signals(c.Context)
 	defer stop()
 	if path := a.getenv(envCPUProfile); path != "" {

@@ -46,6 +46,9 @@ func (a *app) cmdCheck(c *cli.Context) error {
 		fmt.Fprintf(a.stdout, ", cluster node %s", cfg.Cluster.Node)
 	}
 	fmt.Fprintln(a.stdout)
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(a.stderr, "warning: %s: %s\n", path, w)
+	}
 	return nil
 }
 

@@ -58,6 +58,7 @@ func (p *parser) child(f field) (*Child, error) {
 	if ch.ParsedESP, err = parseProposals(ch.ESPProposals, ikecrypto.ParseESPProposal); err != nil {
 		return nil, p.errf(f.keyLine, joinPath(f.v.path, "esp_proposals"), "%v", err)
 	}
+	p.legacyWarnings(joinPath(f.v.path, "esp_proposals"), ch.ESPProposals, ikecrypto.ParseESPProposal)
 	return ch, nil
 }
 

@@ -54,6 +54,10 @@ type Config struct {
 	Connections   []*Connection // in file order
 	// Cluster makes the gateway a node of a cluster (nil: a single gateway).
 	Cluster *Cluster
+	// Warnings are what the file allows but should not, one sentence each naming the
+	// key (legacy algorithms named in proposals): `run` logs them at start and
+	// `check` prints them.
+	Warnings []string
 }
 
 // Cluster is the `cluster:` section: this gateway is one node of a cluster coordinated
@@ -428,6 +432,9 @@ func Parse(data []byte, path string) (*Config, error) {
 	}
 	p := &parser{name: path, dir: filepath.Dir(abs), budget: maxNodes}
 	cfg, err := p.parse(data)
+	if cfg != nil {
+		cfg.Warnings = p.warnings
+	}
 	if err != nil {
 		return nil, err
 	}

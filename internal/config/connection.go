@@ -127,6 +127,7 @@ func (p *parser) connectionSettings(o *obj, c *Connection, cfg *Config) []settin
 			if c.IKEProposals, err = parseProposals(c.Proposals, ikecrypto.ParseIKEProposal); err != nil {
 				return p.errf(o.v.line, joinPath(o.v.path, "proposals"), "%v", err) // at the connection's line
 			}
+			p.legacyWarnings(joinPath(o.v.path, "proposals"), c.Proposals, ikecrypto.ParseIKEProposal)
 			return nil
 		}},
 	}

@@ -25,6 +25,8 @@ type parser struct {
 	name   string // the file as named by the caller, for errors
 	dir    string // absolute folder of the file, for relative paths
 	budget int    // nodes left to visit
+	// warnings are what the file allows but should not (Config.Warnings).
+	warnings []string
 }
 
 // val is a YAML value with the key path and line it is reported under.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
@@ -42,6 +43,29 @@ func parseProposals(ss []string, parse func(string) ([]wire.Proposal, error)) ([
 		out = append(out, ps...)
 	}
 	return out, nil
+}
+
+// legacyWarnings notes each proposal of props (as written, at key) that names legacy
+// algorithms (crypto.LegacyAlgorithms): off by default, allowed because named.
+func (p *parser) legacyWarnings(key string, props []string, parse func(string) ([]wire.Proposal, error)) {
+	for i, s := range props {
+		ps, err := parse(s)
+		if err != nil {
+			continue
+		}
+		var names []string
+		for _, pr := range ps {
+			for _, n := range ikecrypto.LegacyAlgorithms(pr) {
+				if !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
+		}
+		if len(names) > 0 {
+			p.warnings = append(p.warnings, fmt.Sprintf("%s[%d]: %q uses legacy algorithms (%s), weaker than the defaults and "+
+				"not offered unless named; use them only for peers that support nothing better", key, i, s, strings.Join(names, ", ")))
+		}
+	}
 }
 
 // checkIKEProposal and checkESPProposal validate one proposal string with the crypto

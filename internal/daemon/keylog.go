@@ -95,21 +95,44 @@ func (k *keylog) appendLine(name, line string) error {
 	return f.Close()
 }
 
-// ikeEncrName is Wireshark's name for the IKE SA's encryption algorithm.
+// The names below are Wireshark's: the values of the ikev2_decryption_table and esp_sa
+// tables, as epan/dissectors/packet-isakmp.c (vs_ikev2_encr_algs, vs_ikev2_auth_algs)
+// and packet-ipsec.c (esp_encryption_type_vals, esp_authentication_type_vals) spell
+// them. tshark 4.0 knows all but the ChaCha20-Poly1305 ones, which came later
+// (TestKeylogLoadsInTshark loads the others into the tshark installed). A name Wireshark
+// does not know makes it refuse the whole file, so an algorithm without one gets no line.
+
+// ikeEncrName is Wireshark's name for the IKE SA's encryption algorithm, "" if it has
+// none.
 func ikeEncrName(s ikecrypto.IKESuite) string {
 	switch s.Encr {
 	case wire.ENCR_AES_CBC:
 		return fmt.Sprintf("AES-CBC-%d [RFC3602]", s.EncrKeyBits)
-	case wire.ENCR_AES_GCM_16:
-		return fmt.Sprintf("AES-GCM-%d with 16 octet ICV [RFC5282]", s.EncrKeyBits)
+	case wire.ENCR_AES_CTR:
+		return fmt.Sprintf("AES-CTR-%d [RFC5930]", s.EncrKeyBits)
+	case wire.ENCR_AES_GCM_8, wire.ENCR_AES_GCM_12, wire.ENCR_AES_GCM_16:
+		return fmt.Sprintf("AES-GCM-%d with %d octet ICV [RFC5282]", s.EncrKeyBits, aeadICV(s.Encr))
+	case wire.ENCR_AES_CCM_8, wire.ENCR_AES_CCM_12, wire.ENCR_AES_CCM_16:
+		return fmt.Sprintf("AES-CCM-%d with %d octet ICV [RFC5282]", s.EncrKeyBits, aeadICV(s.Encr))
 	case wire.ENCR_CHACHA20_POLY1305:
 		return "ChaCha20-Poly1305 [RFC7634]"
 	}
 	return ""
 }
 
+// aeadICV is the ICV length of an AES-GCM or AES-CCM transform: 8, 12 or 16 octets
+// (the IANA numbers go up in that order from ENCR_AES_CCM_8 and ENCR_AES_GCM_8).
+func aeadICV(encr uint16) int {
+	if encr >= wire.ENCR_AES_GCM_8 {
+		return 8 + 4*int(encr-wire.ENCR_AES_GCM_8)
+	}
+	return 8 + 4*int(encr-wire.ENCR_AES_CCM_8)
+}
+
 func ikeIntegName(id uint16) string {
 	switch id {
+	case wire.AUTH_HMAC_SHA1_96:
+		return "HMAC_SHA1_96 [RFC2404]"
 	case wire.AUTH_HMAC_SHA2_256_128:
 		return "HMAC_SHA2_256_128 [RFC4868]"
 	case wire.AUTH_HMAC_SHA2_384_192:
@@ -120,12 +143,16 @@ func ikeIntegName(id uint16) string {
 	return "NONE [RFC4306]"
 }
 
+// espEncrName is Wireshark's name for an ESP encryption algorithm, "" if it has none:
+// it decrypts no AES-CCM ESP (its esp_sa table has no AES-CCM entry).
 func espEncrName(s ikecrypto.ESPSuite) string {
 	switch s.Encr {
 	case wire.ENCR_AES_CBC:
 		return "AES-CBC [RFC3602]"
-	case wire.ENCR_AES_GCM_16:
-		return "AES-GCM with 16 octet ICV [RFC4106]"
+	case wire.ENCR_AES_CTR:
+		return "AES-CTR [RFC3686]"
+	case wire.ENCR_AES_GCM_8, wire.ENCR_AES_GCM_12, wire.ENCR_AES_GCM_16:
+		return fmt.Sprintf("AES-GCM with %d octet ICV [RFC4106]", aeadICV(s.Encr))
 	case wire.ENCR_CHACHA20_POLY1305:
 		return "ChaCha20 with Poly1305 [RFC7634]"
 	}
@@ -134,6 +161,8 @@ func espEncrName(s ikecrypto.ESPSuite) string {
 
 func espIntegName(id uint16) string {
 	switch id {
+	case wire.AUTH_HMAC_SHA1_96:
+		return "HMAC-SHA-1-96 [RFC2404]"
 	case wire.AUTH_HMAC_SHA2_256_128:
 		return "HMAC-SHA-256-128 [RFC4868]"
 	case wire.AUTH_HMAC_SHA2_384_192:
@@ -146,18 +175,28 @@ func espIntegName(id uint16) string {
 
 // ikeSA writes one line of ikev2_decryption_table.
 func (k *keylog) ikeSA(a ike.IKEKeysLog) error {
+	encr := ikeEncrName(a.Suite)
+	if encr == "" {
+		return fmt.Errorf("no ikev2_decryption_table line for IKE SA %016x/%016x: Wireshark has no name for encryption transform %d",
+			a.SPIi, a.SPIr, a.Suite.Encr)
+	}
 	line := fmt.Sprintf("%016x,%016x,%x,%x,%q,%x,%x,%q",
-		a.SPIi, a.SPIr, a.SKei, a.SKer, ikeEncrName(a.Suite), a.SKai, a.SKar, ikeIntegName(a.Suite.Integ))
+		a.SPIi, a.SPIr, a.SKei, a.SKer, encr, a.SKai, a.SKar, ikeIntegName(a.Suite.Integ))
 	return k.appendLine("ikev2_decryption_table", line)
 }
 
-// espSA writes one esp_sa line: ESP from src to dst with spi.
+// espSA writes one esp_sa line: ESP from src to dst with spi. For an algorithm Wireshark
+// cannot decrypt (AES-CCM) it writes nothing and says so.
 func (k *keylog) espSA(src, dst netip.Addr, spi uint32, s ikecrypto.ESPSuite, keys ike.ChildKeys) error {
+	encr := espEncrName(s)
+	if encr == "" {
+		return fmt.Errorf("no esp_sa line for SPI %08x: Wireshark does not decrypt ESP with encryption transform %d", spi, s.Encr)
+	}
 	family := "IPv4"
 	if src.Is6() {
 		family = "IPv6"
 	}
 	line := fmt.Sprintf("%q,%q,%q,\"0x%08x\",%q,\"0x%x\",%q,\"0x%x\"",
-		family, src.String(), dst.String(), spi, espEncrName(s), keys.Encr, espIntegName(s.Integ), keys.Integ)
+		family, src.String(), dst.String(), spi, encr, keys.Encr, espIntegName(s.Integ), keys.Integ)
 	return k.appendLine("esp_sa", line)
 }

@@ -3,11 +3,14 @@ package daemon
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -280,5 +283,132 @@ func mustKL(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// keylogESPCases are ESP suites with Wireshark's names for them and key lengths as the
+// IKE side derives them (encryption key with its salt or nonce, integrity key).
+var keylogESPCases = []struct {
+	s             ikecrypto.ESPSuite
+	encr, integ   string
+	encrLen, iLen int
+}{
+	{ikecrypto.ESPSuite{Encr: wire.ENCR_AES_GCM_16, EncrKeyBits: 128}, "AES-GCM with 16 octet ICV [RFC4106]", "NULL", 20, 0},
+	{ikecrypto.ESPSuite{Encr: wire.ENCR_AES_GCM_8, EncrKeyBits: 128}, "AES-GCM with 8 octet ICV [RFC4106]", "NULL", 20, 0},
+	{ikecrypto.ESPSuite{Encr: wire.ENCR_AES_GCM_12, EncrKeyBits: 256}, "AES-GCM with 12 octet ICV [RFC4106]", "NULL", 36, 0},
+	{ikecrypto.ESPSuite{Encr: wire.ENCR_AES_CBC, EncrKeyBits: 128, Integ: wire.AUTH_HMAC_SHA1_96}, "AES-CBC [RFC3602]", "HMAC-SHA-1-96 [RFC2404]", 16, 20},
+	{ikecrypto.ESPSuite{Encr: wire.ENCR_AES_CBC, EncrKeyBits: 256, Integ: wire.AUTH_HMAC_SHA2_256_128}, "AES-CBC [RFC3602]", "HMAC-SHA-256-128 [RFC4868]", 32, 32},
+	{ikecrypto.ESPSuite{Encr: wire.ENCR_AES_CTR, EncrKeyBits: 128, Integ: wire.AUTH_HMAC_SHA1_96}, "AES-CTR [RFC3686]", "HMAC-SHA-1-96 [RFC2404]", 20, 20},
+	{ikecrypto.ESPSuite{Encr: wire.ENCR_AES_CTR, EncrKeyBits: 192, Integ: wire.AUTH_HMAC_SHA2_384_192}, "AES-CTR [RFC3686]", "HMAC-SHA-384-192 [RFC4868]", 28, 48},
+	{ikecrypto.ESPSuite{Encr: wire.ENCR_AES_CTR, EncrKeyBits: 256, Integ: wire.AUTH_HMAC_SHA2_512_256}, "AES-CTR [RFC3686]", "HMAC-SHA-512-256 [RFC4868]", 36, 64},
+}
+
+// keylogIKECases are IKE suites with Wireshark's names and the SK_e and SK_a lengths.
+var keylogIKECases = []struct {
+	s             ikecrypto.IKESuite
+	encr, integ   string
+	encrLen, iLen int
+}{
+	{ikecrypto.IKESuite{Encr: wire.ENCR_AES_CBC, EncrKeyBits: 128, Integ: wire.AUTH_HMAC_SHA1_96}, "AES-CBC-128 [RFC3602]", "HMAC_SHA1_96 [RFC2404]", 16, 20},
+	{ikecrypto.IKESuite{Encr: wire.ENCR_AES_CTR, EncrKeyBits: 128, Integ: wire.AUTH_HMAC_SHA1_96}, "AES-CTR-128 [RFC5930]", "HMAC_SHA1_96 [RFC2404]", 20, 20},
+	{ikecrypto.IKESuite{Encr: wire.ENCR_AES_CTR, EncrKeyBits: 192, Integ: wire.AUTH_HMAC_SHA2_256_128}, "AES-CTR-192 [RFC5930]", "HMAC_SHA2_256_128 [RFC4868]", 28, 32},
+	{ikecrypto.IKESuite{Encr: wire.ENCR_AES_CTR, EncrKeyBits: 256, Integ: wire.AUTH_HMAC_SHA2_512_256}, "AES-CTR-256 [RFC5930]", "HMAC_SHA2_512_256 [RFC4868]", 36, 64},
+	{ikecrypto.IKESuite{Encr: wire.ENCR_AES_GCM_8, EncrKeyBits: 128}, "AES-GCM-128 with 8 octet ICV [RFC5282]", "NONE [RFC4306]", 20, 0},
+	{ikecrypto.IKESuite{Encr: wire.ENCR_AES_GCM_12, EncrKeyBits: 192}, "AES-GCM-192 with 12 octet ICV [RFC5282]", "NONE [RFC4306]", 28, 0},
+	{ikecrypto.IKESuite{Encr: wire.ENCR_AES_GCM_16, EncrKeyBits: 256}, "AES-GCM-256 with 16 octet ICV [RFC5282]", "NONE [RFC4306]", 36, 0},
+	{ikecrypto.IKESuite{Encr: wire.ENCR_AES_CCM_8, EncrKeyBits: 128}, "AES-CCM-128 with 8 octet ICV [RFC5282]", "NONE [RFC4306]", 19, 0},
+	{ikecrypto.IKESuite{Encr: wire.ENCR_AES_CCM_12, EncrKeyBits: 192}, "AES-CCM-192 with 12 octet ICV [RFC5282]", "NONE [RFC4306]", 27, 0},
+	{ikecrypto.IKESuite{Encr: wire.ENCR_AES_CCM_16, EncrKeyBits: 256}, "AES-CCM-256 with 16 octet ICV [RFC5282]", "NONE [RFC4306]", 35, 0},
+	{ikecrypto.IKESuite{Encr: wire.ENCR_AES_CCM_16, EncrKeyBits: 128}, "AES-CCM-128 with 16 octet ICV [RFC5282]", "NONE [RFC4306]", 19, 0},
+}
+
+// fill is n bytes of b.
+func fill(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+
+// writeKeylogCases writes a line for every case into a new key log in dir and returns
+// the lines expected in ikev2_decryption_table and esp_sa.
+func writeKeylogCases(t *testing.T, dir string) (ikeLines, espLines []string) {
+	t.Helper()
+	k, err := newKeylog(dir)
+	mustKL(t, err)
+	for i, c := range keylogIKECases {
+		a := ike.IKEKeysLog{SPIi: uint64(i + 1), SPIr: 0xfeed, Suite: c.s,
+			SKei: fill(c.encrLen, 1), SKer: fill(c.encrLen, 2), SKai: fill(c.iLen, 3), SKar: fill(c.iLen, 4)}
+		mustKL(t, k.ikeSA(a))
+		ikeLines = append(ikeLines, fmt.Sprintf("%016x,000000000000feed,%x,%x,%q,%x,%x,%q",
+			i+1, a.SKei, a.SKer, c.encr, a.SKai, a.SKar, c.integ))
+	}
+	src, dst := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("198.51.100.7")
+	for i, c := range keylogESPCases {
+		keys := ike.ChildKeys{Encr: fill(c.encrLen, 5), Integ: fill(c.iLen, 6)}
+		mustKL(t, k.espSA(src, dst, uint32(0x1000+i), c.s, keys))
+		espLines = append(espLines, fmt.Sprintf(`"IPv4","192.0.2.10","198.51.100.7","0x%08x",%q,"0x%x",%q,"0x%x"`,
+			0x1000+i, c.encr, keys.Encr, c.integ, keys.Integ))
+	}
+	return ikeLines, espLines
+}
+
+// TestKeylogAlgorithmNames: each line names the algorithms as Wireshark does (tshark
+// 4.x: packet-isakmp.c's vs_ikev2_encr_algs and vs_ikev2_auth_algs, packet-ipsec.c's
+// esp_encryption_type_vals and esp_authentication_type_vals), for the legacy
+// transforms of issue 18 too. Wireshark decrypts no AES-CCM ESP and refuses a whole
+// esp_sa file with a name it does not know, so an AES-CCM Child SA gets no line, and
+// an error that says why.
+func TestKeylogAlgorithmNames(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	ikeLines, espLines := writeKeylogCases(t, dir)
+	if got := keyLines(t, dir, "ikev2_decryption_table"); !slices.Equal(got, ikeLines) {
+		t.Errorf("ikev2_decryption_table:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(ikeLines, "\n"))
+	}
+	if got := keyLines(t, dir, "esp_sa"); !slices.Equal(got, espLines) {
+		t.Errorf("esp_sa:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(espLines, "\n"))
+	}
+
+	k, err := newKeylog(dir)
+	mustKL(t, err)
+	a := netip.MustParseAddr("192.0.2.10")
+	for _, encr := range []uint16{wire.ENCR_AES_CCM_8, wire.ENCR_AES_CCM_12, wire.ENCR_AES_CCM_16} {
+		err := k.espSA(a, a, 0xcc, ikecrypto.ESPSuite{Encr: encr, EncrKeyBits: 128}, ike.ChildKeys{Encr: fill(19, 7)})
+		if err == nil || !strings.Contains(err.Error(), "no esp_sa line") {
+			t.Errorf("AES-CCM transform %d: %v", encr, err)
+		}
+	}
+	if got := keyLines(t, dir, "esp_sa"); len(got) != len(espLines) {
+		t.Errorf("esp_sa got lines for AES-CCM: %q", got[len(espLines):])
+	}
+	if err := k.ikeSA(ike.IKEKeysLog{SPIi: 9, Suite: ikecrypto.IKESuite{Encr: wire.ENCR_3DES}}); err == nil {
+		t.Error("a line for an IKE SA with an encryption algorithm Wireshark has no name for")
+	}
+}
+
+// TestKeylogLoadsInTshark hands the key log files to tshark, where it is installed:
+// it loads them only if every name is one of its own and every key has the length
+// its algorithm takes (checked for the IKE table as it loads).
+func TestKeylogLoadsInTshark(t *testing.T) {
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		t.Skip("no tshark")
+	}
+	home := t.TempDir()
+	writeKeylogCases(t, filepath.Join(home, "wireshark"))
+	// An empty capture (pcap header, raw IP).
+	pcap := filepath.Join(home, "empty.pcap")
+	mustKL(t, os.WriteFile(pcap, []byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0}, 0o600))
+	run := func() ([]byte, error) {
+		cmd := exec.Command(tshark, "-r", pcap)
+		cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+home)
+		return cmd.CombinedOutput()
+	}
+	out, err := run()
+	if err != nil || strings.Contains(string(out), "Error loading table") {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	// The check works: a name tshark does not know is refused.
+	f, err := os.OpenFile(filepath.Join(home, "wireshark", "esp_sa"), os.O_APPEND|os.O_WRONLY, 0)
+	mustKL(t, err)
+	fmt.Fprintln(f, `"IPv4","192.0.2.10","198.51.100.7","0x00000001","AES-CCM with 8 octet ICV [RFC4309]","0x00","NULL",""`)
+	mustKL(t, f.Close())
+	if out, _ := run(); !strings.Contains(string(out), "Error loading table") {
+		t.Fatalf("tshark took an unknown algorithm name:\n%s", out)
 	}
 }

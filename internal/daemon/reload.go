@@ -53,6 +53,9 @@ func (d *daemon) reloadNow(now time.Time) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	for _, w := range cfg.Warnings {
+		d.log.Warn("configuration: " + w)
+	}
 	icfg, err := ikeConfig(cfg)
 	if err != nil {
 		return "", err
