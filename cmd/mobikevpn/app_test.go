@@ -582,6 +582,13 @@ func TestCheck(t *testing.T) {
 	if h.daemonCfg != nil {
 		t.Error("check started the daemon")
 	}
+	// Legacy algorithms: valid, with a warning on stderr naming the key.
+	legacy := writeConfig(t, strings.Replace(goodConfig, "    children: { net: {} }", "    proposals: [aes128-sha1-modp1024]\n    children: { net: {} }", 1))
+	r = h.run("check", "-c", legacy)
+	r.expect(t, exitOK, `warning: `+legacy+`: connections.rw.proposals[0]: "aes128-sha1-modp1024" uses legacy algorithms (prfsha1, sha1, modp1024)`)
+	if r2 := h.run("check", "-c", good); strings.Contains(r2.stderr, "warning") {
+		t.Errorf("a good configuration warns: %q", r2.stderr)
+	}
 }
 
 // TestVersionFlag: --version (and -V) print what `version` prints.
