@@ -43,14 +43,7 @@ func (e *Engine) eapTLSConfig(sa *IKESA, server bool) *tls.Config {
 		cfg.ClientAuth = tls.RequireAnyClientCert
 	}
 	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		chain, err := cert.ParseCerts(raw)
-		if err != nil {
-			return err
-		}
-		// As checkPeerAuth: certificates are valid or not at the host's time.
-		v := cert.Validator{Roots: conn.RemoteCAs, EKUs: conn.RemotePolicy.EKUs, CRLs: conn.RemotePolicy.CRLs,
-			Warn: func(msg string) { e.log.Warn(msg, "conn", conn.Name, "sa", sa.id, "peer", sa.remote) }}
-		leaf, err := v.Validate(chain)
+		leaf, err := e.validatePeerChain(sa, conn, raw)
 		if err != nil {
 			return fmt.Errorf("EAP-TLS certificate: %w", err)
 		}
