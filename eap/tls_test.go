@@ -578,8 +578,11 @@ func TestTLSCloseMidHandshake(t *testing.T) {
 		for stop := 1; tlsCloseAfter(t, v, stop); stop++ {
 		}
 	}
-	for i := 0; i < 1000 && runtime.NumGoroutine() > base; i++ {
-		runtime.Gosched()
+	// Goroutines of the runtime and of earlier tests (cleanups run by the garbage
+	// collector) come and go: wait with a wide margin, never by a count of yields.
+	for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > base && time.Now().Before(deadline); {
+		runtime.GC()
+		time.Sleep(5 * time.Millisecond)
 	}
 	if n := runtime.NumGoroutine(); n > base {
 		t.Errorf("%d goroutines, %d before", n, base)
@@ -631,9 +634,11 @@ func TestTLSCleanupUnclosed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}()
-	for i := 0; i < 100 && tlsGoroutines.Load() != 0; i++ {
+	// The cleanup runs on the runtime's own goroutine after a collection: wait for it
+	// with a wide margin (a count of yields was once too few under the race detector).
+	for deadline := time.Now().Add(10 * time.Second); tlsGoroutines.Load() != 0 && time.Now().Before(deadline); {
 		runtime.GC()
-		runtime.Gosched()
+		time.Sleep(5 * time.Millisecond)
 	}
 	tlsCheckNoGoroutines(t)
 }

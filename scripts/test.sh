@@ -102,8 +102,8 @@ if command -v etcd >/dev/null; then
 fi
 MOBIKEVPN_ETCD="$etcd37" go test -count=1 ./internal/cluster/...
 MOBIKEVPN_ETCD="$etcd37" go test -count=1 -run 'TestCluster' ./internal/daemon/
-log "race detector (engine, datapath, sockets, control, cluster)"
-go test -count=1 -race ./ike/ ./esp/ ./udp/... ./internal/control/ ./internal/cluster/... ./internal/inner/
+log "race detector (engine, datapath, EAP, sockets, control, cluster, RADIUS)"
+go test -count=1 -race ./ike/ ./esp/ ./eap/ ./udp/... ./internal/control/ ./internal/cluster/... ./internal/inner/ ./internal/radius/
 go test -count=1 -race -run 'TestCluster' ./internal/daemon/
 
 # --- fuzzing ------------------------------------------------------------------------
