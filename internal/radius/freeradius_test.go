@@ -9,17 +9,15 @@ import (
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 	"unicode/utf16"
+
+	"github.com/mobikevpn/mobikevpn/internal/radius/radiustest"
 
 	//lint:ignore SA1019 MSCHAPv2 (RFC 2759) is built on MD4: the test derives its keys
 	"golang.org/x/crypto/md4"
@@ -29,113 +27,14 @@ import (
 // to the end with the MSK checked against RFC 3079's derivation, EAP-MD5 after a
 // Nak, a wrong password, a wrong shared secret.
 
-const freeradiusPath = "/usr/sbin/freeradius"
-
 func needFreeRADIUS(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the FreeRADIUS test runs FreeRADIUS with a private configuration and needs root")
 	}
-	if _, err := os.Stat(freeradiusPath); err != nil {
+	if _, err := os.Stat(radiustest.Bin); err != nil {
 		t.Skipf("FreeRADIUS is not installed (%v): apt-get install freeradius", err)
 	}
-}
-
-func frQuote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
-
-// frConfig is a minimal radiusd.conf: one client, the files module with the
-// users, mschap, eap with md5 and mschapv2 only (no TLS, so no certificates), one
-// virtual server listening on listen.
-func frConfig(dir string, listen netip.AddrPort, client netip.Prefix, secret string) string {
-	return `prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-libdir = /usr/lib/freeradius
-raddbdir = ` + dir + `
-confdir = ${raddbdir}
-modconfdir = ${raddbdir}
-logdir = ${raddbdir}
-radacctdir = ${raddbdir}
-run_dir = ${raddbdir}
-db_dir = ${raddbdir}
-certdir = ${raddbdir}
-cadir = ${raddbdir}
-name = freeradius
-pidfile = ${run_dir}/freeradius.pid
-max_request_time = 30
-cleanup_delay = 5
-max_requests = 4096
-hostname_lookups = no
-log {
-	destination = stdout
-	colourise = no
-	auth = yes
-}
-security {
-	allow_core_dumps = no
-	max_attributes = 200
-	reject_delay = 0
-	status_server = no
-}
-proxy_requests = no
-thread pool {
-	start_servers = 2
-	max_servers = 8
-	min_spare_servers = 1
-	max_spare_servers = 4
-	max_requests_per_server = 0
-}
-client test {
-	ipaddr = ` + client.String() + `
-	secret = ` + frQuote(secret) + `
-	require_message_authenticator = yes
-}
-modules {
-	files {
-		filename = ${raddbdir}/users
-	}
-	mschap {
-	}
-	eap {
-		default_eap_type = mschapv2
-		timer_expire = 60
-		ignore_unknown_eap_types = no
-		max_sessions = 4096
-		md5 {
-		}
-		mschapv2 {
-		}
-	}
-}
-server default {
-	listen {
-		type = auth
-		ipaddr = ` + listen.Addr().String() + `
-		port = ` + fmt.Sprint(listen.Port()) + `
-	}
-	authorize {
-		files
-		eap {
-			ok = return
-		}
-	}
-	authenticate {
-		Auth-Type MS-CHAP {
-			mschap
-		}
-		eap
-	}
-	post-auth {
-		Post-Auth-Type REJECT {
-			eap
-		}
-	}
-}
-`
 }
 
 // startTestFreeRADIUS runs FreeRADIUS on 127.0.0.1 and a free port, stopped when
@@ -143,78 +42,32 @@ server default {
 func startTestFreeRADIUS(t *testing.T, secret string, users map[string]string) netip.AddrPort {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		addr, log, err := tryFreeRADIUS(t, secret, users)
+		pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		pc.Close()
+		conf := radiustest.Config{Dir: t.TempDir(), Listen: addr, Client: netip.MustParsePrefix("127.0.0.0/8"), Secret: secret, Users: users}
+		srv, err := conf.Start(t.Context(), "")
 		if err == nil {
+			t.Cleanup(func() {
+				srv.Stop()
+				if t.Failed() {
+					t.Logf("FreeRADIUS log:\n%s", srv.Log())
+				}
+			})
 			return addr
+		}
+		var se *radiustest.StartError
+		log := ""
+		if errors.As(err, &se) {
+			log = se.Log
 		}
 		if attempt == 2 || !strings.Contains(log, "in use") {
 			t.Fatalf("FreeRADIUS did not start: %v\n%s", err, log)
 		}
 	}
-}
-
-func tryFreeRADIUS(t *testing.T, secret string, users map[string]string) (netip.AddrPort, string, error) {
-	dir := t.TempDir()
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	pc.Close()
-	conf := frConfig(dir, addr, netip.MustParsePrefix("127.0.0.0/8"), secret)
-	var u strings.Builder
-	for name, pw := range users {
-		fmt.Fprintf(&u, "%s Cleartext-Password := %s\n", frQuote(name), frQuote(pw))
-	}
-	for name, text := range map[string]string{"radiusd.conf": conf, "users": u.String()} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	logPath := filepath.Join(dir, "freeradius.log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(freeradiusPath, "-X", "-d", dir)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); f.Close(); close(done) }()
-	readLog := func() string { b, _ := os.ReadFile(logPath); return string(b) }
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(readLog(), "Ready to process requests") {
-		select {
-		case <-done:
-			return addr, readLog(), errors.New("it exited")
-		default:
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return addr, readLog(), errors.New("not ready after 15s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("FreeRADIUS log:\n%s", readLog())
-		}
-	})
-	return addr, "", nil
 }
 
 // MS-CHAPv2 (RFC 2759) and its keys (RFC 3079), the peer's side, for the test.
