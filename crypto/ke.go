@@ -14,16 +14,55 @@ import (
 // KeyExchange is one side of an ephemeral key exchange (RFC 7296 section 3.4).
 // PublicKey is the Key Exchange Data of our KE payload; SharedSecret takes the peer's
 // Key Exchange Data and returns g^ir.
+//
+// For a Diffie-Hellman group either side may use it. For ML-KEM it is the initiator's
+// side only: PublicKey is the encapsulation key and SharedSecret decapsulates the
+// responder's ciphertext. A responder uses RespondKeyExchange, which serves both kinds.
 type KeyExchange interface {
 	Group() uint16
 	PublicKey() []byte
 	SharedSecret(peer []byte) ([]byte, error)
 }
 
+// ErrInvalidKEData marks a RespondKeyExchange error caused by the initiator's Key
+// Exchange Data (a wrong length, a point not on the curve, a value out of range, an
+// encapsulation key that fails FIPS 203's checks), which a responder answers with
+// INVALID_SYNTAX (draft-ietf-ipsecme-ikev2-mlkem section 2.2). Other errors (no
+// randomness, an unsupported method) are ours.
+var ErrInvalidKEData = errors.New("ikecrypto: invalid key exchange data")
+
+// RespondKeyExchange is the responder's side of a key exchange of group, given the
+// initiator's Key Exchange Data peer. It returns ours, the Key Exchange Data of our KE
+// payload, and the shared secret. For a Diffie-Hellman group ours is the public value
+// of a fresh key pair drawn from rand and shared is g^ir; for ML-KEM-768 ours is the
+// ciphertext encapsulated to the initiator's encapsulation key and shared is the
+// 32-octet ML-KEM shared secret. rand nil means crypto/rand.Reader.
+func RespondKeyExchange(group uint16, peer []byte, rand io.Reader) (ours, shared []byte, err error) {
+	if rand == nil {
+		rand = cryptorand.Reader
+	}
+	if group == wire.KE_MLKEM768 {
+		return encapsulateMLKEM768(peer, rand)
+	}
+	k, err := NewKeyExchange(group, rand)
+	if err != nil {
+		return nil, nil, err
+	}
+	if shared, err = k.SharedSecret(peer); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidKEData, err)
+	}
+	return k.PublicKey(), shared, nil
+}
+
 // NewKeyExchange generates an ephemeral key for group: x25519 (RFC 8031), ecp256 and
 // ecp384 (RFC 5903), modp2048 and modp3072 (RFC 3526), and the legacy modp1024 (RFC
-// 2409 section 6.2) and modp1536 (RFC 3526 section 2). The private key is drawn from
-// rand (nil means crypto/rand.Reader), so a fixed reader gives a fixed key in tests.
+// 2409 section 6.2) and modp1536 (RFC 3526 section 2); and for ML-KEM-768 (FIPS 203,
+// draft-ietf-ipsecme-ikev2-mlkem) the initiator's key pair, whose PublicKey is the
+// encapsulation key. The private key is drawn from rand (nil means crypto/rand.Reader),
+// so a fixed reader gives a fixed key in tests.
+//
+// ML-KEM-768 is here for the additional key exchanges of RFC 9370 only: GroupSupported
+// does not report it, so neither the configuration nor proposal parsing accepts it yet.
 func NewKeyExchange(group uint16, rand io.Reader) (KeyExchange, error) {
 	if rand == nil {
 		rand = cryptorand.Reader
@@ -47,6 +86,8 @@ func NewKeyExchange(group uint16, rand io.Reader) (KeyExchange, error) {
 		return nil, errors.New("ikecrypto: randomness source gives no valid private key")
 	case wire.DH_MODP1024, wire.DH_MODP1536, wire.DH_MODP2048, wire.DH_MODP3072:
 		return newMODP(group, rand)
+	case wire.KE_MLKEM768:
+		return newMLKEM768(rand)
 	}
 	return nil, fmt.Errorf("ikecrypto: unsupported key exchange method %d", group)
 }

@@ -141,7 +141,8 @@ const (
 	AUTH_HMAC_SHA2_512_256 uint16 = 14
 )
 
-// Transform IDs for key exchange (Diffie-Hellman groups).
+// Transform IDs for key exchange methods (Transform Type 4): Diffie-Hellman groups,
+// then KEMs.
 const (
 	DH_NONE     uint16 = 0
 	DH_MODP1024 uint16 = 2
@@ -154,6 +155,14 @@ const (
 	DH_ECP521   uint16 = 21
 	DH_X25519   uint16 = 31
 	DH_X448     uint16 = 32
+
+	// ML-KEM (FIPS 203) key encapsulation, IANA "ml-kem-512", "ml-kem-768",
+	// "ml-kem-1024" (draft-ietf-ipsecme-ikev2-mlkem section 4). Not Diffie-Hellman:
+	// the initiator's Key Exchange Data is an encapsulation key, the responder's a
+	// ciphertext (section 2.1).
+	KE_MLKEM512  uint16 = 35
+	KE_MLKEM768  uint16 = 36
+	KE_MLKEM1024 uint16 = 37
 )
 
 // Transform IDs for ESN.
