@@ -302,5 +302,8 @@ func transformKnown(t *wire.Transform) bool {
 	case wire.TransformESN:
 		return nAttr == 0 && (t.ID == wire.ESN_NO || t.ID == wire.ESN_YES)
 	}
+	if isAddKE(t.Type) { // RFC 9370: NONE, ML-KEM-768 or a DH group
+		return nAttr == 0 && (t.ID == 0 || t.ID == wire.KE_MLKEM768 || lookupDH(t.ID) != nil)
+	}
 	return false
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha3"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"testing/cryptotest"
 
@@ -336,23 +337,69 @@ func TestRespondKeyExchange(t *testing.T) {
 	}
 }
 
-// TestMLKEMNotNegotiable: until the engine runs additional key exchanges, ML-KEM is
-// no group the configuration or a proposal may name (issue 18, next step).
-func TestMLKEMNotNegotiable(t *testing.T) {
+// TestMLKEMAdditionalKE: ML-KEM is negotiable only as an additional key exchange of an
+// IKE proposal (RFC 9370, ke1_mlkem768), never as the IKE_SA_INIT group nor in ESP.
+func TestMLKEMAdditionalKE(t *testing.T) {
 	for _, g := range []uint16{wire.KE_MLKEM512, wire.KE_MLKEM768, wire.KE_MLKEM1024} {
 		if GroupSupported(g) {
 			t.Errorf("GroupSupported(%d)", g)
 		}
 	}
-	for _, s := range []string{"aes256gcm16-prfsha384-mlkem768", "aes256gcm16-prfsha384-x25519-ke1_mlkem768"} {
+	for _, s := range []string{"aes256gcm16-prfsha384-mlkem768", "aes256gcm16-prfsha384-x25519-ke1_mlkem1024",
+		"aes256gcm16-prfsha384-x25519-ke8_mlkem768", "aes256gcm16-prfsha384-x25519-ke1_foo"} {
 		if _, err := ParseIKEProposal(s); err == nil {
 			t.Errorf("ParseIKEProposal(%q) accepted", s)
 		}
 	}
-	ours, err := ParseIKEProposal("aes256gcm16-prfsha384-x25519")
+	if _, err := ParseESPProposal("aes256gcm16-ke1_mlkem768"); err == nil || !strings.Contains(err.Error(), "IKE_FOLLOWUP_KE") {
+		t.Errorf("ESP with ke1_: %v", err)
+	}
+	hybrid, err := ParseIKEProposal("aes256gcm16-prfsha384-x25519-ke1_mlkem768")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got := ProposalString(hybrid[0]); got != "IKE:aes256gcm16/prfsha384/x25519/ke1_mlkem768" {
+		t.Fatalf("proposal %s", got)
+	}
+	optional, _ := ParseIKEProposal("aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none")
+	plain, _ := ParseIKEProposal("aes256gcm16-prfsha384-x25519")
+	for _, c := range []struct {
+		name         string
+		ours, theirs []wire.Proposal
+		want         string // "" for no match
+	}{
+		{"both hybrid", hybrid, hybrid, "aes256gcm16-prfsha384-x25519-ke1_mlkem768"},
+		{"ours optional, peer hybrid", optional, hybrid, "aes256gcm16-prfsha384-x25519-ke1_mlkem768"},
+		{"ours optional, peer plain", optional, plain, "aes256gcm16-prfsha384-x25519"},
+		{"ours required, peer plain", hybrid, plain, ""},
+		{"ours plain, peer hybrid", plain, hybrid, ""},
+		{"ours plain, peer optional", plain, optional, "aes256gcm16-prfsha384-x25519"},
+	} {
+		p, ok := SelectProposal(c.ours, c.theirs)
+		got := ""
+		if ok {
+			s, err := IKESuiteFromProposal(p)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			got = s.String()
+			if err := CheckResponseProposal(c.theirs, p); err != nil {
+				t.Errorf("%s: the initiator refuses %s: %v", c.name, got, err)
+			}
+		}
+		if got != c.want {
+			t.Errorf("%s: selected %q, want %q", c.name, got, c.want)
+		}
+	}
+	// A response that drops the required ADDKE1 is refused.
+	if err := CheckResponseProposal(hybrid, plain[0]); err == nil {
+		t.Error("response without the required ADDKE1 accepted")
+	}
+	if got := WithoutAddKE(hybrid); HasAddKE(got) || !HasAddKE(hybrid) || ProposalString(got[0]) != ProposalString(plain[0]) {
+		t.Errorf("WithoutAddKE: %s", ProposalsString(got))
+	}
+	// ML-KEM as the IKE_SA_INIT key exchange is never selected.
+	ours := WithoutAddKE(plain)
 	for i := range ours[0].Transforms {
 		if tr := &ours[0].Transforms[i]; tr.Type == wire.TransformDH {
 			tr.ID = wire.KE_MLKEM768

@@ -142,6 +142,7 @@ func parseOne(proto wire.ProtocolID, s string) ([]wire.Proposal, error) {
 		return nil, fmt.Errorf("ikecrypto: proposal %q: %s", s, fmt.Sprintf(format, args...))
 	}
 	var aead, classic, integ, prf, dh, esn []keyword
+	var addke [7][]keyword
 	for _, tok := range strings.Split(s, "-") {
 		name := strings.ToLower(strings.TrimSpace(tok))
 		if name == "" {
@@ -149,6 +150,13 @@ func parseOne(proto wire.ProtocolID, s string) ([]wire.Proposal, error) {
 		}
 		if name == "default" {
 			return fail(`"default" must stand alone`)
+		}
+		if n, ke, ok, msg := addKEToken(proto, name, tok); ok {
+			if msg != "" {
+				return fail("%s", msg)
+			}
+			addke[n] = appendUnique(addke[n], ke)
+			continue
 		}
 		k, ok := lookupKeyword(name)
 		if !ok {
@@ -206,7 +214,7 @@ func parseOne(proto wire.ProtocolID, s string) ([]wire.Proposal, error) {
 	}
 	build := func(encr, integ []keyword) wire.Proposal {
 		p := wire.Proposal{Protocol: proto}
-		for _, list := range [][]keyword{encr, prf, integ, dh, esn} {
+		for _, list := range append([][]keyword{encr, prf, integ, dh, esn}, addke[:]...) {
 			for _, k := range list {
 				p.Transforms = append(p.Transforms, k.transform())
 			}
@@ -235,6 +243,82 @@ func parseDefault(proto wire.ProtocolID, list ...string) ([]wire.Proposal, error
 	return out, nil
 }
 
+// addKEKeyword recognises strongSwan's additional key exchange keywords (RFC 9370):
+// "ke1_mlkem768" to "ke7_..." with a key exchange method, ML-KEM-768 or a DH group,
+// or "none" (the additional exchange is optional). n is 0 for ADDKE1. A keyN_ prefix
+// with an unknown method gives ok with a zero keyword.
+func addKEKeyword(name string) (n int, k keyword, ok bool) {
+	if len(name) < 5 || name[:2] != "ke" || name[2] < '1' || name[2] > '7' || name[3] != '_' {
+		return 0, keyword{}, false
+	}
+	n = int(name[2] - '1')
+	typ := wire.TransformADDKE1 + wire.TransformType(n)
+	switch method := name[4:]; method {
+	case "none":
+		return n, keyword{typ: typ, id: 0}, true
+	case "mlkem768":
+		return n, keyword{typ: typ, id: wire.KE_MLKEM768}, true
+	default:
+		if d, found := lookupKeyword(method); found && d.typ == wire.TransformDH && d.id != wire.DH_NONE {
+			return n, keyword{typ: typ, id: d.id}, true
+		}
+	}
+	return n, keyword{}, true
+}
+
+// addKEToken handles an additional key exchange token of a proto proposal: ok when
+// name is one (or a misplaced ML-KEM name), msg the error to report.
+func addKEToken(proto wire.ProtocolID, name, tok string) (n int, k keyword, ok bool, msg string) {
+	if name == "mlkem768" {
+		return 0, keyword{}, true, fmt.Sprintf("%q is only allowed as an additional key exchange (ke1_mlkem768)", tok)
+	}
+	n, k, ok = addKEKeyword(name)
+	switch {
+	case !ok:
+	case proto != wire.ProtoIKE:
+		msg = fmt.Sprintf("%q: additional key exchanges (RFC 9370) are only supported in IKE proposals for now (Child SAs would need IKE_FOLLOWUP_KE)", tok)
+	case k.typ == 0:
+		msg = fmt.Sprintf("unknown additional key exchange method %q", tok)
+	}
+	return n, k, ok, msg
+}
+
+// WithoutAddKE returns a copy of props without additional key exchange transforms
+// (RFC 9370): what an IKE SA rekey offers and accepts, as long as IKE_FOLLOWUP_KE
+// is not implemented.
+func WithoutAddKE(props []wire.Proposal) []wire.Proposal {
+	out := make([]wire.Proposal, len(props))
+	for i, p := range props {
+		q := p
+		q.SPI = slices.Clone(p.SPI)
+		q.Transforms = nil
+		for _, t := range p.Transforms {
+			if !isAddKE(t.Type) {
+				q.Transforms = append(q.Transforms, cloneTransform(t))
+			}
+		}
+		out[i] = q
+	}
+	return out
+}
+
+// HasAddKE reports whether any proposal has an additional key exchange transform
+// other than NONE.
+func HasAddKE(props []wire.Proposal) bool {
+	for _, p := range props {
+		for _, t := range p.Transforms {
+			if isAddKE(t.Type) && t.ID != 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isAddKE(t wire.TransformType) bool {
+	return t >= wire.TransformADDKE1 && t <= wire.TransformADDKE7
+}
+
 func appendUnique(list []keyword, k keyword) []keyword {
 	if slices.Contains(list, k) {
 		return list
@@ -258,10 +342,12 @@ func sameTransform(ours, t *wire.Transform) bool {
 // selectionTypes is the order of transform types in selected proposals.
 var selectionTypes = [...]wire.TransformType{
 	wire.TransformENCR, wire.TransformPRF, wire.TransformINTEG, wire.TransformDH, wire.TransformESN,
+	wire.TransformADDKE1, wire.TransformADDKE1 + 1, wire.TransformADDKE1 + 2, wire.TransformADDKE1 + 3,
+	wire.TransformADDKE1 + 4, wire.TransformADDKE1 + 5, wire.TransformADDKE7,
 }
 
 func knownType(t wire.TransformType) bool {
-	return t >= wire.TransformENCR && t <= wire.TransformESN
+	return t >= wire.TransformENCR && t <= wire.TransformADDKE7
 }
 
 // SelectProposal chooses, as the responder, one proposal of the peer's (theirs) that
@@ -300,6 +386,13 @@ func selectFrom(o, t *wire.Proposal) (wire.Proposal, bool) {
 		}
 		oursHas, theirsHas := hasType(o, typ), hasType(t, typ)
 		if !oursHas && !theirsHas {
+			continue
+		}
+		if isAddKE(typ) {
+			// RFC 9370 2.2.1: a missing ADDKEn type means NONE for it.
+			if !selectAddKE(&sel, o, t, typ) {
+				return wire.Proposal{}, false
+			}
 			continue
 		}
 		optional := typ == wire.TransformDH && o.Protocol != wire.ProtoIKE
@@ -341,6 +434,35 @@ func selectFrom(o, t *wire.Proposal) (wire.Proposal, bool) {
 	return sel, true
 }
 
+// selectAddKE chooses our first method of the additional key exchange typ that the
+// peer's proposal also offers, NONE standing for an absent type; NONE chosen adds no
+// transform to sel.
+func selectAddKE(sel, o, t *wire.Proposal, typ wire.TransformType) bool {
+	methods := func(p *wire.Proposal) []wire.Transform {
+		var out []wire.Transform
+		for _, x := range p.Transforms {
+			if x.Type == typ && transformKnown(&x) {
+				out = append(out, x)
+			}
+		}
+		if !hasType(p, typ) {
+			out = append(out, wire.Transform{Type: typ})
+		}
+		return out
+	}
+	theirs := methods(t)
+	for _, ot := range methods(o) {
+		if !slices.ContainsFunc(theirs, func(x wire.Transform) bool { return sameTransform(&ot, &x) }) {
+			continue
+		}
+		if ot.ID != 0 {
+			sel.Transforms = append(sel.Transforms, cloneTransform(ot))
+		}
+		return true
+	}
+	return false
+}
+
 func hasType(p *wire.Proposal, typ wire.TransformType) bool {
 	return slices.ContainsFunc(p.Transforms, func(t wire.Transform) bool { return t.Type == typ })
 }
@@ -374,7 +496,7 @@ func CheckResponseProposal(offered []wire.Proposal, got wire.Proposal) error {
 	if got.Protocol != o.Protocol {
 		return fmt.Errorf("ikecrypto: response proposal %d has protocol %d, we offered %d", got.Num, got.Protocol, o.Protocol)
 	}
-	var seen [wire.TransformESN + 1]bool
+	var seen [wire.TransformADDKE7 + 1]bool
 	aead := false
 	var integNone bool
 	for i := range got.Transforms {
@@ -389,6 +511,9 @@ func CheckResponseProposal(offered []wire.Proposal, got wire.Proposal) error {
 		if t.Type == wire.TransformINTEG && t.ID == wire.AUTH_NONE && len(t.Attrs) == 0 && !hasType(o, wire.TransformINTEG) {
 			integNone = true
 			continue
+		}
+		if isAddKE(t.Type) && t.ID == 0 && len(t.Attrs) == 0 && !hasType(o, t.Type) {
+			continue // NONE for a type we did not offer: the same as leaving it out
 		}
 		if !slices.ContainsFunc(o.Transforms, func(x wire.Transform) bool { return transformKnown(&x) && sameTransform(&x, t) }) {
 			return fmt.Errorf("ikecrypto: response chose %s, which we did not offer in proposal %d", transformName(*t), got.Num)
@@ -416,6 +541,12 @@ func CheckResponseProposal(offered []wire.Proposal, got wire.Proposal) error {
 		}
 		if dh := findType(&got, wire.TransformDH); dh.ID == wire.DH_NONE {
 			return errors.New("ikecrypto: response proposal has no key exchange method")
+		}
+		for typ := wire.TransformADDKE1; typ <= wire.TransformADDKE7; typ++ {
+			none := slices.ContainsFunc(o.Transforms, func(x wire.Transform) bool { return x.Type == typ && x.ID == 0 })
+			if hasType(o, typ) && !none && !seen[typ] {
+				return fmt.Errorf("ikecrypto: response proposal dropped the additional key exchange %s we require", typeName(typ))
+			}
 		}
 	case wire.ProtoESP:
 		if hasType(o, wire.TransformESN) && !seen[wire.TransformESN] {

@@ -246,7 +246,7 @@ func TestSuiteFromProposalErrors(t *testing.T) {
 		"GCM 64-bit":      ike(tr(wire.TransformENCR, wire.ENCR_AES_GCM_16, 64), prf, dh),
 		"GCM no keylen":   ike(tr(wire.TransformENCR, wire.ENCR_AES_GCM_16), prf, dh),
 		"unknown group":   ike(gcm, prf, tr(wire.TransformDH, 21)),
-		"unknown type":    ike(gcm, prf, dh, tr(6, 1)),
+		"unknown type":    ike(gcm, prf, dh, tr(13, 1)),
 		"odd attribute":   ike(wire.Transform{Type: wire.TransformENCR, ID: wire.ENCR_AES_GCM_16, Attrs: []wire.Attribute{{Type: 14, TV: true, Value: 128}, {Type: 99, TV: true}}}, prf, dh),
 		"ESP protocol":    esp(gcm, esn),
 	} {
@@ -399,7 +399,7 @@ func TestSelectProposalPeerQuirks(t *testing.T) {
 	// A proposal with an unknown transform type is unacceptable (RFC 7296 3.3.6); a
 	// proposal of another protocol is skipped.
 	theirs = []wire.Proposal{
-		{Num: 1, Protocol: wire.ProtoIKE, Transforms: []wire.Transform{gcm128, prf, dh, tr(6, 36)}},
+		{Num: 1, Protocol: wire.ProtoIKE, Transforms: []wire.Transform{gcm128, prf, dh, tr(13, 36)}},
 		{Num: 2, Protocol: wire.ProtoESP, SPI: []byte{1, 2, 3, 4}, Transforms: []wire.Transform{gcm128, prf, dh}},
 		{Num: 3, Protocol: wire.ProtoIKE, SPI: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Transforms: []wire.Transform{gcm256, prf, dh}},
 	}
@@ -476,7 +476,7 @@ func TestCheckResponseProposal(t *testing.T) {
 		{"missing ENCR", offered, ike(1, prf, dh), "no encryption"},
 		{"classic without INTEG", offered, ike(2, tr(wire.TransformENCR, wire.ENCR_AES_CBC, 256), prf, dh), "no integrity"},
 		{"classic with INTEG NONE", offered, ike(2, tr(wire.TransformENCR, wire.ENCR_AES_CBC, 256), prf, tr(wire.TransformINTEG, wire.AUTH_NONE), dh), "did not offer"},
-		{"unknown type", offered, ike(1, gcm128, prf, dh, tr(6, 1)), "unknown transform type"},
+		{"unknown type", offered, ike(1, gcm128, prf, dh, tr(13, 1)), "unknown transform type"},
 		{"odd attribute", offered, ike(1, wire.Transform{Type: wire.TransformENCR, ID: wire.ENCR_AES_GCM_16, Attrs: []wire.Attribute{{Type: 14, TV: true, Value: 128}, {Type: 15, TV: true}}}, prf, dh), "did not offer"},
 		{"wrong protocol", offered, esp(1, gcm128, noesn), "protocol"},
 		{"ESP good", espOffered, esp(1, gcm128, dh, tr(wire.TransformESN, wire.ESN_YES)), ""},

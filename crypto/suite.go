@@ -13,6 +13,19 @@ import (
 // none).
 type IKESuite struct {
 	Encr, EncrKeyBits, Integ, PRF, DH uint16
+	// AddKE are the additional key exchange methods ADDKE1..7 (RFC 9370), 0 for none.
+	AddKE [7]uint16
+}
+
+// NextAddKE returns the index (0 for ADDKE1) and method of the first additional key
+// exchange at index from or later, or -1 when none is left.
+func (s IKESuite) NextAddKE(from int) (int, uint16) {
+	for i := max(from, 0); i < len(s.AddKE); i++ {
+		if s.AddKE[i] != 0 {
+			return i, s.AddKE[i]
+		}
+	}
+	return -1, 0
 }
 
 // ESPSuite is the negotiated algorithm set of an ESP Child SA. DH is the PFS key
@@ -84,7 +97,11 @@ func IKESuiteFromProposal(p wire.Proposal) (IKESuite, error) {
 	if !ok || dh.ID == wire.DH_NONE {
 		return IKESuite{}, fmt.Errorf("ikecrypto: IKE proposal has no key exchange transform")
 	}
-	return IKESuite{Encr: enc.id, EncrKeyBits: enc.keyBits, Integ: integ, PRF: prf.ID, DH: dh.ID}, nil
+	out := IKESuite{Encr: enc.id, EncrKeyBits: enc.keyBits, Integ: integ, PRF: prf.ID, DH: dh.ID}
+	for i := range out.AddKE {
+		out.AddKE[i] = m[wire.TransformADDKE1+wire.TransformType(i)].ID
+	}
+	return out, nil
 }
 
 // ESPSuiteFromProposal reads the suite of a selected ESP proposal: exactly one ENCR,
@@ -104,6 +121,11 @@ func ESPSuiteFromProposal(p wire.Proposal) (ESPSuite, error) {
 	}
 	if _, ok := m[wire.TransformPRF]; ok {
 		return ESPSuite{}, fmt.Errorf("ikecrypto: PRF transform in an ESP proposal")
+	}
+	for typ := wire.TransformADDKE1; typ <= wire.TransformADDKE7; typ++ {
+		if t, ok := m[typ]; ok && t.ID != 0 {
+			return ESPSuite{}, fmt.Errorf("ikecrypto: additional key exchanges in Child SAs are not supported")
+		}
 	}
 	s := ESPSuite{Encr: enc.id, EncrKeyBits: enc.keyBits, Integ: integ}
 	if dh, ok := m[wire.TransformDH]; ok {
@@ -182,6 +204,11 @@ func (s IKESuite) String() string {
 		parts = append(parts, integName(s.Integ))
 	}
 	parts = append(parts, prfName(s.PRF), dhName(s.DH))
+	for i, ke := range s.AddKE {
+		if ke != 0 {
+			parts = append(parts, "ke"+strconv.Itoa(i+1)+"_"+dhName(ke))
+		}
+	}
 	return strings.Join(parts, "-")
 }
 
@@ -232,6 +259,9 @@ func dhName(id uint16) string {
 	if id == wire.DH_NONE {
 		return "none"
 	}
+	if id == wire.KE_MLKEM768 {
+		return "mlkem768"
+	}
 	return "KE_" + strconv.Itoa(int(id))
 }
 
@@ -247,6 +277,9 @@ func typeName(t wire.TransformType) string {
 		return "KE"
 	case wire.TransformESN:
 		return "ESN"
+	}
+	if isAddKE(t) {
+		return "ADDKE" + strconv.Itoa(int(t-wire.TransformADDKE1)+1)
 	}
 	return "TYPE_" + strconv.Itoa(int(t))
 }
@@ -273,6 +306,9 @@ func transformName(t wire.Transform) string {
 			return "noesn"
 		}
 		return "ESN_" + strconv.Itoa(int(t.ID))
+	}
+	if isAddKE(t.Type) {
+		return "ke" + strconv.Itoa(int(t.Type-wire.TransformADDKE1)+1) + "_" + dhName(t.ID)
 	}
 	return typeName(t.Type) + "_" + strconv.Itoa(int(t.ID))
 }

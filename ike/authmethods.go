@@ -29,7 +29,9 @@ func IsEAP(auth string) bool {
 
 // signedOctets are what AUTH covers for the sender of msg1 (RFC 7296 2.15).
 func (sa *IKESA) signedOctets(msg1, peerNonce, skp []byte, id *wire.ID) []byte {
-	return ikecrypto.SignedOctets(sa.prf, msg1, peerNonce, skp, idBody(id))
+	// RFC 9242 3.3.2: after IKE_INTERMEDIATE exchanges, IntAuth_i | IntAuth_r |
+	// IKE_AUTH message ID follows.
+	return append(ikecrypto.SignedOctets(sa.prf, msg1, peerNonce, skp, idBody(id)), sa.im.intAuth...)
 }
 
 // ourAuth returns our CERT payloads (with public keys) and our AUTH payload. msg1 is

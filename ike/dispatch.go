@@ -135,11 +135,14 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 	}
 	switch h.Exchange {
 	case wire.IKE_AUTH:
-		if sa.state != stateInitDone || sa.initiator {
+		if sa.state != stateInitDone || sa.initiator || sa.addKEPending() {
 			e.drop(&e.drops.Unexpected, "IKE_AUTH in wrong state", remote, nil)
 			return
 		}
+		sa.im.closed = true
 		e.handleAuthRequest(now, sa, local, remote, h, m)
+	case wire.IKE_INTERMEDIATE:
+		e.handleIntermediateRequest(now, sa, local, remote, h, m)
 	case wire.INFORMATIONAL:
 		if sa.state == stateInitDone && !sa.initiator && wire.FindNotify(m.Payloads, wire.AUTHENTICATION_FAILED) != nil {
 			// The initiator gave up authenticating (RFC 7296 2.21.2: our AUTH, or its

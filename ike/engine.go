@@ -19,6 +19,9 @@ var errNotProtected = errors.New("message has no SK payload")
 // goroutine feeds it datagrams, commands and the time, and carries out the actions it
 // returns.
 type Engine struct {
+	// testSkipKeyUpdate: tests only, no key update after an additional key exchange.
+	testSkipKeyUpdate bool
+
 	cfg   Config
 	log   *slog.Logger
 	rand  io.Reader

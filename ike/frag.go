@@ -129,6 +129,7 @@ func (e *Engine) openMessage(sa *IKESA, data []byte, m *wire.Message, response b
 	if whole == nil || err != nil {
 		return nil, false, skf.Number, err
 	}
+	sa.im.noteInner(sa, whole, first)
 	ps, err := wire.ParsePayloads(first, whole)
 	return ps, err == nil, skf.Number, err
 }

@@ -185,6 +185,10 @@ func (e *Engine) initMessage(sa *IKESA, local, remote netip.AddrPort) []byte {
 	payloads = append(payloads, e.natDetection(sa, local, remote)...)
 	payloads = append(payloads, &wire.Notify{NotifyType: wire.IKEV2_FRAGMENTATION_SUPPORTED})
 	payloads = append(payloads, wire.NewSignatureHashAlgorithms(cert.SupportedHashes()...))
+	if sa.im.supported = ikecrypto.HasAddKE(sa.conn.Proposals); sa.im.supported {
+		// RFC 9242 3.1, RFC 9370 2.2.1: needed for the additional key exchanges.
+		payloads = append(payloads, &wire.Notify{NotifyType: wire.INTERMEDIATE_EXCHANGE_SUPPORTED})
+	}
 	// We follow redirects (RFC 5685 4): REDIRECTED_FROM tells the gateway we were sent.
 	if sa.redirectedFrom.IsValid() {
 		payloads = append(payloads, wire.NewRedirectedFrom(sa.redirectedFrom))
@@ -393,7 +397,11 @@ type initChoice struct {
 func (e *Engine) chooseInit(in *initRequestIn) (initChoice, bool) {
 	var ch initChoice
 	local, remote, h := in.local, in.remote, in.h
-	ch.conn = e.matchInitConn(local.Addr(), remote.Addr(), in.sa.Proposals)
+	theirs := in.sa.Proposals
+	if wire.FindNotify(in.m.Payloads, wire.INTERMEDIATE_EXCHANGE_SUPPORTED) == nil {
+		theirs = ikecrypto.WithoutAddKE(theirs) // no IKE_INTERMEDIATE: no additional key exchange
+	}
+	ch.conn = e.matchInitConn(local.Addr(), remote.Addr(), theirs)
 	if ch.conn == nil {
 		e.log.Info("no acceptable IKE proposal", "peer", remote, "offered", ikecrypto.ProposalsString(in.sa.Proposals))
 		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
@@ -401,7 +409,7 @@ func (e *Engine) chooseInit(in *initRequestIn) (initChoice, bool) {
 	}
 	// Prefer the group of the peer's KE payload among the ones we accept: that saves an
 	// INVALID_KE_PAYLOAD round trip (strongSwan does the same).
-	ch.chosen, _ = ikecrypto.SelectProposal(ikecrypto.PreferGroup(ch.conn.Proposals, in.ke.Group), in.sa.Proposals)
+	ch.chosen, _ = ikecrypto.SelectProposal(ikecrypto.PreferGroup(ch.conn.Proposals, in.ke.Group), theirs)
 	suite, err := ikecrypto.IKESuiteFromProposal(ch.chosen)
 	if err != nil {
 		e.sendInitError(local, remote, h, &wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
@@ -486,6 +494,10 @@ func (e *Engine) newHalfOpen(now time.Time, in *initRequestIn, ch initChoice) {
 	if cr := certReq(ch.conn.RemoteCAs); cr != nil {
 		payloads = append(payloads, cr)
 	}
+	if wire.FindNotify(in.m.Payloads, wire.INTERMEDIATE_EXCHANGE_SUPPORTED) != nil {
+		sa.im.supported = true
+		payloads = append(payloads, &wire.Notify{NotifyType: wire.INTERMEDIATE_EXCHANGE_SUPPORTED})
+	}
 	rm := wire.Message{Header: sa.header(wire.IKE_SA_INIT, 0, true), Payloads: payloads}
 	e.logMessage("sending", sa, rm.Header, local, remote, payloads)
 	sa.initResp = rm.Append(nil)
@@ -546,8 +558,13 @@ func (e *Engine) deriveIKEKeys(sa *IKESA, gir []byte) error {
 		return err
 	}
 	sa.prf = prf
-	skeyseed := prf.SKEYSEED(sa.ni, sa.nr, gir)
-	keys, err := ikecrypto.DeriveIKEKeys(prf, sa.suite, skeyseed, sa.ni, sa.nr, sa.spiI, sa.spiR)
+	return sa.installKeys(prf.SKEYSEED(sa.ni, sa.nr, gir))
+}
+
+// installKeys derives the IKE SA's keys from SKEYSEED (RFC 7296 2.14; RFC 9370
+// 2.2.2 after each additional key exchange) and makes its ciphers.
+func (sa *IKESA) installKeys(skeyseed []byte) error {
+	keys, err := ikecrypto.DeriveIKEKeys(sa.prf, sa.suite, skeyseed, sa.ni, sa.nr, sa.spiI, sa.spiR)
 	if err != nil {
 		return err
 	}
@@ -704,8 +721,7 @@ func (e *Engine) initDone(now time.Time, sa *IKESA, local, remote netip.AddrPort
 		// float it describes port 500's mapping, which says nothing about ours.
 		sa.initNATD = append([]byte(nil), dst.Data...)
 	}
-	if err := e.sendAuth(now, sa); err != nil {
-		e.failInit(now, sa, err.Error())
+	if !e.afterInit(now, sa, m) {
 		return
 	}
 	e.schedule(sa)

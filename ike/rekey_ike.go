@@ -52,7 +52,7 @@ func (e *Engine) rekeyIKE(now time.Time, sa *IKESA, group uint16) {
 	}
 	var spiB [8]byte
 	binary.BigEndian.PutUint64(spiB[:], spi)
-	offered := numberProposals(ikecrypto.PreferGroup(sa.conn.Proposals, group), spiB[:])
+	offered := numberProposals(ikecrypto.PreferGroup(ikecrypto.WithoutAddKE(sa.conn.Proposals), group), spiB[:])
 	// Reserve the SPI so that nobody else takes it meanwhile.
 	e.store.reserveSPI(spi, sa)
 	sa.rekeySPI = spi
@@ -152,7 +152,7 @@ func (e *Engine) respondRekeyIKE(now time.Time, sa *IKESA, reply func(...wire.Pa
 		reply(&wire.Notify{NotifyType: wire.INVALID_SYNTAX})
 		return
 	}
-	chosen, ok := ikecrypto.SelectProposal(ikecrypto.PreferGroup(sa.conn.Proposals, keP.Group), saP.Proposals)
+	chosen, ok := ikecrypto.SelectProposal(ikecrypto.PreferGroup(ikecrypto.WithoutAddKE(sa.conn.Proposals), keP.Group), saP.Proposals)
 	if !ok || chosen.Protocol != wire.ProtoIKE || len(chosen.SPI) != 8 {
 		reply(&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
 		return

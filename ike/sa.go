@@ -42,9 +42,11 @@ type IKESA struct {
 	spiI, spiR    uint64
 	local, remote netip.AddrPort
 
-	suite  ikecrypto.IKESuite
-	prf    *ikecrypto.PRF
-	keys   ikecrypto.IKEKeys
+	suite ikecrypto.IKESuite
+	prf   *ikecrypto.PRF
+	keys  ikecrypto.IKEKeys
+	// im: the IKE_INTERMEDIATE exchanges before IKE_AUTH (intermediate.go).
+	im     intermediate
 	skIn   ikecrypto.SKCipher
 	skOut  ikecrypto.SKCipher
 	ni, nr []byte
@@ -267,5 +269,6 @@ func (sa *IKESA) open(data []byte, m *wire.Message) ([]wire.Payload, error) {
 	if err != nil {
 		return nil, err
 	}
+	sa.im.noteInner(sa, plain, sk.InnerNext)
 	return wire.ParsePayloads(sk.InnerNext, plain)
 }
