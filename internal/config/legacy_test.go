@@ -39,3 +39,15 @@ connections:
 		t.Errorf("the defaults warn: %q", cfg.Warnings)
 	}
 }
+
+// TestHybridProposals: an IKE proposal with ML-KEM-768 as an additional key exchange
+// loads (no warning); in an ESP proposal it is refused until Child SAs can run one.
+func TestHybridProposals(t *testing.T) {
+	files := map[string]string{"gw.yaml": strings.Replace(minimal, "    children:", "    proposals: [aes256gcm16-prfsha384-x25519-ke1_mlkem768, default]\n    children:", 1)}
+	cfg := mustLoad(t, writeFiles(t, files))
+	if len(cfg.Warnings) != 0 || len(cfg.Connection("rw").IKEProposals) < 2 {
+		t.Fatalf("warnings %q, proposals %v", cfg.Warnings, cfg.Connection("rw").IKEProposals)
+	}
+	bad := strings.Replace(minimal, "      net: {}", "      net:\n        esp_proposals: [aes128gcm16-x25519-ke1_mlkem768] #<", 1)
+	expectConfigError(t, bad, nil, "connections.rw.children.net.esp_proposals[0]", "IKE_FOLLOWUP_KE")
+}
