@@ -175,10 +175,12 @@ func (l *clusterLab) command(what string, step time.Duration, op func() (string,
 		case r = <-done:
 			return true
 		default:
-			// Every fifth poll (about 5 ms): the fake clock runs at most ten times as
+			// Every tenth poll (about 10 ms): the fake clock runs at most five times as
 			// fast as real time with a step of 50 ms, so that a timeout of the
-			// daemons' (10 s to import an SA) is a second of real time at least.
-			if polls++; polls%5 == 0 {
+			// daemons' (10 s to import an SA) is two seconds of real time at least
+			// (at ten times, a second, TestClusterMoveRefused once timed out an import
+			// under the race detector).
+			if polls++; polls%10 == 0 {
 				l.clk.Advance(step)
 			}
 			return false
