@@ -8,7 +8,6 @@ import (
 	"crypto/sha1"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/mobikevpn/mobikevpn/wire"
@@ -59,24 +58,7 @@ func TestParseLegacyProposals(t *testing.T) {
 		{true, "aes128ccm16-prfsha1", []string{`error: "prfsha1" is not allowed in an ESP proposal`}},
 		{true, "aes128ccm10", []string{`error: unknown algorithm "aes128ccm10"`}},
 	} {
-		parse := ParseIKEProposal
-		if c.esp {
-			parse = ParseESPProposal
-		}
-		got, err := parse(c.in)
-		if strings.HasPrefix(c.want[0], "error: ") {
-			if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(c.want[0], "error: ")) {
-				t.Errorf("%q: error %v, want one containing %q", c.in, err, c.want[0][7:])
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%q: %v", c.in, err)
-			continue
-		}
-		if s := propStrings(got); !reflect.DeepEqual(s, c.want) {
-			t.Errorf("%q:\n got %q\nwant %q", c.in, s, c.want)
-		}
+		checkParse(t, c.esp, c.in, c.want)
 	}
 }
 

@@ -89,30 +89,39 @@ func TestParseProposal(t *testing.T) {
 		{true, "aes128gcm16-esp", []string{`error: unknown algorithm "esp"`}},
 		{true, "sha256", []string{`error: no encryption algorithm`}},
 	} {
-		parse := ParseIKEProposal
-		if c.esp {
-			parse = ParseESPProposal
-		}
-		got, err := parse(c.in)
-		if strings.HasPrefix(c.want[0], "error: ") {
-			if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(c.want[0], "error: ")) {
-				t.Errorf("%q: error %v, want one containing %q", c.in, err, c.want[0][7:])
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%q: %v", c.in, err)
-			continue
-		}
-		if s := propStrings(got); !reflect.DeepEqual(s, c.want) {
-			t.Errorf("%q:\n got %q\nwant %q", c.in, s, c.want)
-		}
+		got := checkParse(t, c.esp, c.in, c.want)
 		for _, p := range got {
 			if p.SPI != nil {
 				t.Errorf("%q: SPI set", c.in)
 			}
 		}
 	}
+}
+
+// checkParse parses in as an ESP (esp) or IKE proposal string and compares the result
+// with want: the proposals as propStrings writes them, or, as the single element
+// "error: ...", a substring of the error. It returns the proposals (nil on an error).
+func checkParse(t *testing.T, esp bool, in string, want []string) []wire.Proposal {
+	t.Helper()
+	parse := ParseIKEProposal
+	if esp {
+		parse = ParseESPProposal
+	}
+	got, err := parse(in)
+	if strings.HasPrefix(want[0], "error: ") {
+		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(want[0], "error: ")) {
+			t.Errorf("%q: error %v, want one containing %q", in, err, want[0][7:])
+		}
+		return nil
+	}
+	if err != nil {
+		t.Errorf("%q: %v", in, err)
+		return nil
+	}
+	if s := propStrings(got); !reflect.DeepEqual(s, want) {
+		t.Errorf("%q:\n got %q\nwant %q", in, s, want)
+	}
+	return got
 }
 
 // Wire details: AES transforms carry a TV Key Length attribute, ChaCha20-Poly1305 none.

@@ -47,8 +47,7 @@ type clientHost struct {
 	vips    map[uint64][]netip.Addr // our virtual IPs by IKE SA
 	applied []netip.Addr            // the servers applied now
 	killOn  bool
-	resolve sync.WaitGroup // resolutions under way
-	aaa     sync.WaitGroup // RADIUS exchanges under way (eap.go), on a gateway
+	tasks   sync.WaitGroup // background work under way (background): resolutions, RADIUS exchanges
 	stop    context.CancelFunc
 	ctx     context.Context
 }
@@ -124,8 +123,7 @@ func (d *daemon) startClient() (func(), error) {
 	}
 	return func() {
 		h.stop()
-		h.resolve.Wait()
-		h.aaa.Wait()
+		h.tasks.Wait()
 		if dns := d.deps.DNS; dns != nil && len(h.applied) > 0 {
 			if err := dns.Revert(); err != nil {
 				d.log.Warn("restoring the host's DNS", "err", err)
@@ -148,13 +146,24 @@ func (d *daemon) resolveHosts(a ike.Resolve) {
 		d.apply(d.engine.Resolved(d.clock.Now(), a.Conn, nil, errors.New("no resolver")))
 		return
 	}
-	h.resolve.Add(1)
-	go func() {
-		defer h.resolve.Done()
-		found, err := d.lookupAll(h.ctx, a.Conn, a.Hosts)
+	d.background(func(ctx context.Context) func(time.Time) {
+		found, err := d.lookupAll(ctx, a.Conn, a.Hosts)
 		d.log.Info("resolved the gateway's host names", "conn", a.Conn, "addrs", found, "err", err)
+		return func(now time.Time) { d.apply(d.engine.Resolved(now, a.Conn, found, err)) }
+	})
+}
+
+// background runs work on a goroutine of its own (counted until the client's host
+// changes are undone) and hands the engine command it returns to the engine
+// goroutine, unless the daemon stops first.
+func (d *daemon) background(work func(ctx context.Context) func(now time.Time)) {
+	h := &d.client
+	h.tasks.Add(1)
+	go func() {
+		defer h.tasks.Done()
+		cmd := work(h.ctx)
 		select {
-		case d.cmds <- func(now time.Time) { d.apply(d.engine.Resolved(now, a.Conn, found, err)) }:
+		case d.cmds <- cmd:
 		case <-h.ctx.Done():
 		}
 	}()

@@ -31,10 +31,8 @@ func (d *daemon) aaaRequest(a ike.AAARequest) {
 		CalledStationID:  radius.StationID(a.Local),
 		NASAddress:       a.Local.Addr().Unmap(),
 	}
-	h.aaa.Add(1)
-	go func() {
-		defer h.aaa.Done()
-		ans, err := d.deps.AAA.Exchange(h.ctx, req)
+	d.background(func(ctx context.Context) func(time.Time) {
+		ans, err := d.deps.AAA.Exchange(ctx, req)
 		out := ike.AAAAnswer{Err: err, EAP: ans.EAP, State: ans.State, MSK: ans.MSK}
 		switch ans.Code {
 		case radius.AccessAccept:
@@ -44,9 +42,6 @@ func (d *daemon) aaaRequest(a ike.AAARequest) {
 		case radius.AccessChallenge:
 			out.Code = ike.AAAChallenge
 		}
-		select {
-		case d.cmds <- func(now time.Time) { d.apply(d.engine.AAAAnswered(now, a.IKESA, a.Seq, out)) }:
-		case <-h.ctx.Done():
-		}
-	}()
+		return func(now time.Time) { d.apply(d.engine.AAAAnswered(now, a.IKESA, a.Seq, out)) }
+	})
 }
