@@ -64,11 +64,11 @@ func TestClusterDrainMany(t *testing.T) {
 	if onB < (n+1)*2/5 || onC < (n+1)*2/5 {
 		t.Errorf("the SAs went %d to B and %d to C", onB, onC)
 	}
-	// Since every IKE message of a cluster node waits for its SA's snapshot (failover),
-	// the drain's etcd load has cost the sample client one ping in some runs (2 of about
-	// 10; the cause is not pinned down yet): at most 2 of its ~180 may go.
-	if lost := ping.sent - len(replies); ping.sent == 0 || lost > 2 {
-		t.Errorf("the real client's pings across the drain: %d sent, %d answered; drops: A %v, B %v, C %v", ping.sent, len(replies),
+	// Not one ping lost. (Earlier, a ping was counted lost in about one run in five: the
+	// last one sent, which ping's interrupt at the end of the flow leaves no time to be
+	// answered; flow.missing leaves it out.)
+	if lost := ping.missing(replies); ping.sent == 0 || len(lost) != 0 {
+		t.Errorf("the real client's pings across the drain: %d sent, %d answered, icmp_seq missing %v; drops: A %v, B %v, C %v", ping.sent, len(replies), lost,
 			nonZero(status(t, a.sock).Drops), nonZero(status(t, b.sock).Drops), nonZero(status(t, cc.sock).Drops))
 	}
 	if st := status(t, clSock); len(st.IKESAs) != 1 || st.IKESAs[0].Remote == a.addr+":4500" {

@@ -233,12 +233,13 @@ func (c *clusterNet) mobikevpn(args ...string) (string, error) {
 	return string(out), err
 }
 
-// A client connected to node A is moved to node B with `mobikevpn move`
+// A client connected to node A is moved to node B with `mobikevpn move --peer`
 // (SWITCH_TO_IP_ADDRESS) under a 50/s ping to the server and a TCP stream from the
 // server to the client (behind a NAT): no new handshake, no ping lost, the stream
 // intact, the virtual IP kept and answered for by B on the inner segment, an etcd member
-// killed meanwhile. Then `drain` of B moves it on to another node, and a new client of
-// B is redirected in IKE_SA_INIT.
+// killed meanwhile; the other client of A stays. Then `move --all` moves the rest of A's
+// SAs (that second client) to B, `drain` of B moves both on, and a new client of B is
+// redirected in IKE_SA_INIT.
 func TestClusterMove(t *testing.T) {
 	c := newClusterNet(t)
 	a, b := c.nodes["gw-a"], c.nodes["gw-b"]
@@ -255,6 +256,9 @@ func TestClusterMove(t *testing.T) {
 	}
 	before := status(t, clSock).IKESAs[0]
 	vip := before.VirtualIPs[0]
+	// A second client of A, moved afterwards with the rest of A's SAs (`move --all`).
+	_, bobSock, _ := c.client("cl2", "192.0.2.130", "192.0.2.129", "eth5", "bob@example.org", a.addr)
+	bobBefore := status(t, bobSock).IKESAs[0]
 	if out, err := c.mobikevpn("cluster", "status", "--json", "--control", a.sock); err != nil || !strings.Contains(out, `"name": "gw-c"`) || !strings.Contains(out, `"self": "gw-a"`) {
 		t.Fatalf("cluster status: %v\n%s", err, out)
 	}
@@ -291,10 +295,10 @@ func TestClusterMove(t *testing.T) {
 	// IKE on the client's wire (not its ESP: UDP 4500 with the non-ESP marker).
 	capt := c.startCapture("move", cl, "eth0", "udp port 500 or (udp port 4500 and udp[8:4] = 0)")
 	start := time.Now()
-	out, err := c.mobikevpn("move", "--to-node", "gw-b", "--all", "--wait", "20s", "--control", a.sock)
+	out, err := c.mobikevpn("move", "--to-node", "gw-b", "--peer", "alice@example.org", "--wait", "20s", "--control", a.sock)
 	took := time.Since(start)
-	if err != nil {
-		t.Fatalf("move: %v\n%s", err, out)
+	if err != nil || !strings.Contains(out, "moved: alice@example.org") || strings.Contains(out, "bob@") {
+		t.Fatalf("move of alice's SA: %v\n%s", err, out)
 	}
 	capt.stop()
 	exchanges := map[string]int{}
@@ -311,9 +315,13 @@ func TestClusterMove(t *testing.T) {
 		t.Errorf("the client after the move: remote %s, SPIs %s/%s (were %s/%s), virtual IP %v (was %s)",
 			after.Remote, after.SPIi, after.SPIr, before.SPIi, before.SPIr, after.VirtualIPs, vip)
 	}
-	// A forgets the SA after a grace (2 s) for what is still on its way to it.
-	if !waitFor(5*time.Second, func() bool { return len(status(t, a.sock).IKESAs) == 0 }) {
-		t.Errorf("node A still has %d SAs", len(status(t, a.sock).IKESAs))
+	// A forgets the SA after a grace (2 s) for what is still on its way to it, and keeps
+	// bob's.
+	if !waitFor(5*time.Second, func() bool {
+		st := status(t, a.sock)
+		return len(st.IKESAs) == 1 && st.IKESAs[0].SPIi == bobBefore.SPIi
+	}) {
+		t.Errorf("node A's SAs after alice's move: %+v", status(t, a.sock).IKESAs)
 	}
 	if st := status(t, b.sock); len(st.IKESAs) != 1 || st.IKESAs[0].SPIi != before.SPIi {
 		t.Errorf("node B's SAs: %+v", st.IKESAs)
@@ -345,9 +353,22 @@ func TestClusterMove(t *testing.T) {
 	t.Logf("move of one SA from node A to node B, etcd member e%d killed 20 ms into it: `move --wait` returned after %v; %s; pings: %s sent, %s answered; TCP from the server %.0f Mbit/s intact; IKE messages on the client's wire by exchange type: %v",
 		killed+1, took.Round(time.Millisecond), strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), m[1], m[2], mbps, exchanges)
 
+	// Then all of A's SAs (bob's) to B: A ends with none, bob keeps his SPIs.
+	out, err = c.mobikevpn("move", "--to-node", "gw-b", "--all", "--wait", "20s", "--control", a.sock)
+	if err != nil || !strings.Contains(out, "moved: bob@example.org") {
+		t.Fatalf("move --all: %v\n%s", err, out)
+	}
+	if bob := status(t, bobSock).IKESAs[0]; bob.Remote != b.addr+":4500" || bob.SPIi != bobBefore.SPIi || bob.VirtualIPs[0] != bobBefore.VirtualIPs[0] {
+		t.Errorf("bob after move --all: %+v (before: %+v)", bob, bobBefore)
+	}
+	if !waitFor(5*time.Second, func() bool { return len(status(t, a.sock).IKESAs) == 0 && len(status(t, b.sock).IKESAs) == 2 }) {
+		t.Errorf("after move --all: A %d SAs, B %d", len(status(t, a.sock).IKESAs), len(status(t, b.sock).IKESAs))
+	}
+	t.Logf("move --all: %s", strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "))
+
 	// drain B: the SA moves on, B takes no new client.
 	out, err = c.mobikevpn("drain", "--wait", "10s", "--control", b.sock)
-	if err != nil || !strings.Contains(out, "moved: alice@example.org") {
+	if err != nil || !strings.Contains(out, "moved: alice@example.org") || !strings.Contains(out, "moved: bob@example.org") {
 		t.Fatalf("drain: %v\n%s", err, out)
 	}
 	if st := status(t, clSock).IKESAs[0]; st.Remote == b.addr+":4500" || st.SPIi != before.SPIi {
@@ -358,17 +379,17 @@ func TestClusterMove(t *testing.T) {
 	} else if !strings.Contains(strings.Join(strings.Fields(lineWith(out, "gw-b")), " "), "gw-b true true") {
 		t.Errorf("cluster status does not show gw-b draining:\n%s", out)
 	}
-	_, bobSock, bobp := c.client("cl2", "192.0.2.130", "192.0.2.129", "eth5", "bob@example.org", b.addr)
-	bob := status(t, bobSock).IKESAs[0]
-	waitFor(5*time.Second, func() bool { return len(status(t, b.sock).IKESAs) == 0 }) // B forgets the SA it moved after a grace
-	if bob.Remote == b.addr+":4500" || bob.VirtualIPs[0] == vip || len(status(t, b.sock).IKESAs) != 0 {
-		t.Errorf("the new client of the drained node: %+v; B has %d SAs", bob, len(status(t, b.sock).IKESAs))
+	_, carolSock, carolp := c.client("cl3", "198.18.20.10", "198.18.20.1", "eth6", "carol@example.org", b.addr)
+	carol := status(t, carolSock).IKESAs[0]
+	waitFor(5*time.Second, func() bool { return len(status(t, b.sock).IKESAs) == 0 }) // B forgets the SAs it moved after a grace
+	if carol.Remote == b.addr+":4500" || carol.VirtualIPs[0] == vip || carol.VirtualIPs[0] == bobBefore.VirtualIPs[0] || len(status(t, b.sock).IKESAs) != 0 {
+		t.Errorf("the new client of the drained node: %+v; B has %d SAs", carol, len(status(t, b.sock).IKESAs))
 	}
-	if !strings.Contains(bobp.output(), "redirected") {
+	if !strings.Contains(carolp.output(), "redirected") {
 		t.Error("the new client's log does not say it was redirected")
 	}
 	t.Logf("drain of B: %s; a new client of B was redirected to %s and got %s",
-		strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), bob.Remote, bob.VirtualIPs[0])
+		strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), carol.Remote, carol.VirtualIPs[0])
 }
 
 // lineWith returns the first line of s containing sub.
