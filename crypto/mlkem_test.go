@@ -337,8 +337,8 @@ func TestRespondKeyExchange(t *testing.T) {
 	}
 }
 
-// TestMLKEMAdditionalKE: ML-KEM is negotiable only as an additional key exchange of an
-// IKE proposal (RFC 9370, ke1_mlkem768), never as the IKE_SA_INIT group nor in ESP.
+// TestMLKEMAdditionalKE: ML-KEM is negotiable only as an additional key exchange (RFC
+// 9370, ke1_mlkem768), never as the IKE_SA_INIT group; in ESP only after a KE.
 func TestMLKEMAdditionalKE(t *testing.T) {
 	for _, g := range []uint16{wire.KE_MLKEM512, wire.KE_MLKEM768, wire.KE_MLKEM1024} {
 		if GroupSupported(g) {
@@ -351,8 +351,8 @@ func TestMLKEMAdditionalKE(t *testing.T) {
 			t.Errorf("ParseIKEProposal(%q) accepted", s)
 		}
 	}
-	if _, err := ParseESPProposal("aes256gcm16-ke1_mlkem768"); err == nil || !strings.Contains(err.Error(), "IKE_FOLLOWUP_KE") {
-		t.Errorf("ESP with ke1_: %v", err)
+	if _, err := ParseESPProposal("aes256gcm16-ke1_mlkem768"); err == nil || !strings.Contains(err.Error(), "need a key exchange method") {
+		t.Errorf("ESP with ke1_ and no KE: %v", err)
 	}
 	hybrid, err := ParseIKEProposal("aes256gcm16-prfsha384-x25519-ke1_mlkem768")
 	if err != nil {

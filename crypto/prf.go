@@ -81,9 +81,15 @@ func (p *PRF) SKEYSEED(ni, nr, gir []byte) []byte {
 
 // RekeySKEYSEED returns prf(SK_d (old), g^ir (new) | Ni | Nr), the seed of an IKE SA
 // created by rekeying (RFC 7296 section 2.18). p must be the OLD IKE SA's PRF; the
-// new SA's keys are then derived with DeriveIKEKeys and the new SA's PRF.
-func (p *PRF) RekeySKEYSEED(skdOld, gir, ni, nr []byte) []byte {
-	return p.Compute(skdOld, gir, ni, nr)
+// new SA's keys are then derived with DeriveIKEKeys and the new SA's PRF. With the
+// shared secrets of additional key exchanges (RFC 9370 2.2.4: IKE_FOLLOWUP_KE after the
+// CREATE_CHILD_SA that rekeys) it is prf(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n)),
+// gir being SK(0) and addKE SK(1) to SK(n) in order.
+//
+// The same form, prf(SK_d(n-1), SK(n) | Ni | Nr), is SKEYSEED(n) after an additional
+// key exchange in IKE_INTERMEDIATE (RFC 9370 2.2.2).
+func (p *PRF) RekeySKEYSEED(skdOld, gir, ni, nr []byte, addKE ...[]byte) []byte {
+	return p.Compute(skdOld, append([][]byte{gir, ni, nr}, addKE...)...)
 }
 
 // IKEKeys are the keys of an IKE SA. SKai and SKar are empty with an AEAD; SKei and
@@ -142,15 +148,25 @@ type ChildKeys struct {
 
 // ChildKeymat computes KEYMAT = prf+(SK_d, [g^ir (new)] | Ni | Nr) and splits it as
 // RFC 7296 section 2.17 says: initiator-to-responder encryption key, its integrity
-// key, then the responder-to-initiator keys. gir is nil without PFS.
-func ChildKeymat(prf *PRF, skd, gir, ni, nr []byte, s ESPSuite) (ChildKeys, error) {
+// key, then the responder-to-initiator keys. gir is nil without PFS. With additional
+// key exchanges (RFC 9370 2.2.4, IKE_FOLLOWUP_KE) it is prf+(SK_d, SK(0) | Ni | Nr |
+// SK(1) | ... | SK(n)): gir is SK(0), addKE SK(1) to SK(n) in order.
+func ChildKeymat(prf *PRF, skd, gir, ni, nr []byte, s ESPSuite, addKE ...[]byte) (ChildKeys, error) {
 	encrLen, integLen, err := s.keyLengths()
 	if err != nil {
 		return ChildKeys{}, err
 	}
-	seed := make([]byte, 0, len(gir)+len(ni)+len(nr))
+	n := len(gir) + len(ni) + len(nr)
+	for _, k := range addKE {
+		n += len(k)
+	}
+	seed := make([]byte, 0, n)
 	seed = append(append(append(seed, gir...), ni...), nr...)
+	for _, k := range addKE {
+		seed = append(seed, k...)
+	}
 	km, err := prf.Plus(skd, seed, 2*(encrLen+integLen))
+	clear(seed)
 	if err != nil {
 		return ChildKeys{}, err
 	}

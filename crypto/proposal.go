@@ -104,7 +104,8 @@ func ParseIKEProposal(s string) ([]wire.Proposal, error) {
 // ParseESPProposal parses a strongSwan ESP proposal string such as "aes128gcm16",
 // "aes128-sha256-x25519-esn-noesn" or "default" into proposals numbered from 1.
 // Without esn/noesn only "no ESN" is offered; a key exchange method asks for PFS, and
-// "none" next to one makes PFS optional.
+// "none" next to one makes PFS optional. Additional key exchanges ("ke1_mlkem768",
+// RFC 9370, run in IKE_FOLLOWUP_KE) need a key exchange method and no "none".
 func ParseESPProposal(s string) ([]wire.Proposal, error) {
 	return parseProposals(wire.ProtoESP, s)
 }
@@ -151,7 +152,7 @@ func parseOne(proto wire.ProtocolID, s string) ([]wire.Proposal, error) {
 		if name == "default" {
 			return fail(`"default" must stand alone`)
 		}
-		if n, ke, ok, msg := addKEToken(proto, name, tok); ok {
+		if n, ke, ok, msg := addKEToken(name, tok); ok {
 			if msg != "" {
 				return fail("%s", msg)
 			}
@@ -194,20 +195,8 @@ func parseOne(proto wire.ProtocolID, s string) ([]wire.Proposal, error) {
 	if len(classic) > 0 && len(integ) == 0 {
 		return fail("%s needs an integrity algorithm (sha256, sha384 or sha512)", encrName(classic[0].id, classic[0].keyBits))
 	}
-	if proto == wire.ProtoIKE {
-		if len(prf) == 0 { // as strongSwan: the PRFs of the integrity algorithms
-			for _, k := range integ {
-				prf = appendUnique(prf, keyword{typ: wire.TransformPRF, id: lookupInteg(k.id).prf})
-			}
-		}
-		if len(prf) == 0 {
-			return fail("no PRF (prfsha256, prfsha384 or prfsha512)")
-		}
-		if len(dh) == 0 {
-			return fail("no key exchange method")
-		}
-	} else if len(esn) == 0 {
-		esn = []keyword{{typ: wire.TransformESN, id: wire.ESN_NO}}
+	if msg := completeKeywords(proto, integ, &prf, dh, &esn, &addke); msg != "" {
+		return fail("%s", msg)
 	}
 	if len(dh) == 1 && dh[0].id == wire.DH_NONE {
 		dh = nil // "none" alone: no PFS, the same as no key exchange method
@@ -266,26 +255,72 @@ func addKEKeyword(name string) (n int, k keyword, ok bool) {
 	return n, keyword{}, true
 }
 
-// addKEToken handles an additional key exchange token of a proto proposal: ok when
-// name is one (or a misplaced ML-KEM name), msg the error to report.
-func addKEToken(proto wire.ProtocolID, name, tok string) (n int, k keyword, ok bool, msg string) {
+// addKEToken handles an additional key exchange token of a proposal (IKE or ESP): ok
+// when name is one (or a misplaced ML-KEM name), msg the error to report.
+func addKEToken(name, tok string) (n int, k keyword, ok bool, msg string) {
 	if name == "mlkem768" {
 		return 0, keyword{}, true, fmt.Sprintf("%q is only allowed as an additional key exchange (ke1_mlkem768)", tok)
 	}
 	n, k, ok = addKEKeyword(name)
 	switch {
 	case !ok:
-	case proto != wire.ProtoIKE:
-		msg = fmt.Sprintf("%q: additional key exchanges (RFC 9370) are only supported in IKE proposals for now (Child SAs would need IKE_FOLLOWUP_KE)", tok)
 	case k.typ == 0:
 		msg = fmt.Sprintf("unknown additional key exchange method %q", tok)
 	}
 	return n, k, ok, msg
 }
 
+// completeKeywords adds what a proto proposal implies (an IKE proposal's PRFs from its
+// integrity algorithms, as strongSwan; an ESP proposal's "no ESN") and checks the key
+// exchange methods; it returns the problem, "" for none.
+func completeKeywords(proto wire.ProtocolID, integ []keyword, prf *[]keyword, dh []keyword, esn *[]keyword, addke *[7][]keyword) string {
+	if proto != wire.ProtoIKE {
+		if len(*esn) == 0 {
+			*esn = []keyword{{typ: wire.TransformESN, id: wire.ESN_NO}}
+		}
+		return espAddKEGroups(dh, addke)
+	}
+	if len(*prf) == 0 {
+		for _, k := range integ {
+			*prf = appendUnique(*prf, keyword{typ: wire.TransformPRF, id: lookupInteg(k.id).prf})
+		}
+	}
+	if len(*prf) == 0 {
+		return "no PRF (prfsha256, prfsha384 or prfsha512)"
+	}
+	if len(dh) == 0 {
+		return "no key exchange method"
+	}
+	return ""
+}
+
+// espAddKEGroups checks the key exchange methods of an ESP proposal with additional
+// key exchanges (RFC 9370, run in IKE_FOLLOWUP_KE after CREATE_CHILD_SA): as in an IKE
+// proposal they follow a key exchange method (PFS), which must not be optional ("none").
+func espAddKEGroups(dh []keyword, addke *[7][]keyword) string {
+	has := false
+	for _, list := range addke {
+		for _, k := range list {
+			has = has || k.id != 0
+		}
+	}
+	if !has {
+		return ""
+	}
+	if len(dh) == 0 {
+		return "additional key exchanges (ke1_...) need a key exchange method (PFS) before them, e.g. x25519"
+	}
+	for _, k := range dh {
+		if k.id == wire.DH_NONE {
+			return `"none" (optional PFS) is not allowed with additional key exchanges (ke1_...): they follow the key exchange method`
+		}
+	}
+	return ""
+}
+
 // WithoutAddKE returns a copy of props without additional key exchange transforms
-// (RFC 9370): what an IKE SA rekey offers and accepts, as long as IKE_FOLLOWUP_KE
-// is not implemented.
+// (RFC 9370): what an initiator that did not send INTERMEDIATE_EXCHANGE_SUPPORTED is
+// offered.
 func WithoutAddKE(props []wire.Proposal) []wire.Proposal {
 	out := make([]wire.Proposal, len(props))
 	for i, p := range props {
@@ -542,18 +577,18 @@ func CheckResponseProposal(offered []wire.Proposal, got wire.Proposal) error {
 		if dh := findType(&got, wire.TransformDH); dh.ID == wire.DH_NONE {
 			return errors.New("ikecrypto: response proposal has no key exchange method")
 		}
-		for typ := wire.TransformADDKE1; typ <= wire.TransformADDKE7; typ++ {
-			none := slices.ContainsFunc(o.Transforms, func(x wire.Transform) bool { return x.Type == typ && x.ID == 0 })
-			if hasType(o, typ) && !none && !seen[typ] {
-				return fmt.Errorf("ikecrypto: response proposal dropped the additional key exchange %s we require", typeName(typ))
-			}
-		}
 	case wire.ProtoESP:
 		if hasType(o, wire.TransformESN) && !seen[wire.TransformESN] {
 			return errors.New("ikecrypto: response proposal has no ESN transform")
 		}
 		if hasType(o, wire.TransformDH) && !offersNone(o) && !seen[wire.TransformDH] {
 			return errors.New("ikecrypto: response proposal dropped the PFS key exchange we require")
+		}
+	}
+	for typ := wire.TransformADDKE1; typ <= wire.TransformADDKE7; typ++ {
+		none := slices.ContainsFunc(o.Transforms, func(x wire.Transform) bool { return x.Type == typ && x.ID == 0 })
+		if hasType(o, typ) && !none && !seen[typ] {
+			return fmt.Errorf("ikecrypto: response proposal dropped the additional key exchange %s we require", typeName(typ))
 		}
 	}
 	return nil

@@ -19,20 +19,39 @@ type IKESuite struct {
 
 // NextAddKE returns the index (0 for ADDKE1) and method of the first additional key
 // exchange at index from or later, or -1 when none is left.
-func (s IKESuite) NextAddKE(from int) (int, uint16) {
-	for i := max(from, 0); i < len(s.AddKE); i++ {
-		if s.AddKE[i] != 0 {
-			return i, s.AddKE[i]
+func (s IKESuite) NextAddKE(from int) (int, uint16) { return nextAddKE(&s.AddKE, from) }
+
+// ESPSuite is the negotiated algorithm set of an ESP Child SA. DH is the PFS key
+// exchange method, or DH_NONE (0) without PFS; AddKE are the additional key exchange
+// methods ADDKE1..7 (RFC 9370, run in IKE_FOLLOWUP_KE exchanges), 0 for none.
+type ESPSuite struct {
+	Encr, EncrKeyBits, Integ, DH uint16
+	ESN                          bool
+	AddKE                        [7]uint16
+}
+
+// NextAddKE returns the index (0 for ADDKE1) and method of the first additional key
+// exchange at index from or later, or -1 when none is left.
+func (s ESPSuite) NextAddKE(from int) (int, uint16) { return nextAddKE(&s.AddKE, from) }
+
+func nextAddKE(a *[7]uint16, from int) (int, uint16) {
+	for i := max(from, 0); i < len(a); i++ {
+		if a[i] != 0 {
+			return i, a[i]
 		}
 	}
 	return -1, 0
 }
 
-// ESPSuite is the negotiated algorithm set of an ESP Child SA. DH is the PFS key
-// exchange method, or DH_NONE (0) without PFS.
-type ESPSuite struct {
-	Encr, EncrKeyBits, Integ, DH uint16
-	ESN                          bool
+// addKENames appends the strongSwan names of the additional key exchanges
+// ("ke1_mlkem768").
+func addKENames(parts []string, a *[7]uint16) []string {
+	for i, ke := range a {
+		if ke != 0 {
+			parts = append(parts, "ke"+strconv.Itoa(i+1)+"_"+dhName(ke))
+		}
+	}
+	return parts
 }
 
 // suiteTransforms sorts a selected proposal's transforms by type and checks that each
@@ -105,8 +124,9 @@ func IKESuiteFromProposal(p wire.Proposal) (IKESuite, error) {
 }
 
 // ESPSuiteFromProposal reads the suite of a selected ESP proposal: exactly one ENCR,
-// one INTEG unless ENCR is an AEAD, at most one DH (PFS; DH_NONE means none) and at
-// most one ESN (absent means no ESN). A PRF transform is an error.
+// one INTEG unless ENCR is an AEAD, at most one DH (PFS; DH_NONE means none), at
+// most one ESN (absent means no ESN) and at most one of each ADDKEn (RFC 9370; only
+// with a DH). A PRF transform is an error.
 func ESPSuiteFromProposal(p wire.Proposal) (ESPSuite, error) {
 	if p.Protocol != wire.ProtoESP {
 		return ESPSuite{}, fmt.Errorf("ikecrypto: proposal protocol is %d, not ESP", p.Protocol)
@@ -122,14 +142,16 @@ func ESPSuiteFromProposal(p wire.Proposal) (ESPSuite, error) {
 	if _, ok := m[wire.TransformPRF]; ok {
 		return ESPSuite{}, fmt.Errorf("ikecrypto: PRF transform in an ESP proposal")
 	}
-	for typ := wire.TransformADDKE1; typ <= wire.TransformADDKE7; typ++ {
-		if t, ok := m[typ]; ok && t.ID != 0 {
-			return ESPSuite{}, fmt.Errorf("ikecrypto: additional key exchanges in Child SAs are not supported")
-		}
-	}
 	s := ESPSuite{Encr: enc.id, EncrKeyBits: enc.keyBits, Integ: integ}
 	if dh, ok := m[wire.TransformDH]; ok {
 		s.DH = dh.ID
+	}
+	for i := range s.AddKE {
+		s.AddKE[i] = m[wire.TransformADDKE1+wire.TransformType(i)].ID
+	}
+	if s.DH == wire.DH_NONE && s.AddKE != [7]uint16{} {
+		// RFC 9370 2.2.4: the additional exchanges follow the KE of CREATE_CHILD_SA.
+		return ESPSuite{}, fmt.Errorf("ikecrypto: ESP proposal with additional key exchanges but no key exchange method")
 	}
 	if esn, ok := m[wire.TransformESN]; ok {
 		s.ESN = esn.ID == wire.ESN_YES
@@ -204,16 +226,12 @@ func (s IKESuite) String() string {
 		parts = append(parts, integName(s.Integ))
 	}
 	parts = append(parts, prfName(s.PRF), dhName(s.DH))
-	for i, ke := range s.AddKE {
-		if ke != 0 {
-			parts = append(parts, "ke"+strconv.Itoa(i+1)+"_"+dhName(ke))
-		}
-	}
-	return strings.Join(parts, "-")
+	return strings.Join(addKENames(parts, &s.AddKE), "-")
 }
 
 // String returns the strongSwan name of the suite, e.g. "aes128gcm16",
-// "aes128-sha256", "aes128gcm16-x25519" (PFS) or "aes256gcm16-esn".
+// "aes128-sha256", "aes128gcm16-x25519" (PFS), "aes256gcm16-esn" or
+// "aes128gcm16-x25519-ke1_mlkem768" (PFS with an additional key exchange).
 func (s ESPSuite) String() string {
 	parts := []string{encrName(s.Encr, s.EncrKeyBits)}
 	if s.Integ != wire.AUTH_NONE {
@@ -225,7 +243,7 @@ func (s ESPSuite) String() string {
 	if s.ESN {
 		parts = append(parts, "esn")
 	}
-	return strings.Join(parts, "-")
+	return strings.Join(addKENames(parts, &s.AddKE), "-")
 }
 
 func encrName(id, keyBits uint16) string {
@@ -251,6 +269,10 @@ func prfName(id uint16) string {
 	}
 	return "PRF_" + strconv.Itoa(int(id))
 }
+
+// MethodName returns the strongSwan name of a key exchange method ("x25519",
+// "mlkem768", "modp2048"; "KE_n" for one this package does not know).
+func MethodName(id uint16) string { return dhName(id) }
 
 func dhName(id uint16) string {
 	if a := lookupDH(id); a != nil {

@@ -151,13 +151,16 @@ func (e *Engine) initiatorDynamicLocal(sa *IKESA) []netip.Addr {
 	return out
 }
 
+// stripDH returns ESP proposals without their key exchange transforms, KE and ADDKE
+// (RFC 7296 1.2; its keys come from the IKE SA's): what the Child SA of IKE_AUTH offers and
+// accepts.
 func stripDH(props []wire.Proposal) []wire.Proposal {
 	out := make([]wire.Proposal, 0, len(props))
 	for _, p := range props {
 		q := p
 		q.Transforms = nil
 		for _, t := range p.Transforms {
-			if t.Type != wire.TransformDH {
+			if t.Type != wire.TransformDH && (t.Type < wire.TransformADDKE1 || t.Type > wire.TransformADDKE7) {
 				q.Transforms = append(q.Transforms, t)
 			}
 		}

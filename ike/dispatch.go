@@ -163,6 +163,12 @@ func (e *Engine) handleRequest(now time.Time, sa *IKESA, local, remote netip.Add
 			return
 		}
 		e.handleCreateChildSA(now, sa, local, remote, h, m)
+	case wire.IKE_FOLLOWUP_KE:
+		if sa.state != stateEstablished && sa.state != stateDeleting {
+			e.drop(&e.drops.Unexpected, "IKE_FOLLOWUP_KE in wrong state", remote, nil)
+			return
+		}
+		e.handleFollowupRequest(now, sa, local, remote, h, m)
 	default:
 		e.drop(&e.drops.Unexpected, "unknown exchange type", remote, nil)
 	}

@@ -21,6 +21,10 @@ var errNotProtected = errors.New("message has no SK payload")
 type Engine struct {
 	// testSkipKeyUpdate: tests only, no key update after an additional key exchange.
 	testSkipKeyUpdate bool
+	// testKeyInputs: tests only, shown the shared secrets a Child SA's KEYMAT or a
+	// rekeyed IKE SA's SKEYSEED is derived from (SK(0), then SK(1)...), before they are
+	// cleared.
+	testKeyInputs func(gir []byte, addKE [][]byte)
 
 	cfg   Config
 	log   *slog.Logger

@@ -2,7 +2,6 @@ package ike
 
 import (
 	"bytes"
-	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -43,12 +42,17 @@ func (e *Engine) reserveSPI(sa *IKESA, cfg *ChildConfig) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
+	e.holdSPI(sa, cfg, spi)
+	return spi, nil
+}
+
+// holdSPI reserves inbound SPI spi for a Child SA of cfg being negotiated on sa.
+func (e *Engine) holdSPI(sa *IKESA, cfg *ChildConfig, spi uint32) {
 	e.store.claimInbound(spi, &ChildSA{spiIn: spi, cfg: cfg})
 	if sa.reserved == nil {
 		sa.reserved = make(map[uint32]bool)
 	}
 	sa.reserved[spi] = true
-	return spi, nil
 }
 
 func (e *Engine) releaseSPI(sa *IKESA, spi uint32) {
@@ -111,48 +115,61 @@ func (e *Engine) newChildRequest(sa *IKESA, cfg *ChildConfig, group uint16, reke
 }
 
 // childFromResponse checks a CREATE_CHILD_SA response against our request and returns
-// the new Child SA (not installed yet) with its KEYMAT, or why it is unacceptable.
-func (e *Engine) childFromResponse(sa *IKESA, cr *childRequest, m *wire.Message) (*ChildSA, ikecrypto.ChildKeys, string) {
-	var none ikecrypto.ChildKeys
+// the new Child SA (not installed yet) with the shared secret of its KE (SK(0); nil
+// without PFS), or why it is unacceptable.
+func (e *Engine) childFromResponse(cr *childRequest, m *wire.Message) (*ChildSA, []byte, string) {
 	saP := wire.Find[*wire.SA](m.Payloads)
 	nrP := wire.Find[*wire.Nonce](m.Payloads)
 	tsi, tsr := wire.FindTS(m.Payloads, true), wire.FindTS(m.Payloads, false)
 	if saP == nil || nrP == nil || tsi == nil || tsr == nil || len(saP.Proposals) != 1 {
-		return nil, none, "incomplete CREATE_CHILD_SA response"
+		return nil, nil, "incomplete CREATE_CHILD_SA response"
 	}
 	got := saP.Proposals[0]
 	if err := ikecrypto.CheckResponseProposal(cr.offered, got); err != nil || len(got.SPI) != 4 {
-		return nil, none, "NO_PROPOSAL_CHOSEN: the peer chose an ESP proposal we did not offer"
+		return nil, nil, "NO_PROPOSAL_CHOSEN: the peer chose an ESP proposal we did not offer"
 	}
 	suite, err := ikecrypto.ESPSuiteFromProposal(got)
 	if err != nil {
-		return nil, none, err.Error()
+		return nil, nil, err.Error()
 	}
 	var gir []byte
 	keP := wire.Find[*wire.KE](m.Payloads)
 	switch {
 	case suite.DH != 0 && (cr.kex == nil || keP == nil || keP.Group != suite.DH || cr.kex.Group() != suite.DH):
-		return nil, none, "the peer's key exchange does not match the chosen proposal"
+		return nil, nil, "the peer's key exchange does not match the chosen proposal"
 	case suite.DH != 0:
 		if gir, err = cr.kex.SharedSecret(keP.Data); err != nil {
-			return nil, none, "invalid KE payload: " + err.Error()
+			return nil, nil, "invalid KE payload: " + err.Error()
 		}
 	}
 	if !tsSubset(tsi.Selectors, cr.tsi) || !tsSubset(tsr.Selectors, cr.tsr) {
-		return nil, none, "TS_UNACCEPTABLE: the peer's traffic selectors are not within ours"
+		clear(gir)
+		return nil, nil, "TS_UNACCEPTABLE: the peer's traffic selectors are not within ours"
 	}
 	nr := append([]byte(nil), nrP.Data...)
-	keys, err := ikecrypto.ChildKeymat(sa.prf, sa.keys.SKd, gir, cr.ni, nr, suite)
-	if err != nil {
-		return nil, none, err.Error()
+	return negotiatedChild(cr.cfg, cr.spi, got, suite, tsi.Selectors, tsr.Selectors, cr.ni, nr), gir, ""
+}
+
+// childKeymat derives the keys of Child SA c, negotiated on sa, from SK(0) gir (nil
+// without PFS) and the shared secrets of its additional key exchanges, and clears
+// those.
+func (e *Engine) childKeymat(sa *IKESA, c *ChildSA, gir []byte, addKE [][]byte) (ikecrypto.ChildKeys, error) {
+	if e.testKeyInputs != nil {
+		e.testKeyInputs(gir, addKE)
 	}
-	return negotiatedChild(cr.cfg, cr.spi, got, suite, tsi.Selectors, tsr.Selectors, cr.ni, nr), keys, ""
+	keys, err := ikecrypto.ChildKeymat(sa.prf, sa.keys.SKd, gir, c.ni, c.nr, c.suite, addKE...)
+	clear(gir)
+	wipeShared(addKE)
+	return keys, err
 }
 
 // rekeyChild asks the peer to replace c (group: the KE group to use, 0 = the usual).
 func (e *Engine) rekeyChild(now time.Time, sa *IKESA, c *ChildSA, group uint16) {
 	if sa.state != stateEstablished || sa.rekeying != nil || c.state != childInstalled || sa.childBySPIIn(c.spiIn) != c {
 		return
+	}
+	if sa.followupFor(c) != nil {
+		return // the peer is rekeying it (its additional key exchanges run): not now
 	}
 	if group == 0 {
 		// The group negotiated before, else the first one configured (PFS), else none.
@@ -178,24 +195,28 @@ func (e *Engine) rekeyChild(now time.Time, sa *IKESA, c *ChildSA, group uint16) 
 	})
 }
 
+// childRekeyFailed handles a rekey of c that failed (reason): tried again later, or,
+// for a Child SA past its hard limit, replaced by a new one.
+func (e *Engine) childRekeyFailed(now time.Time, sa *IKESA, c *ChildSA, reason string) {
+	stillOurs := sa.childBySPIIn(c.spiIn) == c
+	if stillOurs && c.state == childRekeying && c.expired {
+		e.log.Info("Child SA rekey failed", "sa", sa.id, "child", c.cfg.Name, "reason", reason)
+		c.state = childInstalled
+		e.replaceExpired(now, sa, c)
+		return
+	}
+	e.log.Info("Child SA rekey failed, will retry", "sa", sa.id, "child", c.cfg.Name, "reason", reason)
+	if stillOurs && c.state == childRekeying {
+		c.state = childInstalled
+		c.rekeyAt = now.Add(retryDelay)
+	}
+}
+
 // rekeyChildDone handles the response to our rekey of c.
 func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childRequest, m *wire.Message) {
-	e.releaseSPI(sa, cr.spi)
 	stillOurs := sa.childBySPIIn(c.spiIn) == c
-	retry := func(reason string) {
-		if stillOurs && c.state == childRekeying && c.expired {
-			e.log.Info("Child SA rekey failed", "sa", sa.id, "child", c.cfg.Name, "reason", reason)
-			c.state = childInstalled
-			e.replaceExpired(now, sa, c)
-			return
-		}
-		e.log.Info("Child SA rekey failed, will retry", "sa", sa.id, "child", c.cfg.Name, "reason", reason)
-		if stillOurs && c.state == childRekeying {
-			c.state = childInstalled
-			c.rekeyAt = now.Add(retryDelay)
-		}
-	}
 	if n := errorNotify(m.Payloads); n != nil {
+		e.releaseSPI(sa, cr.spi)
 		switch n.NotifyType {
 		case wire.INVALID_KE_PAYLOAD:
 			g, err := n.Group()
@@ -204,7 +225,7 @@ func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childR
 				e.rekeyChild(now, sa, c, g)
 				return
 			}
-			retry(n.NotifyType.String())
+			e.childRekeyFailed(now, sa, c, n.NotifyType.String())
 		case wire.CHILD_SA_NOT_FOUND:
 			// After a collision the peer replaced c already and ignores us (2.8.1);
 			// otherwise c is gone at the peer and goes here too (2.25).
@@ -214,16 +235,52 @@ func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childR
 			e.log.Info("peer has no such Child SA; removing it", "sa", sa.id, "child", c.cfg.Name)
 			e.retireChild(now, sa, c, true)
 		default:
-			retry(n.NotifyType.String())
+			e.childRekeyFailed(now, sa, c, n.NotifyType.String())
 		}
 		return
 	}
-	n, keys, reason := e.childFromResponse(sa, cr, m)
+	n, gir, reason := e.childFromResponse(cr, m)
 	if n == nil {
-		retry(reason)
+		e.releaseSPI(sa, cr.spi)
+		e.childRekeyFailed(now, sa, c, reason)
 		return
 	}
 	n.policy = c.policy
+	if e.rekeyCollidedAddKE(now, sa, c, n, cr, gir) {
+		return
+	}
+	if hasAddKE(n.suite.AddKE) {
+		e.startAddKE(now, sa, &addKEInit{kind: reqRekeyChild, methods: n.suite.AddKE, child: c,
+			done: func(e *Engine, now time.Time, sa *IKESA, shared [][]byte) {
+				e.releaseSPI(sa, cr.spi)
+				keys, err := e.childKeymat(sa, n, gir, shared)
+				if err != nil {
+					e.childRekeyFailed(now, sa, c, err.Error())
+					return
+				}
+				e.rekeyChildInstall(now, sa, c, n, keys)
+			},
+			fail: func(e *Engine, now time.Time, sa *IKESA, reason string, _ wire.NotifyType) {
+				clear(gir)
+				e.releaseSPI(sa, cr.spi)
+				e.childRekeyFailed(now, sa, c, reason)
+			},
+		}, m)
+		return
+	}
+	e.releaseSPI(sa, cr.spi)
+	keys, err := e.childKeymat(sa, n, gir, nil)
+	if err != nil {
+		e.childRekeyFailed(now, sa, c, err.Error())
+		return
+	}
+	e.rekeyChildInstall(now, sa, c, n, keys)
+}
+
+// rekeyChildInstall installs n, the successor of c that our rekey created, and
+// deletes c, or, after a collision that ours lost, closes n.
+func (e *Engine) rekeyChildInstall(now time.Time, sa *IKESA, c, n *ChildSA, keys ikecrypto.ChildKeys) {
+	stillOurs := sa.childBySPIIn(c.spiIn) == c
 	// Collision (2.8.1): the peer rekeyed c too, creating b. The new SA with the
 	// lowest nonce is closed by whoever created it; the creator of the survivor deletes
 	// the old one.
@@ -254,7 +311,7 @@ func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childR
 	}
 	e.installChild(now, sa, n, keys, true, false)
 	e.stats.childRekeys++
-	e.log.Info("Child SA rekeyed", "sa", sa.id, "child", c.cfg.Name, "old_spi_in", spiHex(c.spiIn), "new_spi_in", spiHex(n.spiIn))
+	e.log.Info("Child SA rekeyed", "sa", sa.id, "child", c.cfg.Name, "old_spi_in", spiHex(c.spiIn), "new_spi_in", spiHex(n.spiIn), "proposal", n.suite.String())
 	if !stillOurs {
 		// The peer deleted c meanwhile (2.25.1): n simply carries the flow on.
 		return
@@ -311,39 +368,78 @@ func (e *Engine) createChild(now time.Time, sa *IKESA, cfg *ChildConfig, group u
 		payloads: ps,
 		kind:     reqCreateChild,
 		onReply: func(e *Engine, now time.Time, sa *IKESA, m *wire.Message) {
-			e.releaseSPI(sa, cr.spi)
-			if n := errorNotify(m.Payloads); n != nil {
-				if g, err := n.Group(); n.NotifyType == wire.INVALID_KE_PAYLOAD && err == nil && g != group && offersGroup(cfg.ESPProposals, g) {
-					e.createChild(now, sa, cfg, g, replaces)
-					return
-				}
-				e.log.Info("Child SA refused", "sa", sa.id, "child", cfg.Name, "reason", n.NotifyType.String())
-				e.replacementRefused(now, sa, replaces, n.NotifyType)
-				return
-			}
-			c, keys, reason := e.childFromResponse(sa, cr, m)
-			if c == nil {
-				e.log.Info("Child SA refused", "sa", sa.id, "child", cfg.Name, "reason", reason)
-				e.replacementRefused(now, sa, replaces, 0)
-				return
-			}
-			old := replaces
-			if old != nil && sa.childBySPIIn(old.spiIn) != old {
-				old = nil // deleted meanwhile: c is a flow of its own
-			}
-			if old != nil {
-				c.policy = old.policy // c carries the flow on
-			}
-			e.installChild(now, sa, c, keys, true, false)
-			if old != nil {
-				e.log.Info("Child SA replaced", "sa", sa.id, "child", cfg.Name, "old_spi_in", spiHex(old.spiIn), "new_spi_in", spiHex(c.spiIn))
-				old.state = childRekeyed
-				old.successor = c
-				e.deleteChild(now, sa, old)
-			}
+			e.createChildDone(now, sa, cr, group, replaces, m)
 		},
 	})
 	return true
+}
+
+// createChildDone handles the response to our CREATE_CHILD_SA for an additional Child
+// SA (or the replacement of replaces).
+func (e *Engine) createChildDone(now time.Time, sa *IKESA, cr *childRequest, group uint16, replaces *ChildSA, m *wire.Message) {
+	cfg := cr.cfg
+	if n := errorNotify(m.Payloads); n != nil {
+		e.releaseSPI(sa, cr.spi)
+		if g, err := n.Group(); n.NotifyType == wire.INVALID_KE_PAYLOAD && err == nil && g != group && offersGroup(cfg.ESPProposals, g) {
+			e.createChild(now, sa, cfg, g, replaces)
+			return
+		}
+		e.log.Info("Child SA refused", "sa", sa.id, "child", cfg.Name, "reason", n.NotifyType.String())
+		e.replacementRefused(now, sa, replaces, n.NotifyType)
+		return
+	}
+	c, gir, reason := e.childFromResponse(cr, m)
+	if c == nil {
+		e.releaseSPI(sa, cr.spi)
+		e.log.Info("Child SA refused", "sa", sa.id, "child", cfg.Name, "reason", reason)
+		e.replacementRefused(now, sa, replaces, 0)
+		return
+	}
+	if !hasAddKE(c.suite.AddKE) {
+		e.releaseSPI(sa, cr.spi)
+		e.createdChild(now, sa, c, gir, nil, replaces)
+		return
+	}
+	e.startAddKE(now, sa, &addKEInit{kind: reqCreateChild, methods: c.suite.AddKE,
+		done: func(e *Engine, now time.Time, sa *IKESA, shared [][]byte) {
+			e.releaseSPI(sa, cr.spi)
+			e.createdChild(now, sa, c, gir, shared, replaces)
+		},
+		fail: func(e *Engine, now time.Time, sa *IKESA, reason string, n wire.NotifyType) {
+			clear(gir)
+			e.releaseSPI(sa, cr.spi)
+			e.log.Info("Child SA refused", "sa", sa.id, "child", cfg.Name, "reason", reason)
+			if n == wire.STATE_NOT_FOUND {
+				n = wire.TEMPORARY_FAILURE // the peer forgot it: try again later
+			}
+			e.replacementRefused(now, sa, replaces, n)
+		},
+	}, m)
+}
+
+// createdChild derives the keys of c, an additional Child SA (or the replacement of
+// replaces) now negotiated, and installs it.
+func (e *Engine) createdChild(now time.Time, sa *IKESA, c *ChildSA, gir []byte, shared [][]byte, replaces *ChildSA) {
+	keys, err := e.childKeymat(sa, c, gir, shared)
+	if err != nil {
+		e.log.Info("Child SA refused", "sa", sa.id, "child", c.cfg.Name, "reason", err.Error())
+		e.replacementRefused(now, sa, replaces, 0)
+		return
+	}
+	old := replaces
+	if old != nil && sa.childBySPIIn(old.spiIn) != old {
+		old = nil // deleted meanwhile: c is a flow of its own
+	}
+	if old != nil {
+		c.policy = old.policy // c carries the flow on
+	}
+	e.installChild(now, sa, c, keys, true, false)
+	if old != nil {
+		e.log.Info("Child SA replaced", "sa", sa.id, "child", c.cfg.Name, "old_spi_in", spiHex(old.spiIn), "new_spi_in", spiHex(c.spiIn))
+		old.state = childRekeyed
+		old.successor = c
+		e.deleteChild(now, sa, old)
+	}
 }
 
 // replacementRefused handles the refusal of old's replacement (nil: not a replacement).
@@ -388,154 +484,4 @@ func (sa *IKESA) dynamicRemote() []netip.Addr {
 		return []netip.Addr{sa.authRemote.Addr()}
 	}
 	return []netip.Addr{sa.remote.Addr()}
-}
-
-// handleCreateChildSA answers the peer's CREATE_CHILD_SA.
-func (e *Engine) handleCreateChildSA(now time.Time, sa *IKESA, local, remote netip.AddrPort, h *wire.Header, m *wire.Message) {
-	reply := func(ps ...wire.Payload) { e.respond(now, sa, local, remote, h, ps) }
-	saP := wire.Find[*wire.SA](m.Payloads)
-	if saP == nil || len(saP.Proposals) == 0 || wire.Find[*wire.Nonce](m.Payloads) == nil {
-		reply(&wire.Notify{NotifyType: wire.INVALID_SYNTAX})
-		return
-	}
-	if sa.state != stateEstablished || sa.rekeyedTo != nil {
-		// Closing or already rekeyed: try again later, on the new SA (2.25).
-		reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
-		return
-	}
-	if saP.Proposals[0].Protocol == wire.ProtoIKE {
-		e.respondRekeyIKE(now, sa, reply, m)
-		return
-	}
-	var old *ChildSA
-	if n := wire.FindNotify(m.Payloads, wire.REKEY_SA); n != nil {
-		if n.Protocol != wire.ProtoESP || len(n.SPI) != 4 {
-			reply(&wire.Notify{NotifyType: wire.INVALID_SYNTAX})
-			return
-		}
-		old = sa.childByOutSPI(binary.BigEndian.Uint32(n.SPI))
-		if old == nil || old.state == childRekeyed {
-			reply(&wire.Notify{Protocol: wire.ProtoESP, SPI: n.SPI, NotifyType: wire.CHILD_SA_NOT_FOUND})
-			return
-		}
-		if old.state == childDeleting {
-			reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
-			return
-		}
-	}
-	if limit := sa.conn.maxChildren(); old == nil && sa.liveChildren() >= limit {
-		// RFC 7296 3.10.1: no more Child SAs on this IKE SA; the IKE SA stays.
-		e.log.Info("Child SA refused: max_children reached", "sa", sa.id, "max_children", limit)
-		reply(&wire.Notify{NotifyType: wire.NO_ADDITIONAL_SAS})
-		return
-	} else if old != nil && len(sa.children) >= 2*limit {
-		// A rekey replaces a Child SA, but only once the old one is deleted: a peer
-		// that rekeys without deleting must not pile them up.
-		e.log.Info("Child SA rekey refused for now: too many replaced Child SAs not deleted yet", "sa", sa.id, "child_sas", len(sa.children))
-		reply(&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE})
-		return
-	}
-	ps, c := e.respondChildCreate(now, sa, old, m)
-	reply(ps...)
-	if c == nil {
-		return
-	}
-	if old != nil {
-		if old.state == childRekeying {
-			// We are rekeying it too: decide when our response arrives (2.8.1).
-			// Should the peer win and delete old before that response comes, c
-			// takes over the flow meanwhile.
-			old.collision = c
-			old.successor = c
-		} else {
-			old.state = childRekeyed
-			old.successor = c
-		}
-	}
-}
-
-// respondChildCreate negotiates a Child SA the peer asks for in CREATE_CHILD_SA,
-// replacing old when it is a rekey. It returns the response payloads and the new SA (nil
-// when refused).
-func (e *Engine) respondChildCreate(now time.Time, sa *IKESA, old *ChildSA, m *wire.Message) ([]wire.Payload, *ChildSA) {
-	saP := wire.Find[*wire.SA](m.Payloads)
-	niP := wire.Find[*wire.Nonce](m.Payloads)
-	keP := wire.Find[*wire.KE](m.Payloads)
-	tsi, tsr := wire.FindTS(m.Payloads, true), wire.FindTS(m.Payloads, false)
-	if tsi == nil || tsr == nil {
-		return []wire.Payload{&wire.Notify{NotifyType: wire.INVALID_SYNTAX}}, nil
-	}
-	cfgs := sa.conn.Children
-	if old != nil {
-		cfgs = []*ChildConfig{old.cfg}
-	}
-	fail := wire.NO_PROPOSAL_CHOSEN
-	for _, cc := range cfgs {
-		props := cc.ESPProposals
-		if keP != nil {
-			props = ikecrypto.PreferGroup(props, keP.Group)
-		}
-		chosen, ok := ikecrypto.SelectProposal(props, saP.Proposals)
-		if !ok || chosen.Protocol != wire.ProtoESP || len(chosen.SPI) != 4 {
-			continue
-		}
-		suite, err := ikecrypto.ESPSuiteFromProposal(chosen)
-		if err != nil {
-			continue
-		}
-		if suite.DH != 0 && (keP == nil || keP.Group != suite.DH) {
-			var g [2]byte
-			binary.BigEndian.PutUint16(g[:], suite.DH)
-			return []wire.Payload{&wire.Notify{NotifyType: wire.INVALID_KE_PAYLOAD, Data: g[:]}}, nil
-		}
-		ntsi := narrow(tsi.Selectors, resolveTS(cc.RemoteTS, sa.dynamicRemote()))
-		ntsr := narrow(tsr.Selectors, resolveTS(cc.LocalTS, sa.dynamicLocal()))
-		if len(ntsi) == 0 || len(ntsr) == 0 {
-			fail = wire.TS_UNACCEPTABLE
-			continue
-		}
-		var gir, kePub []byte
-		if suite.DH != 0 {
-			kex, err := ikecrypto.NewKeyExchange(suite.DH, e.rand)
-			if err != nil {
-				return []wire.Payload{&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN}}, nil
-			}
-			if gir, err = kex.SharedSecret(keP.Data); err != nil {
-				return []wire.Payload{&wire.Notify{NotifyType: wire.INVALID_SYNTAX}}, nil
-			}
-			kePub = kex.PublicKey()
-		}
-		spiIn, err := e.store.newChildSPI(e.rand)
-		if err != nil {
-			return []wire.Payload{&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE}}, nil
-		}
-		nr, err := e.nonce()
-		if err != nil {
-			return []wire.Payload{&wire.Notify{NotifyType: wire.TEMPORARY_FAILURE}}, nil
-		}
-		ni := append([]byte(nil), niP.Data...)
-		keys, err := ikecrypto.ChildKeymat(sa.prf, sa.keys.SKd, gir, ni, nr, suite)
-		if err != nil {
-			return []wire.Payload{&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN}}, nil
-		}
-		c := negotiatedChild(cc, spiIn, chosen, suite, ntsr, ntsi, ni, nr)
-		if old != nil {
-			c.policy = old.policy
-		}
-		// A rekey responder keeps sending on the old SA until the initiator deletes it
-		// (or activateGrace passes): the initiator switches first.
-		e.installChild(now, sa, c, keys, false, old != nil)
-		if old != nil {
-			e.stats.childRekeys++
-		}
-		chosen.SPI = spiBytes(spiIn)
-		out := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{chosen}}, &wire.Nonce{Data: nr}}
-		if kePub != nil {
-			out = append(out, &wire.KE{Group: suite.DH, Data: kePub})
-		}
-		out = append(out, &wire.TS{Initiator: true, Selectors: ntsi}, &wire.TS{Initiator: false, Selectors: ntsr})
-		return out, c
-	}
-	e.log.Info("Child SA refused", "sa", sa.id, "reason", fail.String())
-	return []wire.Payload{&wire.Notify{NotifyType: fail}}, nil
 }

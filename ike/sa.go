@@ -157,6 +157,13 @@ type IKESA struct {
 	// ni/nr of the exchange that created this IKE SA by rekeying (for collisions).
 	createdNonces [2][]byte
 
+	// Additional key exchanges after CREATE_CHILD_SA (RFC 9370, followup.go): addKE
+	// is our series as initiator, followups the peer's series waiting for their next
+	// IKE_FOLLOWUP_KE; stateNotFound counts our series in a row the peer lost.
+	addKE         *addKEInit
+	followups     []*followup
+	stateNotFound int
+
 	lingering []lingerSPI     // inbound SPIs of replaced Child SAs, removed a little later
 	reserved  map[uint32]bool // inbound SPIs offered in requests still pending
 

@@ -40,8 +40,11 @@ import (
 // engine's, and an exchange in flight is no obstacle: a request of ours that awaits
 // its answer is in Pending (Opaque), the Child SAs being negotiated are left out
 // (their exchange's answer ends it at the successor), and the path manager's checks in
-// flight are not kept. It refuses while the IKE SA itself is being rekeyed (an
-// error wrapping ErrExchangeInFlight). The engine must have been created with
+// flight are not kept. It refuses while the IKE SA itself is being rekeyed, its
+// additional key exchanges included (an error wrapping ErrExchangeInFlight). Our
+// pending IKE_FOLLOWUP_KE of a Child SA is Pending like any request; the peer's
+// series, and the Child SAs they make, are left out (the successor answers their next
+// IKE_FOLLOWUP_KE with STATE_NOT_FOUND, and the peer tries again). The engine must have been created with
 // Config.Exportable if the SA has Child SAs.
 func (e *Engine) Snapshot(now time.Time, id uint64) (SAState, error) {
 	sa := e.store.get(id)
@@ -50,7 +53,7 @@ func (e *Engine) Snapshot(now time.Time, id uint64) (SAState, error) {
 		return SAState{}, fmt.Errorf("ike: snapshot: no IKE SA #%d", id)
 	case sa.state != stateEstablished || sa.handedOver || sa.rekeyedTo != nil:
 		return SAState{}, fmt.Errorf("ike: snapshot: IKE SA #%d is not an established SA of this engine", id)
-	case sa.rekeying != nil || sa.collision != nil:
+	case sa.rekeying != nil || sa.collision != nil || sa.ikeFollowup() != nil:
 		return SAState{}, fmt.Errorf("ike: snapshot: IKE SA #%d: %w: an IKE SA rekey is under way", id, ErrExchangeInFlight)
 	case sa.pm == nil:
 		return SAState{}, fmt.Errorf("ike: snapshot: IKE SA #%d has no path manager", id)

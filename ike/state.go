@@ -164,6 +164,8 @@ func (sa *IKESA) busy() string {
 		return fmt.Sprintf("%d requests of ours wait to be sent", len(sa.win.queue))
 	case sa.rekeying != nil || sa.collision != nil:
 		return "an IKE SA rekey is under way"
+	case sa.addKE != nil || len(sa.followups) > 0:
+		return "additional key exchanges (IKE_FOLLOWUP_KE) are under way"
 	case sa.win.reassembling():
 		return "a fragmented message is being reassembled"
 	case len(sa.reserved) > 0:

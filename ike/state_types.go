@@ -389,7 +389,7 @@ func (s *SAState) check() error {
 		return errors.New("ike: SA state has no path (IKE and ESP addresses)")
 	case s.Pending != nil && (s.Pending.MessageID+1 != s.NextRequestID || !pendingExchange(s.Pending) ||
 		len(s.Pending.Data) == 0 || len(s.Pending.Data) > maxStateResponse):
-		return errors.New("ike: SA state has a pending request that is not the INFORMATIONAL (or, opaque, CREATE_CHILD_SA) before its next message ID")
+		return errors.New("ike: SA state has a pending request that is not the INFORMATIONAL (or, opaque, CREATE_CHILD_SA or IKE_FOLLOWUP_KE) before its next message ID")
 	}
 	for i := range s.Children {
 		c := &s.Children[i]
@@ -441,8 +441,9 @@ func selectors(ts []TSState) []wire.TrafficSelector {
 }
 
 // pendingExchange reports whether p's exchange may be pending in a state: a hand-over's
-// switch request is INFORMATIONAL; a snapshot's request may be a CREATE_CHILD_SA too.
+// switch request is INFORMATIONAL; a snapshot's request may be a CREATE_CHILD_SA or an
+// IKE_FOLLOWUP_KE (of a Child SA) too.
 func pendingExchange(p *PendingState) bool {
 	x := wire.ExchangeType(p.Exchange)
-	return x == wire.INFORMATIONAL || p.Opaque && x == wire.CREATE_CHILD_SA
+	return x == wire.INFORMATIONAL || p.Opaque && (x == wire.CREATE_CHILD_SA || x == wire.IKE_FOLLOWUP_KE)
 }

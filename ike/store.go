@@ -160,6 +160,7 @@ func (e *Engine) removeSA(now time.Time, sa *IKESA, reason string) {
 		e.retireChild(now, sa, sa.children[0], false)
 	}
 	e.expireLingering(now, sa, true)
+	e.dropFollowups(sa)
 	for spi := range sa.reserved {
 		e.releaseSPI(sa, spi)
 	}

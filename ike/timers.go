@@ -81,6 +81,9 @@ func (e *Engine) onTimer(now time.Time, sa *IKESA) {
 	if len(sa.lingering) > 0 {
 		e.expireLingering(now, sa, false)
 	}
+	if len(sa.followups) > 0 {
+		e.expireFollowups(now, sa)
+	}
 	if sa.state != stateEstablished || sa.rekeyedTo != nil {
 		return
 	}
@@ -206,6 +209,9 @@ func (e *Engine) schedule(sa *IKESA) {
 	consider(sa.expireAt)
 	for _, l := range sa.lingering {
 		consider(l.at)
+	}
+	for _, f := range sa.followups {
+		consider(f.expires)
 	}
 	// Rekeys and deferred activations only run on an established SA (see onTimer).
 	if sa.state == stateEstablished && sa.rekeyedTo == nil {

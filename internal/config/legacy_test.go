@@ -41,13 +41,22 @@ connections:
 }
 
 // TestHybridProposals: an IKE proposal with ML-KEM-768 as an additional key exchange
-// loads (no warning); in an ESP proposal it is refused until Child SAs can run one.
+// loads (no warning), and so does an ESP one (IKE_FOLLOWUP_KE) with a KE before it;
+// without one, or with "none" (optional PFS), it is refused, naming the key.
 func TestHybridProposals(t *testing.T) {
 	files := map[string]string{"gw.yaml": strings.Replace(minimal, "    children:", "    proposals: [aes256gcm16-prfsha384-x25519-ke1_mlkem768, default]\n    children:", 1)}
 	cfg := mustLoad(t, writeFiles(t, files))
 	if len(cfg.Warnings) != 0 || len(cfg.Connection("rw").IKEProposals) < 2 {
 		t.Fatalf("warnings %q, proposals %v", cfg.Warnings, cfg.Connection("rw").IKEProposals)
 	}
-	bad := strings.Replace(minimal, "      net: {}", "      net:\n        esp_proposals: [aes128gcm16-x25519-ke1_mlkem768] #<", 1)
-	expectConfigError(t, bad, nil, "connections.rw.children.net.esp_proposals[0]", "IKE_FOLLOWUP_KE")
+	esp := func(p string) string {
+		return strings.Replace(minimal, "      net: {}", "      net:\n        esp_proposals: [aes128gcm16, "+p+"] #<", 1)
+	}
+	files["gw.yaml"] = esp("aes128gcm16-x25519-ke1_mlkem768")
+	cfg = mustLoad(t, writeFiles(t, files))
+	if len(cfg.Warnings) != 0 {
+		t.Fatalf("warnings %q", cfg.Warnings)
+	}
+	expectConfigError(t, esp("aes128gcm16-ke1_mlkem768"), nil, "connections.rw.children.net.esp_proposals[1]", "need a key exchange method")
+	expectConfigError(t, esp("aes128gcm16-x25519-none-ke1_mlkem768"), nil, "connections.rw.children.net.esp_proposals[1]", `"none"`)
 }
