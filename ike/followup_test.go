@@ -2,6 +2,7 @@ package ike
 
 import (
 	"bytes"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -526,4 +527,61 @@ func TestFollowupSnapshot(t *testing.T) {
 	if _, err := gw.e.Export(n.now, gsa.id); err == nil || !strings.Contains(err.Error(), "IKE_FOLLOWUP_KE") {
 		t.Errorf("export during the series: %v", err)
 	}
+}
+
+// A peer that loses every series (STATE_NOT_FOUND each time): after maxStateNotFound
+// attempts in a row the initiator deletes the IKE SA (RFC 9370 2.2.4).
+func TestFollowupStateNotFoundRepeated(t *testing.T) {
+	n, gw, cl := hybridPair(t, "aes128gcm16-prfsha256-x25519", nil)
+	forget := func() {
+		for _, sa := range gw.e.store.byID {
+			for len(sa.followups) > 0 {
+				gw.e.dropFollowup(sa, sa.followups[0])
+			}
+		}
+	}
+	n.apply(cl, cl.e.RekeyChild(n.now, onlyInbound(t, cl)))
+	n.runChecked(time.Duration(maxStateNotFound)*retryDelay+5*time.Second, forget)
+	// (The answers, STATE_NOT_FOUND, cannot be opened any more: the SA is gone.)
+	if got := countExchanges(gw, wire.IKE_FOLLOWUP_KE, true); got != maxStateNotFound {
+		t.Errorf("%d IKE_FOLLOWUP_KE answers", got)
+	}
+	if requestsOf(cl, wire.CREATE_CHILD_SA) != maxStateNotFound {
+		t.Errorf("%d rekey attempts, want %d", requestsOf(cl, wire.CREATE_CHILD_SA), maxStateNotFound)
+	}
+	ev := cl.hasEvent(EventDeleted)
+	if ev == nil || !strings.Contains(ev.Reason, "STATE_NOT_FOUND") {
+		t.Fatalf("client events %v", cl.events)
+	}
+}
+
+// The peer asks to rekey a Child SA whose rekey of ours is in its IKE_FOLLOWUP_KE
+// exchange (our CREATE_CHILD_SA done): TEMPORARY_FAILURE (RFC 9370 2.2.4), and ours
+// completes.
+func TestFollowupRekeyDuringSeries(t *testing.T) {
+	n, gw, cl := hybridPair(t, "aes128gcm16-prfsha256-x25519", nil)
+	n.apply(cl, cl.e.RekeyChild(n.now, onlyInbound(t, cl)))
+	followupRequest(t, n, cl)
+	held := n.inflight
+	n.inflight = nil
+	gsa := onlySA(t, gw)
+	c := gsa.children[0]
+	cr, ps, err := gw.e.newChildRequest(gsa, c.cfg, wire.DH_X25519, c, c.localTS, c.remoteTS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw.e.releaseSPI(gsa, cr.spi)
+	n.inject(gw, gwAP, clientAP, wire.CREATE_CHILD_SA, ps...)
+	n.flush()
+	if got := messagesTo(t, cl, gw, netip.AddrPort{}, hasNotify(wire.TEMPORARY_FAILURE)); len(got) != 1 {
+		t.Fatalf("%d TEMPORARY_FAILURE answers", len(got))
+	}
+	n.inflight = held
+	n.runChecked(20*time.Second, makeBeforeBreak(t, n, gw, cl))
+	if _, c := checkChildPair(t, gw, cl); c.Suite.String() != hybridESP {
+		t.Fatalf("suite %v", c.Suite)
+	}
+	quiesce(n, makeBeforeBreak(t, n, gw, cl))
+	oneChildEach(t, n, gw, cl)
+	noHalfSA(t, gw, cl)
 }

@@ -168,8 +168,10 @@ func (e *Engine) rekeyChild(now time.Time, sa *IKESA, c *ChildSA, group uint16) 
 	if sa.state != stateEstablished || sa.rekeying != nil || c.state != childInstalled || sa.childBySPIIn(c.spiIn) != c {
 		return
 	}
-	if sa.followupFor(c) != nil {
-		return // the peer is rekeying it (its additional key exchanges run): not now
+	if sa.followupFor(c) != nil || sa.ikeFollowup() != nil {
+		// The peer is rekeying it, or the IKE SA, and its additional key exchanges run:
+		// not now (the caller tries again soon).
+		return
 	}
 	if group == 0 {
 		// The group negotiated before, else the first one configured (PFS), else none.

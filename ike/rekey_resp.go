@@ -148,9 +148,9 @@ func (e *Engine) acceptChild(now time.Time, sa *IKESA, old, c *ChildSA, chosen w
 		return []wire.Payload{&wire.Notify{NotifyType: t}}, nil
 	}
 	addKE := hasAddKE(c.suite.AddKE)
-	if addKE && (c.suite.DH == 0 || sa.rekeying != nil) {
-		// Additional key exchanges follow a KE; and not while we rekey the IKE SA,
-		// which they would outlive (RFC 7296 2.25.1).
+	if addKE && (c.suite.DH == 0 || sa.rekeying != nil || sa.ikeFollowup() != nil) {
+		// Additional key exchanges follow a KE; and not while the IKE SA is being
+		// rekeyed, by us or the peer, which they would outlive (RFC 7296 2.25.1).
 		return refuse(wire.TEMPORARY_FAILURE)
 	}
 	var gir, kePub []byte
