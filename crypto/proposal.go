@@ -319,8 +319,8 @@ func espAddKEGroups(dh []keyword, addke *[7][]keyword) string {
 }
 
 // WithoutAddKE returns a copy of props without additional key exchange transforms
-// (RFC 9370): what an initiator that did not send INTERMEDIATE_EXCHANGE_SUPPORTED is
-// offered.
+// (RFC 9370): how a responder reads the IKE_SA_INIT proposals of an initiator that did
+// not send INTERMEDIATE_EXCHANGE_SUPPORTED.
 func WithoutAddKE(props []wire.Proposal) []wire.Proposal {
 	out := make([]wire.Proposal, len(props))
 	for i, p := range props {
