@@ -1,11 +1,18 @@
 package ike
 
 import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha512"
+	"encoding/binary"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	ikecrypto "github.com/mobikevpn/mobikevpn/crypto"
 	"github.com/mobikevpn/mobikevpn/wire"
 )
 
@@ -208,5 +215,85 @@ func TestHybridCost(t *testing.T) {
 		el := time.Since(start)
 		t.Logf("%s: %.0f handshakes/s (one core, both ends), %d octets of IKE per handshake",
 			ike, rounds/el.Seconds(), octets/rounds)
+	}
+}
+
+// TestHybridIntAuthByHand recomputes IntAuth (RFC 9242 3.3.2) from the IKE_INTERMEDIATE
+// datagrams on the wire, independently of the engine's code: each message decrypted by
+// hand (AES-256-GCM, RFC 5282) with the keys of IKE_SA_INIT, A = the IKE header and the
+// Encrypted payload's generic header with the lengths adjusted to count the inner
+// payloads only, P = the inner payloads; IntAuth_i1 = prf(SK_pi1, A | P) with
+// HMAC-SHA-384. Both ends must hold exactly these values (no published vector exists).
+func TestHybridIntAuthByHand(t *testing.T) {
+	n, gw, cl := pair(t, hybridIKE, "aes256gcm16", func(g, c *Config) { g.FragmentSize, c.FragmentSize = 1500, 1500 })
+	sentIntermediate := func() bool {
+		for _, d := range cl.sent {
+			if h, err := wire.ParseHeader(d.data); err == nil && h.Exchange == wire.IKE_INTERMEDIATE {
+				return true
+			}
+		}
+		return false
+	}
+	if !n.run(time.Minute, sentIntermediate) {
+		t.Fatal("the client sent no IKE_INTERMEDIATE")
+	}
+	var first ikecrypto.IKEKeys // the keys of IKE_SA_INIT, before the key update
+	for _, s := range cl.e.store.sas {
+		k := s.keys
+		first = ikecrypto.IKEKeys{SKei: slices.Clone(k.SKei), SKer: slices.Clone(k.SKer), SKpi: slices.Clone(k.SKpi), SKpr: slices.Clone(k.SKpr)}
+	}
+	if !n.run(time.Minute, established(gw, cl)) {
+		t.Fatal("not established")
+	}
+	intAuth := func(ep *endpoint, ske, skp []byte) []byte {
+		t.Helper()
+		var d []byte
+		for _, x := range ep.sent {
+			if h, _ := wire.ParseHeader(x.data); h.Exchange == wire.IKE_INTERMEDIATE {
+				if d != nil {
+					t.Fatalf("%s sent more than one IKE_INTERMEDIATE datagram", ep.name)
+				}
+				d = x.data
+			}
+		}
+		if len(d) < 28+4+8+16 || d[16] != byte(wire.PayloadSK) {
+			t.Fatalf("%s: IKE_INTERMEDIATE %x", ep.name, d)
+		}
+		block, err := aes.NewCipher(ske[:32])
+		if err != nil {
+			t.Fatal(err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nonce := append(slices.Clone(ske[32:36]), d[32:40]...)
+		pt, err := aead.Open(nil, nonce, d[40:], d[:32])
+		if err != nil {
+			t.Fatalf("%s: the IKE_INTERMEDIATE does not open with the keys of IKE_SA_INIT: %v", ep.name, err)
+		}
+		p := pt[:len(pt)-1-int(pt[len(pt)-1])] // without Padding and Pad Length
+		a := slices.Clone(d[:32])
+		binary.BigEndian.PutUint32(a[24:28], uint32(32+len(p)))
+		binary.BigEndian.PutUint16(a[30:32], uint16(4+len(p)))
+		mac := hmac.New(sha512.New384, skp)
+		mac.Write(a)
+		mac.Write(p)
+		return mac.Sum(nil)
+	}
+	wantI := intAuth(cl, first.SKei, first.SKpi)
+	wantR := intAuth(gw, first.SKer, first.SKpr)
+	for _, ep := range []*endpoint{cl, gw} {
+		for _, s := range ep.e.store.sas {
+			if !bytes.Equal(s.im.authI, wantI) || !bytes.Equal(s.im.authR, wantR) {
+				t.Errorf("%s: IntAuth_i %x, IntAuth_r %x; by hand %x, %x", ep.name, s.im.authI, s.im.authR, wantI, wantR)
+			}
+			// IntAuth = IntAuth_iN | IntAuth_rN | IKE_AUTH_MID (2: after IKE_SA_INIT, 0,
+			// and one IKE_INTERMEDIATE, 1).
+			want := binary.BigEndian.AppendUint32(append(slices.Clone(wantI), wantR...), 2)
+			if !bytes.Equal(s.im.intAuth, want) {
+				t.Errorf("%s: IntAuth %x, want %x", ep.name, s.im.intAuth, want)
+			}
+		}
 	}
 }
