@@ -585,3 +585,58 @@ func TestFollowupRekeyDuringSeries(t *testing.T) {
 	oneChildEach(t, n, gw, cl)
 	noHalfSA(t, gw, cl)
 }
+
+// An SA with additional key exchanges keeps them through its state (a cluster's move or
+// take-over): the state names them (add_ke), and the importing node shows the same
+// proposals as the exporting one.
+func TestHybridStateKeepsAdditionalKE(t *testing.T) {
+	node := func() Config {
+		cfg := gatewayConfig(t, hybridIKE, hybridESP)
+		cfg.Connections[0].LocalAddrs = []netip.Addr{gwAddr, gwAddr2}
+		cfg.Exportable = true
+		return cfg
+	}
+	n := newTestNet(t)
+	a := n.add("gateway-a", gwAddr, node())
+	cl := n.add("client", clientAddr, clientConfig(t, hybridIKE, hybridESP))
+	b := n.add("gateway-b", gwAddr2, node())
+	n.apply(cl, cl.e.StartAll(n.now))
+	if !n.run(time.Minute, established(a, cl)) {
+		t.Fatalf("not established: %v %v", cl.events, a.events)
+	}
+	// The Child SA of IKE_AUTH has no key exchange of its own: rekey it with PFS and
+	// ML-KEM.
+	n.apply(cl, cl.e.RekeyChild(n.now, onlyInbound(t, cl)))
+	if !n.run(time.Minute, func() bool {
+		s := a.e.Status(n.now)
+		return len(s) == 1 && len(s[0].Children) == 1 && s[0].Children[0].Proposal == hybridESP
+	}) {
+		t.Fatalf("the Child SA was not rekeyed: %+v", a.e.Status(n.now))
+	}
+	st, err := a.e.Snapshot(n.now, onlySA(t, a).id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = roundTrip(t, st)
+	if !slices.Equal(st.Suite.AddKE, []uint16{uint16(wire.KE_MLKEM768)}) || len(st.Children) != 1 ||
+		!slices.Equal(st.Children[0].Suite.AddKE, []uint16{uint16(wire.KE_MLKEM768)}) {
+		t.Fatalf("state suites: IKE %+v, Child SAs %+v", st.Suite, st.Children)
+	}
+	// A state of more methods than RFC 9370 has is refused.
+	bad := st
+	bad.Suite.AddKE = make([]uint16, 8)
+	if _, _, err := b.e.Import(n.now, bad); err == nil || !strings.Contains(err.Error(), "additional key exchanges") {
+		t.Errorf("import of 8 additional key exchanges: %v", err)
+	}
+	if _, acts, err := b.e.Import(n.now, st); err != nil {
+		t.Fatal(err)
+	} else {
+		n.apply(b, acts)
+	}
+	for _, ep := range []*endpoint{a, b} {
+		s := ep.e.Status(n.now)
+		if len(s) != 1 || s[0].Proposal != hybridIKE || len(s[0].Children) != 1 || s[0].Children[0].Proposal != hybridESP {
+			t.Errorf("%s status: %+v", ep.name, s)
+		}
+	}
+}

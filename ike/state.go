@@ -90,7 +90,7 @@ func (sa *IKESA) exportState(now time.Time, path mobike.Snapshot) SAState {
 		AuthLocal:     sa.authLocal,
 		AuthRemote:    sa.authRemote,
 		Suite: IKESuiteState{Encr: sa.suite.Encr, EncrKeyBits: sa.suite.EncrKeyBits, Integ: sa.suite.Integ,
-			PRF: sa.suite.PRF, DH: sa.suite.DH},
+			PRF: sa.suite.PRF, DH: sa.suite.DH, AddKE: addKEState(sa.suite.AddKE)},
 		Keys: IKEKeysState{SKd: secret(sa.keys.SKd), SKai: secret(sa.keys.SKai), SKar: secret(sa.keys.SKar),
 			SKei: secret(sa.keys.SKei), SKer: secret(sa.keys.SKer), SKpi: secret(sa.keys.SKpi), SKpr: secret(sa.keys.SKpr)},
 		Ni:            bytes.Clone(sa.ni),
@@ -138,10 +138,11 @@ func (sa *IKESA) exportState(now time.Time, path mobike.Snapshot) SAState {
 // exportState is c's state, keys included (held when the engine is Exportable).
 func (c *ChildSA) exportState() ChildSAState {
 	return ChildSAState{
-		Name:     c.cfg.Name,
-		SPIIn:    c.spiIn,
-		SPIOut:   c.spiOut,
-		Suite:    ESPSuiteState{Encr: c.suite.Encr, EncrKeyBits: c.suite.EncrKeyBits, Integ: c.suite.Integ, DH: c.suite.DH, ESN: c.suite.ESN},
+		Name:   c.cfg.Name,
+		SPIIn:  c.spiIn,
+		SPIOut: c.spiOut,
+		Suite: ESPSuiteState{Encr: c.suite.Encr, EncrKeyBits: c.suite.EncrKeyBits, Integ: c.suite.Integ, DH: c.suite.DH, ESN: c.suite.ESN,
+			AddKE: addKEState(c.suite.AddKE)},
 		In:       ChildKeysState{Encr: secret(c.heldIn.Encr), Integ: secret(c.heldIn.Integ)},
 		Out:      ChildKeysState{Encr: secret(c.heldOut.Encr), Integ: secret(c.heldOut.Integ)},
 		LocalTS:  tsState(c.localTS),
@@ -281,6 +282,11 @@ func (e *Engine) planImport(st *SAState) (*importPlan, error) {
 		return nil, fmt.Errorf("ike: import: SPI collision: IKE SPI %016x is in use here (IKE SA #%d)", ourSPI, other.id)
 	}
 	suite := ikecrypto.IKESuite{Encr: st.Suite.Encr, EncrKeyBits: st.Suite.EncrKeyBits, Integ: st.Suite.Integ, PRF: st.Suite.PRF, DH: st.Suite.DH}
+	addKE, err := addKEFromState(st.Suite.AddKE)
+	if err != nil {
+		return nil, fmt.Errorf("ike: import: IKE suite: %w", err)
+	}
+	suite.AddKE = addKE
 	prf, keys, skI, skR, err := importIKEKeys(suite, &st.Keys)
 	if err != nil {
 		return nil, fmt.Errorf("ike: import: %w", err)
@@ -478,6 +484,10 @@ func importChild(conn *Conn, cs *ChildSAState) (*ChildSA, error) {
 		return nil, fmt.Errorf("connection %q has no Child SA %q here", conn.Name, cs.Name)
 	}
 	suite := ikecrypto.ESPSuite{Encr: cs.Suite.Encr, EncrKeyBits: cs.Suite.EncrKeyBits, Integ: cs.Suite.Integ, DH: cs.Suite.DH, ESN: cs.Suite.ESN}
+	var err error
+	if suite.AddKE, err = addKEFromState(cs.Suite.AddKE); err != nil {
+		return nil, fmt.Errorf("Child SA %q: %w", cs.Name, err)
+	}
 	encrLen, integLen := suite.KeyLengths()
 	if encrLen == 0 {
 		return nil, fmt.Errorf("the ESP suite %s of Child SA %q is not supported", suite, cs.Name)

@@ -164,6 +164,9 @@ type IKESuiteState struct {
 	Integ       uint16 `json:"integ"`
 	PRF         uint16 `json:"prf"`
 	DH          uint16 `json:"dh"`
+	// AddKE are the additional key exchange methods ADDKE1..n (RFC 9370), trailing
+	// zeros left out; absent without any (so a state without them reads as before).
+	AddKE []uint16 `json:"add_ke,omitempty"`
 }
 
 // IKEKeysState are an IKE SA's keys (RFC 7296 2.14).
@@ -190,6 +193,29 @@ type ESPSuiteState struct {
 	Integ       uint16 `json:"integ"`
 	DH          uint16 `json:"dh"`
 	ESN         bool   `json:"esn"`
+	// AddKE as in IKESuiteState.
+	AddKE []uint16 `json:"add_ke,omitempty"`
+}
+
+// addKEState returns the additional key exchange methods m without trailing zeros
+// (nil without any), and addKEFromState the other way round.
+func addKEState(m [7]uint16) []uint16 {
+	n := len(m)
+	for n > 0 && m[n-1] == 0 {
+		n--
+	}
+	if n == 0 {
+		return nil
+	}
+	return append([]uint16(nil), m[:n]...)
+}
+
+func addKEFromState(s []uint16) (m [7]uint16, err error) {
+	if len(s) > len(m) {
+		return m, fmt.Errorf("%d additional key exchanges, at most %d", len(s), len(m))
+	}
+	copy(m[:], s)
+	return m, nil
 }
 
 // ChildKeysState are the keys of one direction of a Child SA.
