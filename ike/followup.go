@@ -25,8 +25,10 @@ import (
 //
 // with SK_d of the IKE SA the exchanges ran on and the nonces of the CREATE_CHILD_SA.
 // A responder that no longer knows the link answers STATE_NOT_FOUND, which fails the
-// series at the initiator (a rekey is retried as other failures are); an invalid KE
-// payload is answered INVALID_SYNTAX (fatal, RFC 7296 2.21.3, as in IKE_INTERMEDIATE).
+// series at the initiator (a rekey is retried as other failures are); a KE value that
+// fails its check (a bad ML-KEM encapsulation key) is answered NO_PROPOSAL_CHOSEN, which
+// fails the series only (as strongSwan 6 does); a request without the KE payload of
+// the method is malformed: INVALID_SYNTAX, fatal (RFC 7296 2.21.3).
 
 const (
 	// followupTimeout is how long a responder waits for the next IKE_FOLLOWUP_KE of a
@@ -326,11 +328,14 @@ func (e *Engine) handleFollowupRequest(now time.Time, sa *IKESA, local, remote n
 	if err != nil {
 		e.dropFollowup(sa, f)
 		e.log.Info("invalid IKE_FOLLOWUP_KE from peer", "sa", sa.id, "peer", remote, "err", err)
-		if ke != nil && ke.Group == method && !errors.Is(err, ikecrypto.ErrInvalidKEData) {
-			reply(&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN}) // our failure, not the peer's
+		if ke != nil && ke.Group == method {
+			// Our failure, or a KE value that fails its check (an ML-KEM encapsulation
+			// key that is not FIPS 203's): the series fails, the IKE SA and the Child SA
+			// being rekeyed stay, as strongSwan 6 answers it (ml_kem set_public_key).
+			reply(&wire.Notify{NotifyType: wire.NO_PROPOSAL_CHOSEN})
 			return
 		}
-		reply(&wire.Notify{NotifyType: wire.INVALID_SYNTAX}) // fatal (RFC 7296 2.21.3)
+		reply(&wire.Notify{NotifyType: wire.INVALID_SYNTAX}) // malformed: fatal (RFC 7296 2.21.3)
 		return
 	}
 	f.shared = append(f.shared, shared)
