@@ -217,6 +217,16 @@ func TestHybridMLKEMRekeys(t *testing.T) {
 	if len(spis) < 6 { // three generations, both directions
 		t.Errorf("tshark decrypted ICMP in ESP of %d SPIs, want those of at least three Child SAs both ways: %v", len(spis), spis)
 	}
-	t.Logf("IKE SA rekeyed (%v -> %v), %d Child SAs (first inbound SPI %v); IKE messages by exchange type %v; tshark decrypted %d IKE_FOLLOWUP_KE with ML-KEM-768 and ICMP in %d ESP SPIs",
-		first["spi_i"], mvSA(t, l.clSock)["spi_i"], len(seenChild), firstChild, n, kem, len(spis))
+	// The cost of a rekey on the wire: the UDP payload octets of CREATE_CHILD_SA and of
+	// IKE_FOLLOWUP_KE (fragments included), per rekey.
+	octets := map[string]int{}
+	for _, ln := range strings.Split(strings.TrimSpace(c.tshark("-T", "fields", "-e", "isakmp.exchangetype", "-e", "udp.length", "-Y", "isakmp.exchangetype == 36 || isakmp.exchangetype == 44")), "\n") {
+		if f := strings.Fields(ln); len(f) == 2 {
+			v, _ := strconv.Atoi(f[1])
+			octets[f[0]] += v - 8
+		}
+	}
+	rekeys := n["36"] / 2
+	t.Logf("IKE SA rekeyed (%v -> %v), %d Child SAs (first inbound SPI %v); IKE messages by exchange type %v; tshark decrypted %d IKE_FOLLOWUP_KE with ML-KEM-768 and ICMP in %d ESP SPIs; per rekey on the wire: CREATE_CHILD_SA %d octets, IKE_FOLLOWUP_KE %d octets",
+		first["spi_i"], mvSA(t, l.clSock)["spi_i"], len(seenChild), firstChild, n, kem, len(spis), octets["36"]/max(rekeys, 1), octets["44"]/max(rekeys, 1))
 }

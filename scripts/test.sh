@@ -18,7 +18,7 @@ log() { printf '\n== %s\n' "$*"; }
 # run a real etcd server). Only missing ones are installed.
 PKGS=(iproute2 iputils-ping iperf3 nftables tcpdump tshark procps conntrack util-linux
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins strongswan-pki
-	libcharon-extauth-plugins libstrongswan-extra-plugins freeradius
+	libcharon-extauth-plugins libstrongswan-extra-plugins freeradius freeradius-utils
 	etcd-server etcd-client)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	missing=()
