@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -47,21 +48,7 @@ func TestESPAdditionalKE(t *testing.T) {
 		{"ours required, peer plain", hybrid, plain, ""},
 		{"ours plain, peer optional", plain, optional, "aes128gcm16-x25519"},
 	} {
-		p, ok := SelectProposal(c.ours, c.theirs)
-		got := ""
-		if ok {
-			s, err := ESPSuiteFromProposal(p)
-			if err != nil {
-				t.Fatalf("%s: %v", c.name, err)
-			}
-			got = s.String()
-			if err := CheckResponseProposal(c.theirs, p); err != nil {
-				t.Errorf("%s: the initiator refuses %s: %v", c.name, got, err)
-			}
-		}
-		if got != c.want {
-			t.Errorf("%s: selected %q, want %q", c.name, got, c.want)
-		}
+		checkSelect(t, c.name, c.ours, c.theirs, c.want, func(p wire.Proposal) (fmt.Stringer, error) { return ESPSuiteFromProposal(p) })
 	}
 	if err := CheckResponseProposal(hybrid, plain[0]); err == nil {
 		t.Error("ESP response without the required ADDKE1 accepted")

@@ -375,21 +375,7 @@ func TestMLKEMAdditionalKE(t *testing.T) {
 		{"ours plain, peer hybrid", plain, hybrid, ""},
 		{"ours plain, peer optional", plain, optional, "aes256gcm16-prfsha384-x25519"},
 	} {
-		p, ok := SelectProposal(c.ours, c.theirs)
-		got := ""
-		if ok {
-			s, err := IKESuiteFromProposal(p)
-			if err != nil {
-				t.Fatalf("%s: %v", c.name, err)
-			}
-			got = s.String()
-			if err := CheckResponseProposal(c.theirs, p); err != nil {
-				t.Errorf("%s: the initiator refuses %s: %v", c.name, got, err)
-			}
-		}
-		if got != c.want {
-			t.Errorf("%s: selected %q, want %q", c.name, got, c.want)
-		}
+		checkSelect(t, c.name, c.ours, c.theirs, c.want, func(p wire.Proposal) (fmt.Stringer, error) { return IKESuiteFromProposal(p) })
 	}
 	// A response that drops the required ADDKE1 is refused.
 	if err := CheckResponseProposal(hybrid, plain[0]); err == nil {
@@ -493,5 +479,27 @@ func BenchmarkKeyExchange(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// checkSelect checks that the responder with ours selects the suite want ("" for none)
+// from the initiator's theirs, and that the initiator accepts that answer; suite reads
+// a selected proposal.
+func checkSelect(t *testing.T, name string, ours, theirs []wire.Proposal, want string, suite func(wire.Proposal) (fmt.Stringer, error)) {
+	t.Helper()
+	p, ok := SelectProposal(ours, theirs)
+	got := ""
+	if ok {
+		s, err := suite(p)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got = s.String()
+		if err := CheckResponseProposal(theirs, p); err != nil {
+			t.Errorf("%s: the initiator refuses %s: %v", name, got, err)
+		}
+	}
+	if got != want {
+		t.Errorf("%s: selected %q, want %q", name, got, want)
 	}
 }

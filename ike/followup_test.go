@@ -155,12 +155,7 @@ func TestFollowupChildRekeyByResponder(t *testing.T) {
 	if requestsOf(gw, wire.IKE_FOLLOWUP_KE) < 2 || requestsOf(cl, wire.IKE_FOLLOWUP_KE) != 0 {
 		t.Fatalf("IKE_FOLLOWUP_KE requests: gateway %d, client %d", requestsOf(gw, wire.IKE_FOLLOWUP_KE), requestsOf(cl, wire.IKE_FOLLOWUP_KE))
 	}
-	if _, c := checkChildPair(t, gw, cl); c.Suite.String() != hybridESP {
-		t.Fatalf("suite %v", c.Suite)
-	}
-	quiesce(n, makeBeforeBreak(t, n, gw, cl))
-	oneChildEach(t, n, gw, cl)
-	noHalfSA(t, gw, cl)
+	checkHybridChild(t, n, gw, cl)
 }
 
 // Both ends rekey the same Child SA at once: the exchange with the lowest nonce stops
@@ -359,10 +354,29 @@ func TestFollowupIKERekeyCollision(t *testing.T) {
 // its IKE SA.
 func followupRequest(t *testing.T, n *testNet, ep *endpoint) *IKESA {
 	t.Helper()
+	return pendingRequest(t, n, ep, wire.IKE_FOLLOWUP_KE)
+}
+
+// checkHybridChild checks that gw and cl end with one hybrid Child SA each, the same
+// keys at both ends, nothing half made.
+func checkHybridChild(t *testing.T, n *testNet, gw, cl *endpoint) {
+	t.Helper()
+	if _, c := checkChildPair(t, gw, cl); c.Suite.String() != hybridESP {
+		t.Fatalf("suite %v", c.Suite)
+	}
+	quiesce(n, makeBeforeBreak(t, n, gw, cl))
+	oneChildEach(t, n, gw, cl)
+	noHalfSA(t, gw, cl)
+}
+
+// pendingRequest waits for a request of exchange x of ep's to be in flight and returns
+// its IKE SA.
+func pendingRequest(t *testing.T, n *testNet, ep *endpoint, x wire.ExchangeType) *IKESA {
+	t.Helper()
 	var sa *IKESA
 	n.run(time.Minute, func() bool {
-		for _, s := range ep.e.store.byID {
-			if r := s.win.pending; r != nil && r.exchange == wire.IKE_FOLLOWUP_KE {
+		for _, s := range ep.e.store.sas {
+			if r := s.win.pending; r != nil && r.exchange == x {
 				sa = s
 				return true
 			}
@@ -370,7 +384,7 @@ func followupRequest(t *testing.T, n *testNet, ep *endpoint) *IKESA {
 		return false
 	})
 	if sa == nil {
-		t.Fatal("no IKE_FOLLOWUP_KE request")
+		t.Fatalf("no %v request", x)
 	}
 	return sa
 }
@@ -586,12 +600,7 @@ func TestFollowupRekeyDuringSeries(t *testing.T) {
 	}
 	n.inflight = held
 	n.runChecked(20*time.Second, makeBeforeBreak(t, n, gw, cl))
-	if _, c := checkChildPair(t, gw, cl); c.Suite.String() != hybridESP {
-		t.Fatalf("suite %v", c.Suite)
-	}
-	quiesce(n, makeBeforeBreak(t, n, gw, cl))
-	oneChildEach(t, n, gw, cl)
-	noHalfSA(t, gw, cl)
+	checkHybridChild(t, n, gw, cl)
 }
 
 // An SA with additional key exchanges keeps them through its state (a cluster's move or

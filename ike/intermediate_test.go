@@ -142,19 +142,7 @@ func TestHybridOptionalAndRequired(t *testing.T) {
 // answered with INVALID_SYNTAX; nothing is established.
 func TestHybridTamperedKey(t *testing.T) {
 	n, gw, cl := pair(t, hybridIKE, "aes256gcm16", nil)
-	var sa *IKESA
-	n.run(time.Minute, func() bool {
-		for _, s := range cl.e.store.sas {
-			if r := s.win.pending; r != nil && r.exchange == wire.IKE_INTERMEDIATE {
-				sa = s
-				return true
-			}
-		}
-		return false
-	})
-	if sa == nil {
-		t.Fatal("no IKE_INTERMEDIATE request")
-	}
+	sa := pendingRequest(t, n, cl, wire.IKE_INTERMEDIATE)
 	// The first coefficient, 12 bits, becomes 0xfff (not below q = 3329); the request
 	// is sealed again in place of the one in flight.
 	r := sa.win.pending

@@ -251,32 +251,28 @@ func (e *Engine) rekeyChildDone(now time.Time, sa *IKESA, c *ChildSA, cr *childR
 	if e.rekeyCollidedAddKE(now, sa, c, n, cr, gir) {
 		return
 	}
-	if hasAddKE(n.suite.AddKE) {
-		e.startAddKE(now, sa, &addKEInit{kind: reqRekeyChild, methods: n.suite.AddKE, child: c,
-			done: func(e *Engine, now time.Time, sa *IKESA, shared [][]byte) {
-				e.releaseSPI(sa, cr.spi)
-				keys, err := e.childKeymat(sa, n, gir, shared)
-				if err != nil {
-					e.childRekeyFailed(now, sa, c, err.Error())
-					return
-				}
-				e.rekeyChildInstall(now, sa, c, n, keys)
-			},
-			fail: func(e *Engine, now time.Time, sa *IKESA, reason string, _ wire.NotifyType) {
-				clear(gir)
-				e.releaseSPI(sa, cr.spi)
-				e.childRekeyFailed(now, sa, c, reason)
-			},
-		}, m)
+	// install derives n's keys (shared: the additional key exchanges' secrets) and puts
+	// it in c's place.
+	install := func(e *Engine, now time.Time, sa *IKESA, shared [][]byte) {
+		e.releaseSPI(sa, cr.spi)
+		keys, err := e.childKeymat(sa, n, gir, shared)
+		if err != nil {
+			e.childRekeyFailed(now, sa, c, err.Error())
+			return
+		}
+		e.rekeyChildInstall(now, sa, c, n, keys)
+	}
+	if !hasAddKE(n.suite.AddKE) {
+		install(e, now, sa, nil)
 		return
 	}
-	e.releaseSPI(sa, cr.spi)
-	keys, err := e.childKeymat(sa, n, gir, nil)
-	if err != nil {
-		e.childRekeyFailed(now, sa, c, err.Error())
-		return
-	}
-	e.rekeyChildInstall(now, sa, c, n, keys)
+	e.startAddKE(now, sa, &addKEInit{kind: reqRekeyChild, methods: n.suite.AddKE, child: c, done: install,
+		fail: func(e *Engine, now time.Time, sa *IKESA, reason string, _ wire.NotifyType) {
+			clear(gir)
+			e.releaseSPI(sa, cr.spi)
+			e.childRekeyFailed(now, sa, c, reason)
+		},
+	}, m)
 }
 
 // rekeyChildInstall installs n, the successor of c that our rekey created, and

@@ -3,7 +3,6 @@ package integration
 import (
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -48,19 +47,7 @@ func TestHybridMLKEM(t *testing.T) {
 	if frags := c.tshark("-Y", "isakmp.exchangetype == 43 && isakmp.frag.total > 1"); strings.Count(frags, "\n") < 2 {
 		t.Errorf("the IKE_INTERMEDIATE request was not fragmented:\n%s", frags)
 	}
-	wsDir := filepath.Join(c.home, "wireshark")
-	if err := os.MkdirAll(wsDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"ikev2_decryption_table", "esp_sa"} {
-		b, err := os.ReadFile(filepath.Join(keys, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(wsDir, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	installKeyLog(t, keys, c.home)
 	auth := c.tshark("-o", "esp.enable_encryption_decode:TRUE", "-V", "-Y", "isakmp.exchangetype == 35")
 	for _, want := range []string{"alice@example.org", "Payload: Authentication (39)", "Payload: Traffic Selector - Initiator (44)"} {
 		if !strings.Contains(auth, want) {
@@ -174,19 +161,7 @@ func TestHybridMLKEMRekeys(t *testing.T) {
 	if n["36"] < 6 || n["44"] < 6 || n["44"] != n["36"] {
 		t.Errorf("IKE messages on the wire by exchange type: %v (want CREATE_CHILD_SA each followed by IKE_FOLLOWUP_KE)", n)
 	}
-	wsDir := filepath.Join(c.home, "wireshark")
-	if err := os.MkdirAll(wsDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"ikev2_decryption_table", "esp_sa"} {
-		b, err := os.ReadFile(filepath.Join(keys, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(wsDir, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	installKeyLog(t, keys, c.home)
 	// Every follow-up decrypted: its Key Exchange payload carries ML-KEM-768 (36): the
 	// initiator's 1184-octet encapsulation key or the responder's 1088-octet ciphertext.
 	fu := c.tshark("-T", "fields", "-e", "frame.number", "-e", "isakmp.ispi", "-e", "isakmp.messageid", "-e", "isakmp.flags", "-e", "isakmp.key_exchange.dh_group", "-e", "isakmp.key_exchange.data", "-Y", "isakmp.exchangetype == 44")

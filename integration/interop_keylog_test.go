@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,21 +41,7 @@ func TestInteropKeylog(t *testing.T) {
 			l.ping(l.gw, vip, 3)
 			c.stop()
 
-			wsDir := filepath.Join(c.home, "wireshark")
-			if err := os.MkdirAll(wsDir, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range []string{"ikev2_decryption_table", "esp_sa"} {
-				p := filepath.Join(keys, f)
-				fi, err := os.Stat(p)
-				if err != nil || fi.Mode().Perm() != 0o600 {
-					t.Fatalf("key log %s: %v %v", p, fi, err)
-				}
-				b, _ := os.ReadFile(p)
-				if err := os.WriteFile(filepath.Join(wsDir, f), b, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+			installKeyLog(t, keys, c.home)
 			icmp := c.tshark("-o", "esp.enable_encryption_decode:TRUE", "-Y", "icmp")
 			for _, want := range []string{vip + " → 198.18.0.1", "198.18.0.1 → " + vip, "Echo (ping) request", "Echo (ping) reply"} {
 				if !strings.Contains(icmp, want) {

@@ -77,18 +77,8 @@ func TestDownKeylogReload(t *testing.T) {
 	dump.wait(5 * time.Second)
 
 	// The key files exist, are private, and decrypt the capture.
-	for _, f := range []string{"ikev2_decryption_table", "esp_sa"} {
-		fi, err := os.Stat(filepath.Join(keys, f))
-		if err != nil || fi.Mode().Perm() != 0o600 {
-			t.Fatalf("key log %s: %v %v", f, fi, err)
-		}
-	}
 	home := filepath.Join(l.dir, "wshome")
-	os.MkdirAll(filepath.Join(home, "wireshark"), 0o700)
-	for _, f := range []string{"ikev2_decryption_table", "esp_sa"} {
-		b, _ := os.ReadFile(filepath.Join(keys, f))
-		os.WriteFile(filepath.Join(home, "wireshark", f), b, 0o600)
-	}
+	installKeyLog(t, keys, home)
 	tshark := func(args ...string) string {
 		cmd := exec.Command("tshark", append([]string{"-r", pcap, "-o", "esp.enable_encryption_decode:TRUE"}, args...)...)
 		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+home, "HOME="+home)

@@ -1062,6 +1062,31 @@ type capture struct {
 	home string // tshark's configuration folder (HOME and XDG_CONFIG_HOME)
 }
 
+// installKeyLog copies our key log's Wireshark tables (ikev2_decryption_table, esp_sa)
+// from the folder keys into tshark's configuration folder home/wireshark, after
+// checking that each is private (mode 0600).
+func installKeyLog(t *testing.T, keys, home string) {
+	t.Helper()
+	ws := filepath.Join(home, "wireshark")
+	if err := os.MkdirAll(ws, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ikev2_decryption_table", "esp_sa"} {
+		p := filepath.Join(keys, f)
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("key log %s: %v %v", p, fi, err)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(ws, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // startCapture captures filter on dev in ns until stop.
 func (l *lab) startCapture(name, ns, dev, filter string) *capture {
 	l.t.Helper()
