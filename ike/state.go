@@ -486,7 +486,7 @@ func importChild(conn *Conn, cs *ChildSAState) (*ChildSA, error) {
 	suite := ikecrypto.ESPSuite{Encr: cs.Suite.Encr, EncrKeyBits: cs.Suite.EncrKeyBits, Integ: cs.Suite.Integ, DH: cs.Suite.DH, ESN: cs.Suite.ESN}
 	var err error
 	if suite.AddKE, err = addKEFromState(cs.Suite.AddKE); err != nil {
-		return nil, fmt.Errorf("Child SA %q: %w", cs.Name, err)
+		return nil, fmt.Errorf("the ESP suite of Child SA %q: %w", cs.Name, err)
 	}
 	encrLen, integLen := suite.KeyLengths()
 	if encrLen == 0 {
