@@ -153,7 +153,7 @@ func (e *Engine) handleIntermediateResponse(now time.Time, sa *IKESA, m *wire.Me
 		e.failInit(now, sa, err.Error())
 		return
 	}
-	e.log.Debug("additional key exchange done", "sa", sa.id, "method", ikecrypto.IKESuite{DH: group}.String())
+	e.log.Debug("additional key exchange done", "sa", sa.id, "method", ikecrypto.MethodName(group))
 	if err := e.nextAfterInit(now, sa); err != nil {
 		e.failInit(now, sa, err.Error())
 	}
